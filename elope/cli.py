@@ -1,0 +1,45 @@
+"""The ``elope`` command line.
+
+Each sub-command lives next to the code it drives (``elope/profile.py``, ``elope/data/cli.py``, ...) and is
+imported only when it is invoked, so ``elope --help`` stays fast and one broken optional dependency never
+takes the whole tool down.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> "module:attribute" of a click command. Keep sorted by the order of the recipe.
+COMMANDS: dict[str, str] = {
+    "data": "elope.data.cli:data",
+    "profile": "elope.profile:profile_command",
+}
+
+
+class _LazyGroup(click.Group):
+    """A click group that imports each sub-command on first use (pattern from the click docs)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="elope")
+def main() -> None:
+    """ELoPE: fine-grained classification with efficient localization, pooling and embedding.
+
+    Hanselmann & Ney, WACV 2020. Run ``elope COMMAND --help`` for the options of each command.
+    """
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
