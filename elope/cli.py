@@ -14,6 +14,8 @@ import click
 # name -> "module:attribute" of a click command. Keep sorted by the order of the recipe.
 COMMANDS: dict[str, str] = {
     "data": "elope.data.cli:data",
+    "evaluate": "elope.evaluate:evaluate_command",
+    "predict": "elope.predict:predict_command",
     "profile": "elope.profile:profile_command",
 }
 

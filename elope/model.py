@@ -1,0 +1,220 @@
+"""ELoPE: backbone + global k-max pooling + embedding + classifier, with the localization module in front.
+
+Test time (Fig. 1 of Hanselmann & Ney, WACV 2020)::
+
+    image ─► localizer (64×64) ─► heatmap ─► box ─► crop original, resize ─► backbone ─► GKMP
+          ─► embedding (Linear, BN, PReLU) ─► classifier
+
+``forward`` is the classifier alone (what stages 1, 3 and 4 of the recipe train); ``crop`` and
+``predict`` run the localization module first, so a whole prediction is one pass through the backbone.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from elope.backbones import build_backbone
+from elope.embedding import EmbeddingHead
+from elope.localization import LocalizationModule, crop_and_resize, heatmap_to_box
+from elope.pooling import GlobalAvgPool2d, GlobalKMaxPool2d
+
+__all__ = ["POOLINGS", "ELoPE", "Prediction", "create_model"]
+
+POOLINGS = ("gap", "gmp", "gkmp")
+
+
+class Prediction(NamedTuple):
+    """Output of :meth:`ELoPE.predict`: top classes and softmax scores, boxes in input pixels, heatmaps."""
+
+    classes: Tensor  # (B, top) long
+    scores: Tensor  # (B, top) float
+    boxes: Tensor  # (B, 4) x1, y1, x2, y2
+    heatmaps: Tensor | None  # (B, 1, h, w) from the localization module, None without one
+
+
+class ELoPE(nn.Module):
+    """The ELoPE model (Sec. 2-5).
+
+    Args:
+        backbone: ``resnet18|34|50|101`` (torchvision) or any timm CNN name (with the ``timm`` extra).
+        num_classes: number of classes C.
+        k: K of global k-max pooling (Eq. 3; Table 2: 4).
+        weighted: learned per-rank weights in the pooling (Eq. 4), the recipe's fourth stage.
+        embedding_dim: width of the embedding layer (512); 0 puts the classifier on the pooled features.
+        pooling: ``gkmp`` (the paper), or the Table 5 baselines ``gap`` and ``gmp``.
+        localizer: build the localization module (Sec. 5) as ``model.localizer``.
+        pretrained: initialise the backbone with ImageNet weights (torchvision weights API / timm).
+        weights: path of a local ``.safetensors`` or ``.pt`` state dict, either of the whole model or of
+            the backbone alone (e.g. an ImageNet ResNet state dict; its ``fc`` is ignored). Offline.
+        image_size: classifier input side used by :meth:`crop` and :meth:`predict` (448).
+        tau: threshold of :func:`heatmap_to_box` used by default (Table 2: 0.3 CUB, 0.2 Cars/Aircraft).
+        localizer_input: side of the localization module's input (64).
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        num_classes: int,
+        *,
+        k: int = 4,
+        weighted: bool = False,
+        embedding_dim: int = 512,
+        pooling: str = "gkmp",
+        localizer: bool = True,
+        pretrained: bool = False,
+        weights: str | os.PathLike[str] | None = None,
+        image_size: int = 448,
+        tau: float = 0.3,
+        localizer_input: int = 64,
+    ) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+        if weighted and pooling != "gkmp":
+            raise ValueError(f"weighted pooling (Eq. 4) needs pooling='gkmp', got pooling={pooling!r}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be positive, got {num_classes}")
+        if embedding_dim < 0:
+            raise ValueError(f"embedding_dim must be >= 0 (0: no embedding layer), got {embedding_dim}")
+        if not 0.0 <= tau < 1.0:
+            raise ValueError(f"tau must lie in [0, 1), got {tau}")
+        net = build_backbone(backbone, pretrained=pretrained)
+        self.features = net.features
+        self.num_features = net.num_features
+        if pooling == "gap":
+            self.pool: nn.Module = GlobalAvgPool2d()
+        else:
+            self.pool = GlobalKMaxPool2d(1 if pooling == "gmp" else k, weighted=weighted)
+        self.embedding = EmbeddingHead(net.num_features, embedding_dim) if embedding_dim else None
+        self.classifier = nn.Linear(embedding_dim or net.num_features, num_classes)
+        self.localizer = (
+            LocalizationModule(net.make_stem(), net.stem_channels, localizer_input) if localizer else None
+        )
+        self.num_classes = num_classes
+        self.image_size = image_size
+        self.tau = tau
+        self.config: dict[str, Any] = {
+            "backbone": backbone,
+            "num_classes": num_classes,
+            "k": k,
+            "weighted": weighted,
+            "embedding_dim": embedding_dim,
+            "pooling": pooling,
+            "localizer": localizer,
+            "image_size": image_size,
+            "tau": tau,
+            "localizer_input": localizer_input,
+        }
+        if weights is not None:
+            from elope.weights import load_weights
+
+            load_weights(self, weights)
+
+    # -- classifier -------------------------------------------------------------------------------------
+    def forward_features(self, images: Tensor) -> Tensor:
+        """The backbone's last feature map, (B, D, h, w)."""
+        return self.features(images)
+
+    def forward(self, images: Tensor, return_embeddings: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits of the classifier on ``images`` as given (no localization).
+
+        With ``return_embeddings=True`` also returns the raw (un-normalised) embeddings that the class-mean
+        loss reads (or the pooled features when there is no embedding layer).
+        """
+        pooled = self.pool(self.forward_features(images))
+        embeddings = self.embedding(pooled) if self.embedding is not None else pooled
+        logits = self.classifier(embeddings)
+        return (logits, embeddings) if return_embeddings else logits
+
+    # -- localization -----------------------------------------------------------------------------------
+    def localize(self, images: Tensor, tau: float | None = None) -> tuple[Tensor, Tensor]:
+        """Boxes (B, 4) in pixels of ``images`` and the predicted heatmaps (B, 1, h, w) (Sec. 5)."""
+        if self.localizer is None:
+            raise RuntimeError("this model has no localization module (built with localizer=False)")
+        heatmaps = self.localizer(images)
+        boxes = heatmap_to_box(heatmaps, self.tau if tau is None else tau, images.shape[-2:])
+        return boxes, heatmaps
+
+    @torch.no_grad()
+    def crop(
+        self, images: Tensor, tau: float | None = None, size: int | None = None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Localize, crop each image at its box and resize the crops to ``size`` (default ``image_size``).
+
+        Returns ``(crops, boxes, heatmaps)``. Without a localization module the whole image is resized and
+        ``heatmaps`` is None. No gradient flows through this step.
+        """
+        size = size or self.image_size
+        if self.localizer is None:
+            height, width = images.shape[-2:]
+            boxes = images.new_tensor([0.0, 0.0, float(width), float(height)]).expand(images.shape[0], 4)
+            crops = F.interpolate(
+                images, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+            )
+            return crops, boxes, None
+        boxes, heatmaps = self.localize(images, tau)
+        return crop_and_resize(images, boxes, size), boxes, heatmaps
+
+    @torch.no_grad()
+    def predict(self, images: Tensor | list[Tensor], top: int = 1, tau: float | None = None) -> Prediction:
+        """The one-pass pipeline: localize → crop → resize → classify (Fig. 1).
+
+        Args:
+            images: normalised images, a (B, 3, H, W) batch at any resolution, or a list of (3, H, W)
+                tensors of different sizes (each then runs on its own).
+            top: how many classes to return per image.
+            tau: box threshold; the model's ``tau`` by default.
+
+        Runs in eval mode (and restores the previous mode). Boxes are in the input's pixel coordinates.
+        """
+        if isinstance(images, (list, tuple)):
+            parts = [self.predict(image[None], top=top, tau=tau) for image in images]
+            heatmaps = None if parts[0].heatmaps is None else torch.cat([p.heatmaps for p in parts])
+            return Prediction(
+                *(torch.cat([getattr(p, f) for p in parts]) for f in ("classes", "scores", "boxes")), heatmaps
+            )
+        was_training = self.training
+        self.eval()
+        try:
+            crops, boxes, heatmaps = self.crop(images, tau)
+            probabilities = self(crops).float().softmax(dim=1)
+            scores, classes = probabilities.topk(min(top, self.num_classes), dim=1)
+        finally:
+            self.train(was_training)
+        return Prediction(classes, scores, boxes, heatmaps)
+
+    # -- recipe stages ----------------------------------------------------------------------------------
+    def enable_weighted_pooling(self) -> None:
+        """Stage 4: switch on the learned weights of Eq. (4), starting at ones (output unchanged)."""
+        if not isinstance(self.pool, GlobalKMaxPool2d) or self.config["pooling"] != "gkmp":
+            raise RuntimeError(
+                f"weighted pooling needs pooling='gkmp', this model uses {self.config['pooling']!r}"
+            )
+        self.pool.enable_weights(device=self.classifier.weight.device)
+        self.config["weighted"] = True
+
+    def init_localizer_from_backbone(self) -> None:
+        """Stage 2: initialise the localization module from the (trained) stem and first stage (Sec. 5).
+
+        The 3×3 head keeps its own initialisation.
+        """
+        if self.localizer is None:
+            raise RuntimeError("this model has no localization module (built with localizer=False)")
+        source = self.features.state_dict()
+        target = self.localizer.stem.state_dict()
+        missing = [key for key in target if key not in source or source[key].shape != target[key].shape]
+        if missing:
+            raise RuntimeError(
+                f"cannot initialise the localization module from the backbone: {missing[:5]} differ"
+            )
+        self.localizer.stem.load_state_dict({key: source[key] for key in target})
+
+
+def create_model(name: str, num_classes: int, **kwargs: Any) -> ELoPE:
+    """Build an ELoPE model with the backbone ``name``; keyword arguments as for :class:`ELoPE`."""
+    return ELoPE(name, num_classes, **kwargs)

@@ -1,0 +1,152 @@
+"""Loading and saving weights safely: safetensors, or torch state dicts with ``weights_only=True``.
+
+A mismatch between a file and the model is an error that lists what differs (missing keys, unexpected
+keys, shapes), never a silent partial load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+__all__ = ["WeightsError", "load_model", "load_state_dict_file", "load_weights", "save_model"]
+
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_META = "model.json"
+_FORMAT = "elope-model"
+# Classification heads of ImageNet backbones, dropped when a backbone-only state dict is loaded.
+_BACKBONE_HEADS = ("fc.", "classifier.", "head.", "last_linear.")
+
+
+class WeightsError(ValueError):
+    """A weights file that can't be read or doesn't fit the model."""
+
+
+def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
+    """Read a ``.safetensors`` file, or a torch file with ``weights_only=True`` (no code is executed).
+
+    A torch file may hold the state dict itself or a checkpoint dict with a ``"model"`` or ``"state_dict"``
+    entry.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        return load_file(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise WeightsError(
+            f"cannot read {path} as a torch state dict with weights_only=True ({error}); "
+            "save plain tensors (model.state_dict()) or use .safetensors"
+        ) from error
+    for key in ("model", "state_dict"):
+        if isinstance(data, dict) and isinstance(data.get(key), dict):
+            data = data[key]
+    if not isinstance(data, dict) or not all(isinstance(v, Tensor) for v in data.values()):
+        raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    return {key.removeprefix("module."): value for key, value in data.items()}
+
+
+def _describe_mismatch(model_state: dict[str, Tensor], state: dict[str, Tensor], source: str) -> str | None:
+    missing = sorted(set(model_state) - set(state))
+    unexpected = sorted(set(state) - set(model_state))
+    shapes = sorted(
+        f"{key}: file {tuple(state[key].shape)} vs model {tuple(model_state[key].shape)}"
+        for key in set(state) & set(model_state)
+        if state[key].shape != model_state[key].shape
+    )
+    if not (missing or unexpected or shapes):
+        return None
+
+    def listing(title: str, items: list[str]) -> str:
+        shown = "\n    ".join(items[:10])
+        more = f"\n    ... and {len(items) - 10} more" if len(items) > 10 else ""
+        return f"\n  {title} ({len(items)}):\n    {shown}{more}" if items else ""
+
+    return (
+        f"the weights in {source} do not fit this model"
+        + listing("missing in the file", missing)
+        + listing("unexpected in the file", unexpected)
+        + listing("different shapes", shapes)
+        + "\n  Was the file written for another backbone, number of classes or model option?"
+    )
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike[str], strict: bool = True) -> None:
+    """Load a whole-model state dict, or a backbone-only one, into an :class:`elope.ELoPE` model.
+
+    A file whose keys start with ``features.`` is a whole ELoPE model. Anything else is taken as a state
+    dict of the backbone network alone (e.g. torchvision's ImageNet ResNet-50), loaded into
+    ``model.features``; its classification head (``fc.*`` and similar) is ignored.
+
+    Raises:
+        WeightsError: listing the missing and unexpected keys and the shape mismatches.
+    """
+    state = load_state_dict_file(path)
+    if any(key.startswith("features.") for key in state):
+        target, source = model, f"{path} (whole model)"
+    else:
+        target, source = model.features, f"{path} (backbone only)"
+        state = {key: value for key, value in state.items() if not key.startswith(_BACKBONE_HEADS)}
+        if hasattr(target, "body"):  # timm networks are wrapped once (elope.backbones._FirstOutput)
+            state = {f"body.{key}": value for key, value in state.items()}
+    model_state = target.state_dict()
+    problem = _describe_mismatch(model_state, state, source)
+    if problem and strict:
+        raise WeightsError(problem)
+    if problem:  # non-strict: load what fits, still never a tensor of the wrong shape
+        state = {k: v for k, v in state.items() if k in model_state and v.shape == model_state[k].shape}
+    with torch.no_grad():
+        target.load_state_dict(state, strict=strict)
+
+
+def save_model(model: nn.Module, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
+    """Write ``path/model.safetensors`` and ``path/model.json`` (model config + ``meta``).
+
+    The JSON file is written last, so a folder with a ``model.json`` always holds complete weights.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {key: value.detach().contiguous().cpu() for key, value in model.state_dict().items()}
+    tmp = path / (MODEL_WEIGHTS + ".tmp")
+    save_file(state, tmp)
+    os.replace(tmp, path / MODEL_WEIGHTS)
+    info = {"format": _FORMAT, "version": 1, "model": dict(model.config), **(meta or {})}
+    tmp = path / (MODEL_META + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
+    os.replace(tmp, path / MODEL_META)
+    return path
+
+
+def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild a model written by :func:`save_model`; returns ``(model in eval mode, meta)``."""
+    from elope.model import ELoPE
+
+    path = Path(path)
+    meta_file = path / MODEL_META
+    if not meta_file.is_file():
+        raise WeightsError(
+            f"{meta_file} not found: expected a model folder written by `elope train` (RUN/model) "
+            "or elope.save_model"
+        )
+    try:
+        meta = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as error:
+        raise WeightsError(f"{meta_file} is not valid JSON (line {error.lineno}): {error.msg}") from error
+    if meta.get("format") != _FORMAT or not isinstance(meta.get("model"), dict):
+        raise WeightsError(f"{meta_file} is not an elope model description (no format/model entries)")
+    try:
+        model = ELoPE(**meta["model"])
+    except TypeError as error:
+        raise WeightsError(
+            f"{meta_file}: the model entry does not describe an ELoPE model ({error})"
+        ) from error
+    load_weights(model, path / MODEL_WEIGHTS)
+    return model.to(device).eval(), meta

@@ -1,0 +1,80 @@
+"""Localization module, mean heatmap, heatmap -> box and the batched crop (Sec. 5)."""
+
+import math
+
+import pytest
+import torch
+
+from elope import ELoPE, LocalizationModule, crop_and_resize, heatmap_to_box, mean_heatmap
+
+
+def block_heatmap(rows, cols, size=14, value=1.0):
+    heat = torch.zeros(1, 1, size, size)
+    heat[0, 0, rows[0] : rows[1] + 1, cols[0] : cols[1] + 1] = value
+    return heat
+
+
+def test_block_heatmap_gives_cell_edges_in_pixels():
+    # rows 3..6, cols 5..9 of a 14x14 map on a 448x448 image: cells are 32 pixels wide
+    box = heatmap_to_box(block_heatmap((3, 6), (5, 9)), tau=0.3, image_size=448)
+    torch.testing.assert_close(box, torch.tensor([[160.0, 96.0, 320.0, 224.0]]))
+
+
+def test_non_square_image_and_batch():
+    heat = torch.cat([block_heatmap((0, 0), (0, 0)), block_heatmap((13, 13), (2, 3))])
+    boxes = heatmap_to_box(heat, tau=0.5, image_size=(280, 560))  # cells: 20 px high, 40 px wide
+    torch.testing.assert_close(boxes, torch.tensor([[0.0, 0.0, 40.0, 20.0], [80.0, 260.0, 160.0, 280.0]]))
+
+
+def test_threshold_is_strict_and_min_max_normalised():
+    heat = torch.zeros(1, 4, 4) + 10.0  # an offset the normalisation removes
+    heat[0, 1, 1] = 20.0  # -> 1.0
+    heat[0, 2, 3] = 13.0  # -> 0.3 exactly: not above tau = 0.3
+    heat[0, 3, 0] = 13.5  # -> 0.35: above
+    box = heatmap_to_box(heat, tau=0.3, image_size=4)
+    torch.testing.assert_close(box, torch.tensor([[0.0, 1.0, 2.0, 4.0]]))
+
+
+@pytest.mark.parametrize("fill", [0.0, 5.0, math.nan, math.inf])
+def test_degenerate_heatmaps_give_the_whole_image(fill):
+    heat = torch.full((2, 1, 14, 14), 5.0)
+    heat[1, 0, 0, 0] = fill
+    boxes = heatmap_to_box(heat, tau=0.3, image_size=(100, 200))
+    if fill == 0.0:  # a real single-cell minimum: everything else is above tau
+        torch.testing.assert_close(boxes[1], torch.tensor([0.0, 0.0, 200.0, 100.0]))
+    torch.testing.assert_close(boxes[0], torch.tensor([0.0, 0.0, 200.0, 100.0]))
+    torch.testing.assert_close(boxes[1], torch.tensor([0.0, 0.0, 200.0, 100.0]))
+
+
+def test_invalid_tau():
+    with pytest.raises(ValueError, match="tau"):
+        heatmap_to_box(torch.rand(1, 1, 4, 4), tau=1.0, image_size=8)
+
+
+def test_crop_and_resize_is_exact_on_pixel_grids():
+    images = torch.randn(2, 3, 8, 8)
+    full = torch.tensor([[0.0, 0.0, 8.0, 8.0], [0.0, 0.0, 8.0, 8.0]])
+    torch.testing.assert_close(crop_and_resize(images, full, 8), images)
+    boxes = torch.tensor([[2.0, 2.0, 6.0, 6.0], [0.0, 4.0, 4.0, 8.0]])
+    crops = crop_and_resize(images, boxes, 4)
+    torch.testing.assert_close(crops[0], images[0, :, 2:6, 2:6])
+    torch.testing.assert_close(crops[1], images[1, :, 4:8, 0:4])
+    # a 2x downscale averages the 2x2 blocks
+    torch.testing.assert_close(crop_and_resize(images, full, 4), torch.nn.functional.avg_pool2d(images, 2))
+
+
+def test_localization_module_shapes_and_size_resnet50():
+    model = ELoPE("resnet50", 10)
+    loc = model.localizer
+    assert isinstance(loc, LocalizationModule)
+    assert loc(torch.randn(2, 3, 448, 448)).shape == (2, 1, 14, 14)
+    assert loc(torch.randn(1, 3, 300, 200)).shape == (1, 1, 14, 14)  # any input is resized to 64x64
+    params = sum(p.numel() for p in loc.parameters())
+    assert 210_000 < params < 240_000  # "about 225k"; the paper says 220000
+    assert loc.head.padding == (0, 0) and loc.head.out_channels == 1
+
+
+def test_mean_heatmap():
+    features = torch.randn(2, 6, 3, 3)
+    torch.testing.assert_close(mean_heatmap(features), features.mean(dim=1, keepdim=True))
+    assert mean_heatmap(features).shape == (2, 1, 3, 3)
