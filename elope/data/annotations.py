@@ -1,0 +1,147 @@
+"""Shared pieces of the dataset readers: the index they build and a line-numbered text-table parser.
+
+Readers never raise on a malformed line: they record a :class:`Problem` (file + sentence with the line
+number) and go on, so ``elope data check`` can list every problem at once. The dataset classes raise
+the first one as an :class:`AnnotationError`. A required file that is missing altogether raises
+:class:`DatasetNotFoundError` at once, naming what was expected where.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import AnnotationError, DatasetNotFoundError
+
+__all__ = ["DatasetIndex", "Problem", "Record", "keyed_rows", "read_rows", "require_file"]
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a dataset: the file concerned and a sentence describing it."""
+
+    path: str
+    problem: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "problem": self.problem}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One image of a dataset: file, 0-based label, box x1,y1,x2,y2 in stored-image pixels (or None)."""
+
+    path: Path
+    label: int
+    box: Box | None = None
+    key: str = ""
+
+
+@dataclass
+class DatasetIndex:
+    """Everything a reader learned from a dataset's annotation files, before any image is opened.
+
+    ``splits`` holds the splits the dataset itself defines: always ``"train"`` and ``"test"``, plus
+    ``"val"`` (and for FGVC-Aircraft ``"trainval"``) where it ships them. ``banner`` is the number of
+    pixel rows to remove at the bottom of every image (FGVC-Aircraft's copyright banner).
+    """
+
+    name: str
+    root: Path
+    classes: list[str]
+    splits: dict[str, list[Record]]
+    has_boxes: bool
+    problems: list[Problem] = field(default_factory=list)
+    banner: int = 0
+
+    def trainval(self) -> list[Record]:
+        """The dataset's own full training split."""
+        if "trainval" in self.splits:
+            return self.splits["trainval"]
+        return self.splits["train"] + self.splits.get("val", [])
+
+    def raise_for_problems(self) -> None:
+        """Raise the first problem as an :class:`AnnotationError` (with a pointer to ``data check``)."""
+        if not self.problems:
+            return
+        first = self.problems[0]
+        more = len(self.problems) - 1
+        hint = f" ({more} more problem(s))" if more else ""
+        raise AnnotationError(
+            f"{first.path}: {first.problem}{hint}. Run `elope data check --dataset {self.name} "
+            f"--root {self.root}` to list every problem.",
+            first.path,
+        )
+
+
+def require_file(path: Path, dataset: str, what: str) -> Path:
+    """Return ``path`` if it is a file, else raise :class:`DatasetNotFoundError` saying what it should be."""
+    if not path.is_file():
+        raise DatasetNotFoundError(f"{dataset}: expected {what} at {path}, but it does not exist.", str(path))
+    return path
+
+
+def read_rows(
+    path: Path,
+    columns: Sequence[tuple[str, Callable[[str], Any]]],
+    problems: list[Problem],
+    *,
+    rest: bool = False,
+) -> list[tuple[int, list[Any]]]:
+    """Parse a whitespace-separated text table into ``(line_number, values)`` rows.
+
+    Args:
+        path: the file.
+        columns: ``(name, converter)`` per column, e.g. ``[("image_id", int), ("image_name", str)]``.
+        problems: malformed lines are appended here (file, "line N: expected ..."), then skipped.
+        rest: the last column takes the rest of the line, spaces included (FGVC-Aircraft class names).
+
+    Blank lines are ignored.
+    """
+    expected = " ".join(f"<{name}>" for name, _ in columns)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        problems.append(Problem(str(path), f"is not UTF-8 text ({error})"))
+        return []
+    except OSError as error:
+        raise DatasetNotFoundError(f"cannot read {path}: {error}", str(path)) from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.strip().split(maxsplit=len(columns) - 1) if rest else line.split()
+        if len(fields) != len(columns):
+            problems.append(
+                Problem(
+                    str(path), f"line {number}: expected {len(columns)} fields '{expected}', got {line!r}"
+                )
+            )
+            continue
+        try:
+            values = [convert(value) for (_, convert), value in zip(columns, fields)]
+        except ValueError:
+            problems.append(Problem(str(path), f"line {number}: expected '{expected}', got {line!r}"))
+            continue
+        rows.append((number, values))
+    return rows
+
+
+def keyed_rows(
+    path: Path, rows: list[tuple[int, list[Any]]], problems: list[Problem]
+) -> dict[Any, tuple[int, list[Any]]]:
+    """Index rows by their first value; a repeated key is a problem (the first occurrence wins)."""
+    table: dict[Any, tuple[int, list[Any]]] = {}
+    for number, values in rows:
+        key = values[0]
+        if key in table:
+            problems.append(
+                Problem(str(path), f"line {number}: id {key} already appears on line {table[key][0]}")
+            )
+            continue
+        table[key] = (number, values[1:])
+    return table

@@ -1,0 +1,196 @@
+"""CUB-200-2011 (Wah et al. 2011; Table 1: 5994 train / 5794 test images, 200 classes), read from its
+own files.
+
+Layout (as in ``CUB_200_2011.tgz``)::
+
+    CUB_200_2011/images.txt              <image_id> <image_name>
+    CUB_200_2011/image_class_labels.txt  <image_id> <class_id>          (1-based class ids)
+    CUB_200_2011/train_test_split.txt    <image_id> <is_training_image> (1 train, 0 test)
+    CUB_200_2011/classes.txt             <class_id> <class_name>
+    CUB_200_2011/bounding_boxes.txt      <image_id> <x> <y> <width> <height>  (optional)
+    CUB_200_2011/images/<image_name>
+
+Box convention: x, y are the top-left corner in pixel-edge coordinates, so x1 = x, y1 = y,
+x2 = x + width, y2 = y + height. Labels are ``class_id - 1`` (class ids ordered as in classes.txt by id).
+The procedural set written by :func:`elope.data.synthetic.write_synthetic` uses this layout too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .annotations import DatasetIndex, Problem, Record, keyed_rows, read_rows, require_file
+from .base import FGVCDataset
+from .errors import DatasetNotFoundError
+from .io import DEFAULT_MAX_PIXELS
+
+__all__ = ["CUB200", "find_cub_root", "index_cub"]
+
+NAME = "CUB-200-2011"
+
+
+def find_cub_root(root: str | Path) -> Path:
+    """The ``CUB_200_2011`` folder: ``root/CUB_200_2011`` or ``root`` itself."""
+    root = Path(root).expanduser()
+    for candidate in (root / "CUB_200_2011", root):
+        if (candidate / "images.txt").is_file():
+            return candidate
+    raise DatasetNotFoundError(
+        f"{NAME} not found: expected {root / 'CUB_200_2011' / 'images.txt'} (root = the folder holding "
+        f"CUB_200_2011/, as extracted from CUB_200_2011.tgz) or {root / 'images.txt'} (root = CUB_200_2011/ "
+        "itself). Write a small set in this layout with `elope data synth --out DIR`.",
+        str(root),
+    )
+
+
+def _relation(
+    name: str,
+    table: dict[Any, Any],
+    images: dict[Any, Any],
+    path: Path,
+    images_path: Path,
+    problems: list[Problem],
+) -> None:
+    """Report ids present in ``images.txt`` but not in ``table`` (file ``path``), and the reverse."""
+    for image_id, (number, _) in table.items():
+        if image_id not in images:
+            problems.append(Problem(str(path), f"line {number}: image id {image_id} is not in images.txt"))
+    for image_id, (number, _) in images.items():
+        if image_id not in table:
+            problems.append(
+                Problem(str(images_path), f"line {number}: image id {image_id} has no line in {name}")
+            )
+
+
+def index_cub(root: str | Path) -> DatasetIndex:
+    """Read the annotation files of CUB-200-2011 into a :class:`DatasetIndex` (no image is opened)."""
+    base = find_cub_root(root)
+    problems: list[Problem] = []
+    files = {
+        name: require_file(base / name, NAME, f"the annotation file {name}")
+        for name in ("images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt")
+    }
+    class_rows = keyed_rows(
+        files["classes.txt"],
+        read_rows(files["classes.txt"], [("class_id", int), ("class_name", str)], problems, rest=True),
+        problems,
+    )
+    class_ids = sorted(class_rows)
+    if class_ids != list(range(1, len(class_ids) + 1)):
+        problems.append(
+            Problem(str(files["classes.txt"]), f"class ids must be 1..{len(class_ids)} without gaps")
+        )
+    classes = [class_rows[i][1][0] for i in class_ids]
+    class_index = {class_id: i for i, class_id in enumerate(class_ids)}
+
+    images = keyed_rows(
+        files["images.txt"],
+        read_rows(files["images.txt"], [("image_id", int), ("image_name", str)], problems),
+        problems,
+    )
+    labels = keyed_rows(
+        files["image_class_labels.txt"],
+        read_rows(files["image_class_labels.txt"], [("image_id", int), ("class_id", int)], problems),
+        problems,
+    )
+    is_train = keyed_rows(
+        files["train_test_split.txt"],
+        read_rows(files["train_test_split.txt"], [("image_id", int), ("is_training_image", int)], problems),
+        problems,
+    )
+    box_path = base / "bounding_boxes.txt"
+    has_boxes = box_path.is_file()
+    boxes: dict[Any, Any] = {}
+    if has_boxes:
+        columns = [("image_id", int), ("x", float), ("y", float), ("width", float), ("height", float)]
+        boxes = keyed_rows(box_path, read_rows(box_path, columns, problems), problems)
+
+    for number, (class_id,) in labels.values():
+        if class_id not in class_index:
+            problems.append(
+                Problem(
+                    str(files["image_class_labels.txt"]),
+                    f"line {number}: class id {class_id} is out of range (classes.txt has ids "
+                    f"1..{len(class_ids)})",
+                )
+            )
+    for number, (flag,) in is_train.values():
+        if flag not in (0, 1):
+            problems.append(
+                Problem(
+                    str(files["train_test_split.txt"]),
+                    f"line {number}: is_training_image must be 0 or 1, got {flag}",
+                )
+            )
+    for image_id, (number, (_, _, width, height)) in boxes.items():
+        if not (width > 0 and height > 0):
+            problems.append(
+                Problem(
+                    str(box_path),
+                    f"line {number}: box of image {image_id} has width {width} and height {height}; both must be > 0",
+                )
+            )
+    _relation(
+        "image_class_labels.txt",
+        labels,
+        images,
+        files["image_class_labels.txt"],
+        files["images.txt"],
+        problems,
+    )
+    _relation(
+        "train_test_split.txt", is_train, images, files["train_test_split.txt"], files["images.txt"], problems
+    )
+    if has_boxes:
+        _relation("bounding_boxes.txt", boxes, images, box_path, files["images.txt"], problems)
+
+    splits: dict[str, list[Record]] = {"train": [], "test": []}
+    for image_id, (_, (image_name,)) in images.items():
+        if image_id not in labels or image_id not in is_train:
+            continue
+        class_id = labels[image_id][1][0]
+        if class_id not in class_index:
+            continue
+        box = None
+        if image_id in boxes:
+            x, y, width, height = boxes[image_id][1]
+            box = (x, y, x + width, y + height)
+        record = Record(base / "images" / image_name, class_index[class_id], box, str(image_id))
+        splits["train" if is_train[image_id][1][0] == 1 else "test"].append(record)
+    return DatasetIndex("cub", base, classes, splits, has_boxes, problems)
+
+
+class CUB200(FGVCDataset):
+    """CUB-200-2011 as its authors distribute it.
+
+    Args:
+        root: the folder holding ``CUB_200_2011/``, or that folder itself.
+        split: ``train``, ``val``, ``test`` or ``trainval`` (see :func:`elope.data.base.select_split`).
+        transform: a ``torchvision.transforms.v2`` transform applied to image and box together.
+        val_fraction, seed: the stratified validation split carved from the training images.
+        skip_unreadable, max_pixels, decode_size: see :class:`elope.data.base.FGVCDataset`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        transform: Any = None,
+        *,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        skip_unreadable: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        decode_size: int | None = None,
+    ) -> None:
+        super().__init__(
+            index_cub(root),
+            split,
+            transform,
+            val_fraction=val_fraction,
+            seed=seed,
+            skip_unreadable=skip_unreadable,
+            max_pixels=max_pixels,
+            decode_size=decode_size,
+        )

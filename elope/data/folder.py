@@ -1,0 +1,116 @@
+"""Your own images in class folders::
+
+    root/train/<class>/*.jpg
+    root/val/<class>/*.jpg      (optional: when present it is the validation split)
+    root/test/<class>/*.jpg
+
+Classes are the sub-folders of ``train/`` in sorted order (as ``torchvision.datasets.ImageFolder``);
+``val/`` and ``test/`` must not hold classes that ``train/`` lacks, so a label never silently changes
+meaning between splits. Files are found recursively below each class folder and kept when their extension
+is an image extension torchvision knows; hidden files and folders are ignored. There are no boxes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from .annotations import DatasetIndex, Problem, Record
+from .base import FGVCDataset
+from .errors import DatasetNotFoundError
+from .io import DEFAULT_MAX_PIXELS
+
+__all__ = ["ImageFolderDataset", "index_folder"]
+
+NAME = "image folder"
+
+
+def _class_dirs(split_dir: Path) -> list[str]:
+    return sorted(
+        entry.name for entry in os.scandir(split_dir) if entry.is_dir() and not entry.name.startswith(".")
+    )
+
+
+def _images(class_dir: Path) -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [
+            Path(dirpath) / name
+            for name in filenames
+            if not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
+        ]
+    return sorted(found)
+
+
+def index_folder(root: str | Path) -> DatasetIndex:
+    """Walk ``root/{train,val,test}/<class>/`` into a :class:`DatasetIndex` (no image is opened)."""
+    root = Path(root).expanduser()
+    for required in ("train", "test"):
+        if not (root / required).is_dir():
+            raise DatasetNotFoundError(
+                f"{NAME}: expected the folder {root / required} with one sub-folder of images per class "
+                f"(root/train/<class>/*.jpg, root/test/<class>/*.jpg, optionally root/val/<class>/*.jpg).",
+                str(root / required),
+            )
+    classes = _class_dirs(root / "train")
+    if not classes:
+        raise DatasetNotFoundError(f"{NAME}: {root / 'train'} has no class sub-folders.", str(root / "train"))
+    class_index = {name: i for i, name in enumerate(classes)}
+    problems: list[Problem] = []
+    splits: dict[str, list[Record]] = {}
+    for split in ("train", "val", "test"):
+        split_dir = root / split
+        if not split_dir.is_dir():
+            continue
+        records: list[Record] = []
+        for name in _class_dirs(split_dir):
+            if name not in class_index:
+                problems.append(
+                    Problem(str(split_dir / name), f"class folder {name!r} is not in {root / 'train'}")
+                )
+                continue
+            images = _images(split_dir / name)
+            if not images and split == "train":
+                problems.append(Problem(str(split_dir / name), "class folder holds no images"))
+            records += [Record(path, class_index[name], None, str(path.relative_to(root))) for path in images]
+        splits[split] = records
+    return DatasetIndex("folder", root, classes, splits, False, problems)
+
+
+class ImageFolderDataset(FGVCDataset):
+    """Images in ``root/{train,val,test}/<class>/`` folders.
+
+    Args:
+        root: the folder holding ``train/`` and ``test/`` (and optionally ``val/``).
+        split: ``train``, ``val``, ``test`` or ``trainval``. With ``val/`` present, ``train``/``val`` are
+            those folders and ``trainval`` their union; without it ``trainval`` is ``train/`` and
+            ``train``/``val`` are carved from it (``val_fraction``, ``seed``).
+        transform, skip_unreadable, max_pixels, decode_size: see :class:`elope.data.base.FGVCDataset`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        transform: Any = None,
+        *,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        skip_unreadable: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        decode_size: int | None = None,
+    ) -> None:
+        super().__init__(
+            index_folder(root),
+            split,
+            transform,
+            val_fraction=val_fraction,
+            seed=seed,
+            skip_unreadable=skip_unreadable,
+            max_pixels=max_pixels,
+            decode_size=decode_size,
+        )

@@ -1,0 +1,91 @@
+"""Datasets by name: :func:`build_dataset` and :func:`index_dataset` (what ``elope data check`` reads)."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+from .aircraft import FGVCAircraft, index_aircraft
+from .annotations import DatasetIndex
+from .base import SPLITS, FGVCDataset
+from .cars import StanfordCars, index_cars
+from .cub import CUB200, index_cub
+from .folder import ImageFolderDataset, index_folder
+
+__all__ = ["DATASETS", "build_dataset", "index_dataset"]
+
+#: name -> dataset class. "synthetic" is the procedural set of :mod:`elope.data.synthetic`, which is
+#: written in the CUB-200-2011 layout and read by the CUB reader.
+DATASETS: dict[str, type[FGVCDataset]] = {
+    "cub": CUB200,
+    "cars": StanfordCars,
+    "aircraft": FGVCAircraft,
+    "folder": ImageFolderDataset,
+    "synthetic": CUB200,
+}
+
+_INDEXERS = {
+    "cub": index_cub,
+    "cars": index_cars,
+    "aircraft": index_aircraft,
+    "folder": index_folder,
+    "synthetic": index_cub,
+}
+
+
+def _check_name(name: str) -> None:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+
+
+def build_dataset(
+    name: str, root: str | Path, split: str, transform: Any = None, **options: Any
+) -> FGVCDataset:
+    """Build a dataset by name.
+
+    Args:
+        name: ``cub``, ``cars``, ``aircraft``, ``folder`` or ``synthetic``.
+        root: where the dataset lies, exactly as its authors distribute it (see each class).
+        split: ``train``, ``val``, ``test`` or ``trainval``. ``trainval`` is the dataset's own training
+            split; ``train``/``val`` are a seeded stratified split of it (``val_fraction=0.1``, ``seed=0``)
+            unless the dataset ships a validation split (aircraft, ``folder`` with ``val/``). The test split
+            is for the final evaluation only, never for choosing anything.
+        transform: a ``torchvision.transforms.v2`` transform applied to image and box together, e.g.
+            :func:`elope.data.train_transform` / :func:`elope.data.eval_transform`.
+        **options: keyword arguments of the dataset class: ``val_fraction``, ``seed``, ``skip_unreadable``,
+            ``max_pixels``, ``decode_size``; for aircraft also ``annotation_level`` and ``remove_banner``.
+
+    Raises:
+        ValueError: unknown name, split or option.
+        DatasetNotFoundError: the dataset is not where ``root`` says, or lacks a required file.
+        AnnotationError: an annotation file is malformed (the message names the file and line).
+    """
+    _check_name(name)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    cls = DATASETS[name]
+    allowed = [
+        p
+        for p in inspect.signature(cls.__init__).parameters
+        if p not in ("self", "root", "split", "transform")
+    ]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)} for dataset {name!r}; expected {', '.join(allowed)}"
+        )
+    return cls(root, split, transform, **options)
+
+
+def index_dataset(name: str, root: str | Path, **options: Any) -> DatasetIndex:
+    """Read a dataset's annotations into a :class:`DatasetIndex` without raising on malformed lines.
+
+    Only ``annotation_level`` and ``remove_banner`` (aircraft) change what is read; other options are
+    ignored. Raises :class:`DatasetNotFoundError` when the dataset cannot be read at all.
+    """
+    _check_name(name)
+    if name == "aircraft":
+        keys = ("annotation_level", "remove_banner")
+        return index_aircraft(root, **{k: v for k, v in options.items() if k in keys})
+    return _INDEXERS[name](root)

@@ -1,0 +1,268 @@
+"""``elope evaluate``: top-1, per-class, nearest-class-mean and localization (Table 4) metrics of a run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from click.testing import CliRunner
+from fake_datasets import make_fake_cub, make_fake_folder
+from safetensors.torch import save_file
+
+from elope import evaluate as ev
+from elope.data import build_dataset, eval_transform
+from elope.evaluate import (
+    EvalAccumulator,
+    confused_pairs,
+    evaluate_command,
+    evaluate_run,
+    iou_hits,
+    nearest_class_mean,
+    per_class_accuracy,
+)
+from elope.localization import heatmap_to_box, mean_heatmap
+from elope.model import ELoPE
+from elope.weights import save_model
+
+NUM_CLASSES, TEST_PER_CLASS, INPUT, EMB = 3, 2, 64, 8
+KEYS = {"top1", "ncm_top1", "loc_iou50", "mean_map_iou50", "num_images", "per_class"}
+
+
+# ------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def cub_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fake CUB-200-2011 tree with boxes: 3 classes × (1 train + 2 test) images of 48×32 px."""
+    return make_fake_cub(
+        tmp_path_factory.mktemp("cub"), NUM_CLASSES, train_per_class=1, test_per_class=TEST_PER_CLASS
+    )
+
+
+@pytest.fixture(scope="module")
+def classes(cub_root: Path) -> list[str]:
+    return list(build_dataset("cub", cub_root, "test").classes)
+
+
+def make_run(
+    path: Path,
+    classes: list[str],
+    root: Path,
+    *,
+    means: torch.Tensor | None = None,
+    dataset: str = "cub",
+) -> Path:
+    """A run folder as `elope train` leaves it, without training: random resnet18 at 64 px (+ class means)."""
+    torch.manual_seed(0)
+    model = ELoPE("resnet18", len(classes), embedding_dim=EMB, image_size=INPUT, tau=0.3)
+    meta = {"classes": classes, "tau": 0.3, "image_size": INPUT, "dataset": dataset, "root": str(root)}
+    save_model(model.eval(), path / "model", meta)
+    if means is not None:
+        save_file({"means": means.contiguous()}, str(path / "model" / ev.CLASS_MEANS_FILE))
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory, classes: list[str], cub_root: Path) -> Path:
+    means = torch.nn.functional.normalize(
+        torch.randn(NUM_CLASSES, EMB, generator=torch.Generator().manual_seed(1))
+    )
+    return make_run(tmp_path_factory.mktemp("run"), classes, cub_root, means=means)
+
+
+# ---------------------------------------------------------------------------------- metric functions
+def test_iou_hits_counts_the_boundary_of_table_4():
+    gt = torch.tensor([[0.0, 0.0, 10.0, 20.0]] * 4 + [[float("nan")] * 4])
+    pred = torch.tensor(
+        [
+            [0.0, 0.0, 10.0, 20.0],  # IoU 1
+            [0.0, 0.0, 10.0, 10.0],  # IoU exactly 0.5: counts as correct
+            [0.0, 0.0, 10.0, 9.0],  # IoU 0.45
+            [20.0, 20.0, 30.0, 30.0],  # disjoint
+            [0.0, 0.0, 10.0, 20.0],  # no ground truth: not counted
+        ]
+    )
+    hits, valid = iou_hits(pred, gt)
+    assert hits.tolist() == [True, True, False, False, False]
+    assert valid.tolist() == [True, True, True, True, False]
+
+
+def test_nearest_class_mean_compares_normalised_vectors():
+    means = torch.tensor([[1.0, 0.0], [0.0, 5.0], [-1.0, 0.0]])
+    emb = torch.tensor([[0.2, 0.3], [3.0, 0.1], [-0.1, -0.01]])
+    # un-normalised, [0.2, 0.3] would be nearest to [1, 0]; on the unit sphere it is nearest to [0, 1]
+    assert torch.cdist(emb[:1], means).argmin().item() == 0
+    assert nearest_class_mean(emb, means).tolist() == [1, 0, 2]
+
+
+def test_per_class_accuracy_and_confused_pairs_by_hand():
+    confusion = torch.tensor([[2, 1, 0], [3, 1, 0], [0, 0, 0]])
+    names = ["a", "b", "c"]
+    assert per_class_accuracy(confusion, names) == {"a": pytest.approx(2 / 3), "b": 0.25, "c": None}
+    assert confused_pairs(confusion, names) == [
+        {"true": "b", "predicted": "a", "count": 3},
+        {"true": "a", "predicted": "b", "count": 1},
+    ]
+    assert confused_pairs(confusion, names, k=1) == [{"true": "b", "predicted": "a", "count": 3}]
+
+
+def test_accumulator_over_batches():
+    acc = EvalAccumulator(3, with_ncm=True, with_boxes=True)
+    box = torch.tensor([[0.0, 0.0, 4.0, 4.0]])
+    far = torch.tensor([[10.0, 10.0, 12.0, 12.0]])
+    labels, preds, ncm = torch.tensor([0, 1]), torch.tensor([0, 2]), torch.tensor([0, 1])
+    acc.update(labels, preds, ncm, torch.cat([box, far]), None, torch.cat([box, box]))
+    acc.update(torch.tensor([2]), torch.tensor([2]), torch.tensor([0]), box, box, box)
+    r = acc.result(["a", "b", "c"])
+    assert (
+        r["num_images"] == 3 and r["top1"] == pytest.approx(2 / 3) and r["ncm_top1"] == pytest.approx(2 / 3)
+    )
+    assert r["loc_iou50"] == pytest.approx(2 / 3) and r["num_boxes"] == 3
+    assert r["per_class"] == {"a": 1.0, "b": 0.0, "c": 1.0} and r["mean_per_class"] == pytest.approx(2 / 3)
+    assert r["confused_pairs"] == [{"true": "b", "predicted": "c", "count": 1}]
+
+
+# ------------------------------------------------------------------------------------ the pipeline
+def test_run_batch_is_model_predict_with_the_embedding_kept(run_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    from elope.weights import load_model
+
+    model, _ = load_model(run_dir / "model")
+    images = torch.randn(3, 3, 48, 80, generator=torch.Generator().manual_seed(0))
+    ref = model.predict(images, top=1, tau=0.3)
+    _, emb = model(model.crop(images, tau=0.3)[0], return_embeddings=True)
+    heat = mean_heatmap(model.forward_features(images))
+
+    seen: list[tuple[int, ...]] = []
+    features = model.forward_features
+    monkeypatch.setattr(model, "forward_features", lambda x: seen.append(tuple(x.shape)) or features(x))
+    out = ev.run_batch(model, images, tau=0.3, embeddings=True, mean_map=True)
+    assert out.predictions.tolist() == ref.classes[:, 0].tolist()
+    assert torch.equal(out.boxes, ref.boxes)
+    assert torch.allclose(out.embeddings, emb)  # the embedding of the crop the softmax saw
+    # Table 4 baseline: the backbone's mean feature map of the FULL image, boxes in its pixels
+    assert (3, 3, 48, 80) in seen
+    assert torch.equal(out.mean_map_boxes, heatmap_to_box(heat, 0.3, (48, 80)))
+
+
+def _fake_outputs(monkeypatch: pytest.MonkeyPatch, labels: list[int], gt: torch.Tensor, means: torch.Tensor):
+    """Replace the model's outputs by known ones, image by image in dataset order.
+
+    image 0: wrong class (label + 1); its box and mean-map box miss (disjoint); NCM wrong.
+    image 1: right class; localizer box misses, mean-map box hits; NCM right.
+    others: right class, both boxes equal the ground truth, NCM right.
+    """
+    n, c = len(labels), means.shape[0]
+    preds = torch.tensor(labels)
+    preds[0] = (labels[0] + 1) % c
+    ncm = torch.tensor(labels)
+    ncm[0] = (labels[0] + 2) % c
+    miss = torch.tensor([1000.0, 1000.0, 1001.0, 1001.0])
+    boxes, mm_boxes = gt.clone(), gt.clone()
+    boxes[0] = boxes[1] = mm_boxes[0] = miss
+    state = {"i": 0}
+
+    def fake(
+        model: Any, images: torch.Tensor, *, tau: float, embeddings: bool, mean_map: bool
+    ) -> ev.BatchOutputs:
+        i, b = state["i"], images.shape[0]
+        state["i"] += b
+        assert embeddings and mean_map and i + b <= n
+        return ev.BatchOutputs(
+            preds[i : i + b], boxes[i : i + b], 3.0 * means[ncm[i : i + b]], mm_boxes[i : i + b]
+        )
+
+    monkeypatch.setattr(ev, "run_batch", fake)
+
+
+def test_metrics_with_known_model_outputs(run_dir: Path, cub_root: Path, classes: list[str], monkeypatch):
+    ds = build_dataset("cub", cub_root, "test", transform=eval_transform(INPUT))
+    labels = list(ds.targets)
+    gt = torch.stack([ds[i][2] for i in range(len(ds))])
+    assert ds.has_boxes and torch.isfinite(gt).all()
+    # boxes come in the eval frame: image id 2 (the first test image) is (2, 2.5, 12, 8.75) in 48×32 pixels
+    assert gt[0].tolist() == pytest.approx([2 * 64 / 48, 2.5 * 2, 12 * 64 / 48, 8.75 * 2])
+    from safetensors.torch import load_file
+
+    means = load_file(str(run_dir / "model" / ev.CLASS_MEANS_FILE))["means"]
+    _fake_outputs(monkeypatch, labels, gt, means)
+
+    r = evaluate_run(run_dir, batch_size=2, progress=False)
+    n = len(labels)
+    assert r["num_images"] == n == NUM_CLASSES * TEST_PER_CLASS
+    assert r["top1"] == pytest.approx((n - 1) / n)
+    assert r["ncm_top1"] == pytest.approx((n - 1) / n)
+    assert r["loc_iou50"] == pytest.approx((n - 2) / n)
+    assert r["mean_map_iou50"] == pytest.approx((n - 1) / n)
+    wrong = classes[labels[0]]
+    expected = {name: 1.0 for name in classes}
+    expected[wrong] = (TEST_PER_CLASS - 1) / TEST_PER_CLASS
+    assert r["per_class"] == pytest.approx(expected)
+    assert r["confused_pairs"] == [
+        {"true": wrong, "predicted": classes[(labels[0] + 1) % NUM_CLASSES], "count": 1}
+    ]
+
+
+def test_evaluate_real_model_json_keys_and_types(run_dir: Path, classes: list[str], tmp_path: Path):
+    out = tmp_path / "m" / "metrics.json"
+    res = CliRunner().invoke(
+        evaluate_command, ["--run", str(run_dir), "--batch-size", "4", "--json", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "top-1 accuracy" in res.stdout and "localization IoU>=0.5" in res.stdout
+    r = json.loads(out.read_text())
+    assert set(r) >= KEYS and {"mean_per_class", "confused_pairs", "split"} <= set(r)
+    assert r["split"] == "test" and r["num_images"] == NUM_CLASSES * TEST_PER_CLASS
+    for key in ("top1", "ncm_top1", "loc_iou50", "mean_map_iou50", "mean_per_class"):
+        assert isinstance(r[key], float) and 0.0 <= r[key] <= 1.0, key
+    assert list(r["per_class"]) == classes
+    assert all(isinstance(p["count"], int) and p["true"] != p["predicted"] for p in r["confused_pairs"])
+
+
+def test_no_class_means_gives_null_ncm(tmp_path: Path, classes: list[str], cub_root: Path):
+    run = make_run(tmp_path / "run", classes, cub_root, means=None)
+    res = CliRunner().invoke(evaluate_command, ["--run", str(run), "--json", "-"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)  # stdout holds only the JSON
+    assert r["ncm_top1"] is None and r["top1"] is not None
+
+
+def test_dataset_without_boxes_gives_null_localization(tmp_path: Path):
+    root = make_fake_folder(tmp_path / "folder", ("cat", "dog"), {"train": 1, "test": 2})
+    run = make_run(tmp_path / "run", ["cat", "dog"], tmp_path / "elsewhere", dataset="cub")
+    r = evaluate_run(run, dataset="folder", root=root, progress=False)  # overrides the run's dataset
+    assert r["loc_iou50"] is None and r["mean_map_iou50"] is None and r["num_boxes"] == 0
+    assert r["num_images"] == 4 and r["dataset"] == "folder"
+
+
+def test_unreadable_image_fails_with_its_path_or_is_skipped(
+    tmp_path: Path, cub_root: Path, classes: list[str]
+):
+    root = tmp_path / "copy"
+    shutil.copytree(cub_root, root)
+    ds = build_dataset("cub", root, "test")
+    bad = Path(ds.samples[4][0])
+    bad.write_bytes(b"not an image")
+    run = make_run(tmp_path / "run", classes, root)
+
+    res = CliRunner().invoke(evaluate_command, ["--run", str(run)])
+    assert res.exit_code == 1 and str(bad) in res.output and "--skip-unreadable" in res.output
+
+    r = evaluate_run(run, skip_unreadable=True, progress=False)
+    assert r["num_images"] == len(ds) - 1  # left out, not replaced by another image
+    assert [s["path"] for s in r["skipped"]] == [str(bad)]
+
+
+def test_errors_name_the_path_and_the_fix(tmp_path: Path, cub_root: Path, classes: list[str]):
+    res = CliRunner().invoke(evaluate_command, ["--run", str(tmp_path)])
+    assert res.exit_code == 1
+    assert "model.json not found" in res.output and "elope train" in res.output
+
+    run = make_run(tmp_path / "two", classes[:2], cub_root)
+    res = CliRunner().invoke(evaluate_command, ["--run", str(run)])
+    assert res.exit_code == 1 and "trained on 2" in res.output
+
+    bad_means = make_run(tmp_path / "means", classes, cub_root, means=torch.zeros(NUM_CLASSES + 1, EMB))
+    with pytest.raises(ValueError, match=r"class_means\.safetensors"):
+        evaluate_run(bad_means, progress=False)
