@@ -1,0 +1,138 @@
+"""Smoke tests of the benchmark scripts: each main runs in a tiny configuration and reports its ratios.
+
+No timing is asserted (the figures depend on the machine and its load); only that the code paths run and
+that the result dicts and the printed reports carry the ratio fields.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import common, gpu, inference, pooling, train_step
+
+
+def test_interleaved_rotates_and_ratios() -> None:
+    calls: list[str] = []
+    timings = common.interleaved(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1, inner=2
+    )
+    assert calls[:2] == ["a", "b"]  # warm-up
+    assert calls[2:] == ["a", "a", "b", "b", "b", "b", "a", "a", "a", "a", "b", "b"]  # order rotates
+    assert set(timings) == {"a", "b"} and all(len(v) == 3 for v in timings.values())
+    ratio = timings.ratio("b", "a")
+    assert set(ratio) == {"ratio_of_medians", "median_paired_ratio"}
+    assert common.paired_ratio([2.0, 4.0, 9.0], [1.0, 2.0, 3.0]) == 2.0
+
+
+def test_num_threads_restores() -> None:
+    before = torch.get_num_threads()
+    with common.num_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_inference_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "inference.json"
+    result = inference.main(
+        [
+            "--backbone",
+            "resnet18",
+            "--image-size",
+            "64",
+            "--batch-sizes",
+            "1",
+            "2",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
+    assert result["macs"]["ratio"] > 1.0
+    assert [entry["batch_size"] for entry in result["batches"]] == [1, 2]
+    for entry in result["batches"]:
+        assert entry["ratio"]["median_paired_ratio"] > 0 and entry["ratio"]["ratio_of_medians"] > 0
+        assert {"baseline", "elope", "localize", "crop", "resize"} <= set(entry["median_ms"])
+        assert isinstance(entry["meets_target"], bool)
+    assert json.loads(out.read_text())["benchmark"] == "inference"
+    printed = capsys.readouterr().out
+    assert "MACs" in printed and "ratio" in printed
+
+
+def test_train_step_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = (
+        "--backbone resnet18 --image-size 64 --batch-size 2 --repeats 2 --warmup 0 --threads 1 --aa --json -"
+    )
+    result = train_step.main(argv.split())
+    assert set(result["median_ms"]) == {"plain", "elope", "plain_twin"}
+    assert result["ratio"]["median_paired_ratio"] > 0 and result["aa_ratio"]["median_paired_ratio"] > 0
+    assert result["paper_setting"] is False and result["flush_denormal"] is True
+    printed = capsys.readouterr().out
+    assert "NOT the paper's" in printed and "ratio" in printed and "A/A control" in printed
+    assert json.loads(printed.strip().splitlines()[-1])["benchmark"] == "train_step"
+
+
+def test_pooling_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    result = pooling.main(["--shape", "2", "16", "7", "7", "--repeats", "2", "--warmup", "0", "--inner", "1"])
+    for mode in ("forward", "forward_backward"):
+        assert set(result[mode]["median_ms"]) == {"gap", "topk", "topk_sorted", "sort"}
+        assert set(result[mode]["ratio_vs_gap"]) == {"topk", "topk_sorted", "sort"}
+        assert result[mode]["sort_vs_topk"] > 0
+    assert result["faster_of_sort_and_topk"] in {"sort", "topk"}
+    assert "faster of sort and topk" in capsys.readouterr().out
+
+
+def test_gpu_script_cpu_smoke() -> None:
+    result = gpu.main(
+        [
+            "--device",
+            "cpu",
+            "--tiny",
+            "--amp",
+            "none",
+            "--steps",
+            "1",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+        ]
+    )
+    assert set(result["images_per_s"]) == {"plain_train", "elope_train", "plain_infer", "elope_infer"}
+    assert result["ratio"]["train_time"] > 0 and result["ratio"]["infer_time"] > 0
+    assert result["memory"]["elope_train"] is None  # peak memory is a CUDA figure
+
+
+def test_gpu_script_autocast_path_on_cpu() -> None:
+    result = gpu.run(
+        device="cpu",
+        backbone="resnet18",
+        image_size=64,
+        train_batch=2,
+        infer_batch=1,
+        amp="bf16",
+        steps=1,
+        rounds=1,
+        warmup=0,
+        threads=1,
+    )
+    assert result["amp"] == "bf16" and result["images_per_s"]["elope_infer"] > 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
+def test_gpu_script_without_cuda_exits_clearly() -> None:
+    with pytest.raises(SystemExit, match="no CUDA device is available"):
+        gpu.main([])
