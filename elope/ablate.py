@@ -1,0 +1,348 @@
+"""``elope ablate``: the paper's ablation (Table 5) and K sweep (Fig. 7) as one command.
+
+Every row is a complete ``elope train`` run (its own run folder, resumable) followed by ``elope evaluate`` on
+the test split; rows differ only by the config keys listed in :data:`TABLE5` / :func:`k_sweep_rows`, so all
+rows share one budget: the same recipe, epochs per stage, data and seeds. A finished row-seed leaves
+``result.json`` in its folder and is not trained again, so an interrupted ablation continues where it
+stopped, and seeds can be added later (``--seeds``, ``--seed-offset``).
+
+Rows with the localization module run the ``localizer`` and ``crop`` stages after ``classifier`` (and the
+last row ``weighted`` too), as in the paper, so they train for more epochs in total than the rows above
+them; the table prints the epochs of every row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from elope.config import DATASETS
+
+__all__ = ["TABLE5", "AblationRow", "k_sweep_rows", "run_ablation", "summarize"]
+
+CLASSIFIER_ONLY = ["classifier"]
+WITH_LOCALIZATION = ["classifier", "localizer", "crop"]
+
+
+@dataclass(frozen=True)
+class AblationRow:
+    """One row: a name, the paper's CUB accuracy (Table 5, ResNet-50) and the config keys it sets."""
+
+    name: str
+    paper: float | None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
+
+
+def _row(name: str, paper: float, pooling: str, loss: str, stages: list[str]) -> AblationRow:
+    return AblationRow(
+        name,
+        paper,
+        {
+            "model.pooling": pooling,
+            "loss.variant": loss,
+            "model.localizer": "localizer" in stages,
+            "train.stages": stages,
+        },
+    )
+
+
+# Table 5 of the paper. The GAP and GMP baselines keep the 512-d layer before the classifier (Sec. 6.3).
+TABLE5: tuple[AblationRow, ...] = (
+    _row("GAP", 81.2, "gap", "none", CLASSIFIER_ONLY),
+    _row("GMP", 82.2, "gmp", "none", CLASSIFIER_ONLY),
+    _row("GKMP", 82.7, "gkmp", "none", CLASSIFIER_ONLY),
+    _row("GKMP + localization", 84.2, "gkmp", "none", WITH_LOCALIZATION),
+    _row("GKMP + center loss", 84.1, "gkmp", "center", CLASSIFIER_ONLY),
+    _row("GKMP + DFF", 84.6, "gkmp", "dff", CLASSIFIER_ONLY),
+    _row("GKMP + L_w", 84.4, "gkmp", "within", CLASSIFIER_ONLY),
+    _row("GKMP + L_w + L_b", 84.9, "gkmp", "full", CLASSIFIER_ONLY),
+    _row("GKMP + L_w + L_b + localization", 86.9, "gkmp", "full", WITH_LOCALIZATION),
+    _row(
+        "GKMP + L_w + L_b + localization + weighted", 87.4, "gkmp", "full", [*WITH_LOCALIZATION, "weighted"]
+    ),
+)
+
+
+def k_sweep_rows(ks: Sequence[int]) -> tuple[AblationRow, ...]:
+    """Fig. 7: GKMP with the full embedding loss, no localization, for each K (K = H·W is GAP)."""
+    return tuple(
+        AblationRow(
+            f"K={k}", None, {**_row("", 0.0, "gkmp", "full", CLASSIFIER_ONLY).overrides, "model.k": k}
+        )
+        for k in ks
+    )
+
+
+def feature_map_positions(backbone: str, image_size: int) -> int:
+    """H·W of the backbone's last feature map at ``image_size`` (the largest K of Fig. 7)."""
+    import torch
+
+    from elope.backbones import build_backbone
+
+    with torch.no_grad():
+        fmap = build_backbone(backbone).features.eval()(torch.zeros(1, 3, image_size, image_size))
+    return fmap.shape[2] * fmap.shape[3]
+
+
+def _train_and_evaluate(
+    row: AblationRow,
+    seed: int,
+    run_dir: Path,
+    dataset: str,
+    root: Path,
+    common: dict[str, Any],
+    epochs: int | None,
+) -> dict[str, Any]:
+    from elope.config import load_config
+    from elope.evaluate import evaluate_run
+    from elope.train import run_training
+
+    result_file = run_dir / "result.json"
+    if result_file.exists():
+        return json.loads(result_file.read_text())
+    overrides = {**common, **row.overrides, "train.seed": seed, "dataset.root": str(root)}
+    cfg = load_config(dataset, overrides=overrides, epochs=epochs)
+    run_training(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists())
+    metrics = evaluate_run(run_dir, split="test", progress=False)
+    epochs_total = sum(getattr(cfg.stages, stage).epochs for stage in cfg.train.stages)
+    result = {
+        "row": row.name,
+        "seed": seed,
+        "epochs": epochs_total,
+        **{
+            key: metrics.get(key) for key in ("top1", "ncm_top1", "loc_iou50", "mean_map_iou50", "num_images")
+        },
+    }
+    result_file.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def summarize(rows: Sequence[AblationRow], results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Mean and sample standard deviation over seeds of every row's metrics (in %)."""
+    summary = []
+    for row in rows:
+        runs = results.get(row.name, [])
+        entry: dict[str, Any] = {"row": row.name, "paper_top1": row.paper, "seeds": [r["seed"] for r in runs]}
+        entry["epochs"] = runs[0]["epochs"] if runs else None
+        for key in ("top1", "ncm_top1", "loc_iou50", "mean_map_iou50"):
+            values = [100.0 * r[key] for r in runs if r.get(key) is not None]
+            entry[key], entry[f"{key}_std"] = _mean_std(values)
+        summary.append(entry)
+    return summary
+
+
+def _fmt(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "—"
+    return f"{mean:.1f} ± {std:.1f}" if std is not None else f"{mean:.1f}"
+
+
+def format_markdown(summary: list[dict[str, Any]], title: str) -> str:
+    lines = [
+        f"## {title}",
+        "",
+        "| row | top-1 % (mean ± std) | nearest-mean top-1 % | localization IoU≥0.5 % | seeds | epochs "
+        "| paper (CUB, ResNet-50) % |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for e in summary:
+        paper = "—" if e["paper_top1"] is None else f"{e['paper_top1']:.1f}"
+        lines.append(
+            f"| {e['row']} | {_fmt(e['top1'], e['top1_std'])} | {_fmt(e['ncm_top1'], e['ncm_top1_std'])} "
+            f"| {_fmt(e['loc_iou50'], e['loc_iou50_std'])} | {len(e['seeds'])} | {e['epochs'] if e['epochs'] is not None else '—'} | {paper} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_k_sweep(summary: list[dict[str, Any]], ks: Sequence[int], path: Path) -> Path:
+    """Accuracy against K, like Fig. 7 of the paper."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [(k, e["top1"], e["top1_std"] or 0.0) for k, e in zip(ks, summary) if e["top1"] is not None]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    if points:
+        xs, ys, errs = zip(*points)
+        ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(xs), [str(x) for x in xs])
+    ax.set_xlabel("K (global k-max pooling)")
+    ax.set_ylabel("test top-1 accuracy [%]")
+    ax.set_title("K sweep (cf. Fig. 7)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def run_ablation(
+    out: Path,
+    rows: Sequence[AblationRow],
+    seeds: Sequence[int],
+    *,
+    dataset: str = "synthetic",
+    root: Path | None = None,
+    epochs: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    name: str = "ablation",
+    title: str = "Ablation (Table 5)",
+) -> list[dict[str, Any]]:
+    """Train and evaluate every row for every seed in ``out``; write ``<name>.md`` and ``<name>.json``."""
+    from elope.config import load_config
+
+    out.mkdir(parents=True, exist_ok=True)
+    common = dict(overrides or {})
+    common.setdefault("train.progress", False)
+    if root is None:
+        if dataset != "synthetic":
+            raise click.UsageError(f"--root is required for --dataset {dataset}")
+        from elope.data.synthetic import write_synthetic
+
+        root = out / "data"
+        if not (root / "elope_synthetic.json").exists():
+            synthetic = load_config("synthetic", overrides=common).dataset.synthetic
+            write_synthetic(root, **synthetic.model_dump())
+    results: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        for seed in seeds:
+            click.echo(f"[{name}] {row.name}, seed {seed}", err=True)
+            result = _train_and_evaluate(
+                row, seed, out / row.slug / f"seed{seed}", dataset, root, common, epochs
+            )
+            click.echo(f"[{name}] {row.name}, seed {seed}: test top-1 {100 * result['top1']:.1f}%", err=True)
+    # the table holds every finished seed in the folder, also those of earlier invocations
+    for row in rows:
+        files = sorted((out / row.slug).glob("seed*/result.json"))
+        results[row.name] = [json.loads(f.read_text()) for f in files]
+    summary = summarize(rows, results)
+    (out / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / f"{name}.md").write_text(format_markdown(summary, title))
+    return summary
+
+
+def _parse_rows(text: str | None, count: int) -> list[int]:
+    if not text:
+        return list(range(count))
+    indices = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        try:
+            span = range(int(lo), int(hi or lo) + 1)
+        except ValueError:
+            raise click.BadParameter(
+                f"expected row numbers like 1,3-5, got {text!r}", param_hint="--rows"
+            ) from None
+        for i in span:
+            if not 1 <= i <= count:
+                raise click.BadParameter(f"row {i} is not in 1..{count}", param_hint="--rows")
+            indices.append(i - 1)
+    return indices
+
+
+@click.command("ablate")
+@click.option("--dataset", type=click.Choice(DATASETS), default="synthetic", show_default=True)
+@click.option(
+    "--root", type=click.Path(file_okay=False, path_type=Path), help="Dataset folder (synthetic: generated)."
+)
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Ablation folder."
+)
+@click.option(
+    "--study",
+    type=click.Choice(["table5", "k-sweep"]),
+    default="table5",
+    show_default=True,
+    help="table5: the rows of Table 5; k-sweep: K in --ks (Fig. 7).",
+)
+@click.option("--rows", help="Table 5 rows to run, 1-based (e.g. 1,10 or 1-3); default all.")
+@click.option("--ks", default="1,2,4,8,16,all", show_default=True, help="K values of the sweep; 'all' = H·W.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Seeds per row.")
+@click.option("--seed-offset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=0), help="Epochs of every stage (the shared budget).")
+@click.option("--backbone", help="Backbone of every row.")
+@click.option("--image-size", type=click.IntRange(min=16), help="Input side of every row.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config override for every row.")
+def ablate_command(
+    dataset: str,
+    root: Path | None,
+    out: Path,
+    study: str,
+    rows: str | None,
+    ks: str,
+    seeds: int,
+    seed_offset: int,
+    epochs: int | None,
+    backbone: str | None,
+    image_size: int | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Train and evaluate the rows of the paper's Table 5 (or a K sweep, Fig. 7) with one shared budget.
+
+    Prints, and writes as Markdown and JSON under OUT, test top-1 accuracy (mean ± std over seeds) with the
+    paper's CUB numbers beside each row.
+    """
+    from elope.config import ConfigError, load_config, parse_override
+    from elope.train import TrainingError
+
+    common: dict[str, Any] = dict(parse_override(o) for o in overrides)
+    if backbone:
+        common["model.backbone"] = backbone
+    if image_size:
+        common["dataset.image_size"] = image_size
+    seed_list = list(range(seed_offset, seed_offset + seeds))
+    try:
+        if study == "table5":
+            selected = [TABLE5[i] for i in _parse_rows(rows, len(TABLE5))]
+            summary = run_ablation(
+                out, selected, seed_list, dataset=dataset, root=root, epochs=epochs, overrides=common
+            )
+            click.echo(format_markdown(summary, "Ablation (Table 5)"))
+        else:
+            cfg = load_config(dataset, overrides=common)
+            positions = feature_map_positions(cfg.model.backbone, cfg.dataset.image_size)
+            k_values = sorted({positions if k.strip() == "all" else int(k) for k in ks.split(",")})
+            if k_values[-1] > positions:
+                raise click.BadParameter(
+                    f"K={k_values[-1]} exceeds H·W={positions} of the last feature map at "
+                    f"{cfg.dataset.image_size} px",
+                    param_hint="--ks",
+                )
+            sweep = k_sweep_rows(k_values)
+            summary = run_ablation(
+                out,
+                sweep,
+                seed_list,
+                dataset=dataset,
+                root=root,
+                epochs=epochs,
+                overrides=common,
+                name="k_sweep",
+                title=f"K sweep (Fig. 7), H·W = {positions}",
+            )
+            plot_k_sweep(summary, k_values, out / "k_sweep.png")
+            click.echo(format_markdown(summary, f"K sweep (Fig. 7), H·W = {positions}"))
+    except (ConfigError, TrainingError) as error:
+        raise click.ClickException(str(error)) from error
+    if any(e["top1"] is None or math.isnan(e["top1"]) for e in summary):
+        raise click.ClickException("some rows produced no result")
