@@ -14,9 +14,12 @@ import click
 # name -> "module:attribute" of a click command. Keep sorted by the order of the recipe.
 COMMANDS: dict[str, str] = {
     "data": "elope.data.cli:data",
+    "train": "elope.train:train_command",
     "evaluate": "elope.evaluate:evaluate_command",
     "predict": "elope.predict:predict_command",
+    "demo": "elope.demo:demo_command",
     "profile": "elope.profile:profile_command",
+    "ablate": "elope.ablate:ablate_command",
 }
 
 

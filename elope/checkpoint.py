@@ -1,0 +1,149 @@
+"""Atomic training checkpoints and the state needed for an exact resume.
+
+A checkpoint is a plain ``dict`` of tensors, numbers, strings, lists and dicts, so it loads with
+``torch.load(weights_only=True)`` (no pickled code is ever executed). It is written to a temporary file in
+the same folder, flushed and ``fsync``-ed, then moved over the old file with ``os.replace`` (atomic on
+POSIX and Windows), so a crash while saving leaves the previous checkpoint intact.
+
+What a training checkpoint holds (see ``elope.train``): ``format``, ``stage``, ``epoch``, ``step`` (batches
+done in ``epoch``), ``completed`` (finished stages), ``model`` (state dict), ``model_config``,
+``criterion`` (the class means buffer of ``ClassMeanLoss``), ``optimizer``, ``scheduler``, ``scaler``,
+``best`` (score, epoch and weights of the best epoch on val), ``accum`` (running sums of the epoch),
+``rng`` (torch/numpy/python/cuda states, one per process), ``data_seed`` (the data order of epoch ``e`` is
+the permutation seeded with ``data_seed + e``), ``metrics_lines`` and ``config``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT = "elope-checkpoint-1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable or does not fit the model it is loaded into."""
+
+
+def atomic_save(obj: Any, path: str | Path, *also: str | Path) -> None:
+    """``torch.save`` to ``path`` so that readers see the old file or the complete new one, never a mix.
+
+    ``also``: more names (same folder) for the same bytes, written once and hard-linked (copied where
+    links are not supported); each name is replaced atomically.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmps = [Path(tmp)]
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        for other in also:
+            extra = Path(other).with_name(f".{Path(other).name}.{os.getpid()}.tmp")
+            extra.unlink(missing_ok=True)
+            try:
+                os.link(tmp, extra)
+            except OSError:
+                shutil.copyfile(tmp, extra)
+            tmps.append(extra)
+        for src, dst in zip(tmps, [path, *map(Path, also)]):
+            os.replace(src, dst)
+    except BaseException:
+        for t in tmps:
+            t.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`atomic_save` with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # any unpickling failure is reported the same way
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {e}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{str(path)!r} is not an elope training checkpoint (format {FORMAT})")
+    return ckpt
+
+
+def check_model_config(saved: dict[str, Any], current: dict[str, Any], path: str | Path) -> None:
+    """Refuse a checkpoint made for another architecture, naming the keys that differ."""
+    keys = sorted(set(saved) | set(current))
+    diff = [
+        f"{k}: checkpoint {saved.get(k)!r} vs now {current.get(k)!r}"
+        for k in keys
+        if saved.get(k) != current.get(k)
+    ]
+    if diff:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} was made for another model architecture:\n  "
+            + "\n  ".join(diff)
+            + "\nuse the same model settings as that run, or start a new run with another --out"
+        )
+
+
+def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """``load_state_dict(strict=True)``, its mismatch report raised as a :class:`CheckpointError`."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{what} does not fit this model: {e}") from None
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states of torch (CPU and CUDA), numpy and python, as weights_only-loadable objects."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,304 @@
+"""Training recipes: YAML files validated by pydantic, with command-line overrides.
+
+A recipe has five sections, each a pydantic model that refuses unknown keys:
+
+``dataset``  which data and at what resolution (Sec. 6: 448 px),
+``model``    the network (backbone, K of Eq. 3, embedding size, pooling, localizer, τ of Sec. 5),
+``loss``     the class-mean loss of Eqs. (5)-(10) and its weight λ in Eq. (1),
+``stages``   one optimiser schedule per stage of the recipe (Sec. 6 and the authors' release),
+``train``    which stages to run, seed, device, precision, checkpointing, model selection.
+
+The defaults of one dataset live in ``elope/configs/<dataset>.yaml``; :func:`load_config` merges, in this
+order, that file, an optional user YAML file (same keys, any subset), dotted ``key=value`` overrides
+(values parsed with ``yaml.safe_load``, so ``true``, ``3``, ``[a, b]`` get their YAML types), and finally
+``epochs`` / ``batch_size`` shortcuts that set every stage at once. A wrong key or value raises
+:class:`ConfigError` naming the key path and what is allowed there.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DATASETS = ("cub", "cars", "aircraft", "folder", "synthetic")
+STAGES = ("classifier", "localizer", "crop", "weighted")
+StageName = Literal["classifier", "localizer", "crop", "weighted"]
+
+
+class ConfigError(ValueError):
+    """A recipe key or value is wrong; the message names the key path."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+class SyntheticConfig(_Section):
+    """Size of the procedural data set written by ``elope.data.synthetic.write_synthetic``."""
+
+    classes: int = Field(6, ge=2, le=72)
+    train: int = Field(50, ge=2, description="training images per class")
+    test: int = Field(20, ge=1, description="test images per class")
+    size: int = Field(96, ge=32, description="side of the generated images in pixels")
+    seed: int = 0
+
+
+class AugmentConfig(_Section):
+    """Training augmentation (Sec. 6 and the authors' release): ±20° rotation, colour jitter 0.4, PCA
+    lighting 0.1, plus a horizontal flip (always on)."""
+
+    rotation: float = Field(20.0, ge=0.0, le=180.0)
+    jitter: float = Field(0.4, ge=0.0)
+    lighting: float = Field(0.1, ge=0.0)
+
+
+class DatasetConfig(_Section):
+    name: Literal["cub", "cars", "aircraft", "folder", "synthetic"]
+    root: str | None = None
+    image_size: int = Field(448, ge=16, description="classifier input side (Sec. 6: 448)")
+    num_workers: int = Field(4, ge=0)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    options: dict[str, Any] = Field(default_factory=dict, description="extra build_dataset options")
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+
+class ModelConfig(_Section):
+    backbone: str = "resnet50"
+    pretrained: bool = True
+    weights: str | None = None
+    k: int = Field(4, ge=1, description="K of global k-max pooling, Eq. (3)")
+    embedding_dim: int = Field(512, ge=0, description="0 = plain linear classifier on pooled features")
+    pooling: Literal["gap", "gmp", "gkmp"] = "gkmp"
+    localizer: bool = True
+    localizer_input: int = Field(64, ge=16)
+    tau: float = Field(0.3, gt=0.0, lt=1.0, description="box threshold of Sec. 5 (Table 2)")
+
+
+class LossConfig(_Section):
+    variant: Literal["none", "full", "within", "center", "dff"] = Field(
+        "full", description="none = cross-entropy only; full = L_w + L_b (Eq. 5); see Table 5"
+    )
+    lambda_: float = Field(2.0, alias="lambda", ge=0.0, description="λ of Eq. (1)")
+    alpha: float = Field(0.5, gt=0.0, le=1.0, description="α of Eq. (6)")
+    gamma: float = Field(16.0, ge=0.0, description="γ of Eq. (10)")
+    margin: float = Field(0.75, ge=0.0, description="m of Eq. (10)")
+    renormalize_means: bool = False
+
+
+class StageConfig(_Section):
+    """SGD with momentum and a step schedule: lr ÷ (1/lr_decay) every ``lr_step`` epochs."""
+
+    epochs: int = Field(ge=0)
+    batch_size: int = Field(ge=1, description="global batch (all processes together)")
+    lr: float = Field(gt=0.0)
+    lr_step: int = Field(ge=1)
+    lr_decay: float = Field(0.1, gt=0.0, le=1.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(1e-3, ge=0.0)
+
+
+class StagesConfig(_Section):
+    classifier: StageConfig
+    localizer: StageConfig
+    crop: StageConfig
+    weighted: StageConfig
+
+
+class TrainConfig(_Section):
+    stages: list[StageName] = Field(default_factory=lambda: list(STAGES))
+    seed: int = 0
+    device: str = "auto"
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    channels_last: bool = False
+    sync_bn: bool = False
+    freeze_bn: bool = False
+    select: Literal["best", "last"] = "best"
+    checkpoint_every_steps: int = Field(500, ge=0, description="0 = only at the end of each epoch")
+    deterministic: bool = True
+    progress: bool = True
+
+    @field_validator("stages")
+    @classmethod
+    def _stages_in_order(cls, stages: list[str]) -> list[str]:
+        order = [STAGES.index(s) for s in stages]
+        if not stages or order != sorted(set(order)):
+            raise ValueError(f"must be a non-empty subset of {list(STAGES)} in this order, without repeats")
+        return stages
+
+    @field_validator("device")
+    @classmethod
+    def _device_known(cls, d: str) -> str:
+        if not (d in ("auto", "cpu", "cuda") or (d.startswith("cuda:") and d[5:].isdigit())):
+            raise ValueError("must be auto, cpu, cuda or cuda:N")
+        return d
+
+
+class Config(_Section):
+    dataset: DatasetConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    stages: StagesConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        if self.loss.variant != "none" and self.model.embedding_dim == 0:
+            raise ValueError(
+                f"loss.variant={self.loss.variant!r} needs an embedding layer: set model.embedding_dim > 0 "
+                "or loss.variant=none"
+            )
+        if not self.model.localizer and {"localizer", "crop"} & set(self.train.stages):
+            raise ValueError("train.stages holds localizer/crop but model.localizer is false")
+        if "weighted" in self.train.stages and self.model.pooling != "gkmp":
+            raise ValueError(
+                f"the weighted stage (Eq. 4) needs model.pooling=gkmp, got {self.model.pooling!r}; "
+                "drop it from train.stages"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Config:
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as e:
+            raise ConfigError(_format_errors(e)) from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Config:
+        return cls.from_dict(_read_yaml(Path(path)))
+
+
+def default_config_path(dataset: str) -> Path:
+    """Path of the packaged recipe of ``dataset``."""
+    if dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    return Path(str(resources.files("elope") / "configs" / f"{dataset}.yaml"))
+
+
+def load_config(
+    dataset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | Iterable[str | tuple[str, Any]] = (),
+    *,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    base: Mapping[str, Any] | None = None,
+) -> Config:
+    """Resolve a recipe.
+
+    ``base`` (a dict, e.g. a run's saved config) replaces the packaged defaults when given. ``overrides``
+    is a mapping of dotted keys to values, or an iterable of ``(dotted key, value)`` pairs and
+    ``"dotted.key=yaml value"`` strings, applied in order.
+    ``epochs`` and ``batch_size`` set that field of every stage (``--epochs N`` for quick runs).
+    """
+    user = _read_yaml(Path(config_file)) if config_file is not None else {}
+    if dataset is None:
+        dataset = (user.get("dataset") or {}).get("name") if isinstance(user.get("dataset"), dict) else None
+        if dataset is None and base is not None:
+            dataset = base["dataset"]["name"]
+        if dataset is None:
+            raise ConfigError("no dataset given: pass --dataset or a config file with dataset.name")
+    data = copy.deepcopy(dict(base)) if base is not None else _read_yaml(default_config_path(dataset))
+    _deep_merge(data, user)
+    data.setdefault("dataset", {})["name"] = dataset
+    pairs = (
+        overrides.items()
+        if isinstance(overrides, Mapping)
+        else (parse_override(o) if isinstance(o, str) else o for o in overrides)
+    )
+    for key, value in pairs:
+        set_dotted(data, key, value)
+    for field, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if value is not None:
+            for stage in STAGES:
+                set_dotted(data, f"stages.{stage}.{field}", value)
+    return Config.from_dict(data)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"train.seed=3"`` -> ``("train.seed", 3)``; the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} is not of the form key=value (e.g. loss.lambda=1.0)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {key}: cannot parse value {raw!r}: {e}") from None
+    return key, value
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``data["a"]["b"] = value`` for ``key="a.b"``; unknown keys are left for validation to name."""
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(
+                f"config key {'.'.join(parts[: i + 1])!r} is a value, not a section: cannot set {key!r}"
+            )
+        node = child
+    node[parts[-1]] = value
+
+
+def _deep_merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = copy.deepcopy(value)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections")
+    return data
+
+
+def _format_errors(error: ValidationError) -> str:
+    lines = []
+    for err in error.errors():
+        loc = [str(p) for p in err["loc"]]
+        key = ".".join(loc) or "<root>"
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc[:-1])
+            lines.append(f"unknown config key {key!r}; allowed keys here: {', '.join(allowed)}")
+        elif err["type"] == "missing":
+            lines.append(f"config key {key!r} is missing")
+        elif isinstance(err.get("input"), dict):  # a check across keys of a section
+            where = f"config section {key!r}: " if loc else ""
+            lines.append(where + err["msg"].removeprefix("Value error, "))
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"config key {key!r}: {msg} (got {err.get('input')!r})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _allowed_keys(loc: list[str]) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return [f.alias or n for n, f in model.model_fields.items()]

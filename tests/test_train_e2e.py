@@ -1,0 +1,135 @@
+"""``elope train`` end to end on a tiny generated set: every stage, the run folder, evaluate and predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from train_helpers import tiny_args, write_tiny_synthetic
+
+from elope.checkpoint import load_checkpoint
+from elope.cli import main
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_synthetic(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def full_run(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("runs") / "run"
+    result = CliRunner().invoke(main, tiny_args(data, out), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+@pytest.mark.slow
+def test_all_stages_write_the_run_folder_of_the_contract(full_run):
+    out, log = full_run
+    for name in ("config.yaml", "metrics.jsonl", "model/model.safetensors", "model/model.json",
+                 "model/class_means.safetensors", "checkpoints/last.pt"):  # fmt: skip
+        assert (out / name).is_file(), name
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    for stage in ("classifier", "localizer", "crop", "weighted"):
+        assert (out / "checkpoints" / f"{stage}.pt").is_file()
+        assert f"[{stage}] epoch 1" in log
+
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in records] == ["classifier", "localizer", "crop", "weighted"]
+    expected = {"lr", "train_loss", "train_ce", "train_le", "train_acc", "val_top1", "images_per_s"}
+    assert expected <= set(records[0])
+    assert {"train_loss", "val_loss", "val_loc_iou50"} <= set(records[1]) and "val_top1" not in records[1]
+    assert all(r["images_per_s"] > 0 for r in records)
+
+    meta = json.loads((out / "model" / "model.json").read_text())
+    assert meta["model"]["weighted"] is True and meta["model"]["localizer"] is True
+    assert meta["localized"] is True and meta["stages"] == ["classifier", "localizer", "crop", "weighted"]
+    assert len(meta["classes"]) == 3 and meta["image_size"] == 64 and meta["tau"] == 0.3
+    last = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert last["completed"] == meta["stages"] and last["stage"] is None
+
+
+@pytest.mark.slow
+def test_stage_results_follow_the_recipe(full_run):
+    """Stage 2 trains only the localizer; stage 4 starts the weights of Eq. (4) at ones and trains them."""
+    out, _ = full_run
+    cls, loc, crop, weighted = (load_checkpoint(out / "checkpoints" / f"{s}.pt")["model"]
+                                for s in ("classifier", "localizer", "crop", "weighted"))  # fmt: skip
+    changed = [k for k in cls if not torch.equal(cls[k], loc[k])]
+    assert changed and all(k.startswith("localizer.") for k in changed)
+    assert "pool.weights" not in crop and "pool.weights" in weighted
+    assert not torch.equal(weighted["pool.weights"], torch.ones(4))
+    # frozen after stage 2
+    assert torch.equal(crop["localizer.head.weight"], weighted["localizer.head.weight"])
+
+
+@pytest.mark.slow
+def test_evaluate_and_predict_read_the_run(full_run, data, tmp_path):
+    from elope.evaluate import evaluate_run
+    from elope.predict import predict_paths
+
+    out, _ = full_run
+    result = evaluate_run(out, progress=False)
+    assert result["num_images"] == 6 and result["split"] == "test"
+    assert result["ncm_top1"] is not None and result["loc_iou50"] is not None
+    images = sorted((data / "CUB_200_2011" / "images").rglob("*.jpg"))[:2]
+    preds = predict_paths(out, images, top=2, save_vis=tmp_path / "vis")
+    assert len(preds) == 2 and all(Path(p["vis"]).is_file() for p in preds)
+
+
+@pytest.mark.slow
+def test_classifier_only_exports_a_model_without_the_untrained_localizer(data, tmp_path):
+    """Also runs the GPU options on the CPU: bf16 autocast and channels_last."""
+    out = tmp_path / "run"
+    options = ("--set", "loss.variant=none", "--set", "train.amp=bf16", "--set", "train.channels_last=true")
+    result = CliRunner().invoke(main, tiny_args(data, out, "--stages", "classifier", *options))
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "model" / "model.json").read_text())
+    assert meta["model"]["localizer"] is False and meta["localized"] is False
+    assert not (out / "model" / "class_means.safetensors").exists()  # variant none: no means, no NCM
+
+
+@pytest.mark.slow
+def test_run_folder_errors_and_another_architecture(full_run, data, tmp_path):
+    runner = CliRunner()
+    out, _ = full_run
+    needs = runner.invoke(main, tiny_args(data, tmp_path / "new", "--stages", "localizer"))
+    assert needs.exit_code != 0 and "needs the 'classifier' stage first" in needs.output
+    assert "Traceback" not in needs.output
+
+    again = runner.invoke(main, tiny_args(data, out, "--stages", "classifier"))
+    assert again.exit_code != 0 and "--resume" in again.output
+
+    other = runner.invoke(main, ["train", "--out", str(out), "--resume", "--set", "model.embedding_dim=16",
+                                 "--backbone", "resnet34"])  # fmt: skip
+    assert other.exit_code != 0, other.output
+    assert "another model architecture" in other.output
+    assert "backbone: checkpoint 'resnet18' vs now 'resnet34'" in other.output
+    assert "embedding_dim: checkpoint 32 vs now 16" in other.output
+    assert "Traceback" not in other.output
+
+    done = runner.invoke(main, ["train", "--out", str(out), "--resume"])
+    assert done.exit_code == 0 and "none (all done)" in done.output
+
+    sync = runner.invoke(main, tiny_args(data, tmp_path / "sync", "--set", "train.sync_bn=true"))
+    assert sync.exit_code != 0 and "sync_bn needs CUDA" in sync.output
+
+    nothing = runner.invoke(main, ["train", "--out", str(tmp_path / "empty"), "--resume"])
+    assert nothing.exit_code != 0 and "nothing to resume" in nothing.output
+
+
+@pytest.mark.slow
+def test_demo_command_wiring(tmp_path):
+    """``elope demo`` with 0 epochs: generates the set, runs the stages, prints the table, draws pictures."""
+    out = tmp_path / "demo"
+    small = ["--set", "dataset.synthetic.classes=3", "--set", "dataset.synthetic.train=4", "--set",
+             "dataset.synthetic.test=2", "--set", "dataset.synthetic.size=64", "--set", "dataset.image_size=64"]  # fmt: skip
+    result = CliRunner().invoke(main, ["demo", "--out", str(out), "--epochs", "0", "--pictures", "2", *small])
+    assert result.exit_code == 0, result.output
+    assert "nearest-class-mean top-1" in result.output and "localization IoU>=0.5" in result.output
+    assert "Validation top-1 of the epoch each stage kept" in result.output
+    assert len(list((out / "predictions").glob("*.png"))) == 2

@@ -1,0 +1,52 @@
+"""Shared by the tests/test_train_*.py files: a tiny data set and the arguments of a tiny run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+
+def write_tiny_synthetic(folder: Path) -> Path:
+    """3 classes × 6 training images (→ 15 train, 3 val) and 2 test images each, 64 px."""
+    from elope.data.synthetic import write_synthetic
+
+    return write_synthetic(folder, classes=3, train=6, test=2, size=64, seed=0)
+
+
+def tiny_args(root: Path, out: Path, *extra: str, epochs: int = 1) -> list[str]:
+    """``elope train`` on ResNet-18 at 64 px, batch 4 (3 steps per epoch), a small embedding."""
+    return [
+        "train", "--dataset", "synthetic", "--root", str(root), "--out", str(out),
+        "--backbone", "resnet18", "--no-pretrained", "--image-size", "64", "--batch-size", "4",
+        "--epochs", str(epochs), "--workers", "0",
+        "--set", "model.embedding_dim=32", "--set", "train.progress=false",
+        *extra,
+    ]  # fmt: skip
+
+
+def run_cli(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """``python -m elope.cli ARGS`` in a fresh process with one CPU thread (reproducible timings aside)."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "elope.cli", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def final_tensors(run: Path) -> dict[str, torch.Tensor]:
+    """Weights of RUN/model and the class means, by name."""
+    tensors = dict(load_file(str(run / "model" / "model.safetensors")))
+    means = run / "model" / "class_means.safetensors"
+    if means.is_file():
+        tensors["class_means"] = load_file(str(means))["means"]
+    return tensors
