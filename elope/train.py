@@ -538,7 +538,8 @@ def export_model(run: Run) -> None:
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
         "dataset": cfg.dataset.name,
-        "root": cfg.dataset.root,
+        # absolute, so `elope evaluate --run RUN` works from any working directory
+        "root": str(Path(cfg.dataset.root).resolve()) if cfg.dataset.root else None,
         "stages": list(run.completed),
         "localized": run.localized,
         "config": cfg.to_dict(),
