@@ -183,8 +183,9 @@ class FGVCAircraft(FGVCDataset):
         decode_size: int | None = None,
     ) -> None:
         self.annotation_level = annotation_level
+        self.remove_banner = remove_banner
         super().__init__(
-            index_aircraft(root, annotation_level, remove_banner),
+            root,
             split,
             transform,
             val_fraction=val_fraction,
@@ -193,3 +194,6 @@ class FGVCAircraft(FGVCDataset):
             max_pixels=max_pixels,
             decode_size=decode_size,
         )
+
+    def build_index(self, root: str | Path) -> DatasetIndex:
+        return index_aircraft(root, self.annotation_level, self.remove_banner)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -68,8 +69,8 @@ class FGVCDataset(Dataset):
 
     def __init__(
         self,
-        index: DatasetIndex,
-        split: str,
+        root: str | Path,
+        split: str = "train",
         transform: Any = None,
         *,
         val_fraction: float = 0.1,
@@ -78,6 +79,7 @@ class FGVCDataset(Dataset):
         max_pixels: int = DEFAULT_MAX_PIXELS,
         decode_size: int | None = None,
     ) -> None:
+        index = self.build_index(root)
         index.raise_for_problems()
         records = select_split(index, split, val_fraction=val_fraction, seed=seed)
         if not records:
@@ -102,6 +104,10 @@ class FGVCDataset(Dataset):
         self._skipped = torch.zeros(len(records), dtype=torch.bool)
         if self.skip_unreadable:
             self._skipped.share_memory_()
+
+    def build_index(self, root: str | Path) -> DatasetIndex:
+        """Read the dataset's annotation files under ``root`` (each dataset class provides this)."""
+        raise NotImplementedError
 
     @property
     def num_classes(self) -> int:

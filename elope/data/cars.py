@@ -26,7 +26,6 @@ import scipy.io
 from .annotations import DatasetIndex, Problem, Record, require_file
 from .base import FGVCDataset
 from .errors import DatasetNotFoundError
-from .io import DEFAULT_MAX_PIXELS
 
 __all__ = ["StanfordCars", "find_cars_root", "index_cars"]
 
@@ -150,25 +149,4 @@ class StanfordCars(FGVCDataset):
         transform, skip_unreadable, max_pixels, decode_size: see :class:`elope.data.base.FGVCDataset`.
     """
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        transform: Any = None,
-        *,
-        val_fraction: float = 0.1,
-        seed: int = 0,
-        skip_unreadable: bool = False,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-        decode_size: int | None = None,
-    ) -> None:
-        super().__init__(
-            index_cars(root),
-            split,
-            transform,
-            val_fraction=val_fraction,
-            seed=seed,
-            skip_unreadable=skip_unreadable,
-            max_pixels=max_pixels,
-            decode_size=decode_size,
-        )
+    build_index = staticmethod(index_cars)

@@ -23,7 +23,6 @@ from typing import Any
 from .annotations import DatasetIndex, Problem, Record, keyed_rows, read_rows, require_file
 from .base import FGVCDataset
 from .errors import DatasetNotFoundError
-from .io import DEFAULT_MAX_PIXELS
 
 __all__ = ["CUB200", "find_cub_root", "index_cub"]
 
@@ -172,25 +171,4 @@ class CUB200(FGVCDataset):
         skip_unreadable, max_pixels, decode_size: see :class:`elope.data.base.FGVCDataset`.
     """
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        transform: Any = None,
-        *,
-        val_fraction: float = 0.1,
-        seed: int = 0,
-        skip_unreadable: bool = False,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-        decode_size: int | None = None,
-    ) -> None:
-        super().__init__(
-            index_cub(root),
-            split,
-            transform,
-            val_fraction=val_fraction,
-            seed=seed,
-            skip_unreadable=skip_unreadable,
-            max_pixels=max_pixels,
-            decode_size=decode_size,
-        )
+    build_index = staticmethod(index_cub)

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .annotations import DatasetIndex, Problem, Record
 from .base import FGVCDataset
 from .errors import DatasetNotFoundError
-from .io import DEFAULT_MAX_PIXELS
 
 __all__ = ["ImageFolderDataset", "index_folder"]
 
@@ -92,25 +90,4 @@ class ImageFolderDataset(FGVCDataset):
         transform, skip_unreadable, max_pixels, decode_size: see :class:`elope.data.base.FGVCDataset`.
     """
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        transform: Any = None,
-        *,
-        val_fraction: float = 0.1,
-        seed: int = 0,
-        skip_unreadable: bool = False,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-        decode_size: int | None = None,
-    ) -> None:
-        super().__init__(
-            index_folder(root),
-            split,
-            transform,
-            val_fraction=val_fraction,
-            seed=seed,
-            skip_unreadable=skip_unreadable,
-            max_pixels=max_pixels,
-            decode_size=decode_size,
-        )
+    build_index = staticmethod(index_folder)
