@@ -10,6 +10,7 @@ the more robust of the two on a shared machine.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -182,3 +183,23 @@ def write_json(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> None
 def format_ms(seconds: float) -> str:
     """Seconds as milliseconds with 2 decimals."""
     return f"{seconds * 1e3:9.2f} ms"
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, threads: int = 2) -> None:
+    """The options every benchmark shares: ``--threads``, ``--no-flush-denormal`` and ``--json``."""
+    parser.add_argument(
+        "--threads", type=int, default=threads, help="torch.set_num_threads; 0 leaves torch's default"
+    )
+    parser.add_argument(
+        "--no-flush-denormal", action="store_true", help="keep subnormal floats (see common.flush_denormal)"
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON ('-': stdout)")
+
+
+def emit(report: str, result: Mapping[str, Any], json_path: str | None) -> None:
+    """Print the human report, and the JSON result to stdout (``-``) or a file."""
+    print(report)
+    if json_path == "-":
+        print_json(result)
+    elif json_path:
+        write_json(json_path, result)

@@ -33,7 +33,14 @@ if __package__ in (None, ""):  # run as a file: `python benchmarks/gpu.py`
 import torch
 from torch import Tensor
 
-from benchmarks.common import environment, flush_denormal, interleaved, num_threads, print_json, write_json
+from benchmarks.common import (
+    add_common_arguments,
+    emit,
+    environment,
+    flush_denormal,
+    interleaved,
+    num_threads,
+)
 from benchmarks.train_step import elope_step_fn, make_optimizer, plain_step_fn
 from elope.backbones import TORCHVISION_BACKBONES
 from elope.embedding import ClassMeanLoss
@@ -269,11 +276,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--warmup", type=int, default=1, help="untimed blocks per contender first")
     parser.add_argument("--num-classes", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (CPU); 0: unchanged")
-    parser.add_argument(
-        "--no-flush-denormal", action="store_true", help="keep subnormal floats (see common.flush_denormal)"
-    )
-    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON ('-': stdout)")
+    add_common_arguments(parser, threads=0)
     args = parser.parse_args(argv)
     defaults = TINY if args.tiny else DEFAULTS
     options: dict[str, Any] = {
@@ -290,11 +293,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         flush=not args.no_flush_denormal,
         **options,
     )
-    print(report(result))
-    if args.json == "-":
-        print_json(result)
-    elif args.json:
-        write_json(args.json, result)
+    emit(report(result), result, args.json)
     return result
 
 

@@ -31,13 +31,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.common import (
+    add_common_arguments,
+    emit,
     environment,
     flush_denormal,
     format_ms,
     interleaved,
     num_threads,
-    print_json,
-    write_json,
 )
 from elope.backbones import TORCHVISION_BACKBONES
 from elope.localization import crop_and_resize
@@ -195,15 +195,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="timed repeats per batch size (default: 15 at batch 1, 5 at 8)",
     )
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls per contender first")
-    parser.add_argument(
-        "--threads", type=int, default=2, help="torch.set_num_threads; 0 leaves torch's default"
-    )
     parser.add_argument("--no-breakdown", action="store_true", help="time only the two pipelines")
     parser.add_argument("--no-macs", action="store_true", help="skip the MACs count")
-    parser.add_argument(
-        "--no-flush-denormal", action="store_true", help="keep subnormal floats (see common.flush_denormal)"
-    )
-    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON ('-': stdout)")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
     result = run(
         backbone=args.backbone,
@@ -217,11 +211,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         breakdown=not args.no_breakdown,
         macs=not args.no_macs,
     )
-    print(report(result))
-    if args.json == "-":
-        print_json(result)
-    elif args.json:
-        write_json(args.json, result)
+    emit(report(result), result, args.json)
     return result
 
 

@@ -26,7 +26,14 @@ if __package__ in (None, ""):  # run as a file: `python benchmarks/pooling.py`
 import torch
 from torch import Tensor
 
-from benchmarks.common import environment, flush_denormal, interleaved, num_threads, print_json, write_json
+from benchmarks.common import (
+    add_common_arguments,
+    emit,
+    environment,
+    flush_denormal,
+    interleaved,
+    num_threads,
+)
 from elope.pooling import global_kmax_pool
 
 
@@ -159,13 +166,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--inner", type=int, default=2, help="calls per timed sample")
-    parser.add_argument(
-        "--threads", type=int, default=2, help="torch.set_num_threads; 0 leaves torch's default"
-    )
-    parser.add_argument(
-        "--no-flush-denormal", action="store_true", help="keep subnormal floats (see common.flush_denormal)"
-    )
-    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON ('-': stdout)")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
     result = run(
         shape=args.shape,
@@ -176,11 +177,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         threads=args.threads or None,
         flush=not args.no_flush_denormal,
     )
-    print(report(result))
-    if args.json == "-":
-        print_json(result)
-    elif args.json:
-        write_json(args.json, result)
+    emit(report(result), result, args.json)
     return result
 
 

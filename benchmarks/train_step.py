@@ -33,13 +33,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmarks.common import (
+    add_common_arguments,
+    emit,
     environment,
     flush_denormal,
     format_ms,
     interleaved,
     num_threads,
-    print_json,
-    write_json,
 )
 from elope.backbones import TORCHVISION_BACKBONES
 from elope.embedding import ClassMeanLoss
@@ -214,15 +214,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=10, help="timed steps per contender")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per contender first")
     parser.add_argument(
-        "--threads", type=int, default=2, help="torch.set_num_threads; 0 leaves torch's default"
-    )
-    parser.add_argument(
         "--aa", action="store_true", help="also time a twin plain network (A/A control of the noise floor)"
     )
-    parser.add_argument(
-        "--no-flush-denormal", action="store_true", help="keep subnormal floats (see common.flush_denormal)"
-    )
-    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON ('-': stdout)")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
     result = run(
         backbone=args.backbone,
@@ -235,11 +229,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         aa=args.aa,
         num_classes=args.num_classes,
     )
-    print(report(result))
-    if args.json == "-":
-        print_json(result)
-    elif args.json:
-        write_json(args.json, result)
+    emit(report(result), result, args.json)
     return result
 
 
