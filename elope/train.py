@@ -377,8 +377,7 @@ def evaluate_split(run: Run, stage: str, dataset: Any) -> dict[str, float]:
     trains on crops; localizer: ``loss`` (smooth L1 to the mean heatmap). ``loc_iou50`` (share of boxes
     with IoU ≥ 0.5, Table 4) when the localization module is trained and the data have boxes.
     """
-    from torchvision.ops import box_iou
-
+    from elope.evaluate import iou_hits
     from elope.localization import heatmap_to_box
 
     model, cfg = run.model, run.cfg
@@ -403,10 +402,9 @@ def evaluate_split(run: Run, stage: str, dataset: Any) -> dict[str, float]:
                 loss = F.cross_entropy(logits, labels)
                 correct = int((logits.argmax(1) == labels).sum())
         sums[:3] += torch.tensor([float(loss) * n, correct, n], dtype=torch.float64)
-        has = torch.isfinite(gt).all(dim=1)
-        if boxes is not None and has.any():
-            iou = box_iou(boxes.float().cpu()[has], gt.float()[has]).diagonal()
-            sums[3:] += torch.tensor([float((iou >= 0.5).sum()), float(has.sum())], dtype=torch.float64)
+        if boxes is not None:
+            hits, has = iou_hits(boxes.cpu(), gt)
+            sums[3:] += torch.tensor([float(hits.sum()), float(has.sum())], dtype=torch.float64)
     for m, mode in was.items():
         m.train(mode)
     sums = D.all_reduce_sum(sums, run.dist)
