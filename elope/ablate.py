@@ -30,6 +30,7 @@ __all__ = ["TABLE5", "AblationRow", "k_sweep_rows", "run_ablation", "summarize"]
 
 CLASSIFIER_ONLY = ["classifier"]
 WITH_LOCALIZATION = ["classifier", "localizer", "crop"]
+CONTROL = ["classifier", "crop"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,9 @@ class AblationRow:
         return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
 
 
-def _row(name: str, paper: float, pooling: str, loss: str, stages: list[str]) -> AblationRow:
+def _row(
+    name: str, paper: float | None, pooling: str, loss: str, stages: list[str], **extra: Any
+) -> AblationRow:
     return AblationRow(
         name,
         paper,
@@ -54,8 +57,15 @@ def _row(name: str, paper: float, pooling: str, loss: str, stages: list[str]) ->
             "loss.variant": loss,
             "model.localizer": "localizer" in stages,
             "train.stages": stages,
+            **{key.replace("__", "."): value for key, value in extra.items()},
         },
     )
+
+
+# Wen et al.'s center loss acts on raw (unnormalised) features, so the paper's λ = 2, chosen for the
+# normalised L_w + L_b, makes it diverge (NaN at step 9 of the procedural recipe, CPU and GPU alike). The
+# paper does not give the λ it used for this row; we use Wen et al.'s own, 0.003 (ECCV 2016, Sec. 4).
+CENTER_LOSS_LAMBDA = 0.003
 
 
 # Table 5 of the paper. The GAP and GMP baselines keep the 512-d layer before the classifier (Sec. 6.3).
@@ -64,7 +74,7 @@ TABLE5: tuple[AblationRow, ...] = (
     _row("GMP", 82.2, "gmp", "none", CLASSIFIER_ONLY),
     _row("GKMP", 82.7, "gkmp", "none", CLASSIFIER_ONLY),
     _row("GKMP + localization", 84.2, "gkmp", "none", WITH_LOCALIZATION),
-    _row("GKMP + center loss", 84.1, "gkmp", "center", CLASSIFIER_ONLY),
+    _row("GKMP + center loss", 84.1, "gkmp", "center", CLASSIFIER_ONLY, loss__lambda=CENTER_LOSS_LAMBDA),
     _row("GKMP + DFF", 84.6, "gkmp", "dff", CLASSIFIER_ONLY),
     _row("GKMP + L_w", 84.4, "gkmp", "within", CLASSIFIER_ONLY),
     _row("GKMP + L_w + L_b", 84.9, "gkmp", "full", CLASSIFIER_ONLY),
@@ -72,6 +82,10 @@ TABLE5: tuple[AblationRow, ...] = (
     _row(
         "GKMP + L_w + L_b + localization + weighted", 87.4, "gkmp", "full", [*WITH_LOCALIZATION, "weighted"]
     ),
+    # Not in the paper: the localization rows train the classifier for the crop stage's epochs on top of
+    # the others. This control trains the same crop-stage epochs on the whole image (no localization
+    # module), so "+ localization" minus this row is what the crops themselves add.
+    _row("GKMP + L_w + L_b + crop-stage epochs on whole images (control)", None, "gkmp", "full", CONTROL),
 )
 
 
@@ -104,6 +118,7 @@ def _train_and_evaluate(
     root: Path,
     common: dict[str, Any],
     epochs: int | None,
+    config_file: Path | None = None,
 ) -> dict[str, Any]:
     from elope.config import load_config
     from elope.evaluate import evaluate_run
@@ -113,7 +128,7 @@ def _train_and_evaluate(
     if result_file.exists():
         return json.loads(result_file.read_text())
     overrides = {**common, **row.overrides, "train.seed": seed, "dataset.root": str(root)}
-    cfg = load_config(dataset, overrides=overrides, epochs=epochs)
+    cfg = load_config(dataset, config_file, overrides=overrides, epochs=epochs)
     run_training(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists())
     metrics = evaluate_run(run_dir, split="test", progress=False)
     epochs_total = sum(getattr(cfg.stages, stage).epochs for stage in cfg.train.stages)
@@ -207,28 +222,39 @@ def run_ablation(
     overrides: dict[str, Any] | None = None,
     name: str = "ablation",
     title: str = "Ablation (Table 5)",
+    config_file: Path | None = None,
+    train: bool = True,
 ) -> list[dict[str, Any]]:
-    """Train and evaluate every row for every seed in ``out``; write ``<name>.md`` and ``<name>.json``."""
+    """Train and evaluate every row for every seed in ``out``; write ``<name>.md`` and ``<name>.json``.
+
+    With ``train=False`` nothing is trained: the table is written from the row-seeds already finished in
+    ``out`` (from earlier invocations, other processes or other machines).
+
+    ``config_file`` (a YAML file with any subset of the recipe's keys) and ``overrides`` apply to every row;
+    each row's own keys (:data:`TABLE5`) come last.
+    """
     from elope.config import load_config
 
     out.mkdir(parents=True, exist_ok=True)
+    if not train:
+        seeds = []
     common = dict(overrides or {})
     common.setdefault("train.progress", False)
-    if root is None:
+    if root is None and seeds:
         if dataset != "synthetic":
             raise click.UsageError(f"--root is required for --dataset {dataset}")
         from elope.data.synthetic import write_synthetic
 
         root = out / "data"
         if not (root / "elope_synthetic.json").exists():
-            synthetic = load_config("synthetic", overrides=common).dataset.synthetic
+            synthetic = load_config("synthetic", config_file, overrides=common).dataset.synthetic
             write_synthetic(root, **synthetic.model_dump())
     results: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         for seed in seeds:
             click.echo(f"[{name}] {row.name}, seed {seed}", err=True)
             result = _train_and_evaluate(
-                row, seed, out / row.slug / f"seed{seed}", dataset, root, common, epochs
+                row, seed, out / row.slug / f"seed{seed}", dataset, root, common, epochs, config_file
             )
             click.echo(f"[{name}] {row.name}, seed {seed}: test top-1 {100 * result['top1']:.1f}%", err=True)
     # the table holds every finished seed in the folder, also those of earlier invocations
@@ -275,11 +301,22 @@ def _parse_rows(text: str | None, count: int) -> list[int]:
     show_default=True,
     help="table5: the rows of Table 5; k-sweep: K in --ks (Fig. 7).",
 )
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="YAML file with any subset of the recipe's keys, applied to every row.",
+)
 @click.option("--rows", help="Table 5 rows to run, 1-based (e.g. 1,10 or 1-3); default all.")
 @click.option("--ks", default="1,2,4,8,16,all", show_default=True, help="K values of the sweep; 'all' = H·W.")
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Seeds per row.")
 @click.option("--seed-offset", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=0), help="Epochs of every stage (the shared budget).")
+@click.option(
+    "--report",
+    is_flag=True,
+    help="Train nothing: write the table from the row-seeds already finished in OUT.",
+)
 @click.option("--backbone", help="Backbone of every row.")
 @click.option("--image-size", type=click.IntRange(min=16), help="Input side of every row.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config override for every row.")
@@ -288,11 +325,13 @@ def ablate_command(
     root: Path | None,
     out: Path,
     study: str,
+    config_file: Path | None,
     rows: str | None,
     ks: str,
     seeds: int,
     seed_offset: int,
     epochs: int | None,
+    report: bool,
     backbone: str | None,
     image_size: int | None,
     overrides: tuple[str, ...],
@@ -315,11 +354,19 @@ def ablate_command(
         if study == "table5":
             selected = [TABLE5[i] for i in _parse_rows(rows, len(TABLE5))]
             summary = run_ablation(
-                out, selected, seed_list, dataset=dataset, root=root, epochs=epochs, overrides=common
+                out,
+                selected,
+                seed_list,
+                dataset=dataset,
+                root=root,
+                epochs=epochs,
+                overrides=common,
+                config_file=config_file,
+                train=not report,
             )
             click.echo(format_markdown(summary, "Ablation (Table 5)"))
         else:
-            cfg = load_config(dataset, overrides=common)
+            cfg = load_config(dataset, config_file, overrides=common)
             positions = feature_map_positions(cfg.model.backbone, cfg.dataset.image_size)
             k_values = sorted({positions if k.strip() == "all" else int(k) for k in ks.split(",")})
             if k_values[-1] > positions:
@@ -339,6 +386,8 @@ def ablate_command(
                 overrides=common,
                 name="k_sweep",
                 title=f"K sweep (Fig. 7), H·W = {positions}",
+                config_file=config_file,
+                train=not report,
             )
             plot_k_sweep(summary, k_values, out / "k_sweep.png")
             click.echo(format_markdown(summary, f"K sweep (Fig. 7), H·W = {positions}"))

@@ -153,8 +153,9 @@ class Config(_Section):
                 f"loss.variant={self.loss.variant!r} needs an embedding layer: set model.embedding_dim > 0 "
                 "or loss.variant=none"
             )
-        if not self.model.localizer and {"localizer", "crop"} & set(self.train.stages):
-            raise ValueError("train.stages holds localizer/crop but model.localizer is false")
+        # (crop without the localization module fine-tunes on the whole image: the ablation's control row)
+        if not self.model.localizer and "localizer" in self.train.stages:
+            raise ValueError("train.stages holds localizer but model.localizer is false")
         if "weighted" in self.train.stages and self.model.pooling != "gkmp":
             raise ValueError(
                 f"the weighted stage (Eq. 4) needs model.pooling=gkmp, got {self.model.pooling!r}; "

@@ -75,25 +75,41 @@ def update_class_means(features: Tensor, labels: Tensor, means: Tensor, alpha: f
         (C, dim) updated means; differentiable with respect to ``features``. Classes absent from the batch
         keep their mean.
     """
-    onehot = F.one_hot(labels, means.shape[0]).to(features.dtype)  # δ(c_n, c), (N, C)
+    onehot = _one_hot(labels, means.shape[0], features.dtype)  # δ(c_n, c), (N, C)
     counts = onehot.sum(dim=0)  # Σ_n δ(c_n, c)
     # Σ_n δ(c_n, c)(μ_c - f(x_n)) = count_c · μ_c - Σ_{n: c_n = c} f(x_n)
     delta = (counts[:, None] * means - onehot.T @ features) / (1.0 + counts)[:, None]
     return means - alpha * delta
 
 
-def _between_class_loss(means: Tensor, present: Tensor, gamma: float, margin: float, squared: bool) -> Tensor:
-    """L_b over the unordered pairs of distinct present classes, Eq. (10) (or its unsquared DFF form)."""
-    if present.numel() < 2:
+def _one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
+    """δ(c_n, c) as an (N, C) matrix; unlike ``F.one_hot`` it does not read the labels back to the host."""
+    onehot = torch.zeros(labels.shape[0], num_classes, dtype=dtype, device=labels.device)
+    return onehot.scatter_(1, labels[:, None], 1.0)
+
+
+def _between_class_loss(means: Tensor, labels: Tensor, gamma: float, margin: float, squared: bool) -> Tensor:
+    """L_b over the unordered pairs of distinct classes present in the batch, Eq. (10) (or its DFF form).
+
+    Computed over the pairs of samples (n, m), n < m, with c_n ≠ c_m, each weighted 1 / (N_{c_n} N_{c_m}) so
+    that every pair of classes counts once; |P| = p(p-1)/2 for p classes present. Every shape depends on
+    the batch size only (an N×N matrix, whatever the number of classes), so nothing is read back to the
+    host: no GPU synchronisation per step.
+    """
+    if labels.shape[0] < 2:
         return means.new_zeros(())
-    mu = means[present]
-    i, j = torch.triu_indices(len(present), len(present), offset=1, device=means.device)
-    dist2 = (mu[i] - mu[j]).pow(2).sum(dim=1)  # ||μ_k - μ_c||²
+    counts = _one_hot(labels, means.shape[0], means.dtype).sum(dim=0)  # N_c
+    present = (counts > 0).sum().to(means.dtype)  # p
+    num_pairs = present * (present - 1) / 2  # |P|, 0 when fewer than 2 classes are present
+    n_c = counts[labels]
+    weight = (labels[:, None] != labels[None, :]).to(means.dtype) / (n_c[:, None] * n_c[None, :])
+    mu = means[labels]  # μ_{c_n}, (N, dim)
+    sq = mu.pow(2).sum(dim=1)
+    dist2 = (sq[:, None] + sq[None, :] - 2.0 * mu @ mu.T).clamp(min=0)  # ||μ_k - μ_c||², (N, N)
     hinge = (margin - dist2).clamp(min=0)
-    num_pairs = i.numel()  # |P|
-    if squared:
-        return gamma / (4 * num_pairs) * hinge.pow(2).sum()
-    return gamma / (2 * num_pairs) * hinge.sum()
+    terms = torch.triu(weight * (hinge.pow(2) if squared else hinge), diagonal=1)
+    scale = gamma / (4 if squared else 2)
+    return scale * terms.sum() / num_pairs.clamp(min=1)
 
 
 def class_mean_loss(
@@ -130,7 +146,13 @@ def class_mean_loss(
             f"and {tuple(labels.shape)}"
         )
     num_classes = means.shape[0]
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+    # checked on the CPU only: reading the labels back from an accelerator would stall every step there
+    # (an out-of-range label then fails in the scatter of the mean update instead)
+    if (
+        labels.device.type == "cpu"
+        and labels.numel()
+        and (int(labels.min()) < 0 or int(labels.max()) >= num_classes)
+    ):
         raise ValueError(
             f"labels must lie in [0, {num_classes}) for {num_classes} class means, "
             f"got values from {int(labels.min())} to {int(labels.max())}"
@@ -151,8 +173,7 @@ def class_mean_loss(
         new_means = F.normalize(new_means, dim=1)
     loss = 0.5 * (f - new_means[labels]).pow(2).sum(dim=1).mean()  # L_w, Eq. (9)
     if variant in ("full", "dff"):
-        present = torch.unique(labels)
-        loss = loss + _between_class_loss(new_means, present, gamma, margin, squared=variant == "full")
+        loss = loss + _between_class_loss(new_means, labels, gamma, margin, squared=variant == "full")
     return loss, new_means
 
 

@@ -466,6 +466,14 @@ def format_report(result: dict[str, Any], worst: int = 5) -> str:
     metavar="FILE|-",
     help="Also write the metrics as JSON ('-': stdout only).",
 )
+@click.option(
+    "--examples",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Also draw N images with their mean-feature-map and localization-module boxes (Figs. 2, 4, 6) "
+    "to RUN/examples_<split>.png.",
+)
 def evaluate_command(
     run_dir: Path,
     dataset: str | None,
@@ -477,6 +485,7 @@ def evaluate_command(
     tau: float | None,
     skip_unreadable: bool,
     json_out: str | None,
+    examples: int,
 ) -> None:
     """Evaluate a trained run: top-1, per-class and nearest-class-mean accuracy, localization (Table 4).
 
@@ -488,6 +497,13 @@ def evaluate_command(
         )
     except (FileNotFoundError, ValueError, DataError, UnreadableImageError) as e:
         raise click.ClickException(str(e)) from e
+    if examples:
+        from elope.examples import localization_examples
+
+        sheet = localization_examples(
+            run_dir, Path(run_dir) / f"examples_{split}.png", examples, split=split, device=device, tau=tau
+        )
+        click.echo(f"examples drawn to {sheet}", err=True)
     if json_out == "-":
         click.echo(json.dumps(result, indent=2))
         return

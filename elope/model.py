@@ -156,9 +156,9 @@ class ELoPE(nn.Module):
             crops = F.interpolate(
                 images, size=(size, size), mode="bilinear", align_corners=False, antialias=True
             )
-            return crops, boxes, None
+            return _like(crops, images), boxes, None
         boxes, heatmaps = self.localize(images, tau)
-        return crop_and_resize(images, boxes, size), boxes, heatmaps
+        return _like(crop_and_resize(images, boxes, size), images), boxes, heatmaps
 
     @torch.no_grad()
     def predict(self, images: Tensor | list[Tensor], top: int = 1, tau: float | None = None) -> Prediction:
@@ -213,6 +213,18 @@ class ELoPE(nn.Module):
                 f"cannot initialise the localization module from the backbone: {missing[:5]} differ"
             )
         self.localizer.stem.load_state_dict({key: source[key] for key in target})
+
+
+def _like(crops: Tensor, images: Tensor) -> Tensor:
+    """The crops in the memory format of the input (``roi_align`` returns NCHW), so a channels_last
+    backbone does not convert them back in its first convolution."""
+    if (
+        images.dim() == 4
+        and not images.is_contiguous()
+        and images.is_contiguous(memory_format=torch.channels_last)
+    ):
+        return crops.contiguous(memory_format=torch.channels_last)
+    return crops
 
 
 def create_model(name: str, num_classes: int, **kwargs: Any) -> ELoPE:

@@ -674,8 +674,14 @@ def finish_stage(run: Run, state: StageState) -> None:
 
 
 # ------------------------------------------------------------------------------------------- the run
-def _plan(completed: list[str], wanted: list[str], in_progress: str | None) -> list[str]:
-    """Stages to run now, in order, checked against what the run folder already holds."""
+def _plan(
+    completed: list[str], wanted: list[str], in_progress: str | None, localizer: bool = True
+) -> list[str]:
+    """Stages to run now, in order, checked against what the run folder already holds.
+
+    Without a localization module (``localizer=False``) the crop stage needs only the classifier: it then
+    fine-tunes on the whole image (the control row of ``elope ablate``).
+    """
     todo = [s for s in STAGES if s == in_progress or (s in wanted and s not in completed)]
     done = list(completed)
     for stage in todo:
@@ -684,7 +690,8 @@ def _plan(completed: list[str], wanted: list[str], in_progress: str | None) -> l
             raise TrainingError(
                 f"stage {stage!r} cannot run after {later} in the same run folder; use a new --out"
             )
-        missing = [r for r in REQUIRES[stage] if r not in done]
+        needs = ("classifier",) if stage == "crop" and not localizer else REQUIRES[stage]
+        missing = [r for r in needs if r not in done]
         if missing:
             raise TrainingError(
                 f"stage {stage!r} needs the {missing[0]!r} stage first (not done in this run folder); "
@@ -821,7 +828,7 @@ def run_training(cfg: Config, out: str | Path, *, resume: bool = False) -> Run:
         if ckpt is not None:
             restore(run, ckpt, paths["last"])
             in_progress = ckpt["stage"]
-        todo = _plan(run.completed, cfg.train.stages, in_progress)
+        todo = _plan(run.completed, cfg.train.stages, in_progress, cfg.model.localizer)
         if dist.is_main:  # the run folder changes only once the run is known to be valid
             paths["config"].write_text(cfg.to_yaml())
             if ckpt is not None:

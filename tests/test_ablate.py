@@ -12,14 +12,24 @@ from elope.config import load_config
 
 
 def test_table5_rows_match_the_paper():
-    assert [r.paper for r in TABLE5] == [81.2, 82.2, 82.7, 84.2, 84.1, 84.6, 84.4, 84.9, 86.9, 87.4]
+    paper = [81.2, 82.2, 82.7, 84.2, 84.1, 84.6, 84.4, 84.9, 86.9, 87.4, None]  # row 11: our control
+    assert [r.paper for r in TABLE5] == paper
     assert len({r.slug for r in TABLE5}) == len(TABLE5)
     for row in TABLE5:  # every row is a valid recipe
         cfg = load_config("synthetic", overrides=row.overrides)
         assert cfg.model.pooling == row.overrides["model.pooling"]
     assert TABLE5[0].overrides["model.pooling"] == "gap" and TABLE5[0].overrides["loss.variant"] == "none"
-    assert TABLE5[-1].overrides["train.stages"] == ["classifier", "localizer", "crop", "weighted"]
+    assert TABLE5[9].overrides["train.stages"] == ["classifier", "localizer", "crop", "weighted"]
+    # the control trains the crop stage's epochs of row 9 on whole images: same losses, no localizer
+    control, row9 = TABLE5[10].overrides, TABLE5[8].overrides
+    assert control["train.stages"] == ["classifier", "crop"] and control["model.localizer"] is False
+    assert {k: v for k, v in control.items() if k not in ("train.stages", "model.localizer")} == {
+        k: v for k, v in row9.items() if k not in ("train.stages", "model.localizer")
+    }
     assert TABLE5[4].overrides["loss.variant"] == "center" and TABLE5[5].overrides["loss.variant"] == "dff"
+    # the center loss (raw features) gets Wen et al.'s λ; every other row keeps the recipe's (paper: 2)
+    assert load_config("synthetic", overrides=TABLE5[4].overrides).loss.lambda_ == 0.003
+    assert all("loss.lambda" not in row.overrides for i, row in enumerate(TABLE5) if i != 4)
 
 
 def test_k_sweep_rows():
@@ -63,34 +73,34 @@ def test_parse_rows():
     assert _parse_rows(None, 3) == [0, 1, 2]
     with pytest.raises(click.BadParameter, match=r"not in 1\.\.10"):
         _parse_rows("11", 10)
+    with pytest.raises(click.BadParameter, match="expected row numbers"):
+        _parse_rows("1,x", 10)
 
 
 @pytest.mark.slow
-def test_ablate_one_row_end_to_end(tmp_path):
-    args = [
-        "ablate",
-        "--out",
-        str(tmp_path),
-        "--rows",
-        "1",
-        "--epochs",
-        "1",
-        "--set",
-        "dataset.synthetic.classes=3",
-        "--set",
-        "dataset.synthetic.train=12",
-        "--set",
-        "dataset.synthetic.test=2",
-        "--set",
-        "dataset.synthetic.size=48",
-    ]
-    result = CliRunner().invoke(main, args)
+def test_ablate_rows_end_to_end_then_report(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("dataset:\n  synthetic: {classes: 3, train: 12, test: 2, size: 48}\n")
+    out = tmp_path / "ablation"
+    args = ["ablate", "--out", str(out), "--config", str(recipe), "--epochs", "1"]
+    result = CliRunner().invoke(main, [*args, "--rows", "1,11"])
     assert result.exit_code == 0, result.output
-    summary = json.loads((tmp_path / "ablation.json").read_text())
-    assert summary[0]["row"] == "GAP" and summary[0]["seeds"] == [0]
-    assert 0.0 <= summary[0]["top1"] <= 100.0
-    assert "| GAP |" in (tmp_path / "ablation.md").read_text()
+    summary = json.loads((out / "ablation.json").read_text())
+    assert [e["row"] for e in summary] == ["GAP", TABLE5[10].name]
+    assert all(e["seeds"] == [0] and 0.0 <= e["top1"] <= 100.0 for e in summary)
+    assert summary[1]["epochs"] == 2  # classifier + crop stage, one epoch each
+    assert json.loads((out / "data" / "elope_synthetic.json").read_text())["args"]["classes"] == 3
+    assert "| GAP |" in (out / "ablation.md").read_text()
+    control = load_config(
+        base=__import__("yaml").safe_load((out / TABLE5[10].slug / "seed0" / "config.yaml").read_text())
+    )
+    assert control.train.stages == ["classifier", "crop"] and control.model.localizer is False
     # a finished row-seed is not trained again
-    mtime = (tmp_path / "gap" / "seed0" / "result.json").stat().st_mtime
-    assert CliRunner().invoke(main, args).exit_code == 0
-    assert (tmp_path / "gap" / "seed0" / "result.json").stat().st_mtime == mtime
+    mtime = (out / "gap" / "seed0" / "result.json").stat().st_mtime
+    assert CliRunner().invoke(main, [*args, "--rows", "1"]).exit_code == 0
+    assert (out / "gap" / "seed0" / "result.json").stat().st_mtime == mtime
+    # --report trains nothing: it tabulates what is there, and says when a row has no result
+    report = CliRunner().invoke(main, ["ablate", "--out", str(out), "--report", "--rows", "1,2"])
+    assert report.exit_code != 0 and "some rows produced no result" in report.output
+    assert not (out / "gmp").exists()
+    assert "| GMP | — |" in (out / "ablation.md").read_text()

@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import common, gpu, inference, pooling, train_step
+from benchmarks import common, gpu, gpu_breakdown, inference, pooling, train_step
 
 
 def test_interleaved_rotates_and_ratios() -> None:
@@ -136,3 +136,21 @@ def test_gpu_script_autocast_path_on_cpu() -> None:
 def test_gpu_script_without_cuda_exits_clearly() -> None:
     with pytest.raises(SystemExit, match="no CUDA device is available"):
         gpu.main([])
+
+
+def test_gpu_breakdown_cpu_smoke(tmp_path) -> None:
+    out = tmp_path / "breakdown.json"
+    result = gpu_breakdown.main(
+        ["--device", "cpu", "--tiny", "--iters", "1", "--amp", "none", "--json", str(out)]
+    )
+    parts = result["ms"]
+    for name in ("resize_antialias_bilinear", "localizer_stem_head", "heatmap_to_box", "crop_and_resize"):
+        assert parts[name] > 0, name
+    assert result["ratios"]["predict_over_plain"] == pytest.approx(
+        parts["elope_predict"] / parts["plain_forward"]
+    )
+    assert result["ratios"]["train_step_over_plain"] == pytest.approx(
+        parts["elope_train_step"] / parts["plain_train_step"]
+    )
+    assert result["profiles"] == {}  # the operator tables are CUDA-only
+    assert json.loads(out.read_text())["ms"] == parts

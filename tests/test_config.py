@@ -101,8 +101,11 @@ def test_inconsistent_settings_are_refused():
         load_config("cub", overrides=["model.pooling=gap", "train.stages=[classifier]"]).model.pooling
         == "gap"
     )
-    with pytest.raises(ConfigError, match="localizer"):
+    with pytest.raises(ConfigError, match=r"holds localizer but model\.localizer is false"):
         load_config("cub", overrides=["model.localizer=false"])
+    # the crop stage alone is allowed without the module: it then fine-tunes on whole images
+    control = load_config("cub", overrides=["model.localizer=false", "train.stages=[classifier, crop]"])
+    assert control.train.stages == ["classifier", "crop"]
 
 
 def test_bad_input_forms():

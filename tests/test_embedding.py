@@ -156,3 +156,13 @@ def test_embedding_head_layers():
     out = head(torch.randn(4, 16))
     assert out.shape == (4, 8)
     assert not torch.allclose(out.norm(dim=1), torch.ones(4))  # the classifier reads it un-normalised
+
+
+@pytest.mark.parametrize("variant", ["full", "dff", "within", "center"])
+def test_loss_never_reads_values_back_to_the_host(variant):
+    # Meta tensors have shapes but no values: any .item(), int(), torch.unique or bincount on them raises,
+    # as a host synchronisation would stall a GPU step. The loss must get through on shapes alone.
+    e, m = torch.randn(6, 8, device="meta"), torch.randn(4, 8, device="meta")
+    labels = torch.zeros(6, dtype=torch.long, device="meta")
+    loss, means = class_mean_loss(e, labels, m, variant=variant)
+    assert loss.shape == () and means.shape == (4, 8)

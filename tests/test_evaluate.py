@@ -266,3 +266,38 @@ def test_errors_name_the_path_and_the_fix(tmp_path: Path, cub_root: Path, classe
     bad_means = make_run(tmp_path / "means", classes, cub_root, means=torch.zeros(NUM_CLASSES + 1, EMB))
     with pytest.raises(ValueError, match=r"class_means\.safetensors"):
         evaluate_run(bad_means, progress=False)
+
+
+def test_example_sheet_draws_both_boxes_of_evenly_spread_images(run_dir: Path, monkeypatch, tmp_path: Path):
+    from elope import examples
+
+    drawn: dict[str, Any] = {}
+    real_sheet = examples.save_example_sheet
+
+    def capture(path: Path, items: list, **kwargs: Any) -> Path:
+        drawn["items"] = items
+        return real_sheet(path, items, **kwargs)
+
+    monkeypatch.setattr(examples, "save_example_sheet", capture)
+    res = CliRunner().invoke(evaluate_command, ["--run", str(run_dir), "--examples", "3"])
+    assert res.exit_code == 0, res.output
+    sheet = run_dir / "examples_test.png"
+    assert sheet.is_file() and "examples drawn to" in res.output
+    from PIL import Image
+
+    assert Image.open(sheet).size == (1000, 500)  # 3 images × 2 panels on a 4-column grid of 2.5-inch cells
+    items = drawn["items"]
+    assert len(items) == 6 and "mean map" in items[0].title and "module" in items[1].title
+    run = ev.load_run(run_dir)
+    ds = build_dataset("cub", run.meta["root"], "test", transform=eval_transform(INPUT))
+    for cell, index in zip(items[::2], (0, 2, 5)):  # 6 test images: first, round(2.5) = 2, last
+        image, _, gt = ds[index]
+        assert torch.equal(cell.image, image) and torch.allclose(cell.gt_box, torch.as_tensor(gt).float())
+        with torch.no_grad():
+            expected = heatmap_to_box(
+                mean_heatmap(run.model.forward_features(image[None])), 0.3, (INPUT, INPUT)
+            )
+        assert torch.allclose(cell.box, expected[0])
+    with torch.no_grad():
+        module_box, _ = run.model.localize(ds[5][0][None], 0.3)
+    assert torch.allclose(items[5].box, module_box[0])

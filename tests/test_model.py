@@ -126,3 +126,15 @@ def test_timm_backbone():
     stem = dict(m.localizer.stem.named_parameters())
     feats = dict(m.features.named_parameters())
     assert stem and all(torch.equal(p, feats[name]) for name, p in stem.items())
+
+
+def test_crops_keep_the_inputs_memory_format():
+    model = ELoPE("resnet18", 3, image_size=32, embedding_dim=8).eval()
+    x = torch.randn(2, 3, 40, 40)
+    crops, _, _ = model.crop(x.contiguous(memory_format=torch.channels_last))
+    assert crops.shape == (2, 3, 32, 32) and crops.is_contiguous(memory_format=torch.channels_last)
+    assert model.crop(x)[0].is_contiguous()  # NCHW in, NCHW out
+    plain = ELoPE("resnet18", 3, image_size=32, embedding_dim=8, localizer=False).eval()
+    assert plain.crop(x.contiguous(memory_format=torch.channels_last))[0].is_contiguous(
+        memory_format=torch.channels_last
+    )

@@ -160,6 +160,10 @@ def test_stage_plan_checks_prerequisites_and_order():
         _plan([], ["localizer"], None)
     with pytest.raises(TrainingError, match="needs the 'localizer' stage"):
         _plan(["classifier"], ["crop"], None)
+    # without a localization module the crop stage fine-tunes on whole images after the classifier
+    assert _plan([], ["classifier", "crop"], None, localizer=False) == ["classifier", "crop"]
+    with pytest.raises(TrainingError, match="needs the 'classifier' stage"):
+        _plan([], ["crop"], None, localizer=False)
     with pytest.raises(TrainingError, match="cannot run after"):
         _plan(["classifier", "weighted"], ["localizer"], None)
 

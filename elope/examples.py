@@ -1,0 +1,78 @@
+"""A sheet of localization examples from a trained run, like the paper's Figs. 2, 4 and 6.
+
+For each chosen test image, two panels side by side: the backbone's mean feature map of the whole image
+with the box it gives at τ (the Table 4 baseline, Figs. 2 and 4), and the localization module's heatmap with
+its box (Fig. 6). The ground-truth box is drawn too, and each title gives the box's IoU with it, so the
+IoU ≥ 0.5 criterion of Table 4 can be checked by eye. ``elope evaluate --examples N`` writes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torchvision.ops import box_iou
+
+from elope.visualize import ExampleItem, save_example_sheet
+
+__all__ = ["localization_examples"]
+
+
+def _iou(box: torch.Tensor, gt: torch.Tensor) -> str:
+    if not torch.isfinite(gt).all():
+        return ""
+    return f", IoU {float(box_iou(box[None], gt[None])[0, 0]):.2f}"
+
+
+@torch.inference_mode()
+def localization_examples(
+    run_dir: str | Path,
+    path: str | Path,
+    count: int = 8,
+    *,
+    split: str = "test",
+    device: str | torch.device = "cpu",
+    tau: float | None = None,
+) -> Path:
+    """Write the example sheet of ``run_dir``'s model on ``count`` images of ``split`` to ``path`` (PNG).
+
+    The images are spread evenly over the split (the same ones every time). Without a localization
+    module only the mean-feature-map panels are drawn. Returns ``path``.
+    """
+    from elope.data import build_dataset
+    from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
+    from elope.evaluate import load_run
+    from elope.localization import heatmap_to_box, mean_heatmap
+
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    run = load_run(run_dir, device)
+    dataset, root = run.meta.get("dataset"), run.meta.get("root")
+    if not dataset or not root:
+        raise ValueError(f"{run.model_dir / 'model.json'} does not record the dataset it was trained on")
+    mean, std = run.meta.get("mean") or IMAGENET_MEAN, run.meta.get("std") or IMAGENET_STD
+    ds = build_dataset(dataset, root, split, transform=eval_transform(run.image_size, mean, std))
+    tau = run.tau if tau is None else float(tau)
+    model = run.model
+    picks = sorted({round(i * (len(ds) - 1) / max(count - 1, 1)) for i in range(min(count, len(ds)))})
+    items: list[ExampleItem] = []
+    for index in picks:
+        image, label, gt = ds[index]
+        gt = torch.as_tensor(gt, dtype=torch.float32).reshape(4)
+        x = image[None].to(device)
+        display = dict(image=image, gt_box=gt)
+        heat = mean_heatmap(model.forward_features(x)).float()
+        box = heatmap_to_box(heat, tau, tuple(x.shape[-2:]))[0].cpu()
+        name = str(run.classes[int(label)])
+        items.append(
+            ExampleItem(
+                **display, heatmap=heat[0].cpu(), box=box, title=f"{name[:24]}\nmean map{_iou(box, gt)}"
+            )
+        )
+        if model.localizer is not None:
+            boxes, heat = model.localize(x, tau)
+            box = boxes[0].cpu()
+            pred = run.classes[int(model.predict(x, tau=tau).classes[0, 0])]
+            title = f"predicted {str(pred)[:14]}\nmodule{_iou(box, gt)}"
+            items.append(ExampleItem(**display, heatmap=heat[0].float().cpu(), box=box, title=title))
+    return save_example_sheet(path, items, ncols=4)
