@@ -187,23 +187,35 @@ def format_markdown(summary: list[dict[str, Any]], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_k_sweep(summary: list[dict[str, Any]], ks: Sequence[int], path: Path) -> Path:
-    """Accuracy against K, like Fig. 7 of the paper."""
+def plot_k_sweep(
+    summary: list[dict[str, Any]], ks: Sequence[int], path: Path, positions: int | None = None
+) -> Path:
+    """Accuracy against K, like Fig. 7 of the paper: mean ± std over seeds, the seed count at each point.
+
+    ``positions`` (H·W of the last feature map) marks K = H·W, where GKMP is GAP.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = [(k, e["top1"], e["top1_std"] or 0.0) for k, e in zip(ks, summary) if e["top1"] is not None]
+    points = [
+        (k, e["top1"], e["top1_std"] or 0.0, len(e["seeds"]))
+        for k, e in zip(ks, summary)
+        if e["top1"] is not None
+    ]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     if points:
-        xs, ys, errs = zip(*points)
+        xs, ys, errs, counts = zip(*points)
         ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3)
+        for x, y, n in zip(xs, ys, counts):
+            ax.annotate(f"n={n}", (x, y), textcoords="offset points", xytext=(4, 6), fontsize=7)
         ax.set_xscale("log", base=2)
-        ax.set_xticks(list(xs), [str(x) for x in xs])
+        ax.set_xticks(list(xs), [f"{x}\n(GAP)" if x == positions else str(x) for x in xs])
     ax.set_xlabel("K (global k-max pooling)")
     ax.set_ylabel("test top-1 accuracy [%]")
-    ax.set_title("K sweep (cf. Fig. 7)")
+    suffix = f", H·W = {positions}" if positions else ""
+    ax.set_title(f"K sweep (cf. Fig. 7){suffix}; mean ± std over n seeds", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -389,7 +401,7 @@ def ablate_command(
                 config_file=config_file,
                 train=not report,
             )
-            plot_k_sweep(summary, k_values, out / "k_sweep.png")
+            plot_k_sweep(summary, k_values, out / "k_sweep.png", positions)
             click.echo(format_markdown(summary, f"K sweep (Fig. 7), H·W = {positions}"))
     except (ConfigError, TrainingError) as error:
         raise click.ClickException(str(error)) from error

@@ -92,9 +92,13 @@ class ELoPE(nn.Module):
             self.pool = GlobalKMaxPool2d(1 if pooling == "gmp" else k, weighted=weighted)
         self.embedding = EmbeddingHead(net.num_features, embedding_dim) if embedding_dim else None
         self.classifier = nn.Linear(embedding_dim or net.num_features, num_classes)
-        self.localizer = (
-            LocalizationModule(net.make_stem(), net.stem_channels, localizer_input) if localizer else None
-        )
+        self.localizer = None
+        if localizer:
+            # Drawn from a forked random stream: with or without the module, every other random number of
+            # a run (class means, augmentation, data order) is the same, so rows of an ablation that share
+            # a seed also share their classifier stage (paired comparisons).
+            with torch.random.fork_rng(devices=[]):
+                self.localizer = LocalizationModule(net.make_stem(), net.stem_channels, localizer_input)
         self.num_classes = num_classes
         self.image_size = image_size
         self.tau = tau

@@ -104,3 +104,16 @@ def test_ablate_rows_end_to_end_then_report(tmp_path):
     assert report.exit_code != 0 and "some rows produced no result" in report.output
     assert not (out / "gmp").exists()
     assert "| GMP | — |" in (out / "ablation.md").read_text()
+
+
+def test_k_sweep_plot_skips_rows_without_results(tmp_path):
+    from PIL import Image
+
+    from elope.ablate import plot_k_sweep
+
+    rows = k_sweep_rows([1, 4, 16])
+    runs = {"K=1": [{"seed": 0, "epochs": 2, "top1": 0.5}], "K=16": [{"seed": 0, "epochs": 2, "top1": 0.25}]}
+    summary = summarize(rows, runs)
+    assert [e["top1"] for e in summary] == [50.0, None, 25.0]
+    path = plot_k_sweep(summary, [1, 4, 16], tmp_path / "k.png", positions=16)
+    assert Image.open(path).size == (600, 420)  # 5 × 3.5 inches at 120 dpi

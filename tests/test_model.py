@@ -138,3 +138,19 @@ def test_crops_keep_the_inputs_memory_format():
     assert plain.crop(x.contiguous(memory_format=torch.channels_last))[0].is_contiguous(
         memory_format=torch.channels_last
     )
+
+
+def test_the_localizer_leaves_every_other_random_number_unchanged():
+    # rows of an ablation with the same seed share their classifier stage only if adding the module
+    # neither changes the other layers' initial weights nor the random numbers drawn after construction
+    torch.manual_seed(3)
+    with_module = ELoPE("resnet18", 4, embedding_dim=8, localizer=True)
+    after_with = torch.rand(3)
+    torch.manual_seed(3)
+    without = ELoPE("resnet18", 4, embedding_dim=8, localizer=False)
+    after_without = torch.rand(3)
+    assert torch.equal(after_with, after_without)
+    plain = without.state_dict()
+    for key, value in with_module.state_dict().items():
+        if not key.startswith("localizer."):
+            assert torch.equal(value, plain[key]), key
