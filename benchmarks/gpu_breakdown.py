@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.common import emit
-from benchmarks.gpu import AMP_DTYPES, _check_device
+from benchmarks.gpu import AMP_DTYPES, _autocast, _check_device
 from elope.backbones import TORCHVISION_BACKBONES
 from elope.embedding import ClassMeanLoss
 from elope.localization import crop_and_resize, heatmap_to_box
@@ -82,10 +82,7 @@ def run(
     model = ELoPE(backbone, num_classes, image_size=image_size).to(dev, memory_format=cl).eval()
     plain = TORCHVISION_BACKBONES[backbone](num_classes=num_classes).to(dev, memory_format=cl).eval()
     criterion = ClassMeanLoss(num_classes, model.config["embedding_dim"]).to(dev)
-    dtype = AMP_DTYPES[amp]
-
-    def autocast() -> contextlib.AbstractContextManager:
-        return torch.autocast(dev.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    autocast = _autocast(dev, amp) or contextlib.nullcontext
 
     x = torch.randn(infer_batch, 3, image_size, image_size, device=dev).contiguous(memory_format=cl)
     small = model.localizer.input_size

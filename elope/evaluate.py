@@ -77,6 +77,30 @@ class LoadedRun:
     means: Tensor | None  # (C, dim) class means of the embedding loss, None when the run has none
     model_dir: Path
 
+    @property
+    def normalization(self) -> tuple[Sequence[float], Sequence[float]]:
+        """The ``(mean, std)`` the run's images were normalised with (ImageNet's unless recorded)."""
+        from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+        return self.meta.get("mean") or IMAGENET_MEAN, self.meta.get("std") or IMAGENET_STD
+
+    def load_dataset(self, split: str, dataset: str | None = None, root: str | Path | None = None) -> Any:
+        """``split`` of the run's dataset (or of ``dataset`` at ``root``) with the run's eval transform.
+
+        Returns ``(ds, dataset, root)``; raises ValueError when neither the run nor the caller names one.
+        """
+        from elope.data import build_dataset
+        from elope.data.transforms import eval_transform
+
+        dataset = dataset or self.meta.get("dataset")
+        root = root or self.meta.get("root")
+        if not dataset or not root:
+            raise ValueError(
+                f"{self.model_dir / 'model.json'} does not record the dataset: pass --dataset and --root."
+            )
+        transform = eval_transform(self.image_size, *self.normalization)
+        return build_dataset(dataset, root, split, transform=transform), dataset, root
+
 
 def resolve_model_dir(run_dir: str | Path) -> Path:
     """``RUN/model`` (the folder written by :func:`elope.weights.save_model`); ``RUN`` may be it already."""
@@ -352,23 +376,12 @@ def evaluate_run(
     Returns the dict described in the module docstring plus ``split``, ``dataset``, ``root``, ``run``,
     ``tau`` and ``skipped`` (paths left out with ``skip_unreadable``).
     """
-    from elope.data import build_dataset
-    from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
-
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}.")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     run = load_run(run_dir, device)
-    dataset = dataset or run.meta.get("dataset")
-    root = root or run.meta.get("root")
-    if not dataset or not root:
-        raise ValueError(
-            f"{run.model_dir / 'model.json'} does not record the dataset: pass --dataset and --root."
-        )
-    mean = run.meta.get("mean") or IMAGENET_MEAN
-    std = run.meta.get("std") or IMAGENET_STD
-    ds = build_dataset(dataset, root, split, transform=eval_transform(run.image_size, mean, std))
+    ds, dataset, root = run.load_dataset(split, dataset, root)
     _check_classes(run.classes, ds, f"dataset {dataset!r} at {root} ({split})")
     with_boxes = bool(getattr(ds, "has_boxes", False))
     with_ncm = run.means is not None

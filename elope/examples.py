@@ -39,19 +39,13 @@ def localization_examples(
     The images are spread evenly over the split (the same ones every time). Without a localization
     module only the mean-feature-map panels are drawn. Returns ``path``.
     """
-    from elope.data import build_dataset
-    from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
     from elope.evaluate import load_run
     from elope.localization import heatmap_to_box, mean_heatmap
 
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
     run = load_run(run_dir, device)
-    dataset, root = run.meta.get("dataset"), run.meta.get("root")
-    if not dataset or not root:
-        raise ValueError(f"{run.model_dir / 'model.json'} does not record the dataset it was trained on")
-    mean, std = run.meta.get("mean") or IMAGENET_MEAN, run.meta.get("std") or IMAGENET_STD
-    ds = build_dataset(dataset, root, split, transform=eval_transform(run.image_size, mean, std))
+    ds, _, _ = run.load_dataset(split)
     tau = run.tau if tau is None else float(tau)
     model = run.model
     picks = sorted({round(i * (len(ds) - 1) / max(count - 1, 1)) for i in range(min(count, len(ds)))})

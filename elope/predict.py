@@ -71,11 +71,7 @@ def predict_image(
     device: str | torch.device = "cpu",
 ) -> tuple[list[dict[str, Any]], list[float], torch.Tensor | None]:
     """Classify one PIL image: ``(classes, box, heatmap)``; box ``[x1, y1, x2, y2]`` in its own pixels."""
-    from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-
-    mean = run.meta.get("mean") or IMAGENET_MEAN
-    std = run.meta.get("std") or IMAGENET_STD
-    x = _normalise(image.convert("RGB"), mean, std).to(device)
+    x = _normalise(image.convert("RGB"), *run.normalization).to(device)
     pred = run.model.predict(x[None], top=top, tau=run.tau if tau is None else tau)
     classes = [
         {"class": run.classes[int(i)], "index": int(i), "score": float(s)}

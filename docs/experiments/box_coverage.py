@@ -18,8 +18,6 @@ import sys
 import torch
 from torchvision.ops import box_iou
 
-from elope.data import build_dataset
-from elope.data.transforms import eval_transform
 from elope.evaluate import load_run
 from elope.localization import heatmap_to_box, mean_heatmap
 
@@ -41,9 +39,7 @@ def _grid_bound(gts: torch.Tensor, size: int, cells: int) -> float:
 def main(runs: list[str]) -> None:
     for run_dir in runs:
         run = load_run(run_dir)
-        ds = build_dataset(
-            run.meta["dataset"], run.meta["root"], "test", transform=eval_transform(run.image_size)
-        )
+        ds, _, _ = run.load_dataset("test")
         stats: dict[str, list[tuple[float, float]]] = {"module": [], "mean map": []}
         gts = []
         for index in range(len(ds)):
