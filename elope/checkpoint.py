@@ -3,7 +3,8 @@
 A checkpoint is a plain ``dict`` of tensors, numbers, strings, lists and dicts, so it loads with
 ``torch.load(weights_only=True)`` (no pickled code is ever executed). It is written to a temporary file in
 the same folder, flushed and ``fsync``-ed, then moved over the old file with ``os.replace`` (atomic on
-POSIX and Windows), so a crash while saving leaves the previous checkpoint intact.
+POSIX and Windows), so a crash while saving leaves the previous checkpoint intact. A full disk is reported
+as one line naming the file (the previous checkpoint is then still intact: free space and ``--resume``).
 
 What a training checkpoint holds (see ``elope.train``): ``format``, ``stage``, ``epoch``, ``step`` (batches
 done in ``epoch``), ``completed`` (finished stages), ``model`` (state dict), ``model_config``,
@@ -19,11 +20,14 @@ import os
 import random
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from elope.failures import is_no_space, no_space_message, torch_load_message
 
 FORMAT = "elope-checkpoint-1"
 
@@ -39,8 +43,13 @@ def atomic_save(obj: Any, path: str | Path, *also: str | Path) -> None:
     links are not supported); each name is replaced atomically.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        if is_no_space(error):
+            raise CheckpointError(no_space_message(path)) from None
+        raise
     tmps = [Path(tmp)]
     try:
         with os.fdopen(fd, "wb") as f:
@@ -57,9 +66,11 @@ def atomic_save(obj: Any, path: str | Path, *also: str | Path) -> None:
             tmps.append(extra)
         for src, dst in zip(tmps, [path, *map(Path, also)]):
             os.replace(src, dst)
-    except BaseException:
+    except BaseException as error:
         for t in tmps:
             t.unlink(missing_ok=True)
+        if is_no_space(error):  # torch reports a full disk as "enforce fail ... unexpected pos"
+            raise CheckpointError(no_space_message(path)) from None
         raise
     _fsync_dir(path.parent)
 
@@ -84,9 +95,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} not found")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # any unpickling failure is reported the same way
-        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {e}") from None
+        with warnings.catch_warnings():  # "Detected pickle protocol 4": the refusal below says it better
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # any unpickling failure is reported the same way, never with torch's advice
+        raise CheckpointError(torch_load_message(path, e, "checkpoint")) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not an elope training checkpoint (format {FORMAT})")
     return ckpt

@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "train": "elope.train:train_command",
     "evaluate": "elope.evaluate:evaluate_command",
     "predict": "elope.predict:predict_command",
+    "export": "elope.export:export_command",
     "demo": "elope.demo:demo_command",
     "profile": "elope.profile:profile_command",
     "ablate": "elope.ablate:ablate_command",
@@ -35,6 +36,21 @@ class _LazyGroup(click.Group):
             return None
         module_name, attr = target.split(":")
         return getattr(importlib.import_module(module_name), attr)
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the sub-command; Ctrl-C exits with 130 (128 + SIGINT) and a full disk with one line."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted (Ctrl-C); a training run continues with --resume", err=True)
+            raise click.exceptions.Exit(130) from None
+        except OSError as error:
+            from elope.failures import is_no_space
+
+            if not is_no_space(error):
+                raise
+            where = f" while writing {error.filename}" if error.filename else ""
+            raise click.ClickException(f"no space left on device{where}: free space and run again") from None
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

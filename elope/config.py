@@ -62,6 +62,18 @@ class DatasetConfig(_Section):
     name: Literal["cub", "cars", "aircraft", "folder", "synthetic"]
     root: str | None = None
     image_size: int = Field(448, ge=16, description="classifier input side (Sec. 6: 448)")
+    crop_source: int | None = Field(
+        None,
+        ge=16,
+        description="side of the image the crops are cut from (null: 2 × image_size); see elope.crop_source",
+    )
+    val_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="0: train on the whole training split (the paper's models); > 0: hold out this share "
+        "of it for validation (the dataset's own val split where it ships one) and select on it",
+    )
     num_workers: int = Field(4, ge=0)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     options: dict[str, Any] = Field(default_factory=dict, description="extra build_dataset options")
@@ -78,6 +90,9 @@ class ModelConfig(_Section):
     localizer: bool = True
     localizer_input: int = Field(64, ge=16)
     tau: float = Field(0.3, gt=0.0, lt=1.0, description="box threshold of Sec. 5 (Table 2)")
+    heatmap_upsample: bool = Field(
+        False, description="upsample the heatmap bilinearly to the image before thresholding (ours)"
+    )
 
 
 class LossConfig(_Section):
@@ -101,6 +116,11 @@ class StageConfig(_Section):
     lr_decay: float = Field(0.1, gt=0.0, le=1.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(1e-3, ge=0.0)
+    init: Literal["continue", "fresh"] = Field(
+        "continue",
+        description="crop stage only: continue from the stage-1 classifier, or start afresh from the "
+        "backbone's initial weights with new heads and class means (the authors' release)",
+    )
 
 
 class StagesConfig(_Section):
@@ -118,7 +138,7 @@ class TrainConfig(_Section):
     channels_last: bool = False
     sync_bn: bool = False
     freeze_bn: bool = False
-    select: Literal["best", "last"] = "best"
+    select: Literal["best", "last"] = "last"
     checkpoint_every_steps: int = Field(500, ge=0, description="0 = only at the end of each epoch")
     deterministic: bool = True
     progress: bool = True
@@ -156,6 +176,14 @@ class Config(_Section):
         # (crop without the localization module fine-tunes on the whole image: the ablation's control row)
         if not self.model.localizer and "localizer" in self.train.stages:
             raise ValueError("train.stages holds localizer but model.localizer is false")
+        fresh = [s for s in STAGES if s != "crop" and getattr(self.stages, s).init == "fresh"]
+        if fresh:
+            raise ValueError(f"stages.{fresh[0]}.init: only the crop stage can start fresh")
+        if self.train.select == "best" and self.dataset.val_fraction == 0.0:
+            raise ValueError(
+                "train.select=best needs a validation split: set dataset.val_fraction > 0 "
+                "(e.g. 0.1), or train.select=last (the paper's models train on the whole training split)"
+            )
         if "weighted" in self.train.stages and self.model.pooling != "gkmp":
             raise ValueError(
                 f"the weighted stage (Eq. 4) needs model.pooling=gkmp, got {self.model.pooling!r}; "

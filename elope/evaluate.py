@@ -9,12 +9,17 @@ classifier labels the crop. Reported:
 * ``ncm_top1``: nearest class mean: the class means trained with the embedding loss (Eqs. 5-10) used as
   a classifier on the l2-normalised embedding of the same crop (null when the run has no means);
 * ``loc_iou50``: localization accuracy, the fraction of images whose box has IoU ≥ 0.5 with the
-  ground-truth box (Table 4, "Localization module"), and ``mean_map_iou50``: the same for the box from the
-  backbone's own mean feature map of the full image (Table 4, "ResNet-50 mean feature map"); both null when
-  the dataset has no boxes. Ground-truth boxes are used for nothing else;
+  ground-truth box (Table 4, "Localization module"), null when the dataset has no boxes; with
+  ``mean_map=True`` (``--mean-map``) also ``mean_map_iou50``: the same for the box from the mean feature
+  map of the whole image in the run's stage-1 classifier (``RUN/teacher``, the localization module's
+  teacher: Table 4, "ResNet-50 mean feature map"). Ground-truth boxes are used for nothing else;
 * ``confused_pairs``: the most frequent off-diagonal entries (true -> predicted) of the confusion matrix.
 
-All accuracies are fractions in [0, 1]. The test split is read only here, never during training.
+All accuracies are fractions in [0, 1]. Images are read at the run's crop source size (:func:`elope.data.crop_source_size`) and cropped by
+:meth:`elope.ELoPE.crop`, exactly as ``elope predict`` and the crop stages of training do.
+``predictions=FILE`` (``--predictions``) writes one JSON line per image (path, true class, top-5 classes
+and scores, predicted and ground-truth box in pixels of the original image). The test split is read only
+here, never during training.
 """
 
 from __future__ import annotations
@@ -78,14 +83,35 @@ class LoadedRun:
     model_dir: Path
 
     @property
+    def crop_source(self) -> int:
+        """Side of the images the crops are cut from (runs before it was recorded cropped at image_size)."""
+        return int(self.meta.get("crop_source") or self.image_size)
+
+    def load_teacher(self) -> torch.nn.Module:
+        """The run's stage-1 classifier (``RUN/teacher``), the localization module's teacher, in eval mode."""
+        from elope.weights import load_model
+
+        folder = self.model_dir.parent / "teacher"
+        if not (folder / "model.json").is_file():
+            raise FileNotFoundError(
+                f"{folder} not found: the run keeps no stage-1 classifier (trained before elope 0.2, or "
+                "without the classifier stage), so Table 4's mean-feature-map row cannot be measured."
+            )
+        teacher, _ = load_model(folder)
+        return teacher.to(next(self.model.parameters()).device).eval()
+
+    @property
     def normalization(self) -> tuple[Sequence[float], Sequence[float]]:
         """The ``(mean, std)`` the run's images were normalised with (ImageNet's unless recorded)."""
         from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
         return self.meta.get("mean") or IMAGENET_MEAN, self.meta.get("std") or IMAGENET_STD
 
-    def load_dataset(self, split: str, dataset: str | None = None, root: str | Path | None = None) -> Any:
-        """``split`` of the run's dataset (or of ``dataset`` at ``root``) with the run's eval transform.
+    def load_dataset(
+        self, split: str, dataset: str | None = None, root: str | Path | None = None, size: int | None = None
+    ) -> Any:
+        """``split`` of the run's dataset (or of ``dataset`` at ``root``) with the run's eval transform, at
+        ``size`` (default: the crop source, what the one-pass pipeline reads).
 
         Returns ``(ds, dataset, root)``; raises ValueError when neither the run nor the caller names one.
         """
@@ -98,7 +124,7 @@ class LoadedRun:
             raise ValueError(
                 f"{self.model_dir / 'model.json'} does not record the dataset: pass --dataset and --root."
             )
-        transform = eval_transform(self.image_size, *self.normalization)
+        transform = eval_transform(size or self.crop_source, *self.normalization)
         return build_dataset(dataset, root, split, transform=transform), dataset, root
 
 
@@ -121,9 +147,9 @@ def load_class_means(model_dir: Path, num_classes: int) -> Tensor | None:
     path = model_dir / CLASS_MEANS_FILE
     if not path.is_file():
         return None
-    from safetensors.torch import load_file
+    from elope.weights import load_state_dict_file
 
-    tensors = load_file(str(path))
+    tensors = load_state_dict_file(path)  # a truncated or foreign file: WeightsError (a ValueError) naming it
     if "means" not in tensors:
         raise ValueError(
             f"{path} has no tensor 'means' (found {sorted(tensors)}): re-save it from ClassMeanLoss."
@@ -163,11 +189,17 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
 def iou_hits(pred_boxes: Tensor, gt_boxes: Tensor, threshold: float = IOU_THRESHOLD) -> tuple[Tensor, Tensor]:
     """Table 4's criterion per image: ``(hits, valid)``, both bool (B,).
 
-    ``valid`` marks images with a ground-truth box (no NaN); ``hits`` is IoU(pred, gt) >= ``threshold``
-    (boundary included) and False where not valid. Boxes are ``x1, y1, x2, y2`` in the same pixel frame.
+    ``valid`` marks images with a ground-truth box (no NaN) of positive area (a box that lay wholly outside
+    its image is empty once clamped to it: left out, see :func:`gt_box_problems`); ``hits`` is IoU(pred, gt)
+    >= ``threshold`` (boundary included) and False where not valid. Boxes are ``x1, y1, x2, y2`` in the
+    same pixel frame.
     """
     pred_boxes, gt_boxes = pred_boxes.float(), gt_boxes.float()
-    valid = torch.isfinite(gt_boxes).all(dim=1)
+    valid = (
+        torch.isfinite(gt_boxes).all(dim=1)
+        & (gt_boxes[:, 2] > gt_boxes[:, 0])
+        & (gt_boxes[:, 3] > gt_boxes[:, 1])
+    )
     hits = torch.zeros_like(valid)
     if valid.any():
         iou = box_iou(pred_boxes[valid], gt_boxes[valid]).diagonal()
@@ -267,32 +299,70 @@ class EvalAccumulator:
 @dataclass
 class BatchOutputs:
     predictions: Tensor  # (B,) softmax argmax
+    top_classes: Tensor  # (B, top) best classes, best first
+    top_scores: Tensor  # (B, top) their softmax scores
     boxes: Tensor  # (B, 4) localizer boxes in input pixels
     embeddings: Tensor | None  # (B, dim) raw embeddings of the crops
-    mean_map_boxes: Tensor | None  # (B, 4) boxes from the backbone's mean feature map of the full image
+    mean_map_boxes: Tensor | None  # (B, 4) boxes from the teacher's mean feature map of the whole image
 
 
 @torch.inference_mode()
-def run_batch(model: Any, images: Tensor, *, tau: float, embeddings: bool, mean_map: bool) -> BatchOutputs:
-    """One pass of the test pipeline on a batch of normalised images.
+def run_batch(
+    model: Any, images: Tensor, *, tau: float, embeddings: bool, teacher: Any = None, top: int = 5
+) -> BatchOutputs:
+    """One pass of the test pipeline on a batch of normalised crop sources.
 
     ``model.crop`` localizes and crops (Sec. 5) and the crop is classified once: the softmax and the
     embedding for the nearest class mean come from the same forward pass (this is ``model.predict`` with the
-    embedding kept). With ``mean_map`` the backbone also runs on the full image to get the Table 4 baseline
-    box from its mean feature map, thresholded at the same τ.
+    embedding kept). With a ``teacher`` (the stage-1 classifier) its mean feature map of the whole image
+    gives the Table 4 baseline box, thresholded at the same τ.
     """
-    from elope.localization import heatmap_to_box, mean_heatmap
-
     crops, boxes, _ = model.crop(images, tau=tau)
     if embeddings:
         logits, emb = model(crops, return_embeddings=True)
     else:
         logits, emb = model(crops), None
-    mm_boxes = None
-    if mean_map:
-        heat = mean_heatmap(model.forward_features(images))
-        mm_boxes = heatmap_to_box(heat, tau, tuple(images.shape[-2:]))
-    return BatchOutputs(logits.argmax(dim=1), boxes, emb, mm_boxes)
+    scores, classes = logits.float().softmax(dim=1).topk(min(top, logits.shape[1]), dim=1)
+    mm_boxes = None if teacher is None else teacher.mean_map(images, tau)[0]
+    return BatchOutputs(classes[:, 0], classes, scores, boxes, emb, mm_boxes)
+
+
+def original_box(box: Tensor, source: int, size: tuple[int, int]) -> list[float]:
+    """A box in pixels of the square crop source mapped to the original image of ``size`` (W, H), clamped."""
+    w, h = size
+    x1, y1, x2, y2 = (box.float() * torch.tensor([w / source, h / source, w / source, h / source])).tolist()
+    return [min(max(x1, 0.0), w), min(max(y1, 0.0), h), min(max(x2, 0.0), w), min(max(y2, 0.0), h)]
+
+
+def stored_size(dataset: Any, index: int) -> tuple[int, int]:
+    """``(W, H)`` of an image as the dataset loads it (header only; FGVC-Aircraft's banner removed)."""
+    from elope.data.io import image_size
+
+    w, h = image_size(dataset.samples[index][0])
+    return w, h - int(getattr(dataset, "banner", 0) or 0)
+
+
+def prediction_lines(
+    out: BatchOutputs, labels: Tensor, gt_boxes: Tensor, indices: list[int], dataset: Any, source: int
+) -> list[str]:
+    """One JSON line per image of the batch (``evaluate --predictions``), boxes in original pixels."""
+    lines = []
+    for j, index in enumerate(indices):
+        size = stored_size(dataset, index)
+        gt = gt_boxes[j]
+        item = {
+            "path": str(dataset.samples[index][0]),
+            "true": dataset.classes[int(labels[j])],
+            "classes": [
+                {"class": dataset.classes[int(c)], "index": int(c), "score": float(p)}
+                for c, p in zip(out.top_classes[j].tolist(), out.top_scores[j].tolist())
+            ],
+            "box": original_box(out.boxes[j].cpu(), source, size),
+            "gt_box": original_box(gt, source, size) if bool(torch.isfinite(gt).all()) else None,
+            "size": list(size),
+        }
+        lines.append(json.dumps(item))
+    return lines
 
 
 # ------------------------------------------------------------------------------------------------- data
@@ -330,15 +400,53 @@ class _Guarded(Dataset):
         return (image, int(label), torch.as_tensor(box, dtype=torch.float32).reshape(4), index)
 
 
-def _collate(items: list[tuple[Any, ...]]) -> tuple[Tensor | None, Tensor, Tensor, list[tuple[int, str]]]:
+def _collate(
+    items: list[tuple[Any, ...]],
+) -> tuple[Tensor | None, Tensor, Tensor, list[int], list[tuple[int, str]]]:
     good = [it for it in items if it[0] is not None]
     bad = [(it[1], it[2]) for it in items if it[0] is None]
     if not good:
-        return None, torch.empty(0, dtype=torch.long), torch.empty(0, 4), bad
+        return None, torch.empty(0, dtype=torch.long), torch.empty(0, 4), [], bad
     images = torch.stack([it[0] for it in good])
     labels = torch.tensor([it[1] for it in good])
     boxes = torch.stack([it[2] for it in good])
-    return images, labels, boxes, bad
+    return images, labels, boxes, [it[3] for it in good], bad
+
+
+def gt_box_problems(dataset: Any) -> list[dict[str, str]]:
+    """Ground-truth boxes that lie outside their image, as ``elope data check`` finds them (1 pixel of
+    tolerance; image sizes from the headers; FGVC-Aircraft's banner rows count as part of the image).
+
+    What evaluation does with them (the dataset clamps every box to its image): a box that sticks out is
+    *clipped* and used; a box with nothing inside the image becomes empty and is *left out* of
+    ``loc_iou50`` / ``mean_map_iou50`` (``num_boxes`` counts the boxes used). Returns one
+    ``{"path", "problem"}`` per such box, reported as ``box_problems``.
+    """
+    from elope.data.check import BOX_TOLERANCE
+    from elope.data.io import image_size
+
+    problems = []
+    for (path, _), box in zip(dataset.samples, getattr(dataset, "_boxes", [])):
+        if box is None:
+            continue
+        try:
+            width, height = image_size(path)
+        except (OSError, ValueError):  # unreadable: reported (or skipped) when the image itself is read
+            continue
+        x1, y1, x2, y2 = box
+        t = BOX_TOLERANCE
+        if x1 >= -t and y1 >= -t and x2 <= width + t and y2 <= height + t:
+            continue
+        empty = min(x2, width) <= max(x1, 0.0) or min(y2, height) <= max(y1, 0.0)
+        what = "nothing of it lies inside: left out of the localization metrics" if empty else "clipped to it"
+        problems.append(
+            {
+                "path": str(path),
+                "problem": f"ground-truth box x1={x1:g} y1={y1:g} x2={x2:g} y2={y2:g} lies outside the "
+                f"{width}x{height} image; {what}",
+            }
+        )
+    return problems
 
 
 def _check_classes(run_classes: list[str], dataset: Any, where: str) -> None:
@@ -369,8 +477,15 @@ def evaluate_run(
     tau: float | None = None,
     num_workers: int = 0,
     progress: bool = True,
+    mean_map: bool = False,
+    predictions: str | Path | None = None,
+    compile_mode: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate the trained model of ``run_dir`` on a split (``test`` by default) and return the metrics.
+
+    ``mean_map`` also measures the teacher's mean-feature-map boxes (one more backbone pass per image);
+    ``predictions`` names a JSON-lines file to write one line per image to. ``compile_mode`` runs the
+    model through ``torch.compile`` in that mode (:func:`elope.compiled.compile_model`).
 
     ``dataset``/``root`` default to the ones recorded in the run; ``tau`` to the run's threshold (Table 2).
     Returns the dict described in the module docstring plus ``split``, ``dataset``, ``root``, ``run``,
@@ -381,9 +496,14 @@ def evaluate_run(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     run = load_run(run_dir, device)
+    if compile_mode is not None:
+        from elope.compiled import compile_model
+
+        run.model = compile_model(run.model, compile_mode)
     ds, dataset, root = run.load_dataset(split, dataset, root)
     _check_classes(run.classes, ds, f"dataset {dataset!r} at {root} ({split})")
     with_boxes = bool(getattr(ds, "has_boxes", False))
+    box_problems = gt_box_problems(ds) if with_boxes else []  # clipped, or left out when wholly outside
     with_ncm = run.means is not None
     tau = run.tau if tau is None else float(tau)
 
@@ -391,28 +511,45 @@ def evaluate_run(
     loader = DataLoader(
         guarded, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate
     )
+    teacher = run.load_teacher() if mean_map and with_boxes else None
     acc = EvalAccumulator(len(run.classes), with_ncm=with_ncm, with_boxes=with_boxes)
     skipped: list[dict[str, str]] = []
-    for images, labels, gt_boxes, bad in tqdm(
-        loader, desc=f"evaluate {split}", unit="batch", disable=not progress
-    ):
-        skipped += [{"path": guarded.path(i), "error": msg} for i, msg in bad]
-        if images is None:
-            continue
-        out = run_batch(run.model, images.to(device), tau=tau, embeddings=with_ncm, mean_map=with_boxes)
-        ncm = (
-            nearest_class_mean(out.embeddings, run.means) if with_ncm and out.embeddings is not None else None
-        )
-        acc.update(labels, out.predictions, ncm, out.boxes, out.mean_map_boxes, gt_boxes)
+    lines_out = None
+    if predictions is not None:
+        Path(predictions).parent.mkdir(parents=True, exist_ok=True)
+        lines_out = open(predictions, "w")  # noqa: SIM115 - closed below, written batch by batch
+    try:
+        for images, labels, gt_boxes, indices, bad in tqdm(
+            loader, desc=f"evaluate {split}", unit="batch", disable=not progress
+        ):
+            skipped += [{"path": guarded.path(i), "error": msg} for i, msg in bad]
+            if images is None:
+                continue
+            out = run_batch(run.model, images.to(device), tau=tau, embeddings=with_ncm, teacher=teacher)
+            ncm = (
+                nearest_class_mean(out.embeddings, run.means)
+                if with_ncm and out.embeddings is not None
+                else None
+            )
+            acc.update(labels, out.predictions, ncm, out.boxes, out.mean_map_boxes, gt_boxes)
+            if lines_out is not None:
+                for line in prediction_lines(out, labels, gt_boxes, indices, ds, run.crop_source):
+                    lines_out.write(line + "\n")
+    finally:
+        if lines_out is not None:
+            lines_out.close()
     if acc.num_images == 0:
         raise ValueError(f"no image of {dataset!r} at {root} ({split}) could be evaluated.")
 
     result = acc.result(run.classes)
     if getattr(run.model, "localizer", None) is None:
         result["loc_iou50"] = None  # no localization module: the "box" is the whole image
+    if teacher is None:
+        result["mean_map_iou50"] = None
     result.update(
         split=split, dataset=dataset, root=str(root), run=str(Path(run_dir)), tau=tau, skipped=skipped
     )
+    result["box_problems"] = box_problems
     return result
 
 
@@ -487,6 +624,29 @@ def format_report(result: dict[str, Any], worst: int = 5) -> str:
     help="Also draw N images with their mean-feature-map and localization-module boxes (Figs. 2, 4, 6) "
     "to RUN/examples_<split>.png.",
 )
+@click.option(
+    "--mean-map",
+    is_flag=True,
+    help="Also measure Table 4's baseline: boxes from the stage-1 classifier's mean feature map "
+    "(RUN/teacher; one more backbone pass per image).",
+)
+@click.option(
+    "--predictions",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write one JSON line per image (path, true class, top-5, predicted and ground-truth box in "
+    "original-image pixels) to this file.",
+)
+@click.option(
+    "--compile",
+    "compile_mode",
+    default=None,
+    is_flag=False,
+    flag_value="default",
+    type=click.Choice(["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]),
+    help="Run the one-pass pipeline through torch.compile (optionally: the mode; reduce-overhead = CUDA "
+    "graphs).",
+)
 def evaluate_command(
     run_dir: Path,
     dataset: str | None,
@@ -499,6 +659,9 @@ def evaluate_command(
     skip_unreadable: bool,
     json_out: str | None,
     examples: int,
+    mean_map: bool,
+    predictions: Path | None,
+    compile_mode: str | None,
 ) -> None:
     """Evaluate a trained run: top-1, per-class and nearest-class-mean accuracy, localization (Table 4).
 
@@ -506,10 +669,29 @@ def evaluate_command(
     """
     try:
         result = evaluate_run(
-            run_dir, dataset, root, split, batch_size, device, skip_unreadable, tau=tau, num_workers=workers
+            run_dir,
+            dataset,
+            root,
+            split,
+            batch_size,
+            device,
+            skip_unreadable,
+            tau=tau,
+            num_workers=workers,
+            mean_map=mean_map,
+            predictions=predictions,
+            compile_mode=compile_mode,
         )
     except (FileNotFoundError, ValueError, DataError, UnreadableImageError) as e:
-        raise click.ClickException(str(e)) from e
+        from elope.failures import one_line
+
+        raise click.ClickException(one_line(e)) from e  # without a DataLoader worker's traceback
+    for problem in result.get("box_problems", [])[:10]:
+        click.echo(f"warning: {problem['path']}: {problem['problem']}", err=True)
+    if len(result.get("box_problems", [])) > 10:
+        click.echo(
+            f"warning: {len(result['box_problems']) - 10} more box problem(s) (box_problems)", err=True
+        )
     if examples:
         from elope.examples import localization_examples
 

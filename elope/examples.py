@@ -1,8 +1,9 @@
 """A sheet of localization examples from a trained run, like the paper's Figs. 2, 4 and 6.
 
-For each chosen test image, two panels side by side: the backbone's mean feature map of the whole image
-with the box it gives at τ (the Table 4 baseline, Figs. 2 and 4), and the localization module's heatmap with
-its box (Fig. 6). The ground-truth box is drawn too, and each title gives the box's IoU with it, so the
+For each chosen test image, two panels side by side: the mean feature map of the whole image in the run's
+stage-1 classifier (``RUN/teacher``, the localization module's teacher; the run's final model for runs
+that keep none) with the box it gives at τ (the Table 4 baseline, Figs. 2 and 4), and the localization
+module's heatmap with its box (Fig. 6), from the one pass of :meth:`elope.ELoPE.predict`. The ground-truth box is drawn too, and each title gives the box's IoU with it, so the
 IoU ≥ 0.5 criterion of Table 4 can be checked by eye. ``elope evaluate --examples N`` writes it.
 """
 
@@ -40,7 +41,6 @@ def localization_examples(
     module only the mean-feature-map panels are drawn. Returns ``path``.
     """
     from elope.evaluate import load_run
-    from elope.localization import heatmap_to_box, mean_heatmap
 
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
@@ -48,6 +48,10 @@ def localization_examples(
     ds, _, _ = run.load_dataset(split)
     tau = run.tau if tau is None else float(tau)
     model = run.model
+    try:
+        teacher = run.load_teacher()
+    except FileNotFoundError:
+        teacher = model
     picks = sorted({round(i * (len(ds) - 1) / max(count - 1, 1)) for i in range(min(count, len(ds)))})
     items: list[ExampleItem] = []
     for index in picks:
@@ -55,8 +59,8 @@ def localization_examples(
         gt = torch.as_tensor(gt, dtype=torch.float32).reshape(4)
         x = image[None].to(device)
         display = dict(image=image, gt_box=gt)
-        heat = mean_heatmap(model.forward_features(x)).float()
-        box = heatmap_to_box(heat, tau, tuple(x.shape[-2:]))[0].cpu()
+        boxes, heat = teacher.mean_map(x, tau)
+        box = boxes[0].cpu()
         name = str(run.classes[int(label)])
         items.append(
             ExampleItem(
@@ -64,9 +68,8 @@ def localization_examples(
             )
         )
         if model.localizer is not None:
-            boxes, heat = model.localize(x, tau)
-            box = boxes[0].cpu()
-            pred = run.classes[int(model.predict(x, tau=tau).classes[0, 0])]
-            title = f"predicted {str(pred)[:14]}\nmodule{_iou(box, gt)}"
-            items.append(ExampleItem(**display, heatmap=heat[0].float().cpu(), box=box, title=title))
+            pred = model.predict(x, tau=tau)
+            box = pred.boxes[0].cpu()
+            title = f"predicted {str(run.classes[int(pred.classes[0, 0])])[:14]}\nmodule{_iou(box, gt)}"
+            items.append(ExampleItem(**display, heatmap=pred.heatmaps[0].float().cpu(), box=box, title=title))
     return save_example_sheet(path, items, ncols=4)

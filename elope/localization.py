@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-__all__ = ["LocalizationModule", "crop_and_resize", "heatmap_to_box", "mean_heatmap"]
+__all__ = ["LocalizationModule", "crop_and_resize", "heatmap_to_box", "mean_heatmap", "resize"]
 
 
 class LocalizationModule(nn.Module):
@@ -68,20 +68,25 @@ def _as_height_width(image_size: int | tuple[int, int] | torch.Size) -> tuple[in
     return height, width
 
 
-def heatmap_to_box(heatmaps: Tensor, tau: float, image_size: int | tuple[int, int]) -> Tensor:
+def heatmap_to_box(
+    heatmaps: Tensor, tau: float, image_size: int | tuple[int, int], *, upsample: bool = False
+) -> Tensor:
     """Boxes from heatmaps by min-max normalisation and thresholding at τ (Sec. 5).
 
     Args:
         heatmaps: (B, 1, h, w) or (B, h, w).
         tau: threshold in [0, 1); a cell belongs to the object when its normalised value is > τ.
         image_size: the image the boxes refer to, as ``(height, width)`` or one int for a square image.
+        upsample: resize the heatmap bilinearly to ``image_size`` first, so the box edges fall on pixels
+            rather than on cell edges (ours; off by default, as in the authors' release).
 
     Returns:
         (B, 4) float boxes x1, y1, x2, y2 in pixels of that image.
 
-    The heatmap is *not* upsampled: cell (i, j) of an h×w map covers the pixels
+    By default the heatmap is *not* upsampled, as in the authors' release (``utils.lua``, ``get_bb``: the
+    thresholded cells are scaled by image size / map size): cell (i, j) of an h×w map covers the pixels
     [j·W/w, (j+1)·W/w) × [i·H/h, (i+1)·H/h), and the box runs from the outer edge of the first selected
-    cell to the outer edge of the last. A heatmap that is constant (no cell above τ after normalisation)
+    cell to the outer edge of the last. With ``upsample=True`` every pixel is a cell. A heatmap that is constant (no cell above τ after normalisation)
     or holds a non-finite value gives the whole image.
     """
     if not 0.0 <= tau < 1.0:
@@ -94,6 +99,8 @@ def heatmap_to_box(heatmaps: Tensor, tau: float, image_size: int | tuple[int, in
         raise ValueError(f"heatmaps must be (B, 1, h, w) or (B, h, w), got shape {tuple(heatmaps.shape)}")
     height, width = _as_height_width(image_size)
     maps = heatmaps.detach().float()
+    if upsample:
+        maps = F.interpolate(maps[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
     _, rows, cols = maps.shape
     finite = torch.isfinite(maps).all(dim=2).all(dim=1)
     maps = torch.where(torch.isfinite(maps), maps, torch.zeros_like(maps))
@@ -115,6 +122,20 @@ def heatmap_to_box(heatmaps: Tensor, tau: float, image_size: int | tuple[int, in
     boxes = torch.stack([x1 * width / cols, y1 * height / rows, x2 * width / cols, y2 * height / rows], dim=1)
     whole = boxes.new_tensor([0.0, 0.0, float(width), float(height)])
     return torch.where(valid[:, None], boxes, whole).to(heatmaps.device)
+
+
+def resize(images: Tensor, size: int | tuple[int, int]) -> Tensor:
+    """The whole images resized to ``size`` (bilinear, antialiased), in the input's memory format."""
+    out = F.interpolate(
+        images, size=_as_height_width(size), mode="bilinear", align_corners=False, antialias=True
+    )
+    if (
+        images.dim() == 4
+        and not images.is_contiguous()
+        and images.is_contiguous(memory_format=torch.channels_last)
+    ):
+        return out.contiguous(memory_format=torch.channels_last)
+    return out
 
 
 def crop_and_resize(images: Tensor, boxes: Tensor, size: int | tuple[int, int]) -> Tensor:

@@ -15,12 +15,11 @@ import os
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from elope.backbones import build_backbone
 from elope.embedding import EmbeddingHead
-from elope.localization import LocalizationModule, crop_and_resize, heatmap_to_box
+from elope.localization import LocalizationModule, crop_and_resize, heatmap_to_box, mean_heatmap, resize
 from elope.pooling import GlobalAvgPool2d, GlobalKMaxPool2d
 
 __all__ = ["POOLINGS", "ELoPE", "Prediction", "create_model"]
@@ -54,6 +53,8 @@ class ELoPE(nn.Module):
         image_size: classifier input side used by :meth:`crop` and :meth:`predict` (448).
         tau: threshold of :func:`heatmap_to_box` used by default (Table 2: 0.3 CUB, 0.2 Cars/Aircraft).
         localizer_input: side of the localization module's input (64).
+        heatmap_upsample: upsample the heatmap to the image before thresholding (see
+            :func:`heatmap_to_box`; off in the paper's recipe, as in the authors' release).
     """
 
     def __init__(
@@ -71,6 +72,7 @@ class ELoPE(nn.Module):
         image_size: int = 448,
         tau: float = 0.3,
         localizer_input: int = 64,
+        heatmap_upsample: bool = False,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -102,6 +104,7 @@ class ELoPE(nn.Module):
         self.num_classes = num_classes
         self.image_size = image_size
         self.tau = tau
+        self.heatmap_upsample = heatmap_upsample
         self.config: dict[str, Any] = {
             "backbone": backbone,
             "num_classes": num_classes,
@@ -113,6 +116,7 @@ class ELoPE(nn.Module):
             "image_size": image_size,
             "tau": tau,
             "localizer_input": localizer_input,
+            "heatmap_upsample": heatmap_upsample,
         }
         if weights is not None:
             from elope.weights import load_weights
@@ -141,7 +145,9 @@ class ELoPE(nn.Module):
         if self.localizer is None:
             raise RuntimeError("this model has no localization module (built with localizer=False)")
         heatmaps = self.localizer(images)
-        boxes = heatmap_to_box(heatmaps, self.tau if tau is None else tau, images.shape[-2:])
+        boxes = heatmap_to_box(
+            heatmaps, self.tau if tau is None else tau, images.shape[-2:], upsample=self.heatmap_upsample
+        )
         return boxes, heatmaps
 
     @torch.no_grad()
@@ -150,19 +156,40 @@ class ELoPE(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Localize, crop each image at its box and resize the crops to ``size`` (default ``image_size``).
 
-        Returns ``(crops, boxes, heatmaps)``. Without a localization module the whole image is resized and
-        ``heatmaps`` is None. No gradient flows through this step.
+        This is the one crop path of the package (Sec. 5): training, ``evaluate``, ``predict`` and the
+        example sheet all call it, with ``images`` the *crop source*, the original image resized to
+        :func:`elope.data.crop_source_size` (twice the classifier input by default). The localization
+        module sees it resized to 64×64, the box is found relative to it, and the crop is cut from it by
+        ``roi_align`` in one batched call, so a crop keeps the source's resolution.
+
+        Returns ``(crops, boxes, heatmaps)``, boxes in pixels of ``images``. Without a localization module
+        the whole image is resized and ``heatmaps`` is None. No gradient flows through this step.
         """
         size = size or self.image_size
         if self.localizer is None:
             height, width = images.shape[-2:]
             boxes = images.new_tensor([0.0, 0.0, float(width), float(height)]).expand(images.shape[0], 4)
-            crops = F.interpolate(
-                images, size=(size, size), mode="bilinear", align_corners=False, antialias=True
-            )
-            return _like(crops, images), boxes, None
+            return resize(images, size), boxes, None
         boxes, heatmaps = self.localize(images, tau)
         return _like(crop_and_resize(images, boxes, size), images), boxes, heatmaps
+
+    @torch.no_grad()
+    def mean_map(self, images: Tensor, tau: float | None = None) -> tuple[Tensor, Tensor]:
+        """Table 4's baseline: the box from this classifier's own mean feature map (Sec. 5, Fig. 2).
+
+        The whole image, resized to ``image_size``, goes through the backbone; the channel mean of its last
+        feature map is thresholded like the module's heatmap. Returns ``(boxes in pixels of images,
+        heatmaps (B, 1, h, w))``. For the paper's row, call it on the stage-1 classifier (``RUN/teacher``),
+        the network the localization module learns from.
+        """
+        inputs = (
+            images if tuple(images.shape[-2:]) == (self.image_size,) * 2 else resize(images, self.image_size)
+        )
+        heatmaps = mean_heatmap(self.forward_features(inputs)).float()
+        boxes = heatmap_to_box(
+            heatmaps, self.tau if tau is None else tau, images.shape[-2:], upsample=self.heatmap_upsample
+        )
+        return boxes, heatmaps
 
     @torch.no_grad()
     def predict(self, images: Tensor | list[Tensor], top: int = 1, tau: float | None = None) -> Prediction:
@@ -174,7 +201,8 @@ class ELoPE(nn.Module):
             top: how many classes to return per image.
             tau: box threshold; the model's ``tau`` by default.
 
-        Runs in eval mode (and restores the previous mode). Boxes are in the input's pixel coordinates.
+        Runs in eval mode and restores the previous mode of every submodule (a localizer frozen in eval
+        mode during training stays so). Boxes are in the input's pixel coordinates.
         """
         if isinstance(images, (list, tuple)):
             parts = [self.predict(image[None], top=top, tau=tau) for image in images]
@@ -182,14 +210,15 @@ class ELoPE(nn.Module):
             return Prediction(
                 *(torch.cat([getattr(p, f) for p in parts]) for f in ("classes", "scores", "boxes")), heatmaps
             )
-        was_training = self.training
+        modes = [(m, m.training) for m in self.modules()]
         self.eval()
         try:
             crops, boxes, heatmaps = self.crop(images, tau)
             probabilities = self(crops).float().softmax(dim=1)
             scores, classes = probabilities.topk(min(top, self.num_classes), dim=1)
         finally:
-            self.train(was_training)
+            for module, mode in modes:
+                module.training = mode
         return Prediction(classes, scores, boxes, heatmaps)
 
     # -- recipe stages ----------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """``elope predict``: top classes and the box of the localization module for image files, in one pass.
 
-Each image is normalised at its own resolution and given to :meth:`elope.model.ELoPE.predict`, which
-resizes a copy to 64×64 for the localization module, turns the heatmap into a box (min-max normalisation,
-threshold τ, Sec. 5), crops the *original* image at the box and classifies the crop (Fig. 1). Boxes are
-therefore in pixels of the original image. ``--save-vis`` writes the heatmap overlaid and the box drawn,
+Each image is decoded and resized to the run's crop source (:func:`elope.data.crop_source_size`, twice the
+classifier input by default), exactly as ``elope evaluate`` and the crop stages of training read it, and
+given to :meth:`elope.model.ELoPE.predict`, which resizes a copy to 64×64 for the localization module,
+turns the heatmap into a box (min-max normalisation, threshold τ, Sec. 5), crops the source at the box and
+classifies the crop (Fig. 1). Boxes are reported in pixels of the original image. ``--save-vis`` writes the heatmap overlaid and the box drawn,
 as in the paper's Figs. 4 and 6.
 """
 
@@ -44,18 +45,19 @@ def collect_images(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def _load(path: Path) -> Image.Image:
-    """Full-resolution RGB image (boxes are reported in its pixels); decompression bombs are refused."""
+def _load(path: Path, draft_size: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """RGB image decoded as the datasets decode it for ``draft_size`` (JPEG draft mode), and its stored
+    ``(W, H)``; decompression bombs are refused."""
     from elope.data.io import load_image
 
-    return load_image(path)[0]
+    return load_image(path, draft_size=draft_size)
 
 
-def _normalise(image: Image.Image, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """PIL RGB -> normalised float tensor (3, H, W) at the image's own resolution."""
-    from elope.data.transforms import ToNormalizedTensor
+def _source(image: Image.Image, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """PIL RGB -> the normalised crop source (3, size, size): the eval transform of the datasets."""
+    from elope.data.transforms import eval_transform
 
-    return ToNormalizedTensor(mean, std)(image).as_subclass(torch.Tensor)
+    return eval_transform(size, mean, std)(image).as_subclass(torch.Tensor)
 
 
 def _title(classes: list[dict[str, Any]], n: int = 3) -> str:
@@ -69,17 +71,19 @@ def predict_image(
     top: int = 5,
     tau: float | None = None,
     device: str | torch.device = "cpu",
+    size: tuple[int, int] | None = None,
 ) -> tuple[list[dict[str, Any]], list[float], torch.Tensor | None]:
-    """Classify one PIL image: ``(classes, box, heatmap)``; box ``[x1, y1, x2, y2]`` in its own pixels."""
-    x = _normalise(image.convert("RGB"), *run.normalization).to(device)
+    """Classify one PIL image: ``(classes, box, heatmap)``; box ``[x1, y1, x2, y2]`` in pixels of an image
+    of ``size`` ``(W, H)`` (default: the image's own; pass the stored size of a draft-decoded JPEG)."""
+    from elope.evaluate import original_box
+
+    x = _source(image.convert("RGB"), run.crop_source, *run.normalization).to(device)
     pred = run.model.predict(x[None], top=top, tau=run.tau if tau is None else tau)
     classes = [
         {"class": run.classes[int(i)], "index": int(i), "score": float(s)}
         for i, s in zip(pred.classes[0].tolist(), pred.scores[0].tolist())
     ]
-    w, h = image.size
-    x1, y1, x2, y2 = pred.boxes[0].float().cpu().tolist()
-    box = [min(max(x1, 0.0), w), min(max(y1, 0.0), h), min(max(x2, 0.0), w), min(max(y2, 0.0), h)]
+    box = original_box(pred.boxes[0].cpu(), run.crop_source, size or image.size)
     heatmap = None if pred.heatmaps is None else pred.heatmaps[0].float().cpu()
     return classes, box, heatmap
 
@@ -93,7 +97,7 @@ def _vis_name(path: Path, used: set[str]) -> str:
 
 
 def predict_paths(
-    run_dir: str | Path,
+    run_dir: str | Path | None,
     paths: Iterable[str | Path],
     top: int = 5,
     save_vis: str | Path | None = None,
@@ -101,8 +105,14 @@ def predict_paths(
     *,
     tau: float | None = None,
     progress: bool = False,
+    model: str | Path | None = None,
+    compile_mode: str | None = None,
 ) -> list[dict[str, Any]]:
     """Predict every image in ``paths`` (files or folders) with the model of ``run_dir``.
+
+    ``model`` instead names a file written by ``elope export`` (run with onnxruntime or TorchScript,
+    :mod:`elope.deploy`; ``run_dir`` is then ignored); ``compile_mode`` runs the run's model through
+    ``torch.compile`` (:func:`elope.compiled.compile_model`).
 
     Returns one dict per image: ``path``, ``classes`` (``[{"class", "index", "score"}]``, best first),
     ``box`` ``[x1, y1, x2, y2]`` in pixels of the original image, ``size`` ``[width, height]`` and, with
@@ -111,7 +121,16 @@ def predict_paths(
     """
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}.")
-    run = load_run(run_dir, device)
+    if model is not None:
+        from elope.deploy import load_exported_run
+
+        run: Any = load_exported_run(model, device)
+    else:
+        run = load_run(run_dir, device)
+        if compile_mode is not None:
+            from elope.compiled import compile_model
+
+            run.model = compile_model(run.model, compile_mode)
     files = collect_images(paths)
     if not files:
         raise FileNotFoundError(
@@ -122,18 +141,20 @@ def predict_paths(
     results: list[dict[str, Any]] = []
     for path in tqdm(files, desc="predict", unit="image", disable=not progress):
         try:
-            image = _load(path)
+            image, stored = _load(path, run.crop_source)
         except UNREADABLE_ERRORS as e:
             results.append({"path": str(path), "error": f"{type(e).__name__}: {e}"})
             continue
-        classes, box, heatmap = predict_image(run, image, top=top, tau=tau, device=device)
-        item: dict[str, Any] = {"path": str(path), "classes": classes, "box": box, "size": list(image.size)}
+        classes, box, heatmap = predict_image(run, image, top=top, tau=tau, device=device, size=stored)
+        item: dict[str, Any] = {"path": str(path), "classes": classes, "box": box, "size": list(stored)}
         if vis_dir is not None:
             from elope.visualize import save_prediction_figure
 
+            sx, sy = image.width / stored[0], image.height / stored[1]  # draft decoding may shrink it
+            shown = [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
             item["vis"] = str(
                 save_prediction_figure(
-                    vis_dir / _vis_name(path, used), image, heatmap, box, title=_title(classes)
+                    vis_dir / _vis_name(path, used), image, heatmap, shown, title=_title(classes)
                 )
             )
         results.append(item)
@@ -152,7 +173,23 @@ def format_prediction(item: dict[str, Any]) -> str:
 
 @click.command("predict")
 @click.option(
-    "--run", "run_dir", required=True, type=click.Path(path_type=Path), help="Run folder of `elope train`."
+    "--run", "run_dir", default=None, type=click.Path(path_type=Path), help="Run folder of `elope train`."
+)
+@click.option(
+    "--model",
+    "model_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Instead of --run: a file written by `elope export` (.onnx runs with onnxruntime).",
+)
+@click.option(
+    "--compile",
+    "compile_mode",
+    default=None,
+    is_flag=False,
+    flag_value="default",
+    type=click.Choice(["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]),
+    help="Run the model through torch.compile (optionally: the mode; reduce-overhead = CUDA graphs).",
 )
 @click.argument(
     "images", nargs=-1, required=True, metavar="IMAGE_OR_DIR...", type=click.Path(exists=True, path_type=Path)
@@ -173,7 +210,9 @@ def format_prediction(item: dict[str, Any]) -> str:
 )
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda.")
 def predict_command(
-    run_dir: Path,
+    run_dir: Path | None,
+    model_file: Path | None,
+    compile_mode: str | None,
     images: tuple[Path, ...],
     top: int,
     save_vis: Path | None,
@@ -185,11 +224,23 @@ def predict_command(
 
     Example: elope predict --run runs/cub photos/ --top 3 --save-vis vis/
     """
+    if (run_dir is None) == (model_file is None):
+        raise click.UsageError("pass either --run RUN or --model FILE (from `elope export`).")
+    if model_file is not None and compile_mode is not None:
+        raise click.UsageError("--compile applies to --run; an exported --model is already one graph.")
     try:
         results = predict_paths(
-            run_dir, images, top=top, save_vis=save_vis, device=device, tau=tau, progress=not as_json
+            run_dir,
+            images,
+            top=top,
+            save_vis=save_vis,
+            device=device,
+            tau=tau,
+            progress=not as_json,
+            model=model_file,
+            compile_mode=compile_mode,
         )
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, ImportError) as e:
         raise click.ClickException(str(e)) from e
     if as_json:
         click.echo(json.dumps(results, indent=2))

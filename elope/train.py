@@ -8,18 +8,25 @@
    than 448 px: e.g. 2×2 at 64 px vs 14×14), the target is resized bilinearly to the module's output.
 3. ``crop``: the classifier trained on crops: each (augmented) training image goes through the frozen
    localization module, is cut at its box (threshold τ, Table 2) and resized to the input size, then
-   L = L_CE + λ L_e as in stage 1. The crop is taken from the image the classifier would otherwise see
-   (``image_size``), as ``elope evaluate`` does. **Decision** (the paper is silent): the stage continues
-   from the stage-1 weights *and* class means (the crops show the same objects, larger; with α = 0.5 the
-   means follow any drift within a few batches), with a fresh optimiser and the stage's own schedule.
+   L = L_CE + λ L_e as in stage 1. The crop is cut from the *crop source*, the augmented original resized
+   to ``dataset.crop_source`` (2 × ``image_size`` by default), by :meth:`elope.ELoPE.crop`, the one crop
+   path that ``evaluate`` and ``predict`` use too. How the stage starts is ``stages.crop.init``:
+   ``fresh`` (the paper recipes, following the authors' release: ``elope.lua`` builds the model with a
+   localization module from the ImageNet backbone, ``setupModel.lua`` lines 67-108, with new class means,
+   lines 5-14) re-initialises backbone, embedding, classifier and class means as at the start of stage 1,
+   so stage 1 only teaches the localization module; ``continue`` keeps the stage-1 weights and means.
 4. ``weighted``: the learned weights of Eq. (4) switched on (starting at ones, so nothing changes at
    first), everything but the localization module finetuned, on crops when the localization module was
    trained in this run and on full images otherwise.
 
-Hyper-parameters are those of Sec. 6 and Table 2 (``elope/configs/*.yaml``). After every epoch the model is
-evaluated on the *validation* split (top-1 of the pipeline the stage trains; for the localizer the smooth
-L1 loss) and, with ``train.select: best``, the best epoch's weights and class means are the stage's result.
-The test split is never loaded here.
+Hyper-parameters are those of Sec. 6 and Table 2 (``elope/configs/*.yaml``). The paper's models train
+on the whole training split (``trainval``; FGVC-Aircraft: train + val) and keep the last epoch
+(``dataset.val_fraction: 0``, ``train.select: last``). With ``dataset.val_fraction > 0`` a validation
+split is held out (the paper did so only to tune hyper-parameters, Sec. 6), the model is evaluated on it
+after every epoch (top-1 of the pipeline the stage trains; for the localizer the smooth L1 loss) and,
+with ``train.select: best``, the best epoch's weights and class means are the stage's result. The
+classifier of stage 1 is kept in ``RUN/teacher`` (the localization module's teacher: Table 4's "mean
+feature map" row). The test split is never loaded here.
 
 Run folder (``docs/architecture.md``): ``config.yaml``, ``metrics.jsonl``, ``tensorboard/``,
 ``checkpoints/<stage>.pt`` and ``checkpoints/last.pt`` (atomic), ``model/`` (model.safetensors,
@@ -55,13 +62,14 @@ from elope.checkpoint import (
     CheckpointError,
     atomic_save,
     check_model_config,
-    load_checkpoint,
     load_state_strict,
     rng_state,
     set_rng_state,
 )
 from elope.config import DATASETS, STAGES, Config, ConfigError, StageConfig, load_config
 from elope.sampling import EpochSampler, SeededItems
+
+TEACHER_DIR = "teacher"  # RUN/teacher: the stage-1 classifier, the localization module's teacher
 
 # Stages each stage needs to have been completed before it (in this run folder).
 REQUIRES = {
@@ -87,8 +95,7 @@ class Run:
     dist: D.DistInfo
     model: Any  # elope.model.ELoPE
     criterion: nn.Module | None  # elope.embedding.ClassMeanLoss, None for loss.variant "none"
-    train_set: Any
-    val_set: Any
+    data: RunData
     classes: list[str]
     completed: list[str] = field(default_factory=list)
     metrics_lines: int = 0
@@ -102,6 +109,68 @@ class Run:
     def localized(self) -> bool:
         """Whether the localization module has been trained (crop stages then classify crops)."""
         return "localizer" in self.completed
+
+    @property
+    def train_set(self) -> Any:
+        """The training split at the classifier's input size (its length is every stage's)."""
+        return self.data.get("train", self.cfg.dataset.image_size)
+
+
+@dataclass
+class RunData:
+    """The run's training and validation splits, each built once per input size it is needed at.
+
+    Stages that classify whole images (and the localizer's stage) read them at ``image_size``; stages
+    that classify crops read the crop source (:func:`elope.data.crop_source_size`).
+    """
+
+    cfg: Config
+    splits: dict[str, str | None]  # "train" / "val" -> the dataset split used (None: no validation)
+    built: dict[tuple[str, int], Any] = field(default_factory=dict)
+
+    def get(self, role: str, size: int) -> Any:
+        from elope.data import build_dataset
+        from elope.data.transforms import eval_transform, train_transform
+
+        split = self.splits[role]
+        if split is None:
+            return None
+        if (role, size) not in self.built:
+            d = self.cfg.dataset
+            transform = (
+                train_transform(
+                    size, rotation=d.augment.rotation, jitter=d.augment.jitter, lighting=d.augment.lighting
+                )
+                if role == "train"
+                else eval_transform(size)
+            )
+            self.built[role, size] = build_dataset(
+                d.name, d.root, split, transform=transform, **dataset_options(self.cfg)
+            )
+        return self.built[role, size]
+
+    def sizes(self) -> dict[str, dict[str, Any] | None]:
+        """Split name and image count of each role (recorded in ``model.json`` and ``metrics.jsonl``)."""
+        size = self.cfg.dataset.image_size
+        return {
+            role: None if split is None else {"split": split, "images": len(self.get(role, size))}
+            for role, split in self.splits.items()
+        }
+
+
+def dataset_options(cfg: Config) -> dict[str, Any]:
+    """``build_dataset`` options of a recipe: ``dataset.options`` plus the validation share."""
+    options = dict(cfg.dataset.options)
+    if cfg.dataset.val_fraction > 0:
+        options["val_fraction"] = cfg.dataset.val_fraction
+    return options
+
+
+def run_splits(cfg: Config) -> dict[str, str | None]:
+    """``trainval`` without validation (the paper's models); ``train``/``val`` with ``val_fraction > 0``."""
+    if cfg.dataset.val_fraction > 0:
+        return {"train": "train", "val": "val"}
+    return {"train": "trainval", "val": None}
 
 
 @dataclass
@@ -193,6 +262,24 @@ def _uses_crops(run: Run, stage: str) -> bool:
     return stage in ("crop", "weighted") and run.localized
 
 
+def stage_input_size(run: Run, stage: str) -> int:
+    """Side of the images a stage reads: the crop source when it classifies crops, else ``image_size``."""
+    from elope.data.transforms import crop_source_size
+
+    d = run.cfg.dataset
+    return crop_source_size(d.image_size, d.crop_source) if _uses_crops(run, stage) else d.image_size
+
+
+def check_labels(labels: Tensor, num_classes: int) -> None:
+    """Labels must index a class; checked on the CPU tensor the loader yields (no device synchronisation),
+    so an out-of-range label is a clear error instead of a CUDA scatter assertion."""
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise TrainingError(
+            f"a label lies outside [0, {num_classes - 1}] (got {int(labels.min())}..{int(labels.max())}): "
+            "the dataset's class list and its labels disagree"
+        )
+
+
 def _maybe_kill_for_test(stage: str, epoch: int, step: int) -> None:
     """``ELOPE_TEST_KILL_AT_STEP=stage:epoch:step`` SIGKILLs this process after that step (resume tests)."""
     target = os.environ.get("ELOPE_TEST_KILL_AT_STEP")
@@ -282,7 +369,8 @@ def train_one_epoch(
     cfg, stage = run.cfg, state.stage
     s_cfg = getattr(cfg.stages, stage)
     total = _batches_per_epoch(run, s_cfg.batch_size)
-    loader = _loader(run, run.train_set, s_cfg.batch_size, epoch=state.epoch, shuffle=True, skip=state.step)
+    train_set = run.data.get("train", stage_input_size(run, stage))
+    loader = _loader(run, train_set, s_cfg.batch_size, epoch=state.epoch, shuffle=True, skip=state.step)
     local = {"loss": 0.0, "ce": 0.0, "le": 0.0, "correct": 0.0, "n": 0.0, "time": 0.0}
     bar = tqdm(
         loader,
@@ -296,6 +384,7 @@ def train_one_epoch(
     )
     tick = time.perf_counter()
     for images, labels, _boxes in bar:
+        check_labels(labels, len(run.classes))
         images, labels = _to_device(run, images), labels.to(run.device)
         if _uses_crops(run, stage):
             images, _, _ = run.model.crop(images, tau=cfg.model.tau)
@@ -501,15 +590,16 @@ def restore(run: Run, ckpt: dict[str, Any], path: Path) -> None:
     run.metrics_lines = int(ckpt["metrics_lines"])
 
 
-def export_model(run: Run) -> None:
+def export_model(run: Run, name: str = "model", *, with_means: bool = True) -> None:
     """``RUN/model``: the weights ``evaluate``/``predict`` load, plus the class means for NCM.
 
     Until the localization module has been trained the model is saved without it (``localizer: false``),
-    so the pipeline classifies the whole image instead of cropping with an untrained module.
+    so the pipeline classifies the whole image instead of cropping with an untrained module. ``name``
+    ``teacher`` writes the stage-1 classifier to ``RUN/teacher`` in the same format (no class means).
     """
     from safetensors.torch import save_file
 
-    from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD, crop_source_size
     from elope.evaluate import CLASS_MEANS_FILE
     from elope.weights import save_model
 
@@ -519,10 +609,10 @@ def export_model(run: Run) -> None:
         model._modules = OrderedDict(run.model._modules)
         model._modules["localizer"] = None
         model.config = {**run.model.config, "localizer": False}
-    folder = _paths(run.out)["model"]
+    folder = run.out / name
     folder.mkdir(parents=True, exist_ok=True)
     means_file = folder / CLASS_MEANS_FILE
-    if run.criterion is not None:
+    if run.criterion is not None and with_means:
         tmp = folder / (CLASS_MEANS_FILE + ".tmp")
         save_file({"means": run.criterion.means.detach().float().contiguous().cpu()}, str(tmp))
         os.replace(tmp, means_file)
@@ -533,6 +623,8 @@ def export_model(run: Run) -> None:
         "classes": run.classes,
         "tau": cfg.model.tau,
         "image_size": cfg.dataset.image_size,
+        "crop_source": crop_source_size(cfg.dataset.image_size, cfg.dataset.crop_source),
+        "splits": run.data.sizes(),
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
         "dataset": cfg.dataset.name,
@@ -579,8 +671,27 @@ def begin_stage(run: Run, stage: str) -> None:
     """Structural changes a stage makes to the model (before any state is loaded into it)."""
     if stage == "localizer":
         run.model.init_localizer_from_backbone()
+    if stage == "crop" and run.cfg.stages.crop.init == "fresh":
+        restart_classifier(run)
     if stage == "weighted" and not run.model.config.get("weighted"):
         run.model.enable_weighted_pooling()
+
+
+def restart_classifier(run: Run) -> None:
+    """``stages.crop.init: fresh``: backbone, embedding, classifier and class means as a new run would
+    draw them (the backbone's initial, e.g. ImageNet, weights), the localization module kept.
+
+    The authors' release trains the crop-stage classifier this way (``elope.lua`` with
+    ``--localization_module`` builds a new model from ``--backbone``, ``setupModel.lua`` lines 67-108).
+    """
+    fresh_model, fresh_criterion = make_model_and_loss(run.cfg, len(run.classes))
+    state = {k: v for k, v in fresh_model.state_dict().items() if not k.startswith("localizer.")}
+    missing = [k for k in run.model.state_dict() if k not in state and not k.startswith("localizer.")]
+    if missing:
+        raise TrainingError(f"cannot restart the classifier: {missing[:3]} missing in a fresh model")
+    run.model.load_state_dict(state, strict=False)
+    if run.criterion is not None and fresh_criterion is not None:
+        run.criterion.load_state_dict(fresh_criterion.state_dict())
 
 
 def run_stage(run: Run, stage: str, ckpt: dict[str, Any] | None = None) -> None:
@@ -617,13 +728,14 @@ def run_stage(run: Run, stage: str, ckpt: dict[str, Any] | None = None) -> None:
     if run.criterion is not None:
         D.broadcast_tensor_(run.criterion.means, run.dist)
 
+    val_set = run.data.get("val", stage_input_size(run, stage))
     while state.epoch < s_cfg.epochs:
         lr = optimizer.param_groups[0]["lr"]
         train = train_one_epoch(run, state, net, optimizer, scheduler, scaler)
         scheduler.step()
-        val = evaluate_split(run, stage, run.val_set)
-        score = selection_score(stage, val)
-        improved = state.best is None or score > state.best["score"]
+        val = {} if val_set is None else evaluate_split(run, stage, val_set)
+        score = selection_score(stage, val) if val else None
+        improved = score is not None and (state.best is None or score > state.best["score"])
         if improved:
             keep = cfg.train.select == "best"
             state.best = {
@@ -651,7 +763,7 @@ def _epoch_line(r: dict[str, Any]) -> str:
         parts.append(f"acc {r['train_acc']:.3f}")
     if "val_top1" in r:
         parts.append(f"val top-1 {r['val_top1']:.3f}")
-    else:
+    elif "val_loss" in r:
         parts.append(f"val loss {r['val_loss']:.4f}")
     if "val_loc_iou50" in r:
         parts.append(f"val loc {r['val_loc_iou50']:.3f}")
@@ -670,6 +782,8 @@ def finish_stage(run: Run, state: StageState) -> None:
     run.completed.append(state.stage)
     if run.main:
         export_model(run)
+        if state.stage == "classifier":  # the localization module's teacher (Table 4, "mean feature map")
+            export_model(run, TEACHER_DIR, with_means=False)
     save_checkpoint(run, None, names=(f"{state.stage}.pt", "last.pt"))
 
 
@@ -729,40 +843,30 @@ def prepare_data(cfg: Config, out: Path, dist: D.DistInfo) -> Config:
     return cfg
 
 
-def build_run(cfg: Config, out: Path, dist: D.DistInfo, device: torch.device) -> Run:
-    """Datasets (train and val only), model and class-mean loss, seeded with ``train.seed``."""
-    from elope.data import build_dataset
-    from elope.data.transforms import eval_transform, train_transform
+def make_model_and_loss(cfg: Config, num_classes: int) -> tuple[Any, nn.Module | None]:
+    """The recipe's model and class-mean loss (None for ``loss.variant: none``), on the CPU."""
     from elope.embedding import ClassMeanLoss
     from elope.model import ELoPE
 
-    d, m, lo = cfg.dataset, cfg.model, cfg.loss
-    aug = train_transform(
-        d.image_size, rotation=d.augment.rotation, jitter=d.augment.jitter, lighting=d.augment.lighting
-    )
-    train_set = build_dataset(d.name, d.root, "train", transform=aug, **d.options)
-    val_set = build_dataset(d.name, d.root, "val", transform=eval_transform(d.image_size), **d.options)
-    if len(val_set) == 0:
-        raise TrainingError(f"the validation split of {d.name!r} at {d.root} is empty")
-    classes = list(train_set.classes)
-    seed_everything(cfg.train.seed)
+    m, lo = cfg.model, cfg.loss
     model = ELoPE(
         m.backbone,
-        len(classes),
+        num_classes,
         k=m.k,
         embedding_dim=m.embedding_dim,
         pooling=m.pooling,
         localizer=m.localizer,
         pretrained=m.pretrained,
         weights=m.weights,
-        image_size=d.image_size,
+        image_size=cfg.dataset.image_size,
         tau=m.tau,
         localizer_input=m.localizer_input,
+        heatmap_upsample=m.heatmap_upsample,
     )
     criterion = None
     if lo.variant != "none":
         criterion = ClassMeanLoss(
-            len(classes),
+            num_classes,
             m.embedding_dim,
             lo.alpha,
             lo.gamma,
@@ -770,21 +874,56 @@ def build_run(cfg: Config, out: Path, dist: D.DistInfo, device: torch.device) ->
             variant=lo.variant,
             renormalize_means=lo.renormalize_means,
         )
+    return model, criterion
+
+
+def build_run(cfg: Config, out: Path, dist: D.DistInfo, device: torch.device) -> Run:
+    """Datasets (train and, with ``val_fraction > 0``, val; never test), model and class-mean loss, seeded
+    with ``train.seed``."""
+    data = RunData(cfg, run_splits(cfg))
+    train_set = data.get("train", cfg.dataset.image_size)
+    val_set = data.get("val", cfg.dataset.image_size)
+    if val_set is not None and len(val_set) == 0:
+        raise TrainingError(f"the validation split of {cfg.dataset.name!r} at {cfg.dataset.root} is empty")
+    classes = list(train_set.classes)
+    seed_everything(cfg.train.seed)
+    model, criterion = make_model_and_loss(cfg, len(classes))
+    if criterion is not None:
         criterion.to(device)
     if cfg.train.sync_bn and dist.enabled:
         model = D.convert_sync_bn(model, device)
     model.to(device)
     if cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)
-    return Run(cfg, out, device, dist, model, criterion, train_set, val_set, classes)
+    return Run(cfg, out, device, dist, model, criterion, data, classes)
 
 
-def run_training(cfg: Config, out: str | Path, *, resume: bool = False) -> Run:
-    """Run (or resume) the configured stages in ``out``; returns the finished :class:`Run`."""
+def describe_data(run: Run) -> dict[str, Any]:
+    """The first line of ``metrics.jsonl``: dataset, classes, and the split and image count of each role."""
+    d = run.cfg.dataset
+    return {
+        "event": "data",
+        "dataset": d.name,
+        "root": d.root,
+        "classes": len(run.classes),
+        **run.data.sizes(),
+    }
+
+
+def run_training(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = False) -> Run:
+    """Run (or resume) the configured stages in ``out``; returns the finished :class:`Run`.
+
+    ``out`` is guarded by :func:`elope.runfolder.open_run_folder` (a run is never overwritten; ``force``
+    deletes the earlier run first); backbone and input size are checked before anything is read or written.
+    """
     from torch.utils.tensorboard import SummaryWriter
+
+    from elope.preflight import check_model_settings
+    from elope.runfolder import open_run_folder
 
     out = Path(out)
     paths = _paths(out)
+    check_model_settings(cfg)  # unknown backbone, too small an input: before any data is read
     device_type = (
         "cuda"
         if cfg.train.device.startswith("cuda") or (cfg.train.device == "auto" and torch.cuda.is_available())
@@ -811,14 +950,9 @@ def run_training(cfg: Config, out: str | Path, *, resume: bool = False) -> Run:
             torch.use_deterministic_algorithms(True, warn_only=True)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = not cfg.train.deterministic
-        ckpt = None
-        if paths["last"].exists():
-            if not resume:
-                raise TrainingError(
-                    f"{out} already holds a run ({paths['last']}); pass --resume to continue it "
-                    "(or to add stages), or choose another --out"
-                )
-            ckpt = load_checkpoint(paths["last"])
+        ckpt = open_run_folder(
+            out, resume=resume, force=force, generated_data=cfg.dataset.root is None, is_main=dist.is_main
+        )
         if dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
         D.barrier(dist)
@@ -829,12 +963,26 @@ def run_training(cfg: Config, out: str | Path, *, resume: bool = False) -> Run:
             restore(run, ckpt, paths["last"])
             in_progress = ckpt["stage"]
         todo = _plan(run.completed, cfg.train.stages, in_progress, cfg.model.localizer)
+        if ckpt is None:
+            run.metrics_lines = 1  # the data line
         if dist.is_main:  # the run folder changes only once the run is known to be valid
             paths["config"].write_text(cfg.to_yaml())
+            data = describe_data(run)
             if ckpt is not None:
                 _truncate_metrics(paths["metrics"], run.metrics_lines)
             else:
-                paths["metrics"].write_text("")
+                paths["metrics"].write_text(json.dumps(data) + "\n")
+            val = data["val"]
+            click.echo(
+                f"data: {data['dataset']} at {data['root']}: {len(run.classes)} classes; train on "
+                f"{data['train']['split']!r} ({data['train']['images']} images); "
+                + (
+                    "no validation split"
+                    if val is None
+                    else f"validate on {val['split']!r} ({val['images']} images)"
+                ),
+                err=True,
+            )
             start = _tb_step(cfg, todo[0], (ckpt or {}).get("epoch", 0) + 1) if todo else None
             run.writer = SummaryWriter(str(paths["tb"]), purge_step=start if ckpt is not None else None)
             click.echo(
@@ -883,6 +1031,9 @@ def run_training(cfg: Config, out: str | Path, *, resume: bool = False) -> Run:
 @click.option("--workers", type=click.IntRange(min=0), help="DataLoader worker processes.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.pt.")
 @click.option(
+    "--force", is_flag=True, help="Delete the earlier run in --out (its outputs; says which) and start over."
+)
+@click.option(
     "--set",
     "overrides",
     multiple=True,
@@ -905,6 +1056,7 @@ def train_command(
     seed: int | None,
     workers: int | None,
     resume: bool,
+    force: bool,
     overrides: tuple[str, ...],
 ) -> None:
     """Train ELoPE: classifier, localizer, crop and weighted stages (Sec. 5-6 of the paper)."""
@@ -924,7 +1076,7 @@ def train_command(
         cfg = resolve_config(
             out, dataset, config_file, pairs, epochs=epochs, batch_size=batch_size, resume=resume
         )
-        run_training(cfg, out, resume=resume)
+        run_training(cfg, out, resume=resume, force=force)
     click.echo(f"done: {out / 'model'}", err=True)
 
 
@@ -941,11 +1093,9 @@ def resolve_config(
     """The recipe of a run: the packaged one (fresh run) or ``RUN/config.yaml`` (``resume``), overridden."""
     base = None
     if resume:
-        if not (out / "config.yaml").is_file():
-            raise ConfigError(f"nothing to resume: {out / 'config.yaml'} not found")
-        import yaml
+        from elope.runfolder import read_run_config
 
-        base = yaml.safe_load((out / "config.yaml").read_text())
+        base = read_run_config(out / "config.yaml")
         if dataset is not None and dataset != base["dataset"]["name"]:
             raise ConfigError(f"{out} was trained on {base['dataset']['name']!r}, not {dataset!r}")
     return load_config(dataset, config_file, overrides, epochs=epochs, batch_size=batch_size, base=base)
@@ -960,4 +1110,6 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except (ConfigError, TrainingError, CheckpointError, DataError, WeightsError, FileExistsError) as e:
-        raise click.ClickException(str(e)) from None
+        from elope.failures import one_line
+
+        raise click.ClickException(one_line(e)) from None  # a DataLoader worker's traceback left out

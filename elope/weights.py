@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +39,21 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
-        return load_file(path)
+        try:
+            return load_file(path)
+        except Exception as error:  # safetensors' SafetensorError (Rust): truncated, empty or another format
+            raise WeightsError(
+                f"cannot read {path} as a safetensors file ({str(error).strip() or type(error).__name__}): "
+                "it is truncated or not in the safetensors format; copy it again or re-save it"
+            ) from None
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise WeightsError(
-            f"cannot read {path} as a torch state dict with weights_only=True ({error}); "
-            "save plain tensors (model.state_dict()) or use .safetensors"
-        ) from error
+        with warnings.catch_warnings():  # "Detected pickle protocol": the refusal below says it better
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # never repeats torch's advice to retry with weights_only=False
+        from elope.failures import torch_load_message
+
+        raise WeightsError(torch_load_message(path, error, "weights file")) from None
     for key in ("model", "state_dict"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]
@@ -79,24 +87,42 @@ def _describe_mismatch(model_state: dict[str, Tensor], state: dict[str, Tensor],
     )
 
 
+def _backbone_state(features: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A backbone network's own state dict under the keys of ``model.features``.
+
+    The classification head is dropped (``fc.*`` and similar, and for a timm network the layers that
+    :class:`elope.backbones.TimmFeatures` lists in ``ignored_keys``); a timm network's keys get the
+    ``body.`` of that wrapper.
+    """
+    ignored = (*_BACKBONE_HEADS, *getattr(features, "ignored_keys", ()))
+    state = {key: value for key, value in state.items() if not key.startswith(ignored)}
+    if hasattr(features, "body"):  # timm networks are wrapped once (elope.backbones.TimmFeatures)
+        state = {f"body.{key}": value for key, value in state.items()}
+    return state
+
+
 def load_weights(model: nn.Module, path: str | os.PathLike[str], strict: bool = True) -> None:
     """Load a whole-model state dict, or a backbone-only one, into an :class:`elope.ELoPE` model.
 
-    A file whose keys start with ``features.`` is a whole ELoPE model. Anything else is taken as a state
-    dict of the backbone network alone (e.g. torchvision's ImageNet ResNet-50), loaded into
-    ``model.features``; its classification head (``fc.*`` and similar) is ignored.
+    A file of a whole ELoPE model has keys ``features.*``, ``classifier.*``, ... Anything else is taken as
+    a state dict of the backbone network alone: torchvision's ImageNet ResNet-50, or the full state dict of
+    the timm model (``timm.create_model(name).state_dict()``), loaded into ``model.features``; its
+    classification head (``fc.*``, ``classifier.*`` and similar) is ignored. (A backbone whose own keys
+    start with ``features.``, e.g. timm's DenseNet, is told apart by which reading fits more keys.)
 
     Raises:
         WeightsError: listing the missing and unexpected keys and the shape mismatches.
     """
     state = load_state_dict_file(path)
-    if any(key.startswith("features.") for key in state):
+    backbone = _backbone_state(model.features, state)
+    whole = any(key.startswith("features.") for key in state)
+    if whole:
+        fits_model = len(state.keys() & model.state_dict().keys())
+        whole = fits_model >= len(backbone.keys() & model.features.state_dict().keys())
+    if whole:
         target, source = model, f"{path} (whole model)"
     else:
-        target, source = model.features, f"{path} (backbone only)"
-        state = {key: value for key, value in state.items() if not key.startswith(_BACKBONE_HEADS)}
-        if hasattr(target, "body"):  # timm networks are wrapped once (elope.backbones._FirstOutput)
-            state = {f"body.{key}": value for key, value in state.items()}
+        target, source, state = model.features, f"{path} (backbone only)", backbone
     model_state = target.state_dict()
     problem = _describe_mismatch(model_state, state, source)
     if problem and strict:

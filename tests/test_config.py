@@ -35,10 +35,17 @@ def test_paper_values(dataset, tau):
         s = getattr(cfg.stages, stage)
         assert (s.epochs, s.batch_size, s.lr, s.lr_step, s.lr_decay) == (90, 14, 3e-3, 30, 0.1)
         assert (s.momentum, s.weight_decay) == (0.9, 1e-3)
-    assert cfg.stages.weighted.epochs == 30
+    # the release's readings (elope/configs/*.yaml name file and line): the crop-stage classifier starts
+    # afresh, weighted finetuning at lr 1e-3 / 10 after 20 epochs, the localizer at lr 3e-3
+    assert cfg.stages.crop.init == "fresh" and cfg.stages.classifier.init == "continue"
+    w = cfg.stages.weighted
+    assert (w.epochs, w.lr, w.lr_step) == (30, 1e-3, 20)
     loc = cfg.stages.localizer
-    assert (loc.epochs, loc.batch_size, loc.lr, loc.lr_step) == (45, 16, 0.1, 15)
-    assert cfg.train.stages == list(STAGES) and cfg.train.select == "best"
+    assert (loc.epochs, loc.batch_size, loc.lr, loc.lr_step) == (45, 16, 3e-3, 15)
+    # the reported models train on the whole training split and keep the last epoch
+    assert cfg.train.stages == list(STAGES) and cfg.train.select == "last"
+    assert cfg.dataset.val_fraction == 0.0
+    assert cfg.dataset.crop_source is None and cfg.model.heatmap_upsample is False
 
 
 def test_overrides_are_typed_and_applied_in_order():
@@ -65,7 +72,7 @@ def test_config_file_merges_over_defaults(tmp_path):
     path.write_text("dataset: {name: cars}\nstages:\n  weighted: {epochs: 3}\n")
     cfg = load_config(config_file=path)
     assert cfg.dataset.name == "cars" and cfg.model.tau == 0.2
-    assert cfg.stages.weighted.epochs == 3 and cfg.stages.weighted.lr == 3e-4
+    assert cfg.stages.weighted.epochs == 3 and cfg.stages.weighted.lr == 1e-3
 
 
 @pytest.mark.parametrize(
@@ -140,3 +147,15 @@ def test_cli_reports_config_errors_without_traceback(tmp_path):
     assert "loss.gama" in result.output and "gamma" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_select_best_needs_a_validation_split():
+    with pytest.raises(ConfigError, match="val_fraction"):
+        load_config("cub", overrides={"train.select": "best"})
+    cfg = load_config("cub", overrides={"train.select": "best", "dataset.val_fraction": 0.1})
+    assert cfg.dataset.val_fraction == 0.1
+
+
+def test_only_the_crop_stage_can_start_fresh():
+    with pytest.raises(ConfigError, match="only the crop stage"):
+        load_config("cub", overrides={"stages.weighted.init": "fresh"})

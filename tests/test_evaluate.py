@@ -57,8 +57,10 @@ def make_run(
     """A run folder as `elope train` leaves it, without training: random resnet18 at 64 px (+ class means)."""
     torch.manual_seed(0)
     model = ELoPE("resnet18", len(classes), embedding_dim=EMB, image_size=INPUT, tau=0.3)
-    meta = {"classes": classes, "tau": 0.3, "image_size": INPUT, "dataset": dataset, "root": str(root)}
+    meta = {"classes": classes, "tau": 0.3, "image_size": INPUT, "crop_source": 2 * INPUT, "dataset": dataset}
+    meta["root"] = str(root)
     save_model(model.eval(), path / "model", meta)
+    save_model(model.eval(), path / "teacher", meta)  # stands in for the stage-1 classifier
     if means is not None:
         save_file({"means": means.contiguous()}, str(path / "model" / ev.CLASS_MEANS_FILE))
     return path
@@ -129,20 +131,25 @@ def test_run_batch_is_model_predict_with_the_embedding_kept(run_dir: Path, monke
     from elope.weights import load_model
 
     model, _ = load_model(run_dir / "model")
+    teacher, _ = load_model(run_dir / "teacher")
     images = torch.randn(3, 3, 48, 80, generator=torch.Generator().manual_seed(0))
-    ref = model.predict(images, top=1, tau=0.3)
+    ref = model.predict(images, top=3, tau=0.3)
     _, emb = model(model.crop(images, tau=0.3)[0], return_embeddings=True)
-    heat = mean_heatmap(model.forward_features(images))
+    whole = torch.nn.functional.interpolate(images, size=(INPUT, INPUT), mode="bilinear", antialias=True)
+    heat = mean_heatmap(teacher.forward_features(whole))
 
     seen: list[tuple[int, ...]] = []
-    features = model.forward_features
-    monkeypatch.setattr(model, "forward_features", lambda x: seen.append(tuple(x.shape)) or features(x))
-    out = ev.run_batch(model, images, tau=0.3, embeddings=True, mean_map=True)
+    features = teacher.forward_features
+    monkeypatch.setattr(teacher, "forward_features", lambda x: seen.append(tuple(x.shape)) or features(x))
+    out = ev.run_batch(model, images, tau=0.3, embeddings=True, teacher=teacher, top=3)
     assert out.predictions.tolist() == ref.classes[:, 0].tolist()
+    assert out.top_classes.tolist() == ref.classes.tolist()
+    assert torch.allclose(out.top_scores, ref.scores)
     assert torch.equal(out.boxes, ref.boxes)
     assert torch.allclose(out.embeddings, emb)  # the embedding of the crop the softmax saw
-    # Table 4 baseline: the backbone's mean feature map of the FULL image, boxes in its pixels
-    assert (3, 3, 48, 80) in seen
+    # Table 4 baseline: the TEACHER's mean feature map of the whole image at its input size, boxes in
+    # pixels of the image given
+    assert seen == [(3, 3, INPUT, INPUT)]
     assert torch.equal(out.mean_map_boxes, heatmap_to_box(heat, 0.3, (48, 80)))
 
 
@@ -164,31 +171,38 @@ def _fake_outputs(monkeypatch: pytest.MonkeyPatch, labels: list[int], gt: torch.
     state = {"i": 0}
 
     def fake(
-        model: Any, images: torch.Tensor, *, tau: float, embeddings: bool, mean_map: bool
+        model: Any, images: torch.Tensor, *, tau: float, embeddings: bool, teacher: Any = None, top: int = 5
     ) -> ev.BatchOutputs:
         i, b = state["i"], images.shape[0]
         state["i"] += b
-        assert embeddings and mean_map and i + b <= n
+        assert embeddings and teacher is not None and i + b <= n
+        top_classes = preds[i : i + b, None]
         return ev.BatchOutputs(
-            preds[i : i + b], boxes[i : i + b], 3.0 * means[ncm[i : i + b]], mm_boxes[i : i + b]
+            preds[i : i + b],
+            top_classes,
+            torch.ones(b, 1),
+            boxes[i : i + b],
+            3.0 * means[ncm[i : i + b]],
+            mm_boxes[i : i + b],
         )
 
     monkeypatch.setattr(ev, "run_batch", fake)
 
 
 def test_metrics_with_known_model_outputs(run_dir: Path, cub_root: Path, classes: list[str], monkeypatch):
-    ds = build_dataset("cub", cub_root, "test", transform=eval_transform(INPUT))
+    ds = build_dataset("cub", cub_root, "test", transform=eval_transform(2 * INPUT))  # the crop source
     labels = list(ds.targets)
     gt = torch.stack([ds[i][2] for i in range(len(ds))])
     assert ds.has_boxes and torch.isfinite(gt).all()
-    # boxes come in the eval frame: image id 2 (the first test image) is (2, 2.5, 12, 8.75) in 48×32 pixels
-    assert gt[0].tolist() == pytest.approx([2 * 64 / 48, 2.5 * 2, 12 * 64 / 48, 8.75 * 2])
+    # boxes come in the frame of the crop source (2 × the input): image id 2 (the first test image) is
+    # (2, 2.5, 12, 8.75) in 48×32 pixels
+    assert gt[0].tolist() == pytest.approx([2 * 128 / 48, 2.5 * 4, 12 * 128 / 48, 8.75 * 4])
     from safetensors.torch import load_file
 
     means = load_file(str(run_dir / "model" / ev.CLASS_MEANS_FILE))["means"]
     _fake_outputs(monkeypatch, labels, gt, means)
 
-    r = evaluate_run(run_dir, batch_size=2, progress=False)
+    r = evaluate_run(run_dir, batch_size=2, progress=False, mean_map=True)
     n = len(labels)
     assert r["num_images"] == n == NUM_CLASSES * TEST_PER_CLASS
     assert r["top1"] == pytest.approx((n - 1) / n)
@@ -207,7 +221,7 @@ def test_metrics_with_known_model_outputs(run_dir: Path, cub_root: Path, classes
 def test_evaluate_real_model_json_keys_and_types(run_dir: Path, classes: list[str], tmp_path: Path):
     out = tmp_path / "m" / "metrics.json"
     res = CliRunner().invoke(
-        evaluate_command, ["--run", str(run_dir), "--batch-size", "4", "--json", str(out)]
+        evaluate_command, ["--run", str(run_dir), "--batch-size", "4", "--json", str(out), "--mean-map"]
     )
     assert res.exit_code == 0, res.output
     assert "top-1 accuracy" in res.stdout and "localization IoU>=0.5" in res.stdout
@@ -289,13 +303,18 @@ def test_example_sheet_draws_both_boxes_of_evenly_spread_images(run_dir: Path, m
     items = drawn["items"]
     assert len(items) == 6 and "mean map" in items[0].title and "module" in items[1].title
     run = ev.load_run(run_dir)
-    ds = build_dataset("cub", run.meta["root"], "test", transform=eval_transform(INPUT))
+    teacher = run.load_teacher()
+    # the images are the crop sources (2 × the input), the mean-map panels come from the teacher
+    ds = build_dataset("cub", run.meta["root"], "test", transform=eval_transform(2 * INPUT))
     for cell, index in zip(items[::2], (0, 2, 5)):  # 6 test images: first, round(2.5) = 2, last
         image, _, gt = ds[index]
         assert torch.equal(cell.image, image) and torch.allclose(cell.gt_box, torch.as_tensor(gt).float())
         with torch.no_grad():
+            small = torch.nn.functional.interpolate(
+                image[None], size=(INPUT, INPUT), mode="bilinear", antialias=True
+            )
             expected = heatmap_to_box(
-                mean_heatmap(run.model.forward_features(image[None])), 0.3, (INPUT, INPUT)
+                mean_heatmap(teacher.forward_features(small)), 0.3, (2 * INPUT, 2 * INPUT)
             )
         assert torch.allclose(cell.box, expected[0])
     with torch.no_grad():

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from elope import ELoPE, LocalizationModule, crop_and_resize, heatmap_to_box, mean_heatmap
 
@@ -78,3 +79,16 @@ def test_mean_heatmap():
     features = torch.randn(2, 6, 3, 3)
     torch.testing.assert_close(mean_heatmap(features), features.mean(dim=1, keepdim=True))
     assert mean_heatmap(features).shape == (2, 1, 3, 3)
+
+
+def test_heatmap_upsampling_before_the_threshold_is_an_option():
+    """Default: whole cells (the authors' release, utils.lua get_bb); upsample=True: the bilinear map's
+    pixels above τ."""
+    heat = torch.tensor([[[[0.0, 0.0, 0.0], [0.8, 1.0, 0.0], [0.0, 0.0, 0.0]]]])
+    assert heatmap_to_box(heat, 0.3, 12).tolist() == [[0.0, 4.0, 8.0, 8.0]]  # cells (1, 0) and (1, 1)
+    fine = F.interpolate(heat, size=(12, 12), mode="bilinear", align_corners=False)[0, 0]
+    inside = (fine / fine.max()) > 0.3
+    rows, cols = inside.any(1).nonzero().flatten(), inside.any(0).nonzero().flatten()
+    expected = [float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1)]
+    assert heatmap_to_box(heat, 0.3, 12, upsample=True).tolist() == [expected]
+    assert expected != [0.0, 4.0, 8.0, 8.0]

@@ -154,3 +154,27 @@ def test_the_localizer_leaves_every_other_random_number_unchanged():
     for key, value in with_module.state_dict().items():
         if not key.startswith("localizer."):
             assert torch.equal(value, plain[key]), key
+
+
+def test_predict_restores_the_mode_of_every_submodule():
+    """A localizer frozen in eval mode while the classifier trains stays in eval mode after predict."""
+    model = ELoPE("resnet18", 3, embedding_dim=8, image_size=64)
+    model.train()
+    model.localizer.eval()
+    model.predict(torch.randn(2, 3, 64, 64))
+    assert model.training and model.features.training and not model.localizer.training
+    assert all(not m.training for m in model.localizer.modules())
+
+
+def test_a_crop_from_the_source_keeps_its_resolution():
+    """The crop is cut from the crop source (2 × the input): fine detail inside the box survives, where a
+    crop of the input-size image, upsampled, has lost it (the point of cropping early, Fig. 5)."""
+    from elope.localization import crop_and_resize, resize
+
+    source = torch.zeros(1, 3, 128, 128)
+    source[..., 32:96, 32:96] = (torch.arange(64)[:, None] + torch.arange(64)[None]) % 2 * 2.0 - 1.0
+    box = torch.tensor([[32.0, 32.0, 96.0, 96.0]])
+    from_source = crop_and_resize(source, box, 64)
+    from_input = crop_and_resize(resize(source, 64), box / 2, 64)
+    assert from_source.abs().mean() > 0.9  # the 1-pixel checkerboard, intact
+    assert from_input.abs().mean() < 0.3  # averaged away by the resize to 64

@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from elope.model import ELoPE
 from elope.predict import collect_images, predict_command, predict_paths
 from elope.weights import save_model
@@ -25,7 +25,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     model = ELoPE("resnet18", len(CLASSES), embedding_dim=16, image_size=64, tau=0.3)
     run = tmp_path_factory.mktemp("run")
-    save_model(model.eval(), run / "model", {"classes": CLASSES, "tau": 0.3, "image_size": 64})
+    meta = {"classes": CLASSES, "tau": 0.3, "image_size": 64, "crop_source": 128}
+    save_model(model.eval(), run / "model", meta)
     return run
 
 
@@ -84,13 +85,15 @@ def test_predict_matches_model_predict_on_the_original_image(run_dir: Path, imag
     model, _ = load_model(run_dir / "model")
     path = images / "sub" / "b.JPG"
     [item] = predict_paths(run_dir, [path], top=3)
+    # the crop source: the original resized to 2 × the input (128×128), normalised
     with Image.open(path) as im:
-        x = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1).float() / 255
-    x = (x - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        x = eval_transform(128, IMAGENET_MEAN, IMAGENET_STD)(im.convert("RGB")).as_subclass(torch.Tensor)
+    assert x.shape == (3, 128, 128)
     ref = model.predict(x[None], top=3)
     assert [c["index"] for c in item["classes"]] == ref.classes[0].tolist()
     assert [c["score"] for c in item["classes"]] == pytest.approx(ref.scores[0].tolist(), abs=1e-5)
-    assert item["box"] == pytest.approx(ref.boxes[0].tolist(), abs=1e-4)  # in pixels of the 40×72 original
+    scale = torch.tensor([40 / 128, 72 / 128] * 2)  # reported in pixels of the 40×72 original
+    assert item["box"] == pytest.approx((ref.boxes[0] * scale).tolist(), abs=1e-4)
 
 
 def test_box_is_in_pixels_of_the_original_image(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from click.testing import CliRunner
 from train_helpers import tiny_args, write_tiny_synthetic
 
@@ -38,7 +39,13 @@ def test_all_stages_write_the_run_folder_of_the_contract(full_run):
         assert (out / "checkpoints" / f"{stage}.pt").is_file()
         assert f"[{stage}] epoch 1" in log
 
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    header, *records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    # the first line names the splits the run used (the tiny recipe holds out val_fraction 0.1)
+    assert header["event"] == "data" and header["classes"] == 3
+    assert header["train"] == {"split": "train", "images": 15} and header["val"] == {
+        "split": "val",
+        "images": 3,
+    }
     assert [r["stage"] for r in records] == ["classifier", "localizer", "crop", "weighted"]
     expected = {"lr", "train_loss", "train_ce", "train_le", "train_acc", "val_top1", "images_per_s"}
     assert expected <= set(records[0])
@@ -49,6 +56,9 @@ def test_all_stages_write_the_run_folder_of_the_contract(full_run):
     assert meta["model"]["weighted"] is True and meta["model"]["localizer"] is True
     assert meta["localized"] is True and meta["stages"] == ["classifier", "localizer", "crop", "weighted"]
     assert len(meta["classes"]) == 3 and meta["image_size"] == 64 and meta["tau"] == 0.3
+    assert meta["splits"] == {k: header[k] for k in ("train", "val")} and meta["crop_source"] == 128
+    teacher = json.loads((out / "teacher" / "model.json").read_text())  # stage 1, the module's teacher
+    assert teacher["model"]["localizer"] is False and teacher["stages"] == ["classifier"]
     last = load_checkpoint(out / "checkpoints" / "last.pt")
     assert last["completed"] == meta["stages"] and last["stage"] is None
 
@@ -133,3 +143,66 @@ def test_demo_command_wiring(tmp_path):
     assert "nearest-class-mean top-1" in result.output and "localization IoU>=0.5" in result.output
     assert "Validation top-1 of the epoch each stage kept" in result.output
     assert len(list((out / "predictions").glob("*.png"))) == 2
+
+
+@pytest.mark.slow
+def test_predict_json_and_evaluate_predictions_agree(full_run, data, tmp_path):
+    """One crop path: `elope predict --json` and `evaluate --predictions` give the same top-1 and boxes."""
+    out, _ = full_run
+    lines = tmp_path / "pred.jsonl"
+    runner = CliRunner()
+    res = runner.invoke(main, ["evaluate", "--run", str(out), "--predictions", str(lines)])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert len(rows) == 6 and set(rows[0]) >= {"path", "true", "classes", "box", "gt_box"}
+    assert all(len(r["classes"]) == 3 for r in rows)  # top-5 of 3 classes
+    res = runner.invoke(main, ["predict", "--run", str(out), "--json", *[r["path"] for r in rows]])
+    assert res.exit_code == 0, res.output
+    preds = {p["path"]: p for p in json.loads(res.stdout)}
+    for r in rows:
+        p = preds[r["path"]]
+        assert p["classes"][0]["class"] == r["classes"][0]["class"]
+        assert p["box"] == pytest.approx(r["box"], abs=1.0)  # within one pixel of the original image
+        assert p["size"] == r["size"]
+
+
+@pytest.mark.slow
+def test_the_crop_stage_can_start_fresh(data, tmp_path):
+    """`stages.crop.init: fresh` (the release): backbone, heads and class means as a new run draws them,
+    the trained localization module kept."""
+    from elope.config import load_config
+    from elope.train import make_model_and_loss, seed_everything
+
+    out = tmp_path / "run"
+    args = tiny_args(data, out, "--stages", "classifier,localizer,crop", "--set", "stages.crop.init=fresh")
+    at = args.index("--epochs")  # every stage one epoch, the crop stage none: its start is its result
+    args[at : at + 2] = ["--set", "stages.classifier.epochs=1", "--set", "stages.localizer.epochs=1",
+                         "--set", "stages.crop.epochs=0"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    crop = load_checkpoint(out / "checkpoints" / "crop.pt")
+    loc = load_checkpoint(out / "checkpoints" / "localizer.pt")["model"]
+    cfg = load_config(config_file=None, base=yaml.safe_load((out / "config.yaml").read_text()))
+    seed_everything(cfg.train.seed + 1 + 2)  # what run_stage seeds before the crop stage begins
+    fresh, criterion = make_model_and_loss(cfg, 3)
+    for key, value in fresh.state_dict().items():
+        expected = loc[key] if key.startswith("localizer.") else value
+        assert torch.equal(crop["model"][key], expected), key
+    assert torch.equal(crop["criterion"]["means"], criterion.means)
+    assert not torch.equal(loc["classifier.weight"], crop["model"]["classifier.weight"])
+
+
+def test_aircraft_trains_on_trainval(fake_aircraft, tmp_path):
+    """The paper's recipes train on the whole training split: FGVC-Aircraft's trainval (train + val)."""
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "aircraft", "--root", str(fake_aircraft), "--out", str(out),
+            "--backbone", "resnet18", "--no-pretrained", "--image-size", "64", "--batch-size", "4",
+            "--epochs", "1", "--workers", "0", "--stages", "classifier",
+            "--set", "model.embedding_dim=16", "--set", "train.progress=false"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "train on 'trainval' (20 images); no validation split" in result.output
+    header = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert header["train"] == {"split": "trainval", "images": 20} and header["val"] is None
+    meta = json.loads((out / "model" / "model.json").read_text())
+    assert meta["splits"] == {"train": {"split": "trainval", "images": 20}, "val": None}

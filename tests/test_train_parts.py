@@ -107,8 +107,9 @@ def test_load_checkpoint_is_weights_only(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"format": "elope-checkpoint-1", "x": Evil()}, path)
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(CheckpointError, match="refused to load checkpoint .*will not be loaded") as info:
         load_checkpoint(path)
+    assert "weights_only" not in str(info.value)  # never PyTorch's advice to load it unsafely
     torch.save({"x": torch.ones(1)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not an elope training checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
@@ -182,3 +183,12 @@ def test_selection_prefers_higher_top1_and_lower_localizer_loss():
         "crop", {"top1": 0.7, "loss": 0.1}
     )
     assert selection_score("localizer", {"loss": 0.1}) > selection_score("localizer", {"loss": 0.2})
+
+
+def test_out_of_range_labels_are_a_clear_error_checked_on_the_cpu():
+    from elope.train import TrainingError, check_labels
+
+    check_labels(torch.tensor([0, 2, 1]), 3)
+    for bad in (torch.tensor([0, 3]), torch.tensor([-1, 0])):
+        with pytest.raises(TrainingError, match=r"outside \[0, 2\]"):
+            check_labels(bad, 3)

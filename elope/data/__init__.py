@@ -17,7 +17,14 @@ from .io import DEFAULT_MAX_PIXELS, image_size, load_image, load_image_tensor
 from .registry import DATASETS, build_dataset, index_dataset
 from .splits import stratified_split
 from .synthetic import write_synthetic
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, ToNormalizedTensor, eval_transform, train_transform
+from .transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ToNormalizedTensor,
+    crop_source_size,
+    eval_transform,
+    train_transform,
+)
 
 __all__ = [
     "ANNOTATION_LEVELS",
@@ -42,6 +49,7 @@ __all__ = [
     "ToNormalizedTensor",
     "build_dataset",
     "check_dataset",
+    "crop_source_size",
     "eval_transform",
     "image_size",
     "index_dataset",

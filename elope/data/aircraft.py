@@ -27,7 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .annotations import DatasetIndex, Problem, Record, keyed_rows, read_rows, require_file
+from .annotations import DatasetIndex, Problem, Record, inside_root, keyed_rows, read_rows, require_file
 from .base import FGVCDataset
 from .errors import DatasetNotFoundError
 from .io import DEFAULT_MAX_PIXELS
@@ -64,6 +64,8 @@ def _read_split(
     )
     labels: dict[str, tuple[int, int]] = {}
     for image_id, (number, (name,)) in rows.items():
+        if inside_root(path.parent / "images", f"{image_id}.jpg", path, f"line {number}", problems) is None:
+            continue
         if name not in class_index:
             problems.append(Problem(str(path), f"line {number}: class {name!r} is not in {level_file}"))
             continue

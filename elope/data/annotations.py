@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import AnnotationError, DatasetNotFoundError
 
-__all__ = ["DatasetIndex", "Problem", "Record", "keyed_rows", "read_rows", "require_file"]
+__all__ = ["DatasetIndex", "Problem", "Record", "inside_root", "keyed_rows", "read_rows", "require_file"]
 
 Box = tuple[float, float, float, float]
 
@@ -58,6 +58,25 @@ class DatasetIndex:
     problems: list[Problem] = field(default_factory=list)
     banner: int = 0
 
+    def __post_init__(self) -> None:
+        """A classifier needs two classes: fewer (in the class list or among the training labels) is the
+        first problem of the dataset, so it is refused instead of trained to a meaningless 100 %."""
+        trained = {record.label for record in self.trainval()}
+        if len(self.classes) < 2 or (self.trainval() and len(trained) < 2):
+            found = (
+                f"{len(self.classes)} class(es) {self.classes[:2]}"
+                if len(self.classes) < 2
+                else f"training images of only {len(trained)} of its {len(self.classes)} classes"
+            )
+            self.problems.insert(
+                0,
+                Problem(
+                    str(self.root),
+                    f"the dataset at {self.root} has {found}; classification needs at least 2 classes "
+                    "with training images",
+                ),
+            )
+
     def trainval(self) -> list[Record]:
         """The dataset's own full training split."""
         if "trainval" in self.splits:
@@ -76,6 +95,25 @@ class DatasetIndex:
             f"--root {self.root}` to list every problem.",
             first.path,
         )
+
+
+def inside_root(folder: Path, name: str, source: Path, where: str, problems: list[Problem]) -> Path | None:
+    """``folder / name`` when ``name`` is a relative path that stays inside ``folder``, else None.
+
+    A list file that names an absolute path or climbs out with ``..`` would make the reader open files
+    outside the dataset; that is recorded as a problem of ``source`` at ``where`` (e.g. "line 3") instead.
+    Links inside the dataset folder are followed as usual (only the name is checked).
+    """
+    if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        problems.append(
+            Problem(
+                str(source),
+                f"{where}: {name!r} is not a path inside {folder} (absolute paths and '..' are refused: "
+                "list files name images relative to the dataset)",
+            )
+        )
+        return None
+    return folder / name
 
 
 def require_file(path: Path, dataset: str, what: str) -> Path:

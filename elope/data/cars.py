@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import scipy.io
 
-from .annotations import DatasetIndex, Problem, Record, require_file
+from .annotations import DatasetIndex, Problem, Record, inside_root, require_file
 from .base import FGVCDataset
 from .errors import DatasetNotFoundError
 
@@ -98,6 +98,9 @@ def _read_annotations(path: Path, images: Path, num_classes: int, problems: list
             problems.append(Problem(str(path), f"{where}: {what}"))
             continue
         seen[fname] = number
+        image = inside_root(images, fname, path, where, problems)
+        if image is None:
+            continue
         if not 1 <= class_id <= num_classes:
             problems.append(
                 Problem(
@@ -111,9 +114,7 @@ def _read_annotations(path: Path, images: Path, num_classes: int, problems: list
                 Problem(str(path), f"{where}: box ({x1}, {y1}, {x2}, {y2}) has x2 < x1 or y2 < y1")
             )
             continue
-        records.append(
-            Record(images / fname, class_id - 1, (x1 - 1.0, y1 - 1.0, float(x2), float(y2)), fname)
-        )
+        records.append(Record(image, class_id - 1, (x1 - 1.0, y1 - 1.0, float(x2), float(y2)), fname))
     return records
 
 

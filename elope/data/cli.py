@@ -91,7 +91,9 @@ def check_command(
 
 
 @data.command("synth")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Destination folder.")
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Destination folder."
+)
 @click.option(
     "--classes", type=click.IntRange(2, 72), default=10, show_default=True, help="Number of classes."
 )
@@ -116,6 +118,8 @@ def synth_command(out: Path, classes: int, train: int, test: int, size: int, see
         root = write_synthetic(out, classes, train, test, size, seed, overwrite=force)
     except (FileExistsError, ValueError) as error:
         raise click.ClickException(str(error)) from None
+    except OSError as error:  # e.g. a file where a parent folder should be
+        raise click.ClickException(f"cannot write the data set to {out}: {error.strerror or error}") from None
     total = classes * (train + test)
     click.echo(
         f"wrote {total} images ({classes} classes; {train} train + {test} test per class; {size}x{size} px; "

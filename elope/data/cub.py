@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .annotations import DatasetIndex, Problem, Record, keyed_rows, read_rows, require_file
+from .annotations import DatasetIndex, Problem, Record, inside_root, keyed_rows, read_rows, require_file
 from .base import FGVCDataset
 from .errors import DatasetNotFoundError
 
@@ -145,8 +145,9 @@ def index_cub(root: str | Path) -> DatasetIndex:
         _relation("bounding_boxes.txt", boxes, images, box_path, files["images.txt"], problems)
 
     splits: dict[str, list[Record]] = {"train": [], "test": []}
-    for image_id, (_, (image_name,)) in images.items():
-        if image_id not in labels or image_id not in is_train:
+    for image_id, (number, (image_name,)) in images.items():
+        path = inside_root(base / "images", image_name, files["images.txt"], f"line {number}", problems)
+        if path is None or image_id not in labels or image_id not in is_train:
             continue
         class_id = labels[image_id][1][0]
         if class_id not in class_index:
@@ -155,7 +156,7 @@ def index_cub(root: str | Path) -> DatasetIndex:
         if image_id in boxes:
             x, y, width, height = boxes[image_id][1]
             box = (x, y, x + width, y + height)
-        record = Record(base / "images" / image_name, class_index[class_id], box, str(image_id))
+        record = Record(path, class_index[class_id], box, str(image_id))
         splits["train" if is_train[image_id][1][0] == 1 else "test"].append(record)
     return DatasetIndex("cub", base, classes, splits, has_boxes, problems)
 

@@ -7,7 +7,8 @@
 Classes are the sub-folders of ``train/`` in sorted order (as ``torchvision.datasets.ImageFolder``);
 ``val/`` and ``test/`` must not hold classes that ``train/`` lacks, so a label never silently changes
 meaning between splits. Files are found recursively below each class folder and kept when their extension
-is an image extension torchvision knows; hidden files and folders are ignored. There are no boxes.
+is an image extension torchvision knows; hidden files and folders are ignored; links are followed, and a
+folder reached a second time (a link loop) is reported and read once. There are no boxes.
 """
 
 from __future__ import annotations
@@ -32,9 +33,23 @@ def _class_dirs(split_dir: Path) -> list[str]:
     )
 
 
-def _images(class_dir: Path) -> list[Path]:
+def _images(class_dir: Path, problems: list[Problem]) -> list[Path]:
+    """Image files below ``class_dir``, links followed; a folder reached twice (a link loop) is read once."""
     found = []
+    seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        info = os.stat(dirpath)
+        if (info.st_dev, info.st_ino) in seen:
+            dirnames[:] = []
+            problems.append(
+                Problem(
+                    dirpath,
+                    f"links back to {os.path.realpath(dirpath)}, a folder already read: skipped (a link loop, "
+                    "or a second link to the same images)",
+                )
+            )
+            continue
+        seen.add((info.st_dev, info.st_ino))
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         found += [
             Path(dirpath) / name
@@ -71,7 +86,7 @@ def index_folder(root: str | Path) -> DatasetIndex:
                     Problem(str(split_dir / name), f"class folder {name!r} is not in {root / 'train'}")
                 )
                 continue
-            images = _images(split_dir / name)
+            images = _images(split_dir / name, problems)
             if not images and split == "train":
                 problems.append(Problem(str(split_dir / name), "class folder holds no images"))
             records += [Record(path, class_index[name], None, str(path.relative_to(root))) for path in images]

@@ -17,13 +17,14 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
 from .errors import ImageLoadError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageLoadError", "image_size", "load_image", "load_image_tensor"]
+__all__ = ["DEFAULT_MAX_PIXELS", "ImageLoadError", "image_size", "load_image", "load_image_tensor", "to_rgb"]
 
 #: Images with more pixels than this are refused (the largest image of the three paper datasets has
 #: well under 20 megapixels).
@@ -49,10 +50,58 @@ def _open(path: str | os.PathLike, max_pixels: int) -> Image.Image:
         image.close()
         raise ImageLoadError(
             f"refused to decode {path}: {width}x{height} = {width * height} pixels is more than the limit "
-            f"of {max_pixels} (a decompression bomb or a wrong file; raise max_pixels if it is genuine)",
+            f"of {max_pixels} (a decompression bomb or a wrong file; if the image is genuine, shrink it, or "
+            "raise the limit: `elope data check --max-pixels N`, `elope train --set dataset.options.max_pixels=N`, "
+            "elope.data.load_image(max_pixels=N))",
             str(path),
         )
     return image
+
+
+#: Modes with an alpha channel; their transparent parts are composited over white (what a viewer shows).
+_ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
+
+
+def _grey_to_rgb(values: np.ndarray) -> Image.Image:
+    """8-bit grey values (any shape (H, W) array already in [0, 255]) as an RGB image."""
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L").convert("RGB")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any image Pillow opens as an 8-bit RGB image, with its tones kept (decodes every pixel).
+
+    ``Image.convert("RGB")`` clips wider modes to 255 (a 16-bit PNG becomes all white), so they are
+    scaled instead:
+
+    * ``I;16`` (16-bit grey, e.g. PNG, TIFF): ``value / 257`` (65535 -> 255);
+    * ``I`` (32-bit integers): taken as 8-bit when every value lies in 0..255, as 16-bit when in 0..65535,
+      else stretched from its minimum (0) to its maximum (255);
+    * ``F`` (floats): ``× 255`` when every value lies in [0, 1], as is when in [0, 255], else stretched;
+    * alpha (``LA``, ``PA``, ``RGBA``, ``P``/``L``/``RGB`` with a transparent colour): composited over white;
+    * every other mode (``RGB``, ``L``, ``1``, ``P``, ``CMYK``, ``YCbCr``, ...): ``convert("RGB")``.
+    """
+    mode = image.mode
+    if mode.startswith("I;16"):
+        return _grey_to_rgb(np.asarray(image).astype(np.float64) / 257.0)
+    if mode in ("I", "F"):
+        values = np.asarray(image).astype(np.float64)
+        if not np.isfinite(values).all():
+            values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if mode == "F" and low >= 0.0 and high <= 1.0:
+            values = values * 255.0
+        elif low >= 0.0 and high <= 255.0:
+            pass
+        elif mode == "I" and low >= 0.0 and high <= 65535.0:
+            values = values / 257.0
+        else:
+            values = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+        return _grey_to_rgb(values)
+    if mode in _ALPHA_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 def image_size(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
@@ -85,7 +134,7 @@ def load_image(
         with image:
             if draft_size is not None and image.format == "JPEG":
                 image.draft("RGB", (draft_size, draft_size))
-            rgb = image.convert("RGB")  # decodes every pixel; raises OSError on truncated data
+            rgb = to_rgb(image)  # decodes every pixel; raises OSError on truncated data
     except (OSError, ValueError, SyntaxError) as error:
         raise ImageLoadError(f"cannot decode image {path}: {error}", str(path)) from None
     return rgb, stored_size

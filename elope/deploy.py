@@ -1,0 +1,190 @@
+"""Run an exported one-pass pipeline (``elope export``) with onnxruntime or ``torch.jit.load``.
+
+The file holds the whole test-time path of Fig. 1 (Hanselmann & Ney, WACV 2020; Sec. 5: localize, box,
+crop, classify) and, as metadata, the class names, the normalisation, the input size and τ
+(:func:`elope.export.export_metadata`). :class:`ExportedModel` runs it and gives the same
+:class:`elope.Prediction` as :meth:`elope.ELoPE.predict`; :func:`load_exported_run` wraps it for
+``elope predict --model FILE`` so that the command reads, resizes and normalises images exactly as with
+``--run RUN``. Nothing here is needed to *deploy* the file: the README shows the ten lines of plain
+onnxruntime or torch code that do the same.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from elope.export import INPUT_NAME, METADATA_KEY, _TracingQuiet
+from elope.model import Prediction
+
+__all__ = ["ExportedModel", "ExportedRun", "is_onnx_file", "load_exported_run", "read_metadata"]
+
+
+def is_onnx_file(path: str | Path) -> bool:
+    """ONNX protobuf (by suffix ``.onnx``, else not a zip archive) rather than a TorchScript archive."""
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        return True
+    with open(path, "rb") as f:
+        return f.read(2) != b"PK"  # TorchScript files are zip archives
+
+
+def _onnx_providers(device: str | torch.device) -> list[Any]:
+    import onnxruntime as ort
+
+    dev = torch.device(device)
+    if dev.type == "cpu":
+        return ["CPUExecutionProvider"]
+    if dev.type == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ValueError(
+                f"onnxruntime {ort.__version__} has no CUDAExecutionProvider: install onnxruntime-gpu, or use "
+                "--device cpu"
+            )
+        return [("CUDAExecutionProvider", {"device_id": dev.index or 0}), "CPUExecutionProvider"]
+    raise ValueError(f"device must be cpu or cuda[:N] for an exported model, got {device!r}")
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The ``elope`` metadata of an exported file, without building a session (ONNX or TorchScript)."""
+    if is_onnx_file(path):
+        import onnx
+
+        proto = onnx.load(str(path), load_external_data=False)
+        entries = {p.key: p.value for p in proto.metadata_props}
+    else:
+        extra = {METADATA_KEY + ".json": ""}
+        with _TracingQuiet():
+            torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        entries = {METADATA_KEY: extra[METADATA_KEY + ".json"]}
+    if not entries.get(METADATA_KEY):
+        raise ValueError(f"{path} carries no '{METADATA_KEY}' metadata: it was not written by `elope export`.")
+    return json.loads(entries[METADATA_KEY])
+
+
+class ExportedModel:
+    """An exported pipeline, run with onnxruntime (``.onnx``) or ``torch.jit.load`` (TorchScript).
+
+    Args:
+        path: the file written by ``elope export``.
+        device: ``cpu`` or ``cuda[:N]`` (onnxruntime needs its GPU build for CUDA).
+        threads: onnxruntime intra-op threads (default: onnxruntime's choice).
+
+    ``run(images)`` returns the graph's outputs as tensors (``scores``, ``boxes``[, ``heatmaps``]);
+    ``predict(images, top)`` the :class:`elope.Prediction` of :meth:`elope.ELoPE.predict`.
+    """
+
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu", threads: int | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path} not found: pass a file written by `elope export`.")
+        self.device = torch.device(device)
+        self.format = "onnx" if is_onnx_file(self.path) else "torchscript"
+        if self.format == "onnx":
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            if threads:
+                options.intra_op_num_threads = threads
+            self.session = ort.InferenceSession(str(self.path), options, providers=_onnx_providers(self.device))
+            raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+            self.module = None
+        else:
+            extra = {METADATA_KEY + ".json": ""}
+            with _TracingQuiet():  # torch.jit.load's deprecation notice
+                self.module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra)
+            raw = extra[METADATA_KEY + ".json"]
+            self.session = None
+        if not raw:
+            raise ValueError(f"{self.path} carries no '{METADATA_KEY}' metadata: not written by `elope export`.")
+        self.meta: dict[str, Any] = json.loads(raw)
+        self.classes: list[str] = list(self.meta["classes"])
+        self.num_classes = len(self.classes)
+        self.tau = float(self.meta["tau"])
+        self.input_size = int(self.meta["input_size"])
+        self.batch: int | None = None if self.meta["batch"] == "dynamic" else int(self.meta["batch"])
+        self.outputs: list[str] = list(self.meta["outputs"])
+
+    def _run_once(self, images: Tensor) -> list[Tensor]:
+        if self.session is not None:
+            array = np.ascontiguousarray(images.detach().cpu().float().numpy())
+            return [torch.from_numpy(np.asarray(a)) for a in self.session.run(None, {INPUT_NAME: array})]
+        with torch.inference_mode():
+            return list(self.module(images.to(self.device, torch.float32)))
+
+    def run(self, images: Tensor | np.ndarray) -> list[Tensor]:
+        """The graph's outputs for normalised images (B, 3, N, N); any B, also with a fixed-batch file."""
+        images = torch.as_tensor(images)
+        if images.dim() != 4 or tuple(images.shape[1:]) != (3, self.input_size, self.input_size):
+            raise ValueError(
+                f"{self.path.name} takes normalised images (B, 3, {self.input_size}, {self.input_size}), got "
+                f"{tuple(images.shape)}"
+            )
+        if self.batch is None or images.shape[0] == self.batch:
+            return self._run_once(images)
+        parts: list[list[Tensor]] = []
+        for start in range(0, images.shape[0], self.batch):  # fixed batch: chunks, the last one padded
+            chunk = images[start : start + self.batch]
+            n = chunk.shape[0]
+            if n < self.batch:
+                chunk = torch.cat([chunk, chunk[-1:].expand(self.batch - n, *chunk.shape[1:])])
+            parts.append([out[:n] for out in self._run_once(chunk)])
+        return [torch.cat(outs) for outs in zip(*parts)]
+
+    def predict(self, images: Tensor, top: int = 1, tau: float | None = None) -> Prediction:
+        """Top classes, scores, boxes and heatmaps as :meth:`elope.ELoPE.predict` gives them.
+
+        τ is part of the graph: ``tau`` may only repeat it.
+        """
+        if tau is not None and abs(float(tau) - self.tau) > 1e-9:
+            raise ValueError(
+                f"τ is fixed in the exported graph ({self.tau}); re-export with `elope export --tau {tau}`."
+            )
+        outputs = self.run(images)
+        scores, classes = outputs[0].topk(min(top, self.num_classes), dim=1)
+        heatmaps = outputs[2] if len(outputs) > 2 else None
+        return Prediction(classes, scores, outputs[1], heatmaps)
+
+
+@dataclass
+class ExportedRun:
+    """What ``elope predict`` reads from a run folder, taken from an exported file instead."""
+
+    model: ExportedModel
+    meta: dict[str, Any]
+    classes: list[str]
+    tau: float
+    image_size: int
+    crop_source: int
+    mean: Sequence[float] = field(default_factory=list)
+    std: Sequence[float] = field(default_factory=list)
+    means: Tensor | None = None
+
+    @property
+    def normalization(self) -> tuple[Sequence[float], Sequence[float]]:
+        """The ``(mean, std)`` recorded in the file."""
+        return self.mean, self.std
+
+
+def load_exported_run(path: str | Path, device: str | torch.device = "cpu") -> ExportedRun:
+    """An exported file as a run for ``elope predict``: images are resized to its input size (the crop
+    source it was exported at) and normalised with its mean and std."""
+    model = ExportedModel(path, device)
+    meta = model.meta
+    return ExportedRun(
+        model=model,
+        meta=meta,
+        classes=model.classes,
+        tau=model.tau,
+        image_size=int(meta.get("image_size", model.input_size)),
+        crop_source=model.input_size,
+        mean=meta["mean"],
+        std=meta["std"],
+    )
