@@ -16,6 +16,16 @@ Reported: images/s (median over blocks) of each, ELoPE/plain ratios of images/s,
     python -m benchmarks.gpu                               # CUDA: resnet50, 448 px, bf16, channels_last
     python -m benchmarks.gpu --json gpu.json
     python -m benchmarks.gpu --device cpu --tiny           # smoke test of the code path without a GPU
+
+``--compile MODE`` (issue 12) runs another set of contenders in one interleaved run: for each batch of
+``--infer-batches`` (default 32 and 128) the plain network and ``ELoPE.predict`` eager *and* compiled the
+same way (:func:`elope.compiled.compile_module` / :func:`elope.compiled.compile_model`: batch norms folded,
+``torch.compile(mode=MODE, dynamic=False)``; ``reduce-overhead`` = CUDA graphs), and the training step at
+``--train-batch`` eager and with both networks ``torch.compile``'d (``--no-train`` skips it). Ratios:
+ELoPE / plain per batch, eager and compiled (target <= 1.05), and eager / compiled speed-ups.
+
+    python -m benchmarks.gpu --compile reduce-overhead --json gpu-compiled.json
+    python -m benchmarks.gpu --device cpu --tiny --amp none --compile default --compile-backend aot_eager
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ from benchmarks.common import (
 )
 from benchmarks.train_step import elope_step_fn, make_optimizer, plain_step_fn
 from elope.backbones import TORCHVISION_BACKBONES
+from elope.compiled import COMPILE_MODES, compile_model, compile_module
 from elope.embedding import ClassMeanLoss
 from elope.model import ELoPE
 
@@ -56,6 +67,8 @@ DEFAULTS = {
     "rounds": 10,
 }
 TINY = {"backbone": "resnet18", "image_size": 64, "train_batch": 2, "infer_batch": 2, "steps": 2, "rounds": 2}
+COMPILED_INFER_BATCHES = (32, 128)
+TARGET = 1.05  # issue 12: ELoPE predict / plain network, and the training step, on the GPU
 
 
 class NoDeviceError(SystemExit):
@@ -209,6 +222,173 @@ def run(
     }
 
 
+def run_compiled(
+    device: str = "cuda",
+    backbone: str = "resnet50",
+    image_size: int = 448,
+    train_batch: int = 14,
+    infer_batches: Sequence[int] = COMPILED_INFER_BATCHES,
+    amp: str = "bf16",
+    channels_last: bool = True,
+    steps: int = 10,
+    rounds: int = 10,
+    warmup: int = 3,
+    num_classes: int = 200,
+    threads: int | None = None,
+    flush: bool = True,
+    mode: str = "reduce-overhead",
+    backend: str = "inductor",
+    train: bool = True,
+    infer: bool = True,
+) -> dict[str, Any]:
+    """Eager and compiled contenders in one interleaved run (``--compile``); a JSON-able dict.
+
+    The warm-up calls (``warmup`` blocks per contender) compile and, with CUDA graphs, record.
+    """
+    dev = _check_device(device)
+    if amp not in AMP_DTYPES or (amp == "fp16" and dev.type == "cpu"):
+        raise NoDeviceError(f"--amp must be one of {sorted(AMP_DTYPES)} (fp16 needs CUDA), got {amp!r}")
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    options = {"mode": mode, "backend": backend, "dynamic": False}
+    with num_threads(threads), flush_denormal(flush):
+        torch.manual_seed(0)
+        model = ELoPE(backbone, num_classes, image_size=image_size).to(dev, memory_format=memory_format)
+        baseline = TORCHVISION_BACKBONES[backbone](num_classes=num_classes)
+        baseline = baseline.to(dev, memory_format=memory_format).eval()
+        model.eval()
+        autocast = _autocast(dev, amp)
+
+        def context() -> Any:
+            return autocast() if autocast is not None else contextlib.nullcontext()
+
+        fast_model = compile_model(model, **options)
+        fast_plain = compile_module(baseline, **options)
+        calls: dict[str, Callable[[], Any]] = {}
+        batches: dict[str, int] = {}
+        for b in infer_batches if infer else ():
+            x = torch.randn(b, 3, image_size, image_size, device=dev).contiguous(memory_format=memory_format)
+
+            def timed(fn: Callable[[Tensor], Any], x: Tensor = x) -> Callable[[], Any]:
+                def call() -> Any:
+                    with torch.inference_mode(), context():
+                        return fn(x)
+
+                return call
+
+            calls |= {
+                f"plain_infer_b{b}": timed(baseline),
+                f"elope_infer_b{b}": timed(model.predict),
+                f"plain_infer_b{b}_compiled": timed(fast_plain),
+                f"elope_infer_b{b}_compiled": timed(fast_model.predict),
+            }
+            batches |= {
+                name: b for name in list(calls) if name.startswith((f"plain_infer_b{b}", f"elope_infer_b{b}"))
+            }
+        if train:
+            criterion = ClassMeanLoss(num_classes, model.config["embedding_dim"]).to(dev)
+            scaler = torch.amp.GradScaler(dev.type) if amp == "fp16" else None
+            train_x = torch.randn(train_batch, 3, image_size, image_size, device=dev)
+            train_x = train_x.contiguous(memory_format=memory_format)
+            labels = torch.randint(0, num_classes, (train_batch,), device=dev)
+            train_nets = {"": (model, baseline)}
+            train_nets["_compiled"] = (
+                torch.compile(model, mode=mode if backend == "inductor" else None, backend=backend),
+                torch.compile(baseline, mode=mode if backend == "inductor" else None, backend=backend),
+            )
+            for suffix, (elope_net, plain_net) in train_nets.items():
+                calls[f"plain_train{suffix}"] = plain_step_fn(
+                    plain_net,
+                    make_optimizer(plain_net.parameters()),
+                    train_x,
+                    labels,
+                    autocast=autocast,
+                    scaler=scaler,
+                )
+                calls[f"elope_train{suffix}"] = elope_step_fn(
+                    elope_net,
+                    criterion,
+                    make_optimizer(elope_net.parameters()),
+                    train_x,
+                    labels,
+                    autocast=autocast,
+                    scaler=scaler,
+                )
+                batches |= {f"plain_train{suffix}": train_batch, f"elope_train{suffix}": train_batch}
+        sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else None
+        timings = interleaved(
+            {name: _repeat(fn, steps) for name, fn in calls.items()}, repeats=rounds, warmup=warmup, sync=sync
+        )
+        memory = {name: _peak_memory(fn, dev) for name, fn in calls.items()}
+
+    per_step = {name: timings.median(name) / steps for name in timings}
+    ratio: dict[str, float] = {}
+    for b in infer_batches if infer else ():
+        for suffix in ("", "_compiled"):
+            ratio[f"infer_time_b{b}{suffix}"] = timings.ratio(
+                f"elope_infer_b{b}{suffix}", f"plain_infer_b{b}{suffix}"
+            )["median_paired_ratio"]
+        for net in ("plain", "elope"):
+            ratio[f"{net}_infer_b{b}_speedup"] = timings.ratio(
+                f"{net}_infer_b{b}", f"{net}_infer_b{b}_compiled"
+            )["median_paired_ratio"]
+    if train:
+        for suffix in ("", "_compiled"):
+            ratio[f"train_time{suffix}"] = timings.ratio(f"elope_train{suffix}", f"plain_train{suffix}")[
+                "median_paired_ratio"
+            ]
+    return {
+        "benchmark": "gpu-compiled",
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({environment()['cpu']})",
+        "backbone": backbone,
+        "image_size": image_size,
+        "train_batch": train_batch if train else None,
+        "infer_batches": list(infer_batches) if infer else [],
+        "amp": amp,
+        "channels_last": channels_last,
+        "compile": {"mode": mode, "backend": backend, "dynamic": False, "batch_norms_folded": "inference"},
+        "steps_per_block": steps,
+        "rounds": rounds,
+        "images_per_s": {name: batches[name] / per_step[name] for name in timings},
+        "ms_per_step": {name: value * 1e3 for name, value in per_step.items()},
+        "stats_s": {name: timings.summary(name) for name in timings},
+        "ratio": ratio,
+        "target": TARGET,
+        "meets_target": {
+            key: value <= TARGET
+            for key, value in ratio.items()
+            if key.startswith(("infer_time", "train_time"))
+        },
+        "memory": memory,
+        "flush_denormal": flush,
+        "environment": environment(),
+    }
+
+
+def report_compiled(result: dict[str, Any]) -> str:
+    """Human-readable summary of :func:`run_compiled`'s result."""
+    ips, ms, mem = result["images_per_s"], result["ms_per_step"], result["memory"]
+    c = result["compile"]
+    lines = [
+        f"device: {result['device']} (torch {result['environment']['torch']})",
+        f"{result['backbone']}, {result['image_size']} px, AMP {result['amp']}, channels_last "
+        f"{result['channels_last']}, torch.compile {c['backend']} mode {c['mode']} (dynamic=False, batch norms "
+        f"folded for inference), {result['rounds']} interleaved rounds of {result['steps_per_block']} steps",
+    ]
+    for name in ips:
+        line = f"  {name:<26} {ips[name]:10.1f} images/s  {ms[name]:9.2f} ms/step"
+        if mem[name] is not None:
+            line += f"  peak {mem[name]['peak_mb']:9.1f} MiB"
+        lines.append(line)
+    lines.append(
+        "ratios (time; ELoPE / plain, target <= "
+        f"{result['target']}; *_speedup = eager / compiled): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in result["ratio"].items())
+    )
+    return "\n".join(lines)
+
+
 def report(result: dict[str, Any]) -> str:
     """Human-readable summary of :func:`run`'s result."""
     ips, ms, mem = result["images_per_s"], result["ms_per_step"], result["memory"]
@@ -274,8 +454,31 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         default=None,
         help="interleaved timed blocks per contender (default 10, --tiny 2)",
     )
-    parser.add_argument("--warmup", type=int, default=1, help="untimed blocks per contender first")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="untimed blocks per contender first (default 1; 3 with --compile: compilation, CUDA graph recording)",
+    )
     parser.add_argument("--num-classes", type=int, default=200)
+    parser.add_argument(
+        "--compile",
+        default=None,
+        choices=COMPILE_MODES,
+        help="issue 12: eager and torch.compile'd contenders in one run (see the module docstring)",
+    )
+    parser.add_argument(
+        "--compile-backend", default="inductor", help="torch.compile backend (aot_eager: smoke test)"
+    )
+    parser.add_argument(
+        "--infer-batches",
+        type=int,
+        nargs="+",
+        default=None,
+        help=f"with --compile: inference batches (default {list(COMPILED_INFER_BATCHES)}, --tiny [2])",
+    )
+    parser.add_argument("--no-train", action="store_true", help="with --compile: skip the training step")
+    parser.add_argument("--no-infer", action="store_true", help="with --compile: skip inference")
     add_common_arguments(parser, threads=0)
     args = parser.parse_args(argv)
     defaults = TINY if args.tiny else DEFAULTS
@@ -283,11 +486,31 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         key: default if getattr(args, key) is None else getattr(args, key)
         for key, default in defaults.items()
     }
+    if args.compile is not None:
+        infer_batch = options.pop("infer_batch")
+        batches = args.infer_batches or ([infer_batch] if args.tiny else list(COMPILED_INFER_BATCHES))
+        result = run_compiled(
+            device=args.device,
+            amp=args.amp,
+            channels_last=not args.no_channels_last,
+            warmup=3 if args.warmup is None else args.warmup,
+            num_classes=args.num_classes,
+            threads=args.threads or None,
+            flush=not args.no_flush_denormal,
+            mode=args.compile,
+            backend=args.compile_backend,
+            train=not args.no_train,
+            infer=not args.no_infer,
+            infer_batches=batches,
+            **options,
+        )
+        emit(report_compiled(result), result, args.json)
+        return result
     result = run(
         device=args.device,
         amp=args.amp,
         channels_last=not args.no_channels_last,
-        warmup=args.warmup,
+        warmup=1 if args.warmup is None else args.warmup,
         num_classes=args.num_classes,
         threads=args.threads or None,
         flush=not args.no_flush_denormal,

@@ -3,29 +3,35 @@
 The test-time path of Fig. 1 (Sec. 5: resize to 64 px, localization module, heatmap → box, ``roi_align``
 crop, backbone, GKMP, embedding, classifier) costs 0.4 % more MACs than the plain network, but on a GPU
 it is ~50 small kernels more, and at batch 32-128 ``predict`` ran at 1.23-1.27× a plain ResNet-50 on an
-H200 (``docs/results.md``). :func:`compile_model` returns a copy whose localizer (and backbone) batch norms
-are folded (:mod:`elope.fuse`) and whose :meth:`~elope.ELoPE.crop` (localize, box, crop) and ``forward``
-(classifier) are compiled: inductor fuses the element-wise kernels of ``heatmap_to_box`` and the pooling,
-and ``mode="reduce-overhead"`` replays each part as a CUDA graph (one launch instead of dozens).
-:meth:`~elope.ELoPE.predict`, ``elope evaluate`` and the example sheet call those two methods, so they all
-run compiled without further changes.
+H200 (``docs/results.md``). :func:`compile_model` returns a copy whose batch norms are folded into the
+convolutions (:mod:`elope.fuse`) and whose
 
-With CUDA graphs the outputs of a replay live in a pool the next replay overwrites; the compiled methods
-return copies (a few hundred KiB per batch, plus the crops), so callers may keep them.
+* ``predict`` runs :class:`elope.export.OnePassPipeline` (the same module ``elope export`` writes out:
+  crop + classifier + softmax) as ONE compiled region, then the top-k;
+* ``crop`` and ``forward`` are compiled on their own, for callers that use them apart
+  (``elope evaluate``'s batch runner, which also needs the embeddings; the example sheet).
+
+Inductor fuses the element-wise kernels (``heatmap_to_box``'s ~30, the pooling, the softmax), and
+``mode="reduce-overhead"`` replays each region as a CUDA graph: one launch instead of dozens. With CUDA
+graphs a replay's outputs live in a pool the next replay overwrites, so the compiled callables start a new
+CUDA-graph step and return copies (:func:`compile_module` does the same for a plain network, so that a
+benchmark compiles both alike).
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.utils._pytree import tree_map
 
-from elope.fuse import fold_model
+from elope.fuse import fold_batch_norms, fold_model
 
-__all__ = ["COMPILE_MODES", "compile_model"]
+__all__ = ["COMPILE_MODES", "compile_model", "compile_module"]
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 _CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
@@ -33,15 +39,42 @@ _CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
 M = TypeVar("M", bound=nn.Module)
 
 
-def _copying(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Call ``fn`` as a new CUDA-graph step and return copies of its tensor outputs."""
+def _options(mode: str, backend: str, dynamic: bool | None) -> dict[str, Any]:
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"unknown compile mode {mode!r}; choose one of {COMPILE_MODES}")
+    options: dict[str, Any] = {"backend": backend, "dynamic": dynamic}
+    if backend == "inductor":
+        options["mode"] = mode
+    return options
 
+
+def _copying(fn: Callable[..., Any], mode: str, backend: str) -> Callable[..., Any]:
+    """``fn`` as is, or (CUDA-graph modes) called as a new CUDA-graph step and returning copies."""
+    if backend != "inductor" or mode not in _CUDAGRAPH_MODES:
+        return fn
+
+    @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
         torch.compiler.cudagraph_mark_step_begin()
         out = fn(*args, **kwargs)
-        return tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out)
+        return tree_map(lambda t: t.clone() if isinstance(t, Tensor) else t, out)
 
     return call
+
+
+def compile_module(
+    module: nn.Module,
+    mode: str = "default",
+    *,
+    backend: str = "inductor",
+    fold: bool = True,
+    dynamic: bool | None = None,
+) -> Callable[..., Any]:
+    """Any network for inference compiled like :func:`compile_model` compiles ELoPE: an eval copy,
+    batch norms folded, ``torch.compile``'d, outputs copied under CUDA graphs. Returns a callable."""
+    options = _options(mode, backend, dynamic)
+    net = fold_batch_norms(module) if fold else copy.deepcopy(module).eval()
+    return _copying(torch.compile(net, **options), mode, backend)
 
 
 def compile_model(
@@ -52,7 +85,7 @@ def compile_model(
     fold: bool = True,
     dynamic: bool | None = None,
 ) -> M:
-    """An eval-mode copy of an :class:`elope.ELoPE` with ``crop`` and ``forward`` compiled.
+    """An eval-mode copy of an :class:`elope.ELoPE` whose ``predict``, ``crop`` and ``forward`` are compiled.
 
     Args:
         model: the model (left untouched).
@@ -60,29 +93,37 @@ def compile_model(
         backend: ``inductor`` (needs a C++ compiler on the CPU, Triton on a GPU), or e.g. ``aot_eager``
             (no code generation: for tests); ``mode`` applies to inductor only.
         fold: fold batch norms into convolutions first (:func:`elope.fuse.fold_model`).
-        dynamic: ``torch.compile``'s ``dynamic`` (None: recompile once per new shape, then dynamic).
+        dynamic: ``torch.compile``'s ``dynamic`` (None: recompile once for a new shape, then dynamic;
+            False: one static graph per input shape, best with CUDA graphs).
 
-    For inference only: the copy's batch norms may be folded and its methods are compiled for eval mode.
-    ``copy.predict(images)`` equals ``model.predict(images)`` up to float rounding.
+    For inference only. ``copy.predict(images)`` equals ``model.predict(images)`` up to float rounding
+    (``tests/test_compiled.py``). Compilation happens on the first call with each new input shape.
     """
-    if mode not in COMPILE_MODES:
-        raise ValueError(f"unknown compile mode {mode!r}; choose one of {COMPILE_MODES}")
-    fast = fold_model(model) if fold else _eval_copy(model)
-    options: dict[str, Any] = {"backend": backend, "dynamic": dynamic}
-    if backend == "inductor":
-        options["mode"] = mode
-    crop = torch.compile(fast.crop, **options)
-    forward = torch.compile(fast.forward, **options)
-    if backend == "inductor" and mode in _CUDAGRAPH_MODES:
-        crop, forward = _copying(crop), _copying(forward)
-    # instance attributes shadow the methods: predict(), evaluate's run_batch and model(x) now call these
+    from elope.export import OnePassPipeline
+
+    options = _options(mode, backend, dynamic)
+    fast = fold_model(model) if fold else copy.deepcopy(model).eval()
+    view = copy.copy(fast)  # the same modules and weights, without the compiled attributes set below
+    one_pass = _copying(torch.compile(OnePassPipeline(view), **options), mode, backend)
+    crop = _copying(torch.compile(view.crop, **options), mode, backend)
+    forward = _copying(torch.compile(view.forward, **options), mode, backend)
+    # instance attributes shadow the methods: model.predict(x), model.crop(x) and model(x) run compiled
     fast.crop = crop
     fast.forward = forward
+    fast.predict = functools.partial(_predict, fast, one_pass)
     fast.compile_mode = f"{backend}:{mode}"
     return fast
 
 
-def _eval_copy(model: M) -> M:
-    import copy
+def _predict(
+    model: Any, one_pass: Callable[..., Any], images: Any, top: int = 1, tau: float | None = None
+) -> Any:
+    """:meth:`elope.ELoPE.predict` through the compiled one-pass region (the pipeline, then the top-k)."""
+    from elope.model import Prediction
 
-    return copy.deepcopy(model).eval()
+    if isinstance(images, (list, tuple)):  # images of different sizes: each on its own, as predict does
+        return type(model).predict(model, images, top=top, tau=tau)
+    with torch.no_grad():
+        outputs = one_pass(images, model.tau if tau is None else tau)
+    scores, classes = outputs[0].topk(min(top, model.num_classes), dim=1)
+    return Prediction(classes, scores, outputs[1], outputs[2] if len(outputs) > 2 else None)

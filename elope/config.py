@@ -40,13 +40,36 @@ class _Section(BaseModel):
 
 
 class SyntheticConfig(_Section):
-    """Size of the procedural data set written by ``elope.data.synthetic.write_synthetic``."""
+    """Size and difficulty of the procedural data set written by ``elope.data.synthetic.write_synthetic``.
+
+    ``difficulty`` names a preset of ``elope.data.synthetic.DIFFICULTIES`` ("fine": for ImageNet-pretrained
+    backbones at 224 px); each knob left ``null`` takes the preset's value (see ``Difficulty``).
+    """
 
     classes: int = Field(6, ge=2, le=72)
     train: int = Field(50, ge=2, description="training images per class")
     test: int = Field(20, ge=1, description="test images per class")
     size: int = Field(96, ge=32, description="side of the generated images in pixels")
     seed: int = 0
+    difficulty: Literal["default", "fine"] = "default"
+    object_scale: tuple[float, float] | None = Field(
+        None, description="critter width / image side (low, high)"
+    )
+    part_scale: float | None = Field(None, ge=0.2, le=1.0)
+    part_contrast: float | None = Field(None, ge=0.05, le=1.0)
+    decoys: tuple[int, int] | None = Field(None, description="(min, max) decoy blobs per image")
+    distractors: int | None = Field(None, ge=0, le=8)
+    clutter: float | None = Field(None, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> SyntheticConfig:
+        if self.object_scale is not None and not 0.05 <= self.object_scale[0] <= self.object_scale[1] <= 1.0:
+            raise ValueError(
+                f"object_scale must be (low, high) with 0.05 <= low <= high <= 1, got {self.object_scale}"
+            )
+        if self.decoys is not None and not 0 <= self.decoys[0] <= self.decoys[1] <= 64:
+            raise ValueError(f"decoys must be (min, max) with 0 <= min <= max <= 64, got {self.decoys}")
+        return self
 
 
 class AugmentConfig(_Section):
@@ -104,6 +127,10 @@ class LossConfig(_Section):
     gamma: float = Field(16.0, ge=0.0, description="γ of Eq. (10)")
     margin: float = Field(0.75, ge=0.0, description="m of Eq. (10)")
     renormalize_means: bool = False
+    localizer_target: Literal["raw", "standardized"] = Field(
+        "raw",
+        description="stage 2: smooth L1 on the raw heatmaps (paper) or on per-image standardised ones (ours)",
+    )
 
 
 class StageConfig(_Section):

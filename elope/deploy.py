@@ -59,13 +59,16 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
         proto = onnx.load(str(path), load_external_data=False)
         entries = {p.key: p.value for p in proto.metadata_props}
-    else:
-        extra = {METADATA_KEY + ".json": ""}
-        with _TracingQuiet():
-            torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-        entries = {METADATA_KEY: extra[METADATA_KEY + ".json"]}
+    else:  # a TorchScript archive is a zip file; its extra files are stored under <name>/extra/
+        import zipfile
+
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_KEY}.json")]
+            entries = {METADATA_KEY: archive.read(names[0]).decode() if names else ""}
     if not entries.get(METADATA_KEY):
-        raise ValueError(f"{path} carries no '{METADATA_KEY}' metadata: it was not written by `elope export`.")
+        raise ValueError(
+            f"{path} carries no '{METADATA_KEY}' metadata: it was not written by `elope export`."
+        )
     return json.loads(entries[METADATA_KEY])
 
 
@@ -81,7 +84,9 @@ class ExportedModel:
     ``predict(images, top)`` the :class:`elope.Prediction` of :meth:`elope.ELoPE.predict`.
     """
 
-    def __init__(self, path: str | Path, device: str | torch.device = "cpu", threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, device: str | torch.device = "cpu", threads: int | None = None
+    ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path} not found: pass a file written by `elope export`.")
@@ -93,7 +98,9 @@ class ExportedModel:
             options = ort.SessionOptions()
             if threads:
                 options.intra_op_num_threads = threads
-            self.session = ort.InferenceSession(str(self.path), options, providers=_onnx_providers(self.device))
+            self.session = ort.InferenceSession(
+                str(self.path), options, providers=_onnx_providers(self.device)
+            )
             raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
             self.module = None
         else:
@@ -103,7 +110,9 @@ class ExportedModel:
             raw = extra[METADATA_KEY + ".json"]
             self.session = None
         if not raw:
-            raise ValueError(f"{self.path} carries no '{METADATA_KEY}' metadata: not written by `elope export`.")
+            raise ValueError(
+                f"{self.path} carries no '{METADATA_KEY}' metadata: not written by `elope export`."
+            )
         self.meta: dict[str, Any] = json.loads(raw)
         self.classes: list[str] = list(self.meta["classes"])
         self.num_classes = len(self.classes)

@@ -10,6 +10,7 @@ IoU ≥ 0.5 criterion of Table 4 can be checked by eye. ``elope evaluate --examp
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torchvision.ops import box_iou
@@ -25,7 +26,6 @@ def _iou(box: torch.Tensor, gt: torch.Tensor) -> str:
     return f", IoU {float(box_iou(box[None], gt[None])[0, 0]):.2f}"
 
 
-@torch.inference_mode()
 def localization_examples(
     run_dir: str | Path,
     path: str | Path,
@@ -53,6 +53,16 @@ def localization_examples(
     except FileNotFoundError:
         teacher = model
     picks = sorted({round(i * (len(ds) - 1) / max(count - 1, 1)) for i in range(min(count, len(ds)))})
+    # inference mode only once the models are built: timm backbones probe themselves with a gradient
+    with torch.inference_mode():
+        items = _draw_items(run, teacher, ds, picks, tau, device)
+    return save_example_sheet(path, items, ncols=4)
+
+
+def _draw_items(
+    run: Any, teacher: Any, ds: Any, picks: list[int], tau: float, device: Any
+) -> list[ExampleItem]:
+    model = run.model
     items: list[ExampleItem] = []
     for index in picks:
         image, label, gt = ds[index]
@@ -72,4 +82,4 @@ def localization_examples(
             box = pred.boxes[0].cpu()
             title = f"predicted {str(run.classes[int(pred.classes[0, 0])])[:14]}\nmodule{_iou(box, gt)}"
             items.append(ExampleItem(**display, heatmap=pred.heatmaps[0].float().cpu(), box=box, title=title))
-    return save_example_sheet(path, items, ncols=4)
+    return items

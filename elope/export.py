@@ -36,6 +36,7 @@ TorchScript extra file ``"elope.json"`` (one JSON object, :func:`export_metadata
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import warnings
@@ -75,7 +76,9 @@ class OnePassPipeline(nn.Module):
     It is :meth:`elope.ELoPE.predict` without the top-k: :meth:`elope.ELoPE.crop` (resize to the localizer
     input, localization module, :func:`~elope.localization.heatmap_to_box`,
     :func:`~elope.localization.crop_and_resize`) followed by the model's classifier and a softmax over all
-    classes. τ is fixed at construction (the model's by default). Put the model in eval mode first.
+    classes. τ is fixed at construction (the model's by default; ``forward(images, tau)`` overrides it,
+    not in an exported graph). Put the model in eval mode first. :func:`elope.compiled.compile_model`
+    compiles this module too, so the exported and the compiled pipeline are the same code.
     """
 
     def __init__(self, model: nn.Module, tau: float | None = None) -> None:
@@ -84,8 +87,8 @@ class OnePassPipeline(nn.Module):
         self.tau = float(model.tau if tau is None else tau)
         self.has_heatmaps = getattr(model, "localizer", None) is not None
 
-    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
-        crops, boxes, heatmaps = self.model.crop(images, self.tau)
+    def forward(self, images: Tensor, tau: float | None = None) -> tuple[Tensor, ...]:
+        crops, boxes, heatmaps = self.model.crop(images, self.tau if tau is None else tau)
         scores = self.model(crops).float().softmax(dim=1)
         if heatmaps is None:
             return scores, boxes
@@ -97,12 +100,14 @@ class ExportCheckError(RuntimeError):
 
 
 # --------------------------------------------------------------------------------------------- ONNX ops
-def _upsample_bilinear2d_aa(g: Any, input: Any, output_size: Any, align_corners: Any, scale_factors: Any) -> Any:
+def _upsample_bilinear2d_aa(
+    g: Any, input: Any, output_size: Any, align_corners: Any, scale_factors: Any
+) -> Any:
     """ONNX symbolic of ``F.interpolate(mode="bilinear", antialias=True)`` with a fixed output size."""
     from torch.onnx import symbolic_helper as sh
 
     size = sh._maybe_get_const(output_size, "is")
-    if sh._is_value(size) or sh._maybe_get_const(align_corners, "b"):
+    if size is None or sh._is_value(size) or sh._maybe_get_const(align_corners, "b"):
         raise torch.onnx.errors.SymbolicValueError(
             "elope.export: only antialiased bilinear resizes to a constant size with align_corners=False "
             "are exportable",
@@ -116,7 +121,10 @@ def _upsample_bilinear2d_aa(g: Any, input: Any, output_size: Any, align_corners:
         g.op("Constant", value_t=torch.tensor([2])),
     )
     sizes = g.op(
-        "Concat", batch_channels, g.op("Constant", value_t=torch.tensor(list(size), dtype=torch.int64)), axis_i=0
+        "Concat",
+        batch_channels,
+        g.op("Constant", value_t=torch.tensor(list(size), dtype=torch.int64)),
+        axis_i=0,
     )
     empty = sh._optional_input_placeholder_tensor
     return g.op(
@@ -279,7 +287,12 @@ class _Guard3(nn.Module):
         self.batch = batch  # 0: any batch size
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        if images.dim() != 4 or images.shape[1] != 3 or images.shape[2] != self.size or images.shape[3] != self.size:
+        if (
+            images.dim() != 4
+            or images.shape[1] != 3
+            or images.shape[2] != self.size
+            or images.shape[3] != self.size
+        ):
             raise RuntimeError(f"expected normalised images (B, 3, {self.size}, {self.size})")
         if self.batch > 0 and images.shape[0] != self.batch:
             raise RuntimeError(f"this file was exported for batch {self.batch}")
@@ -290,7 +303,12 @@ class _Guard2(_Guard3):
     """:class:`_Guard3` for a model without a localization module (no heatmaps)."""
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        if images.dim() != 4 or images.shape[1] != 3 or images.shape[2] != self.size or images.shape[3] != self.size:
+        if (
+            images.dim() != 4
+            or images.shape[1] != 3
+            or images.shape[2] != self.size
+            or images.shape[3] != self.size
+        ):
             raise RuntimeError(f"expected normalised images (B, 3, {self.size}, {self.size})")
         if self.batch > 0 and images.shape[0] != self.batch:
             raise RuntimeError(f"this file was exported for batch {self.batch}")
@@ -344,14 +362,16 @@ def export_model(
 ) -> Path:
     """Export the one-pass pipeline of ``model`` as ``fmt`` (``onnx`` or ``torchscript``) to ``path``.
 
-    The model is exported from the CPU in float32 (it is moved there; its modes are restored afterwards).
+    The graph is traced on the CPU in float32 (from a copy when the model is elsewhere); the model's
+    train/eval modes are restored afterwards.
     ``batch=None``: dynamic batch. Returns the path written.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
     if batch is not None and batch < 1:
         raise ValueError(f"batch must be positive or None (dynamic), got {batch}")
-    model = model.cpu().float()
+    if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in model.parameters()):
+        model = copy.deepcopy(model).cpu().float()  # the caller's model stays where it is
     tau = float(model.tau if tau is None else tau)
     if not 0.0 <= tau < 1.0:
         raise ValueError(f"tau must lie in [0, 1), got {tau}")

@@ -16,7 +16,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-__all__ = ["LocalizationModule", "crop_and_resize", "heatmap_to_box", "mean_heatmap", "resize"]
+__all__ = [
+    "HEATMAP_TARGETS",
+    "LocalizationModule",
+    "crop_and_resize",
+    "heatmap_loss",
+    "heatmap_to_box",
+    "mean_heatmap",
+    "resize",
+]
+
+HEATMAP_TARGETS = ("raw", "standardized")
 
 
 class LocalizationModule(nn.Module):
@@ -120,8 +130,31 @@ def heatmap_to_box(
     y1, y2 = first_last(row_hit)
     x1, x2 = first_last(col_hit)
     boxes = torch.stack([x1 * width / cols, y1 * height / rows, x2 * width / cols, y2 * height / rows], dim=1)
-    whole = boxes.new_tensor([0.0, 0.0, float(width), float(height)])
+    # built on the host and copied without blocking: `new_tensor` on a GPU copies from pageable memory and
+    # then synchronises the stream, stalling the host once per batch
+    whole = torch.tensor([0.0, 0.0, float(width), float(height)]).to(boxes.device, non_blocking=True)
     return torch.where(valid[:, None], boxes, whole).to(heatmaps.device)
+
+
+def _standardize(maps: Tensor) -> Tensor:
+    flat = maps.flatten(1)
+    return (flat - flat.mean(1, keepdim=True)) / flat.std(1, keepdim=True).clamp_min(1e-6)
+
+
+def heatmap_loss(pred: Tensor, target: Tensor, target_kind: str = "raw") -> Tensor:
+    """The localization module's training loss: smooth L1 between its heatmap and the teacher's (Fig. 3).
+
+    ``raw`` compares the maps as they are (the paper, the authors' ``trainingLoc.lua``). ``standardized``
+    (ours) compares each map standardised per image (zero mean, unit standard deviation): the box step
+    min-max normalises the heatmap anyway, so only its shape matters, and the raw loss can be lowered by
+    learning the target's level while missing its contrast (a flat heatmap, a whole-image box).
+    """
+    if target_kind not in HEATMAP_TARGETS:
+        raise ValueError(f"unknown heatmap target {target_kind!r}; choose one of {HEATMAP_TARGETS}")
+    pred, target = pred.float(), target.float()
+    if target_kind == "standardized":
+        pred, target = _standardize(pred), _standardize(target)
+    return F.smooth_l1_loss(pred, target)
 
 
 def resize(images: Tensor, size: int | tuple[int, int]) -> Tensor:

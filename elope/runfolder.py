@@ -39,7 +39,6 @@ RUN_OUTPUTS = (
     "tensorboard",
     "predictions",
     "result.json",
-    "data.partial",
     "config.yaml",
 )
 _EXAMPLES = "examples_*.png"

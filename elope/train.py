@@ -137,12 +137,18 @@ class RunData:
             return None
         if (role, size) not in self.built:
             d = self.cfg.dataset
+            mean, std = normalization(self.cfg)
             transform = (
                 train_transform(
-                    size, rotation=d.augment.rotation, jitter=d.augment.jitter, lighting=d.augment.lighting
+                    size,
+                    rotation=d.augment.rotation,
+                    jitter=d.augment.jitter,
+                    lighting=d.augment.lighting,
+                    mean=mean,
+                    std=std,
                 )
                 if role == "train"
-                else eval_transform(size)
+                else eval_transform(size, mean, std)
             )
             self.built[role, size] = build_dataset(
                 d.name, d.root, split, transform=transform, **dataset_options(self.cfg)
@@ -156,6 +162,14 @@ class RunData:
             role: None if split is None else {"split": split, "images": len(self.get(role, size))}
             for role, split in self.splits.items()
         }
+
+
+def normalization(cfg: Config) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The ``(mean, std)`` the backbone's initial weights expect (ImageNet's for ResNets, 0.5/0.5 for the
+    EfficientNet-Lite weights); recorded in ``model.json`` so ``evaluate`` and ``predict`` use it too."""
+    from elope.pretrained import pretrained_normalization
+
+    return pretrained_normalization(cfg.model.backbone)
 
 
 def dataset_options(cfg: Config) -> dict[str, Any]:
@@ -344,11 +358,12 @@ def localizer_target(model: Any, images: Tensor, size: tuple[int, int]) -> Tenso
 
 
 def localizer_loss(run: Run, net: nn.Module, images: Tensor) -> tuple[Tensor, dict[str, Any]]:
+    from elope.localization import heatmap_loss
+
     with _autocast(run):
         pred = net(images)
         target = localizer_target(run.model, images, tuple(pred.shape[-2:]))
-    loss = F.smooth_l1_loss(pred.float(), target)
-    return loss, {}
+    return heatmap_loss(pred, target, run.cfg.loss.localizer_target), {}
 
 
 # ------------------------------------------------------------------------------------------ one epoch
@@ -467,7 +482,7 @@ def evaluate_split(run: Run, stage: str, dataset: Any) -> dict[str, float]:
     with IoU ≥ 0.5, Table 4) when the localization module is trained and the data have boxes.
     """
     from elope.evaluate import iou_hits
-    from elope.localization import heatmap_to_box
+    from elope.localization import heatmap_loss, heatmap_to_box
 
     model, cfg = run.model, run.cfg
     was = {m: m.training for m in model.modules()}
@@ -481,8 +496,11 @@ def evaluate_split(run: Run, stage: str, dataset: Any) -> dict[str, float]:
         with _autocast(run):
             if stage == "localizer":
                 heat = model.localizer(images).float()
-                loss = F.smooth_l1_loss(heat, localizer_target(model, images, tuple(heat.shape[-2:])))
-                boxes = heatmap_to_box(heat, cfg.model.tau, tuple(images.shape[-2:]))
+                target = localizer_target(model, images, tuple(heat.shape[-2:]))
+                loss = heatmap_loss(heat, target, cfg.loss.localizer_target)
+                boxes = heatmap_to_box(
+                    heat, cfg.model.tau, tuple(images.shape[-2:]), upsample=cfg.model.heatmap_upsample
+                )
             else:
                 inputs = images
                 if _uses_crops(run, stage):
@@ -599,7 +617,7 @@ def export_model(run: Run, name: str = "model", *, with_means: bool = True) -> N
     """
     from safetensors.torch import save_file
 
-    from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD, crop_source_size
+    from elope.data.transforms import crop_source_size
     from elope.evaluate import CLASS_MEANS_FILE
     from elope.weights import save_model
 
@@ -625,8 +643,8 @@ def export_model(run: Run, name: str = "model", *, with_means: bool = True) -> N
         "image_size": cfg.dataset.image_size,
         "crop_source": crop_source_size(cfg.dataset.image_size, cfg.dataset.crop_source),
         "splits": run.data.sizes(),
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
+        "mean": list(normalization(cfg)[0]),
+        "std": list(normalization(cfg)[1]),
         "dataset": cfg.dataset.name,
         # absolute, so `elope evaluate --run RUN` works from any working directory
         "root": str(Path(cfg.dataset.root).resolve()) if cfg.dataset.root else None,
@@ -831,9 +849,7 @@ def prepare_data(cfg: Config, out: Path, dist: D.DistInfo) -> Config:
             import shutil
 
             shutil.rmtree(tmp)
-        written = Path(
-            write_synthetic(tmp, classes=s.classes, train=s.train, test=s.test, size=s.size, seed=s.seed)
-        )
+        written = Path(write_synthetic(tmp, **s.model_dump()))
         if written.resolve() != tmp.resolve():
             raise TrainingError(f"write_synthetic wrote to {written}, expected {tmp}")
         os.replace(tmp, root)

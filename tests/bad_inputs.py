@@ -11,9 +11,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import struct
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import torch
 from click.testing import CliRunner, Result
 from PIL import Image
 
@@ -23,6 +28,18 @@ from elope.cli import main
 def invoke(*args: str | Path) -> Result:
     """``elope ARGS`` in this process; stdout and stderr both in ``result.output``."""
     return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: float sums in the same order in every run, whatever the machine's load
+    (bit-exact comparisons between two runs in one process need it, as tests/test_train_resume.py does)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def tree_hash(folder: Path) -> dict[str, str]:
@@ -92,3 +109,19 @@ def gradient_image(path: Path, mode: str, size: tuple[int, int] = (40, 30)) -> n
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, format="TIFF" if mode in ("I", "F") else "PNG")
     return expected
+
+
+def png_bomb(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header announces ``width`` x ``height`` pixels, in 60 bytes (no pixel data to speak of)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+    return path

@@ -80,7 +80,10 @@ def test_parse_rows():
 @pytest.mark.slow
 def test_ablate_rows_end_to_end_then_report(tmp_path):
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("dataset:\n  synthetic: {classes: 3, train: 12, test: 2, size: 48}\n")
+    recipe.write_text(
+        "dataset:\n  image_size: 64\n  synthetic: {classes: 3, train: 12, test: 2, size: 48, difficulty: default}\n"
+        "model: {backbone: resnet18, pretrained: false, embedding_dim: 32}\n"
+    )
     out = tmp_path / "ablation"
     args = ["ablate", "--out", str(out), "--config", str(recipe), "--epochs", "1"]
     result = CliRunner().invoke(main, [*args, "--rows", "1,11"])

@@ -1,4 +1,4 @@
-"""The procedural fine-grained set: layout, determinism, boxes, class design, CLI."""
+"""The procedural fine-grained set: layout, determinism, boxes, class design, difficulty knobs, CLI."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from elope.data import build_dataset, check_dataset, write_synthetic
 from elope.data.cli import data
-from elope.data.synthetic import MAX_CLASSES, synthetic_classes
+from elope.data.synthetic import DIFFICULTIES, MAX_CLASSES, Difficulty, resolve_difficulty, synthetic_classes
 
 
 def _digest(root: Path) -> str:
@@ -95,3 +95,145 @@ def test_cli_synth_and_force(tmp_path: Path) -> None:
     assert CliRunner().invoke(data, [*args, "--force", "--seed", "3"]).exit_code == 0
     assert json.loads((tmp_path / "elope_synthetic.json").read_text())["args"]["seed"] == 3
     assert len(list((tmp_path / "CUB_200_2011" / "images").rglob("*.jpg"))) == 6
+
+
+# --- difficulty knobs and the "fine" preset -------------------------------------------------------------
+
+
+def _write_fine(root: Path, **knobs: object) -> Path:
+    return write_synthetic(root, classes=3, train=4, test=2, size=96, seed=0, difficulty="fine", **knobs)
+
+
+def _box_fractions(root: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
+    dataset = build_dataset("synthetic", root, "trainval")
+    boxes = np.array([dataset[i][2].tolist() for i in range(len(dataset))])
+    widths = (boxes[:, 2] - boxes[:, 0]) / size
+    areas = widths * (boxes[:, 3] - boxes[:, 1]) / size
+    return widths, areas
+
+
+def test_default_rendering_is_pinned() -> None:
+    # The pixels of one default image as the generator drew them before the difficulty knobs existed.
+    from elope.data import synthetic
+
+    spec = synthetic_classes(3, 0)[1]
+    image, box = synthetic._render(48, spec, np.random.default_rng([0, 0, 1, 2]))
+    digest = hashlib.sha256(np.asarray(image).tobytes()).hexdigest()
+    assert digest == "ebbf9f8cc2d7f557ddf11a1e3130cc8eb1e4c17880cf9bc8a2de7ac2bd43fcd1"
+    assert box == (13, 30, 33, 43)
+    assert resolve_difficulty() == Difficulty() == DIFFICULTIES["default"]
+
+
+def test_default_knobs_spelled_out_give_the_same_bytes(tmp_path: Path, synthetic_root: Path) -> None:
+    explicit = write_synthetic(
+        tmp_path / "explicit",
+        classes=3,
+        train=4,
+        test=2,
+        size=48,
+        seed=0,
+        difficulty="default",
+        object_scale=(0.30, 0.60),
+        part_scale=1.0,
+        part_contrast=1.0,
+        decoys=(2, 4),
+        distractors=0,
+        clutter=1.0,
+    )
+    assert _digest(explicit) == _digest(synthetic_root)
+    meta = json.loads((synthetic_root / "elope_synthetic.json").read_text())
+    assert meta["difficulty"] == {"preset": "default", **Difficulty().to_dict()}
+
+
+def test_fine_preset_is_deterministic_and_recorded(tmp_path: Path, synthetic_root: Path) -> None:
+    first, second = _write_fine(tmp_path / "a"), _write_fine(tmp_path / "b")
+    assert _digest(first) == _digest(second)
+    default = write_synthetic(tmp_path / "c", classes=3, train=4, test=2, size=96, seed=0)
+    assert _digest(default) != _digest(first)
+    meta = json.loads((first / "elope_synthetic.json").read_text())
+    assert meta["args"] == {"classes": 3, "train": 4, "test": 2, "size": 96, "seed": 0}
+    assert meta["difficulty"] == {"preset": "fine", **DIFFICULTIES["fine"].to_dict()}
+    override = json.loads(
+        (_write_fine(tmp_path / "d", part_contrast=0.3) / "elope_synthetic.json").read_text()
+    )
+    assert override["difficulty"]["part_contrast"] == 0.3
+    assert override["difficulty"]["object_scale"] == list(DIFFICULTIES["fine"].object_scale)
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_fine_boxes_enclose_exactly_the_critter_pixels(index: int) -> None:
+    # Same generator state with and without pasting the critter layer: every pixel the critter changes lies
+    # inside the box, and the changed pixels reach (nearly) every side of it. Decoys and the partial
+    # distractors are drawn on the background, under the critter, so they never widen the box.
+    from elope.data import synthetic
+
+    spec = synthetic_classes(24, 0)[index]
+    fine = DIFFICULTIES["fine"]
+    background, _ = synthetic._scene(224, spec, np.random.default_rng([0, 1, index, 3]), fine)
+    image, box = synthetic._render(224, spec, np.random.default_rng([0, 1, index, 3]), fine)
+    ys, xs = np.nonzero(np.any(np.asarray(image) != np.asarray(background), axis=2))
+    x1, y1, x2, y2 = box
+    assert xs.min() >= x1 and xs.max() < x2 and ys.min() >= y1 and ys.max() < y2
+    assert xs.min() <= x1 + 1 and xs.max() >= x2 - 2 and ys.min() <= y1 + 2 and ys.max() >= y2 - 2
+
+
+def test_object_scale_shrinks_the_boxes(tmp_path: Path, synthetic_root: Path) -> None:
+    widths, areas = _box_fractions(_write_fine(tmp_path / "fine"), 96)
+    low, high = DIFFICULTIES["fine"].object_scale
+    assert widths.min() >= low - 1 / 96 and widths.max() <= high + 2 / 96
+    assert areas.mean() < 0.08  # default: ~0.15 of the frame
+    _, default_areas = _box_fractions(synthetic_root, 48)
+    assert default_areas.mean() > 2 * areas.mean()
+    tiny, _ = _box_fractions(_write_fine(tmp_path / "tiny", object_scale=(0.1, 0.12)), 96)
+    assert tiny.max() <= 0.12 + 2 / 96
+
+
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [
+        ({"difficulty": "hard"}, "difficulty must be one of"),
+        ({"object_scale": (0.5, 0.2)}, "object_scale"),
+        ({"object_scale": (0.0, 0.2)}, "object_scale"),
+        ({"object_scale": 0.3}, "object_scale must be a \\(low, high\\) pair"),
+        ({"part_scale": 0.0}, "part_scale"),
+        ({"part_scale": 1.5}, "part_scale"),
+        ({"part_contrast": 0.0}, "part_contrast"),
+        ({"decoys": (5, 2)}, "decoys"),
+        ({"decoys": (1.5, 2)}, "decoys must be whole numbers"),
+        ({"distractors": -1}, "distractors"),
+        ({"distractors": 1.5}, "distractors must be a whole number"),
+        ({"clutter": -0.1}, "clutter"),
+        ({"clutter": 1.5}, "clutter"),
+    ],
+)
+def test_difficulty_knobs_are_validated(tmp_path: Path, knobs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        write_synthetic(tmp_path / "out", classes=2, train=1, test=1, size=32, **knobs)
+    assert not (tmp_path / "out").exists()  # refused before writing anything
+
+
+def test_recipe_section_and_cli_expose_the_knobs(tmp_path: Path) -> None:
+    from typing import get_args
+
+    from elope.config import SyntheticConfig
+
+    assert set(get_args(SyntheticConfig.model_fields["difficulty"].annotation)) == set(DIFFICULTIES)
+    section = SyntheticConfig(classes=2, train=2, test=1, size=64, difficulty="fine", decoys=[1, 2])
+    root = write_synthetic(tmp_path / "recipe", **section.model_dump())
+    meta = json.loads((root / "elope_synthetic.json").read_text())
+    assert meta["difficulty"] == {"preset": "fine", **resolve_difficulty("fine", decoys=(1, 2)).to_dict()}
+    with pytest.raises(ValueError, match="object_scale"):
+        SyntheticConfig(object_scale=(0.6, 0.3))
+    with pytest.raises(ValueError, match="difficulty"):
+        SyntheticConfig(difficulty="hard")
+
+    out = tmp_path / "cli"
+    args = ["synth", "--out", str(out), "--classes", "2", "--train", "1", "--test", "1", "--size", "64"]
+    result = CliRunner().invoke(data, [*args, "--difficulty", "fine", "--object-scale", "0.2", "0.25"])
+    assert result.exit_code == 0, result.output
+    assert "difficulty fine" in result.output
+    recorded = json.loads((out / "elope_synthetic.json").read_text())["difficulty"]
+    assert recorded["preset"] == "fine" and recorded["object_scale"] == [0.2, 0.25]
+    assert recorded["part_contrast"] == DIFFICULTIES["fine"].part_contrast
+    bad = CliRunner().invoke(data, [*args[:2], str(tmp_path / "bad"), *args[3:], "--part-scale", "3"])
+    assert bad.exit_code != 0 and "part_scale must lie in" in bad.output

@@ -18,14 +18,14 @@ from click.testing import CliRunner
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from elope.cli import main  # noqa: E402
-from elope.data import build_dataset, eval_transform  # noqa: E402
-from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from elope.deploy import ExportedModel, read_metadata  # noqa: E402
-from elope.export import OnePassPipeline, compare_outputs, export_model  # noqa: E402
-from elope.model import ELoPE  # noqa: E402
-from elope.predict import predict_paths  # noqa: E402
-from elope.weights import save_model  # noqa: E402
+from elope.cli import main
+from elope.data import build_dataset, eval_transform
+from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from elope.deploy import ExportedModel, read_metadata
+from elope.export import OnePassPipeline, compare_outputs, export_model
+from elope.model import ELoPE
+from elope.predict import predict_paths
+from elope.weights import save_model
 
 SOURCE = 96  # crop source side (the exported input size N)
 TAU = 0.3

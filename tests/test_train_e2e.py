@@ -134,15 +134,20 @@ def test_run_folder_errors_and_another_architecture(full_run, data, tmp_path):
 
 @pytest.mark.slow
 def test_demo_command_wiring(tmp_path):
-    """``elope demo`` with 0 epochs: generates the set, runs the stages, prints the table, draws pictures."""
+    """``elope demo`` with 0 epochs: generates the set, runs the stages and the GAP baseline, prints the
+    table, draws pictures (the real ImageNet Lite0 of the package, untrained on the set)."""
     out = tmp_path / "demo"
     small = ["--set", "dataset.synthetic.classes=3", "--set", "dataset.synthetic.train=4", "--set",
-             "dataset.synthetic.test=2", "--set", "dataset.synthetic.size=64", "--set", "dataset.image_size=64"]  # fmt: skip
+             "dataset.synthetic.test=2", "--set", "dataset.synthetic.size=64", "--set", "dataset.image_size=64",
+             "--set", "dataset.crop_source=null"]  # fmt: skip
     result = CliRunner().invoke(main, ["demo", "--out", str(out), "--epochs", "0", "--pictures", "2", *small])
     assert result.exit_code == 0, result.output
-    assert "nearest-class-mean top-1" in result.output and "localization IoU>=0.5" in result.output
-    assert "Validation top-1 of the epoch each stage kept" in result.output
-    assert len(list((out / "predictions").glob("*.png"))) == 2
+    for row in ("GAP baseline", "whole images (stage 1)", "localization crops (stage 3)", "ELoPE"):
+        assert row in result.output, row
+    assert "IoU >= 0.5" in result.output
+    results = json.loads((out / "demo_results.json").read_text())
+    assert set(results) == {"gap", "teacher", "crop", "full"} and results["full"]["loc_iou50"] is not None
+    assert len(list((out / "predictions").glob("*.png"))) == 2 and (out / "examples_test.png").is_file()
 
 
 @pytest.mark.slow

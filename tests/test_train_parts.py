@@ -107,7 +107,7 @@ def test_load_checkpoint_is_weights_only(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"format": "elope-checkpoint-1", "x": Evil()}, path)
-    with pytest.raises(CheckpointError, match="refused to load checkpoint .*will not be loaded") as info:
+    with pytest.raises(CheckpointError, match=r"refused to load checkpoint .*will not be loaded") as info:
         load_checkpoint(path)
     assert "weights_only" not in str(info.value)  # never PyTorch's advice to load it unsafely
     torch.save({"x": torch.ones(1)}, tmp_path / "other.pt")

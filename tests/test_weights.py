@@ -59,7 +59,7 @@ def test_pickled_objects_are_not_executed(tmp_path):
 
     with open(tmp_path / "evil.pt", "wb") as handle:
         pickle.dump({"model": Evil()}, handle)
-    with pytest.raises(WeightsError, match="refused to load .*will not be loaded") as info:
+    with pytest.raises(WeightsError, match=r"refused to load .*will not be loaded") as info:
         load_weights(ELoPE("resnet18", 2), tmp_path / "evil.pt")
     assert "weights_only" not in str(info.value)  # never PyTorch's advice to load it unsafely
 

@@ -25,6 +25,10 @@ def tiny_args(root: Path, out: Path, *extra: str, epochs: int = 1) -> list[str]:
         "--backbone", "resnet18", "--no-pretrained", "--image-size", "64", "--batch-size", "4",
         "--epochs", str(epochs), "--workers", "0",
         "--set", "model.embedding_dim=32", "--set", "train.progress=false",
+        # the tiny recipe keeps a validation split and model selection, and the old demo's settings
+        "--set", "dataset.val_fraction=0.1", "--set", "train.select=best", "--set", "dataset.crop_source=null",
+        "--set", "train.channels_last=false", "--set", "train.checkpoint_every_steps=50",
+        "--set", "dataset.augment={rotation: 0.0, jitter: 0.1, lighting: 0.0}",
         *extra,
     ]  # fmt: skip
 

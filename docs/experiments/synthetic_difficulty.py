@@ -25,6 +25,7 @@ import argparse
 import itertools
 import json
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -46,6 +47,8 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "small-subtle": ("default", {"object_scale": (0.15, 0.35), "part_scale": 0.7, "part_contrast": 0.4}),
     "fine": ("fine", {}),
     "fine-faint": ("fine", {"part_contrast": 0.25}),
+    "fine-no-distractor": ("fine", {"distractors": 0}),
+    "fine-larger": ("fine", {"object_scale": (0.2, 0.4)}),
 }
 
 
@@ -71,8 +74,10 @@ def lite0() -> tuple[torch.nn.Module, tuple[float, ...], tuple[float, ...], str]
 
 
 @torch.inference_mode()
-def features(model: torch.nn.Module, dataset, batch: int = 32) -> dict[str, torch.Tensor]:
-    full, crop, boxes, gts, labels = [], [], [], [], []
+def features(model: torch.nn.Module, dataset, keep: bool, batch: int = 32) -> dict[str, torch.Tensor]:
+    """Pooled features of the full images and of the ground-truth crops, mean-map boxes, ground truth;
+    with ``keep`` also the normalised images ``x`` and crops ``crops`` for fine-tuning."""
+    full, crop, boxes, gts, labels, xs, crops = [], [], [], [], [], [], []
     for start in range(0, len(dataset), batch):
         items = [dataset[i] for i in range(start, min(start + batch, len(dataset)))]
         x = torch.stack([torch.as_tensor(image) for image, _, _ in items])
@@ -80,10 +85,16 @@ def features(model: torch.nn.Module, dataset, batch: int = 32) -> dict[str, torc
         fmap = model.forward_features(x)
         full.append(fmap.mean(dim=(2, 3)))
         boxes.append(heatmap_to_box(mean_heatmap(fmap), TAU, x.shape[-2:]))
-        crop.append(model.forward_features(crop_and_resize(x, gt, SIZE)).mean(dim=(2, 3)))
+        cropped = crop_and_resize(x, gt, SIZE)
+        crop.append(model.forward_features(cropped).mean(dim=(2, 3)))
         gts.append(gt)
         labels += [label for _, label, _ in items]
+        if keep:
+            xs.append(x)
+            crops.append(cropped)
+    extra = {"x": torch.cat(xs), "crops": torch.cat(crops)} if keep else {}
     return {
+        **extra,
         "full": torch.cat(full),
         "crop": torch.cat(crop),
         "boxes": torch.cat(boxes),
@@ -105,6 +116,54 @@ def probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, te
     return {"accuracy": round(accuracy, 4), "C": search.best_params_["logisticregression__C"]}
 
 
+def finetune(
+    model: torch.nn.Module,
+    train: dict[str, torch.Tensor],
+    test: dict[str, torch.Tensor],
+    epochs: int,
+    seed: int,
+) -> float:
+    """Top-1 test accuracy of the GAP baseline: the ImageNet backbone + a linear layer, all fine-tuned.
+
+    The classifier stage of ``elope/configs/synthetic.yaml`` without its extras: SGD (momentum 0.9, weight
+    decay 1e-3), lr 0.02 (the last epoch 0.002), batch 16, random horizontal flips, BatchNorm in train mode.
+    ``train``/``test`` hold normalised image tensors ``x`` and ``labels``.
+    """
+    import copy
+
+    torch.manual_seed(seed)
+    backbone = copy.deepcopy(model).train()
+    classes = int(train["labels"].max()) + 1
+    head = torch.nn.Linear(backbone.num_features, classes)
+    params = [*backbone.parameters(), *head.parameters()]
+    optimiser = torch.optim.SGD(params, lr=0.02, momentum=0.9, weight_decay=1e-3)
+    generator = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        for group in optimiser.param_groups:
+            group["lr"] = 0.02 if epoch < max(1, epochs - 1) else 0.002
+        order = torch.randperm(len(train["labels"]), generator=generator)
+        for start in range(0, len(order), 16):
+            index = order[start : start + 16]
+            x = train["x"][index]
+            flip = torch.rand(len(index), generator=generator) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            loss = torch.nn.functional.cross_entropy(
+                head(backbone.forward_features(x).mean(dim=(2, 3))), train["labels"][index]
+            )
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    backbone.eval()
+    logits, boxes = [], []
+    with torch.inference_mode():
+        for i in range(0, len(test["labels"]), 64):
+            fmap = backbone.forward_features(test["x"][i : i + 64])
+            logits.append(head(fmap.mean(dim=(2, 3))))
+            boxes.append(heatmap_to_box(mean_heatmap(fmap), TAU, (SIZE, SIZE)))
+    accuracy = float((torch.cat(logits).argmax(dim=1) == test["labels"]).float().mean())
+    return accuracy, torch.cat(boxes)
+
+
 def grid_bound(gts: torch.Tensor, cells: int) -> float:
     edges = [SIZE * k / cells for k in range(cells + 1)]
     spans = list(itertools.combinations(edges, 2))
@@ -116,19 +175,27 @@ def run_setting(name: str, model, mean, std, args: argparse.Namespace, work: Pat
     preset, knobs = SETTINGS[name]
     root = work / name
     started = time.perf_counter()
-    write_synthetic(
-        root, args.classes, args.train, args.test, SIZE, args.seed, difficulty=preset, **knobs
-    )
+    write_synthetic(root, args.classes, args.train, args.test, SIZE, args.seed, difficulty=preset, **knobs)
     generation = time.perf_counter() - started
+    started_320 = time.perf_counter()
+    write_synthetic(
+        work / f"{name}-320", args.classes, args.train, args.test, 320, args.seed, difficulty=preset, **knobs
+    )
+    generation_320 = time.perf_counter() - started_320
+    shutil.rmtree(work / f"{name}-320")
     images = args.classes * (args.train + args.test)
     transform = eval_transform(SIZE, mean, std)
+    keep = args.finetune_epochs > 0
     data = {
-        split: features(model, build_dataset("synthetic", root, split, transform))
+        split: features(model, build_dataset("synthetic", root, split, transform), keep)
         for split in ("trainval", "test")
     }
     train, test = data["trainval"], data["test"]
     gts = test["gts"]
-    iou = box_iou(test["boxes"], gts).diagonal()
+    boxes = test["boxes"]
+    iou = box_iou(boxes, gts).diagonal()
+    low, high = torch.maximum(boxes[:, :2], gts[:, :2]), torch.minimum(boxes[:, 2:], gts[:, 2:])
+    inside = (high - low).clamp(min=0).prod(dim=1) / (gts[:, 2:] - gts[:, :2]).prod(dim=1)
     widths = (gts[:, 2] - gts[:, 0]) / SIZE
     areas = (gts[:, 2:] - gts[:, :2]).prod(dim=1) / SIZE**2
     full = probe(train["full"], train["labels"], test["full"], test["labels"])
@@ -142,12 +209,35 @@ def run_setting(name: str, model, mean, std, args: argparse.Namespace, work: Pat
         "loc_iou50": round(float((iou >= 0.5).float().mean()), 4),
         "loc_mean_iou": round(float(iou.mean()), 4),
         "grid_iou50": round(grid_bound(gts, 7), 4),
+        "loc_keeps90": round(float((inside >= 0.9).float().mean()), 4),
+        "loc_box_area_mean": round(float(((boxes[:, 2:] - boxes[:, :2]).prod(dim=1) / SIZE**2).mean()), 4),
         "box_width_fraction": [round(float(v), 3) for v in (widths.min(), widths.mean(), widths.max())],
         "box_area_fraction_mean": round(float(areas.mean()), 4),
         "probe_C": {"full": full["C"], "crop": crop["C"]},
         "generation_s_per_image": round(generation / images, 4),
+        "generation_s_per_image_320px": round(generation_320 / images, 4),
         "seconds": round(time.perf_counter() - started, 1),
     }
+    if keep:
+        for kind, key in (("full", "x"), ("crop", "crops")):
+            if kind not in args.finetune_on:
+                continue
+            tune_started = time.perf_counter()
+            accuracy, tuned_boxes = finetune(
+                model,
+                {"x": train[key], "labels": train["labels"]},
+                {"x": test[key], "labels": test["labels"]},
+                args.finetune_epochs,
+                args.seed,
+            )
+            result[f"finetuned_{kind}"] = round(accuracy, 4)
+            if kind == "full":
+                tuned_iou = box_iou(tuned_boxes, gts).diagonal()
+                result["finetuned_loc_iou50"] = round(float((tuned_iou >= 0.5).float().mean()), 4)
+                result["finetuned_loc_mean_iou"] = round(float(tuned_iou.mean()), 4)
+            result[f"finetune_{kind}_seconds"] = round(time.perf_counter() - tune_started, 1)
+            print(f"{name:<14} fine-tuned GAP on {kind} images: {accuracy:.3f}", flush=True)
+        result["seconds"] = round(time.perf_counter() - started, 1)
     print(
         f"{name:<14} (a) full {result['probe_full']:.3f}  (b) crop {result['probe_crop']:.3f}  "
         f"(c) IoU>=0.5 {result['loc_iou50']:.3f} (grid bound {result['grid_iou50']:.3f})  "
@@ -164,7 +254,11 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=35)
     parser.add_argument("--test", type=int, default=25)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--finetune-epochs", type=int, default=0, help="also fine-tune the GAP baseline (d, e); 0: skip"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
+    parser.add_argument("--finetune-on", nargs="+", default=["full", "crop"], choices=["full", "crop"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -174,8 +268,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         results = {name: run_setting(name, model, mean, std, args, Path(work)) for name in args.settings}
     report = {
-        "command": "python docs/experiments/synthetic_difficulty.py " + " ".join(
-            f"--{k} {v}" for k, v in (("classes", args.classes), ("train", args.train), ("test", args.test))
+        "command": "python docs/experiments/synthetic_difficulty.py "
+        + " ".join(
+            f"--{k} {v}"
+            for k, v in (
+                ("settings", " ".join(args.settings)),
+                ("classes", args.classes),
+                ("train", args.train),
+                ("test", args.test),
+                ("finetune-epochs", args.finetune_epochs),
+                ("finetune-on", " ".join(args.finetune_on)),
+            )
         ),
         "backbone": "timm tf_efficientnet_lite0, ImageNet weights " + weights,
         "normalisation": {"mean": mean, "std": std},

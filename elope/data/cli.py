@@ -110,12 +110,59 @@ def check_command(
     "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Same seed, same bytes."
 )
 @click.option("--force", is_flag=True, help="Replace a synthetic dataset written there before.")
-def synth_command(out: Path, classes: int, train: int, test: int, size: int, seed: int, force: bool) -> None:
+@click.option(
+    "--difficulty",
+    type=click.Choice(["default", "fine"]),
+    default="default",
+    show_default=True,
+    help="Preset of the knobs below (fine: for ImageNet-pretrained backbones; use --size 224 --classes 24).",
+)
+@click.option(
+    "--object-scale", type=(float, float), default=None, help="Critter width / image side: LOW HIGH [preset]."
+)
+@click.option("--part-scale", type=float, default=None, help="Size of the coloured parts, 0.2-1 [preset].")
+@click.option(
+    "--part-contrast", type=float, default=None, help="Part colours vs body colour, 0.05-1 [preset]."
+)
+@click.option("--decoys", type=(int, int), default=None, help="MIN MAX decoy blobs per image [preset].")
+@click.option("--distractors", type=int, default=None, help="Partial critters at the frame edge [preset].")
+@click.option("--clutter", type=float, default=None, help="Contrast of the background shapes, 0-1 [preset].")
+def synth_command(
+    out: Path,
+    classes: int,
+    train: int,
+    test: int,
+    size: int,
+    seed: int,
+    force: bool,
+    difficulty: str,
+    object_scale: tuple[float, float] | None,
+    part_scale: float | None,
+    part_contrast: float | None,
+    decoys: tuple[int, int] | None,
+    distractors: int | None,
+    clutter: float | None,
+) -> None:
     """Write the procedural fine-grained dataset (CUB-200-2011 layout, exact boxes)."""
     from .synthetic import write_synthetic
 
     try:
-        root = write_synthetic(out, classes, train, test, size, seed, overwrite=force)
+        root = write_synthetic(
+            out,
+            classes,
+            train,
+            test,
+            size,
+            seed,
+            overwrite=force,
+            difficulty=difficulty,
+            object_scale=object_scale,
+            part_scale=part_scale,
+            part_contrast=part_contrast,
+            decoys=decoys,
+            distractors=distractors,
+            clutter=clutter,
+        )
     except (FileExistsError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:  # e.g. a file where a parent folder should be
@@ -123,7 +170,7 @@ def synth_command(out: Path, classes: int, train: int, test: int, size: int, see
     total = classes * (train + test)
     click.echo(
         f"wrote {total} images ({classes} classes; {train} train + {test} test per class; {size}x{size} px; "
-        f"seed {seed}) to {root / 'CUB_200_2011'}"
+        f"seed {seed}; difficulty {difficulty}) to {root / 'CUB_200_2011'}"
     )
     click.echo(f"metadata: {root / 'elope_synthetic.json'}")
     click.echo(f"use it with: --dataset synthetic --root {root}")

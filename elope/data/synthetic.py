@@ -85,6 +85,8 @@ class Difficulty:
             palette, 0.3 = shades 30 % of the way from the body colour to it (the colours move closer to
             each other by the same factor, while the per-image colour jitter stays the same).
         decoys: (min, max) number of loose blobs in the part colours on the background.
+        clutter: contrast of the background shapes (rectangles, ellipses, lines) against the background's
+            mean colour; 1 = the original clutter, 0 = none visible (the gradient and noise stay).
         distractors: number of partial critters (body, wing patch and head in random part colours; no tail,
             legs or beak) cut by the frame edge, drawn on the background under the critter.
     """
@@ -94,6 +96,7 @@ class Difficulty:
     part_contrast: float = 1.0
     decoys: tuple[int, int] = (2, 4)
     distractors: int = 0
+    clutter: float = 1.0
 
     def __post_init__(self) -> None:
         low, high = self.object_scale
@@ -116,6 +119,9 @@ class Difficulty:
                 f"distractors must be a whole number in [0, {_MAX_DISTRACTORS}], got {self.distractors}"
             )
 
+        if not 0.0 <= self.clutter <= 1.0:
+            raise ValueError(f"clutter must lie in [0, 1], got {self.clutter}")
+
     def to_dict(self) -> dict[str, object]:
         return {
             "object_scale": list(self.object_scale),
@@ -123,6 +129,7 @@ class Difficulty:
             "part_contrast": self.part_contrast,
             "decoys": list(self.decoys),
             "distractors": self.distractors,
+            "clutter": self.clutter,
         }
 
 
@@ -156,6 +163,7 @@ def resolve_difficulty(
     part_contrast: float | None = None,
     decoys: tuple[int, int] | None = None,
     distractors: int | None = None,
+    clutter: float | None = None,
 ) -> Difficulty:
     """The named preset (or a :class:`Difficulty`) with every knob that is not ``None`` replaced.
 
@@ -180,6 +188,8 @@ def resolve_difficulty(
         if isinstance(distractors, bool) or not isinstance(distractors, (int, np.integer)):
             raise ValueError(f"distractors must be a whole number, got {distractors!r}")
         changes["distractors"] = int(distractors)
+    if clutter is not None:
+        changes["clutter"] = float(clutter)
     return replace(base, **changes) if changes else base
 
 
@@ -216,8 +226,9 @@ def _shade(colour: tuple[int, int, int], contrast: float) -> tuple[int, int, int
     return tuple(round(b + contrast * (c - b)) for c, b in zip(colour, BODY_COLOUR, strict=True))
 
 
-def _background(size: int, rng: np.random.Generator) -> Image.Image:
+def _background(size: int, rng: np.random.Generator, clutter: float = 1.0) -> Image.Image:
     a, b = rng.integers(40, 216, size=(2, 3))
+    middle = (a + b) / 2
     t = np.linspace(0.0, 1.0, size)[:, None, None]
     gradient = a * (1 - t) + b * t if rng.random() < 0.5 else (a * (1 - t) + b * t).transpose(1, 0, 2)
     pixels = np.broadcast_to(gradient, (size, size, 3)) + rng.normal(0.0, 12.0, (size, size, 3))
@@ -227,6 +238,8 @@ def _background(size: int, rng: np.random.Generator) -> Image.Image:
         x, y = rng.uniform(-0.1, 1.0, 2) * size
         w, h = rng.uniform(0.05, 0.35, 2) * size
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        if clutter != 1.0:  # fade the shape toward the background's mean colour
+            colour = tuple(round(m + clutter * (c - m)) for c, m in zip(colour, middle, strict=True))
         kind = rng.integers(0, 3)
         if kind == 0:
             draw.rectangle((x, y, x + w, y + h), fill=colour)
@@ -335,7 +348,7 @@ def _scene(
     size: int, spec: SyntheticClass, rng: np.random.Generator, difficulty: Difficulty = _ORIGINAL
 ) -> tuple[Image.Image, Image.Image]:
     """The background (with decoys and distractors) and the critter's transparent layer, not yet pasted."""
-    image = _background(size, rng)
+    image = _background(size, rng, difficulty.clutter)
     layer, radius = _critter(size, spec, rng, difficulty)
     _decoys(image, rng, radius, difficulty)
     if difficulty.distractors:
@@ -367,6 +380,7 @@ def write_synthetic(
     part_contrast: float | None = None,
     decoys: tuple[int, int] | None = None,
     distractors: int | None = None,
+    clutter: float | None = None,
 ) -> Path:
     """Write the procedural fine-grained dataset under ``out/CUB_200_2011`` and return ``out``.
 
@@ -380,7 +394,7 @@ def write_synthetic(
         overwrite: replace a dataset this function wrote before (never any other folder).
         difficulty: a preset of :data:`DIFFICULTIES`: ``"default"`` (the original set) or ``"fine"`` (the
             set for ImageNet-pretrained backbones; use it with ``size=224``, 24 classes).
-        object_scale, part_scale, part_contrast, decoys, distractors: override one knob of the preset
+        object_scale, part_scale, part_contrast, decoys, distractors, clutter: override one knob of the preset
             (``None``: the preset's value); see :class:`Difficulty`.
 
     Also writes ``out/elope_synthetic.json`` with the arguments, the resolved difficulty knobs and the class
@@ -399,6 +413,7 @@ def write_synthetic(
         part_contrast=part_contrast,
         decoys=decoys,
         distractors=distractors,
+        clutter=clutter,
     )
     specs = synthetic_classes(classes, seed)
     out = Path(out).expanduser()

@@ -1,0 +1,215 @@
+"""Latency of the exported one-pass pipeline in onnxruntime (issue 12), against onnxruntime on an exported
+plain ResNet-50 and against PyTorch, all in one interleaved run.
+
+Contenders, same random images, eval / ``inference_mode``, random weights (latency does not depend on
+them: the crop is always resized to ``image_size``):
+
+* ``ort_plain``: torchvision ``backbone(num_classes=C)`` exported to ONNX (opset 18, dynamic batch) and run
+  with onnxruntime on the CPU — the baseline;
+* ``ort_elope``: the ELoPE pipeline exported by :func:`elope.export.export_model` (resize to 64 px,
+  localization module, ``heatmap_to_box``, ``roi_align`` crop, backbone, GKMP, embedding, classifier,
+  softmax: one graph), run with onnxruntime;
+* ``torch_plain``: the torchvision network's forward in PyTorch;
+* ``torch_elope``: ``ELoPE.predict`` in PyTorch.
+
+onnxruntime gets ``--threads`` intra-op threads, PyTorch ``torch.set_num_threads(--threads)``. Reported:
+medians and the paired ratios ``ort_elope / ort_plain`` (the headline: what the localization module costs in
+deployment), ``ort_elope / torch_elope`` and ``ort_plain / torch_plain`` (onnxruntime against PyTorch).
+The input is a square batch of ``--input-size`` (default: ``--image-size``, as in ``inference.py``).
+
+    python -m benchmarks.export                                # resnet50, 448 px, batch 1 and 8, 2 threads
+    python -m benchmarks.export --batch-sizes 1 --repeats 5 --json export.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a file: `python benchmarks/export.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from benchmarks.common import (
+    add_common_arguments,
+    emit,
+    environment,
+    flush_denormal,
+    format_ms,
+    interleaved,
+    num_threads,
+)
+from benchmarks.inference import build_models
+from elope.backbones import TORCHVISION_BACKBONES
+from elope.export import OPSET, export_model
+
+RATIOS = {
+    "ort_elope / ort_plain": ("ort_elope", "ort_plain"),
+    "ort_elope / torch_elope": ("ort_elope", "torch_elope"),
+    "ort_plain / torch_plain": ("ort_plain", "torch_plain"),
+    "torch_elope / torch_plain": ("torch_elope", "torch_plain"),
+}
+
+
+def auto_repeats(batch_size: int) -> int:
+    """Default repetitions: few (each ResNet-50 call at 448 px takes seconds on a small CPU)."""
+    return max(3, min(8, round(16 / batch_size)))
+
+
+def export_plain(baseline: torch.nn.Module, path: Path, image_size: int) -> Path:
+    """The plain network as ONNX (TorchScript-based exporter, opset 18, dynamic batch)."""
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            baseline,
+            (torch.randn(2, 3, image_size, image_size),),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+        )
+    return path
+
+
+def _session(path: Path, threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run(
+    backbone: str = "resnet50",
+    batch_sizes: Sequence[int] = (1, 8),
+    image_size: int = 448,
+    input_size: int | None = None,
+    repeats: int | None = None,
+    warmup: int = 1,
+    threads: int | None = 2,
+    flush: bool = True,
+    num_classes: int = 200,
+) -> dict[str, Any]:
+    """The whole benchmark; returns a JSON-able dict (``batches``: one entry per batch size)."""
+    import onnxruntime as ort
+
+    input_size = input_size or image_size
+    with num_threads(threads), flush_denormal(flush), tempfile.TemporaryDirectory() as tmp:
+        model, baseline = build_models(backbone, num_classes, image_size)
+        elope_file = export_model(
+            model,
+            Path(tmp) / "elope.onnx",
+            classes=[str(i) for i in range(num_classes)],
+            mean=[0.485, 0.456, 0.406],
+            std=[0.229, 0.224, 0.225],
+            input_size=input_size,
+            batch=None,
+        )
+        plain_file = export_plain(baseline, Path(tmp) / "plain.onnx", input_size)
+        sessions = {"ort_elope": _session(elope_file, threads), "ort_plain": _session(plain_file, threads)}
+        result: dict[str, Any] = {
+            "benchmark": "export",
+            "backbone": backbone,
+            "image_size": image_size,
+            "input_size": input_size,
+            "num_classes": num_classes,
+            "opset": OPSET,
+            "onnxruntime": ort.__version__,
+            "flush_denormal": flush,
+            "environment": environment(),
+            "batches": [],
+        }
+        for batch in batch_sizes:
+            torch.manual_seed(batch)
+            images = torch.randn(batch, 3, input_size, input_size)
+            array = images.numpy()
+            with torch.inference_mode():
+                contenders = {
+                    "ort_plain": lambda a=array: sessions["ort_plain"].run(None, {"images": a}),
+                    "ort_elope": lambda a=array: sessions["ort_elope"].run(None, {"images": a}),
+                    "torch_plain": lambda x=images: baseline(x),
+                    "torch_elope": lambda x=images: model.predict(x),
+                }
+                n = repeats or auto_repeats(batch)
+                timings = interleaved(contenders, repeats=n, warmup=warmup)
+            result["batches"].append(
+                {
+                    "batch_size": batch,
+                    "repeats": n,
+                    "median_ms": {name: timings.median(name) * 1e3 for name in timings},
+                    "stats_s": {name: timings.summary(name) for name in timings},
+                    "ratio": {label: timings.ratio(a, b) for label, (a, b) in RATIOS.items()},
+                }
+            )
+    return result
+
+
+def report(result: dict[str, Any]) -> str:
+    """Human-readable summary of :func:`run`'s result."""
+    env = result["environment"]
+    lines = [
+        f"export: onnxruntime {result['onnxruntime']} (CPU) vs PyTorch {env['torch']}, {result['backbone']}, "
+        f"input {result['input_size']} px, classifier {result['image_size']} px, {result['num_classes']} "
+        f"classes, opset {result['opset']}",
+        f"machine: {env['cpu']}, nproc {env['nproc']}, threads {env['torch_threads']}, load average "
+        f"{env.get('loadavg_1min', float('nan')):.1f}",
+    ]
+    for entry in result["batches"]:
+        ms = entry["median_ms"]
+        lines.append(
+            f"batch {entry['batch_size']:>3} ({entry['repeats']} interleaved repeats, medians): "
+            + ", ".join(f"{name} {format_ms(ms[name] / 1e3).strip()}" for name in ms)
+        )
+        lines.append(
+            "    paired ratios: "
+            + ", ".join(f"{label} {r['median_paired_ratio']:.3f}" for label, r in entry["ratio"].items())
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line entry point; prints the report and returns the result dict."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--backbone", default="resnet50", choices=sorted(TORCHVISION_BACKBONES))
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--image-size", type=int, default=448, help="classifier input (crop size)")
+    parser.add_argument("--input-size", type=int, default=None, help="pipeline input (default: --image-size)")
+    parser.add_argument("--num-classes", type=int, default=200)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed repeats per batch size (default: 8 at batch 1, 3 at 8)",
+    )
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls per contender first")
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    result = run(
+        backbone=args.backbone,
+        batch_sizes=args.batch_sizes,
+        image_size=args.image_size,
+        input_size=args.input_size,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        threads=args.threads or None,
+        flush=not args.no_flush_denormal,
+        num_classes=args.num_classes,
+    )
+    emit(report(result), result, args.json)
+    return result
+
+
+if __name__ == "__main__":
+    main()
