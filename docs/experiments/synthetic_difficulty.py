@@ -40,15 +40,21 @@ from elope.localization import crop_and_resize, heatmap_to_box, mean_heatmap
 
 SIZE = 224
 TAU = 0.3
-#: name -> (preset, knob overrides); "fine" is the preset of elope.data.synthetic.
+_SMALL = {"object_scale": (0.15, 0.35), "part_scale": 0.7, "part_contrast": 0.4}
+_MID = {**_SMALL, "object_scale": (0.2, 0.4)}
+#: name -> (preset, knob overrides); the knobs of each setting are written into the JSON.
 SETTINGS: dict[str, tuple[str, dict]] = {
-    "default": ("default", {}),
-    "small": ("default", {"object_scale": (0.15, 0.35)}),
-    "small-subtle": ("default", {"object_scale": (0.15, 0.35), "part_scale": 0.7, "part_contrast": 0.4}),
+    "original": ("default", {}),
+    "small": ("default", _SMALL),
+    "small+decoys": ("default", {**_SMALL, "decoys": (4, 8)}),
+    "small+decoys+distractor": ("default", {**_SMALL, "decoys": (4, 8), "distractors": 1}),
+    "mid+decoys": ("default", {**_MID, "decoys": (4, 8)}),
+    "mid+decoys+distractor": ("default", {**_MID, "decoys": (4, 8), "distractors": 1}),
+    "mid+decoys+distractor+bolder": (
+        "default",
+        {**_MID, "part_contrast": 0.6, "decoys": (4, 8), "distractors": 1},
+    ),
     "fine": ("fine", {}),
-    "fine-faint": ("fine", {"part_contrast": 0.25}),
-    "fine-no-distractor": ("fine", {"distractors": 0}),
-    "fine-larger": ("fine", {"object_scale": (0.2, 0.4)}),
 }
 
 
@@ -251,37 +257,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--classes", type=int, default=24)
-    parser.add_argument("--train", type=int, default=35)
-    parser.add_argument("--test", type=int, default=25)
+    parser.add_argument("--train", type=int, default=30)
+    parser.add_argument("--test", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--finetune-epochs", type=int, default=0, help="also fine-tune the GAP baseline (d, e); 0: skip"
+        "--finetune-epochs", type=int, default=3, help="fine-tune the GAP baseline (d, e); 0: skip"
     )
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
     parser.add_argument("--finetune-on", nargs="+", default=["full", "crop"], choices=["full", "crop"])
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
+    parser.add_argument("--merge", action="store_true", help="keep the other settings already in --out")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
     np.random.seed(0)
     model, mean, std, weights = lite0()
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as work:
-        results = {name: run_setting(name, model, mean, std, args, Path(work)) for name in args.settings}
-    report = {
-        "command": "python docs/experiments/synthetic_difficulty.py "
-        + " ".join(
-            f"--{k} {v}"
-            for k, v in (
-                ("settings", " ".join(args.settings)),
-                ("classes", args.classes),
-                ("train", args.train),
-                ("test", args.test),
-                ("finetune-epochs", args.finetune_epochs),
-                ("finetune-on", " ".join(args.finetune_on)),
-            )
-        ),
+    header = {
         "backbone": "timm tf_efficientnet_lite0, ImageNet weights " + weights,
-        "normalisation": {"mean": mean, "std": std},
+        "normalisation": {"mean": list(mean), "std": list(std)},
         "image_size": SIZE,
         "tau": TAU,
         "classes": args.classes,
@@ -289,9 +281,28 @@ def main() -> None:
         "test_per_class": args.test,
         "seed": args.seed,
         "chance": round(1 / args.classes, 4),
+    }
+    results = {}
+    if args.merge and args.out.is_file():
+        previous = json.loads(args.out.read_text(encoding="utf-8"))
+        if any(previous.get(key) != value for key, value in header.items()):
+            raise SystemExit(
+                f"{args.out} was measured with other arguments; drop --merge or use another --out"
+            )
+        results = previous["settings"]
+    with tempfile.TemporaryDirectory() as work:
+        for name in args.settings:
+            result = run_setting(name, model, mean, std, args, Path(work))
+            result["command"] = (
+                f"python docs/experiments/synthetic_difficulty.py --settings {name} --classes {args.classes} "
+                f"--train {args.train} --test {args.test} --seed {args.seed} "
+                f"--finetune-epochs {args.finetune_epochs} --finetune-on {' '.join(args.finetune_on)}"
+            )
+            result["machine"] = f"{platform.machine()}, torch {torch.__version__}, 1 thread, 2 shared cores"
+            results[name] = result
+    report = {
+        **header,
         "presets": {name: d.to_dict() for name, d in DIFFICULTIES.items()},
-        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread",
-        "total_seconds": round(time.perf_counter() - started, 1),
         "settings": results,
     }
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
