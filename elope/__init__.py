@@ -6,7 +6,14 @@ lightweight localization module that crops the image before the backbone sees it
 
 from elope.backbones import available_backbones, build_backbone
 from elope.embedding import LOSS_VARIANTS, ClassMeanLoss, EmbeddingHead, class_mean_loss, update_class_means
-from elope.localization import LocalizationModule, crop_and_resize, heatmap_to_box, mean_heatmap
+from elope.localization import (
+    LocalizationModule,
+    crop_and_resize,
+    heatmap_loss,
+    heatmap_to_box,
+    mean_heatmap,
+    resize,
+)
 from elope.model import POOLINGS, ELoPE, Prediction, create_model
 from elope.pooling import GlobalAvgPool2d, GlobalKMaxPool2d, global_kmax_pool
 from elope.weights import WeightsError, load_model, load_weights, save_model
@@ -31,10 +38,12 @@ __all__ = [
     "create_model",
     "crop_and_resize",
     "global_kmax_pool",
+    "heatmap_loss",
     "heatmap_to_box",
     "load_model",
     "load_weights",
     "mean_heatmap",
+    "resize",
     "save_model",
     "update_class_means",
 ]

@@ -84,11 +84,15 @@ class Difficulty:
         part_contrast: how far the head and wing colours stand out from the body colour; 1 = the saturated
             palette, 0.3 = shades 30 % of the way from the body colour to it (the colours move closer to
             each other by the same factor, while the per-image colour jitter stays the same).
-        decoys: (min, max) number of loose blobs in the part colours on the background.
-        clutter: contrast of the background shapes (rectangles, ellipses, lines) against the background's
-            mean colour; 1 = the original clutter, 0 = none visible (the gradient and noise stay).
+        decoys: (min, max) number of loose blobs in the part colours (shaded by ``part_contrast``, the size
+            of the head's colour) on the background.
         distractors: number of partial critters (body, wing patch and head in random part colours; no tail,
             legs or beak) cut by the frame edge, drawn on the background under the critter.
+        clutter: contrast of the background shapes (rectangles, ellipses, lines) against the background's
+            mean colour; 1 = the original clutter, 0 = none visible (the gradient and noise stay).
+
+    Decoys, distractors and clutter lie on the background, under the critter, so the box stays the exact
+    extent of the critter. Every knob at its default draws from the random generator exactly as before.
     """
 
     object_scale: tuple[float, float] = (0.30, 0.60)
