@@ -286,7 +286,8 @@ class _Guard3(nn.Module):
         self.size = size
         self.batch = batch  # 0: any batch size
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def check(self, images: Tensor) -> None:
+        """Refuse a batch of another shape than the one the file was exported for."""
         if (
             images.dim() != 4
             or images.shape[1] != 3
@@ -296,6 +297,9 @@ class _Guard3(nn.Module):
             raise RuntimeError(f"expected normalised images (B, 3, {self.size}, {self.size})")
         if self.batch > 0 and images.shape[0] != self.batch:
             raise RuntimeError(f"this file was exported for batch {self.batch}")
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        self.check(images)
         return self.pipeline(images)
 
 
@@ -303,15 +307,7 @@ class _Guard2(_Guard3):
     """:class:`_Guard3` for a model without a localization module (no heatmaps)."""
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        if (
-            images.dim() != 4
-            or images.shape[1] != 3
-            or images.shape[2] != self.size
-            or images.shape[3] != self.size
-        ):
-            raise RuntimeError(f"expected normalised images (B, 3, {self.size}, {self.size})")
-        if self.batch > 0 and images.shape[0] != self.batch:
-            raise RuntimeError(f"this file was exported for batch {self.batch}")
+        self.check(images)
         return self.pipeline(images)
 
 
