@@ -18,6 +18,34 @@ Measured with the defaults (10 classes, chance 10 %): a 7-layer CNN trained from
 64 px with global average pooling reaches 45 % test accuracy on full images and 94 % on ground-truth
 crops (about 4 minutes each on one CPU core).
 
+Difficulty. :class:`Difficulty` holds the knobs — the critter's width in the frame (``object_scale``), the
+size and colour contrast of the coloured parts (``part_scale``, ``part_contrast``), the number of decoys,
+partial critters at the frame edge (``distractors``) and the contrast of the background shapes
+(``clutter``); their defaults reproduce the set above byte for byte. For ImageNet-pretrained backbones the
+original set is too easy: EfficientNet-Lite0 fine-tuned 3 epochs with global average pooling (GAP) at
+224 px reaches 98.5 % on 24 classes. The preset ``difficulty="fine"`` (``elope data synth --difficulty
+fine``, recipe key ``dataset.synthetic.difficulty``) sets critters 20-40 % of the frame width, parts 0.7
+the size in shades 40 % of the way from the body colour, 4-8 decoys and one partial critter. Measured with
+``python docs/experiments/synthetic_difficulty.py`` (docs/experiments/synthetic_difficulty.json): 24
+classes (chance 4.2 %), 30 training + 20 test images per class at 224 px, ImageNet Lite0; probe = logistic
+regression on its frozen GAP features, fine-tuned = GAP baseline, 3 epochs (SGD, lr 0.02, batch 16):
+
+    setting                              probe full / crop   fine-tuned full / crop
+    original (width 30-60 %)                 16.9 / 65.6 %      98.5 / 100 %
+    width 15-35 %, parts 0.7, shade 0.4       6.7 / 41.2 %      40.6 % / -
+    same + 4-8 decoys                         7.3 / 42.1 %      39.8 % / -
+    same + 4-8 decoys + 1 distractor          6.2 / 40.8 %      28.3 / 99.6 %
+    "fine" (width 20-40 %, as the line above) 6.2 / 45.6 %      45.6 % / -
+
+The frozen probe says little here (17 % on the set that fine-tuning takes to 98.5 %), so the preset was
+chosen on the fine-tuned numbers. It lands 4 points under the 50-80 % aimed at; ``distractors=0`` should add
+about 10 (it did at 15-35 %), not measured. Cropping pays: on ground-truth crops fine-tuning reaches
+99.6-100 %. The
+box of the thresholded channel-mean map (τ = 0.3, 7×7 cells) reaches IoU >= 0.5 with the ground truth on
+0 % of the test images with frozen features and 0-1.5 % after fine-tuning: it spreads about a cell around
+the critter and covers ~84 % of the frame, though it keeps >= 90 % of the critter on 93 % of the images.
+Generation takes 2.5 ms per 224-px image and 5 ms per 320-px image on one core.
+
 The ground-truth box is the exact pixel extent of the critter (the alpha box of the layer it is drawn
 on), written as CUB's ``x y width height`` in pixel-edge coordinates.
 
@@ -143,7 +171,7 @@ _ORIGINAL = Difficulty()
 DIFFICULTIES: dict[str, Difficulty] = {
     "default": _ORIGINAL,
     "fine": Difficulty(
-        object_scale=(0.15, 0.35), part_scale=0.7, part_contrast=0.4, decoys=(4, 8), distractors=1
+        object_scale=(0.2, 0.4), part_scale=0.7, part_contrast=0.4, decoys=(4, 8), distractors=1
     ),
 }
 
