@@ -38,13 +38,12 @@ regression on its frozen GAP features, fine-tuned = GAP baseline, 3 epochs (SGD,
     "fine" (width 20-40 %, as the line above) 6.2 / 45.6 %      45.6 % / -
 
 The frozen probe says little here (17 % on the set that fine-tuning takes to 98.5 %), so the preset was
-chosen on the fine-tuned numbers. It lands 4 points under the 50-80 % aimed at; ``distractors=0`` should add
-about 10 (it did at 15-35 %), not measured. Cropping pays: on ground-truth crops fine-tuning reaches
-99.6-100 %. The
-box of the thresholded channel-mean map (τ = 0.3, 7×7 cells) reaches IoU >= 0.5 with the ground truth on
-0 % of the test images with frozen features and 0-1.5 % after fine-tuning: it spreads about a cell around
-the critter and covers ~84 % of the frame, though it keeps >= 90 % of the critter on 93 % of the images.
-Generation takes 2.5 ms per 224-px image and 5 ms per 320-px image on one core.
+chosen on the fine-tuned numbers. It lands 4 points under the 50-80 % aimed at; ``distractors=0`` should
+add about 10 (it did at 15-35 %), not measured. Cropping pays: on ground-truth crops fine-tuning reaches
+99.6-100 %. The box of the thresholded channel-mean map (τ = 0.3, 7×7 cells) reaches IoU >= 0.5 with the
+ground truth on 0 % of the test images with frozen features and 0-1.5 % after fine-tuning: it spreads
+about a cell around the critter and covers ~84 % of the frame, though it keeps >= 90 % of the critter on
+93 % of the images. Generation takes 2.5 ms per 224-px image and 5 ms per 320-px image (one core, shared).
 
 The ground-truth box is the exact pixel extent of the critter (the alpha box of the layer it is drawn
 on), written as CUB's ``x y width height`` in pixel-edge coordinates.
