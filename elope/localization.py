@@ -157,11 +157,9 @@ def heatmap_loss(pred: Tensor, target: Tensor, target_kind: str = "raw") -> Tens
     return F.smooth_l1_loss(pred, target)
 
 
-def resize(images: Tensor, size: int | tuple[int, int]) -> Tensor:
-    """The whole images resized to ``size`` (bilinear, antialiased), in the input's memory format."""
-    out = F.interpolate(
-        images, size=_as_height_width(size), mode="bilinear", align_corners=False, antialias=True
-    )
+def like(out: Tensor, images: Tensor) -> Tensor:
+    """``out`` in the memory format of ``images`` (``roi_align`` and ``interpolate`` return NCHW), so a
+    channels_last backbone does not convert crops back in its first convolution."""
     if (
         images.dim() == 4
         and not images.is_contiguous()
@@ -169,6 +167,14 @@ def resize(images: Tensor, size: int | tuple[int, int]) -> Tensor:
     ):
         return out.contiguous(memory_format=torch.channels_last)
     return out
+
+
+def resize(images: Tensor, size: int | tuple[int, int]) -> Tensor:
+    """The whole images resized to ``size`` (bilinear, antialiased), in the input's memory format."""
+    out = F.interpolate(
+        images, size=_as_height_width(size), mode="bilinear", align_corners=False, antialias=True
+    )
+    return like(out, images)
 
 
 def crop_and_resize(images: Tensor, boxes: Tensor, size: int | tuple[int, int]) -> Tensor:

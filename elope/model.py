@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from elope.backbones import build_backbone
 from elope.embedding import EmbeddingHead
-from elope.localization import LocalizationModule, crop_and_resize, heatmap_to_box, mean_heatmap, resize
+from elope.localization import LocalizationModule, crop_and_resize, heatmap_to_box, like, mean_heatmap, resize
 from elope.pooling import GlobalAvgPool2d, GlobalKMaxPool2d
 
 __all__ = ["POOLINGS", "ELoPE", "Prediction", "create_model"]
@@ -171,7 +171,7 @@ class ELoPE(nn.Module):
             boxes = images.new_tensor([0.0, 0.0, float(width), float(height)]).expand(images.shape[0], 4)
             return resize(images, size), boxes, None
         boxes, heatmaps = self.localize(images, tau)
-        return _like(crop_and_resize(images, boxes, size), images), boxes, heatmaps
+        return like(crop_and_resize(images, boxes, size), images), boxes, heatmaps
 
     @torch.no_grad()
     def mean_map(self, images: Tensor, tau: float | None = None) -> tuple[Tensor, Tensor]:
@@ -246,18 +246,6 @@ class ELoPE(nn.Module):
                 f"cannot initialise the localization module from the backbone: {missing[:5]} differ"
             )
         self.localizer.stem.load_state_dict({key: source[key] for key in target})
-
-
-def _like(crops: Tensor, images: Tensor) -> Tensor:
-    """The crops in the memory format of the input (``roi_align`` returns NCHW), so a channels_last
-    backbone does not convert them back in its first convolution."""
-    if (
-        images.dim() == 4
-        and not images.is_contiguous()
-        and images.is_contiguous(memory_format=torch.channels_last)
-    ):
-        return crops.contiguous(memory_format=torch.channels_last)
-    return crops
 
 
 def create_model(name: str, num_classes: int, **kwargs: Any) -> ELoPE:

@@ -637,14 +637,15 @@ def export_model(run: Run, name: str = "model", *, with_means: bool = True) -> N
     else:
         means_file.unlink(missing_ok=True)
     cfg = run.cfg
+    mean, std = normalization(cfg)
     meta = {
         "classes": run.classes,
         "tau": cfg.model.tau,
         "image_size": cfg.dataset.image_size,
         "crop_source": crop_source_size(cfg.dataset.image_size, cfg.dataset.crop_source),
         "splits": run.data.sizes(),
-        "mean": list(normalization(cfg)[0]),
-        "std": list(normalization(cfg)[1]),
+        "mean": list(mean),
+        "std": list(std),
         "dataset": cfg.dataset.name,
         # absolute, so `elope evaluate --run RUN` works from any working directory
         "root": str(Path(cfg.dataset.root).resolve()) if cfg.dataset.root else None,
