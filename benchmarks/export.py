@@ -6,7 +6,7 @@ them: the crop is always resized to ``image_size``):
 
 * ``ort_plain``: torchvision ``backbone(num_classes=C)`` exported to ONNX (opset 18, dynamic batch) and run
   with onnxruntime on the CPU — the baseline;
-* ``ort_elope``: the ELoPE pipeline exported by :func:`elope.export.export_model` (resize to 64 px,
+* ``ort_elope``: the ELoPE pipeline exported by :func:`elope.deploy.export.export_model` (resize to 64 px,
   localization module, ``heatmap_to_box``, ``roi_align`` crop, backbone, GKMP, embedding, classifier,
   softmax: one graph), run with onnxruntime;
 * ``torch_plain``: the torchvision network's forward in PyTorch;
@@ -46,8 +46,8 @@ from benchmarks.common import (
     num_threads,
 )
 from benchmarks.inference import build_models
-from elope.backbones import TORCHVISION_BACKBONES
-from elope.export import OPSET, export_model
+from elope.deploy.export import OPSET, export_model
+from elope.nn.backbones import TORCHVISION_BACKBONES
 
 RATIOS = {
     "ort_elope / ort_plain": ("ort_elope", "ort_plain"),

@@ -19,7 +19,7 @@ Reported: images/s (median over blocks) of each, ELoPE/plain ratios of images/s,
 
 ``--compile MODE`` (issue 12) runs another set of contenders in one interleaved run: for each batch of
 ``--infer-batches`` (default 32 and 128) the plain network and ``ELoPE.predict`` eager *and* compiled the
-same way (:func:`elope.compiled.compile_module` / :func:`elope.compiled.compile_model`: batch norms folded,
+same way (:func:`elope.deploy.compiled.compile_module` / :func:`elope.deploy.compiled.compile_model`: batch norms folded,
 ``torch.compile(mode=MODE, dynamic=False)``; ``reduce-overhead`` = CUDA graphs), and the training step at
 ``--train-batch`` eager and with both networks ``torch.compile``'d (``--no-train`` skips it). Ratios:
 ELoPE / plain per batch, eager and compiled (target <= 1.05), and eager / compiled speed-ups.
@@ -52,10 +52,10 @@ from benchmarks.common import (
     num_threads,
 )
 from benchmarks.train_step import elope_step_fn, make_optimizer, plain_step_fn
-from elope.backbones import TORCHVISION_BACKBONES
-from elope.compiled import COMPILE_MODES, compile_model, compile_module
-from elope.embedding import ClassMeanLoss
-from elope.model import ELoPE
+from elope.deploy.compiled import COMPILE_MODES, compile_model, compile_module
+from elope.nn.backbones import TORCHVISION_BACKBONES
+from elope.nn.embedding import ClassMeanLoss
+from elope.nn.model import ELoPE
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 DEFAULTS = {

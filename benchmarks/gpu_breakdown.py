@@ -33,10 +33,10 @@ import torch.nn.functional as F
 
 from benchmarks.common import emit
 from benchmarks.gpu import AMP_DTYPES, _autocast, _check_device
-from elope.backbones import TORCHVISION_BACKBONES
-from elope.embedding import ClassMeanLoss
-from elope.localization import crop_and_resize, heatmap_to_box
-from elope.model import ELoPE
+from elope.nn.backbones import TORCHVISION_BACKBONES
+from elope.nn.embedding import ClassMeanLoss
+from elope.nn.localization import crop_and_resize, heatmap_to_box
+from elope.nn.model import ELoPE
 
 
 def _timer(device: torch.device) -> Callable[[Callable[[], Any], int, int], float]:

@@ -8,7 +8,7 @@ always resized to ``image_size``).
 
 The pieces of the overhead (localize = resize + stem + 3×3 head + box; crop = ``roi_align``; resize = the
 antialiased 448→64 resize alone) are timed in the same interleaved loop and reported as shares of the
-baseline. The MACs ratio from :func:`elope.profile.count_macs` (the paper's Table 3: 1.654e10 / 1.648e10 =
+baseline. The MACs ratio from :func:`elope.tasks.profile.count_macs` (the paper's Table 3: 1.654e10 / 1.648e10 =
 1.004) is printed for reference.
 
     python -m benchmarks.inference                      # resnet50, 448 px, batch 1 and 8, 2 threads
@@ -39,10 +39,10 @@ from benchmarks.common import (
     interleaved,
     num_threads,
 )
-from elope.backbones import TORCHVISION_BACKBONES
-from elope.localization import crop_and_resize
-from elope.model import ELoPE
-from elope.profile import count_macs
+from elope.nn.backbones import TORCHVISION_BACKBONES
+from elope.nn.localization import crop_and_resize
+from elope.nn.model import ELoPE
+from elope.tasks.profile import count_macs
 
 TARGET = 1.03  # issue 5: measured latency ratio ELoPE / backbone
 

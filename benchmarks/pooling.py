@@ -4,7 +4,7 @@ On a (14, 2048, 14, 14) tensor (batch 14, ResNet-50's last feature map at 448 px
 forward + backward (``torch.autograd.grad`` of the sum), interleaved:
 
 * ``gap``: ``x.mean((2, 3))``, the baseline of every ratio;
-* ``topk``: ``elope.pooling.global_kmax_pool`` as shipped (``topk(k, sorted=False)``, Eq. 3);
+* ``topk``: ``elope.nn.pooling.global_kmax_pool`` as shipped (``topk(k, sorted=False)``, Eq. 3);
 * ``topk_sorted``: ``topk(k, sorted=True)``, what the weighted form (Eq. 4) needs;
 * ``sort``: a full descending ``sort`` then the first k (Eq. 2 taken literally).
 
@@ -34,7 +34,7 @@ from benchmarks.common import (
     interleaved,
     num_threads,
 )
-from elope.pooling import global_kmax_pool
+from elope.nn.pooling import global_kmax_pool
 
 
 def gap(x: Tensor, k: int) -> Tensor:

@@ -1,6 +1,6 @@
 """Training-step time: an ELoPE step (CE + λ·class-mean loss) against a plain CE step (issue 5).
 
-ELoPE step (the recipe's classifier stage, ``elope.train.classifier_loss``)::
+ELoPE step (the recipe's classifier stage, ``elope.engine.train.classifier_loss``)::
 
     logits, emb = model(images, return_embeddings=True)      # backbone → GKMP → embedding → classifier
     loss = CE(logits, y) + λ · ClassMeanLoss(emb, y)         # λ = 2.0 (Table 2), Eq. (1)
@@ -41,9 +41,9 @@ from benchmarks.common import (
     interleaved,
     num_threads,
 )
-from elope.backbones import TORCHVISION_BACKBONES
-from elope.embedding import ClassMeanLoss
-from elope.model import ELoPE
+from elope.nn.backbones import TORCHVISION_BACKBONES
+from elope.nn.embedding import ClassMeanLoss
+from elope.nn.model import ELoPE
 
 TARGET = 1.05  # issue 5: measured step-time ratio ELoPE / plain CE
 LAMBDA = 2.0  # Table 2, all three datasets

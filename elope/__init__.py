@@ -4,9 +4,15 @@ Global k-max pooling (Sec. 3), an embedding layer trained with a class-mean loss
 lightweight localization module that crops the image before the backbone sees it (Sec. 5).
 """
 
-from elope.backbones import available_backbones, build_backbone
-from elope.embedding import LOSS_VARIANTS, ClassMeanLoss, EmbeddingHead, class_mean_loss, update_class_means
-from elope.localization import (
+from elope.nn.backbones import available_backbones, build_backbone
+from elope.nn.embedding import (
+    LOSS_VARIANTS,
+    ClassMeanLoss,
+    EmbeddingHead,
+    class_mean_loss,
+    update_class_means,
+)
+from elope.nn.localization import (
     LocalizationModule,
     crop_and_resize,
     heatmap_loss,
@@ -14,9 +20,9 @@ from elope.localization import (
     mean_heatmap,
     resize,
 )
-from elope.model import POOLINGS, ELoPE, Prediction, create_model
-from elope.pooling import GlobalAvgPool2d, GlobalKMaxPool2d, global_kmax_pool
-from elope.weights import WeightsError, load_model, load_weights, save_model
+from elope.nn.model import POOLINGS, ELoPE, Prediction, create_model
+from elope.nn.pooling import GlobalAvgPool2d, GlobalKMaxPool2d, global_kmax_pool
+from elope.nn.weights import WeightsError, load_model, load_weights, save_model
 
 __version__ = "0.1.0"
 

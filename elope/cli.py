@@ -13,14 +13,14 @@ import click
 
 # name -> "module:attribute" of a click command. Keep sorted by the order of the recipe.
 COMMANDS: dict[str, str] = {
-    "data": "elope.data.cli:data",
-    "train": "elope.train:train_command",
-    "evaluate": "elope.evaluate:evaluate_command",
-    "predict": "elope.predict:predict_command",
-    "export": "elope.export:export_command",
-    "demo": "elope.demo:demo_command",
-    "profile": "elope.profile:profile_command",
-    "ablate": "elope.ablate:ablate_command",
+    "data": "elope.commands.data:data",
+    "train": "elope.engine.train:train_command",
+    "evaluate": "elope.tasks.evaluate:evaluate_command",
+    "predict": "elope.tasks.predict:predict_command",
+    "export": "elope.deploy.export:export_command",
+    "demo": "elope.tasks.demo:demo_command",
+    "profile": "elope.tasks.profile:profile_command",
+    "ablate": "elope.tasks.ablate:ablate_command",
 }
 
 

@@ -6,9 +6,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from elope.ablate import TABLE5, _parse_rows, format_markdown, k_sweep_rows, summarize
 from elope.cli import main
 from elope.config import load_config
+from elope.tasks.ablate import TABLE5, _parse_rows, format_markdown, k_sweep_rows, summarize
 
 
 def test_table5_rows_match_the_paper():
@@ -112,7 +112,7 @@ def test_ablate_rows_end_to_end_then_report(tmp_path):
 def test_k_sweep_plot_skips_rows_without_results(tmp_path):
     from PIL import Image
 
-    from elope.ablate import plot_k_sweep
+    from elope.tasks.ablate import plot_k_sweep
 
     rows = k_sweep_rows([1, 4, 16])
     runs = {"K=1": [{"seed": 0, "epochs": 2, "top1": 0.5}], "K=16": [{"seed": 0, "epochs": 2, "top1": 0.25}]}

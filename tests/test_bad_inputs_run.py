@@ -32,7 +32,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from train_helpers import final_tensors, tiny_args
 
-import elope.train
+import elope.engine.train
 
 CUB = "CUB_200_2011"
 STAGES = ("--stages", "classifier,localizer")
@@ -191,7 +191,7 @@ def test_interrupt_exits_130_and_resume_is_bit_exact(
             raise KeyboardInterrupt
 
     out = tmp_path / "cut"
-    monkeypatch.setattr(elope.train, "_maybe_kill_for_test", interrupt)
+    monkeypatch.setattr(elope.engine.train, "_maybe_kill_for_test", interrupt)
     with one_thread():
         cut = invoke(*_args(cub, out, "--stages", "classifier", *EVERY_STEP))
     assert_clean_exit(cut, 130, "interrupted", "--resume")
@@ -237,7 +237,7 @@ def test_unreadable_safetensors_weights(damage: str, trained: Path, cub: Path, t
 def test_pretrained_without_network(cub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torchvision.models._api as tv_api
 
-    from elope.backbones import build_backbone
+    from elope.nn.backbones import build_backbone
 
     def offline(*args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")

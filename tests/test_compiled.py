@@ -1,4 +1,4 @@
-"""torch.compile over the one-pass pipeline (elope.compiled; `predict/evaluate --compile`): the compiled
+"""torch.compile over the one-pass pipeline (elope.deploy.compiled; `predict/evaluate --compile`): the compiled
 copy gives the same predictions as the eager model (Fig. 1: localize → box → crop → classify)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import torch
 from click.testing import CliRunner
 
 from elope.cli import main
-from elope.compiled import compile_model
-from elope.model import ELoPE
+from elope.deploy.compiled import compile_model
+from elope.nn.model import ELoPE
 
 
 def _model() -> ELoPE:

@@ -11,8 +11,8 @@ import scipy.io
 from click.testing import CliRunner
 from fake_datasets import make_fake_folder
 
+from elope.commands.data import data
 from elope.data import check_dataset
-from elope.data.cli import data
 
 
 def _run(*args: str) -> tuple[int, str, str]:

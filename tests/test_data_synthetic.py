@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from elope.commands.data import data
 from elope.data import build_dataset, check_dataset, write_synthetic
-from elope.data.cli import data
 from elope.data.synthetic import DIFFICULTIES, MAX_CLASSES, Difficulty, resolve_difficulty, synthetic_classes
 
 

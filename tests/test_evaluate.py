@@ -13,9 +13,12 @@ from click.testing import CliRunner
 from fake_datasets import make_fake_cub, make_fake_folder
 from safetensors.torch import save_file
 
-from elope import evaluate as ev
 from elope.data import build_dataset, eval_transform
-from elope.evaluate import (
+from elope.nn.localization import heatmap_to_box, mean_heatmap
+from elope.nn.model import ELoPE
+from elope.nn.weights import save_model
+from elope.tasks import evaluate as ev
+from elope.tasks.evaluate import (
     EvalAccumulator,
     confused_pairs,
     evaluate_command,
@@ -24,9 +27,6 @@ from elope.evaluate import (
     nearest_class_mean,
     per_class_accuracy,
 )
-from elope.localization import heatmap_to_box, mean_heatmap
-from elope.model import ELoPE
-from elope.weights import save_model
 
 NUM_CLASSES, TEST_PER_CLASS, INPUT, EMB = 3, 2, 64, 8
 KEYS = {"top1", "ncm_top1", "loc_iou50", "mean_map_iou50", "num_images", "per_class"}
@@ -128,7 +128,7 @@ def test_accumulator_over_batches():
 
 # ------------------------------------------------------------------------------------ the pipeline
 def test_run_batch_is_model_predict_with_the_embedding_kept(run_dir: Path, monkeypatch: pytest.MonkeyPatch):
-    from elope.weights import load_model
+    from elope.nn.weights import load_model
 
     model, _ = load_model(run_dir / "model")
     teacher, _ = load_model(run_dir / "teacher")
@@ -283,7 +283,7 @@ def test_errors_name_the_path_and_the_fix(tmp_path: Path, cub_root: Path, classe
 
 
 def test_example_sheet_draws_both_boxes_of_evenly_spread_images(run_dir: Path, monkeypatch, tmp_path: Path):
-    from elope import examples
+    from elope.tasks import examples
 
     drawn: dict[str, Any] = {}
     real_sheet = examples.save_example_sheet

@@ -21,11 +21,11 @@ pytest.importorskip("onnx")
 from elope.cli import main
 from elope.data import build_dataset, eval_transform
 from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from elope.deploy import ExportedModel, read_metadata
-from elope.export import OnePassPipeline, compare_outputs, export_model
-from elope.model import ELoPE
-from elope.predict import predict_paths
-from elope.weights import save_model
+from elope.deploy.export import OnePassPipeline, compare_outputs, export_model
+from elope.deploy.runtime import ExportedModel, read_metadata
+from elope.nn.model import ELoPE
+from elope.nn.weights import save_model
+from elope.tasks.predict import predict_paths
 
 SOURCE = 96  # crop source side (the exported input size N)
 TAU = 0.3

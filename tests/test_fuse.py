@@ -1,4 +1,4 @@
-"""Batch-norm folding for inference (elope.fuse): the localization module of Sec. 5 (stem + first stage
+"""Batch-norm folding for inference (elope.deploy.fuse): the localization module of Sec. 5 (stem + first stage
 at 64 px, Fig. 1) without its batch norms, equal to the unfolded module in eval mode."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from elope.fuse import fold_batch_norms, fold_batch_norms_, fold_model
-from elope.model import ELoPE
+from elope.deploy.fuse import fold_batch_norms, fold_batch_norms_, fold_model
+from elope.nn.model import ELoPE
 
 
 def _randomise_batch_norms(model: nn.Module) -> None:

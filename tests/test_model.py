@@ -169,7 +169,7 @@ def test_predict_restores_the_mode_of_every_submodule():
 def test_a_crop_from_the_source_keeps_its_resolution():
     """The crop is cut from the crop source (2 × the input): fine detail inside the box survives, where a
     crop of the input-size image, upsampled, has lost it (the point of cropping early, Fig. 5)."""
-    from elope.localization import crop_and_resize, resize
+    from elope.nn.localization import crop_and_resize, resize
 
     source = torch.zeros(1, 3, 128, 128)
     source[..., 32:96, 32:96] = (torch.arange(64)[:, None] + torch.arange(64)[None]) % 2 * 2.0 - 1.0

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
-from elope.model import ELoPE
-from elope.predict import collect_images, predict_command, predict_paths
-from elope.weights import save_model
+from elope.nn.model import ELoPE
+from elope.nn.weights import save_model
+from elope.tasks.predict import collect_images, predict_command, predict_paths
 
 CLASSES = ["alpha", "beta", "gamma"]
 
@@ -80,7 +80,7 @@ def test_predict_paths_classes_scores_boxes_and_pngs(run_dir: Path, images: Path
 
 
 def test_predict_matches_model_predict_on_the_original_image(run_dir: Path, images: Path):
-    from elope.weights import load_model
+    from elope.nn.weights import load_model
 
     model, _ = load_model(run_dir / "model")
     path = images / "sub" / "b.JPG"
@@ -100,7 +100,7 @@ def test_box_is_in_pixels_of_the_original_image(
     run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """A heatmap hot in its top-right quarter gives the top-right quarter of the *original* image (Sec. 5)."""
-    from elope.localization import LocalizationModule
+    from elope.nn.localization import LocalizationModule
 
     heat = torch.zeros(1, 1, 14, 14)
     heat[..., :7, 7:] = 1.0

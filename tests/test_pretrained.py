@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from elope import ELoPE, WeightsError, build_backbone
-from elope.pretrained import (
+from elope.nn.pretrained import (
     OFFLINE_BACKBONES,
     _read_offline_state_dict,
     convert_lukemelas_state_dict,
@@ -152,7 +152,7 @@ def test_missing_package_names_the_install(monkeypatch):
 
 
 def test_damaged_file_is_refused(monkeypatch, tmp_path):
-    import elope.pretrained as pretrained
+    import elope.nn.pretrained as pretrained
 
     fake = tmp_path / "efficientnet-lite0-57934424.pth"
     torch.save({"_conv_stem.weight": torch.zeros(1)}, fake)

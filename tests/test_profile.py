@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from elope.cli import main
-from elope.profile import PAPER_TABLE3, profile_models
+from elope.tasks.profile import PAPER_TABLE3, profile_models
 
 
 @pytest.fixture(scope="module")

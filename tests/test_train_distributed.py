@@ -1,9 +1,9 @@
 """Two CPU processes (torchrun, gloo) train like one process on the same global batch.
 
-Each process takes half of every global batch (``elope.sampling.EpochSampler``); the class-mean loss
+Each process takes half of every global batch (``elope.engine.sampling.EpochSampler``); the class-mean loss
 gathers the embeddings and labels of both halves, so the means are updated from the global batch on
 every process (training checks at each checkpoint that they are identical everywhere, bit for bit), and
-the gradient scaling of ``elope.distributed`` makes the DDP average equal the one-process gradient.
+the gradient scaling of ``elope.engine.distributed`` makes the DDP average equal the one-process gradient.
 
 ``train.freeze_bn=true``: batch normalisation in training mode normalises with the statistics of the
 *local* half batch, which differ from those of the global batch, so the two runs would legitimately
@@ -25,9 +25,9 @@ import pytest
 import torch
 from train_helpers import run_cli, tiny_args, write_tiny_synthetic
 
-from elope.embedding import ClassMeanLoss
-from elope.model import ELoPE
-from elope.train import seed_everything
+from elope.engine.train import seed_everything
+from elope.nn.embedding import ClassMeanLoss
+from elope.nn.model import ELoPE
 
 # one epoch = 3 steps of a global batch of 4 (2 per process)
 ARGS = ("--stages", "classifier", "--set", "train.freeze_bn=true", "--set", "train.select=last",

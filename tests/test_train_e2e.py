@@ -11,8 +11,8 @@ import yaml
 from click.testing import CliRunner
 from train_helpers import tiny_args, write_tiny_synthetic
 
-from elope.checkpoint import load_checkpoint
 from elope.cli import main
+from elope.runs.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +79,8 @@ def test_stage_results_follow_the_recipe(full_run):
 
 @pytest.mark.slow
 def test_evaluate_and_predict_read_the_run(full_run, data, tmp_path):
-    from elope.evaluate import evaluate_run
-    from elope.predict import predict_paths
+    from elope.tasks.evaluate import evaluate_run
+    from elope.tasks.predict import predict_paths
 
     out, _ = full_run
     result = evaluate_run(out, progress=False)
@@ -176,7 +176,7 @@ def test_the_crop_stage_can_start_fresh(data, tmp_path):
     """`stages.crop.init: fresh` (the release): backbone, heads and class means as a new run draws them,
     the trained localization module kept."""
     from elope.config import load_config
-    from elope.train import make_model_and_loss, seed_everything
+    from elope.engine.train import make_model_and_loss, seed_everything
 
     out = tmp_path / "run"
     args = tiny_args(data, out, "--stages", "classifier,localizer,crop", "--set", "stages.crop.init=fresh")

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from elope.checkpoint import (
+from elope.engine.distributed import DistInfo
+from elope.engine.sampling import EpochSampler, SeededItems
+from elope.engine.train import StageState, TrainingError, _check_finite, _plan, selection_score
+from elope.runs.checkpoint import (
     CheckpointError,
     atomic_save,
     check_model_config,
@@ -19,9 +22,6 @@ from elope.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from elope.distributed import DistInfo
-from elope.sampling import EpochSampler, SeededItems
-from elope.train import StageState, TrainingError, _check_finite, _plan, selection_score
 
 
 # ----------------------------------------------------------------------------------------- data order
@@ -186,7 +186,7 @@ def test_selection_prefers_higher_top1_and_lower_localizer_loss():
 
 
 def test_out_of_range_labels_are_a_clear_error_checked_on_the_cpu():
-    from elope.train import TrainingError, check_labels
+    from elope.engine.train import TrainingError, check_labels
 
     check_labels(torch.tensor([0, 2, 1]), 3)
     for bad in (torch.tensor([0, 3]), torch.tensor([-1, 0])):

@@ -2,7 +2,7 @@
 
 Bit-exact on the CPU because nothing in training depends on when the process started: the data order of
 an epoch comes from ``seed + epoch``, each item's augmentation from ``(seed, epoch, index)``
-(``elope.sampling``), and the checkpoint restores model, optimizer, scheduler, class means, the best epoch
+(``elope.engine.sampling``), and the checkpoint restores model, optimizer, scheduler, class means, the best epoch
 so far, the epoch's running sums and the RNG states. Both runs use one thread (same kernels, same order of
 floating-point sums).
 """

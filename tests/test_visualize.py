@@ -1,4 +1,4 @@
-"""elope.visualize: heatmap overlays (Figs. 2/4) and box drawings (Fig. 6), PNG output."""
+"""elope.tasks.visualize: heatmap overlays (Figs. 2/4) and box drawings (Fig. 6), PNG output."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from elope.visualize import (
+from elope.tasks.visualize import (
     BOX_COLOR,
     GT_BOX_COLOR,
     ExampleItem,

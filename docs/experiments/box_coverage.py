@@ -18,8 +18,8 @@ import sys
 import torch
 from torchvision.ops import box_iou
 
-from elope.evaluate import load_run
-from elope.localization import heatmap_to_box, mean_heatmap
+from elope.nn.localization import heatmap_to_box, mean_heatmap
+from elope.tasks.evaluate import load_run
 
 
 def _inside(box: torch.Tensor, gt: torch.Tensor) -> float:

@@ -21,8 +21,8 @@ import torch
 import yaml
 
 from elope.config import load_config
-from elope.evaluate import evaluate_run, load_run
-from elope.train import run_training
+from elope.engine.train import run_training
+from elope.tasks.evaluate import evaluate_run, load_run
 
 
 def contrast(run_dir: Path) -> float:

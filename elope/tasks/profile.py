@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from elope.backbones import TORCHVISION_BACKBONES
-from elope.model import ELoPE
+from elope.nn.backbones import TORCHVISION_BACKBONES
+from elope.nn.model import ELoPE
 
 __all__ = ["PAPER_TABLE3", "count_macs", "count_params", "profile_models"]
 

@@ -28,8 +28,8 @@ from importlib.abc import Traversable
 import torch
 from torch import Tensor, nn
 
-from elope.weights import WeightsError
-from elope.weights import _describe_mismatch as describe_mismatch
+from elope.nn.weights import WeightsError
+from elope.nn.weights import _describe_mismatch as describe_mismatch
 
 __all__ = [
     "OFFLINE_BACKBONES",
@@ -236,7 +236,7 @@ def pretrained_normalization(name: str) -> tuple[tuple[float, ...], tuple[float,
     """
     if name in OFFLINE_BACKBONES:
         return OFFLINE_BACKBONES[name].mean, OFFLINE_BACKBONES[name].std
-    from elope.backbones import TORCHVISION_BACKBONES
+    from elope.nn.backbones import TORCHVISION_BACKBONES
 
     if name not in TORCHVISION_BACKBONES:
         try:

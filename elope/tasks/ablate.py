@@ -103,7 +103,7 @@ def feature_map_positions(backbone: str, image_size: int) -> int:
     """H·W of the backbone's last feature map at ``image_size`` (the largest K of Fig. 7)."""
     import torch
 
-    from elope.backbones import build_backbone
+    from elope.nn.backbones import build_backbone
 
     with torch.no_grad():
         fmap = build_backbone(backbone).features.eval()(torch.zeros(1, 3, image_size, image_size))
@@ -121,8 +121,8 @@ def _train_and_evaluate(
     config_file: Path | None = None,
 ) -> dict[str, Any]:
     from elope.config import load_config
-    from elope.evaluate import evaluate_run
-    from elope.train import run_training
+    from elope.engine.train import run_training
+    from elope.tasks.evaluate import evaluate_run
 
     result_file = run_dir / "result.json"
     if result_file.exists():
@@ -354,7 +354,7 @@ def ablate_command(
     paper's CUB numbers beside each row.
     """
     from elope.config import ConfigError, load_config, parse_override
-    from elope.train import TrainingError
+    from elope.engine.train import TrainingError
 
     common: dict[str, Any] = dict(parse_override(o) for o in overrides)
     if backbone:

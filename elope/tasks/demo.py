@@ -100,9 +100,9 @@ def demo_command(
     Running it again in the same --out continues (or reuses) the runs there.
     """
     from elope.data import build_dataset
-    from elope.evaluate import evaluate_run
-    from elope.predict import predict_paths
-    from elope.train import resolve_config, run_training, user_errors
+    from elope.engine.train import resolve_config, run_training, user_errors
+    from elope.tasks.evaluate import evaluate_run
+    from elope.tasks.predict import predict_paths
 
     dev = (
         "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
@@ -143,7 +143,7 @@ def demo_command(
     (out / "demo_results.json").write_text(json.dumps(results, indent=2) + "\n")
 
     if pictures:
-        from elope.examples import localization_examples
+        from elope.tasks.examples import localization_examples
 
         sheet = localization_examples(out, out / "examples_test.png", pictures, device=dev)
         test = build_dataset("synthetic", results["full"]["root"], "test")

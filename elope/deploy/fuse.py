@@ -7,7 +7,7 @@ ResNet-50 ``predict`` at batch 32 on an H200 for 0.4 % of the MACs (``docs/resul
 them; the result equals the unfolded module in eval mode up to float rounding (``tests/test_fuse.py``).
 
 Only pairs whose order is certain are folded: consecutive ``Conv2d`` → ``BatchNorm2d`` children of an
-``nn.Sequential`` (the ResNet stem as built by :mod:`elope.backbones`, residual ``downsample`` branches)
+``nn.Sequential`` (the ResNet stem as built by :mod:`elope.nn.backbones`, residual ``downsample`` branches)
 and ``conv{i}`` → ``bn{i}`` of torchvision's ``BasicBlock`` / ``Bottleneck``. Anything else (for instance
 timm's fused ``BatchNormAct2d``) is left as it is, which is always correct.
 """

@@ -24,7 +24,7 @@ _LARGEST = 4096  # no search beyond this side
 
 def _meta_features(backbone: str) -> nn.Module:
     """The backbone's feature network on the meta device (an unknown name raises ConfigError)."""
-    from elope.backbones import build_backbone
+    from elope.nn.backbones import build_backbone
 
     try:
         with torch.device("meta"):
@@ -83,7 +83,7 @@ def check_model_settings(cfg: Config) -> dict[str, Any]:
             size that works.
     """
     if cfg.model.weights is not None:  # a truncated, foreign or unsafe file: refused before any data is read
-        from elope.weights import load_state_dict_file
+        from elope.nn.weights import load_state_dict_file
 
         load_state_dict_file(cfg.model.weights)
     features = _meta_features(cfg.model.backbone)

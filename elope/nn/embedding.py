@@ -185,7 +185,7 @@ class ClassMeanLoss(nn.Module):
     flowing back to the embeddings, and then stores it detached. In eval mode the buffer is read only.
 
     For multi-process training, call it on the embeddings and labels gathered from all processes
-    (``elope.distributed``) so every process stores the same means.
+    (``elope.engine.distributed``) so every process stores the same means.
     """
 
     means: Tensor

@@ -2,7 +2,7 @@
 
 The file holds the whole test-time path of Fig. 1 (Hanselmann & Ney, WACV 2020; Sec. 5: localize, box,
 crop, classify) and, as metadata, the class names, the normalisation, the input size and τ
-(:func:`elope.export.export_metadata`). :class:`ExportedModel` runs it and gives the same
+(:func:`elope.deploy.export.export_metadata`). :class:`ExportedModel` runs it and gives the same
 :class:`elope.Prediction` as :meth:`elope.ELoPE.predict`; :func:`load_exported_run` wraps it for
 ``elope predict --model FILE`` so that the command reads, resizes and normalises images exactly as with
 ``--run RUN``. Nothing here is needed to *deploy* the file: the README shows the ten lines of plain
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from elope.export import INPUT_NAME, METADATA_KEY, _TracingQuiet
-from elope.model import Prediction
+from elope.deploy.export import INPUT_NAME, METADATA_KEY, _TracingQuiet
+from elope.nn.model import Prediction
 
 __all__ = ["ExportedModel", "ExportedRun", "is_onnx_file", "load_exported_run", "read_metadata"]
 

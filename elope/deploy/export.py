@@ -10,7 +10,7 @@ The graph is the test-time path of Hanselmann & Ney (WACV 2020), Fig. 1 and Sec.
 and returns ``scores`` (B, C) softmax probabilities, ``boxes`` (B, 4) ``x1, y1, x2, y2`` in pixels of the
 input and ``heatmaps`` (B, 1, h, w) (no ``heatmaps`` for a model without a localization module). It is
 traced through :meth:`elope.ELoPE.crop` and the model's own modules (:class:`OnePassPipeline`), so any
-change to :func:`elope.localization.heatmap_to_box`, :func:`elope.localization.crop_and_resize` or the
+change to :func:`elope.nn.localization.heatmap_to_box`, :func:`elope.nn.localization.crop_and_resize` or the
 modules flows into the next export; nothing of their logic is copied here.
 
 The input is a square batch of side N: the run's crop source (:func:`elope.data.crop_source_size`, what
@@ -74,10 +74,10 @@ class OnePassPipeline(nn.Module):
     """The one-pass pipeline (Fig. 1) as one module: ``images -> (scores, boxes[, heatmaps])``.
 
     It is :meth:`elope.ELoPE.predict` without the top-k: :meth:`elope.ELoPE.crop` (resize to the localizer
-    input, localization module, :func:`~elope.localization.heatmap_to_box`,
-    :func:`~elope.localization.crop_and_resize`) followed by the model's classifier and a softmax over all
+    input, localization module, :func:`~elope.nn.localization.heatmap_to_box`,
+    :func:`~elope.nn.localization.crop_and_resize`) followed by the model's classifier and a softmax over all
     classes. τ is fixed at construction (the model's by default; ``forward(images, tau)`` overrides it,
-    not in an exported graph). Put the model in eval mode first. :func:`elope.compiled.compile_model`
+    not in an exported graph). Put the model in eval mode first. :func:`elope.deploy.compiled.compile_model`
     compiles this module too, so the exported and the compiled pipeline are the same code.
     """
 
@@ -109,7 +109,7 @@ def _upsample_bilinear2d_aa(
     size = sh._maybe_get_const(output_size, "is")
     if size is None or sh._is_value(size) or sh._maybe_get_const(align_corners, "b"):
         raise torch.onnx.errors.SymbolicValueError(
-            "elope.export: only antialiased bilinear resizes to a constant size with align_corners=False "
+            "elope.deploy.export: only antialiased bilinear resizes to a constant size with align_corners=False "
             "are exportable",
             input,
         )
@@ -441,7 +441,7 @@ def check_export(
 
     A file exported with a fixed batch is checked at that batch only.
     """
-    from elope.deploy import ExportedModel
+    from elope.deploy.runtime import ExportedModel
 
     exported = ExportedModel(path)
     meta = exported.meta
@@ -541,7 +541,7 @@ def export_command(
 
     Example: elope export --run runs/cub --format onnx --out cub.onnx --batch dynamic
     """
-    from elope.evaluate import load_run
+    from elope.tasks.evaluate import load_run
 
     try:
         run = load_run(run_dir, "cpu")

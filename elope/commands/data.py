@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from .errors import DataError
-from .io import DEFAULT_MAX_PIXELS
+from elope.data.errors import DataError
+from elope.data.io import DEFAULT_MAX_PIXELS
 
 __all__ = ["data"]
 
@@ -52,7 +52,7 @@ def check_command(
 
     Exit status: 0 no problem, 1 problems found, 2 the dataset cannot be read at all.
     """
-    from .check import check_dataset
+    from elope.data.check import check_dataset
 
     options = {"annotation_level": annotation_level} if name == "aircraft" else {}
     progress = None
@@ -144,7 +144,7 @@ def synth_command(
     clutter: float | None,
 ) -> None:
     """Write the procedural fine-grained dataset (CUB-200-2011 layout, exact boxes)."""
-    from .synthetic import write_synthetic
+    from elope.data.synthetic import write_synthetic
 
     try:
         root = write_synthetic(

@@ -128,7 +128,7 @@ def inspect_run_folder(out: str | Path) -> RunFolder:
 
 
 def _error(message: str) -> Exception:
-    from elope.train import TrainingError  # the error every caller of run_training reports
+    from elope.engine.train import TrainingError  # the error every caller of run_training reports
 
     return TrainingError(message)
 
@@ -175,7 +175,7 @@ def open_run_folder(
     Raises:
         TrainingError: ``out`` holds a run that this call must not write into; nothing was changed.
     """
-    from elope.checkpoint import CheckpointError, load_checkpoint
+    from elope.runs.checkpoint import CheckpointError, load_checkpoint
 
     out = Path(out)
     if out.exists() and not out.is_dir():

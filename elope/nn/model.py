@@ -17,10 +17,17 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from elope.backbones import build_backbone
-from elope.embedding import EmbeddingHead
-from elope.localization import LocalizationModule, crop_and_resize, heatmap_to_box, like, mean_heatmap, resize
-from elope.pooling import GlobalAvgPool2d, GlobalKMaxPool2d
+from elope.nn.backbones import build_backbone
+from elope.nn.embedding import EmbeddingHead
+from elope.nn.localization import (
+    LocalizationModule,
+    crop_and_resize,
+    heatmap_to_box,
+    like,
+    mean_heatmap,
+    resize,
+)
+from elope.nn.pooling import GlobalAvgPool2d, GlobalKMaxPool2d
 
 __all__ = ["POOLINGS", "ELoPE", "Prediction", "create_model"]
 
@@ -119,7 +126,7 @@ class ELoPE(nn.Module):
             "heatmap_upsample": heatmap_upsample,
         }
         if weights is not None:
-            from elope.weights import load_weights
+            from elope.nn.weights import load_weights
 
             load_weights(self, weights)
 

@@ -5,7 +5,7 @@
 * The random augmentation of an item depends only on ``(seed, epoch, index)`` (:class:`SeededItems`), not
   on which process, worker or run loads it, nor on what was loaded before.
 
-Under DDP (``elope.distributed``) the epoch is cut into whole *global* batches of ``global_batch``
+Under DDP (``elope.engine.distributed``) the epoch is cut into whole *global* batches of ``global_batch``
 samples (an incomplete last global batch is dropped) and process ``r`` of ``W`` takes the ``r``-th slice of
 ``global_batch / W`` consecutive samples of each, so the processes together see exactly the batches one
 process would.

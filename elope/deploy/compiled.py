@@ -4,9 +4,9 @@ The test-time path of Fig. 1 (Sec. 5: resize to 64 px, localization module, heat
 crop, backbone, GKMP, embedding, classifier) costs 0.4 % more MACs than the plain network, but on a GPU
 it is ~50 small kernels more, and at batch 32-128 ``predict`` ran at 1.23-1.27× a plain ResNet-50 on an
 H200 (``docs/results.md``). :func:`compile_model` returns a copy whose batch norms are folded into the
-convolutions (:mod:`elope.fuse`) and whose
+convolutions (:mod:`elope.deploy.fuse`) and whose
 
-* ``predict`` runs :class:`elope.export.OnePassPipeline` (the same module ``elope export`` writes out:
+* ``predict`` runs :class:`elope.deploy.export.OnePassPipeline` (the same module ``elope export`` writes out:
   crop + classifier + softmax) as ONE compiled region, then the top-k;
 * ``crop`` and ``forward`` are compiled on their own, for callers that use them apart
   (``elope evaluate``'s batch runner, which also needs the embeddings; the example sheet).
@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_map
 
-from elope.fuse import fold_batch_norms, fold_model
+from elope.deploy.fuse import fold_batch_norms, fold_model
 
 __all__ = ["COMPILE_MODES", "compile_model", "compile_module"]
 
@@ -92,14 +92,14 @@ def compile_model(
         mode: ``torch.compile`` mode (:data:`COMPILE_MODES`); ``reduce-overhead`` uses CUDA graphs.
         backend: ``inductor`` (needs a C++ compiler on the CPU, Triton on a GPU), or e.g. ``aot_eager``
             (no code generation: for tests); ``mode`` applies to inductor only.
-        fold: fold batch norms into convolutions first (:func:`elope.fuse.fold_model`).
+        fold: fold batch norms into convolutions first (:func:`elope.deploy.fuse.fold_model`).
         dynamic: ``torch.compile``'s ``dynamic`` (None: recompile once for a new shape, then dynamic;
             False: one static graph per input shape, best with CUDA graphs).
 
     For inference only. ``copy.predict(images)`` equals ``model.predict(images)`` up to float rounding
     (``tests/test_compiled.py``). Compilation happens on the first call with each new input shape.
     """
-    from elope.export import OnePassPipeline
+    from elope.deploy.export import OnePassPipeline
 
     options = _options(mode, backend, dynamic)
     fast = fold_model(model) if fold else copy.deepcopy(model).eval()
@@ -119,7 +119,7 @@ def _predict(
     model: Any, one_pass: Callable[..., Any], images: Any, top: int = 1, tau: float | None = None
 ) -> Any:
     """:meth:`elope.ELoPE.predict` through the compiled one-pass region (the pipeline, then the top-k)."""
-    from elope.model import Prediction
+    from elope.nn.model import Prediction
 
     if isinstance(images, (list, tuple)):  # images of different sizes: each on its own, as predict does
         return type(model).predict(model, images, top=top, tau=tau)

@@ -31,7 +31,7 @@ feature map" row). The test split is never loaded here.
 Run folder (``docs/architecture.md``): ``config.yaml``, ``metrics.jsonl``, ``tensorboard/``,
 ``checkpoints/<stage>.pt`` and ``checkpoints/last.pt`` (atomic), ``model/`` (model.safetensors,
 model.json, class_means.safetensors). ``--resume`` continues from ``checkpoints/last.pt`` (see
-``elope.checkpoint`` and ``elope.sampling`` for what makes it exact).
+``elope.runs.checkpoint`` and ``elope.engine.sampling`` for what makes it exact).
 """
 
 from __future__ import annotations
@@ -56,8 +56,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from elope import distributed as D
-from elope.checkpoint import (
+from elope.config import DATASETS, STAGES, Config, ConfigError, StageConfig, load_config
+from elope.engine import distributed as D
+from elope.engine.sampling import EpochSampler, SeededItems
+from elope.runs.checkpoint import (
     FORMAT,
     CheckpointError,
     atomic_save,
@@ -66,8 +68,6 @@ from elope.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from elope.config import DATASETS, STAGES, Config, ConfigError, StageConfig, load_config
-from elope.sampling import EpochSampler, SeededItems
 
 TEACHER_DIR = "teacher"  # RUN/teacher: the stage-1 classifier, the localization module's teacher
 
@@ -93,8 +93,8 @@ class Run:
     out: Path
     device: torch.device
     dist: D.DistInfo
-    model: Any  # elope.model.ELoPE
-    criterion: nn.Module | None  # elope.embedding.ClassMeanLoss, None for loss.variant "none"
+    model: Any  # elope.nn.model.ELoPE
+    criterion: nn.Module | None  # elope.nn.embedding.ClassMeanLoss, None for loss.variant "none"
     data: RunData
     classes: list[str]
     completed: list[str] = field(default_factory=list)
@@ -167,7 +167,7 @@ class RunData:
 def normalization(cfg: Config) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The ``(mean, std)`` the backbone's initial weights expect (ImageNet's for ResNets, 0.5/0.5 for the
     EfficientNet-Lite weights); recorded in ``model.json`` so ``evaluate`` and ``predict`` use it too."""
-    from elope.pretrained import pretrained_normalization
+    from elope.nn.pretrained import pretrained_normalization
 
     return pretrained_normalization(cfg.model.backbone)
 
@@ -348,7 +348,7 @@ def classifier_loss(
 
 def localizer_target(model: Any, images: Tensor, size: tuple[int, int]) -> Tensor:
     """The mean heatmap of the frozen classifier (Sec. 5), resized to the module's output if needed."""
-    from elope.localization import mean_heatmap
+    from elope.nn.localization import mean_heatmap
 
     with torch.no_grad():
         target = mean_heatmap(model.forward_features(images)).float()
@@ -358,7 +358,7 @@ def localizer_target(model: Any, images: Tensor, size: tuple[int, int]) -> Tenso
 
 
 def localizer_loss(run: Run, net: nn.Module, images: Tensor) -> tuple[Tensor, dict[str, Any]]:
-    from elope.localization import heatmap_loss
+    from elope.nn.localization import heatmap_loss
 
     with _autocast(run):
         pred = net(images)
@@ -481,8 +481,8 @@ def evaluate_split(run: Run, stage: str, dataset: Any) -> dict[str, float]:
     trains on crops; localizer: ``loss`` (smooth L1 to the mean heatmap). ``loc_iou50`` (share of boxes
     with IoU ≥ 0.5, Table 4) when the localization module is trained and the data have boxes.
     """
-    from elope.evaluate import iou_hits
-    from elope.localization import heatmap_loss, heatmap_to_box
+    from elope.nn.localization import heatmap_loss, heatmap_to_box
+    from elope.tasks.evaluate import iou_hits
 
     model, cfg = run.model, run.cfg
     was = {m: m.training for m in model.modules()}
@@ -618,8 +618,8 @@ def export_model(run: Run, name: str = "model", *, with_means: bool = True) -> N
     from safetensors.torch import save_file
 
     from elope.data.transforms import crop_source_size
-    from elope.evaluate import CLASS_MEANS_FILE
-    from elope.weights import save_model
+    from elope.nn.weights import save_model
+    from elope.tasks.evaluate import CLASS_MEANS_FILE
 
     model = run.model
     if model.localizer is not None and not run.localized:
@@ -862,8 +862,8 @@ def prepare_data(cfg: Config, out: Path, dist: D.DistInfo) -> Config:
 
 def make_model_and_loss(cfg: Config, num_classes: int) -> tuple[Any, nn.Module | None]:
     """The recipe's model and class-mean loss (None for ``loss.variant: none``), on the CPU."""
-    from elope.embedding import ClassMeanLoss
-    from elope.model import ELoPE
+    from elope.nn.embedding import ClassMeanLoss
+    from elope.nn.model import ELoPE
 
     m, lo = cfg.model, cfg.loss
     model = ELoPE(
@@ -930,13 +930,13 @@ def describe_data(run: Run) -> dict[str, Any]:
 def run_training(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = False) -> Run:
     """Run (or resume) the configured stages in ``out``; returns the finished :class:`Run`.
 
-    ``out`` is guarded by :func:`elope.runfolder.open_run_folder` (a run is never overwritten; ``force``
+    ``out`` is guarded by :func:`elope.runs.guard.open_run_folder` (a run is never overwritten; ``force``
     deletes the earlier run first); backbone and input size are checked before anything is read or written.
     """
     from torch.utils.tensorboard import SummaryWriter
 
-    from elope.preflight import check_model_settings
-    from elope.runfolder import open_run_folder
+    from elope.engine.preflight import check_model_settings
+    from elope.runs.guard import open_run_folder
 
     out = Path(out)
     paths = _paths(out)
@@ -1110,7 +1110,7 @@ def resolve_config(
     """The recipe of a run: the packaged one (fresh run) or ``RUN/config.yaml`` (``resume``), overridden."""
     base = None
     if resume:
-        from elope.runfolder import read_run_config
+        from elope.runs.guard import read_run_config
 
         base = read_run_config(out / "config.yaml")
         if dataset is not None and dataset != base["dataset"]["name"]:
@@ -1122,7 +1122,7 @@ def resolve_config(
 def user_errors() -> Iterator[None]:
     """Problems the user can fix become a one-line click error instead of a traceback."""
     from elope.data.errors import DataError
-    from elope.weights import WeightsError
+    from elope.nn.weights import WeightsError
 
     try:
         yield

@@ -91,12 +91,12 @@ def _backbone_state(features: nn.Module, state: dict[str, Tensor]) -> dict[str, 
     """A backbone network's own state dict under the keys of ``model.features``.
 
     The classification head is dropped (``fc.*`` and similar, and for a timm network the layers that
-    :class:`elope.backbones.TimmFeatures` lists in ``ignored_keys``); a timm network's keys get the
+    :class:`elope.nn.backbones.TimmFeatures` lists in ``ignored_keys``); a timm network's keys get the
     ``body.`` of that wrapper.
     """
     ignored = (*_BACKBONE_HEADS, *getattr(features, "ignored_keys", ()))
     state = {key: value for key, value in state.items() if not key.startswith(ignored)}
-    if hasattr(features, "body"):  # timm networks are wrapped once (elope.backbones.TimmFeatures)
+    if hasattr(features, "body"):  # timm networks are wrapped once (elope.nn.backbones.TimmFeatures)
         state = {f"body.{key}": value for key, value in state.items()}
     return state
 
@@ -153,7 +153,7 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], meta: dict[str, A
 
 def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild a model written by :func:`save_model`; returns ``(model in eval mode, meta)``."""
-    from elope.model import ELoPE
+    from elope.nn.model import ELoPE
 
     path = Path(path)
     meta_file = path / MODEL_META

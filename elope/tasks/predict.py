@@ -2,7 +2,7 @@
 
 Each image is decoded and resized to the run's crop source (:func:`elope.data.crop_source_size`, twice the
 classifier input by default), exactly as ``elope evaluate`` and the crop stages of training read it, and
-given to :meth:`elope.model.ELoPE.predict`, which resizes a copy to 64×64 for the localization module,
+given to :meth:`elope.nn.model.ELoPE.predict`, which resizes a copy to 64×64 for the localization module,
 turns the heatmap into a box (min-max normalisation, threshold τ, Sec. 5), crops the source at the box and
 classifies the crop (Fig. 1). Boxes are reported in pixels of the original image. ``--save-vis`` writes the heatmap overlaid and the box drawn,
 as in the paper's Figs. 4 and 6.
@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from elope.evaluate import UNREADABLE_ERRORS, LoadedRun, load_run
+from elope.tasks.evaluate import UNREADABLE_ERRORS, LoadedRun, load_run
 
 __all__ = ["IMAGE_EXTENSIONS", "collect_images", "predict_command", "predict_image", "predict_paths"]
 
@@ -75,7 +75,7 @@ def predict_image(
 ) -> tuple[list[dict[str, Any]], list[float], torch.Tensor | None]:
     """Classify one PIL image: ``(classes, box, heatmap)``; box ``[x1, y1, x2, y2]`` in pixels of an image
     of ``size`` ``(W, H)`` (default: the image's own; pass the stored size of a draft-decoded JPEG)."""
-    from elope.evaluate import original_box
+    from elope.tasks.evaluate import original_box
 
     x = _source(image.convert("RGB"), run.crop_source, *run.normalization).to(device)
     pred = run.model.predict(x[None], top=top, tau=run.tau if tau is None else tau)
@@ -111,8 +111,8 @@ def predict_paths(
     """Predict every image in ``paths`` (files or folders) with the model of ``run_dir``.
 
     ``model`` instead names a file written by ``elope export`` (run with onnxruntime or TorchScript,
-    :mod:`elope.deploy`; ``run_dir`` is then ignored); ``compile_mode`` runs the run's model through
-    ``torch.compile`` (:func:`elope.compiled.compile_model`).
+    :mod:`elope.deploy.runtime`; ``run_dir`` is then ignored); ``compile_mode`` runs the run's model through
+    ``torch.compile`` (:func:`elope.deploy.compiled.compile_model`).
 
     Returns one dict per image: ``path``, ``classes`` (``[{"class", "index", "score"}]``, best first),
     ``box`` ``[x1, y1, x2, y2]`` in pixels of the original image, ``size`` ``[width, height]`` and, with
@@ -122,13 +122,13 @@ def predict_paths(
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}.")
     if model is not None:
-        from elope.deploy import load_exported_run
+        from elope.deploy.runtime import load_exported_run
 
         run: Any = load_exported_run(model, device)
     else:
         run = load_run(run_dir, device)
         if compile_mode is not None:
-            from elope.compiled import compile_model
+            from elope.deploy.compiled import compile_model
 
             run.model = compile_model(run.model, compile_mode)
     files = collect_images(paths)
@@ -148,7 +148,7 @@ def predict_paths(
         classes, box, heatmap = predict_image(run, image, top=top, tau=tau, device=device, size=stored)
         item: dict[str, Any] = {"path": str(path), "classes": classes, "box": box, "size": list(stored)}
         if vis_dir is not None:
-            from elope.visualize import save_prediction_figure
+            from elope.tasks.visualize import save_prediction_figure
 
             sx, sy = image.width / stored[0], image.height / stored[1]  # draft decoding may shrink it
             shown = [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]

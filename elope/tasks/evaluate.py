@@ -89,7 +89,7 @@ class LoadedRun:
 
     def load_teacher(self) -> torch.nn.Module:
         """The run's stage-1 classifier (``RUN/teacher``), the localization module's teacher, in eval mode."""
-        from elope.weights import load_model
+        from elope.nn.weights import load_model
 
         folder = self.model_dir.parent / "teacher"
         if not (folder / "model.json").is_file():
@@ -129,7 +129,7 @@ class LoadedRun:
 
 
 def resolve_model_dir(run_dir: str | Path) -> Path:
-    """``RUN/model`` (the folder written by :func:`elope.weights.save_model`); ``RUN`` may be it already."""
+    """``RUN/model`` (the folder written by :func:`elope.nn.weights.save_model`); ``RUN`` may be it already."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {run_dir} not found: pass the folder written by `elope train`.")
@@ -147,7 +147,7 @@ def load_class_means(model_dir: Path, num_classes: int) -> Tensor | None:
     path = model_dir / CLASS_MEANS_FILE
     if not path.is_file():
         return None
-    from elope.weights import load_state_dict_file
+    from elope.nn.weights import load_state_dict_file
 
     tensors = load_state_dict_file(path)  # a truncated or foreign file: WeightsError (a ValueError) naming it
     if "means" not in tensors:
@@ -164,8 +164,8 @@ def load_class_means(model_dir: Path, num_classes: int) -> Tensor | None:
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Load ``RUN/model`` with :func:`elope.weights.load_model`, in eval mode on ``device``."""
-    from elope.weights import load_model
+    """Load ``RUN/model`` with :func:`elope.nn.weights.load_model`, in eval mode on ``device``."""
+    from elope.nn.weights import load_model
 
     model_dir = resolve_model_dir(run_dir)
     model, meta = load_model(model_dir)
@@ -485,7 +485,7 @@ def evaluate_run(
 
     ``mean_map`` also measures the teacher's mean-feature-map boxes (one more backbone pass per image);
     ``predictions`` names a JSON-lines file to write one line per image to. ``compile_mode`` runs the
-    model through ``torch.compile`` in that mode (:func:`elope.compiled.compile_model`).
+    model through ``torch.compile`` in that mode (:func:`elope.deploy.compiled.compile_model`).
 
     ``dataset``/``root`` default to the ones recorded in the run; ``tau`` to the run's threshold (Table 2).
     Returns the dict described in the module docstring plus ``split``, ``dataset``, ``root``, ``run``,
@@ -497,7 +497,7 @@ def evaluate_run(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     run = load_run(run_dir, device)
     if compile_mode is not None:
-        from elope.compiled import compile_model
+        from elope.deploy.compiled import compile_model
 
         run.model = compile_model(run.model, compile_mode)
     ds, dataset, root = run.load_dataset(split, dataset, root)
@@ -693,7 +693,7 @@ def evaluate_command(
             f"warning: {len(result['box_problems']) - 10} more box problem(s) (box_problems)", err=True
         )
     if examples:
-        from elope.examples import localization_examples
+        from elope.tasks.examples import localization_examples
 
         sheet = localization_examples(
             run_dir, Path(run_dir) / f"examples_{split}.png", examples, split=split, device=device, tau=tau
