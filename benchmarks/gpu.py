@@ -54,7 +54,7 @@ from benchmarks.common import (
 from benchmarks.train_step import elope_step_fn, make_optimizer, plain_step_fn
 from elope.deploy.compiled import COMPILE_MODES, compile_model, compile_module
 from elope.nn.backbones import TORCHVISION_BACKBONES
-from elope.nn.embedding import ClassMeanLoss
+from elope.nn.losses import ClassMeanLoss
 from elope.nn.model import ELoPE
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}

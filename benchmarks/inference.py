@@ -40,7 +40,7 @@ from benchmarks.common import (
     num_threads,
 )
 from elope.nn.backbones import TORCHVISION_BACKBONES
-from elope.nn.localization import crop_and_resize
+from elope.nn.crop import crop_and_resize
 from elope.nn.model import ELoPE
 from elope.tasks.profile import count_macs
 

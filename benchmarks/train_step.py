@@ -42,7 +42,7 @@ from benchmarks.common import (
     num_threads,
 )
 from elope.nn.backbones import TORCHVISION_BACKBONES
-from elope.nn.embedding import ClassMeanLoss
+from elope.nn.losses import ClassMeanLoss
 from elope.nn.model import ELoPE
 
 TARGET = 1.05  # issue 5: measured step-time ratio ELoPE / plain CE

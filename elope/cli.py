@@ -1,7 +1,7 @@
 """The ``elope`` command line.
 
-Each sub-command lives next to the code it drives (``elope/profile.py``, ``elope/data/cli.py``, ...) and is
-imported only when it is invoked, so ``elope --help`` stays fast and one broken optional dependency never
+Each sub-command is a thin click layer in ``elope/commands/`` (parse, call, print) and is imported only
+when it is invoked, so ``elope --help`` stays fast and one broken optional dependency never
 takes the whole tool down.
 """
 
@@ -14,13 +14,13 @@ import click
 # name -> "module:attribute" of a click command. Keep sorted by the order of the recipe.
 COMMANDS: dict[str, str] = {
     "data": "elope.commands.data:data",
-    "train": "elope.engine.train:train_command",
-    "evaluate": "elope.tasks.evaluate:evaluate_command",
-    "predict": "elope.tasks.predict:predict_command",
-    "export": "elope.deploy.export:export_command",
-    "demo": "elope.tasks.demo:demo_command",
-    "profile": "elope.tasks.profile:profile_command",
-    "ablate": "elope.tasks.ablate:ablate_command",
+    "train": "elope.commands.train:train_command",
+    "evaluate": "elope.commands.evaluate:evaluate_command",
+    "predict": "elope.commands.predict:predict_command",
+    "export": "elope.commands.export:export_command",
+    "demo": "elope.commands.demo:demo_command",
+    "profile": "elope.commands.profile:profile_command",
+    "ablate": "elope.commands.ablate:ablate_command",
 }
 
 

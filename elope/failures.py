@@ -11,7 +11,13 @@ import pickle
 import re
 from pathlib import Path
 
-__all__ = ["is_no_space", "no_space_message", "one_line", "torch_load_message"]
+__all__ = ["TrainingError", "is_no_space", "no_space_message", "one_line", "torch_load_message"]
+
+
+class TrainingError(RuntimeError):
+    """A problem the user can act on (bad data, non-finite loss, inconsistent run folder): raised by the
+    training engine and the run-folder guard, reported by ``elope train`` as one line."""
+
 
 # torch.utils.data re-raises a worker's exception with its formatted traceback as the message:
 # "Caught ImageLoadError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n..."

@@ -7,8 +7,9 @@ import pytest
 from click.testing import CliRunner
 
 from elope.cli import main
+from elope.commands.ablate import _parse_rows
 from elope.config import load_config
-from elope.tasks.ablate import TABLE5, _parse_rows, format_markdown, k_sweep_rows, summarize
+from elope.tasks.ablate import TABLE5, format_markdown, k_sweep_rows, summarize
 
 
 def test_table5_rows_match_the_paper():

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from elope import ELoPE, WeightsError, available_backbones, build_backbone
+from elope.engine.stages import init_localizer_from_backbone
 
 timm = pytest.importorskip("timm")
 
@@ -71,7 +72,7 @@ def test_localizer_stem_is_initialised_from_the_backbone(name):
             p.add_(1.0)
     some = next(k for k, v in stem.items() if v.is_floating_point())
     assert not torch.equal(m.localizer.stem.state_dict()[some], m.features.state_dict()[some])
-    m.init_localizer_from_backbone()
+    init_localizer_from_backbone(m)
     feats = m.features.state_dict()
     assert all(torch.equal(v, feats[k]) for k, v in m.localizer.stem.state_dict().items())
     assert m.localizer.stem.state_dict()[some].data_ptr() != feats[some].data_ptr()  # a copy

@@ -13,6 +13,7 @@ import os
 import shutil
 import urllib.error
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from train_helpers import final_tensors, tiny_args
 
-import elope.engine.train
+from elope.engine import loop
 
 CUB = "CUB_200_2011"
 STAGES = ("--stages", "classifier,localizer")
@@ -186,12 +187,12 @@ def test_interrupt_exits_130_and_resume_is_bit_exact(
     """Ctrl-C after the 2nd step (the last checkpoint is from step 1), then --resume: the same weights as the
     uninterrupted run (checkpointing every step changes where a run can resume, not what it computes)."""
 
-    def interrupt(stage: str, epoch: int, step: int) -> None:
-        if (stage, epoch, step) == ("classifier", 0, 2):
+    def interrupt(state: Any) -> None:
+        if (state.stage, state.epoch, state.step) == ("classifier", 0, 2):
             raise KeyboardInterrupt
 
     out = tmp_path / "cut"
-    monkeypatch.setattr(elope.engine.train, "_maybe_kill_for_test", interrupt)
+    monkeypatch.setattr(loop, "STEP_HOOKS", [interrupt])
     with one_thread():
         cut = invoke(*_args(cub, out, "--stages", "classifier", *EVERY_STEP))
     assert_clean_exit(cut, 130, "interrupted", "--resume")

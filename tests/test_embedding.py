@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from elope import ClassMeanLoss, EmbeddingHead, class_mean_loss
+from elope.nn.losses import LOSS_VARIANTS, LOSSES
 
 ALPHA, GAMMA, MARGIN = 0.5, 16.0, 0.75
 
@@ -137,12 +138,33 @@ def test_float32_loss_under_half_precision_inputs():
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"variant": "triplet"}, "variant"), ({"alpha": 2.0}, "alpha"), ({"num_classes": 0}, "positive")],
+    [({"alpha": 2.0}, "alpha"), ({"num_classes": 0}, "positive")],
 )
 def test_invalid_arguments(kwargs, message):
     args = {"num_classes": 3, "dim": 4, **kwargs}
     with pytest.raises(ValueError, match=message):
         ClassMeanLoss(**args)
+
+
+def test_unknown_variant_names_the_allowed_ones():
+    with pytest.raises(ValueError, match=r"variant 'triplet'.*'full', 'within', 'center', 'dff'"):
+        class_mean_loss(torch.randn(2, 4), torch.tensor([0, 1]), torch.randn(3, 4), variant="triplet")
+
+
+@pytest.mark.parametrize("variant", LOSS_VARIANTS)
+def test_each_loss_class_is_its_variant(variant):
+    """The small classes of elope.nn.losses (the recipe's lookup table) compute class_mean_loss's variants and
+    store the updated means in training mode, read them only in eval mode."""
+    torch.manual_seed(0)
+    loss_fn = LOSSES[variant](3, 4, margin=1.5, renormalize_means=True)
+    means = loss_fn.means.clone()
+    e, labels = torch.randn(6, 4), torch.tensor([0, 0, 1, 2, 2, 1])
+    expected, new = class_mean_loss(e, labels, means, margin=1.5, variant=variant, renormalize_means=True)
+    torch.testing.assert_close(loss_fn(e, labels), expected)
+    torch.testing.assert_close(loss_fn.means, new)
+    loss_fn.eval()
+    loss_fn(e, labels)
+    torch.testing.assert_close(loss_fn.means, new)
 
 
 def test_labels_out_of_range():

@@ -13,20 +13,21 @@ from click.testing import CliRunner
 from fake_datasets import make_fake_cub, make_fake_folder
 from safetensors.torch import save_file
 
+from elope.commands.evaluate import evaluate_command
 from elope.data import build_dataset, eval_transform
-from elope.nn.localization import heatmap_to_box, mean_heatmap
-from elope.nn.model import ELoPE
-from elope.nn.weights import save_model
-from elope.tasks import evaluate as ev
-from elope.tasks.evaluate import (
+from elope.engine.metrics import (
     EvalAccumulator,
     confused_pairs,
-    evaluate_command,
-    evaluate_run,
     iou_hits,
     nearest_class_mean,
     per_class_accuracy,
 )
+from elope.nn.localization import heatmap_to_box, mean_heatmap
+from elope.nn.model import ELoPE
+from elope.runs import CLASS_MEANS_FILE, load_run
+from elope.runs.model_folder import save_model
+from elope.tasks import evaluate as ev
+from elope.tasks.evaluate import evaluate_run
 
 NUM_CLASSES, TEST_PER_CLASS, INPUT, EMB = 3, 2, 64, 8
 KEYS = {"top1", "ncm_top1", "loc_iou50", "mean_map_iou50", "num_images", "per_class"}
@@ -62,7 +63,7 @@ def make_run(
     save_model(model.eval(), path / "model", meta)
     save_model(model.eval(), path / "teacher", meta)  # stands in for the stage-1 classifier
     if means is not None:
-        save_file({"means": means.contiguous()}, str(path / "model" / ev.CLASS_MEANS_FILE))
+        save_file({"means": means.contiguous()}, str(path / "model" / CLASS_MEANS_FILE))
     return path
 
 
@@ -128,7 +129,7 @@ def test_accumulator_over_batches():
 
 # ------------------------------------------------------------------------------------ the pipeline
 def test_run_batch_is_model_predict_with_the_embedding_kept(run_dir: Path, monkeypatch: pytest.MonkeyPatch):
-    from elope.nn.weights import load_model
+    from elope.runs.model_folder import load_model
 
     model, _ = load_model(run_dir / "model")
     teacher, _ = load_model(run_dir / "teacher")
@@ -199,7 +200,7 @@ def test_metrics_with_known_model_outputs(run_dir: Path, cub_root: Path, classes
     assert gt[0].tolist() == pytest.approx([2 * 128 / 48, 2.5 * 4, 12 * 128 / 48, 8.75 * 4])
     from safetensors.torch import load_file
 
-    means = load_file(str(run_dir / "model" / ev.CLASS_MEANS_FILE))["means"]
+    means = load_file(str(run_dir / "model" / CLASS_MEANS_FILE))["means"]
     _fake_outputs(monkeypatch, labels, gt, means)
 
     r = evaluate_run(run_dir, batch_size=2, progress=False, mean_map=True)
@@ -302,7 +303,7 @@ def test_example_sheet_draws_both_boxes_of_evenly_spread_images(run_dir: Path, m
     assert Image.open(sheet).size == (1000, 500)  # 3 images × 2 panels on a 4-column grid of 2.5-inch cells
     items = drawn["items"]
     assert len(items) == 6 and "mean map" in items[0].title and "module" in items[1].title
-    run = ev.load_run(run_dir)
+    run = load_run(run_dir)
     teacher = run.load_teacher()
     # the images are the crop sources (2 × the input), the mean-map panels come from the teacher
     ds = build_dataset("cub", run.meta["root"], "test", transform=eval_transform(2 * INPUT))

@@ -21,10 +21,12 @@ pytest.importorskip("onnx")
 from elope.cli import main
 from elope.data import build_dataset, eval_transform
 from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from elope.deploy.export import OnePassPipeline, compare_outputs, export_model
+from elope.deploy.check import compare_outputs
+from elope.deploy.export import export_model
+from elope.deploy.pipeline import OnePassPipeline
 from elope.deploy.runtime import ExportedModel, read_metadata
 from elope.nn.model import ELoPE
-from elope.nn.weights import save_model
+from elope.runs.model_folder import save_model
 from elope.tasks.predict import predict_paths
 
 SOURCE = 96  # crop source side (the exported input size N)
@@ -222,8 +224,8 @@ def test_whole_image_fallback_and_upsampled_heatmap(setup: dict, tmp_path: Path)
     with torch.no_grad():
         flat.localizer.head.weight.zero_()
     upsampled = _model(setup["images"])
-    upsampled.heatmap_upsample = True  # the attribute ELoPE.localize reads
-    upsampled.config["heatmap_upsample"] = True
+    upsampled.heatmap_upsample = True  # the attribute ELoPE.localize reads; its config follows
+    assert upsampled.config["heatmap_upsample"]
     for name, model in (("flat", flat), ("upsampled", upsampled)):
         path = export_model(
             model,

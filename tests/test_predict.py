@@ -11,10 +11,11 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from elope.commands.predict import predict_command
 from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from elope.nn.model import ELoPE
-from elope.nn.weights import save_model
-from elope.tasks.predict import collect_images, predict_command, predict_paths
+from elope.runs.model_folder import save_model
+from elope.tasks.predict import collect_images, predict_paths
 
 CLASSES = ["alpha", "beta", "gamma"]
 
@@ -80,7 +81,7 @@ def test_predict_paths_classes_scores_boxes_and_pngs(run_dir: Path, images: Path
 
 
 def test_predict_matches_model_predict_on_the_original_image(run_dir: Path, images: Path):
-    from elope.nn.weights import load_model
+    from elope.runs.model_folder import load_model
 
     model, _ = load_model(run_dir / "model")
     path = images / "sub" / "b.JPG"

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from elope import ELoPE, WeightsError, build_backbone
+from elope.nn.backbones import pretrained_normalization
 from elope.nn.pretrained import (
     OFFLINE_BACKBONES,
     _read_offline_state_dict,
     convert_lukemelas_state_dict,
     load_offline_weights,
-    pretrained_normalization,
 )
 
 timm = pytest.importorskip("timm")

@@ -25,8 +25,8 @@ import pytest
 import torch
 from train_helpers import run_cli, tiny_args, write_tiny_synthetic
 
-from elope.engine.train import seed_everything
-from elope.nn.embedding import ClassMeanLoss
+from elope.engine.context import seed_everything
+from elope.nn.losses import ClassMeanLoss
 from elope.nn.model import ELoPE
 
 # one epoch = 3 steps of a global batch of 4 (2 per process)
@@ -58,7 +58,9 @@ def test_two_processes_match_one_process_on_the_global_batch(tmp_path):
 
     # the comparison means something: training moved weights and means 100 times the tolerance and more
     seed_everything(0)  # what build_run does before building the model and the loss
-    model = ELoPE("resnet18", 3, embedding_dim=32, image_size=64, tau=0.3)
+    model = ELoPE(
+        "resnet18", 3, embedding_dim=32, image_size=64, tau=0.3, localizer=False
+    )  # its head: forked
     means = ClassMeanLoss(3, 32).means
     assert (a["model"]["classifier.weight"] - model.classifier.weight).abs().max() > 1e-3
     assert (a["criterion"]["means"] - means).abs().max() > 1e-3

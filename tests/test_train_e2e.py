@@ -176,7 +176,8 @@ def test_the_crop_stage_can_start_fresh(data, tmp_path):
     """`stages.crop.init: fresh` (the release): backbone, heads and class means as a new run draws them,
     the trained localization module kept."""
     from elope.config import load_config
-    from elope.engine.train import make_model_and_loss, seed_everything
+    from elope.engine.context import seed_everything
+    from elope.engine.stages import make_model_and_loss
 
     out = tmp_path / "run"
     args = tiny_args(data, out, "--stages", "classifier,localizer,crop", "--set", "stages.crop.init=fresh")

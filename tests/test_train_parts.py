@@ -10,9 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from elope.engine.context import StageState
 from elope.engine.distributed import DistInfo
+from elope.engine.loop import check_finite
 from elope.engine.sampling import EpochSampler, SeededItems
-from elope.engine.train import StageState, TrainingError, _check_finite, _plan, selection_score
+from elope.engine.stages import plan_stages
+from elope.engine.validate import selection_score
+from elope.failures import TrainingError
 from elope.runs.checkpoint import (
     CheckpointError,
     atomic_save,
@@ -148,34 +152,36 @@ def test_another_architecture_is_refused_with_the_differences_named():
 
 # ------------------------------------------------------------------------------------ stages and guard
 def test_stage_plan_checks_prerequisites_and_order():
-    assert _plan([], ["classifier", "localizer", "crop", "weighted"], None) == [
+    assert plan_stages([], ["classifier", "localizer", "crop", "weighted"], None) == [
         "classifier",
         "localizer",
         "crop",
         "weighted",
     ]
-    assert _plan(["classifier"], ["classifier", "localizer", "crop"], None) == ["localizer", "crop"]
-    assert _plan(["classifier"], ["classifier"], "localizer") == ["localizer"]  # finish what was interrupted
-    assert _plan([], ["classifier", "weighted"], None) == ["classifier", "weighted"]
+    assert plan_stages(["classifier"], ["classifier", "localizer", "crop"], None) == ["localizer", "crop"]
+    assert plan_stages(["classifier"], ["classifier"], "localizer") == [
+        "localizer"
+    ]  # finish what was interrupted
+    assert plan_stages([], ["classifier", "weighted"], None) == ["classifier", "weighted"]
     with pytest.raises(TrainingError, match="needs the 'classifier' stage"):
-        _plan([], ["localizer"], None)
+        plan_stages([], ["localizer"], None)
     with pytest.raises(TrainingError, match="needs the 'localizer' stage"):
-        _plan(["classifier"], ["crop"], None)
+        plan_stages(["classifier"], ["crop"], None)
     # without a localization module the crop stage fine-tunes on whole images after the classifier
-    assert _plan([], ["classifier", "crop"], None, localizer=False) == ["classifier", "crop"]
+    assert plan_stages([], ["classifier", "crop"], None, localizer=False) == ["classifier", "crop"]
     with pytest.raises(TrainingError, match="needs the 'classifier' stage"):
-        _plan([], ["crop"], None, localizer=False)
+        plan_stages([], ["crop"], None, localizer=False)
     with pytest.raises(TrainingError, match="cannot run after"):
-        _plan(["classifier", "weighted"], ["localizer"], None)
+        plan_stages(["classifier", "weighted"], ["localizer"], None)
 
 
 def test_non_finite_loss_stops_with_stage_epoch_and_step():
     run = SimpleNamespace(dist=DistInfo())
     state = StageState("crop", epoch=2, step=6)
-    _check_finite(run, torch.tensor(1.5), state)
+    check_finite(run, torch.tensor(1.5), state)
     for bad in (float("nan"), float("inf")):
         with pytest.raises(TrainingError, match=r"stage 'crop', epoch 3, step 7"):
-            _check_finite(run, torch.tensor(bad), state)
+            check_finite(run, torch.tensor(bad), state)
 
 
 def test_selection_prefers_higher_top1_and_lower_localizer_loss():
@@ -186,9 +192,30 @@ def test_selection_prefers_higher_top1_and_lower_localizer_loss():
 
 
 def test_out_of_range_labels_are_a_clear_error_checked_on_the_cpu():
-    from elope.engine.train import TrainingError, check_labels
+    from elope.engine.context import TrainingError, check_labels
 
     check_labels(torch.tensor([0, 2, 1]), 3)
     for bad in (torch.tensor([0, 3]), torch.tensor([-1, 0])):
         with pytest.raises(TrainingError, match=r"outside \[0, 2\]"):
             check_labels(bad, 3)
+
+
+def test_the_localizer_leaves_every_other_random_number_unchanged():
+    # rows of an ablation with the same seed share their classifier stage only if adding the module
+    # neither changes the other layers' initial weights nor the random numbers drawn after construction
+    from elope.engine.stages import attach_paired_localizer
+    from elope.nn.model import ELoPE
+
+    torch.manual_seed(3)
+    with_module = ELoPE("resnet18", 4, embedding_dim=8, localizer=False)
+    attach_paired_localizer(with_module)
+    after_with = torch.rand(3)
+    torch.manual_seed(3)
+    without = ELoPE("resnet18", 4, embedding_dim=8, localizer=False)
+    after_without = torch.rand(3)
+    assert torch.equal(after_with, after_without)
+    assert with_module.localizer is not None and with_module.config["localizer"]
+    plain = without.state_dict()
+    for key, value in with_module.state_dict().items():
+        if not key.startswith("localizer."):
+            assert torch.equal(value, plain[key]), key

@@ -36,7 +36,7 @@ def test_resume_after_sigkill_mid_epoch_is_bit_exact(tmp_path):
 
     cut = tmp_path / "cut"
     # killed in the crop stage after its 3rd step of epoch 1: the last checkpoint is from step 2
-    killed = run_cli(tiny_args(data, cut, *args), env={"ELOPE_TEST_KILL_AT_STEP": "crop:0:3"})
+    killed = run_cli(tiny_args(data, cut, *args), kill_at="crop:0:3")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     last = torch.load(cut / "checkpoints" / "last.pt", weights_only=True)
     assert (last["stage"], last["epoch"], last["step"]) == ("crop", 0, 2)

@@ -34,13 +34,21 @@ def tiny_args(root: Path, out: Path, *extra: str, epochs: int = 1) -> list[str]:
     ]  # fmt: skip
 
 
+KILL_AT_STEP = Path(__file__).with_name("kill_at_step.py")
+
+
 def run_cli(
-    args: list[str], env: dict[str, str] | None = None, timeout: float = 300
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 300, *, kill_at: str | None = None
 ) -> subprocess.CompletedProcess:
-    """``python -m elope.cli ARGS`` in a fresh process with one CPU thread (reproducible timings aside)."""
+    """``python -m elope.cli ARGS`` in a fresh process with one CPU thread (reproducible timings aside).
+
+    ``kill_at="stage:epoch:step"`` runs it through ``tests/kill_at_step.py``, which SIGKILLs the process
+    right after that training step (the exact-resume tests).
+    """
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
+    command = ["-m", "elope.cli"] if kill_at is None else [str(KILL_AT_STEP), kill_at]
     return subprocess.run(
-        [sys.executable, "-m", "elope.cli", *args],
+        [sys.executable, *command, *args],
         env=full_env,
         capture_output=True,
         text=True,

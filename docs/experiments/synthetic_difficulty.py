@@ -41,7 +41,8 @@ from torchvision.ops import box_iou
 
 from elope.data import build_dataset, eval_transform, write_synthetic
 from elope.data.synthetic import DIFFICULTIES, resolve_difficulty
-from elope.nn.localization import crop_and_resize, heatmap_to_box, mean_heatmap
+from elope.nn.crop import crop_and_resize
+from elope.nn.localization import heatmap_to_box, mean_heatmap
 
 SIZE = 224
 TAU = 0.3

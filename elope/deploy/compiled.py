@@ -30,6 +30,8 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_map
 
 from elope.deploy.fuse import fold_batch_norms, fold_model
+from elope.deploy.pipeline import OnePassPipeline
+from elope.nn.model import Prediction
 
 __all__ = ["COMPILE_MODES", "compile_model", "compile_module"]
 
@@ -99,8 +101,6 @@ def compile_model(
     For inference only. ``copy.predict(images)`` equals ``model.predict(images)`` up to float rounding
     (``tests/test_compiled.py``). Compilation happens on the first call with each new input shape.
     """
-    from elope.deploy.export import OnePassPipeline
-
     options = _options(mode, backend, dynamic)
     fast = fold_model(model) if fold else copy.deepcopy(model).eval()
     view = copy.copy(fast)  # the same modules and weights, without the compiled attributes set below
@@ -119,8 +119,6 @@ def _predict(
     model: Any, one_pass: Callable[..., Any], images: Any, top: int = 1, tau: float | None = None
 ) -> Any:
     """:meth:`elope.ELoPE.predict` through the compiled one-pass region (the pipeline, then the top-k)."""
-    from elope.nn.model import Prediction
-
     if isinstance(images, (list, tuple)):  # images of different sizes: each on its own, as predict does
         return type(model).predict(model, images, top=top, tau=tau)
     with torch.no_grad():

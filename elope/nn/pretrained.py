@@ -12,7 +12,7 @@ The weights expect inputs normalised with mean = std = 0.5 per channel (TF "ince
 ``x * 2 - 1`` for x in [0, 1]), not the ImageNet mean/std: timm's ``pretrained_cfg`` for
 ``tf_efficientnet_liteN`` says so, and the stem's BatchNorm statistics confirm it (on a photo, the variance
 of the stem convolution's output matches ``bn1.running_var`` within 3 % with 0.5/0.5, and is 5× too large
-with the ImageNet mean/std). :func:`pretrained_normalization` gives the right pair for every backbone.
+with the ImageNet mean/std). :func:`elope.nn.backbones.pretrained_normalization` gives the right pair for every backbone.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from importlib.abc import Traversable
 import torch
 from torch import Tensor, nn
 
-from elope.nn.weights import WeightsError
-from elope.nn.weights import _describe_mismatch as describe_mismatch
+from elope.nn.weights import WeightsError, describe_mismatch
 
 __all__ = [
     "OFFLINE_BACKBONES",
@@ -37,12 +36,11 @@ __all__ = [
     "convert_lukemelas_state_dict",
     "load_offline_weights",
     "offline_weights_file",
-    "pretrained_normalization",
 ]
 
 _HALF = (0.5, 0.5, 0.5)
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)  # = elope.data.transforms.IMAGENET_MEAN (a test keeps them equal)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # = elope.data.transforms.IMAGENET_MEAN (a test keeps them equal)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -223,27 +221,3 @@ def load_offline_weights(model: nn.Module, name: str) -> None:
         raise WeightsError(problem)
     with torch.no_grad():
         model.load_state_dict(converted, strict=True)
-
-
-def pretrained_normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """``(mean, std)`` per RGB channel (for images in [0, 1]) that backbone ``name``'s pretrained weights
-    expect.
-
-    ``efficientnet_lite0/1/2`` (packaged weights): 0.5 and 0.5. torchvision ResNets: the ImageNet
-    mean/std. Other timm models: their ``pretrained_cfg`` (most say the ImageNet mean/std; the TF ports
-    say 0.5/0.5). Images fed to an :class:`elope.ELoPE` built with ``pretrained=True`` should be
-    normalised with these; a randomly initialised model learns with any.
-    """
-    if name in OFFLINE_BACKBONES:
-        return OFFLINE_BACKBONES[name].mean, OFFLINE_BACKBONES[name].std
-    from elope.nn.backbones import TORCHVISION_BACKBONES
-
-    if name not in TORCHVISION_BACKBONES:
-        try:
-            import timm
-        except ImportError:  # pragma: no cover - depends on the environment
-            timm = None
-        cfg = timm.models.get_pretrained_cfg(name) if timm is not None and timm.is_model(name) else None
-        if cfg is not None and cfg.mean and cfg.std:
-            return tuple(float(v) for v in cfg.mean), tuple(float(v) for v in cfg.std)
-    return _IMAGENET_MEAN, _IMAGENET_STD

@@ -1,4 +1,4 @@
-"""Loading and saving weights safely: safetensors, or torch state dicts with ``weights_only=True``.
+"""Loading weights safely: safetensors, or torch state dicts with ``weights_only=True``.
 
 A mismatch between a file and the model is an error that lists what differs (missing keys, unexpected
 keys, shapes), never a silent partial load.
@@ -6,21 +6,16 @@ keys, shapes), never a silent partial load.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
-__all__ = ["WeightsError", "load_model", "load_state_dict_file", "load_weights", "save_model"]
+__all__ = ["WeightsError", "describe_mismatch", "load_state_dict_file", "load_weights"]
 
-MODEL_WEIGHTS = "model.safetensors"
-MODEL_META = "model.json"
-_FORMAT = "elope-model"
 # Classification heads of ImageNet backbones, dropped when a backbone-only state dict is loaded.
 _BACKBONE_HEADS = ("fc.", "classifier.", "head.", "last_linear.")
 
@@ -62,7 +57,7 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     return {key.removeprefix("module."): value for key, value in data.items()}
 
 
-def _describe_mismatch(model_state: dict[str, Tensor], state: dict[str, Tensor], source: str) -> str | None:
+def describe_mismatch(model_state: dict[str, Tensor], state: dict[str, Tensor], source: str) -> str | None:
     missing = sorted(set(model_state) - set(state))
     unexpected = sorted(set(state) - set(model_state))
     shapes = sorted(
@@ -124,55 +119,10 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], strict: bool = 
     else:
         target, source, state = model.features, f"{path} (backbone only)", backbone
     model_state = target.state_dict()
-    problem = _describe_mismatch(model_state, state, source)
+    problem = describe_mismatch(model_state, state, source)
     if problem and strict:
         raise WeightsError(problem)
     if problem:  # non-strict: load what fits, still never a tensor of the wrong shape
         state = {k: v for k, v in state.items() if k in model_state and v.shape == model_state[k].shape}
     with torch.no_grad():
         target.load_state_dict(state, strict=strict)
-
-
-def save_model(model: nn.Module, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
-    """Write ``path/model.safetensors`` and ``path/model.json`` (model config + ``meta``).
-
-    The JSON file is written last, so a folder with a ``model.json`` always holds complete weights.
-    """
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    state = {key: value.detach().contiguous().cpu() for key, value in model.state_dict().items()}
-    tmp = path / (MODEL_WEIGHTS + ".tmp")
-    save_file(state, tmp)
-    os.replace(tmp, path / MODEL_WEIGHTS)
-    info = {"format": _FORMAT, "version": 1, "model": dict(model.config), **(meta or {})}
-    tmp = path / (MODEL_META + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
-    os.replace(tmp, path / MODEL_META)
-    return path
-
-
-def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a model written by :func:`save_model`; returns ``(model in eval mode, meta)``."""
-    from elope.nn.model import ELoPE
-
-    path = Path(path)
-    meta_file = path / MODEL_META
-    if not meta_file.is_file():
-        raise WeightsError(
-            f"{meta_file} not found: expected a model folder written by `elope train` (RUN/model) "
-            "or elope.save_model"
-        )
-    try:
-        meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as error:
-        raise WeightsError(f"{meta_file} is not valid JSON (line {error.lineno}): {error.msg}") from error
-    if meta.get("format") != _FORMAT or not isinstance(meta.get("model"), dict):
-        raise WeightsError(f"{meta_file} is not an elope model description (no format/model entries)")
-    try:
-        model = ELoPE(**meta["model"])
-    except TypeError as error:
-        raise WeightsError(
-            f"{meta_file}: the model entry does not describe an ELoPE model ({error})"
-        ) from error
-    load_weights(model, path / MODEL_WEIGHTS)
-    return model.to(device).eval(), meta

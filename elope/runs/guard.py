@@ -25,6 +25,8 @@ from typing import Any
 import click
 
 from elope.config import DATASETS, STAGES, ConfigError, _read_yaml
+from elope.failures import TrainingError
+from elope.runs.checkpoint import CheckpointError, load_checkpoint
 
 __all__ = ["RUN_OUTPUTS", "RunFolder", "inspect_run_folder", "open_run_folder", "read_run_config"]
 
@@ -128,9 +130,7 @@ def inspect_run_folder(out: str | Path) -> RunFolder:
 
 
 def _error(message: str) -> Exception:
-    from elope.engine.train import TrainingError  # the error every caller of run_training reports
-
-    return TrainingError(message)
+    return TrainingError(message)  # the error every caller of run_training reports
 
 
 def _remove_outputs(folder: RunFolder, generated_data: bool) -> list[str]:
@@ -175,8 +175,6 @@ def open_run_folder(
     Raises:
         TrainingError: ``out`` holds a run that this call must not write into; nothing was changed.
     """
-    from elope.runs.checkpoint import CheckpointError, load_checkpoint
-
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise _error(f"--out {out} is a file, not a folder: choose a folder for the run")

@@ -14,7 +14,6 @@ them; the table prints the epochs of every row.
 from __future__ import annotations
 
 import json
-import math
 import re
 import statistics
 from collections.abc import Sequence
@@ -23,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-
-from elope.config import DATASETS
 
 __all__ = ["TABLE5", "AblationRow", "k_sweep_rows", "run_ablation", "summarize"]
 
@@ -277,133 +274,3 @@ def run_ablation(
     (out / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / f"{name}.md").write_text(format_markdown(summary, title))
     return summary
-
-
-def _parse_rows(text: str | None, count: int) -> list[int]:
-    if not text:
-        return list(range(count))
-    indices = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        try:
-            span = range(int(lo), int(hi or lo) + 1)
-        except ValueError:
-            raise click.BadParameter(
-                f"expected row numbers like 1,3-5, got {text!r}", param_hint="--rows"
-            ) from None
-        for i in span:
-            if not 1 <= i <= count:
-                raise click.BadParameter(f"row {i} is not in 1..{count}", param_hint="--rows")
-            indices.append(i - 1)
-    return indices
-
-
-@click.command("ablate")
-@click.option("--dataset", type=click.Choice(DATASETS), default="synthetic", show_default=True)
-@click.option(
-    "--root", type=click.Path(file_okay=False, path_type=Path), help="Dataset folder (synthetic: generated)."
-)
-@click.option(
-    "--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Ablation folder."
-)
-@click.option(
-    "--study",
-    type=click.Choice(["table5", "k-sweep"]),
-    default="table5",
-    show_default=True,
-    help="table5: the rows of Table 5; k-sweep: K in --ks (Fig. 7).",
-)
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="YAML file with any subset of the recipe's keys, applied to every row.",
-)
-@click.option("--rows", help="Table 5 rows to run, 1-based (e.g. 1,10 or 1-3); default all.")
-@click.option("--ks", default="1,2,4,8,16,all", show_default=True, help="K values of the sweep; 'all' = H·W.")
-@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Seeds per row.")
-@click.option("--seed-offset", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--epochs", type=click.IntRange(min=0), help="Epochs of every stage (the shared budget).")
-@click.option(
-    "--report",
-    is_flag=True,
-    help="Train nothing: write the table from the row-seeds already finished in OUT.",
-)
-@click.option("--backbone", help="Backbone of every row.")
-@click.option("--image-size", type=click.IntRange(min=16), help="Input side of every row.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config override for every row.")
-def ablate_command(
-    dataset: str,
-    root: Path | None,
-    out: Path,
-    study: str,
-    config_file: Path | None,
-    rows: str | None,
-    ks: str,
-    seeds: int,
-    seed_offset: int,
-    epochs: int | None,
-    report: bool,
-    backbone: str | None,
-    image_size: int | None,
-    overrides: tuple[str, ...],
-) -> None:
-    """Train and evaluate the rows of the paper's Table 5 (or a K sweep, Fig. 7) with one shared budget.
-
-    Prints, and writes as Markdown and JSON under OUT, test top-1 accuracy (mean ± std over seeds) with the
-    paper's CUB numbers beside each row.
-    """
-    from elope.config import ConfigError, load_config, parse_override
-    from elope.engine.train import TrainingError
-
-    common: dict[str, Any] = dict(parse_override(o) for o in overrides)
-    if backbone:
-        common["model.backbone"] = backbone
-    if image_size:
-        common["dataset.image_size"] = image_size
-    seed_list = list(range(seed_offset, seed_offset + seeds))
-    try:
-        if study == "table5":
-            selected = [TABLE5[i] for i in _parse_rows(rows, len(TABLE5))]
-            summary = run_ablation(
-                out,
-                selected,
-                seed_list,
-                dataset=dataset,
-                root=root,
-                epochs=epochs,
-                overrides=common,
-                config_file=config_file,
-                train=not report,
-            )
-            click.echo(format_markdown(summary, "Ablation (Table 5)"))
-        else:
-            cfg = load_config(dataset, config_file, overrides=common)
-            positions = feature_map_positions(cfg.model.backbone, cfg.dataset.image_size)
-            k_values = sorted({positions if k.strip() == "all" else int(k) for k in ks.split(",")})
-            if k_values[-1] > positions:
-                raise click.BadParameter(
-                    f"K={k_values[-1]} exceeds H·W={positions} of the last feature map at "
-                    f"{cfg.dataset.image_size} px",
-                    param_hint="--ks",
-                )
-            sweep = k_sweep_rows(k_values)
-            summary = run_ablation(
-                out,
-                sweep,
-                seed_list,
-                dataset=dataset,
-                root=root,
-                epochs=epochs,
-                overrides=common,
-                name="k_sweep",
-                title=f"K sweep (Fig. 7), H·W = {positions}",
-                config_file=config_file,
-                train=not report,
-            )
-            plot_k_sweep(summary, k_values, out / "k_sweep.png", positions)
-            click.echo(format_markdown(summary, f"K sweep (Fig. 7), H·W = {positions}"))
-    except (ConfigError, TrainingError) as error:
-        raise click.ClickException(str(error)) from error
-    if any(e["top1"] is None or math.isnan(e["top1"]) for e in summary):
-        raise click.ClickException("some rows produced no result")

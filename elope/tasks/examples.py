@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torchvision.ops import box_iou
 
+from elope.runs.loaded import load_run
 from elope.tasks.visualize import ExampleItem, save_example_sheet
 
 __all__ = ["localization_examples"]
@@ -40,8 +41,6 @@ def localization_examples(
     The images are spread evenly over the split (the same ones every time). Without a localization
     module only the mean-feature-map panels are drawn. Returns ``path``.
     """
-    from elope.tasks.evaluate import load_run
-
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
     run = load_run(run_dir, device)

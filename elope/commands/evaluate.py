@@ -1,0 +1,169 @@
+"""``elope evaluate``: the metrics of a trained run on a split (:func:`elope.tasks.evaluate.evaluate_run`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from elope.data.errors import DataError
+from elope.tasks.evaluate import SPLITS, UnreadableImageError, evaluate_run
+
+
+def _pct(value: float | None) -> str:
+    return f"{'n/a':>8}" if value is None else f"{100.0 * value:6.2f} %"
+
+
+def format_report(result: dict[str, Any], worst: int = 5) -> str:
+    """The human-readable table printed by ``elope evaluate``."""
+    lines = [
+        f"{result.get('dataset')}/{result['split']}: {result['num_images']} images, tau {result.get('tau')}",
+        f"  top-1 accuracy (softmax)          {_pct(result['top1'])}",
+        f"  mean per-class accuracy           {_pct(result['mean_per_class'])}",
+        f"  nearest-class-mean top-1          {_pct(result['ncm_top1'])}",
+        f"  localization IoU>=0.5 (module)    {_pct(result['loc_iou50'])}",
+        f"  localization IoU>=0.5 (mean map)  {_pct(result['mean_map_iou50'])}",
+    ]
+    ranked = sorted(((a, c) for c, a in result["per_class"].items() if a is not None), key=lambda t: t[0])
+    if ranked:
+        lines.append(f"lowest per-class accuracy ({min(worst, len(ranked))} of {len(ranked)}):")
+        lines += [f"  {_pct(a)}  {c}" for a, c in ranked[:worst]]
+    if result["confused_pairs"]:
+        lines.append("most confused (true -> predicted: count):")
+        lines += [f"  {p['true']} -> {p['predicted']}: {p['count']}" for p in result["confused_pairs"]]
+    if result.get("skipped"):
+        lines.append(f"skipped {len(result['skipped'])} unreadable image(s):")
+        lines += [f"  {s['path']}: {s['error']}" for s in result["skipped"]]
+    return "\n".join(lines)
+
+
+@click.command("evaluate")
+@click.option(
+    "--run", "run_dir", required=True, type=click.Path(path_type=Path), help="Run folder of `elope train`."
+)
+@click.option(
+    "--dataset",
+    default=None,
+    help="Dataset name (cub, cars, aircraft, folder, synthetic). Default: the run's.",
+)
+@click.option(
+    "--root", default=None, type=click.Path(path_type=Path), help="Dataset root. Default: the run's."
+)
+@click.option(
+    "--split", default="test", show_default=True, type=click.Choice(SPLITS), help="Split to evaluate."
+)
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda, cuda:1.")
+@click.option(
+    "--workers", default=0, show_default=True, type=click.IntRange(min=0), help="DataLoader workers."
+)
+@click.option(
+    "--tau",
+    default=None,
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    help="Box threshold τ. Default: the run's.",
+)
+@click.option(
+    "--skip-unreadable", is_flag=True, help="Leave unreadable images out (listed) instead of failing."
+)
+@click.option(
+    "--json",
+    "json_out",
+    default=None,
+    metavar="FILE|-",
+    help="Also write the metrics as JSON ('-': stdout only).",
+)
+@click.option(
+    "--examples",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Also draw N images with their mean-feature-map and localization-module boxes (Figs. 2, 4, 6) "
+    "to RUN/examples_<split>.png.",
+)
+@click.option(
+    "--mean-map",
+    is_flag=True,
+    help="Also measure Table 4's baseline: boxes from the stage-1 classifier's mean feature map "
+    "(RUN/teacher; one more backbone pass per image).",
+)
+@click.option(
+    "--predictions",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write one JSON line per image (path, true class, top-5, predicted and ground-truth box in "
+    "original-image pixels) to this file.",
+)
+@click.option(
+    "--compile",
+    "compile_mode",
+    default=None,
+    is_flag=False,
+    flag_value="default",
+    type=click.Choice(["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]),
+    help="Run the one-pass pipeline through torch.compile (optionally: the mode; reduce-overhead = CUDA "
+    "graphs).",
+)
+def evaluate_command(
+    run_dir: Path,
+    dataset: str | None,
+    root: Path | None,
+    split: str,
+    batch_size: int,
+    device: str,
+    workers: int,
+    tau: float | None,
+    skip_unreadable: bool,
+    json_out: str | None,
+    examples: int,
+    mean_map: bool,
+    predictions: Path | None,
+    compile_mode: str | None,
+) -> None:
+    """Evaluate a trained run: top-1, per-class and nearest-class-mean accuracy, localization (Table 4).
+
+    Example: elope evaluate --run runs/cub --json metrics.json
+    """
+    try:
+        result = evaluate_run(
+            run_dir,
+            dataset,
+            root,
+            split,
+            batch_size,
+            device,
+            skip_unreadable,
+            tau=tau,
+            num_workers=workers,
+            mean_map=mean_map,
+            predictions=predictions,
+            compile_mode=compile_mode,
+        )
+    except (FileNotFoundError, ValueError, DataError, UnreadableImageError) as e:
+        from elope.failures import one_line
+
+        raise click.ClickException(one_line(e)) from e  # without a DataLoader worker's traceback
+    for problem in result.get("box_problems", [])[:10]:
+        click.echo(f"warning: {problem['path']}: {problem['problem']}", err=True)
+    if len(result.get("box_problems", [])) > 10:
+        click.echo(
+            f"warning: {len(result['box_problems']) - 10} more box problem(s) (box_problems)", err=True
+        )
+    if examples:
+        from elope.tasks.examples import localization_examples
+
+        sheet = localization_examples(
+            run_dir, Path(run_dir) / f"examples_{split}.png", examples, split=split, device=device, tau=tau
+        )
+        click.echo(f"examples drawn to {sheet}", err=True)
+    if json_out == "-":
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(format_report(result))
+    if json_out:
+        path = Path(json_out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        click.echo(f"metrics written to {path}", err=True)

@@ -1,0 +1,120 @@
+"""``elope export``: the one-pass pipeline of a trained run as one ONNX or TorchScript graph
+(:mod:`elope.deploy.export`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from elope.deploy.check import ExportCheckError, check_export
+from elope.deploy.export import FORMATS, OPSET, export_model
+from elope.runs.loaded import load_run
+
+
+class _BatchType(click.ParamType):
+    name = "dynamic|N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | None:
+        if value is None or (isinstance(value, str) and value.lower() == "dynamic"):
+            return None
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither 'dynamic' nor a positive integer", param, ctx)
+        if number < 1:
+            self.fail(f"batch must be positive, got {number}", param, ctx)
+        return number
+
+
+@click.command("export")
+@click.option(
+    "--run", "run_dir", required=True, type=click.Path(path_type=Path), help="Run folder of `elope train`."
+)
+@click.option(
+    "--format",
+    "fmt",
+    default="onnx",
+    show_default=True,
+    type=click.Choice(FORMATS),
+    help="onnx (run with onnxruntime) or torchscript (run with torch.jit.load).",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write.")
+@click.option(
+    "--batch",
+    default="1",
+    show_default=True,
+    type=_BatchType(),
+    help="Batch size of the graph, or 'dynamic'.",
+)
+@click.option(
+    "--image-size",
+    default=None,
+    type=click.IntRange(min=8),
+    help="Side N of the square input. Default: the run's crop source (what `elope predict` feeds).",
+)
+@click.option(
+    "--tau",
+    default=None,
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    help="Box threshold τ, fixed in the graph. Default: the run's.",
+)
+@click.option("--opset", default=OPSET, show_default=True, type=click.IntRange(min=OPSET), help="ONNX opset.")
+@click.option("--no-check", is_flag=True, help="Do not compare the exported graph with PyTorch afterwards.")
+def export_command(
+    run_dir: Path,
+    fmt: str,
+    out: Path,
+    batch: int | None,
+    image_size: int | None,
+    tau: float | None,
+    opset: int,
+    no_check: bool,
+) -> None:
+    """Write the whole one-pass pipeline (Fig. 1) of a trained run as one ONNX or TorchScript graph.
+
+    The graph takes a normalised (B, 3, N, N) batch and returns softmax scores (B, C), boxes (B, 4) in
+    input pixels and heatmaps; class names, mean/std, N and τ travel in the file. Then
+    `elope predict --model FILE images/` runs it, or onnxruntime / torch.jit.load without this package.
+
+    Example: elope export --run runs/cub --format onnx --out cub.onnx --batch dynamic
+    """
+    try:
+        run = load_run(run_dir, "cpu")
+    except (FileNotFoundError, ValueError) as e:
+        raise click.ClickException(str(e)) from e
+    size = image_size or run.crop_source
+    mean, std = run.normalization
+    try:
+        path = export_model(
+            run.model,
+            out,
+            fmt=fmt,
+            classes=run.classes,
+            mean=mean,
+            std=std,
+            input_size=size,
+            batch=batch,
+            tau=run.tau if tau is None else tau,
+            opset=opset,
+            extra={"run": Path(run_dir).name},
+        )
+    except ImportError as e:
+        raise click.ClickException(f"{e}: install the deploy extra, `pip install 'elope[deploy]'`") from e
+    shape = f"({'B' if batch is None else batch}, 3, {size}, {size})"
+    click.echo(f"wrote {path} ({fmt}, input {shape}, {path.stat().st_size / 2**20:.1f} MiB)")
+    if no_check:
+        return
+    try:
+        reports = check_export(run.model, path, tau=tau)
+    except ImportError as e:
+        click.echo(f"not checked ({e}); install the deploy extra to check", err=True)
+        return
+    except ExportCheckError as e:
+        raise click.ClickException(str(e)) from e
+    for r in reports:
+        click.echo(
+            f"check, batch {r['batch']}: top-1 equal {r['top1_equal']}, scores max rel. diff "
+            f"{r['scores_max_rel']:.2e}, boxes max diff {r['boxes_max_px']:.3f} px"
+        )

@@ -1,0 +1,107 @@
+"""``elope predict``: top classes and the box for image files (:func:`elope.tasks.predict.predict_paths`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from elope.tasks.predict import predict_paths
+
+
+def format_prediction(item: dict[str, Any]) -> str:
+    """One image of the human-readable listing."""
+    if "error" in item:
+        return f"{item['path']}: cannot read ({item['error']})"
+    box = ", ".join(f"{v:.0f}" for v in item["box"])
+    lines = [f"{item['path']}  box [{box}]"]
+    lines += [f"  {i + 1}. {c['score']:.3f}  {c['class']}" for i, c in enumerate(item["classes"])]
+    return "\n".join(lines)
+
+
+@click.command("predict")
+@click.option(
+    "--run", "run_dir", default=None, type=click.Path(path_type=Path), help="Run folder of `elope train`."
+)
+@click.option(
+    "--model",
+    "model_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Instead of --run: a file written by `elope export` (.onnx runs with onnxruntime).",
+)
+@click.option(
+    "--compile",
+    "compile_mode",
+    default=None,
+    is_flag=False,
+    flag_value="default",
+    type=click.Choice(["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]),
+    help="Run the model through torch.compile (optionally: the mode; reduce-overhead = CUDA graphs).",
+)
+@click.argument(
+    "images", nargs=-1, required=True, metavar="IMAGE_OR_DIR...", type=click.Path(exists=True, path_type=Path)
+)
+@click.option("--top", default=5, show_default=True, type=click.IntRange(min=1), help="Classes per image.")
+@click.option(
+    "--save-vis",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Write a PNG per image (heatmap and box) here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of the listing.")
+@click.option(
+    "--tau",
+    default=None,
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    help="Box threshold τ. Default: the run's.",
+)
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda.")
+def predict_command(
+    run_dir: Path | None,
+    model_file: Path | None,
+    compile_mode: str | None,
+    images: tuple[Path, ...],
+    top: int,
+    save_vis: Path | None,
+    as_json: bool,
+    tau: float | None,
+    device: str,
+) -> None:
+    """Top classes and the box for each IMAGE_OR_DIR (folders are searched recursively).
+
+    Example: elope predict --run runs/cub photos/ --top 3 --save-vis vis/
+    """
+    if (run_dir is None) == (model_file is None):
+        raise click.UsageError("pass either --run RUN or --model FILE (from `elope export`).")
+    if model_file is not None and compile_mode is not None:
+        raise click.UsageError("--compile applies to --run; an exported --model is already one graph.")
+    try:
+        results = predict_paths(
+            run_dir,
+            images,
+            top=top,
+            save_vis=save_vis,
+            device=device,
+            tau=tau,
+            progress=not as_json,
+            model=model_file,
+            compile_mode=compile_mode,
+        )
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        raise click.ClickException(str(e)) from e
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    else:
+        for item in results:
+            if "error" not in item:
+                click.echo(format_prediction(item))
+    errors = [r for r in results if "error" in r]
+    for item in errors:
+        click.echo(f"error: {format_prediction(item)}", err=True)
+    if errors:
+        click.echo(f"{len(errors)} of {len(results)} image(s) could not be read.", err=True)
+        sys.exit(1)

@@ -1,0 +1,89 @@
+"""``elope train``: the four stages of the recipe (:func:`elope.engine.train.run_training`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from elope.config import DATASETS
+from elope.engine.train import resolve_config, run_training, user_errors
+
+
+@click.command("train")
+@click.option(
+    "--dataset", type=click.Choice(DATASETS), help="Recipe and data set (defaults: configs/<dataset>.yaml)."
+)
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Dataset folder ('synthetic': optional, generated into RUN/data otherwise).",
+)
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML file with any subset of the recipe's keys.",
+)
+@click.option("--backbone", help="resnet18/34/50/101 or a timm CNN (paper: resnet50, resnet101).")
+@click.option("--pretrained/--no-pretrained", default=None, help="ImageNet initialisation (paper: yes).")
+@click.option(
+    "--weights", type=click.Path(exists=True, dir_okay=False), help="Local backbone or model weights."
+)
+@click.option("--image-size", type=click.IntRange(min=16), help="Input side in pixels (paper: 448).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Global batch of every stage (paper: 14).")
+@click.option("--epochs", type=click.IntRange(min=0), help="Epochs of every stage (quick runs).")
+@click.option("--stages", help="Comma-separated subset of classifier,localizer,crop,weighted.")
+@click.option("--device", help="auto, cpu, cuda or cuda:N.")
+@click.option("--seed", type=int, help="Seed of initialisation, data order and augmentation.")
+@click.option("--workers", type=click.IntRange(min=0), help="DataLoader worker processes.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.pt.")
+@click.option(
+    "--force", is_flag=True, help="Delete the earlier run in --out (its outputs; says which) and start over."
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override any recipe key, e.g. --set loss.lambda=1.0 --set train.amp=bf16 (repeatable).",
+)
+def train_command(
+    dataset: str | None,
+    root: Path | None,
+    out: Path,
+    config_file: Path | None,
+    backbone: str | None,
+    pretrained: bool | None,
+    weights: str | None,
+    image_size: int | None,
+    batch_size: int | None,
+    epochs: int | None,
+    stages: str | None,
+    device: str | None,
+    seed: int | None,
+    workers: int | None,
+    resume: bool,
+    force: bool,
+    overrides: tuple[str, ...],
+) -> None:
+    """Train ELoPE: classifier, localizer, crop and weighted stages (Sec. 5-6 of the paper)."""
+    options = {
+        "dataset.root": None if root is None else str(root),
+        "model.backbone": backbone,
+        "model.pretrained": pretrained,
+        "model.weights": weights,
+        "dataset.image_size": image_size,
+        "train.stages": None if stages is None else [s.strip() for s in stages.split(",") if s.strip()],
+        "train.device": device,
+        "train.seed": seed,
+        "dataset.num_workers": workers,
+    }
+    pairs = [(k, v) for k, v in options.items() if v is not None] + list(overrides)
+    with user_errors():
+        cfg = resolve_config(
+            out, dataset, config_file, pairs, epochs=epochs, batch_size=batch_size, resume=resume
+        )
+        run_training(cfg, out, resume=resume, force=force)
+    click.echo(f"done: {out / 'model'}", err=True)

@@ -1,0 +1,104 @@
+"""Checking an exported graph against PyTorch (``elope export`` runs it after writing the file): top-1 equal,
+scores within 1e-4 relative, boxes within 0.5 px where no heatmap cell lies at the threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from elope.deploy.pipeline import OnePassPipeline, eval_modes
+from elope.deploy.runtime import ExportedModel
+
+__all__ = ["ExportCheckError", "check_export", "compare_outputs"]
+
+
+class ExportCheckError(RuntimeError):
+    """The exported graph does not reproduce PyTorch (raised by :func:`check_export`)."""
+
+
+def _margin_ok(heatmaps: Tensor, tau: float, margin: float) -> Tensor:
+    """Per image: no heatmap cell lies within ``margin`` of τ after min-max normalisation, so a tiny
+    numerical difference between two runtimes cannot move a cell across the threshold (and the box by a
+    whole cell)."""
+    maps = heatmaps.flatten(1).double()
+    low, high = maps.min(dim=1, keepdim=True).values, maps.max(dim=1, keepdim=True).values
+    normalised = (maps - low) / (high - low).clamp_min(1e-30)
+    return ((normalised - tau).abs() > margin).all(dim=1)
+
+
+def compare_outputs(
+    reference: Sequence[Tensor], exported: Sequence[Tensor], *, tau: float, margin: float = 1e-4
+) -> dict[str, Any]:
+    """Differences between the pipeline's outputs in PyTorch and in the exported graph.
+
+    Returns ``top1_equal`` (every image), ``scores_max_rel`` (largest |Δ| over the largest score of the
+    image), ``boxes_max_px`` (largest |Δ| in pixels, over images whose heatmap has no cell within
+    ``margin`` of τ: see :func:`_margin_ok`) and ``heatmaps_max_abs``.
+    """
+    ref_scores, ref_boxes = reference[0].detach().float(), reference[1].detach().float()
+    exp_scores, exp_boxes = torch.as_tensor(exported[0]).float(), torch.as_tensor(exported[1]).float()
+    scale = ref_scores.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
+    result: dict[str, Any] = {
+        "images": int(ref_scores.shape[0]),
+        "top1_equal": bool((ref_scores.argmax(dim=1) == exp_scores.argmax(dim=1)).all()),
+        "scores_max_rel": float(((ref_scores - exp_scores).abs() / scale).max()),
+    }
+    settled = torch.ones(ref_scores.shape[0], dtype=torch.bool)
+    if len(reference) > 2:
+        ref_maps, exp_maps = reference[2].detach().float(), torch.as_tensor(exported[2]).float()
+        result["heatmaps_max_abs"] = float((ref_maps - exp_maps).abs().max())
+        settled = _margin_ok(ref_maps, tau, margin)
+    result["boxes_compared"] = int(settled.sum())
+    diff = (ref_boxes - exp_boxes).abs().amax(dim=1)
+    result["boxes_max_px"] = float(diff[settled].max()) if bool(settled.any()) else 0.0
+    return result
+
+
+def check_export(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    tau: float | None = None,
+    batches: Sequence[int] = (1, 3),
+    scores_rtol: float = 1e-4,
+    boxes_px: float = 0.5,
+) -> list[dict[str, Any]]:
+    """Run the exported file (onnxruntime or ``torch.jit.load``) and the model on random inputs and
+    compare (:func:`compare_outputs`); raises :class:`ExportCheckError` beyond the tolerances.
+
+    A file exported with a fixed batch is checked at that batch only.
+    """
+    exported = ExportedModel(path)
+    meta = exported.meta
+    size = int(meta["input_size"])
+    if meta["batch"] != "dynamic":
+        batches = [int(meta["batch"])]
+    pipeline = OnePassPipeline(model, meta["tau"] if tau is None else tau)
+    modes = eval_modes(model)
+    reports = []
+    try:
+        for i, batch in enumerate(batches):
+            generator = torch.Generator().manual_seed(100 + i)
+            images = torch.randn(batch, 3, size, size, generator=generator)
+            with torch.no_grad():
+                reference = pipeline(images)
+            report = compare_outputs(reference, exported.run(images), tau=pipeline.tau)
+            report["batch"] = batch
+            reports.append(report)
+            if (
+                not report["top1_equal"]
+                or report["scores_max_rel"] > scores_rtol
+                or report["boxes_max_px"] > boxes_px
+                or not math.isfinite(report["scores_max_rel"])
+            ):
+                raise ExportCheckError(f"{path}: the exported graph differs from PyTorch: {report}")
+    finally:
+        for module, mode in modes:
+            module.training = mode
+    return reports

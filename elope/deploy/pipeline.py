@@ -1,0 +1,64 @@
+"""The one-pass pipeline of Fig. 1 as one module (:class:`OnePassPipeline`), what ``elope export`` traces and
+:func:`elope.deploy.compiled.compile_model` compiles, and the names its graph's inputs and outputs carry.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["INPUT_NAME", "METADATA_KEY", "OUTPUT_NAMES", "OnePassPipeline", "TracingQuiet", "eval_modes"]
+
+
+METADATA_KEY = "elope"  # ONNX metadata_props key; the TorchScript extra file is METADATA_KEY + ".json"
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("scores", "boxes", "heatmaps")
+
+
+class OnePassPipeline(nn.Module):
+    """The one-pass pipeline (Fig. 1) as one module: ``images -> (scores, boxes[, heatmaps])``.
+
+    It is :meth:`elope.ELoPE.predict` without the top-k: :meth:`elope.ELoPE.crop` (resize to the localizer
+    input, localization module, :func:`~elope.nn.localization.heatmap_to_box`,
+    :func:`~elope.nn.localization.crop_and_resize`) followed by the model's classifier and a softmax over all
+    classes. τ is fixed at construction (the model's by default; ``forward(images, tau)`` overrides it,
+    not in an exported graph). Put the model in eval mode first. :func:`elope.deploy.compiled.compile_model`
+    compiles this module too, so the exported and the compiled pipeline are the same code.
+    """
+
+    def __init__(self, model: nn.Module, tau: float | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.tau = float(model.tau if tau is None else tau)
+        self.has_heatmaps = getattr(model, "localizer", None) is not None
+
+    def forward(self, images: Tensor, tau: float | None = None) -> tuple[Tensor, ...]:
+        crops, boxes, heatmaps = self.model.crop(images, self.tau if tau is None else tau)
+        scores = self.model(crops).float().softmax(dim=1)
+        if heatmaps is None:
+            return scores, boxes
+        return scores, boxes, heatmaps
+
+
+class TracingQuiet(warnings.catch_warnings):
+    """Silence the exporter's expected warnings: shape checks traced as constants (the input size is fixed,
+    and :func:`check_export` verifies the graph), the legacy-exporter notice, roi_align's sampling_ratio
+    note (-1 and ONNX's 0 are the same adaptive rule) and torch.jit's deprecation notices."""
+
+    def __enter__(self) -> Any:
+        result = super().__enter__()
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=".*The feature will be removed.*")
+        warnings.filterwarnings("ignore", message=".*RoIAlign with a non-zero sampling_ratio.*")
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.\w+.* is deprecated.*")
+        return result
+
+
+def eval_modes(model: nn.Module) -> list[tuple[nn.Module, bool]]:
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    return modes

@@ -1,0 +1,175 @@
+"""The run context of ``elope train``: what every stage of the recipe shares.
+
+:class:`Run` (config, run folder, device, processes, model, class-mean loss, data, classes, completed
+stages), :class:`RunData` (the splits, built once per input size), :class:`StageState` (the position
+inside a stage), and the small helpers every stage calls (device, seeding, label check).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from elope.config import Config
+from elope.data import build_dataset
+from elope.data.transforms import eval_transform, train_transform
+from elope.engine import distributed as D
+from elope.failures import TrainingError
+from elope.nn.backbones import pretrained_normalization
+from elope.nn.losses import WithinClassLoss
+
+__all__ = [
+    "Run",
+    "RunData",
+    "StageState",
+    "TrainingError",
+    "check_labels",
+    "dataset_options",
+    "normalization",
+    "resolve_device",
+    "run_splits",
+    "seed_everything",
+]
+
+
+@dataclass
+class Run:
+    """Everything the stages share."""
+
+    cfg: Config
+    out: Path
+    device: torch.device
+    dist: D.DistInfo
+    model: Any  # elope.nn.model.ELoPE
+    criterion: WithinClassLoss | None  # a loss of elope.nn.losses.LOSSES, None for loss.variant "none"
+    data: RunData
+    classes: list[str]
+    completed: list[str] = field(default_factory=list)
+    metrics_lines: int = 0
+    writer: Any = None
+
+    @property
+    def main(self) -> bool:
+        return self.dist.is_main
+
+    @property
+    def localized(self) -> bool:
+        """Whether the localization module has been trained (crop stages then classify crops)."""
+        return "localizer" in self.completed
+
+    @property
+    def train_set(self) -> Any:
+        """The training split at the classifier's input size (its length is every stage's)."""
+        return self.data.get("train", self.cfg.dataset.image_size)
+
+
+@dataclass
+class RunData:
+    """The run's training and validation splits, each built once per input size it is needed at.
+
+    Stages that classify whole images (and the localizer's stage) read them at ``image_size``; stages
+    that classify crops read the crop source (:func:`elope.data.crop_source_size`).
+    """
+
+    cfg: Config
+    splits: dict[str, str | None]  # "train" / "val" -> the dataset split used (None: no validation)
+    built: dict[tuple[str, int], Any] = field(default_factory=dict)
+
+    def get(self, role: str, size: int) -> Any:
+        split = self.splits[role]
+        if split is None:
+            return None
+        if (role, size) not in self.built:
+            d = self.cfg.dataset
+            mean, std = normalization(self.cfg)
+            transform = (
+                train_transform(
+                    size,
+                    rotation=d.augment.rotation,
+                    jitter=d.augment.jitter,
+                    lighting=d.augment.lighting,
+                    mean=mean,
+                    std=std,
+                )
+                if role == "train"
+                else eval_transform(size, mean, std)
+            )
+            self.built[role, size] = build_dataset(
+                d.name, d.root, split, transform=transform, **dataset_options(self.cfg)
+            )
+        return self.built[role, size]
+
+    def sizes(self) -> dict[str, dict[str, Any] | None]:
+        """Split name and image count of each role (recorded in ``model.json`` and ``metrics.jsonl``)."""
+        size = self.cfg.dataset.image_size
+        return {
+            role: None if split is None else {"split": split, "images": len(self.get(role, size))}
+            for role, split in self.splits.items()
+        }
+
+
+def normalization(cfg: Config) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The ``(mean, std)`` the backbone's initial weights expect (ImageNet's for ResNets, 0.5/0.5 for the
+    EfficientNet-Lite weights); recorded in ``model.json`` so ``evaluate`` and ``predict`` use it too."""
+    return pretrained_normalization(cfg.model.backbone)
+
+
+def dataset_options(cfg: Config) -> dict[str, Any]:
+    """``build_dataset`` options of a recipe: ``dataset.options`` plus the validation share."""
+    options = dict(cfg.dataset.options)
+    if cfg.dataset.val_fraction > 0:
+        options["val_fraction"] = cfg.dataset.val_fraction
+    return options
+
+
+def run_splits(cfg: Config) -> dict[str, str | None]:
+    """``trainval`` without validation (the paper's models); ``train``/``val`` with ``val_fraction > 0``."""
+    if cfg.dataset.val_fraction > 0:
+        return {"train": "train", "val": "val"}
+    return {"train": "trainval", "val": None}
+
+
+@dataclass
+class StageState:
+    """Position inside a stage plus what the epoch has summed so far (all processes together)."""
+
+    stage: str
+    epoch: int = 0  # epochs finished
+    step: int = 0  # local batches done inside ``epoch``
+    best: dict[str, Any] | None = None  # {"score", "epoch", "model", "criterion"}
+    accum: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_device(name: str, dist: D.DistInfo) -> torch.device:
+    """``auto`` → the process's GPU when CUDA is available, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise TrainingError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+        index = int(name.split(":")[1]) if ":" in name else dist.local_rank
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def check_labels(labels: Tensor, num_classes: int) -> None:
+    """Labels must index a class; checked on the CPU tensor the loader yields (no device synchronisation),
+    so an out-of-range label is a clear error instead of a CUDA scatter assertion."""
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise TrainingError(
+            f"a label lies outside [0, {num_classes - 1}] (got {int(labels.min())}..{int(labels.max())}): "
+            "the dataset's class list and its labels disagree"
+        )

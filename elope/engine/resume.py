@@ -1,0 +1,126 @@
+"""Checkpoint and exact resume: what ``checkpoints/<stage>.pt`` and ``checkpoints/last.pt`` hold and how a
+run continues from them (``elope.runs.checkpoint`` writes and reads the files atomically and safely).
+
+Exactness: the data order of an epoch is a function of (seed, epoch) and each item's augmentation of
+(seed, epoch, index) (``elope.engine.sampling``); the checkpoint carries model, optimizer, scheduler,
+class means, the best epoch so far, the epoch's running sums and every process's RNG states.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from elope.engine import distributed as D
+from elope.engine.context import Run, StageState
+from elope.engine.stages import enable_weighted_pooling
+from elope.failures import TrainingError
+from elope.runs.checkpoint import (
+    FORMAT,
+    CheckpointError,
+    atomic_save,
+    check_model_config,
+    load_state_strict,
+    rng_state,
+    set_rng_state,
+)
+from elope.runs.layout import run_paths
+
+__all__ = ["clone_state", "restore", "resume_stage", "save_checkpoint"]
+
+
+def save_checkpoint(
+    run: Run,
+    state: StageState | None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    scaler: torch.amp.GradScaler | None = None,
+    *,
+    names: tuple[str, ...] = ("last.pt",),
+) -> None:
+    """Write ``checkpoints/<name>`` for each of ``names`` (rank 0) with everything an exact resume needs.
+
+    At the end of the best epoch the best weights *are* the model's: they are stored once (``best`` then
+    says ``same_as_model``), which halves the usual end-of-epoch checkpoint.
+    """
+    rngs = D.all_gather_object(rng_state(), run.dist)
+    if run.criterion is not None and run.dist.enabled:
+        means = D.all_gather_tensor(run.criterion.means[None], run.dist)
+        if not all(torch.equal(means[0], m) for m in means[1:]):
+            raise TrainingError("the class means differ between processes (they must stay identical)")
+    best = None if state is None else state.best
+    if best is not None and best["model"] is not None and (best["epoch"], 0) == (state.epoch, state.step):
+        best = {**best, "model": None, "criterion": None, "same_as_model": True}
+    if run.main:
+        ckpt = {
+            "format": FORMAT,
+            "stage": None if state is None else state.stage,
+            "epoch": 0 if state is None else state.epoch,
+            "step": 0 if state is None else state.step,
+            "completed": list(run.completed),
+            "model": run.model.state_dict(),
+            "model_config": dict(run.model.config),
+            "criterion": None if run.criterion is None else run.criterion.state_dict(),
+            "optimizer": None if optimizer is None else optimizer.state_dict(),
+            "scheduler": None if scheduler is None else scheduler.state_dict(),
+            "scaler": None if scaler is None else scaler.state_dict(),
+            "best": best,
+            "accum": {} if state is None else dict(state.accum),
+            "rng": rngs,
+            "data_seed": run.cfg.train.seed,
+            "world_size": run.dist.world_size,
+            "metrics_lines": run.metrics_lines,
+            "config": run.cfg.to_dict(),
+        }
+        folder = run_paths(run.out).checkpoints
+        atomic_save(ckpt, *(folder / name for name in names))
+    D.barrier(run.dist)
+
+
+def _arch(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k != "weighted"}
+
+
+def restore(run: Run, ckpt: dict[str, Any], path: Path) -> None:
+    """Load model and class means from a checkpoint, refusing one made for another architecture."""
+    check_model_config(_arch(ckpt["model_config"]), _arch(run.model.config), path)
+    if ckpt["model_config"].get("weighted") and not run.model.config.get("weighted"):
+        enable_weighted_pooling(run.model)
+    load_state_strict(run.model, ckpt["model"], f"the model in {path}")
+    if run.criterion is not None:
+        if ckpt["criterion"] is None:
+            raise CheckpointError(f"{path} holds no class means but loss.variant is {run.cfg.loss.variant!r}")
+        load_state_strict(run.criterion, ckpt["criterion"], f"the class means in {path}")
+    run.completed = list(ckpt["completed"])
+    run.metrics_lines = int(ckpt["metrics_lines"])
+
+
+def resume_stage(
+    run: Run,
+    stage: str,
+    ckpt: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+) -> StageState:
+    """Continue an interrupted stage: optimizer, scheduler, scaler, best epoch, running sums and the RNG
+    states of ``ckpt`` (this process's, or the first one's when the number of processes changed)."""
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if ckpt["scaler"]:
+        scaler.load_state_dict(ckpt["scaler"])
+    best = ckpt["best"]
+    if best is not None and best.pop("same_as_model", False):
+        best["model"] = clone_state(run.model)
+        best["criterion"] = None if run.criterion is None else clone_state(run.criterion)
+    rngs = ckpt["rng"]
+    set_rng_state(rngs[run.dist.rank] if len(rngs) == run.dist.world_size else rngs[0])
+    return StageState(stage, ckpt["epoch"], ckpt["step"], best, dict(ckpt["accum"]))
+
+
+def clone_state(module: nn.Module) -> OrderedDict[str, Tensor]:
+    return OrderedDict((k, v.detach().clone().cpu()) for k, v in module.state_dict().items())
