@@ -55,14 +55,14 @@ def test_boxes_are_exact_object_extents(synthetic_root: Path) -> None:
 
 def test_object_pixels_lie_inside_the_box(tmp_path: Path) -> None:
     # Render the same image with and without the critter: every changed pixel lies inside the box.
-    from elope.data import synthetic
+    from elope.data import synthetic_draw
 
     spec = synthetic_classes(3, 0)[0]
     rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
-    background = synthetic._background(64, rng_a)
-    _, mark = synthetic._critter(64, spec, rng_a)
-    image, box = synthetic._render(64, spec, rng_b)
-    synthetic._decoys(background, rng_a, mark)
+    background = synthetic_draw.background(64, rng_a)
+    _, mark = synthetic_draw.critter(64, spec, rng_a)
+    image, box = synthetic_draw.render(64, spec, rng_b)
+    synthetic_draw.decoys(background, rng_a, mark)
     diff = np.any(np.asarray(image) != np.asarray(background), axis=2)
     ys, xs = np.nonzero(diff)
     x1, y1, x2, y2 = box
@@ -114,10 +114,10 @@ def _box_fractions(root: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def test_default_rendering_is_pinned() -> None:
     # The pixels of one default image as the generator drew them before the difficulty knobs existed.
-    from elope.data import synthetic
+    from elope.data import synthetic_draw
 
     spec = synthetic_classes(3, 0)[1]
-    image, box = synthetic._render(48, spec, np.random.default_rng([0, 0, 1, 2]))
+    image, box = synthetic_draw.render(48, spec, np.random.default_rng([0, 0, 1, 2]))
     digest = hashlib.sha256(np.asarray(image).tobytes()).hexdigest()
     assert digest == "ebbf9f8cc2d7f557ddf11a1e3130cc8eb1e4c17880cf9bc8a2de7ac2bd43fcd1"
     assert box == (13, 30, 33, 43)
@@ -165,12 +165,12 @@ def test_fine_boxes_enclose_exactly_the_critter_pixels(index: int) -> None:
     # Same generator state with and without pasting the critter layer: every pixel the critter changes lies
     # inside the box, and the changed pixels reach (nearly) every side of it. Decoys and the partial
     # distractors are drawn on the background, under the critter, so they never widen the box.
-    from elope.data import synthetic
+    from elope.data import synthetic_draw
 
     spec = synthetic_classes(24, 0)[index]
     fine = DIFFICULTIES["fine"]
-    background, _ = synthetic._scene(224, spec, np.random.default_rng([0, 1, index, 3]), fine)
-    image, box = synthetic._render(224, spec, np.random.default_rng([0, 1, index, 3]), fine)
+    background, _ = synthetic_draw.scene(224, spec, np.random.default_rng([0, 1, index, 3]), fine)
+    image, box = synthetic_draw.render(224, spec, np.random.default_rng([0, 1, index, 3]), fine)
     ys, xs = np.nonzero(np.any(np.asarray(image) != np.asarray(background), axis=2))
     x1, y1, x2, y2 = box
     assert xs.min() >= x1 and xs.max() < x2 and ys.min() >= y1 and ys.max() < y2

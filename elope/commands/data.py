@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from elope.data.errors import DataError
 from elope.data.io import DEFAULT_MAX_PIXELS
+from elope.data.synthetic_knobs import KNOB_OPTIONS
 
 __all__ = ["data"]
 
@@ -90,6 +93,16 @@ def check_command(
     sys.exit(0 if report.ok else 1)
 
 
+def _knob_options(command: Callable[..., None]) -> Callable[..., None]:
+    """One ``--<knob>`` option per difficulty knob of :data:`elope.data.synthetic_knobs.KNOB_OPTIONS`
+    (default: the preset's value)."""
+    for name, (kind, text) in reversed(KNOB_OPTIONS.items()):
+        command = click.option(f"--{name.replace('_', '-')}", name, type=kind, default=None, help=text)(
+            command
+        )
+    return command
+
+
 @data.command("synth")
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Destination folder."
@@ -117,16 +130,7 @@ def check_command(
     show_default=True,
     help="Preset of the knobs below (fine: for ImageNet-pretrained backbones; use --size 224 --classes 24).",
 )
-@click.option(
-    "--object-scale", type=(float, float), default=None, help="Critter width / image side: LOW HIGH [preset]."
-)
-@click.option("--part-scale", type=float, default=None, help="Size of the coloured parts, 0.2-1 [preset].")
-@click.option(
-    "--part-contrast", type=float, default=None, help="Part colours vs body colour, 0.05-1 [preset]."
-)
-@click.option("--decoys", type=(int, int), default=None, help="MIN MAX decoy blobs per image [preset].")
-@click.option("--distractors", type=int, default=None, help="Partial critters at the frame edge [preset].")
-@click.option("--clutter", type=float, default=None, help="Contrast of the background shapes, 0-1 [preset].")
+@_knob_options
 def synth_command(
     out: Path,
     classes: int,
@@ -136,12 +140,7 @@ def synth_command(
     seed: int,
     force: bool,
     difficulty: str,
-    object_scale: tuple[float, float] | None,
-    part_scale: float | None,
-    part_contrast: float | None,
-    decoys: tuple[int, int] | None,
-    distractors: int | None,
-    clutter: float | None,
+    **knobs: Any,
 ) -> None:
     """Write the procedural fine-grained dataset (CUB-200-2011 layout, exact boxes)."""
     from elope.data.synthetic import write_synthetic
@@ -156,12 +155,7 @@ def synth_command(
             seed,
             overwrite=force,
             difficulty=difficulty,
-            object_scale=object_scale,
-            part_scale=part_scale,
-            part_contrast=part_contrast,
-            decoys=decoys,
-            distractors=distractors,
-            clutter=clutter,
+            **knobs,
         )
     except (FileExistsError, ValueError) as error:
         raise click.ClickException(str(error)) from None

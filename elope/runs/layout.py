@@ -1,0 +1,62 @@
+"""The layout of a run folder (``docs/architecture.md``): one name for every file a run writes.
+
+```
+RUN/config.yaml             resolved config
+RUN/metrics.jsonl           one JSON object per epoch and stage (first line: the data)
+RUN/tensorboard/            TensorBoard event files
+RUN/checkpoints/<stage>.pt  end-of-stage checkpoint; RUN/checkpoints/last.pt the latest (atomic writes)
+RUN/model/                  the final model: model.safetensors + model.json (+ class_means.safetensors)
+RUN/teacher/                the stage-1 classifier, same format (the localization module's teacher)
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["CLASS_MEANS_FILE", "MODEL_DIR", "TEACHER_DIR", "RunPaths", "run_paths"]
+
+MODEL_DIR = "model"  # RUN/model: what `evaluate`, `predict` and `export` load
+TEACHER_DIR = "teacher"  # RUN/teacher: the stage-1 classifier, the localization module's teacher
+CLASS_MEANS_FILE = "class_means.safetensors"  # RUN/model/class_means.safetensors, key "means" (C, dim)
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files and folders of the run in ``out``."""
+
+    out: Path
+
+    @property
+    def config(self) -> Path:
+        return self.out / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.out / "metrics.jsonl"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.out / "tensorboard"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.out / "checkpoints"
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def model(self) -> Path:
+        return self.out / MODEL_DIR
+
+    @property
+    def teacher(self) -> Path:
+        return self.out / TEACHER_DIR
+
+
+def run_paths(out: str | Path) -> RunPaths:
+    """The layout of the run folder ``out``."""
+    return RunPaths(Path(out))

@@ -1,0 +1,160 @@
+"""The model folder (``RUN/model``, ``RUN/teacher``): ``model.safetensors`` + ``model.json``.
+
+``model.json`` holds ``format``, ``version``, ``model`` (:attr:`elope.ELoPE.config`, the constructor
+arguments, the one place the run's τ and image size are read from) and the run's ``meta``
+(``docs/architecture.md``). The format is unchanged since elope 0.1.0, so folders written then load.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from elope.config import Config
+from elope.data.transforms import crop_source_size
+from elope.nn.backbones import pretrained_normalization
+from elope.nn.model import ELoPE
+from elope.nn.weights import WeightsError, load_state_dict_file, load_weights
+from elope.runs.layout import CLASS_MEANS_FILE
+
+__all__ = [
+    "MODEL_META",
+    "MODEL_WEIGHTS",
+    "export_model",
+    "load_class_means",
+    "load_model",
+    "model_meta",
+    "save_model",
+    "without_localizer",
+]
+
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_META = "model.json"
+_FORMAT = "elope-model"
+
+
+def save_model(model: nn.Module, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
+    """Write ``path/model.safetensors`` and ``path/model.json`` (model config + ``meta``).
+
+    The JSON file is written last, so a folder with a ``model.json`` always holds complete weights.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {key: value.detach().contiguous().cpu() for key, value in model.state_dict().items()}
+    tmp = path / (MODEL_WEIGHTS + ".tmp")
+    save_file(state, tmp)
+    os.replace(tmp, path / MODEL_WEIGHTS)
+    info = {"format": _FORMAT, "version": 1, "model": dict(model.config), **(meta or {})}
+    tmp = path / (MODEL_META + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
+    os.replace(tmp, path / MODEL_META)
+    return path
+
+
+def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild a model written by :func:`save_model`; returns ``(model in eval mode, meta)``."""
+    path = Path(path)
+    meta_file = path / MODEL_META
+    if not meta_file.is_file():
+        raise WeightsError(
+            f"{meta_file} not found: expected a model folder written by `elope train` (RUN/model) "
+            "or elope.save_model"
+        )
+    try:
+        meta = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as error:
+        raise WeightsError(f"{meta_file} is not valid JSON (line {error.lineno}): {error.msg}") from error
+    if meta.get("format") != _FORMAT or not isinstance(meta.get("model"), dict):
+        raise WeightsError(f"{meta_file} is not an elope model description (no format/model entries)")
+    try:
+        model = ELoPE(**meta["model"])
+    except TypeError as error:
+        raise WeightsError(
+            f"{meta_file}: the model entry does not describe an ELoPE model ({error})"
+        ) from error
+    load_weights(model, path / MODEL_WEIGHTS)
+    return model.to(device).eval(), meta
+
+
+def without_localizer(model: ELoPE) -> ELoPE:
+    """A shallow copy of ``model`` without its localization module (the same tensors otherwise): what
+    ``RUN/model`` holds until the module has been trained, so the pipeline classifies the whole image
+    instead of cropping with an untrained module."""
+    if model.localizer is None:
+        return model
+    trimmed = copy.copy(model)
+    trimmed._modules = OrderedDict(model._modules)
+    trimmed._modules["localizer"] = None
+    return trimmed
+
+
+def model_meta(
+    cfg: Config,
+    classes: list[str],
+    splits: dict[str, Any],
+    completed: list[str],
+    localized: bool,
+) -> dict[str, Any]:
+    """What ``model.json`` holds beside the model's config: classes, the input pipeline (crop source,
+    normalisation), the data it was trained on, the stages done and the resolved recipe.
+
+    ``tau`` and ``image_size`` are written too, for readers of elope 0.1.0; elope itself reads both from
+    the ``model`` entry (the model's own config).
+    """
+    mean, std = pretrained_normalization(cfg.model.backbone)
+    return {
+        "classes": classes,
+        "tau": cfg.model.tau,
+        "image_size": cfg.dataset.image_size,
+        "crop_source": crop_source_size(cfg.dataset.image_size, cfg.dataset.crop_source),
+        "splits": splits,
+        "mean": list(mean),
+        "std": list(std),
+        "dataset": cfg.dataset.name,
+        # absolute, so `elope evaluate --run RUN` works from any working directory
+        "root": str(Path(cfg.dataset.root).resolve()) if cfg.dataset.root else None,
+        "stages": list(completed),
+        "localized": localized,
+        "config": cfg.to_dict(),
+    }
+
+
+def export_model(folder: Path, model: nn.Module, meta: dict[str, Any], means: Tensor | None = None) -> None:
+    """Write a model folder (``RUN/model``, ``RUN/teacher``): the class means for nearest-class-mean
+    classification when given (else an older means file is removed), then the model (:func:`save_model`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    means_file = folder / CLASS_MEANS_FILE
+    if means is not None:
+        tmp = folder / (CLASS_MEANS_FILE + ".tmp")
+        save_file({"means": means.detach().float().contiguous().cpu()}, str(tmp))
+        os.replace(tmp, means_file)
+    else:
+        means_file.unlink(missing_ok=True)
+    save_model(model, folder, meta)
+
+
+def load_class_means(model_dir: Path, num_classes: int) -> Tensor | None:
+    """The class means μ (C, dim) saved next to the model; None when the run has none (loss variant none)."""
+    path = model_dir / CLASS_MEANS_FILE
+    if not path.is_file():
+        return None
+    tensors = load_state_dict_file(path)  # a truncated or foreign file: WeightsError (a ValueError) naming it
+    if "means" not in tensors:
+        raise ValueError(
+            f"{path} has no tensor 'means' (found {sorted(tensors)}): re-save it from ClassMeanLoss."
+        )
+    means = tensors["means"].float()
+    if means.ndim != 2 or means.shape[0] != num_classes:
+        raise ValueError(
+            f"{path}: 'means' has shape {tuple(means.shape)}, expected ({num_classes}, embedding_dim) "
+            "for this model: the file does not belong to this run."
+        )
+    return means
