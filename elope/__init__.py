@@ -8,33 +8,22 @@ The package is layered, imports running downward only (``docs/architecture.md``,
 folder) ← ``engine`` (the training recipe) ← ``tasks`` (evaluate, predict, ablate, ...) ← ``commands``.
 """
 
-from elope.nn import (
+from elope.nn.backbones import available_backbones, build_backbone
+from elope.nn.crop import crop_and_resize, resize
+from elope.nn.embedding import EmbeddingHead
+from elope.nn.localization import LocalizationModule, heatmap_loss, heatmap_to_box, mean_heatmap
+from elope.nn.losses import (
     LOSS_VARIANTS,
-    POOLINGS,
     CenterLoss,
     ClassMeanLoss,
     DFFLoss,
-    ELoPE,
-    EmbeddingHead,
-    GlobalAvgPool2d,
-    GlobalKMaxPool2d,
-    LocalizationModule,
-    Prediction,
-    WeightsError,
     WithinClassLoss,
-    available_backbones,
-    build_backbone,
     class_mean_loss,
-    create_model,
-    crop_and_resize,
-    global_kmax_pool,
-    heatmap_loss,
-    heatmap_to_box,
-    load_weights,
-    mean_heatmap,
-    resize,
     update_class_means,
 )
+from elope.nn.model import POOLINGS, ELoPE, Prediction, create_model
+from elope.nn.pooling import GlobalAvgPool2d, GlobalKMaxPool2d, global_kmax_pool
+from elope.nn.weights import WeightsError, load_weights
 from elope.runs.model_folder import load_model, save_model
 
 __version__ = "0.1.0"

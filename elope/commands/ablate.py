@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from elope.commands.options import config_option, overrides_option
 from elope.config import DATASETS, ConfigError, load_config, parse_override
 from elope.tasks.ablate import (
     TABLE5,
@@ -53,12 +54,7 @@ def _parse_rows(text: str | None, count: int) -> list[int]:
     show_default=True,
     help="table5: the rows of Table 5; k-sweep: K in --ks (Fig. 7).",
 )
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="YAML file with any subset of the recipe's keys, applied to every row.",
-)
+@config_option("YAML file with any subset of the recipe's keys, applied to every row.")
 @click.option("--rows", help="Table 5 rows to run, 1-based (e.g. 1,10 or 1-3); default all.")
 @click.option("--ks", default="1,2,4,8,16,all", show_default=True, help="K values of the sweep; 'all' = H·W.")
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Seeds per row.")
@@ -71,7 +67,7 @@ def _parse_rows(text: str | None, count: int) -> list[int]:
 )
 @click.option("--backbone", help="Backbone of every row.")
 @click.option("--image-size", type=click.IntRange(min=16), help="Input side of every row.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config override for every row.")
+@overrides_option("Config override for every row.")
 def ablate_command(
     dataset: str,
     root: Path | None,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from elope.commands.options import overrides_option
 from elope.tasks.demo import run_demo
 
 
@@ -17,7 +18,7 @@ from elope.tasks.demo import run_demo
 @click.option(
     "--baseline/--no-baseline", default=True, show_default=True, help="Also train the GAP baseline."
 )
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe key.")
+@overrides_option("Override a recipe key.")
 def demo_command(
     out: Path,
     device: str,

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from elope.commands.options import compile_option, run_option, tau_option
 from elope.data.errors import DataError
 from elope.tasks.evaluate import SPLITS, UnreadableImageError, evaluate_run
 
@@ -40,9 +41,7 @@ def format_report(result: dict[str, Any], worst: int = 5) -> str:
 
 
 @click.command("evaluate")
-@click.option(
-    "--run", "run_dir", required=True, type=click.Path(path_type=Path), help="Run folder of `elope train`."
-)
+@run_option()
 @click.option(
     "--dataset",
     default=None,
@@ -59,12 +58,7 @@ def format_report(result: dict[str, Any], worst: int = 5) -> str:
 @click.option(
     "--workers", default=0, show_default=True, type=click.IntRange(min=0), help="DataLoader workers."
 )
-@click.option(
-    "--tau",
-    default=None,
-    type=click.FloatRange(0.0, 1.0, max_open=True),
-    help="Box threshold τ. Default: the run's.",
-)
+@tau_option("Box threshold τ. Default: the run's.")
 @click.option(
     "--skip-unreadable", is_flag=True, help="Leave unreadable images out (listed) instead of failing."
 )
@@ -96,15 +90,8 @@ def format_report(result: dict[str, Any], worst: int = 5) -> str:
     help="Write one JSON line per image (path, true class, top-5, predicted and ground-truth box in "
     "original-image pixels) to this file.",
 )
-@click.option(
-    "--compile",
-    "compile_mode",
-    default=None,
-    is_flag=False,
-    flag_value="default",
-    type=click.Choice(["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]),
-    help="Run the one-pass pipeline through torch.compile (optionally: the mode; reduce-overhead = CUDA "
-    "graphs).",
+@compile_option(
+    "Run the one-pass pipeline through torch.compile (optionally: the mode; reduce-overhead = CUDA graphs)."
 )
 def evaluate_command(
     run_dir: Path,

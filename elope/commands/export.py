@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from elope.commands.options import run_option, tau_option
 from elope.deploy.check import ExportCheckError, check_export
 from elope.deploy.export import FORMATS, OPSET, export_model
 from elope.runs.loaded import load_run
@@ -29,9 +30,7 @@ class _BatchType(click.ParamType):
 
 
 @click.command("export")
-@click.option(
-    "--run", "run_dir", required=True, type=click.Path(path_type=Path), help="Run folder of `elope train`."
-)
+@run_option()
 @click.option(
     "--format",
     "fmt",
@@ -54,12 +53,7 @@ class _BatchType(click.ParamType):
     type=click.IntRange(min=8),
     help="Side N of the square input. Default: the run's crop source (what `elope predict` feeds).",
 )
-@click.option(
-    "--tau",
-    default=None,
-    type=click.FloatRange(0.0, 1.0, max_open=True),
-    help="Box threshold τ, fixed in the graph. Default: the run's.",
-)
+@tau_option("Box threshold τ, fixed in the graph. Default: the run's.")
 @click.option("--opset", default=OPSET, show_default=True, type=click.IntRange(min=OPSET), help="ONNX opset.")
 @click.option("--no-check", is_flag=True, help="Do not compare the exported graph with PyTorch afterwards.")
 def export_command(

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from elope.commands.options import compile_option, run_option, tau_option
 from elope.tasks.predict import predict_paths
 
 
@@ -23,9 +24,7 @@ def format_prediction(item: dict[str, Any]) -> str:
 
 
 @click.command("predict")
-@click.option(
-    "--run", "run_dir", default=None, type=click.Path(path_type=Path), help="Run folder of `elope train`."
-)
+@run_option(required=False)
 @click.option(
     "--model",
     "model_file",
@@ -33,15 +32,7 @@ def format_prediction(item: dict[str, Any]) -> str:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Instead of --run: a file written by `elope export` (.onnx runs with onnxruntime).",
 )
-@click.option(
-    "--compile",
-    "compile_mode",
-    default=None,
-    is_flag=False,
-    flag_value="default",
-    type=click.Choice(["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]),
-    help="Run the model through torch.compile (optionally: the mode; reduce-overhead = CUDA graphs).",
-)
+@compile_option("Run the model through torch.compile (optionally: the mode; reduce-overhead = CUDA graphs).")
 @click.argument(
     "images", nargs=-1, required=True, metavar="IMAGE_OR_DIR...", type=click.Path(exists=True, path_type=Path)
 )
@@ -53,12 +44,7 @@ def format_prediction(item: dict[str, Any]) -> str:
     help="Write a PNG per image (heatmap and box) here.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of the listing.")
-@click.option(
-    "--tau",
-    default=None,
-    type=click.FloatRange(0.0, 1.0, max_open=True),
-    help="Box threshold τ. Default: the run's.",
-)
+@tau_option("Box threshold τ. Default: the run's.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda.")
 def predict_command(
     run_dir: Path | None,

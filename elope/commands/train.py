@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from elope.commands.options import config_option, overrides_option
 from elope.config import DATASETS
 from elope.engine.train import resolve_config, run_training, user_errors
 
@@ -20,12 +21,7 @@ from elope.engine.train import resolve_config, run_training, user_errors
     help="Dataset folder ('synthetic': optional, generated into RUN/data otherwise).",
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder.")
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="YAML file with any subset of the recipe's keys.",
-)
+@config_option("YAML file with any subset of the recipe's keys.")
 @click.option("--backbone", help="resnet18/34/50/101 or a timm CNN (paper: resnet50, resnet101).")
 @click.option("--pretrained/--no-pretrained", default=None, help="ImageNet initialisation (paper: yes).")
 @click.option(
@@ -42,13 +38,7 @@ from elope.engine.train import resolve_config, run_training, user_errors
 @click.option(
     "--force", is_flag=True, help="Delete the earlier run in --out (its outputs; says which) and start over."
 )
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override any recipe key, e.g. --set loss.lambda=1.0 --set train.amp=bf16 (repeatable).",
-)
+@overrides_option("Override any recipe key, e.g. --set loss.lambda=1.0 --set train.amp=bf16 (repeatable).")
 def train_command(
     dataset: str | None,
     root: Path | None,

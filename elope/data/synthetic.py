@@ -57,6 +57,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -98,12 +99,7 @@ def write_synthetic(
     *,
     overwrite: bool = False,
     difficulty: str = "default",
-    object_scale: tuple[float, float] | None = None,
-    part_scale: float | None = None,
-    part_contrast: float | None = None,
-    decoys: tuple[int, int] | None = None,
-    distractors: int | None = None,
-    clutter: float | None = None,
+    **knobs: Any,
 ) -> Path:
     """Write the procedural fine-grained dataset under ``out/CUB_200_2011`` and return ``out``.
 
@@ -117,8 +113,9 @@ def write_synthetic(
         overwrite: replace a dataset this function wrote before (never any other folder).
         difficulty: a preset of :data:`DIFFICULTIES`: ``"default"`` (the original set) or ``"fine"`` (the
             set for ImageNet-pretrained backbones; use it with ``size=224``, 24 classes).
-        object_scale, part_scale, part_contrast, decoys, distractors, clutter: override one knob of the preset
-            (``None``: the preset's value); see :class:`Difficulty`.
+        knobs: ``object_scale``, ``part_scale``, ``part_contrast``, ``decoys``, ``distractors``, ``clutter``:
+            override one knob of the preset (``None``: the preset's value); see :class:`Difficulty` and
+            :func:`resolve_difficulty`, which checks them.
 
     Also writes ``out/elope_synthetic.json`` with the arguments, the resolved difficulty knobs and the class
     definitions.
@@ -129,15 +126,7 @@ def write_synthetic(
         raise ValueError(f"train and test must be >= 1 image per class, got {train} and {test}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
-    knobs = resolve_difficulty(
-        difficulty,
-        object_scale=object_scale,
-        part_scale=part_scale,
-        part_contrast=part_contrast,
-        decoys=decoys,
-        distractors=distractors,
-        clutter=clutter,
-    )
+    resolved = resolve_difficulty(difficulty, **knobs)  # names and checks every knob
     specs = synthetic_classes(classes, seed)
     out = Path(out).expanduser()
     base = out / "CUB_200_2011"
@@ -159,7 +148,7 @@ def write_synthetic(
         for split, count, offset in (("train", train, 0), ("test", test, train)):
             for k in range(count):
                 rng = np.random.default_rng([seed, _SPLIT_CODES[split], c, k])
-                image, (x1, y1, x2, y2) = render(size, spec, rng, knobs)
+                image, (x1, y1, x2, y2) = render(size, spec, rng, resolved)
                 name = f"{folder}/{spec.name}_{offset + k + 1:04d}.jpg"
                 image.save(base / "images" / name, format="JPEG", quality=90)
                 image_id = len(images) + 1
@@ -180,7 +169,7 @@ def write_synthetic(
         "generator": "elope.data.synthetic.write_synthetic",
         "layout": "CUB-200-2011",
         "args": {"classes": classes, "train": train, "test": test, "size": size, "seed": seed},
-        "difficulty": {"preset": difficulty, **knobs.to_dict()},
+        "difficulty": {"preset": difficulty, **resolved.to_dict()},
         "classes": [{"name": s.name, "head": s.head, "wing": s.wing, "tail": s.tail} for s in specs],
     }
     (out / METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")

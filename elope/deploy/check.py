@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from elope.deploy.pipeline import OnePassPipeline, eval_modes
+from elope.deploy.pipeline import OnePassPipeline, evaluating
 from elope.deploy.runtime import ExportedModel
 
 __all__ = ["ExportCheckError", "check_export", "compare_outputs"]
@@ -80,9 +80,8 @@ def check_export(
     if meta["batch"] != "dynamic":
         batches = [int(meta["batch"])]
     pipeline = OnePassPipeline(model, meta["tau"] if tau is None else tau)
-    modes = eval_modes(model)
     reports = []
-    try:
+    with evaluating(model):
         for i, batch in enumerate(batches):
             generator = torch.Generator().manual_seed(100 + i)
             images = torch.randn(batch, 3, size, size, generator=generator)
@@ -98,7 +97,4 @@ def check_export(
                 or not math.isfinite(report["scores_max_rel"])
             ):
                 raise ExportCheckError(f"{path}: the exported graph differs from PyTorch: {report}")
-    finally:
-        for module, mode in modes:
-            module.training = mode
     return reports

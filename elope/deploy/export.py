@@ -51,7 +51,7 @@ from elope.deploy.pipeline import (
     OUTPUT_NAMES,
     OnePassPipeline,
     TracingQuiet,
-    eval_modes,
+    evaluating,
 )
 
 __all__ = [
@@ -199,23 +199,18 @@ def export_onnx(
     pipeline = OnePassPipeline(model, tau)
     names = list(OUTPUT_NAMES if pipeline.has_heatmaps else OUTPUT_NAMES[:2])
     dynamic_axes = None if batch else {name: {0: "batch"} for name in [INPUT_NAME, *names]}
-    modes = eval_modes(model)
-    try:
-        with torch.no_grad(), TracingQuiet():
-            torch.onnx.export(
-                pipeline,
-                (_example(batch, input_size),),
-                str(path),
-                dynamo=False,
-                opset_version=opset,
-                input_names=[INPUT_NAME],
-                output_names=names,
-                dynamic_axes=dynamic_axes,
-                do_constant_folding=True,
-            )
-    finally:
-        for module, mode in modes:
-            module.training = mode
+    with evaluating(model), torch.no_grad(), TracingQuiet():
+        torch.onnx.export(
+            pipeline,
+            (_example(batch, input_size),),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=names,
+            dynamic_axes=dynamic_axes,
+            do_constant_folding=True,
+        )
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
@@ -276,13 +271,8 @@ def export_torchscript(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pipeline = OnePassPipeline(model, tau)
-    modes = eval_modes(model)
-    try:
-        with torch.no_grad(), TracingQuiet():
-            traced = torch.jit.trace(pipeline, (_example(batch, input_size),), check_trace=False)
-    finally:
-        for module, mode in modes:
-            module.training = mode
+    with evaluating(model), torch.no_grad(), TracingQuiet():
+        traced = torch.jit.trace(pipeline, (_example(batch, input_size),), check_trace=False)
     guard = (_Guard3 if pipeline.has_heatmaps else _Guard2)(traced, int(input_size), int(batch or 0))
     with TracingQuiet():
         scripted = torch.jit.script(guard)

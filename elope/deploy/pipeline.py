@@ -5,12 +5,14 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["INPUT_NAME", "METADATA_KEY", "OUTPUT_NAMES", "OnePassPipeline", "TracingQuiet", "eval_modes"]
+__all__ = ["INPUT_NAME", "METADATA_KEY", "OUTPUT_NAMES", "OnePassPipeline", "TracingQuiet", "evaluating"]
 
 
 METADATA_KEY = "elope"  # ONNX metadata_props key; the TorchScript extra file is METADATA_KEY + ".json"
@@ -58,7 +60,13 @@ class TracingQuiet(warnings.catch_warnings):
         return result
 
 
-def eval_modes(model: nn.Module) -> list[tuple[nn.Module, bool]]:
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode inside the block; the train/eval mode of every submodule restored after."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
-    return modes
+    try:
+        yield
+    finally:
+        for module, mode in modes:
+            module.training = mode

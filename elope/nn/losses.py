@@ -39,6 +39,7 @@ unchanged and the loss is computed with it as is.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -127,13 +128,23 @@ def _check_inputs(embeddings: Tensor, labels: Tensor, num_classes: int) -> None:
         )
 
 
-def _within(
-    x: Tensor, labels: Tensor, means: Tensor, alpha: float, update: bool, renormalize_means: bool
-) -> tuple[Tensor, Tensor, Tensor]:
+@dataclass(frozen=True)
+class Hyper:
+    """The hyper-parameters of a class-mean loss call: α of Eq. (6), γ and m of Eq. (10), whether the
+    means are updated from the batch (training) and re-normalised afterwards (authors' release)."""
+
+    alpha: float = 0.5
+    gamma: float = 16.0
+    margin: float = 0.75
+    update: bool = True
+    renormalize_means: bool = False
+
+
+def _within(x: Tensor, labels: Tensor, means: Tensor, p: Hyper) -> tuple[Tensor, Tensor, Tensor]:
     """f(x_n), μ^t (Eqs. 6-7, optionally re-normalised) and L_w (Eq. 9)."""
     f = F.normalize(x, dim=1)
-    new_means = update_class_means(f, labels, means, alpha) if update else means
-    if update and renormalize_means:
+    new_means = update_class_means(f, labels, means, p.alpha) if p.update else means
+    if p.update and p.renormalize_means:
         new_means = F.normalize(new_means, dim=1)
     return f, new_means, 0.5 * (f - new_means[labels]).pow(2).sum(dim=1).mean()
 
@@ -142,15 +153,10 @@ def within_loss(
     x: Tensor,
     labels: Tensor,
     means: Tensor,
-    *,
-    alpha: float,
-    gamma: float,
-    margin: float,
-    update: bool,
-    renormalize_means: bool,
+    p: Hyper,
 ) -> tuple[Tensor, Tensor]:
     """L_w of Eq. (9) with the updated means: ``(loss, μ^t)``."""
-    _, new_means, loss = _within(x, labels, means, alpha, update, renormalize_means)
+    _, new_means, loss = _within(x, labels, means, p)
     return loss, new_means
 
 
@@ -158,36 +164,26 @@ def full_loss(
     x: Tensor,
     labels: Tensor,
     means: Tensor,
-    *,
-    alpha: float,
-    gamma: float,
-    margin: float,
-    update: bool,
-    renormalize_means: bool,
+    p: Hyper,
     squared: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """L_e = L_w + L_b, Eqs. (5)-(10): ``(loss, μ^t)``; ``squared=False``: the DFF form of L_b."""
-    _, new_means, loss = _within(x, labels, means, alpha, update, renormalize_means)
-    return loss + between_class_loss(new_means, labels, gamma, margin, squared=squared), new_means
+    _, new_means, loss = _within(x, labels, means, p)
+    return loss + between_class_loss(new_means, labels, p.gamma, p.margin, squared=squared), new_means
 
 
 def center_loss(
     x: Tensor,
     labels: Tensor,
     means: Tensor,
-    *,
-    alpha: float,
-    gamma: float,
-    margin: float,
-    update: bool,
-    renormalize_means: bool,
+    p: Hyper,
 ) -> tuple[Tensor, Tensor]:
     """Wen et al.'s center loss on the raw features: ``(loss, centers moved afterwards)``.
 
     The loss sees the current centers; they move outside the graph, from detached features.
     """
     loss = 0.5 * (x - means[labels]).pow(2).sum(dim=1).mean()
-    new_means = update_class_means(x.detach(), labels, means, alpha) if update else means
+    new_means = update_class_means(x.detach(), labels, means, p.alpha) if p.update else means
     return loss, new_means
 
 
@@ -234,11 +230,7 @@ def class_mean_loss(
         embeddings.to(dtype),
         labels,
         means.to(dtype),
-        alpha=alpha,
-        gamma=gamma,
-        margin=margin,
-        update=update,
-        renormalize_means=renormalize_means,
+        Hyper(alpha, gamma, margin, update, renormalize_means),
     )
 
 
