@@ -1,6 +1,6 @@
 """Training-step time: an ELoPE step (CE + λ·class-mean loss) against a plain CE step (issue 5).
 
-ELoPE step (the recipe's classifier stage, ``elope.engine.train.classifier_loss``)::
+ELoPE step (the recipe's classifier stage, ``elope.engine.steps.classifier_loss``)::
 
     logits, emb = model(images, return_embeddings=True)      # backbone → GKMP → embedding → classifier
     loss = CE(logits, y) + λ · ClassMeanLoss(emb, y)         # λ = 2.0 (Table 2), Eq. (1)

@@ -247,7 +247,7 @@ def test_pretrained_without_network(cub: Path, tmp_path: Path, monkeypatch: pyte
     try:
         build_backbone("resnet18", pretrained=True)
     except urllib.error.URLError:
-        pytest.skip("the offline --pretrained fix (elope/backbones.py) is not in this tree yet")
+        pytest.skip("the offline --pretrained fix (elope/nn/backbones.py) is not in this tree yet")
     except ValueError:
         pass  # the fix: a WeightsError naming the ways out
     result = invoke(*_args(cub, tmp_path / "out", "--pretrained"))

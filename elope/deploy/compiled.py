@@ -99,7 +99,7 @@ def compile_model(
             False: one static graph per input shape, best with CUDA graphs).
 
     For inference only. ``copy.predict(images)`` equals ``model.predict(images)`` up to float rounding
-    (``tests/test_compiled.py``). Compilation happens on the first call with each new input shape.
+    (``tests/test_deploy_compiled.py``). Compilation happens on the first call with each new input shape.
     """
     options = _options(mode, backend, dynamic)
     fast = fold_model(model) if fold else copy.deepcopy(model).eval()

@@ -10,7 +10,7 @@ The graph is the test-time path of Hanselmann & Ney (WACV 2020), Fig. 1 and Sec.
 and returns ``scores`` (B, C) softmax probabilities, ``boxes`` (B, 4) ``x1, y1, x2, y2`` in pixels of the
 input and ``heatmaps`` (B, 1, h, w) (no ``heatmaps`` for a model without a localization module). It is
 traced through :meth:`elope.ELoPE.crop` and the model's own modules (:class:`OnePassPipeline`), so any
-change to :func:`elope.nn.localization.heatmap_to_box`, :func:`elope.nn.localization.crop_and_resize` or the
+change to :func:`elope.nn.localization.heatmap_to_box`, :func:`elope.nn.crop.crop_and_resize` or the
 modules flows into the next export; nothing of their logic is copied here.
 
 The input is a square batch of side N: the run's crop source (:func:`elope.data.crop_source_size`, what

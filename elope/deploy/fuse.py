@@ -4,7 +4,7 @@ In eval mode a batch norm is an affine map per channel, so it folds into the con
 (w' = w·γ/σ, b' = (b − μ)·γ/σ + β). On a GPU the localization module of Sec. 5 (the backbone's stem and
 first stage at 64×64, Fig. 1) is launch-bound: its batch norms are separate small kernels, 1.06 ms of a
 ResNet-50 ``predict`` at batch 32 on an H200 for 0.4 % of the MACs (``docs/results.md``). Folding removes
-them; the result equals the unfolded module in eval mode up to float rounding (``tests/test_fuse.py``).
+them; the result equals the unfolded module in eval mode up to float rounding (``tests/test_deploy_fuse.py``).
 
 Only pairs whose order is certain are folded: consecutive ``Conv2d`` → ``BatchNorm2d`` children of an
 ``nn.Sequential`` (the ResNet stem as built by :mod:`elope.nn.backbones`, residual ``downsample`` branches)

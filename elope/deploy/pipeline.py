@@ -25,7 +25,7 @@ class OnePassPipeline(nn.Module):
 
     It is :meth:`elope.ELoPE.predict` without the top-k: :meth:`elope.ELoPE.crop` (resize to the localizer
     input, localization module, :func:`~elope.nn.localization.heatmap_to_box`,
-    :func:`~elope.nn.localization.crop_and_resize`) followed by the model's classifier and a softmax over all
+    :func:`~elope.nn.crop.crop_and_resize`) followed by the model's classifier and a softmax over all
     classes. τ is fixed at construction (the model's by default; ``forward(images, tau)`` overrides it,
     not in an exported graph). Put the model in eval mode first. :func:`elope.deploy.compiled.compile_model`
     compiles this module too, so the exported and the compiled pipeline are the same code.

@@ -5,7 +5,7 @@ sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; :func:`init_distributed` reads
 group with NCCL on GPUs and gloo on the CPU. Without those variables everything runs in one process.
 
 Batches. ``batch_size`` in a recipe is the *global* batch; each of W processes takes ``batch_size / W``
-consecutive samples of it (``elope.engine.train.EpochSampler``), so the recipe means the same thing on one or many
+consecutive samples of it (``elope.engine.sampling.EpochSampler``), so the recipe means the same thing on one or many
 processes.
 
 Class means (Eqs. 6-10). Every process gathers the embeddings and labels of the whole global batch, in rank
