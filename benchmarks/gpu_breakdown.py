@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from benchmarks.common import emit
 from benchmarks.gpu import AMP_DTYPES, _autocast, _check_device
 from elope.nn.backbones import TORCHVISION_BACKBONES
-from elope.nn.losses import ClassMeanLoss
 from elope.nn.crop import crop_and_resize
 from elope.nn.localization import heatmap_to_box
+from elope.nn.losses import ClassMeanLoss
 from elope.nn.model import ELoPE
 
 
