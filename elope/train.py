@@ -10,7 +10,8 @@
    localization module, is cut at its box (threshold τ, Table 2) and resized to the input size, then
    L = L_CE + λ L_e as in stage 1. The crop is cut from the *crop source*, the augmented original resized
    to ``dataset.crop_source`` (2 × ``image_size`` by default), by :meth:`elope.ELoPE.crop`, the one crop
-   path that ``evaluate`` and ``predict`` use too. How the stage starts is ``stages.crop.init``:
+   path that ``evaluate`` and ``predict`` use too. The workers ship that original in uint8 with its colour
+   augmentation drawn; the device resizes and colours it (:mod:`elope.data.source`). How the stage starts is ``stages.crop.init``:
    ``fresh`` (the paper recipes, following the authors' release: ``elope.lua`` builds the model with a
    localization module from the ImageNet backbone, ``setupModel.lua`` lines 67-108, with new class means,
    lines 5-14) re-initialises backbone, embedding, classifier and class means as at the start of stage 1,
@@ -67,6 +68,7 @@ from elope.checkpoint import (
     set_rng_state,
 )
 from elope.config import DATASETS, STAGES, Config, ConfigError, StageConfig, load_config
+from elope.data.source import SourceBatch, SourceCollate, render_sources
 from elope.sampling import EpochSampler, SeededItems
 
 TEACHER_DIR = "teacher"  # RUN/teacher: the stage-1 classifier, the localization module's teacher
@@ -126,34 +128,37 @@ class RunData:
 
     cfg: Config
     splits: dict[str, str | None]  # "train" / "val" -> the dataset split used (None: no validation)
-    built: dict[tuple[str, int], Any] = field(default_factory=dict)
+    built: dict[tuple[str, int, bool], Any] = field(default_factory=dict)
 
-    def get(self, role: str, size: int) -> Any:
+    def get(self, role: str, size: int, *, source: bool = False) -> Any:
+        """The split of ``role`` read at ``size``; ``source=True`` (training crop stages) yields uint8
+        :class:`elope.data.source.SourceImage` items, rendered on the device by :func:`render_sources`."""
         from elope.data import build_dataset
+        from elope.data.source import source_transform
         from elope.data.transforms import eval_transform, train_transform
 
         split = self.splits[role]
         if split is None:
             return None
-        if (role, size) not in self.built:
+        key = (role, size, source)
+        if key not in self.built:
             d = self.cfg.dataset
             mean, std = normalization(self.cfg)
-            transform = (
-                train_transform(
-                    size,
-                    rotation=d.augment.rotation,
-                    jitter=d.augment.jitter,
-                    lighting=d.augment.lighting,
-                    mean=mean,
-                    std=std,
-                )
-                if role == "train"
-                else eval_transform(size, mean, std)
-            )
-            self.built[role, size] = build_dataset(
+            augment = {
+                "rotation": d.augment.rotation,
+                "jitter": d.augment.jitter,
+                "lighting": d.augment.lighting,
+            }
+            if source:
+                transform = source_transform(size, **augment, mean=mean, std=std)
+            elif role == "train":
+                transform = train_transform(size, **augment, mean=mean, std=std)
+            else:
+                transform = eval_transform(size, mean, std)
+            self.built[key] = build_dataset(
                 d.name, d.root, split, transform=transform, **dataset_options(self.cfg)
             )
-        return self.built[role, size]
+        return self.built[key]
 
     def sizes(self) -> dict[str, dict[str, Any] | None]:
         """Split name and image count of each role (recorded in ``model.json`` and ``metrics.jsonl``)."""
@@ -302,7 +307,9 @@ def _maybe_kill_for_test(stage: str, epoch: int, step: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ data
-def _loader(run: Run, dataset: Any, batch: int, *, epoch: int, shuffle: bool, skip: int = 0) -> DataLoader:
+def _loader(
+    run: Run, dataset: Any, batch: int, *, epoch: int, shuffle: bool, skip: int = 0, collate: Any = None
+) -> DataLoader:
     sampler = EpochSampler(
         len(dataset),
         batch,
@@ -320,6 +327,7 @@ def _loader(run: Run, dataset: Any, batch: int, *, epoch: int, shuffle: bool, sk
         num_workers=run.cfg.dataset.num_workers,
         pin_memory=run.device.type == "cuda",
         generator=torch.Generator(),  # keeps the DataLoader off the global RNG
+        collate_fn=collate,
     )
 
 
@@ -384,8 +392,13 @@ def train_one_epoch(
     cfg, stage = run.cfg, state.stage
     s_cfg = getattr(cfg.stages, stage)
     total = _batches_per_epoch(run, s_cfg.batch_size)
-    train_set = run.data.get("train", stage_input_size(run, stage))
-    loader = _loader(run, train_set, s_cfg.batch_size, epoch=state.epoch, shuffle=True, skip=state.step)
+    crops, size = _uses_crops(run, stage), stage_input_size(run, stage)
+    train_set = run.data.get("train", size, source=crops)
+    # crop stages read uint8 originals, resized and coloured on the device (in the workers on a CPU run)
+    collate = SourceCollate(size, render=run.device.type == "cpu") if crops else None
+    loader = _loader(
+        run, train_set, s_cfg.batch_size, epoch=state.epoch, shuffle=True, skip=state.step, collate=collate
+    )
     local = {"loss": 0.0, "ce": 0.0, "le": 0.0, "correct": 0.0, "n": 0.0, "time": 0.0}
     bar = tqdm(
         loader,
@@ -400,8 +413,10 @@ def train_one_epoch(
     tick = time.perf_counter()
     for images, labels, _boxes in bar:
         check_labels(labels, len(run.classes))
+        if isinstance(images, SourceBatch):
+            images = render_sources(images, size, run.device)
         images, labels = _to_device(run, images), labels.to(run.device)
-        if _uses_crops(run, stage):
+        if crops:
             images, _, _ = run.model.crop(images, tau=cfg.model.tau)
             if cfg.train.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
