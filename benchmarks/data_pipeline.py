@@ -13,8 +13,14 @@ colour jitter 0.4/0.4/0.4 (elope adds PCA lighting noise, folded into its normal
   normalisation fused into one colour-matrix op; the ground-truth boxes travel along (extra work the
   baseline does not do).
 * elope, full decode: the same with draft decoding off (``decode_size=0``), to show what draft mode adds.
-* elope crop stages: the same pipeline at the crop source (2 × the input, 896 px for 448): what the crop
-  and weighted stages read since crops are cut from the original (Sec. 5), 4× the pixels per image.
+* elope crop stages, float source: the float pipeline at the crop source (2 × the input, 896 px for 448),
+  as the crop and weighted stages read it before ``elope.data.source``: 4× the pixels per image, and an
+  upsampling resize for every original smaller than 896 px.
+* elope crop stages (uint8 source): what they read now (``elope.data.source``): the original capped at 896
+  px per side, never enlarged, flipped and rotated in uint8, its colour jitter drawn as a 3x4 matrix;
+  resizing to 896² and the colour map run on the device.
+* ... + render on CPU: the same with the device step done in the collate (``SourceCollate(render=True)``),
+  what a CPU-only run pays (there it runs in the DataLoader workers, in parallel).
 
 Images come from a procedural set written at ``--image-size`` px (``elope.data.write_synthetic``) unless
 ``--root`` points at one. This is a benchmark, not a test: it prints numbers and never fails on them. Measured on 2 shared CPU
@@ -43,6 +49,7 @@ from elope.data import (
     train_transform,
     write_synthetic,
 )
+from elope.data.source import SourceCollate, source_transform
 
 
 def baseline_transform(size: int) -> T.Compose:
@@ -110,8 +117,9 @@ def main() -> None:
             root = write_synthetic(Path(tmp), classes=classes, train=per_class, test=1, size=args.image_size)
         ours = build_dataset("synthetic", root, "trainval", train_transform(args.input_size))
         full = build_dataset("synthetic", root, "trainval", train_transform(args.input_size), decode_size=0)
-        source_tf = train_transform(crop_source_size(args.input_size))
-        source = build_dataset("synthetic", root, "trainval", source_tf)
+        side = crop_source_size(args.input_size)
+        source_float = build_dataset("synthetic", root, "trainval", train_transform(side))
+        source = build_dataset("synthetic", root, "trainval", source_transform(side))
         folder = ImageFolder(str(Path(ours.root) / "images"), transform=baseline_transform(args.input_size))
         n = min(args.num_images + args.batch_size, len(ours))
         where = {path: i for i, (path, _) in enumerate(folder.samples)}
@@ -123,10 +131,9 @@ def main() -> None:
             "elope, full decode (decode_size=0)": (Subset(full, range(n)), None),
             "elope (draft decode)": (Subset(ours, range(n)), None),
             # the crop stages read the crop source (2 x the input), which the crop is cut from (Sec. 5)
-            f"elope crop stages ({crop_source_size(args.input_size)}px source)": (
-                Subset(source, range(n)),
-                None,
-            ),
+            f"elope crop stages, float {side}px source": (Subset(source_float, range(n)), None),
+            "elope crop stages (uint8 source)": (Subset(source, range(n)), SourceCollate(side)),
+            "  ... + render on CPU": (Subset(source, range(n)), SourceCollate(side, render=True)),
         }
         best = dict.fromkeys(pipelines, 0.0)
         for _ in range(args.repeats):

@@ -19,6 +19,7 @@ from typing import Any
 
 import PIL.Image
 import torch
+from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
@@ -101,6 +102,25 @@ class ToNormalizedTensor(v2.Transform):
             offset = self.eigvec @ (torch.randn(3) * self.lighting * self.eigval)
         return {"brightness": brightness, "contrast": contrast, "saturation": saturation, "offset": offset}
 
+    def colour_map(self, params: dict[str, Any], mean_grey: float, scale: float) -> tuple[Tensor, Tensor]:
+        """The drawn photometric stage as one affine map ``out = matrix @ x + bias`` of pixel values ``x``.
+
+        ``mean_grey`` is the image's mean luma in [0, 1] (it feeds the contrast blend); ``scale`` converts
+        ``x`` to [0, 1] (1/255 for uint8). Returns ``matrix`` (3, 3) and ``bias`` (3,).
+        Every step is a per-pixel affine map of the colour, so the map commutes with any resampling whose
+        weights sum to one (bilinear resizing, ``roi_align``): :mod:`elope.data.source` applies it after the
+        crop, on the device.
+        """
+        b, c, s = params["brightness"], params["contrast"], params["saturation"]
+        bias = (params["offset"] - self.mean) / self.std
+        if b == c == s == 1.0:
+            # (x * scale - mean) / std + offset / std  ==  x * (scale / std) + bias
+            return torch.diag(scale / self.std), bias
+        grey = torch.tensor(GREY_WEIGHTS, dtype=torch.float32)
+        saturate = s * torch.eye(3) + (1 - s) * torch.ones(3, 1) * grey  # S = s I + (1 - s) 1 wᵀ
+        matrix = (c * b * scale) * saturate / self.std.view(3, 1)  # diag(1/std) · c b S · scale
+        return matrix, bias + (1 - c) * b * mean_grey / self.std
+
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if isinstance(inpt, PIL.Image.Image):
             inpt = F.pil_to_tensor(inpt.convert("RGB") if inpt.mode != "RGB" else inpt)
@@ -111,18 +131,13 @@ class ToNormalizedTensor(v2.Transform):
         else:
             raise TypeError(f"ToNormalizedTensor expects uint8 or float images, got {inpt.dtype}")
         x = inpt.to(torch.float32)
-        b, c, s = params["brightness"], params["contrast"], params["saturation"]
-        bias = (params["offset"] - self.mean) / self.std
-        if b == c == s == 1.0:
-            # (x * scale - mean) / std + offset / std  ==  x * (scale / std) + bias
-            out = torch.addcmul(bias.view(3, 1, 1), x, (scale / self.std).view(3, 1, 1))
+        if params["brightness"] == params["contrast"] == params["saturation"] == 1.0:
+            matrix, bias = self.colour_map(params, 0.0, scale)
+            out = torch.addcmul(bias.view(3, 1, 1), x, matrix.diagonal().view(3, 1, 1))
             return tv_tensors.Image(out)
-        grey = torch.tensor(GREY_WEIGHTS, dtype=torch.float32)
-        saturate = s * torch.eye(3) + (1 - s) * torch.ones(3, 1) * grey  # S = s I + (1 - s) 1 wᵀ
-        colour = (c * b * scale) * saturate / self.std.view(3, 1)  # diag(1/std) · c b S · scale
-        mean_grey = float(grey @ x.mean(dim=(1, 2))) * scale
-        bias = bias + (1 - c) * b * mean_grey / self.std
-        out = torch.addmm(bias.view(3, 1), colour, x.reshape(3, -1)).view_as(x)
+        mean_grey = float(torch.tensor(GREY_WEIGHTS) @ x.mean(dim=(1, 2))) * scale
+        matrix, bias = self.colour_map(params, mean_grey, scale)
+        out = torch.addmm(bias.view(3, 1), matrix, x.reshape(3, -1)).view_as(x)
         return tv_tensors.Image(out)
 
     def extra_repr(self) -> str:

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from elope.config import Config
 from elope.data import build_dataset
+from elope.data.source import source_transform
 from elope.data.transforms import eval_transform, train_transform
 from elope.engine import distributed as D
 from elope.failures import TrainingError
@@ -79,31 +80,34 @@ class RunData:
 
     cfg: Config
     splits: dict[str, str | None]  # "train" / "val" -> the dataset split used (None: no validation)
-    built: dict[tuple[str, int], Any] = field(default_factory=dict)
+    built: dict[tuple[str, int, bool], Any] = field(default_factory=dict)
 
-    def get(self, role: str, size: int) -> Any:
+    def get(self, role: str, size: int, *, source: bool = False) -> Any:
+        """The split of ``role`` read at ``size``; ``source=True`` (training crop stages) yields uint8
+        :class:`elope.data.source.SourceImage` items, rendered on the device by
+        :func:`elope.data.source.render_sources`."""
         split = self.splits[role]
         if split is None:
             return None
-        if (role, size) not in self.built:
+        key = (role, size, source)
+        if key not in self.built:
             d = self.cfg.dataset
             mean, std = normalization(self.cfg)
-            transform = (
-                train_transform(
-                    size,
-                    rotation=d.augment.rotation,
-                    jitter=d.augment.jitter,
-                    lighting=d.augment.lighting,
-                    mean=mean,
-                    std=std,
-                )
-                if role == "train"
-                else eval_transform(size, mean, std)
-            )
-            self.built[role, size] = build_dataset(
+            augment = {
+                "rotation": d.augment.rotation,
+                "jitter": d.augment.jitter,
+                "lighting": d.augment.lighting,
+            }
+            if source:
+                transform = source_transform(size, **augment, mean=mean, std=std)
+            elif role == "train":
+                transform = train_transform(size, **augment, mean=mean, std=std)
+            else:
+                transform = eval_transform(size, mean, std)
+            self.built[key] = build_dataset(
                 d.name, d.root, split, transform=transform, **dataset_options(self.cfg)
             )
-        return self.built[role, size]
+        return self.built[key]
 
     def sizes(self) -> dict[str, dict[str, Any] | None]:
         """Split name and image count of each role (recorded in ``model.json`` and ``metrics.jsonl``)."""

@@ -13,11 +13,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from elope.data.source import SourceCollate
 from elope.engine import distributed as D
 from elope.engine.context import Run, StageState, check_labels
 from elope.engine.resume import save_checkpoint
 from elope.engine.sampling import EpochSampler, SeededItems
-from elope.engine.stages import stage_input_size
+from elope.engine.stages import stage_input_size, uses_crops
 from elope.engine.steps import classifier_loss, localizer_loss, stage_batch
 from elope.failures import TrainingError
 
@@ -34,7 +35,7 @@ __all__ = [
 
 
 def make_loader(
-    run: Run, dataset: Any, batch: int, *, epoch: int, shuffle: bool, skip: int = 0
+    run: Run, dataset: Any, batch: int, *, epoch: int, shuffle: bool, skip: int = 0, collate: Any = None
 ) -> DataLoader:
     sampler = EpochSampler(
         len(dataset),
@@ -53,6 +54,18 @@ def make_loader(
         num_workers=run.cfg.dataset.num_workers,
         pin_memory=run.device.type == "cuda",
         generator=torch.Generator(),  # keeps the DataLoader off the global RNG
+        collate_fn=collate,
+    )
+
+
+def _stage_loader(run: Run, state: StageState, batch: int) -> DataLoader:
+    """The stage's training loader from batch ``state.step`` on. The crop stages read uint8 originals
+    (:mod:`elope.data.source`), resized and coloured on the device, or in the workers on a CPU run."""
+    crops, size = uses_crops(run, state.stage), stage_input_size(run, state.stage)
+    train_set = run.data.get("train", size, source=crops)
+    collate = SourceCollate(size, render=run.device.type == "cpu") if crops else None
+    return make_loader(
+        run, train_set, batch, epoch=state.epoch, shuffle=True, skip=state.step, collate=collate
     )
 
 
@@ -81,8 +94,7 @@ def train_one_epoch(
     cfg, stage = run.cfg, state.stage
     s_cfg = getattr(cfg.stages, stage)
     total = batches_per_epoch(run, s_cfg.batch_size)
-    train_set = run.data.get("train", stage_input_size(run, stage))
-    loader = make_loader(run, train_set, s_cfg.batch_size, epoch=state.epoch, shuffle=True, skip=state.step)
+    loader = _stage_loader(run, state, s_cfg.batch_size)
     local = {"loss": 0.0, "ce": 0.0, "le": 0.0, "correct": 0.0, "n": 0.0, "time": 0.0}
     bar = _progress_bar(run, state, loader, total)
     tick = time.perf_counter()

@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from elope.data.source import SourceBatch, render_sources
 from elope.engine import distributed as D
 from elope.engine.context import Run
-from elope.engine.stages import uses_crops
+from elope.engine.stages import stage_input_size, uses_crops
 from elope.nn.localization import heatmap_loss, mean_heatmap
 from elope.nn.model import ELoPE
 
@@ -34,10 +35,12 @@ def to_device(run: Run, images: Tensor) -> Tensor:
     return images
 
 
-def stage_batch(run: Run, stage: str, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+def stage_batch(run: Run, stage: str, images: Tensor | SourceBatch, labels: Tensor) -> tuple[Tensor, Tensor]:
     """A training batch as the stage's network reads it: on the device and, in the stages that classify
     crops, cut by the frozen localization module from the crop source (:meth:`elope.ELoPE.crop`, the one
     crop path of the package, at the model's τ)."""
+    if isinstance(images, SourceBatch):  # a crop stage's uint8 originals: resized and coloured here
+        images = render_sources(images, stage_input_size(run, stage), run.device)
     images, labels = to_device(run, images), labels.to(run.device)
     if uses_crops(run, stage):
         images, _, _ = run.model.crop(images)
