@@ -49,7 +49,7 @@ from elope.data import (
     train_transform,
     write_synthetic,
 )
-from elope.data.source import SourceCollate, source_transform
+from elope.data.source import SourceCollate
 
 
 def baseline_transform(size: int) -> T.Compose:
@@ -119,7 +119,7 @@ def main() -> None:
         full = build_dataset("synthetic", root, "trainval", train_transform(args.input_size), decode_size=0)
         side = crop_source_size(args.input_size)
         source_float = build_dataset("synthetic", root, "trainval", train_transform(side))
-        source = build_dataset("synthetic", root, "trainval", source_transform(side))
+        source = build_dataset("synthetic", root, "trainval", train_transform(side, source=True))
         folder = ImageFolder(str(Path(ours.root) / "images"), transform=baseline_transform(args.input_size))
         n = min(args.num_images + args.batch_size, len(ours))
         where = {path: i for i, (path, _) in enumerate(folder.samples)}

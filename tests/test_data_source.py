@@ -8,16 +8,9 @@ import torch
 from torchvision import tv_tensors
 from torchvision.ops import roi_align
 
-from elope.data import eval_transform
-from elope.data.source import (
-    CapSize,
-    DrawColour,
-    SourceCollate,
-    SourceImage,
-    render_sources,
-    source_transform,
-)
-from elope.data.transforms import ToNormalizedTensor
+from elope.data import eval_transform, train_transform
+from elope.data.source import SourceCollate, render_sources
+from elope.data.transforms import CapSize, DrawColour, SourceImage, ToNormalizedTensor
 
 
 def _photo(height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -99,10 +92,8 @@ def test_drawing_consumes_the_same_random_numbers_as_the_float_pipeline() -> Non
     """Switching a stage to the uint8 source must not shift any later draw (exact resume, DDP)."""
     image = _photo(32, 32)
     torch.manual_seed(5)
-    source_transform(32)(PIL.Image.fromarray(image.permute(1, 2, 0).numpy()))
+    train_transform(32, source=True)(PIL.Image.fromarray(image.permute(1, 2, 0).numpy()))
     after_source = torch.rand(1)
-    from elope.data import train_transform
-
     torch.manual_seed(5)
     train_transform(32)(PIL.Image.fromarray(image.permute(1, 2, 0).numpy()))
     assert torch.equal(after_source, torch.rand(1))

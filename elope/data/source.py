@@ -6,10 +6,11 @@ Building that source in float32 in the DataLoader, as the whole-image stages do 
 the pixels, an upsampling resize for every original smaller than ``S``, and 4 bytes a pixel to collate and
 copy. Here the work is split where it is cheapest:
 
-* **worker** (:func:`source_transform`): decode (JPEG draft mode down to ``S``), cap each side at ``S``
-  (never upsample), flip and rotate at that size, keep ``uint8``, and *draw* the colour jitter and lighting
-  noise of :class:`~elope.data.transforms.ToNormalizedTensor` as a 3×4 affine colour map (with the image's
-  mean grey level, which the contrast jitter needs). The item is a :class:`SourceImage`.
+* **worker** (:func:`elope.data.train_transform` with ``source=True``): decode (JPEG draft mode down to
+  ``S``), cap each side at ``S`` (never upsample), flip and rotate at that size, keep ``uint8``, and *draw*
+  the colour jitter and lighting noise of :class:`~elope.data.transforms.ToNormalizedTensor` as a 3×4
+  affine colour map (with the image's mean grey level, which the contrast jitter needs). The item is a
+  :class:`~elope.data.transforms.SourceImage`.
 * **collate** (:class:`SourceCollate`): pad the batch's images into one ``uint8`` tensor (each image's last
   row and column repeated once, so bilinear sampling at the border never mixes in padding), their sizes,
   and the ground-truth boxes scaled into the ``S × S`` frame.
@@ -19,7 +20,7 @@ copy. Here the work is split where it is cheapest:
   affine per pixel, so the two commute: the result is the float pipeline's, without its CPU cost.
 
 The random draws happen in the worker, per item, exactly as in the float pipeline, so exact resume and
-DDP sharding (:mod:`elope.sampling`) hold unchanged.
+DDP sharding (:mod:`elope.engine.sampling`) hold unchanged.
 """
 
 from __future__ import annotations
@@ -27,31 +28,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-import PIL.Image
 import torch
 from torch import Tensor
 from torchvision.ops import roi_align
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as F
 
-from .transforms import (
-    GREY_WEIGHTS,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ToNormalizedTensor,
-    _check_size,
-    _SizedCompose,
-)
+from .transforms import SourceImage
 
-__all__ = ["SourceBatch", "SourceCollate", "SourceImage", "render_sources", "source_transform"]
-
-
-class SourceImage(NamedTuple):
-    """One training item's source: ``pixels`` uint8 (3, h, w) with h, w <= S, and its drawn colour map
-    ``colour`` (3, 4): normalised pixel = ``colour[:, :3] @ x + colour[:, 3]`` for ``x`` in 0..255."""
-
-    pixels: Tensor
-    colour: Tensor
+__all__ = ["SourceBatch", "SourceCollate", "render_sources"]
 
 
 class SourceBatch(NamedTuple):
@@ -64,69 +47,6 @@ class SourceBatch(NamedTuple):
 
     def __len__(self) -> int:  # the number of images, as for a tensor batch (the tuple has 3 fields)
         return int(self.pixels.shape[0])
-
-
-class CapSize(v2.Transform):
-    """Shrink each side of an image to at most ``size`` (antialiased), never enlarge it; boxes follow."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = int(size)
-
-    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        height, width = v2.query_size(flat_inputs)
-        return {
-            "target": (min(height, self.size), min(width, self.size)),
-            "resize": max(height, width) > self.size,
-        }
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if not params["resize"]:
-            return inpt
-        return self._call_kernel(F.resize, inpt, params["target"], antialias=True)
-
-
-class DrawColour(ToNormalizedTensor):
-    """Keep the image in uint8 and draw its colour jitter and lighting noise as an affine map.
-
-    The draw is :class:`ToNormalizedTensor`'s (same random calls, same order); :func:`render_sources`
-    applies it on the device. Returns a :class:`SourceImage`.
-    """
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if isinstance(inpt, PIL.Image.Image):
-            inpt = F.pil_to_tensor(inpt.convert("RGB") if inpt.mode != "RGB" else inpt)
-        if inpt.dtype != torch.uint8:
-            raise TypeError(f"the crop source is kept in uint8, got {inpt.dtype}")
-        pixels = inpt.as_subclass(Tensor)
-        jittered = not params["brightness"] == params["contrast"] == params["saturation"] == 1.0
-        mean_grey = (
-            float(torch.tensor(GREY_WEIGHTS) @ pixels.float().mean(dim=(1, 2))) / 255.0 if jittered else 0.0
-        )
-        matrix, bias = self.colour_map(params, mean_grey, 1.0 / 255.0)
-        return SourceImage(pixels, torch.cat([matrix, bias[:, None]], dim=1))
-
-
-def source_transform(
-    size: int,
-    *,
-    rotation: float = 20.0,
-    jitter: float = 0.4,
-    lighting: float = 0.1,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-) -> v2.Compose:
-    """The training transform of the crop stages: :func:`elope.data.train_transform`'s augmentation (Sec.
-    6) on the original capped at ``size`` per side, ending in a :class:`SourceImage` for
-    :class:`SourceCollate` and :func:`render_sources`. Rotation and flip act before the squash to
-    ``size × size`` (on the device), so a rotated non-square original is sheared slightly differently
-    from the whole-image pipeline; the distribution of crops is otherwise the same."""
-    _check_size(size)
-    steps: list[Any] = [CapSize(size), v2.RandomHorizontalFlip()]
-    if rotation:
-        steps.append(v2.RandomRotation(rotation))
-    steps += [v2.ClampBoundingBoxes(), DrawColour(mean, std, lighting=lighting, jitter=jitter)]
-    return _SizedCompose(steps, decode_size=size)
 
 
 class SourceCollate:

@@ -15,7 +15,7 @@ decode large JPEGs at a reduced scale that still covers the target size (see :mo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import PIL.Image
 import torch
@@ -30,6 +30,9 @@ __all__ = [
     "IMAGENET_STD",
     "PCA_EIGVAL",
     "PCA_EIGVEC",
+    "CapSize",
+    "DrawColour",
+    "SourceImage",
     "ToNormalizedTensor",
     "crop_source_size",
     "eval_transform",
@@ -147,6 +150,55 @@ class ToNormalizedTensor(v2.Transform):
         )
 
 
+class SourceImage(NamedTuple):
+    """One training item's source: ``pixels`` uint8 (3, h, w) with h, w <= S, and its drawn colour map
+    ``colour`` (3, 4): normalised pixel = ``colour[:, :3] @ x + colour[:, 3]`` for ``x`` in 0..255."""
+
+    pixels: Tensor
+    colour: Tensor
+
+
+class CapSize(v2.Transform):
+    """Shrink each side of an image to at most ``size`` (antialiased), never enlarge it; boxes follow."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = int(size)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = v2.query_size(flat_inputs)
+        return {
+            "target": (min(height, self.size), min(width, self.size)),
+            "resize": max(height, width) > self.size,
+        }
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if not params["resize"]:
+            return inpt
+        return self._call_kernel(F.resize, inpt, params["target"], antialias=True)
+
+
+class DrawColour(ToNormalizedTensor):
+    """Keep the image in uint8 and draw its colour jitter and lighting noise as an affine map.
+
+    The draw is :class:`ToNormalizedTensor`'s (same random calls, same order); :func:`render_sources`
+    applies it on the device. Returns a :class:`SourceImage`.
+    """
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, PIL.Image.Image):
+            inpt = F.pil_to_tensor(inpt.convert("RGB") if inpt.mode != "RGB" else inpt)
+        if inpt.dtype != torch.uint8:
+            raise TypeError(f"the crop source is kept in uint8, got {inpt.dtype}")
+        pixels = inpt.as_subclass(Tensor)
+        jittered = not params["brightness"] == params["contrast"] == params["saturation"] == 1.0
+        mean_grey = (
+            float(torch.tensor(GREY_WEIGHTS) @ pixels.float().mean(dim=(1, 2))) / 255.0 if jittered else 0.0
+        )
+        matrix, bias = self.colour_map(params, mean_grey, 1.0 / 255.0)
+        return SourceImage(pixels, torch.cat([matrix, bias[:, None]], dim=1))
+
+
 class _SizedCompose(v2.Compose):
     """A ``v2.Compose`` that records the square size it resizes to (``decode_size``) for the datasets."""
 
@@ -180,6 +232,8 @@ def train_transform(
     lighting: float = 0.1,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    *,
+    source: bool = False,
 ) -> v2.Compose:
     """Training augmentation of the paper (Sec. 6): resize to ``size``², flip, rotate, jitter, lighting.
 
@@ -191,14 +245,26 @@ def train_transform(
             normalisation (see :class:`ToNormalizedTensor`); 0 disables it.
         lighting: standard deviation of the PCA lighting noise (0.1); 0 disables it.
 
+        source: the crop stages' source (:mod:`elope.data.source`): the image capped at ``size`` per side
+            (never enlarged) instead of resized to ``size``², kept in uint8, its colour jitter and
+            lighting drawn but not applied; the result is a :class:`SourceImage`, for
+            :class:`elope.data.source.SourceCollate` and :func:`elope.data.source.render_sources`. Flip and
+            rotation then act before the squash to ``size``² (on the device), so a rotated non-square
+            original is sheared slightly differently; the draws are the same.
+
     Accepts a PIL image or a uint8 tensor, optionally with a ``tv_tensors.BoundingBoxes``; returns a
-    normalised float32 ``(3, size, size)`` tensor (and the boxes moved with the image, clamped to it).
+    normalised float32 ``(3, size, size)`` tensor (or a :class:`SourceImage`) and the boxes moved with the
+    image, clamped to it.
     """
     _check_size(size)
-    steps: list[Any] = [v2.Resize((size, size), antialias=True), v2.RandomHorizontalFlip()]
+    first = CapSize(size) if source else v2.Resize((size, size), antialias=True)
+    steps: list[Any] = [first, v2.RandomHorizontalFlip()]
     if rotation:
         steps.append(v2.RandomRotation(rotation))
-    steps += [ToNormalizedTensor(mean, std, lighting=lighting, jitter=jitter), v2.ClampBoundingBoxes()]
+    if source:  # the same draws, in the same order, as ToNormalizedTensor's
+        steps += [v2.ClampBoundingBoxes(), DrawColour(mean, std, lighting=lighting, jitter=jitter)]
+    else:
+        steps += [ToNormalizedTensor(mean, std, lighting=lighting, jitter=jitter), v2.ClampBoundingBoxes()]
     return _SizedCompose(steps, decode_size=size)
 
 

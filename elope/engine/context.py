@@ -18,7 +18,6 @@ from torch import Tensor
 
 from elope.config import Config
 from elope.data import build_dataset
-from elope.data.source import source_transform
 from elope.data.transforms import eval_transform, train_transform
 from elope.engine import distributed as D
 from elope.failures import TrainingError
@@ -84,7 +83,7 @@ class RunData:
 
     def get(self, role: str, size: int, *, source: bool = False) -> Any:
         """The split of ``role`` read at ``size``; ``source=True`` (training crop stages) yields uint8
-        :class:`elope.data.source.SourceImage` items, rendered on the device by
+        :class:`elope.data.transforms.SourceImage` items, rendered on the device by
         :func:`elope.data.source.render_sources`."""
         split = self.splits[role]
         if split is None:
@@ -99,7 +98,7 @@ class RunData:
                 "lighting": d.augment.lighting,
             }
             if source:
-                transform = source_transform(size, **augment, mean=mean, std=std)
+                transform = train_transform(size, **augment, mean=mean, std=std, source=True)
             elif role == "train":
                 transform = train_transform(size, **augment, mean=mean, std=std)
             else:
