@@ -62,63 +62,49 @@ def _timer(device: torch.device) -> Callable[[Callable[[], Any], int, int], floa
     return run
 
 
-def run(
-    device: str = "cuda",
-    backbone: str = "resnet50",
-    image_size: int = 448,
-    infer_batch: int = 32,
-    train_batch: int = 14,
-    amp: str = "bf16",
-    iters: int = 20,
-    warmup: int = 5,
-    num_classes: int = 200,
-    profile_rows: int = 12,
-) -> dict[str, Any]:
-    """All the timings as a JSON-able dict (ms per call)."""
-    dev = _check_device(device)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+def _inference_calls(
+    model: ELoPE, plain: torch.nn.Module, x: torch.Tensor, image_size: int
+) -> dict[str, Callable[[], Any]]:
+    """Each part of ``predict`` on the batch ``x`` as a call, its inputs computed once; then the whole
+    ``predict`` and the plain forward. Build and call them under inference mode and autocast."""
     cl = torch.channels_last
-    torch.manual_seed(0)
-    model = ELoPE(backbone, num_classes, image_size=image_size).to(dev, memory_format=cl).eval()
-    plain = TORCHVISION_BACKBONES[backbone](num_classes=num_classes).to(dev, memory_format=cl).eval()
-    criterion = ClassMeanLoss(num_classes, model.config["embedding_dim"]).to(dev)
-    autocast = _autocast(dev, amp) or contextlib.nullcontext
-
-    x = torch.randn(infer_batch, 3, image_size, image_size, device=dev).contiguous(memory_format=cl)
     small = model.localizer.input_size
-    time_it = _timer(dev)
-    parts: dict[str, float] = {}
-    with torch.inference_mode(), autocast():
-        x64 = F.interpolate(x, size=(small, small), mode="bilinear", antialias=True)
-        heat = model.localizer.head(model.localizer.stem(x64))
-        boxes = heatmap_to_box(heat, model.tau, x.shape[-2:])
-        crops = crop_and_resize(x, boxes, image_size)
-        calls: dict[str, Callable[[], Any]] = {
-            "resize_antialias_bilinear": lambda: F.interpolate(
-                x, size=(small, small), mode="bilinear", antialias=True
-            ),
-            "resize_antialias_bilinear_nchw": lambda: F.interpolate(
-                x.contiguous(), size=(small, small), mode="bilinear", antialias=True
-            ),
-            "resize_bilinear": lambda: F.interpolate(x, size=(small, small), mode="bilinear"),
-            "resize_area": lambda: F.interpolate(x, size=(small, small), mode="area"),
-            "localizer_stem_head": lambda: model.localizer.head(model.localizer.stem(x64)),
-            "heatmap_to_box": lambda: heatmap_to_box(heat, model.tau, x.shape[-2:]),
-            "crop_and_resize": lambda: crop_and_resize(x, boxes, image_size),
-            "crop_and_resize_to_channels_last": lambda: crop_and_resize(x, boxes, image_size).contiguous(
-                memory_format=cl
-            ),
-            "classifier_on_crops_nchw": lambda: model(crops),
-            "classifier_on_crops_channels_last": lambda: model(crops.contiguous(memory_format=cl)),
-            "elope_predict": lambda: model.predict(x),
-            "plain_forward": lambda: plain(x),
-        }
-        for name, fn in calls.items():
-            parts[name] = time_it(fn, iters, warmup)
+    x64 = F.interpolate(x, size=(small, small), mode="bilinear", antialias=True)
+    heat = model.localizer.head(model.localizer.stem(x64))
+    boxes = heatmap_to_box(heat, model.tau, x.shape[-2:])
+    crops = crop_and_resize(x, boxes, image_size)
+    return {
+        "resize_antialias_bilinear": lambda: F.interpolate(
+            x, size=(small, small), mode="bilinear", antialias=True
+        ),
+        "resize_antialias_bilinear_nchw": lambda: F.interpolate(
+            x.contiguous(), size=(small, small), mode="bilinear", antialias=True
+        ),
+        "resize_bilinear": lambda: F.interpolate(x, size=(small, small), mode="bilinear"),
+        "resize_area": lambda: F.interpolate(x, size=(small, small), mode="area"),
+        "localizer_stem_head": lambda: model.localizer.head(model.localizer.stem(x64)),
+        "heatmap_to_box": lambda: heatmap_to_box(heat, model.tau, x.shape[-2:]),
+        "crop_and_resize": lambda: crop_and_resize(x, boxes, image_size),
+        "crop_and_resize_to_channels_last": lambda: crop_and_resize(x, boxes, image_size).contiguous(
+            memory_format=cl
+        ),
+        "classifier_on_crops_nchw": lambda: model(crops),
+        "classifier_on_crops_channels_last": lambda: model(crops.contiguous(memory_format=cl)),
+        "elope_predict": lambda: model.predict(x),
+        "plain_forward": lambda: plain(x),
+    }
 
-    xt = x[:train_batch].clone()
-    labels = torch.randint(0, num_classes, (train_batch,), device=dev)
+
+def _train_steps(
+    model: ELoPE,
+    plain: torch.nn.Module,
+    criterion: ClassMeanLoss,
+    xt: torch.Tensor,
+    labels: torch.Tensor,
+    autocast: Callable[[], Any],
+) -> dict[str, Callable[[], Any]]:
+    """The parts of an ELoPE training step (forward, + loss, the whole step) and the plain step as calls;
+    puts both networks in training mode with an SGD optimizer each."""
     model.train()
     plain.train()
     opt_e = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
@@ -154,25 +140,79 @@ def run(
         forward()
         loss()
 
-    parts["train_forward"] = time_it(lambda: (forward(), state.pop("out")), iters, warmup)
-    parts["train_forward_loss"] = time_it(lambda: (forward_loss(), state.clear()), iters, warmup)
-    parts["elope_train_step"] = time_it(elope_step, iters, warmup)
-    parts["plain_train_step"] = time_it(plain_step, iters, warmup)
+    return {
+        "train_forward": lambda: (forward(), state.pop("out")),
+        "train_forward_loss": lambda: (forward_loss(), state.clear()),
+        "elope_train_step": elope_step,
+        "plain_train_step": plain_step,
+    }
+
+
+def _profiles(
+    model: ELoPE,
+    calls: dict[str, Callable[[], Any]],
+    autocast: Callable[[], Any],
+    dev: torch.device,
+    profile_rows: int,
+) -> dict[str, str]:
+    """``torch.profiler``'s top operators (by CUDA time) over 5 calls of each of ``calls`` (CUDA only)."""
+    tables = {}
+    activity = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    for name, fn in calls.items():
+        model.train(name == "elope_train_step")
+        with torch.profiler.profile(activities=activity) as prof:
+            for _ in range(5):
+                if name == "elope_predict":
+                    with torch.inference_mode(), autocast():
+                        fn()
+                else:
+                    fn()
+            torch.cuda.synchronize(dev)
+        tables[name] = prof.key_averages().table(sort_by="cuda_time_total", row_limit=profile_rows)
+    return tables
+
+
+def run(
+    device: str = "cuda",
+    backbone: str = "resnet50",
+    image_size: int = 448,
+    infer_batch: int = 32,
+    train_batch: int = 14,
+    amp: str = "bf16",
+    iters: int = 20,
+    warmup: int = 5,
+    num_classes: int = 200,
+    profile_rows: int = 12,
+) -> dict[str, Any]:
+    """All the timings as a JSON-able dict (ms per call)."""
+    dev = _check_device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    cl = torch.channels_last
+    torch.manual_seed(0)
+    model = ELoPE(backbone, num_classes, image_size=image_size).to(dev, memory_format=cl).eval()
+    plain = TORCHVISION_BACKBONES[backbone](num_classes=num_classes).to(dev, memory_format=cl).eval()
+    criterion = ClassMeanLoss(num_classes, model.config["embedding_dim"]).to(dev)
+    autocast = _autocast(dev, amp) or contextlib.nullcontext
+
+    x = torch.randn(infer_batch, 3, image_size, image_size, device=dev).contiguous(memory_format=cl)
+    time_it = _timer(dev)
+    parts: dict[str, float] = {}
+    with torch.inference_mode(), autocast():
+        calls = _inference_calls(model, plain, x, image_size)
+        for name, fn in calls.items():
+            parts[name] = time_it(fn, iters, warmup)
+
+    xt = x[:train_batch].clone()
+    labels = torch.randint(0, num_classes, (train_batch,), device=dev)
+    steps = _train_steps(model, plain, criterion, xt, labels, autocast)
+    for name, fn in steps.items():
+        parts[name] = time_it(fn, iters, warmup)
 
     tables = {}
     if dev.type == "cuda" and profile_rows:
-        activity = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
-        for name, fn in (("elope_predict", calls["elope_predict"]), ("elope_train_step", elope_step)):
-            model.train(name == "elope_train_step")
-            with torch.profiler.profile(activities=activity) as prof:
-                for _ in range(5):
-                    if name == "elope_predict":
-                        with torch.inference_mode(), autocast():
-                            fn()
-                    else:
-                        fn()
-                torch.cuda.synchronize(dev)
-            tables[name] = prof.key_averages().table(sort_by="cuda_time_total", row_limit=profile_rows)
+        profiled = {"elope_predict": calls["elope_predict"], "elope_train_step": steps["elope_train_step"]}
+        tables = _profiles(model, profiled, autocast, dev, profile_rows)
     return {
         "benchmark": "gpu_breakdown",
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",

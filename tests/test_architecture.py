@@ -1,4 +1,5 @@
-"""The package's layers: imports run one way (downward), no import circles, no module over 400 lines.
+"""The package's layers: imports run one way (downward), no import circles, no module over 400 lines, no
+function over 60.
 
 Every module of ``elope/`` is parsed with ``ast``; every import counts, also those inside functions (a
 lazy import still ties two modules together). The layers, lowest first:
@@ -18,12 +19,14 @@ A module may import its own layer and any layer below it, never one above.
 from __future__ import annotations
 
 import ast
+import textwrap
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "elope"
 MAX_LINES = 400
+MAX_FUNCTION_LINES = 60  # from `def` to the last line, the docstring included, decorators not
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("elope.failures", "elope.config")),
@@ -127,8 +130,35 @@ def test_no_module_over_400_lines():
     assert not long, f"modules over {MAX_LINES} lines (split them): {long}"
 
 
+def long_functions(source: str, filename: str = "<source>") -> dict[str, int]:
+    """``qualified name -> lines`` of the functions (methods, nested ones) of ``source`` over the limit."""
+    found: dict[str, int] = {}
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            name = prefix
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = f"{prefix}{child.name}."
+                length = child.end_lineno - child.lineno + 1
+                if not isinstance(child, ast.ClassDef) and length > MAX_FUNCTION_LINES:
+                    found[f"{prefix}{child.name}"] = length
+            visit(child, name)
+
+    visit(ast.parse(source, filename), "")
+    return found
+
+
+def test_no_function_over_60_lines():
+    long = {
+        f"{module_name(p)}.{name}": n
+        for p in sorted(PACKAGE.rglob("*.py"))
+        for name, n in long_functions(p.read_text(), str(p)).items()
+    }
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines (split them into named steps): {long}"
+
+
 def test_the_checks_can_fail():
-    """The checks see a circle, an upward import and a function-local import."""
+    """The checks see a circle, an upward import, a function-local import and a function over the limit."""
     assert find_cycle({"elope.a": {"elope.b"}, "elope.b": {"elope.a"}}) == ["elope.a", "elope.b", "elope.a"]
     assert find_cycle({"elope.a": {"elope.b"}, "elope.b": set()}) is None
     assert upward_imports({"elope.nn.model": {"elope.engine.train"}}) == [
@@ -142,6 +172,15 @@ def test_the_checks_can_fail():
         for a in n.names
     }
     assert tree_imports == {"elope.engine.loop"}
+    body = "".join(f"x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES - 1))
+    at_limit = "def short():\n" + textwrap.indent(body, "    ")
+    over = "def long():\n" + textwrap.indent(body + "return 0\n", "    ")
+    nested = "class C:\n    def m(self):\n        def inner():\n" + textwrap.indent(body, " " * 12)
+    assert long_functions(at_limit) == {}
+    assert long_functions(f"{over}\n{nested}") == {
+        "long": MAX_FUNCTION_LINES + 1,
+        "C.m": MAX_FUNCTION_LINES + 1,
+    }
 
 
 @pytest.mark.parametrize("layer", [name for name, _ in LAYERS])

@@ -6,9 +6,12 @@ that the result dicts and the printed reports carry the ratio fields.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -154,3 +157,33 @@ def test_gpu_breakdown_cpu_smoke(tmp_path) -> None:
     )
     assert result["profiles"] == {}  # the operator tables are CUDA-only
     assert json.loads(out.read_text())["ms"] == parts
+
+
+def test_gpu_breakdown_profiles_five_calls_each_in_its_mode(monkeypatch) -> None:
+    """The CUDA-only profiling loop of gpu_breakdown, run on a CPU with the profiler and the sync stubbed."""
+
+    class FakeProfile:
+        def __init__(self, activities: list) -> None:
+            self.activities = activities
+
+        def __enter__(self) -> FakeProfile:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def key_averages(self) -> SimpleNamespace:
+            return SimpleNamespace(table=lambda sort_by, row_limit: f"{sort_by} {row_limit}")
+
+    monkeypatch.setattr(torch.profiler, "profile", FakeProfile)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device: None)
+    model = torch.nn.Linear(1, 1)
+    seen: list[tuple[str, bool, bool]] = []
+
+    def record(name: str) -> Callable[[], None]:
+        return lambda: seen.append((name, model.training, torch.is_inference_mode_enabled()))
+
+    calls = {"elope_predict": record("predict"), "elope_train_step": record("step")}
+    tables = gpu_breakdown._profiles(model, calls, contextlib.nullcontext, torch.device("cpu"), 3)
+    assert tables == {"elope_predict": "cuda_time_total 3", "elope_train_step": "cuda_time_total 3"}
+    assert seen == [("predict", False, True)] * 5 + [("step", True, False)] * 5

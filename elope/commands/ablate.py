@@ -39,6 +39,36 @@ def _parse_rows(text: str | None, count: int) -> list[int]:
     return indices
 
 
+def _common_overrides(
+    overrides: tuple[str, ...], backbone: str | None, image_size: int | None
+) -> dict[str, Any]:
+    """The config overrides of every row: the ``--set`` pairs, then ``--backbone`` and ``--image-size``."""
+    common: dict[str, Any] = dict(parse_override(o) for o in overrides)
+    if backbone:
+        common["model.backbone"] = backbone
+    if image_size:
+        common["dataset.image_size"] = image_size
+    return common
+
+
+def _k_sweep(out: Path, ks: str, seeds: list[int], shared: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run the K sweep of Fig. 7 for the K values of ``--ks`` ('all' = H·W), plot it and print its table."""
+    cfg = load_config(shared["dataset"], shared["config_file"], overrides=shared["overrides"])
+    positions = feature_map_positions(cfg.model.backbone, cfg.dataset.image_size)
+    k_values = sorted({positions if k.strip() == "all" else int(k) for k in ks.split(",")})
+    if k_values[-1] > positions:
+        raise click.BadParameter(
+            f"K={k_values[-1]} exceeds H·W={positions} of the last feature map at "
+            f"{cfg.dataset.image_size} px",
+            param_hint="--ks",
+        )
+    title = f"K sweep (Fig. 7), H·W = {positions}"
+    summary = run_ablation(out, k_sweep_rows(k_values), seeds, name="k_sweep", title=title, **shared)
+    plot_k_sweep(summary, k_values, out / "k_sweep.png", positions)
+    click.echo(format_markdown(summary, title))
+    return summary
+
+
 @click.command("ablate")
 @click.option("--dataset", type=click.Choice(DATASETS), default="synthetic", show_default=True)
 @click.option(
@@ -91,53 +121,22 @@ def ablate_command(
     """
     from elope.engine.train import TrainingError
 
-    common: dict[str, Any] = dict(parse_override(o) for o in overrides)
-    if backbone:
-        common["model.backbone"] = backbone
-    if image_size:
-        common["dataset.image_size"] = image_size
+    shared: dict[str, Any] = {
+        "dataset": dataset,
+        "root": root,
+        "epochs": epochs,
+        "overrides": _common_overrides(overrides, backbone, image_size),
+        "config_file": config_file,
+        "train": not report,
+    }
     seed_list = list(range(seed_offset, seed_offset + seeds))
     try:
         if study == "table5":
             selected = [TABLE5[i] for i in _parse_rows(rows, len(TABLE5))]
-            summary = run_ablation(
-                out,
-                selected,
-                seed_list,
-                dataset=dataset,
-                root=root,
-                epochs=epochs,
-                overrides=common,
-                config_file=config_file,
-                train=not report,
-            )
+            summary = run_ablation(out, selected, seed_list, **shared)
             click.echo(format_markdown(summary, "Ablation (Table 5)"))
         else:
-            cfg = load_config(dataset, config_file, overrides=common)
-            positions = feature_map_positions(cfg.model.backbone, cfg.dataset.image_size)
-            k_values = sorted({positions if k.strip() == "all" else int(k) for k in ks.split(",")})
-            if k_values[-1] > positions:
-                raise click.BadParameter(
-                    f"K={k_values[-1]} exceeds H·W={positions} of the last feature map at "
-                    f"{cfg.dataset.image_size} px",
-                    param_hint="--ks",
-                )
-            sweep = k_sweep_rows(k_values)
-            summary = run_ablation(
-                out,
-                sweep,
-                seed_list,
-                dataset=dataset,
-                root=root,
-                epochs=epochs,
-                overrides=common,
-                name="k_sweep",
-                title=f"K sweep (Fig. 7), H·W = {positions}",
-                config_file=config_file,
-                train=not report,
-            )
-            plot_k_sweep(summary, k_values, out / "k_sweep.png", positions)
-            click.echo(format_markdown(summary, f"K sweep (Fig. 7), H·W = {positions}"))
+            summary = _k_sweep(out, ks, seed_list, shared)
     except (ConfigError, TrainingError) as error:
         raise click.ClickException(str(error)) from error
     if any(e["top1"] is None or math.isnan(e["top1"]) for e in summary):

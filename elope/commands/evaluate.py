@@ -40,6 +40,27 @@ def format_report(result: dict[str, Any], worst: int = 5) -> str:
     return "\n".join(lines)
 
 
+def _warn_box_problems(problems: list[dict[str, str]]) -> None:
+    """Warn on stderr of the first ten ground-truth boxes outside their image, and count the rest."""
+    for problem in problems[:10]:
+        click.echo(f"warning: {problem['path']}: {problem['problem']}", err=True)
+    if len(problems) > 10:
+        click.echo(f"warning: {len(problems) - 10} more box problem(s) (box_problems)", err=True)
+
+
+def _emit(result: dict[str, Any], json_out: str | None) -> None:
+    """Print the report, or with ``--json -`` the JSON alone; ``--json FILE`` also writes it there."""
+    if json_out == "-":
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(format_report(result))
+    if json_out:
+        path = Path(json_out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        click.echo(f"metrics written to {path}", err=True)
+
+
 @click.command("evaluate")
 @run_option()
 @click.option(
@@ -132,12 +153,7 @@ def evaluate_command(
         from elope.failures import one_line
 
         raise click.ClickException(one_line(e)) from e  # without a DataLoader worker's traceback
-    for problem in result.get("box_problems", [])[:10]:
-        click.echo(f"warning: {problem['path']}: {problem['problem']}", err=True)
-    if len(result.get("box_problems", [])) > 10:
-        click.echo(
-            f"warning: {len(result['box_problems']) - 10} more box problem(s) (box_problems)", err=True
-        )
+    _warn_box_problems(result.get("box_problems", []))
     if examples:
         from elope.tasks.examples import localization_examples
 
@@ -145,12 +161,4 @@ def evaluate_command(
             run_dir, Path(run_dir) / f"examples_{split}.png", examples, split=split, device=device, tau=tau
         )
         click.echo(f"examples drawn to {sheet}", err=True)
-    if json_out == "-":
-        click.echo(json.dumps(result, indent=2))
-        return
-    click.echo(format_report(result))
-    if json_out:
-        path = Path(json_out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
-        click.echo(f"metrics written to {path}", err=True)
+    _emit(result, json_out)

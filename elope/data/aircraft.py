@@ -83,42 +83,38 @@ def _compare_ids(
             )
 
 
-def index_aircraft(
-    root: str | Path, annotation_level: str = "variant", remove_banner: bool = True
-) -> DatasetIndex:
-    """Read the FGVC-Aircraft annotation files of one level into a :class:`DatasetIndex`."""
-    if annotation_level not in ANNOTATION_LEVELS:
-        raise ValueError(
-            f"unknown annotation_level {annotation_level!r}; expected one of {', '.join(ANNOTATION_LEVELS)}"
-        )
-    base = find_aircraft_root(root)
-    problems: list[Problem] = []
-    level_file = ANNOTATION_LEVELS[annotation_level]
-    class_path = require_file(base / level_file, NAME, f"the {annotation_level} names")
+def _read_classes(class_path: Path, problems: list[Problem]) -> list[str]:
+    """The class names of a level file in file order; a name listed twice is reported and kept once."""
     classes: list[str] = []
     for number, (name,) in read_rows(class_path, [("class_name", str)], problems, rest=True):
         if name in classes:
             problems.append(Problem(str(class_path), f"line {number}: class {name!r} is listed twice"))
         else:
             classes.append(name)
-    class_index = {name: i for i, name in enumerate(classes)}
+    return classes
 
-    box_path = base / "images_box.txt"
-    has_boxes = box_path.is_file()
-    boxes: dict[str, tuple[int, list[Any]]] = {}
-    if has_boxes:
-        columns = [("image_id", str), ("xmin", int), ("ymin", int), ("xmax", int), ("ymax", int)]
-        boxes = keyed_rows(box_path, read_rows(box_path, columns, problems), problems)
-        for image_id, (number, (xmin, ymin, xmax, ymax)) in boxes.items():
-            if xmax < xmin or ymax < ymin or xmin < 1 or ymin < 1:
-                problems.append(
-                    Problem(
-                        str(box_path),
-                        f"line {number}: box ({xmin}, {ymin}, {xmax}, {ymax}) of image {image_id} must have "
-                        "1 <= xmin <= xmax and 1 <= ymin <= ymax",
-                    )
+
+def _read_boxes(box_path: Path, problems: list[Problem]) -> dict[str, tuple[int, list[Any]]]:
+    """``image_id -> (line, [xmin, ymin, xmax, ymax])`` of ``images_box.txt``; impossible boxes reported."""
+    columns = [("image_id", str), ("xmin", int), ("ymin", int), ("xmax", int), ("ymax", int)]
+    boxes = keyed_rows(box_path, read_rows(box_path, columns, problems), problems)
+    for image_id, (number, (xmin, ymin, xmax, ymax)) in boxes.items():
+        if xmax < xmin or ymax < ymin or xmin < 1 or ymin < 1:
+            problems.append(
+                Problem(
+                    str(box_path),
+                    f"line {number}: box ({xmin}, {ymin}, {xmax}, {ymax}) of image {image_id} must have "
+                    "1 <= xmin <= xmax and 1 <= ymin <= ymax",
                 )
+            )
+    return boxes
 
+
+def _read_labels(
+    base: Path, annotation_level: str, class_index: dict[str, int], problems: list[Problem]
+) -> tuple[dict[str, dict[str, tuple[int, int]]], dict[str, Path]]:
+    """The labels of every split at one level (``trainval`` only where its file exists), and their files."""
+    level_file = ANNOTATION_LEVELS[annotation_level]
     labels: dict[str, dict[str, tuple[int, int]]] = {}
     paths: dict[str, Path] = {}
     for split in (*_OWN_SPLITS, "trainval"):
@@ -127,9 +123,20 @@ def index_aircraft(
             continue  # optional: derived from train + val
         require_file(paths[split], NAME, f"the {split} labels at the {annotation_level} level")
         labels[split] = _read_split(paths[split], class_index, level_file, problems)
+    return labels, paths
 
+
+def _cross_check(
+    base: Path,
+    labels: dict[str, dict[str, tuple[int, int]]],
+    paths: dict[str, Path],
+    boxes: dict[str, tuple[int, list[Any]]] | None,
+    problems: list[Problem],
+) -> None:
+    """Report images of a split missing from the box file, from ``images_<split>.txt`` or from trainval."""
+    box_path = base / "images_box.txt"
     for split in _OWN_SPLITS:
-        if has_boxes:
+        if boxes is not None:
             _compare_ids(paths[split], labels[split], box_path, set(boxes), problems)
         plain = base / f"images_{split}.txt"
         if plain.is_file():
@@ -142,15 +149,38 @@ def index_aircraft(
         for split in ("train", "val"):
             _compare_ids(paths[split], labels[split], paths["trainval"], set(labels["trainval"]), problems)
 
-    def record(image_id: str, label: int) -> Record:
-        box = None
-        if image_id in boxes:
-            xmin, ymin, xmax, ymax = boxes[image_id][1]
-            box = (xmin - 1.0, ymin - 1.0, float(xmax), float(ymax))
-        return Record(base / "images" / f"{image_id}.jpg", label, box, image_id)
 
+def _record(base: Path, boxes: dict[str, tuple[int, list[Any]]], image_id: str, label: int) -> Record:
+    """The record of one image, its 1-based inclusive box turned into pixel edges."""
+    box = None
+    if image_id in boxes:
+        xmin, ymin, xmax, ymax = boxes[image_id][1]
+        box = (xmin - 1.0, ymin - 1.0, float(xmax), float(ymax))
+    return Record(base / "images" / f"{image_id}.jpg", label, box, image_id)
+
+
+def index_aircraft(
+    root: str | Path, annotation_level: str = "variant", remove_banner: bool = True
+) -> DatasetIndex:
+    """Read the FGVC-Aircraft annotation files of one level into a :class:`DatasetIndex`."""
+    if annotation_level not in ANNOTATION_LEVELS:
+        raise ValueError(
+            f"unknown annotation_level {annotation_level!r}; expected one of {', '.join(ANNOTATION_LEVELS)}"
+        )
+    base = find_aircraft_root(root)
+    problems: list[Problem] = []
+    class_path = require_file(
+        base / ANNOTATION_LEVELS[annotation_level], NAME, f"the {annotation_level} names"
+    )
+    classes = _read_classes(class_path, problems)
+    class_index = {name: i for i, name in enumerate(classes)}
+    box_path = base / "images_box.txt"
+    has_boxes = box_path.is_file()
+    boxes = _read_boxes(box_path, problems) if has_boxes else {}
+    labels, paths = _read_labels(base, annotation_level, class_index, problems)
+    _cross_check(base, labels, paths, boxes if has_boxes else None, problems)
     splits = {
-        split: [record(image_id, label) for image_id, (_, label) in table.items()]
+        split: [_record(base, boxes, image_id, label) for image_id, (_, label) in table.items()]
         for split, table in labels.items()
     }
     banner = BANNER_HEIGHT if remove_banner else 0

@@ -62,59 +62,42 @@ def _relation(
             )
 
 
-def index_cub(root: str | Path) -> DatasetIndex:
-    """Read the annotation files of CUB-200-2011 into a :class:`DatasetIndex` (no image is opened)."""
-    base = find_cub_root(root)
-    problems: list[Problem] = []
-    files = {
-        name: require_file(base / name, NAME, f"the annotation file {name}")
-        for name in ("images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt")
-    }
+_IMAGE_TABLES = {
+    "images.txt": [("image_id", int), ("image_name", str)],
+    "image_class_labels.txt": [("image_id", int), ("class_id", int)],
+    "train_test_split.txt": [("image_id", int), ("is_training_image", int)],
+}
+_BOX_COLUMNS = [("image_id", int), ("x", float), ("y", float), ("width", float), ("height", float)]
+
+
+def _read_classes(path: Path, problems: list[Problem]) -> tuple[list[str], dict[int, int]]:
+    """Class names in id order and ``class_id -> label`` from ``classes.txt``."""
     class_rows = keyed_rows(
-        files["classes.txt"],
-        read_rows(files["classes.txt"], [("class_id", int), ("class_name", str)], problems, rest=True),
-        problems,
+        path, read_rows(path, [("class_id", int), ("class_name", str)], problems, rest=True), problems
     )
     class_ids = sorted(class_rows)
     if class_ids != list(range(1, len(class_ids) + 1)):
-        problems.append(
-            Problem(str(files["classes.txt"]), f"class ids must be 1..{len(class_ids)} without gaps")
-        )
-    classes = [class_rows[i][1][0] for i in class_ids]
-    class_index = {class_id: i for i, class_id in enumerate(class_ids)}
+        problems.append(Problem(str(path), f"class ids must be 1..{len(class_ids)} without gaps"))
+    return [class_rows[i][1][0] for i in class_ids], {class_id: i for i, class_id in enumerate(class_ids)}
 
-    images = keyed_rows(
-        files["images.txt"],
-        read_rows(files["images.txt"], [("image_id", int), ("image_name", str)], problems),
-        problems,
-    )
-    labels = keyed_rows(
-        files["image_class_labels.txt"],
-        read_rows(files["image_class_labels.txt"], [("image_id", int), ("class_id", int)], problems),
-        problems,
-    )
-    is_train = keyed_rows(
-        files["train_test_split.txt"],
-        read_rows(files["train_test_split.txt"], [("image_id", int), ("is_training_image", int)], problems),
-        problems,
-    )
-    box_path = base / "bounding_boxes.txt"
-    has_boxes = box_path.is_file()
-    boxes: dict[Any, Any] = {}
-    if has_boxes:
-        columns = [("image_id", int), ("x", float), ("y", float), ("width", float), ("height", float)]
-        boxes = keyed_rows(box_path, read_rows(box_path, columns, problems), problems)
 
-    for number, (class_id,) in labels.values():
+def _check_values(
+    files: dict[str, Path],
+    tables: dict[str, dict[Any, Any]],
+    class_index: dict[int, int],
+    problems: list[Problem],
+) -> None:
+    """Report class ids outside ``classes.txt`` and split flags other than 0 or 1."""
+    for number, (class_id,) in tables["image_class_labels.txt"].values():
         if class_id not in class_index:
             problems.append(
                 Problem(
                     str(files["image_class_labels.txt"]),
                     f"line {number}: class id {class_id} is out of range (classes.txt has ids "
-                    f"1..{len(class_ids)})",
+                    f"1..{len(class_index)})",
                 )
             )
-    for number, (flag,) in is_train.values():
+    for number, (flag,) in tables["train_test_split.txt"].values():
         if flag not in (0, 1):
             problems.append(
                 Problem(
@@ -122,6 +105,10 @@ def index_cub(root: str | Path) -> DatasetIndex:
                     f"line {number}: is_training_image must be 0 or 1, got {flag}",
                 )
             )
+
+
+def _check_boxes(box_path: Path, boxes: dict[Any, Any], problems: list[Problem]) -> None:
+    """Report boxes without a positive width and height."""
     for image_id, (number, (_, _, width, height)) in boxes.items():
         if not (width > 0 and height > 0):
             problems.append(
@@ -130,23 +117,21 @@ def index_cub(root: str | Path) -> DatasetIndex:
                     f"line {number}: box of image {image_id} has width {width} and height {height}; both must be > 0",
                 )
             )
-    _relation(
-        "image_class_labels.txt",
-        labels,
-        images,
-        files["image_class_labels.txt"],
-        files["images.txt"],
-        problems,
-    )
-    _relation(
-        "train_test_split.txt", is_train, images, files["train_test_split.txt"], files["images.txt"], problems
-    )
-    if has_boxes:
-        _relation("bounding_boxes.txt", boxes, images, box_path, files["images.txt"], problems)
 
+
+def _split_records(
+    base: Path,
+    images_path: Path,
+    tables: dict[str, dict[Any, Any]],
+    boxes: dict[Any, Any],
+    class_index: dict[int, int],
+    problems: list[Problem],
+) -> dict[str, list[Record]]:
+    """The records of the images that have a label and a split, sorted into ``train`` and ``test``."""
+    labels, is_train = tables["image_class_labels.txt"], tables["train_test_split.txt"]
     splits: dict[str, list[Record]] = {"train": [], "test": []}
-    for image_id, (number, (image_name,)) in images.items():
-        path = inside_root(base / "images", image_name, files["images.txt"], f"line {number}", problems)
+    for image_id, (number, (image_name,)) in tables["images.txt"].items():
+        path = inside_root(base / "images", image_name, images_path, f"line {number}", problems)
         if path is None or image_id not in labels or image_id not in is_train:
             continue
         class_id = labels[image_id][1][0]
@@ -158,6 +143,35 @@ def index_cub(root: str | Path) -> DatasetIndex:
             box = (x, y, x + width, y + height)
         record = Record(path, class_index[class_id], box, str(image_id))
         splits["train" if is_train[image_id][1][0] == 1 else "test"].append(record)
+    return splits
+
+
+def index_cub(root: str | Path) -> DatasetIndex:
+    """Read the annotation files of CUB-200-2011 into a :class:`DatasetIndex` (no image is opened)."""
+    base = find_cub_root(root)
+    problems: list[Problem] = []
+    files = {
+        name: require_file(base / name, NAME, f"the annotation file {name}")
+        for name in ("images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt")
+    }
+    classes, class_index = _read_classes(files["classes.txt"], problems)
+    tables = {
+        name: keyed_rows(files[name], read_rows(files[name], columns, problems), problems)
+        for name, columns in _IMAGE_TABLES.items()
+    }
+    box_path = base / "bounding_boxes.txt"
+    has_boxes = box_path.is_file()
+    boxes: dict[Any, Any] = {}
+    if has_boxes:
+        boxes = keyed_rows(box_path, read_rows(box_path, _BOX_COLUMNS, problems), problems)
+
+    _check_values(files, tables, class_index, problems)
+    _check_boxes(box_path, boxes, problems)
+    for name in ("image_class_labels.txt", "train_test_split.txt"):
+        _relation(name, tables[name], tables["images.txt"], files[name], files["images.txt"], problems)
+    if has_boxes:
+        _relation("bounding_boxes.txt", boxes, tables["images.txt"], box_path, files["images.txt"], problems)
+    splits = _split_records(base, files["images.txt"], tables, boxes, class_index, problems)
     return DatasetIndex("cub", base, classes, splits, has_boxes, problems)
 
 

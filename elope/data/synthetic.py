@@ -89,6 +89,73 @@ METADATA = "elope_synthetic.json"
 _SPLIT_CODES = {"train": 0, "test": 1}
 
 
+def _check_counts(size: int, train: int, test: int, seed: int) -> None:
+    """Refuse an image side under 32 pixels, a split without images and a negative seed."""
+    if size < 32:
+        raise ValueError(f"size must be >= 32 pixels, got {size}")
+    if train < 1 or test < 1:
+        raise ValueError(f"train and test must be >= 1 image per class, got {train} and {test}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+
+
+def _fresh_folder(out: Path, overwrite: bool) -> Path:
+    """``out/CUB_200_2011`` with an empty ``images/``; only a set written here before is replaced."""
+    base = out / "CUB_200_2011"
+    if base.exists():
+        if not (overwrite and (out / METADATA).is_file()):
+            reason = (
+                "pass overwrite=True (--force) to replace it"
+                if (out / METADATA).is_file()
+                else ("it was not written by elope; choose another folder")
+            )
+            raise FileExistsError(f"{base} already exists; {reason}")
+        shutil.rmtree(base)
+    (base / "images").mkdir(parents=True)
+    return base
+
+
+def _write_images(
+    base: Path,
+    specs: list[SyntheticClass],
+    train: int,
+    test: int,
+    size: int,
+    seed: int,
+    resolved: Difficulty,
+) -> dict[str, list[str]]:
+    """Render and save every image; returns the lines of CUB's per-image annotation files."""
+    lines: dict[str, list[str]] = {
+        "images.txt": [],
+        "image_class_labels.txt": [],
+        "train_test_split.txt": [],
+        "bounding_boxes.txt": [],
+    }
+    images = lines["images.txt"]
+    for c, spec in enumerate(specs):
+        folder = f"{c + 1:03d}.{spec.name}"
+        (base / "images" / folder).mkdir()
+        for split, count, offset in (("train", train, 0), ("test", test, train)):
+            for k in range(count):
+                rng = np.random.default_rng([seed, _SPLIT_CODES[split], c, k])
+                image, (x1, y1, x2, y2) = render(size, spec, rng, resolved)
+                name = f"{folder}/{spec.name}_{offset + k + 1:04d}.jpg"
+                image.save(base / "images" / name, format="JPEG", quality=90)
+                image_id = len(images) + 1
+                images.append(f"{image_id} {name}")
+                lines["image_class_labels.txt"].append(f"{image_id} {c + 1}")
+                lines["train_test_split.txt"].append(f"{image_id} {int(split == 'train')}")
+                lines["bounding_boxes.txt"].append(
+                    f"{image_id} {x1:.1f} {y1:.1f} {x2 - x1:.1f} {y2 - y1:.1f}"
+                )
+    return lines
+
+
+def _write_lines(path: Path, lines: list[str]) -> None:
+    """One annotation file: ``lines``, each ended by a newline."""
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def write_synthetic(
     out: str | Path,
     classes: int = 10,
@@ -120,51 +187,15 @@ def write_synthetic(
     Also writes ``out/elope_synthetic.json`` with the arguments, the resolved difficulty knobs and the class
     definitions.
     """
-    if size < 32:
-        raise ValueError(f"size must be >= 32 pixels, got {size}")
-    if train < 1 or test < 1:
-        raise ValueError(f"train and test must be >= 1 image per class, got {train} and {test}")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+    _check_counts(size, train, test, seed)
     resolved = resolve_difficulty(difficulty, **knobs)  # names and checks every knob
     specs = synthetic_classes(classes, seed)
     out = Path(out).expanduser()
-    base = out / "CUB_200_2011"
-    if base.exists():
-        if not (overwrite and (out / METADATA).is_file()):
-            reason = (
-                "pass overwrite=True (--force) to replace it"
-                if (out / METADATA).is_file()
-                else ("it was not written by elope; choose another folder")
-            )
-            raise FileExistsError(f"{base} already exists; {reason}")
-        shutil.rmtree(base)
-    (base / "images").mkdir(parents=True)
-
-    images, labels, flags, boxes = [], [], [], []
-    for c, spec in enumerate(specs):
-        folder = f"{c + 1:03d}.{spec.name}"
-        (base / "images" / folder).mkdir()
-        for split, count, offset in (("train", train, 0), ("test", test, train)):
-            for k in range(count):
-                rng = np.random.default_rng([seed, _SPLIT_CODES[split], c, k])
-                image, (x1, y1, x2, y2) = render(size, spec, rng, resolved)
-                name = f"{folder}/{spec.name}_{offset + k + 1:04d}.jpg"
-                image.save(base / "images" / name, format="JPEG", quality=90)
-                image_id = len(images) + 1
-                images.append(f"{image_id} {name}")
-                labels.append(f"{image_id} {c + 1}")
-                flags.append(f"{image_id} {int(split == 'train')}")
-                boxes.append(f"{image_id} {x1:.1f} {y1:.1f} {x2 - x1:.1f} {y2 - y1:.1f}")
-
-    def write(name: str, lines: list[str]) -> None:
-        (base / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-    write("images.txt", images)
-    write("image_class_labels.txt", labels)
-    write("train_test_split.txt", flags)
-    write("bounding_boxes.txt", boxes)
-    write("classes.txt", [f"{c + 1} {c + 1:03d}.{spec.name}" for c, spec in enumerate(specs)])
+    base = _fresh_folder(out, overwrite)
+    lines = _write_images(base, specs, train, test, size, seed, resolved)
+    for name, rows in lines.items():
+        _write_lines(base / name, rows)
+    _write_lines(base / "classes.txt", [f"{c + 1} {c + 1:03d}.{spec.name}" for c, spec in enumerate(specs)])
     metadata = {
         "generator": "elope.data.synthetic.write_synthetic",
         "layout": "CUB-200-2011",

@@ -153,6 +153,42 @@ def _remove_outputs(folder: RunFolder, generated_data: bool) -> list[str]:
     return removed
 
 
+def _resume_point(folder: RunFolder, resume: bool) -> dict[str, Any] | None:
+    """The checkpoint ``--resume`` continues from (None: start anew); a folder holding a run is refused."""
+    out = folder.out
+    where = f"{out} holds: {folder.describe()}."
+    alternatives = "pass --force to delete it and start over, or choose another --out"
+    if folder.last.is_file():
+        if not resume:
+            raise _error(
+                f"{out} already holds a run ({folder.last}); pass --resume to continue it (or to add stages), "
+                f"{alternatives}. Nothing was changed."
+            )
+        try:
+            return load_checkpoint(folder.last)
+        except CheckpointError as error:
+            raise _error(
+                f"cannot resume: {error}. {where}{folder.stage_hint()} Otherwise {alternatives}. "
+                "Nothing was changed."
+            ) from None
+    if folder.holds_results:
+        if resume:
+            raise _error(
+                f"cannot resume {out}: {folder.last} is missing, and the folder holds an earlier run's results; "
+                f"{where}{folder.stage_hint()} Otherwise {alternatives}. Nothing was changed."
+            )
+        raise _error(
+            f"{out} already holds an earlier run (without checkpoints/last.pt, so it cannot be resumed); "
+            f"{where}{folder.stage_hint()} Otherwise {alternatives}. Nothing was changed."
+        )
+    if folder.holds_run and not resume:
+        raise _error(
+            f"{out} holds a run that was started but has trained nothing yet ({folder.describe()}); pass "
+            f"--resume to start it with its saved config.yaml, {alternatives}. Nothing was changed."
+        )
+    return None
+
+
 def open_run_folder(
     out: str | Path,
     *,
@@ -186,37 +222,7 @@ def open_run_folder(
             removed = _remove_outputs(folder, generated_data)
             click.echo(f"--force: deleted the earlier run in {out}: {', '.join(removed)}", err=True)
         return None
-    where = f"{out} holds: {folder.describe()}."
-    alternatives = "pass --force to delete it and start over, or choose another --out"
-    if folder.last.is_file():
-        if not resume:
-            raise _error(
-                f"{out} already holds a run ({folder.last}); pass --resume to continue it (or to add stages), "
-                f"{alternatives}. Nothing was changed."
-            )
-        try:
-            return load_checkpoint(folder.last)
-        except CheckpointError as error:
-            raise _error(
-                f"cannot resume: {error}. {where}{folder.stage_hint()} Otherwise {alternatives}. "
-                "Nothing was changed."
-            ) from None
-    if folder.holds_results:
-        if resume:
-            raise _error(
-                f"cannot resume {out}: {folder.last} is missing, and the folder holds an earlier run's results; "
-                f"{where}{folder.stage_hint()} Otherwise {alternatives}. Nothing was changed."
-            )
-        raise _error(
-            f"{out} already holds an earlier run (without checkpoints/last.pt, so it cannot be resumed); "
-            f"{where}{folder.stage_hint()} Otherwise {alternatives}. Nothing was changed."
-        )
-    if folder.holds_run and not resume:
-        raise _error(
-            f"{out} holds a run that was started but has trained nothing yet ({folder.describe()}); pass "
-            f"--resume to start it with its saved config.yaml, {alternatives}. Nothing was changed."
-        )
-    return None
+    return _resume_point(folder, resume)
 
 
 def read_run_config(path: str | Path) -> dict[str, Any]:

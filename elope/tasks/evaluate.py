@@ -25,9 +25,11 @@ here, never during training.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from PIL import Image
@@ -226,6 +228,57 @@ def _check_classes(run_classes: list[str], dataset: Any, where: str) -> None:
         )
 
 
+@contextmanager
+def _predictions_file(predictions: str | Path | None) -> Iterator[TextIO | None]:
+    """The ``--predictions`` file opened for writing (its folder made), closed afterwards; None without one."""
+    if predictions is None:
+        yield None
+        return
+    Path(predictions).parent.mkdir(parents=True, exist_ok=True)
+    with open(predictions, "w") as lines_out:
+        yield lines_out
+
+
+def _accumulate(
+    run: Any,
+    batches: Iterable[Any],
+    guarded: _Guarded,
+    acc: EvalAccumulator,
+    lines_out: TextIO | None,
+    *,
+    device: str | torch.device,
+    tau: float,
+    teacher: Any,
+) -> list[dict[str, str]]:
+    """Run every batch through the pipeline into ``acc`` (and ``lines_out``); returns the skipped images."""
+    skipped: list[dict[str, str]] = []
+    for images, labels, gt_boxes, indices, bad in batches:
+        skipped += [{"path": guarded.path(i), "error": msg} for i, msg in bad]
+        if images is None:
+            continue
+        out = run_batch(run.model, images.to(device), tau=tau, embeddings=acc.with_ncm, teacher=teacher)
+        ncm = (
+            nearest_class_mean(out.embeddings, run.means)
+            if acc.with_ncm and out.embeddings is not None
+            else None
+        )
+        acc.update(labels, out.predictions, ncm, out.boxes, out.mean_map_boxes, gt_boxes)
+        if lines_out is not None:
+            for line in prediction_lines(out, labels, gt_boxes, indices, guarded.dataset, run.crop_source):
+                lines_out.write(line + "\n")
+    return skipped
+
+
+def _metrics(acc: EvalAccumulator, run: Any, teacher: Any) -> dict[str, Any]:
+    """The accumulated metrics, null where this run measures nothing (no localizer, no teacher)."""
+    result = acc.result(run.classes)
+    if getattr(run.model, "localizer", None) is None:
+        result["loc_iou50"] = None  # no localization module: the "box" is the whole image
+    if teacher is None:
+        result["mean_map_iou50"] = None
+    return result
+
+
 # ------------------------------------------------------------------------------------------------- main
 def evaluate_run(
     run_dir: str | Path,
@@ -264,7 +317,6 @@ def evaluate_run(
     _check_classes(run.classes, ds, f"dataset {dataset!r} at {root} ({split})")
     with_boxes = bool(getattr(ds, "has_boxes", False))
     box_problems = gt_box_problems(ds) if with_boxes else []  # clipped, or left out when wholly outside
-    with_ncm = run.means is not None
     tau = run.tau if tau is None else float(tau)
 
     guarded = _Guarded(ds, skip_unreadable)
@@ -272,40 +324,14 @@ def evaluate_run(
         guarded, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate
     )
     teacher = run.load_teacher() if mean_map and with_boxes else None
-    acc = EvalAccumulator(len(run.classes), with_ncm=with_ncm, with_boxes=with_boxes)
-    skipped: list[dict[str, str]] = []
-    lines_out = None
-    if predictions is not None:
-        Path(predictions).parent.mkdir(parents=True, exist_ok=True)
-        lines_out = open(predictions, "w")  # noqa: SIM115 - closed below, written batch by batch
-    try:
-        for images, labels, gt_boxes, indices, bad in tqdm(
-            loader, desc=f"evaluate {split}", unit="batch", disable=not progress
-        ):
-            skipped += [{"path": guarded.path(i), "error": msg} for i, msg in bad]
-            if images is None:
-                continue
-            out = run_batch(run.model, images.to(device), tau=tau, embeddings=with_ncm, teacher=teacher)
-            ncm = (
-                nearest_class_mean(out.embeddings, run.means)
-                if with_ncm and out.embeddings is not None
-                else None
-            )
-            acc.update(labels, out.predictions, ncm, out.boxes, out.mean_map_boxes, gt_boxes)
-            if lines_out is not None:
-                for line in prediction_lines(out, labels, gt_boxes, indices, ds, run.crop_source):
-                    lines_out.write(line + "\n")
-    finally:
-        if lines_out is not None:
-            lines_out.close()
+    acc = EvalAccumulator(len(run.classes), with_ncm=run.means is not None, with_boxes=with_boxes)
+    with _predictions_file(predictions) as lines_out:
+        batches = tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress)
+        skipped = _accumulate(run, batches, guarded, acc, lines_out, device=device, tau=tau, teacher=teacher)
     if acc.num_images == 0:
         raise ValueError(f"no image of {dataset!r} at {root} ({split}) could be evaluated.")
 
-    result = acc.result(run.classes)
-    if getattr(run.model, "localizer", None) is None:
-        result["loc_iou50"] = None  # no localization module: the "box" is the whole image
-    if teacher is None:
-        result["mean_map_iou50"] = None
+    result = _metrics(acc, run, teacher)
     result.update(
         split=split, dataset=dataset, root=str(root), run=str(Path(run_dir)), tau=tau, skipped=skipped
     )

@@ -90,6 +90,39 @@ def _vis_name(path: Path, used: set[str]) -> str:
     return name + ".png"
 
 
+def _load_predictor(
+    run_dir: str | Path | None, device: str | torch.device, model: str | Path | None, compile_mode: str | None
+) -> Any:
+    """The model file of ``elope export`` when ``model`` names one, else the run of ``run_dir`` (compiled
+    with ``compile_mode``)."""
+    if model is not None:
+        from elope.deploy.runtime import load_exported_run
+
+        return load_exported_run(model, device)
+    run = load_run(run_dir, device)
+    if compile_mode is not None:
+        from elope.deploy.compiled import compile_model
+
+        run.model = compile_model(run.model, compile_mode)
+    return run
+
+
+def _save_vis(
+    target: Path,
+    image: Image.Image,
+    stored: tuple[int, int],
+    box: list[float],
+    heatmap: torch.Tensor | None,
+    classes: list[dict[str, Any]],
+) -> str:
+    """Draw the heatmap and box over ``image`` (decoded, maybe smaller than ``stored``) to ``target``."""
+    from elope.tasks.visualize import save_prediction_figure
+
+    sx, sy = image.width / stored[0], image.height / stored[1]  # draft decoding may shrink it
+    shown = [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
+    return str(save_prediction_figure(target, image, heatmap, shown, title=_title(classes)))
+
+
 def predict_paths(
     run_dir: str | Path | None,
     paths: Iterable[str | Path],
@@ -115,16 +148,7 @@ def predict_paths(
     """
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}.")
-    if model is not None:
-        from elope.deploy.runtime import load_exported_run
-
-        run: Any = load_exported_run(model, device)
-    else:
-        run = load_run(run_dir, device)
-        if compile_mode is not None:
-            from elope.deploy.compiled import compile_model
-
-            run.model = compile_model(run.model, compile_mode)
+    run = _load_predictor(run_dir, device, model, compile_mode)
     files = collect_images(paths)
     if not files:
         raise FileNotFoundError(
@@ -142,14 +166,6 @@ def predict_paths(
         classes, box, heatmap = predict_image(run, image, top=top, tau=tau, device=device, size=stored)
         item: dict[str, Any] = {"path": str(path), "classes": classes, "box": box, "size": list(stored)}
         if vis_dir is not None:
-            from elope.tasks.visualize import save_prediction_figure
-
-            sx, sy = image.width / stored[0], image.height / stored[1]  # draft decoding may shrink it
-            shown = [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
-            item["vis"] = str(
-                save_prediction_figure(
-                    vis_dir / _vis_name(path, used), image, heatmap, shown, title=_title(classes)
-                )
-            )
+            item["vis"] = _save_vis(vis_dir / _vis_name(path, used), image, stored, box, heatmap, classes)
         results.append(item)
     return results
