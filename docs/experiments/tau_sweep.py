@@ -16,6 +16,8 @@ import json
 import statistics
 from pathlib import Path
 
+from scipy import stats
+
 from elope.tasks.evaluate import evaluate_run
 
 
@@ -58,13 +60,22 @@ def main() -> None:
             for kind in ("module", "mean_map")
         ]
         print(f"| {tau} | " + " | ".join(cells) + " |")
+    chosen = {}
     for kind in ("module", "mean_map"):
         best = max(
             map(str, taus),
             key=lambda t: statistics.fmean(results[f"seed{s}/train"][t][kind] for s in seeds),
         )
-        test = [results[f"seed{s}/test"][best][kind] for s in seeds]
-        print(f"{kind}: τ {best} chosen on the training split -> test {_mean_std(test)} %")
+        chosen[kind] = [results[f"seed{s}/test"][best][kind] for s in seeds]
+        print(f"{kind}: τ {best} chosen on the training split -> test {_mean_std(chosen[kind])} %")
+    diffs = [100 * (a - b) for a, b in zip(chosen["module"], chosen["mean_map"])]
+    if len(diffs) > 1:
+        half = stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
+        mean = statistics.fmean(diffs)
+        print(
+            f"module - mean map, paired by seed: {mean:+.1f} points, 95 % CI [{mean - half:+.1f}, {mean + half:+.1f}]"
+            f" (per seed: {', '.join(f'{d:+.1f}' for d in diffs)})"
+        )
 
 
 if __name__ == "__main__":

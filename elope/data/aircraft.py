@@ -30,7 +30,6 @@ from typing import Any
 from .annotations import DatasetIndex, Problem, Record, inside_root, keyed_rows, read_rows, require_file
 from .base import FGVCDataset
 from .errors import DatasetNotFoundError
-from .io import DEFAULT_MAX_PIXELS
 
 __all__ = ["ANNOTATION_LEVELS", "BANNER_HEIGHT", "FGVCAircraft", "find_aircraft_root", "index_aircraft"]
 
@@ -197,7 +196,8 @@ class FGVCAircraft(FGVCDataset):
         annotation_level: ``variant`` (100 classes, the paper's), ``family`` or ``manufacturer``.
         remove_banner: crop the 20-pixel copyright banner at the bottom (boxes clamped to match).
         val_fraction, seed: unused (the dataset ships its validation split); accepted for uniformity.
-        skip_unreadable, max_pixels, decode_size: see :class:`elope.data.base.FGVCDataset`.
+        options: ``skip_unreadable``, ``max_pixels``, ``decode_size``: see
+            :class:`elope.data.base.FGVCDataset`.
     """
 
     def __init__(
@@ -208,24 +208,11 @@ class FGVCAircraft(FGVCDataset):
         *,
         annotation_level: str = "variant",
         remove_banner: bool = True,
-        val_fraction: float = 0.1,
-        seed: int = 0,
-        skip_unreadable: bool = False,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-        decode_size: int | None = None,
+        **options: Any,
     ) -> None:
         self.annotation_level = annotation_level
         self.remove_banner = remove_banner
-        super().__init__(
-            root,
-            split,
-            transform,
-            val_fraction=val_fraction,
-            seed=seed,
-            skip_unreadable=skip_unreadable,
-            max_pixels=max_pixels,
-            decode_size=decode_size,
-        )
+        super().__init__(root, split, transform, **options)
 
     def build_index(self, root: str | Path) -> DatasetIndex:
         return index_aircraft(root, self.annotation_level, self.remove_banner)
