@@ -42,6 +42,16 @@ VARIANTS: dict[str, dict] = {
     "obj45_loc20": {**LARGER, **LONGER},
     "s224": PX224,
     "s224_loc20": {**PX224, **LONGER},
+    # the recipe chosen from the rows above (elope/configs/synthetic.yaml), at the paper's 448 px (14x14 map)
+    "recipe_448": {
+        **LARGER,
+        **LONGER,
+        "dataset.synthetic.part_scale": 0.7,
+        "dataset.synthetic.part_contrast": 0.4,
+        "dataset.image_size": 448,
+        "dataset.crop_source": 448,
+        "dataset.synthetic.size": 448,
+    },
 }
 
 
