@@ -80,7 +80,7 @@ def images_per_second(dataset: Dataset, batch_size: int, workers: int, collate=N
         if start is None:
             start = time.perf_counter()
             continue
-        count += len(batch[0])
+        count += len(batch[1])  # the labels: one per image whatever the image batch's type
     return count / (time.perf_counter() - start)
 
 

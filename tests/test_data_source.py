@@ -84,7 +84,7 @@ def test_padding_never_leaks_into_a_smaller_image() -> None:
         small.pixels.float()[None], [torch.tensor([[0.0, 0.0, 28.0, 20.0]])], (32, 32), 1.0, -1, True
     )[0]
     alone = torch.einsum("ij,jhw->ihw", small.colour[:, :3], resized) + small.colour[:, 3, None, None]
-    assert batch.pixels.shape[-2:] == (51, 46) and len(batch) == 2
+    assert batch.pixels.shape[-2:] == (51, 46) and batch.pixels.shape[0] == 2
     torch.testing.assert_close(together[0], alone, atol=1e-4, rtol=1e-4)
 
 

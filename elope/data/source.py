@@ -45,9 +45,6 @@ class SourceBatch(NamedTuple):
     sizes: Tensor
     colour: Tensor
 
-    def __len__(self) -> int:  # the number of images, as for a tensor batch (the tuple has 3 fields)
-        return int(self.pixels.shape[0])
-
 
 class SourceCollate:
     """DataLoader ``collate_fn`` for :class:`SourceImage` items: ``(SourceBatch, labels, boxes)``, the
