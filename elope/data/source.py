@@ -30,7 +30,8 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
-from torchvision.ops import roi_align
+
+from elope.nn.crop import crop_and_resize
 
 from .transforms import SourceImage
 
@@ -80,19 +81,14 @@ class SourceCollate:
 def render_sources(batch: SourceBatch, size: int, device: torch.device | str | None = None) -> Tensor:
     """The normalised float32 crop sources (B, 3, size, size) of a :class:`SourceBatch`, on ``device``.
 
-    One ``roi_align`` (``aligned=True``, adaptive sampling) resizes each image's valid region to
+    One ``roi_align`` (:func:`elope.nn.crop.crop_and_resize`: ``aligned=True``, adaptive sampling) resizes each image's valid region to
     ``size × size``; one batched matrix product then applies each image's colour map (jitter, lighting and
     the normalisation of :class:`~elope.data.transforms.ToNormalizedTensor`).
     """
     device = batch.pixels.device if device is None else torch.device(device)
     pixels = batch.pixels.to(device, non_blocking=True).float()
-    count = pixels.shape[0]
-    rois = torch.zeros(count, 5, device=device)
-    rois[:, 0] = torch.arange(count, device=device)
-    rois[:, 3:] = batch.sizes.to(device)
-    resized = roi_align(
-        pixels, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True
-    )
+    whole = torch.cat([torch.zeros_like(batch.sizes), batch.sizes], dim=1)  # x1, y1, x2, y2 = 0, 0, w, h
+    resized = crop_and_resize(pixels, whole, size)
     colour = batch.colour.to(device, non_blocking=True)
     out = torch.einsum("bij,bjhw->bihw", colour[:, :, :3], resized)
     return out.add_(colour[:, :, 3, None, None])

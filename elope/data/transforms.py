@@ -116,7 +116,7 @@ class ToNormalizedTensor(v2.Transform):
         """
         b, c, s = params["brightness"], params["contrast"], params["saturation"]
         bias = (params["offset"] - self.mean) / self.std
-        if b == c == s == 1.0:
+        if not self.jittered(params):
             # (x * scale - mean) / std + offset / std  ==  x * (scale / std) + bias
             return torch.diag(scale / self.std), bias
         grey = torch.tensor(GREY_WEIGHTS, dtype=torch.float32)
@@ -124,9 +124,25 @@ class ToNormalizedTensor(v2.Transform):
         matrix = (c * b * scale) * saturate / self.std.view(3, 1)  # diag(1/std) · c b S · scale
         return matrix, bias + (1 - c) * b * mean_grey / self.std
 
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+    @staticmethod
+    def jittered(params: dict[str, Any]) -> bool:
+        """Whether the draw changes brightness, contrast or saturation (else the map is per channel)."""
+        return not params["brightness"] == params["contrast"] == params["saturation"] == 1.0
+
+    @staticmethod
+    def as_tensor(inpt: Any) -> Tensor:
+        """A PIL image as a uint8 RGB tensor (3, H, W); tensors pass through."""
         if isinstance(inpt, PIL.Image.Image):
-            inpt = F.pil_to_tensor(inpt.convert("RGB") if inpt.mode != "RGB" else inpt)
+            return F.pil_to_tensor(inpt.convert("RGB") if inpt.mode != "RGB" else inpt)
+        return inpt
+
+    @staticmethod
+    def luma(x: Tensor) -> float:
+        """Mean grey level of a float image (3, H, W), in its own units (weights ``GREY_WEIGHTS``)."""
+        return float(torch.tensor(GREY_WEIGHTS) @ x.mean(dim=(1, 2)))
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        inpt = self.as_tensor(inpt)
         if inpt.dtype == torch.uint8:
             scale = 1.0 / 255.0
         elif inpt.is_floating_point():
@@ -134,12 +150,11 @@ class ToNormalizedTensor(v2.Transform):
         else:
             raise TypeError(f"ToNormalizedTensor expects uint8 or float images, got {inpt.dtype}")
         x = inpt.to(torch.float32)
-        if params["brightness"] == params["contrast"] == params["saturation"] == 1.0:
+        if not self.jittered(params):
             matrix, bias = self.colour_map(params, 0.0, scale)
             out = torch.addcmul(bias.view(3, 1, 1), x, matrix.diagonal().view(3, 1, 1))
             return tv_tensors.Image(out)
-        mean_grey = float(torch.tensor(GREY_WEIGHTS) @ x.mean(dim=(1, 2))) * scale
-        matrix, bias = self.colour_map(params, mean_grey, scale)
+        matrix, bias = self.colour_map(params, self.luma(x) * scale, scale)
         out = torch.addmm(bias.view(3, 1), matrix, x.reshape(3, -1)).view_as(x)
         return tv_tensors.Image(out)
 
@@ -186,15 +201,11 @@ class DrawColour(ToNormalizedTensor):
     """
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if isinstance(inpt, PIL.Image.Image):
-            inpt = F.pil_to_tensor(inpt.convert("RGB") if inpt.mode != "RGB" else inpt)
-        if inpt.dtype != torch.uint8:
-            raise TypeError(f"the crop source is kept in uint8, got {inpt.dtype}")
-        pixels = inpt.as_subclass(Tensor)
-        jittered = not params["brightness"] == params["contrast"] == params["saturation"] == 1.0
-        mean_grey = (
-            float(torch.tensor(GREY_WEIGHTS) @ pixels.float().mean(dim=(1, 2))) / 255.0 if jittered else 0.0
-        )
+        pixels = self.as_tensor(inpt)
+        if pixels.dtype != torch.uint8:
+            raise TypeError(f"the crop source is kept in uint8, got {pixels.dtype}")
+        pixels = pixels.as_subclass(Tensor)
+        mean_grey = self.luma(pixels.float()) / 255.0 if self.jittered(params) else 0.0
         matrix, bias = self.colour_map(params, mean_grey, 1.0 / 255.0)
         return SourceImage(pixels, torch.cat([matrix, bias[:, None]], dim=1))
 
