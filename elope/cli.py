@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "demo": "elope.commands.demo:demo_command",
     "profile": "elope.commands.profile:profile_command",
     "ablate": "elope.commands.ablate:ablate_command",
+    "suite": "elope.commands.suite:suite_command",
 }
 
 

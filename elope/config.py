@@ -51,7 +51,9 @@ class SyntheticConfig(_Section):
     test: int = Field(20, ge=1, description="test images per class")
     size: int = Field(96, ge=32, description="side of the generated images in pixels")
     seed: int = 0
-    difficulty: Literal["default", "fine"] = "default"
+    difficulty: str = Field(
+        "default", description="a preset of elope.data.synthetic.DIFFICULTIES (checked before a run starts)"
+    )
     object_scale: tuple[float, float] | None = Field(
         None, description="critter width / image side (low, high)"
     )
@@ -60,6 +62,9 @@ class SyntheticConfig(_Section):
     decoys: tuple[int, int] | None = Field(None, description="(min, max) decoy blobs per image")
     distractors: int | None = Field(None, ge=0, le=8)
     clutter: float | None = Field(None, ge=0.0, le=1.0)
+    placement: Literal["anywhere", "centred"] | None = None
+    aspect: float | None = Field(None, ge=0.25, le=4.0, description="frame width / height")
+    lookalikes: int | None = Field(None, ge=0, le=8)
 
     @model_validator(mode="after")
     def _check_ranges(self) -> SyntheticConfig:
@@ -113,8 +118,18 @@ class ModelConfig(_Section):
     localizer: bool = True
     localizer_input: int = Field(64, ge=16)
     tau: float = Field(0.3, gt=0.0, lt=1.0, description="box threshold of Sec. 5 (Table 2)")
+    tau_select: Literal["fixed", "boxes", "labels", "auto"] = Field(
+        "fixed",
+        description="fixed: model.tau (paper); boxes / labels: chosen at the end of stage 2 on the training "
+        "split by its boxes / by class labels only; auto: boxes where the training split has them, else labels",
+    )
     heatmap_upsample: bool = Field(
         False, description="upsample the heatmap bilinearly to the image before thresholding (ours)"
+    )
+    box_rule: Literal["all", "peak"] = Field(
+        "all",
+        description="all: the box holds every heatmap cell above tau (paper); peak: only the connected "
+        "region around the heatmap's peak (ours)",
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from elope.commands.data import data
 from elope.data import build_dataset, check_dataset, write_synthetic
@@ -204,6 +205,10 @@ def test_object_scale_shrinks_the_boxes(tmp_path: Path, synthetic_root: Path) ->
         ({"distractors": 1.5}, "distractors must be a whole number"),
         ({"clutter": -0.1}, "clutter"),
         ({"clutter": 1.5}, "clutter"),
+        ({"placement": "left"}, "placement must be one of"),
+        ({"aspect": 5.0}, "aspect"),
+        ({"lookalikes": 9}, "lookalikes"),
+        ({"lookalikes": 1.5}, "lookalikes must be a whole number"),
     ],
 )
 def test_difficulty_knobs_are_validated(tmp_path: Path, knobs: dict, message: str) -> None:
@@ -213,19 +218,18 @@ def test_difficulty_knobs_are_validated(tmp_path: Path, knobs: dict, message: st
 
 
 def test_recipe_section_and_cli_expose_the_knobs(tmp_path: Path) -> None:
-    from typing import get_args
+    from elope.config import ConfigError, SyntheticConfig, load_config
+    from elope.engine.preflight import check_model_settings
 
-    from elope.config import SyntheticConfig
-
-    assert set(get_args(SyntheticConfig.model_fields["difficulty"].annotation)) == set(DIFFICULTIES)
     section = SyntheticConfig(classes=2, train=2, test=1, size=64, difficulty="fine", decoys=[1, 2])
     root = write_synthetic(tmp_path / "recipe", **section.model_dump())
     meta = json.loads((root / "elope_synthetic.json").read_text())
     assert meta["difficulty"] == {"preset": "fine", **resolve_difficulty("fine", decoys=(1, 2)).to_dict()}
     with pytest.raises(ValueError, match="object_scale"):
         SyntheticConfig(object_scale=(0.6, 0.3))
-    with pytest.raises(ValueError, match="difficulty"):
-        SyntheticConfig(difficulty="hard")
+    for bad_knob in ("difficulty=hard", "placement=left", "aspect=9"):  # before a run writes anything
+        with pytest.raises((ConfigError, ValueError), match=bad_knob.split("=")[0]):
+            check_model_settings(load_config("synthetic", overrides=[f"dataset.synthetic.{bad_knob}"]))
 
     out = tmp_path / "cli"
     args = ["synth", "--out", str(out), "--classes", "2", "--train", "1", "--test", "1", "--size", "64"]
@@ -237,3 +241,63 @@ def test_recipe_section_and_cli_expose_the_knobs(tmp_path: Path) -> None:
     assert recorded["part_contrast"] == DIFFICULTIES["fine"].part_contrast
     bad = CliRunner().invoke(data, [*args[:2], str(tmp_path / "bad"), *args[3:], "--part-scale", "3"])
     assert bad.exit_code != 0 and "part_scale must lie in" in bad.output
+
+
+# --- the generalization suite's knobs: placement, aspect, lookalikes ----------------------------------
+
+
+def test_suite_presets_span_scale_clutter_placement_lookalikes_parts_and_aspect() -> None:
+    from elope.data.synthetic_knobs import SUITE
+
+    assert len(SUITE) >= 6 and all(DIFFICULTIES[name] == knobs for name, knobs in SUITE.items())
+    scales = {knobs.object_scale for knobs in SUITE.values()}
+    assert {(0.10, 0.25), (0.25, 0.45), (0.40, 0.70)} <= scales
+    assert {k.placement for k in SUITE.values()} == {"anywhere", "centred"}
+    assert any(k.lookalikes for k in SUITE.values()) and any(k.aspect != 1.0 for k in SUITE.values())
+    assert len({(k.part_scale, k.part_contrast) for k in SUITE.values()}) > 1
+    assert len({(k.clutter, k.decoys, k.distractors) for k in SUITE.values()}) > 1
+    assert len(set(SUITE.values())) == len(SUITE)
+
+
+def test_aspect_sets_the_frame_and_centred_placement_centres_the_critter(tmp_path: Path) -> None:
+    root = write_synthetic(tmp_path / "wide", 3, 6, 2, size=160, seed=0, difficulty="wide")
+    dataset = build_dataset("synthetic", root, "trainval")
+    for path, _ in dataset.samples:
+        assert Image.open(path).size == (160, 90)  # 16:9, the longer side is --size
+    boxes = np.array([dataset[i][2].tolist() for i in range(len(dataset))])
+    assert (boxes[:, 2] <= 160).all() and (boxes[:, 3] <= 90).all()
+    widths = (boxes[:, 2] - boxes[:, 0]) / 90  # object_scale is a share of the shorter side
+    assert widths.min() >= 0.25 - 1 / 90 and widths.max() <= 0.45 + 2 / 90
+    centred = build_dataset(
+        "synthetic",
+        write_synthetic(tmp_path / "c", 3, 6, 2, size=200, seed=0, difficulty="centred"),
+        "trainval",
+    )
+    centres = np.array(
+        [[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in (centred[i][2].tolist() for i in range(18))]
+    )
+    assert np.abs(centres - 100).max() <= 0.05 * 200 + 0.12 * 200  # the beak and tail skew the box a little
+    anywhere = build_dataset(
+        "synthetic",
+        write_synthetic(tmp_path / "s", 3, 6, 2, size=200, seed=0, difficulty="small"),
+        "trainval",
+    )
+    spread = np.array([[(b[0] + b[2]) / 2] for b in (anywhere[i][2].tolist() for i in range(18))])
+    assert spread.std() > 3 * centres[:, 0].std()
+
+
+def test_lookalikes_are_plain_critters_under_the_critter() -> None:
+    from elope.data import synthetic_draw
+
+    spec = synthetic_classes(12, 0)[3]
+    with_shapes = DIFFICULTIES["lookalikes"]
+    background, _ = synthetic_draw.scene(224, spec, np.random.default_rng([0, 1, 3, 3]), with_shapes)
+    image, box = synthetic_draw.render(224, spec, np.random.default_rng([0, 1, 3, 3]), with_shapes)
+    ys, xs = np.nonzero(np.any(np.asarray(image) != np.asarray(background), axis=2))
+    x1, y1, x2, y2 = box
+    assert xs.min() >= x1 and xs.max() < x2 and ys.min() >= y1 and ys.max() < y2  # the box: the critter only
+    plain, _ = synthetic_draw.critter(224, spec, np.random.default_rng(1), with_shapes, plain=True)
+    coloured, _ = synthetic_draw.critter(224, spec, np.random.default_rng(1), with_shapes)
+    colours = {c for _, c in plain.getcolors(1 << 16) if c[3] == 255}
+    assert len(colours) <= 2  # body and the dark beak and legs: no class colour
+    assert len({c for _, c in coloured.getcolors(1 << 16) if c[3] == 255}) > len(colours)

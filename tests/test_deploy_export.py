@@ -241,3 +241,27 @@ def test_whole_image_fallback_and_upsampled_heatmap(setup: dict, tmp_path: Path)
         _check(reference, outputs, 3)
         if name == "flat":
             assert outputs[1].tolist() == [[0.0, 0.0, SOURCE, SOURCE]] * 3
+
+
+@pytest.mark.parametrize("upsample", [False, True])
+def test_peak_box_rule_exports_as_one_graph(setup: dict, tmp_path: Path, upsample: bool) -> None:
+    """The peak rule's region growing is unrolled into the graph (no value-dependent branch): ONNX and
+    TorchScript give PyTorch's boxes on every test image, with a dynamic batch."""
+    images = setup["images"]
+    model = _model(images)
+    model.box_rule, model.heatmap_upsample = "peak", upsample
+    reference = OnePassPipeline(model)(images)
+    if not upsample:  # the rule matters for these images
+        assert not torch.equal(reference[1], OnePassPipeline(_model(images))(images)[1])
+    for fmt, suffix in (("onnx", "onnx"), ("torchscript", "pt")):
+        path = export_model(
+            model,
+            tmp_path / f"peak.{suffix}",
+            classes=["a", "b", "c"],
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            input_size=SOURCE,
+            batch=None,
+            fmt=fmt,
+        )
+        _check(reference, ExportedModel(path).run(images), len(images))

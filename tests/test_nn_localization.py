@@ -92,3 +92,76 @@ def test_heatmap_upsampling_before_the_threshold_is_an_option():
     expected = [float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1)]
     assert heatmap_to_box(heat, 0.3, 12, upsample=True).tolist() == [expected]
     assert expected != [0.0, 4.0, 8.0, 8.0]
+
+
+# --- the box rule: every cell above tau (paper) or the connected region around the peak (ours) ----------
+
+
+def _scipy_peak_box(heat: torch.Tensor, tau: float) -> list[float]:
+    """The peak rule written with scipy's connected components (8-connectivity), cells as pixels."""
+    from scipy import ndimage
+
+    m = heat[0, 0].double()
+    normalised = (m - m.min()) / (m.max() - m.min())
+    labels, _ = ndimage.label((normalised > tau).numpy(), structure=[[1, 1, 1]] * 3)
+    peak = divmod(int(normalised.flatten().argmax()), m.shape[1])
+    rows, cols = (labels == labels[peak]).nonzero()
+    return [float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1)]
+
+
+def test_peak_rule_keeps_the_region_of_the_peak_and_drops_a_decoy():
+    heat = torch.zeros(1, 1, 14, 14)
+    heat[0, 0, 2:5, 2:6] = 1.0  # the object, holding the peak
+    heat[0, 0, 3, 3] = 1.2
+    heat[0, 0, 10:12, 9:13] = 0.9  # a decoy, not touching it
+    assert heatmap_to_box(heat, 0.3, 14, rule="all").tolist() == [[2.0, 2.0, 13.0, 12.0]]
+    assert heatmap_to_box(heat, 0.3, 14, rule="peak").tolist() == [[2.0, 2.0, 6.0, 5.0]]
+    heat[0, 0, 5:10, 6:9] = 0.5  # a bridge of cells above tau: one region again
+    assert heatmap_to_box(heat, 0.3, 14, rule="peak").tolist() == [[2.0, 2.0, 13.0, 12.0]]
+
+
+def test_peak_rule_follows_diagonals_and_long_snakes_like_scipy():
+    # a snake that turns back on itself: its far end is ~40 steps from the peak (beyond rows + cols)
+    snake = torch.zeros(1, 1, 14, 14)
+    for r in range(0, 14, 4):
+        snake[0, 0, r, 1:13] = 1.0
+    for r, c in ((1, 12), (2, 12), (3, 12), (5, 1), (6, 1), (7, 1), (9, 12), (10, 12), (11, 12)):
+        snake[0, 0, r, c] = 1.0
+    snake[0, 0, 0, 1] = 2.0  # the peak at one end
+    snake[0, 0, 6, 13] = 1.5  # an isolated cell touching nothing
+    assert heatmap_to_box(snake, 0.3, 14, rule="peak").tolist() == [_scipy_peak_box(snake, 0.3)]
+    assert heatmap_to_box(snake, 0.3, 14, rule="peak").tolist() == [[1.0, 0.0, 13.0, 13.0]]
+    assert heatmap_to_box(snake, 0.3, 14, rule="all").tolist() == [[1.0, 0.0, 14.0, 13.0]]
+    diagonal = torch.zeros(1, 1, 6, 6)
+    diagonal[0, 0, range(5), range(5)] = torch.tensor([3.0, 1.0, 1.0, 1.0, 1.0])  # corners touch only
+    assert heatmap_to_box(diagonal, 0.3, 6, rule="peak").tolist() == [[0.0, 0.0, 5.0, 5.0]]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_peak_rule_equals_scipy_on_random_maps(seed):
+    torch.manual_seed(seed)
+    heat = F.avg_pool2d(torch.rand(1, 1, 16, 16), 3, stride=1)  # 14x14, smooth blobs
+    for tau in (0.3, 0.5, 0.7):
+        assert heatmap_to_box(heat, tau, 14, rule="peak").tolist() == [_scipy_peak_box(heat, tau)]
+
+
+def test_peak_rule_in_a_batch_and_with_upsampling():
+    heat = torch.zeros(2, 1, 7, 7)
+    heat[0, 0, 1:3, 1:3] = torch.tensor([[0.9, 0.8], [0.8, 1.0]])
+    heat[0, 0, 5, 5] = 0.95  # a second blob
+    heat[1, 0, 4:6, 0:2] = 1.0
+    boxes = heatmap_to_box(heat, 0.5, 70, rule="peak")
+    assert boxes.tolist() == [[10.0, 10.0, 30.0, 30.0], [0.0, 40.0, 20.0, 60.0]]
+    up = heatmap_to_box(heat, 0.5, 70, rule="peak", upsample=True)
+    everything = heatmap_to_box(heat, 0.5, 70, rule="all", upsample=True)
+    # upsampled: pixels within one cell of the peak's region; the second blob stays out of the first box
+    assert up[0, 2] < 45 and everything[0, 2] > 50
+    assert (up[:, :2] >= boxes[:, :2] - 10).all() and (up[:, 2:] <= boxes[:, 2:] + 10).all()
+    assert torch.equal(up[1], everything[1])
+
+
+def test_unknown_box_rule():
+    with pytest.raises(ValueError, match="box rule"):
+        heatmap_to_box(torch.rand(1, 1, 4, 4), 0.3, 8, rule="largest")
+    with pytest.raises(ValueError, match="box_rule"):
+        ELoPE("resnet18", 3, box_rule="largest")

@@ -39,7 +39,12 @@ def test_all_stages_write_the_run_folder_of_the_contract(full_run):
         assert (out / "checkpoints" / f"{stage}.pt").is_file()
         assert f"[{stage}] epoch 1" in log
 
-    header, *records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    header, *lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    records = [r for r in lines if "event" not in r]  # one per epoch and stage
+    # the end of stage 2: the module checked on the training split, at the recipe's fixed tau
+    (check,) = [r for r in lines if r.get("event") == "localizer_check"]
+    assert lines.index(check) == 2 and check["tau"] == 0.3 and check["tau_select"] == "fixed"
+    assert check["images"] == 15 and 0 <= check["whole"] <= 1 and 0 <= check["contrast"] <= 1
     # the first line names the splits the run used (the tiny recipe holds out val_fraction 0.1)
     assert header["event"] == "data" and header["classes"] == 3
     assert header["train"] == {"split": "train", "images": 15} and header["val"] == {

@@ -12,7 +12,7 @@ import click
 
 from elope.data.errors import DataError
 from elope.data.io import DEFAULT_MAX_PIXELS
-from elope.data.synthetic_knobs import KNOB_OPTIONS
+from elope.data.synthetic_knobs import DIFFICULTIES, KNOB_OPTIONS
 
 __all__ = ["data"]
 
@@ -97,6 +97,8 @@ def _knob_options(command: Callable[..., None]) -> Callable[..., None]:
     """One ``--<knob>`` option per difficulty knob of :data:`elope.data.synthetic_knobs.KNOB_OPTIONS`
     (default: the preset's value)."""
     for name, (kind, text) in reversed(KNOB_OPTIONS.items()):
+        if isinstance(kind, tuple) and all(isinstance(k, str) for k in kind):
+            kind = click.Choice(kind)
         command = click.option(f"--{name.replace('_', '-')}", name, type=kind, default=None, help=text)(
             command
         )
@@ -125,10 +127,11 @@ def _knob_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option("--force", is_flag=True, help="Replace a synthetic dataset written there before.")
 @click.option(
     "--difficulty",
-    type=click.Choice(["default", "fine"]),
+    type=click.Choice(list(DIFFICULTIES)),
     default="default",
     show_default=True,
-    help="Preset of the knobs below (fine: for ImageNet-pretrained backbones; use --size 224 --classes 24).",
+    help="Preset of the knobs below (fine: for ImageNet-pretrained backbones, --size 224 --classes 24; "
+    "small ... wide: the generalization suite's distributions, `elope suite`).",
 )
 @_knob_options
 def synth_command(

@@ -7,7 +7,19 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["DIFFICULTIES", "KNOB_OPTIONS", "Difficulty", "resolve_difficulty"]
+__all__ = [
+    "DIFFICULTIES",
+    "KNOB_OPTIONS",
+    "PLACEMENTS",
+    "SUITE",
+    "Difficulty",
+    "frame_size",
+    "resolve_difficulty",
+]
+
+PLACEMENTS = ("anywhere", "centred")
+
+_MAX_LOOKALIKES = 8
 
 
 _MAX_DECOYS = 64
@@ -33,9 +45,17 @@ class Difficulty:
             legs or beak) cut by the frame edge, drawn on the background under the critter.
         clutter: contrast of the background shapes (rectangles, ellipses, lines) against the background's
             mean colour; 1 = the original clutter, 0 = none visible (the gradient and noise stay).
+        placement: ``anywhere`` (uniform over the frame) or ``centred`` (the critter's centre within 5 % of
+            the shorter side from the frame's centre, as in a photo aimed at it).
+        aspect: frame width / height; the longer side is the dataset's ``size``, and ``object_scale`` is a
+            fraction of the *shorter* side (1 = square, 16/9 = a landscape photo, 3/4 = a portrait one).
+        lookalikes: whole critters of the same shape (body, head, beak, tail, legs) in the plain body colour,
+            without the coloured parts that name a class, on the background: shape decoys for the
+            localizer that carry no class evidence.
 
-    Decoys, distractors and clutter lie on the background, under the critter, so the box stays the exact
-    extent of the critter. Every knob at its default draws from the random generator exactly as before.
+    Decoys, distractors, lookalikes and clutter lie on the background, under the critter, so the box stays
+    the exact extent of the critter. Every knob at its default draws from the random generator exactly as
+    before.
     """
 
     object_scale: tuple[float, float] = (0.30, 0.60)
@@ -44,6 +64,9 @@ class Difficulty:
     decoys: tuple[int, int] = (2, 4)
     distractors: int = 0
     clutter: float = 1.0
+    placement: str = "anywhere"
+    aspect: float = 1.0
+    lookalikes: int = 0
 
     def __post_init__(self) -> None:
         low, high = self.object_scale
@@ -68,6 +91,14 @@ class Difficulty:
 
         if not 0.0 <= self.clutter <= 1.0:
             raise ValueError(f"clutter must lie in [0, 1], got {self.clutter}")
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}, got {self.placement!r}")
+        if not 0.25 <= self.aspect <= 4.0:
+            raise ValueError(f"aspect (width / height) must lie in [0.25, 4], got {self.aspect}")
+        if not (isinstance(self.lookalikes, int) and 0 <= self.lookalikes <= _MAX_LOOKALIKES):
+            raise ValueError(
+                f"lookalikes must be a whole number in [0, {_MAX_LOOKALIKES}], got {self.lookalikes}"
+            )
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -77,19 +108,52 @@ class Difficulty:
             "decoys": list(self.decoys),
             "distractors": self.distractors,
             "clutter": self.clutter,
+            "placement": self.placement,
+            "aspect": self.aspect,
+            "lookalikes": self.lookalikes,
         }
+
+
+def frame_size(size: int, aspect: float = 1.0) -> tuple[int, int]:
+    """``(width, height)`` of a frame whose longer side is ``size`` and whose width / height is ``aspect``."""
+    if aspect >= 1.0:
+        return size, max(1, round(size / aspect))
+    return max(1, round(size * aspect)), size
 
 
 _ORIGINAL = Difficulty()
 
 
+# What the generalization suite's distributions share: parts at the original size, colours 60 % of the way
+# from the body colour, background shapes at 0.6 contrast, 2-4 decoy blobs; each distribution then moves
+# one or two knobs away from its base, the way real photo collections differ from each other.
+_SUITE_BASE = Difficulty(part_scale=1.0, part_contrast=0.6, clutter=0.6, decoys=(2, 4))
+_SMALL, _MEDIUM = (0.10, 0.25), (0.25, 0.45)
+
+#: The distributions of the generalization suite (``elope suite``): object scale (small, medium, large),
+#: placement (small and centred), clutter (heavy shapes, many decoys, partial critters), lookalikes (whole
+#: critter shapes without class colours), faint parts (smaller and closer to the body colour) and a
+#: 16:9 frame. None of them is the demo's set (``elope/configs/synthetic.yaml``).
+SUITE: dict[str, Difficulty] = {
+    "small": replace(_SUITE_BASE, object_scale=_SMALL),
+    "medium": replace(_SUITE_BASE, object_scale=_MEDIUM),
+    "large": replace(_SUITE_BASE, object_scale=(0.40, 0.70)),
+    "centred": replace(_SUITE_BASE, object_scale=_SMALL, placement="centred"),
+    "cluttered": replace(_SUITE_BASE, object_scale=_MEDIUM, clutter=1.0, decoys=(6, 10), distractors=2),
+    "lookalikes": replace(_SUITE_BASE, object_scale=_MEDIUM, lookalikes=2),
+    "faint": replace(_SUITE_BASE, object_scale=_MEDIUM, part_scale=0.6, part_contrast=0.35),
+    "wide": replace(_SUITE_BASE, object_scale=_MEDIUM, aspect=16 / 9),
+}
+
 #: Named settings of :class:`Difficulty`: ``default`` is the original set (for small CNNs from scratch),
-#: ``fine`` the set for ImageNet-pretrained backbones at 224 px (see :mod:`elope.data.synthetic`).
+#: ``fine`` the set for ImageNet-pretrained backbones at 224 px (see :mod:`elope.data.synthetic`), and the
+#: distributions of the generalization suite (:data:`SUITE`).
 DIFFICULTIES: dict[str, Difficulty] = {
     "default": _ORIGINAL,
     "fine": Difficulty(
         object_scale=(0.2, 0.4), part_scale=0.7, part_contrast=0.4, decoys=(4, 8), distractors=1
     ),
+    **SUITE,
 }
 
 
@@ -113,6 +177,9 @@ def resolve_difficulty(
     decoys: tuple[int, int] | None = None,
     distractors: int | None = None,
     clutter: float | None = None,
+    placement: str | None = None,
+    aspect: float | None = None,
+    lookalikes: int | None = None,
 ) -> Difficulty:
     """The named preset (or a :class:`Difficulty`) with every knob that is not ``None`` replaced.
 
@@ -133,17 +200,22 @@ def resolve_difficulty(
         changes["part_contrast"] = float(part_contrast)
     if decoys is not None:
         changes["decoys"] = _pair("decoys", decoys, int)
-    if distractors is not None:
-        if isinstance(distractors, bool) or not isinstance(distractors, (int, np.integer)):
-            raise ValueError(f"distractors must be a whole number, got {distractors!r}")
-        changes["distractors"] = int(distractors)
+    for name, value in (("distractors", distractors), ("lookalikes", lookalikes)):
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
+            changes[name] = int(value)
     if clutter is not None:
         changes["clutter"] = float(clutter)
+    if placement is not None:
+        changes["placement"] = str(placement)
+    if aspect is not None:
+        changes["aspect"] = float(aspect)
     return replace(base, **changes) if changes else base
 
 
 #: The knobs as command-line options of ``elope data synth`` (name → click type, help), one table for the
-#: command instead of a copy of every knob.
+#: command instead of a copy of every knob; a tuple of strings is a choice.
 KNOB_OPTIONS: dict[str, tuple[object, str]] = {
     "object_scale": ((float, float), "Critter width / image side: LOW HIGH [preset]."),
     "part_scale": (float, "Size of the coloured parts, 0.2-1 [preset]."),
@@ -151,4 +223,7 @@ KNOB_OPTIONS: dict[str, tuple[object, str]] = {
     "decoys": ((int, int), "MIN MAX decoy blobs per image [preset]."),
     "distractors": (int, "Partial critters at the frame edge [preset]."),
     "clutter": (float, "Contrast of the background shapes, 0-1 [preset]."),
+    "placement": (PLACEMENTS, "anywhere | centred: where the critter stands [preset]."),
+    "aspect": (float, "Frame width / height, 0.25-4; --size is the longer side [preset]."),
+    "lookalikes": (int, "Plain critter shapes (no class colours) on the background, 0-8 [preset]."),
 }

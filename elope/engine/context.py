@@ -79,16 +79,17 @@ class RunData:
 
     cfg: Config
     splits: dict[str, str | None]  # "train" / "val" -> the dataset split used (None: no validation)
-    built: dict[tuple[str, int, bool], Any] = field(default_factory=dict)
+    built: dict[tuple[str, int, bool, bool], Any] = field(default_factory=dict)
 
-    def get(self, role: str, size: int, *, source: bool = False) -> Any:
+    def get(self, role: str, size: int, *, source: bool = False, plain: bool = False) -> Any:
         """The split of ``role`` read at ``size``; ``source=True`` (training crop stages) yields uint8
         :class:`elope.data.transforms.SourceImage` items, rendered on the device by
-        :func:`elope.data.source.render_sources`."""
+        :func:`elope.data.source.render_sources`; ``plain=True`` reads it without augmentation (the
+        check of the localization module at the end of stage 2)."""
         split = self.splits[role]
         if split is None:
             return None
-        key = (role, size, source)
+        key = (role, size, source, plain)
         if key not in self.built:
             d = self.cfg.dataset
             mean, std = normalization(self.cfg)
@@ -99,7 +100,7 @@ class RunData:
             }
             if source:
                 transform = train_transform(size, **augment, mean=mean, std=std, source=True)
-            elif role == "train":
+            elif role == "train" and not plain:
                 transform = train_transform(size, **augment, mean=mean, std=std)
             else:
                 transform = eval_transform(size, mean, std)

@@ -71,6 +71,20 @@ def smallest_image_size(features: nn.Module, needed: int, start: int = 16) -> in
     return high
 
 
+def _check_synthetic(cfg: Config) -> None:
+    """The procedural set's preset and knobs, when the run generates it (``dataset.synthetic``)."""
+    if cfg.dataset.name != "synthetic" or cfg.dataset.root is not None:
+        return
+    from elope.data.synthetic_knobs import resolve_difficulty
+
+    s = cfg.dataset.synthetic
+    knobs = s.model_dump(exclude={"classes", "train", "test", "size", "seed", "difficulty"})
+    try:
+        resolve_difficulty(s.difficulty, **knobs)
+    except ValueError as error:
+        raise ConfigError(f"dataset.synthetic: {error}") from None
+
+
 def check_model_settings(cfg: Config) -> dict[str, Any]:
     """Refuse an unknown backbone or an input too small for it, naming the key and the fix.
 
@@ -82,6 +96,7 @@ def check_model_settings(cfg: Config) -> dict[str, Any]:
             than K positions (``model.k``; 1 for ``gmp``/``gap`` pooling). The message gives the smallest
             size that works.
     """
+    _check_synthetic(cfg)
     if cfg.model.weights is not None:  # a truncated, foreign or unsafe file: refused before any data is read
         from elope.nn.weights import load_state_dict_file
 

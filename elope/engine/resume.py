@@ -82,12 +82,17 @@ def save_checkpoint(
 
 
 def _arch(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k != "weighted"}
+    """The architecture of a model config: what stages change (weighted pooling, the τ chosen at the end
+    of stage 2) left out."""
+    return {k: v for k, v in config.items() if k not in ("weighted", "tau")}
 
 
 def restore(run: Run, ckpt: dict[str, Any], path: Path) -> None:
-    """Load model and class means from a checkpoint, refusing one made for another architecture."""
+    """Load model, class means and the chosen τ from a checkpoint, refusing one made for another
+    architecture."""
     check_model_config(_arch(ckpt["model_config"]), _arch(run.model.config), path)
+    if "tau" in ckpt["model_config"]:
+        run.model.tau = float(ckpt["model_config"]["tau"])
     if ckpt["model_config"].get("weighted") and not run.model.config.get("weighted"):
         enable_weighted_pooling(run.model)
     load_state_strict(run.model, ckpt["model"], f"the model in {path}")

@@ -169,6 +169,7 @@ def make_model(cfg: Config, num_classes: int) -> ELoPE:
         tau=m.tau,
         localizer_input=m.localizer_input,
         heatmap_upsample=m.heatmap_upsample,
+        box_rule=m.box_rule,
     )
     if m.localizer:
         attach_paired_localizer(model)

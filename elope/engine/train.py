@@ -55,6 +55,7 @@ from elope.data.errors import DataError
 from elope.data.synthetic import write_synthetic
 from elope.engine import distributed as D
 from elope.engine.context import Run, RunData, StageState, resolve_device, run_splits, seed_everything
+from elope.engine.localizer_check import check_localizer
 from elope.engine.loop import batches_per_epoch, train_one_epoch
 from elope.engine.preflight import check_model_settings
 from elope.engine.resume import clone_state, restore, resume_stage, save_checkpoint
@@ -72,6 +73,7 @@ from elope.engine.validate import evaluate_split, selection_score
 from elope.failures import TrainingError, one_line
 from elope.nn.weights import WeightsError
 from elope.runs.checkpoint import CheckpointError
+from elope.runs.environment import environment
 from elope.runs.guard import open_run_folder, read_run_config
 from elope.runs.layout import MODEL_DIR, TEACHER_DIR, run_paths
 from elope.runs.metrics import append_record, open_writer, tb_step, truncate_metrics, write_scalars
@@ -237,6 +239,7 @@ def describe_data(run: Run) -> dict[str, Any]:
         "root": d.root,
         "classes": len(run.classes),
         **run.data.sizes(),
+        "environment": environment(run.device),
     }
 
 
@@ -304,12 +307,30 @@ def finish_stage(run: Run, state: StageState) -> None:
             run.criterion.load_state_dict(state.best["criterion"])
         if run.main:
             click.echo(f"[{state.stage}] keeping epoch {state.best['epoch']} (best on val)", err=True)
+    if state.stage == "localizer":  # τ chosen and the module checked before the crop stage uses it
+        report_localizer(run, check_localizer(run))
     run.completed.append(state.stage)
     if run.main:
         export_run_model(run)
         if state.stage == "classifier":  # the localization module's teacher (Table 4, "mean feature map")
             export_run_model(run, TEACHER_DIR, with_means=False)
     save_checkpoint(run, None, names=(f"{state.stage}.pt", "last.pt"))
+
+
+def report_localizer(run: Run, report: dict[str, Any]) -> None:
+    """The ``localizer_check`` record in ``metrics.jsonl``, and one line (or the advice) on stderr."""
+    append_metrics(run, report, tb_step(run.cfg, "localizer", run.cfg.stages.localizer.epochs))
+    if not run.main:
+        return
+    iou = "" if report["iou50"] is None else f", IoU >= 0.5 on {100 * report['iou50']:.1f} % of the boxes"
+    click.echo(
+        f"[localizer] check on {report['images']} training images: tau {report['tau']:g} "
+        f"({report['tau_select']}){iou}, {100 * report['whole']:.0f} % of the boxes cover most of the "
+        f"frame, heatmap contrast {report['contrast']:.2f}",
+        err=True,
+    )
+    if report["advice"]:
+        click.echo(f"warning: {report['advice']}", err=True)
 
 
 def export_run_model(run: Run, name: str = MODEL_DIR, *, with_means: bool = True) -> None:
@@ -321,7 +342,8 @@ def export_run_model(run: Run, name: str = MODEL_DIR, *, with_means: bool = True
     """
     model = run.model if run.localized else without_localizer(run.model)
     means = run.criterion.means if run.criterion is not None and with_means else None
-    meta = model_meta(run.cfg, run.classes, run.data.sizes(), run.completed, run.localized)
+    meta = model_meta(run.cfg, run.classes, run.data.sizes(), run.completed, run.localized, run.model.tau)
+    meta["environment"] = environment(run.device)
     export_model(run.out / name, model, meta, means)
 
 

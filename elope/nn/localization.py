@@ -6,7 +6,9 @@ image resized to 64×64 and closed by a 3×3 convolution to one channel without 
 that heatmap directly (Fig. 3, smooth L1), so the box is known *before* the backbone runs: one pass.
 
 The box is the smallest rectangle holding every cell of the min-max normalised heatmap above τ
-(τ = 0.3 on CUB, 0.2 on Cars and Aircraft, Table 2).
+(τ = 0.3 on CUB, 0.2 on Cars and Aircraft, Table 2): the ``all`` box rule. The ``peak`` rule (ours, the usual
+rule of weakly supervised localization) keeps only the connected region of those cells that holds the
+heatmap's peak, so a glow on a decoy elsewhere in the frame does not stretch the box.
 """
 
 from __future__ import annotations
@@ -17,9 +19,18 @@ from torch import Tensor, nn
 
 from elope.nn.crop import as_height_width
 
-__all__ = ["HEATMAP_TARGETS", "LocalizationModule", "heatmap_loss", "heatmap_to_box", "mean_heatmap"]
+__all__ = [
+    "BOX_RULES",
+    "HEATMAP_TARGETS",
+    "LocalizationModule",
+    "heatmap_loss",
+    "heatmap_to_box",
+    "mean_heatmap",
+    "peak_region",
+]
 
 HEATMAP_TARGETS = ("raw", "standardized")
+BOX_RULES = ("all", "peak")
 
 
 class LocalizationModule(nn.Module):
@@ -64,8 +75,86 @@ def mean_heatmap(features: Tensor) -> Tensor:
     return features.mean(dim=1, keepdim=True)
 
 
+def _tracing() -> bool:
+    """Whether the code is being traced or compiled: no value-dependent Python branch then."""
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
+
+
+def peak_region(normalised: Tensor, mask: Tensor) -> Tensor:
+    """The 8-connected region of ``mask`` that holds each map's peak, as one batched tensor computation.
+
+    Args:
+        normalised: (B, h, w) heatmaps; the peak is the first cell of the largest value (row-major).
+        mask: (B, h, w) bool, the cells above τ; it must hold the peak (it does for ``> τ`` with τ < 1 on
+            a min-max normalised map that is not constant).
+
+    Returns:
+        (B, h, w) bool. The region grows from the peak by a 3×3 max-pool restricted to ``mask``; a path
+        inside a region of n cells is at most n - 1 steps long, so h·w - 1 steps reach every cell. Eager
+        code stops once the region no longer grows (checked every h + w steps, the longest path in a
+        compact blob); a traced or exported graph runs all h·w - 1 steps (no value-dependent branch), which
+        gives the same result.
+    """
+    batch, rows, cols = mask.shape
+    peak = normalised.reshape(batch, rows * cols).argmax(dim=1)
+    cells = torch.arange(rows * cols, device=mask.device)
+    region = (cells[None, :] == peak[:, None]).reshape(batch, 1, rows, cols).to(normalised.dtype)
+    allowed = mask[:, None].to(normalised.dtype)
+    check_every = rows + cols
+    for step in range(rows * cols - 1):
+        grown = F.max_pool2d(region, kernel_size=3, stride=1, padding=1) * allowed
+        if (step + 1) % check_every == 0 and not _tracing() and torch.equal(grown, region):
+            break
+        region = grown
+    return region[:, 0] > 0
+
+
+def _minmax(maps: Tensor) -> tuple[Tensor, Tensor]:
+    """Each map scaled to [0, 1] and whether it has any contrast, (B, h, w) and (B,)."""
+    low = maps.amin(dim=(1, 2), keepdim=True)
+    span = maps.amax(dim=(1, 2), keepdim=True) - low
+    return (maps - low) / span.clamp_min(torch.finfo(maps.dtype).tiny), span.flatten() > 0
+
+
+def _cell_box(mask: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """The box around the cells of ``mask`` (B, h, w), cell (i, j) spanning pixels [j·W/w, (j+1)·W/w) ×
+    [i·H/h, (i+1)·H/h); and whether any cell is set."""
+    _, rows, cols = mask.shape
+    row_hit, col_hit = mask.any(dim=2), mask.any(dim=1)  # (B, h), (B, w)
+
+    def first_last(hit: Tensor) -> tuple[Tensor, Tensor]:
+        n = hit.shape[1]
+        first = hit.int().argmax(dim=1)
+        last = n - 1 - hit.flip(1).int().argmax(dim=1)
+        return first.float(), (last + 1).float()
+
+    y1, y2 = first_last(row_hit)
+    x1, x2 = first_last(col_hit)
+    boxes = torch.stack([x1 * width / cols, y1 * height / rows, x2 * width / cols, y2 * height / rows], dim=1)
+    return boxes, row_hit.any(dim=1)
+
+
+def _upsampled_mask(
+    maps: Tensor, tau: float, size: tuple[int, int], region: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """The pixels of the bilinearly upsampled, min-max normalised maps above τ (within one cell of
+    ``region`` when given), and whether each upsampled map has any contrast."""
+    up = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    normalised, contrast = _minmax(up)
+    mask = normalised > tau
+    if region is not None:
+        near = F.max_pool2d(region[:, None].float(), kernel_size=3, stride=1, padding=1)
+        mask = mask & (F.interpolate(near, size=size, mode="nearest")[:, 0] > 0)
+    return mask, contrast
+
+
 def heatmap_to_box(
-    heatmaps: Tensor, tau: float, image_size: int | tuple[int, int], *, upsample: bool = False
+    heatmaps: Tensor,
+    tau: float,
+    image_size: int | tuple[int, int],
+    *,
+    upsample: bool = False,
+    rule: str = "all",
 ) -> Tensor:
     """Boxes from heatmaps by min-max normalisation and thresholding at τ (Sec. 5).
 
@@ -75,6 +164,10 @@ def heatmap_to_box(
         image_size: the image the boxes refer to, as ``(height, width)`` or one int for a square image.
         upsample: resize the heatmap bilinearly to ``image_size`` first, so the box edges fall on pixels
             rather than on cell edges (ours; off by default, as in the authors' release).
+        rule: ``all`` (the paper, the release): the box holds every cell above τ; ``peak`` (ours): only the
+            8-connected region of cells above τ around the heatmap's peak (:func:`peak_region`). With
+            ``upsample`` the region is found on the heatmap's own cells, and the box holds the pixels of the
+            upsampled map above τ that lie within one cell of it.
 
     Returns:
         (B, 4) float boxes x1, y1, x2, y2 in pixels of that image.
@@ -82,11 +175,13 @@ def heatmap_to_box(
     By default the heatmap is *not* upsampled, as in the authors' release (``utils.lua``, ``get_bb``: the
     thresholded cells are scaled by image size / map size): cell (i, j) of an h×w map covers the pixels
     [j·W/w, (j+1)·W/w) × [i·H/h, (i+1)·H/h), and the box runs from the outer edge of the first selected
-    cell to the outer edge of the last. With ``upsample=True`` every pixel is a cell. A heatmap that is constant (no cell above τ after normalisation)
-    or holds a non-finite value gives the whole image.
+    cell to the outer edge of the last. With ``upsample=True`` every pixel is a cell. A heatmap that is
+    constant (no cell above τ after normalisation) or holds a non-finite value gives the whole image.
     """
     if not 0.0 <= tau < 1.0:
         raise ValueError(f"tau must lie in [0, 1), got {tau}")
+    if rule not in BOX_RULES:
+        raise ValueError(f"unknown box rule {rule!r}; choose one of {BOX_RULES}")
     if heatmaps.dim() == 4:
         if heatmaps.shape[1] != 1:
             raise ValueError(f"heatmaps must have one channel, got shape {tuple(heatmaps.shape)}")
@@ -95,27 +190,16 @@ def heatmap_to_box(
         raise ValueError(f"heatmaps must be (B, 1, h, w) or (B, h, w), got shape {tuple(heatmaps.shape)}")
     height, width = as_height_width(image_size)
     maps = heatmaps.detach().float()
-    if upsample:
-        maps = F.interpolate(maps[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
-    _, rows, cols = maps.shape
     finite = torch.isfinite(maps).all(dim=2).all(dim=1)
     maps = torch.where(torch.isfinite(maps), maps, torch.zeros_like(maps))
-    low = maps.amin(dim=(1, 2), keepdim=True)
-    span = maps.amax(dim=(1, 2), keepdim=True) - low
-    normalised = (maps - low) / span.clamp_min(torch.finfo(maps.dtype).tiny)
+    normalised, contrast = _minmax(maps)
     mask = normalised > tau
-    row_hit, col_hit = mask.any(dim=2), mask.any(dim=1)  # (B, h), (B, w)
-    valid = finite & (span.flatten() > 0) & row_hit.any(dim=1)
-
-    def first_last(hit: Tensor) -> tuple[Tensor, Tensor]:
-        n = hit.shape[1]
-        first = hit.int().argmax(dim=1)
-        last = n - 1 - hit.flip(1).int().argmax(dim=1)
-        return first.to(maps.dtype), (last + 1).to(maps.dtype)
-
-    y1, y2 = first_last(row_hit)
-    x1, x2 = first_last(col_hit)
-    boxes = torch.stack([x1 * width / cols, y1 * height / rows, x2 * width / cols, y2 * height / rows], dim=1)
+    if rule == "peak":
+        mask = peak_region(normalised, mask)
+    if upsample:
+        mask, contrast = _upsampled_mask(maps, tau, (height, width), mask if rule == "peak" else None)
+    boxes, hit = _cell_box(mask, height, width)
+    valid = finite & contrast & hit
     # built on the host and copied without blocking: `new_tensor` on a GPU copies from pageable memory and
     # then synchronises the stream, stalling the host once per batch
     whole = torch.tensor([0.0, 0.0, float(width), float(height)]).to(boxes.device, non_blocking=True)

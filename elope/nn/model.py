@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from elope.nn.backbones import build_backbone
 from elope.nn.crop import crop_and_resize, like, resize
 from elope.nn.embedding import EmbeddingHead
-from elope.nn.localization import LocalizationModule, heatmap_to_box, mean_heatmap
+from elope.nn.localization import BOX_RULES, LocalizationModule, heatmap_to_box, mean_heatmap
 from elope.nn.pooling import GlobalAvgPool2d, GlobalKMaxPool2d
 from elope.nn.weights import load_weights
 
@@ -68,6 +68,8 @@ class ELoPE(nn.Module):
         localizer_input: side of the localization module's input (64).
         heatmap_upsample: upsample the heatmap to the image before thresholding (see
             :func:`heatmap_to_box`; off in the paper's recipe, as in the authors' release).
+        box_rule: ``all`` (the paper: the box holds every cell above τ) or ``peak`` (ours: only the
+            connected region around the heatmap's peak); see :func:`heatmap_to_box`.
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class ELoPE(nn.Module):
         tau: float = 0.3,
         localizer_input: int = 64,
         heatmap_upsample: bool = False,
+        box_rule: str = "all",
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -98,6 +101,8 @@ class ELoPE(nn.Module):
             raise ValueError(f"embedding_dim must be >= 0 (0: no embedding layer), got {embedding_dim}")
         if not 0.0 <= tau < 1.0:
             raise ValueError(f"tau must lie in [0, 1), got {tau}")
+        if box_rule not in BOX_RULES:
+            raise ValueError(f"unknown box_rule {box_rule!r}; choose one of {BOX_RULES}")
         net = build_backbone(backbone, pretrained=pretrained)
         self.features = net.features
         self.num_features = net.num_features
@@ -117,6 +122,7 @@ class ELoPE(nn.Module):
         self.tau = tau
         self.localizer_input = localizer_input
         self.heatmap_upsample = heatmap_upsample
+        self.box_rule = box_rule
         self.localizer: LocalizationModule | None = None
         if localizer:
             self.add_localizer()
@@ -144,6 +150,7 @@ class ELoPE(nn.Module):
                 "tau": self.tau,
                 "localizer_input": self.localizer_input,
                 "heatmap_upsample": self.heatmap_upsample,
+                "box_rule": self.box_rule,
             }
         )
 
@@ -179,9 +186,13 @@ class ELoPE(nn.Module):
 
     def heatmap_box(self, heatmaps: Tensor, image_size: tuple[int, int], tau: float | None = None) -> Tensor:
         """The box of a heatmap (the module's, or a mean feature map) in pixels of an image of
-        ``image_size`` (H, W): :func:`heatmap_to_box` at this model's τ and upsampling setting."""
+        ``image_size`` (H, W): :func:`heatmap_to_box` at this model's τ, upsampling and box rule."""
         return heatmap_to_box(
-            heatmaps, self.tau if tau is None else tau, image_size, upsample=self.heatmap_upsample
+            heatmaps,
+            self.tau if tau is None else tau,
+            image_size,
+            upsample=self.heatmap_upsample,
+            rule=self.box_rule,
         )
 
     @torch.no_grad()

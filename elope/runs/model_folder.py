@@ -102,17 +102,19 @@ def model_meta(
     splits: dict[str, Any],
     completed: list[str],
     localized: bool,
+    tau: float | None = None,
 ) -> dict[str, Any]:
     """What ``model.json`` holds beside the model's config: classes, the input pipeline (crop source,
     normalisation), the data it was trained on, the stages done and the resolved recipe.
 
-    ``tau`` and ``image_size`` are written too, for readers of elope 0.1.0; elope itself reads both from
-    the ``model`` entry (the model's own config).
+    ``tau`` (the model's: chosen at the end of stage 2 with ``model.tau_select``) and ``image_size`` are
+    written too, for readers of elope 0.1.0; elope itself reads both from the ``model`` entry (the model's
+    own config).
     """
     mean, std = pretrained_normalization(cfg.model.backbone)
     return {
         "classes": classes,
-        "tau": cfg.model.tau,
+        "tau": cfg.model.tau if tau is None else tau,
         "image_size": cfg.dataset.image_size,
         "crop_source": crop_source_size(cfg.dataset.image_size, cfg.dataset.crop_source),
         "splits": splits,

@@ -1,0 +1,79 @@
+"""Table 4 for every box threshold and box rule at once: the heatmaps of a split computed once, then scored.
+
+:func:`collect_maps` runs a trained run's localization module, and its teacher's mean feature map (the
+stage-1 classifier, Table 4's "mean feature map" row), over a split at the run's crop source, as the
+one-pass pipeline reads it; :func:`score_maps` turns cached heatmaps into the share of boxes with IoU ≥ 0.5
+for each τ of :data:`elope.engine.localizer_check.TAU_GRID`, each box rule and with and without heatmap
+upsampling. ``elope suite`` reads both splits: τ for the teacher's map is chosen on the training split
+(:func:`best_tau`), the test split only reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from elope.engine.localizer_check import TAU_GRID
+from elope.engine.metrics import iou_hits
+from elope.nn.crop import resize
+from elope.nn.localization import BOX_RULES, heatmap_to_box, mean_heatmap
+from elope.runs.loaded import load_run
+
+__all__ = ["CachedMaps", "best_tau", "collect_maps", "score_maps", "variant_name"]
+
+
+@dataclass
+class CachedMaps:
+    """Heatmaps of one split: the module's (N, 1, 14, 14) and the teacher's mean maps (N, 1, h, w), the
+    ground-truth boxes (N, 4) in pixels of the square crop source of side ``size``."""
+
+    module: Tensor
+    mean_map: Tensor
+    boxes: Tensor
+    size: int
+
+
+@torch.inference_mode()
+def collect_maps(run_dir: str | Path, split: str, batch_size: int = 32) -> CachedMaps:
+    """The module's heatmaps and the teacher's mean maps of every image of ``split`` (no augmentation)."""
+    run = load_run(run_dir)
+    if run.model.localizer is None:
+        raise ValueError(f"{run_dir} has no trained localization module")
+    teacher = run.load_teacher()
+    dataset, _, _ = run.load_dataset(split)
+    module, mean_map, boxes = [], [], []
+    for images, _, gt in DataLoader(dataset, batch_size=batch_size):
+        images = images.as_subclass(Tensor)
+        module.append(run.model.localizer(images).float())
+        whole = resize(images, teacher.image_size)
+        mean_map.append(mean_heatmap(teacher.forward_features(whole)).float())
+        boxes.append(gt.as_subclass(Tensor).float())
+    return CachedMaps(torch.cat(module), torch.cat(mean_map), torch.cat(boxes), run.crop_source)
+
+
+def variant_name(rule: str, upsample: bool) -> str:
+    """``peak/up``, ``all/cells``, ...: a box rule with or without heatmap upsampling."""
+    return f"{rule}/{'up' if upsample else 'cells'}"
+
+
+def score_maps(maps: Tensor, gt: Tensor, size: int) -> dict[str, dict[str, float]]:
+    """``{variant: {tau: share of boxes with IoU >= 0.5}}`` for every box rule, upsampling and τ."""
+    table: dict[str, dict[str, float]] = {}
+    for rule in BOX_RULES:
+        for upsample in (False, True):
+            row = {}
+            for tau in TAU_GRID:
+                boxes = heatmap_to_box(maps, tau, size, upsample=upsample, rule=rule)
+                hits, valid = iou_hits(boxes, gt)
+                row[str(tau)] = float(hits.sum()) / max(int(valid.sum()), 1)
+            table[variant_name(rule, upsample)] = row
+    return table
+
+
+def best_tau(row: dict[str, float]) -> float:
+    """The τ with the most hits in a row of :func:`score_maps` (ties: the smaller τ)."""
+    return float(max(row, key=lambda t: (row[t], -float(t))))

@@ -1,0 +1,133 @@
+"""The end of stage 2: τ chosen on the training split, and the check that reports a degenerate localizer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+from train_helpers import tiny_args, write_tiny_synthetic
+
+from elope.cli import main
+from elope.engine import loop
+from elope.engine.localizer_check import (
+    TAU_GRID,
+    LocalizerCheck,
+    advice,
+    choose_tau,
+    heatmap_contrast,
+    scatter_ratio,
+)
+from elope.failures import TrainingError
+
+
+def _check(**changes: object) -> LocalizerCheck:
+    n = len(TAU_GRID)
+    base = {
+        "images": 10,
+        "boxes": 10,
+        "hits": [0] * n,
+        "whole": [0] * n,
+        "separability": None,
+        "contrast": 0.9,
+    }
+    return LocalizerCheck(**{**base, **changes})
+
+
+def test_heatmap_contrast_tells_a_blob_from_a_texture_and_a_constant():
+    blob = torch.zeros(1, 1, 14, 14)
+    blob[0, 0, 5:8, 5:8] = 1.0
+    torch.manual_seed(0)
+    texture = torch.rand(1, 1, 14, 14)
+    values = heatmap_contrast(torch.cat([blob, texture, torch.full((1, 1, 14, 14), 3.0)]))
+    assert values[0] == pytest.approx(1 - 9 / 196) and 0.4 < values[1] < 0.6 and values[2] == 0.0
+
+
+def test_scatter_ratio_equals_the_direct_computation():
+    torch.manual_seed(1)
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    f = F.normalize(torch.randn(9, 5), dim=1).double()
+    sums = torch.zeros(3, 5, dtype=torch.float64).index_add_(0, labels, f)
+    counts = torch.bincount(labels).double()
+    means = sums / counts[:, None]
+    within = sum(float((f[labels == c] - means[c]).pow(2).sum()) for c in range(3))
+    between = sum(float(counts[c] * (means[c] - f.mean(0)).pow(2).sum()) for c in range(3))
+    assert scatter_ratio(sums, counts, f.pow(2).sum()) == pytest.approx(between / within)
+
+
+def test_tau_by_boxes_labels_auto_and_fixed():
+    n = len(TAU_GRID)
+    hits = [0] * n
+    hits[TAU_GRID.index(0.6)] = hits[TAU_GRID.index(0.7)] = 8  # a tie goes to the smaller tau
+    separability = [1.0] * n
+    separability[TAU_GRID.index(0.4)] = 2.0
+    check = _check(hits=hits, separability=separability)
+    assert choose_tau(check, "boxes", 0.3) == (0.6, "boxes")
+    assert choose_tau(check, "labels", 0.3) == (0.4, "labels")
+    assert choose_tau(check, "auto", 0.3) == (0.6, "boxes")
+    assert choose_tau(check, "fixed", 0.3) == (0.3, "fixed")
+    no_boxes = _check(boxes=0, separability=separability)
+    assert choose_tau(no_boxes, "auto", 0.3) == (0.4, "labels")
+    with pytest.raises(TrainingError, match="tau_select=labels"):
+        choose_tau(no_boxes, "boxes", 0.3)
+
+
+def test_advice_names_what_to_change_only_when_degenerate():
+    healthy = {"whole": 0.1, "contrast": 0.8, "tau": 0.5}
+    assert advice(healthy) is None
+    whole = advice({**healthy, "whole": 0.9})
+    assert whole is not None and "cover most of the frame on 90 %" in whole and "localizer_target" in whole
+    flat = advice({**healthy, "contrast": 0.3})
+    assert flat is not None and "flat" in flat
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_synthetic(tmp_path_factory.mktemp("data"))
+
+
+def _train(data: Path, out: Path, *extra: str) -> tuple[str, list[dict]]:
+    result = CliRunner().invoke(main, tiny_args(data, out, "--stages", "classifier,localizer", *extra))
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return result.output, [r for r in lines if r.get("event") == "localizer_check"]
+
+
+@pytest.mark.slow
+def test_a_flat_localizer_is_reported_in_plain_words(tiny_data: Path, tmp_path: Path, monkeypatch):
+    """A module whose head is zeroed after every step predicts a constant map: every box is the whole image."""
+
+    seen: list = []  # the run's model, remembered at its first training step
+    original = loop.train_step
+
+    def remember(run, *args, **kwargs):
+        seen[:] = [run.model]
+        return original(run, *args, **kwargs)
+
+    def flatten(state) -> None:
+        if state.stage == "localizer":
+            for p in seen[0].localizer.head.parameters():
+                p.data.zero_()
+
+    monkeypatch.setattr(loop, "train_step", remember)
+    monkeypatch.setattr(loop, "STEP_HOOKS", [flatten])
+    output, (record,) = _train(tiny_data, tmp_path / "flat")
+    assert record["whole"] == 1.0 and record["contrast"] == 0.0 and record["iou50"] == 0.0
+    assert "warning: the localization module's boxes cover most of the frame on 100 %" in output
+    assert "localizer_target=standardized" in record["advice"]
+
+
+@pytest.mark.slow
+def test_tau_chosen_on_the_training_boxes_goes_into_the_model(tiny_data: Path, tmp_path: Path):
+    out = tmp_path / "auto"
+    output, (record,) = _train(tiny_data, out, "--set", "model.tau_select=auto")
+    hits = {float(t): v["iou50"] for t, v in record["per_tau"].items()}
+    assert record["tau_select"] == "boxes" and record["tau"] in TAU_GRID
+    assert hits[record["tau"]] == max(hits.values())
+    assert min(t for t, v in hits.items() if v == max(hits.values())) == record["tau"]
+    meta = json.loads((out / "model" / "model.json").read_text())
+    assert meta["model"]["tau"] == meta["tau"] == record["tau"]
+    assert f"tau {record['tau']:g} (boxes)" in output

@@ -1,0 +1,83 @@
+"""``elope suite``: the generalization suite's runner, its statistics and its table."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from scipy import stats
+
+from elope.cli import main
+from elope.tasks.suite import paired_interval, suite_table, summarize_suite
+
+# The suite at toy scale: ResNet-18 from scratch at 64 px, 3 species, one epoch per stage.
+TINY = [
+    "model.backbone=resnet18", "model.pretrained=false", "model.embedding_dim=16", "dataset.image_size=64",
+    "dataset.crop_source=96", "dataset.synthetic={classes: 3, train: 4, test: 3, size: 96, seed: 0}",
+    *(f"stages.{s}.{k}={v}" for s in ("classifier", "localizer", "crop", "weighted")
+      for k, v in (("epochs", 1), ("batch_size", 4))),
+]  # fmt: skip
+
+
+def test_paired_interval_is_the_t_interval_of_the_differences():
+    diffs = [2.0, 5.0, 3.5]
+    mean, low, high = paired_interval(diffs)
+    half = stats.t.ppf(0.975, 2) * statistics.stdev(diffs) / 3**0.5
+    assert mean == pytest.approx(3.5) and (low, high) == pytest.approx((3.5 - half, 3.5 + half))
+    assert paired_interval([1.0]) is None
+
+
+def _result(seed: int, gap: float, full: float, control: float, module: float, mean_map: float) -> dict:
+    return {
+        "seed": seed,
+        "top1": {"gap": gap, "full": full, "control": control},
+        "module_iou50": module,
+        "mean_map_iou50": mean_map,
+        "tau": 0.5 + 0.05 * seed,
+    }
+
+
+def test_summary_pairs_by_seed_and_the_table_shows_it():
+    runs = [_result(0, 0.50, 0.60, 0.55, 0.7, 0.5), _result(1, 0.40, 0.52, 0.46, 0.6, 0.5)]
+    (row,) = summarize_suite({"small": runs})
+    assert row["gap"] == pytest.approx((45.0, statistics.stdev([50.0, 40.0])))
+    assert row["full-gap"][0] == pytest.approx(11.0) and row["full-control"][0] == pytest.approx(5.5)
+    assert row["module-mean_map"][0] == pytest.approx(15.0)
+    table = suite_table([row])
+    assert "| small | 2 | 45.0 ± 7.1 | 56.0 ± 5.7 |" in table and "0.5, 0.55" in table
+
+
+def test_unknown_distribution_is_refused(tmp_path: Path):
+    result = CliRunner().invoke(main, ["suite", "--out", str(tmp_path / "s"), "--dists", "small,tiny"])
+    assert result.exit_code == 2 and "unknown distribution(s) ['tiny']" in result.output
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_one_distribution_one_seed_end_to_end_and_resumed(tmp_path: Path):
+    out = tmp_path / "suite"
+    args = ["suite", "--out", str(out), "--dists", "wide", "--seeds", "1"]
+    for setting in TINY:
+        args += ["--set", setting]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    result = json.loads((out / "wide" / "seed0" / "result.json").read_text())
+    assert set(result["top1"]) == {"gap", "full", "control"} and result["test_images"] == 9
+    assert result["box_rule"] in ("all", "peak") and 0 <= result["module_iou50"] <= 1
+    for split in ("trainval", "test"):
+        assert set(result["localization"][split]["module"]) == {
+            "all/cells",
+            "all/up",
+            "peak/cells",
+            "peak/up",
+        }
+    # the control is the full run's own stage-1 classifier (crop.init fresh): no third run folder
+    assert sorted(p.name for p in (out / "wide" / "seed0").iterdir()) == ["full", "gap", "result.json"]
+    stamp = (out / "wide" / "seed0" / "result.json").stat().st_mtime_ns
+    again = CliRunner().invoke(main, [*args, "--report"])
+    assert again.exit_code == 0 and "| wide | 1 |" in again.output
+    assert (out / "wide" / "seed0" / "result.json").stat().st_mtime_ns == stamp  # nothing trained again
+    assert (out / "suite.md").read_text() in again.output
