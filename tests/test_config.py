@@ -17,11 +17,14 @@ def test_every_packaged_recipe_loads_and_round_trips(dataset, tmp_path):
     assert Config.from_yaml(path) == cfg
 
 
-@pytest.mark.parametrize(("dataset", "tau"), [("cub", 0.3), ("cars", 0.2), ("aircraft", 0.2)])
+@pytest.mark.parametrize(
+    ("dataset", "tau"), [("cub", 0.3), ("cars", 0.2), ("aircraft", 0.2), ("folder", 0.3)]
+)
 def test_paper_values(dataset, tau):
-    """Sec. 6 and Table 2 of the paper; the localizer schedule of the authors' release."""
-    cfg = load_config(dataset)
-    assert cfg.model.tau == tau
+    """``--paper``: Sec. 6 and Table 2 of the paper exactly; the localizer schedule of the authors' release."""
+    cfg = load_config(dataset, paper=True)
+    assert cfg.model.tau == tau and cfg.model.tau_select == "fixed"
+    assert cfg.model.box_rule == "all" and cfg.loss.localizer_target == "raw"
     assert (cfg.model.k, cfg.loss.alpha, cfg.loss.lambda_, cfg.loss.gamma, cfg.loss.margin) == (
         4,
         0.5,
@@ -46,6 +49,34 @@ def test_paper_values(dataset, tau):
     assert cfg.train.stages == list(STAGES) and cfg.train.select == "last"
     assert cfg.dataset.val_fraction == 0.0
     assert cfg.dataset.crop_source is None and cfg.model.heatmap_upsample is False
+    # without --paper only the localization step differs (ours, docs/architecture.md), the rest is the same
+    ours = load_config(dataset)
+    assert (ours.model.tau_select, ours.model.box_rule, ours.model.heatmap_upsample) == ("auto", "peak", True)
+    assert ours.loss.localizer_target == "standardized"
+    paper_keys = {"box_rule", "tau_select", "heatmap_upsample"}
+    assert {k: v for k, v in ours.model if k not in paper_keys} == {
+        k: v for k, v in cfg.model if k not in paper_keys
+    }
+    assert ours.stages == cfg.stages and ours.dataset == cfg.dataset and ours.train == cfg.train
+
+
+def test_paper_switch_on_the_command_line_reaches_the_run(tmp_path, synthetic_root):
+    import yaml
+    from click.testing import CliRunner
+
+    from elope.cli import main
+
+    saved = {}
+    for extra in ([], ["--paper"]):
+        out = tmp_path / ("paper" if extra else "ours")
+        args = ["train", "--dataset", "synthetic", "--root", str(synthetic_root), "--out", str(out),
+                "--backbone", "resnet18", "--no-pretrained", "--image-size", "64", "--epochs", "0",
+                "--stages", "classifier", "--batch-size", "2", *extra]  # fmt: skip
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        saved[bool(extra)] = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved[True]["model"]["box_rule"] == "all" and saved[True]["loss"]["localizer_target"] == "raw"
+    assert saved[False]["model"]["box_rule"] == "peak" and saved[False]["model"]["tau_select"] == "auto"
 
 
 def test_overrides_are_typed_and_applied_in_order():

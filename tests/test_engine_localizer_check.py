@@ -14,12 +14,13 @@ from train_helpers import tiny_args, write_tiny_synthetic
 from elope.cli import main
 from elope.engine import loop
 from elope.engine.localizer_check import (
+    LABEL_TAUS,
     TAU_GRID,
     LocalizerCheck,
     advice,
     choose_tau,
     heatmap_contrast,
-    scatter_ratio,
+    loo_ncm_correct,
 )
 from elope.failures import TrainingError
 
@@ -46,16 +47,24 @@ def test_heatmap_contrast_tells_a_blob_from_a_texture_and_a_constant():
     assert values[0] == pytest.approx(1 - 9 / 196) and 0.4 < values[1] < 0.6 and values[2] == 0.0
 
 
-def test_scatter_ratio_equals_the_direct_computation():
+def test_leave_one_out_nearest_class_mean_equals_the_loop():
     torch.manual_seed(1)
-    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
-    f = F.normalize(torch.randn(9, 5), dim=1).double()
-    sums = torch.zeros(3, 5, dtype=torch.float64).index_add_(0, labels, f)
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 1, 0, 2])
+    f = F.normalize(torch.randn(12, 5), dim=1)
+    f[labels == 1] += 0.8  # one class apart, the others mixed
+    f = F.normalize(f, dim=1)
+    sums = torch.zeros(3, 5, dtype=torch.float64).index_add_(0, labels, f.double())
     counts = torch.bincount(labels).double()
-    means = sums / counts[:, None]
-    within = sum(float((f[labels == c] - means[c]).pow(2).sum()) for c in range(3))
-    between = sum(float(counts[c] * (means[c] - f.mean(0)).pow(2).sum()) for c in range(3))
-    assert scatter_ratio(sums, counts, f.pow(2).sum()) == pytest.approx(between / within)
+    correct = 0
+    for i in range(12):
+        keep = torch.arange(12) != i
+        means = torch.stack([f[keep & (labels == c)].mean(0) for c in range(3)])
+        correct += int((F.normalize(means, dim=1) @ f[i]).argmax() == labels[i])
+    assert loo_ncm_correct(f, labels, sums, counts) == correct
+    assert 0 < correct < 12  # the check can tell a right from a wrong choice here
+    # half of the features from another process: its sums join, its features stay there
+    first = loo_ncm_correct(f[:6], labels[:6], sums, counts)
+    assert first + loo_ncm_correct(f[6:], labels[6:], sums, counts) == correct
 
 
 def test_tau_by_boxes_labels_auto_and_fixed():
@@ -131,3 +140,13 @@ def test_tau_chosen_on_the_training_boxes_goes_into_the_model(tiny_data: Path, t
     meta = json.loads((out / "model" / "model.json").read_text())
     assert meta["model"]["tau"] == meta["tau"] == record["tau"]
     assert f"tau {record['tau']:g} (boxes)" in output
+
+
+@pytest.mark.slow
+def test_tau_chosen_by_class_labels_alone(tiny_data: Path, tmp_path: Path):
+    output, (record,) = _train(tiny_data, tmp_path / "labels", "--set", "model.tau_select=labels")
+    scores = {float(t): v["separability"] for t, v in record["per_tau"].items()}
+    tried = {t: v for t, v in scores.items() if v is not None}
+    assert set(tried) == set(LABEL_TAUS) and all(0 <= v <= 1 for v in tried.values())
+    assert record["tau_select"] == "labels" and tried[record["tau"]] == max(tried.values())
+    assert "untrained backbone" in record["note"] and "untrained backbone" in output  # --no-pretrained

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from elope.commands.options import config_option, overrides_option
-from elope.config import DATASETS, ConfigError, load_config, parse_override
+from elope.commands.options import config_option, overrides_option, paper_option
+from elope.config import DATASETS, PAPER_LOCALIZATION, ConfigError, load_config, parse_override
 from elope.tasks.ablate import (
     TABLE5,
     feature_map_positions,
@@ -97,6 +97,7 @@ def _k_sweep(out: Path, ks: str, seeds: list[int], shared: dict[str, Any]) -> li
 )
 @click.option("--backbone", help="Backbone of every row.")
 @click.option("--image-size", type=click.IntRange(min=16), help="Input side of every row.")
+@paper_option()
 @overrides_option("Config override for every row.")
 def ablate_command(
     dataset: str,
@@ -112,6 +113,7 @@ def ablate_command(
     report: bool,
     backbone: str | None,
     image_size: int | None,
+    paper: bool,
     overrides: tuple[str, ...],
 ) -> None:
     """Train and evaluate the rows of the paper's Table 5 (or a K sweep, Fig. 7) with one shared budget.
@@ -125,7 +127,10 @@ def ablate_command(
         "dataset": dataset,
         "root": root,
         "epochs": epochs,
-        "overrides": _common_overrides(overrides, backbone, image_size),
+        "overrides": {
+            **(PAPER_LOCALIZATION if paper else {}),
+            **_common_overrides(overrides, backbone, image_size),
+        },
         "config_file": config_file,
         "train": not report,
     }

@@ -8,7 +8,15 @@ from typing import Any
 
 import click
 
-__all__ = ["COMPILE_MODES", "compile_option", "config_option", "overrides_option", "run_option", "tau_option"]
+__all__ = [
+    "COMPILE_MODES",
+    "compile_option",
+    "config_option",
+    "overrides_option",
+    "paper_option",
+    "run_option",
+    "tau_option",
+]
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -55,3 +63,14 @@ def config_option(help: str) -> Decorator:
 def overrides_option(help: str) -> Decorator:
     """``--set KEY=VALUE`` (repeatable; parameter ``overrides``)."""
     return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=help)
+
+
+def paper_option() -> Decorator:
+    """``--paper``: the paper's localization step instead of the recipes' defaults (parameter ``paper``;
+    :data:`elope.config.PAPER_LOCALIZATION`)."""
+    return click.option(
+        "--paper",
+        is_flag=True,
+        help="The paper's localization step exactly (every cell above the fixed Table 2 tau, raw heatmap "
+        "target, no upsampling) instead of the defaults (see docs/architecture.md).",
+    )

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from elope.commands.options import config_option, overrides_option
-from elope.config import ConfigError, parse_override
+from elope.commands.options import config_option, overrides_option, paper_option
+from elope.config import PAPER_LOCALIZATION, ConfigError, parse_override
 from elope.data.synthetic_knobs import SUITE
 
 
@@ -33,6 +33,7 @@ def _names(text: str) -> list[str]:
     "--report", is_flag=True, help="Train nothing: tabulate the (distribution, seed)s finished in OUT."
 )
 @config_option("YAML file with any subset of the recipe's keys, applied to every run.")
+@paper_option()
 @overrides_option("Recipe override for every run (after the suite's scale).")
 def suite_command(
     out: Path,
@@ -41,6 +42,7 @@ def suite_command(
     seed_offset: int,
     report: bool,
     config_file: Path | None,
+    paper: bool,
     overrides: tuple[str, ...],
 ) -> None:
     """The method on procedural distributions nobody tuned it on: for each distribution and seed, the GAP
@@ -55,7 +57,7 @@ def suite_command(
 
     names = _names(dists)
     try:
-        changes = dict(parse_override(o) for o in overrides)
+        changes = {**(PAPER_LOCALIZATION if paper else {}), **dict(parse_override(o) for o in overrides)}
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
     with user_errors():

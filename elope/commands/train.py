@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from elope.commands.options import config_option, overrides_option
+from elope.commands.options import config_option, overrides_option, paper_option
 from elope.config import DATASETS
 from elope.engine.train import resolve_config, run_training, user_errors
 
@@ -38,6 +38,7 @@ from elope.engine.train import resolve_config, run_training, user_errors
 @click.option(
     "--force", is_flag=True, help="Delete the earlier run in --out (its outputs; says which) and start over."
 )
+@paper_option()
 @overrides_option("Override any recipe key, e.g. --set loss.lambda=1.0 --set train.amp=bf16 (repeatable).")
 def train_command(
     dataset: str | None,
@@ -56,6 +57,7 @@ def train_command(
     workers: int | None,
     resume: bool,
     force: bool,
+    paper: bool,
     overrides: tuple[str, ...],
 ) -> None:
     """Train ELoPE: classifier, localizer, crop and weighted stages (Sec. 5-6 of the paper)."""
@@ -73,7 +75,7 @@ def train_command(
     pairs = [(k, v) for k, v in options.items() if v is not None] + list(overrides)
     with user_errors():
         cfg = resolve_config(
-            out, dataset, config_file, pairs, epochs=epochs, batch_size=batch_size, resume=resume
+            out, dataset, config_file, pairs, epochs=epochs, batch_size=batch_size, resume=resume, paper=paper
         )
         run_training(cfg, out, resume=resume, force=force)
     click.echo(f"done: {out / 'model'}", err=True)

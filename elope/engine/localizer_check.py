@@ -7,13 +7,16 @@ measures, for every τ of :data:`TAU_GRID`, with the model's box rule and upsamp
 * ``iou50``: the share of boxes with IoU ≥ 0.5 against the training boxes, where the dataset has them
   (the boxes are used for nothing else: the module never sees them);
 * ``whole``: the share of boxes that cover more than :data:`WHOLE_AREA` of the frame;
-* ``separability`` (only when τ is chosen by class labels): how well the crops' features separate the
-  classes, the between-class / within-class scatter of l2-normalised pooled features
-  (:func:`scatter_ratio`) in the network the crop stage starts from;
+* ``separability`` (only when τ is chosen by class labels, for every other τ of the grid): how well the
+  crops' features separate the classes, the leave-one-out nearest-class-mean accuracy of their
+  l2-normalised pooled features (:func:`loo_ncm_correct`) in the backbone as the recipe initialises it
+  (ImageNet: the crop stage's starting point), :func:`reference_features`;
 
 and the heatmaps' ``contrast`` (:func:`heatmap_contrast`). ``model.tau_select`` then sets the model's τ:
 ``fixed`` keeps ``model.tau`` (the paper's Table 2 values); ``boxes`` takes the τ with the most IoU hits on
-the training boxes; ``labels`` the τ whose crops separate the classes best; ``auto`` is ``boxes`` where the
+the training boxes; ``labels`` the τ whose crops a nearest class mean in ImageNet features tells apart best
+(a probe of how well the crop stage can learn from them; on the development sets it chose the τ of the
+boxes, or one grid step from it); ``auto`` is ``boxes`` where the
 training split has boxes and ``labels`` where it has none. The result goes to ``metrics.jsonl`` as one
 ``{"event": "localizer_check", ...}`` record, and a degenerate module (most boxes ≈ the whole frame) is
 reported in plain words with what to change.
@@ -28,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from elope.config import Config
 from elope.data.transforms import crop_source_size
 from elope.engine import distributed as D
 from elope.engine.context import Run
@@ -40,17 +44,24 @@ from elope.nn.crop import crop_and_resize
 
 __all__ = [
     "DEGENERATE_SHARE",
+    "LABEL_TAUS",
     "TAU_GRID",
     "WHOLE_AREA",
     "LocalizerCheck",
     "check_localizer",
     "choose_tau",
     "heatmap_contrast",
-    "scatter_ratio",
+    "loo_ncm_correct",
+    "measure_localizer",
+    "new_sums",
+    "reference_features",
+    "score_batch",
 ]
 
 #: The thresholds τ tried (0.10, 0.15, ..., 0.90).
 TAU_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(2, 19))
+#: Those the labels criterion tries (each costs a pass of the backbone over the training split).
+LABEL_TAUS: tuple[float, ...] = TAU_GRID[::2]
 #: A box "covers most of the frame" above this share of the frame's area.
 WHOLE_AREA = 0.8
 #: A module whose boxes cover most of the frame on at least this share of the training images is degenerate.
@@ -69,14 +80,24 @@ def heatmap_contrast(heatmaps: Tensor) -> Tensor:
     return torch.where(span[:, 0] > 0, 1 - normalised.mean(1), torch.zeros_like(span[:, 0]))
 
 
-def scatter_ratio(class_sums: Tensor, counts: Tensor, square_sum: Tensor) -> float:
-    """Between-class over within-class scatter (traces) of l2-normalised features, from the sums a pass
-    accumulates: per-class feature sums (C, D), per-class counts (C,), and the sum of squared norms."""
-    total = counts.sum().clamp_min(1)
-    class_part = (class_sums.pow(2).sum(1) / counts.clamp_min(1)).sum()
-    within = square_sum - class_part
-    between = class_part - class_sums.sum(0).pow(2).sum() / total
-    return float(between / within.clamp_min(1e-12))
+def loo_ncm_correct(features: Tensor, labels: Tensor, class_sums: Tensor, counts: Tensor) -> int:
+    """How many of ``features`` (l2-normalised, (N, D)) their nearest class mean classifies correctly when
+    the feature itself is left out of its own class's mean (leave-one-out), cosine similarity.
+
+    ``class_sums`` (C, D) and ``counts`` (C,) hold the sums over all features of each class (this process's
+    and the others'), so the sums pass between processes, not the features.
+    """
+    if len(features) == 0:
+        return 0
+    f = features.double()
+    sums = class_sums[None].repeat(len(f), 1, 1)  # (N, C, D)
+    rows = torch.arange(len(f))
+    sums[rows, labels] -= f
+    sizes = counts[None].repeat(len(f), 1)
+    sizes[rows, labels] -= 1
+    means = F.normalize(sums / sizes.clamp_min(1)[..., None], dim=2)
+    scores = (means @ f[:, :, None])[..., 0].masked_fill(sizes == 0, -2.0)  # a class with no other member
+    return int((scores.argmax(dim=1) == labels).sum())
 
 
 @dataclass
@@ -87,7 +108,7 @@ class LocalizerCheck:
     boxes: int  # training images with a ground-truth box
     hits: list[int]  # per τ: boxes with IoU >= 0.5
     whole: list[int]  # per τ: boxes covering more than WHOLE_AREA of the frame
-    separability: list[float] | None  # per τ: scatter ratio of the crops' features (labels criterion)
+    separability: list[float | None] | None  # per τ of LABEL_TAUS: the crops' scatter ratio (labels)
     contrast: float  # mean heatmap contrast
 
     def at(self, tau: float) -> dict[str, float | None]:
@@ -121,65 +142,90 @@ def choose_tau(check: LocalizerCheck, select: str, fixed: float) -> tuple[float,
     else:
         if check.separability is None:
             raise TrainingError("the labels criterion was not measured")  # a bug, not a user error
-        scores = check.separability
+        scores = [-1.0 if v is None else v for v in check.separability]
     best = max(range(len(TAU_GRID)), key=lambda i: (scores[i], -i))
     return TAU_GRID[best], select
 
 
-def _reference_features(run: Run) -> torch.nn.Module:
-    """The network the crop stage starts from, whose features the labels criterion scores: a fresh model's
-    backbone (``stages.crop.init: fresh`` with pretrained or given weights), else the trained classifier's."""
-    cfg = run.cfg
-    if cfg.stages.crop.init == "fresh" and (cfg.model.pretrained or cfg.model.weights):
-        with torch.random.fork_rng(devices=[]):  # the run's random stream stays as it was
-            features = make_model(cfg, len(run.classes)).features
-        return features.to(run.device).eval()
-    return run.model.features
+def reference_features(cfg: Config, num_classes: int) -> torch.nn.Module:
+    """The features the labels criterion scores crops in: the backbone as the recipe initialises it (with
+    ImageNet or ``model.weights``: the crop stage's starting point with ``stages.crop.init: fresh``), in
+    eval mode. Never the trained classifier: it has learned its training images, whole, and rates every
+    crop below them (on the development sets it chose the smallest τ every time)."""
+    with torch.random.fork_rng(devices=[]):  # the run's random stream stays as it was
+        return make_model(cfg, num_classes).features.eval()
 
 
 class _Sums:
-    """The running sums of the pass, one row per τ."""
+    """What the pass accumulates: per τ hits and whole-frame boxes; for the labels criterion, the crops'
+    pooled features of this process (per τ of :data:`LABEL_TAUS`) and their labels."""
 
     def __init__(self, classes: int, width: int | None) -> None:
-        n = len(TAU_GRID)
-        self.counts = torch.zeros(n, 3, dtype=torch.float64)  # hits, whole, images
+        self.classes, self.width = classes, width
+        self.counts = torch.zeros(len(TAU_GRID), 3, dtype=torch.float64)  # hits, whole, images
         self.boxes = torch.zeros(1, dtype=torch.float64)
         self.contrast = torch.zeros(1, dtype=torch.float64)
-        self.features = None if width is None else torch.zeros(n, classes, width, dtype=torch.float64)
-        self.labels = torch.zeros(classes, dtype=torch.float64)
-        self.squares = torch.zeros(n, dtype=torch.float64)
+        self.features: dict[float, list[Tensor]] | None = (
+            None if width is None else {t: [] for t in LABEL_TAUS}
+        )
+        self.labels: list[Tensor] = []
 
-    def tensors(self) -> list[Tensor]:
-        parts = [self.counts, self.boxes, self.contrast, self.labels, self.squares]
-        return parts if self.features is None else [*parts, self.features]
+    def result(self, dist: D.DistInfo) -> LocalizerCheck:
+        """Sum over processes (the nearest-class-mean accuracy of every process's crops against the class
+        means of all of them) and return the :class:`LocalizerCheck`."""
+        counts, boxes, contrast = (
+            D.all_reduce_sum(t, dist) for t in (self.counts, self.boxes, self.contrast)
+        )
+        images = int(counts[0, 2])
+        separability = None
+        if self.features is not None:
+            labels = torch.cat(self.labels) if self.labels else torch.zeros(0, dtype=torch.long)
+            scores = {t: self._ncm(f, labels, dist) for t, f in self.features.items()}
+            separability = [scores.get(t) for t in TAU_GRID]
+        return LocalizerCheck(
+            images=images,
+            boxes=int(boxes),
+            hits=[int(v) for v in counts[:, 0]],
+            whole=[int(v) for v in counts[:, 1]],
+            separability=separability,
+            contrast=float(contrast) / max(images, 1),
+        )
 
-    def reduce(self, run: Run) -> None:
-        for t in self.tensors():
-            t.copy_(D.all_reduce_sum(t, run.dist))
+    def _ncm(self, parts: list[Tensor], labels: Tensor, dist: D.DistInfo) -> float:
+        features = torch.cat(parts) if parts else torch.zeros(0, self.width or 1)
+        sums = torch.zeros(self.classes, features.shape[1], dtype=torch.float64)
+        sums.index_add_(0, labels, features.double())
+        counts = torch.bincount(labels, minlength=self.classes).double()
+        sums, counts = D.all_reduce_sum(sums, dist), D.all_reduce_sum(counts, dist)
+        correct = torch.tensor([float(loo_ncm_correct(features, labels, sums, counts))], dtype=torch.float64)
+        return float(D.all_reduce_sum(correct, dist)) / max(float(counts.sum()), 1.0)
 
 
-def _score_batch(
-    run: Run, sums: _Sums, images: Tensor, labels: Tensor, gt: Tensor, reference: torch.nn.Module | None
+def score_batch(
+    model: Any, sums: _Sums, images: Tensor, labels: Tensor, gt: Tensor, reference: torch.nn.Module | None
 ) -> None:
     """One batch of the pass: the module's heatmaps once, then the boxes (and crops) at every τ."""
-    model, size = run.model, images.shape[-2:]
+    size = images.shape[-2:]
     heatmaps = model.localizer(images).float()
     sums.contrast += float(heatmap_contrast(heatmaps).sum())
     _, valid = iou_hits(torch.zeros_like(gt), gt)
     sums.boxes += float(valid.sum())
     frame = float(size[0] * size[1])
-    if reference is not None:
-        sums.labels += torch.bincount(labels, minlength=len(sums.labels)).double()
+    if sums.features is not None:
+        sums.labels.append(labels.cpu())
     for i, tau in enumerate(TAU_GRID):
         boxes = model.heatmap_box(heatmaps, size, tau)
         hits, _ = iou_hits(boxes.cpu(), gt)
         area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).cpu() / frame
         sums.counts[i] += torch.tensor([float(hits.sum()), float((area > WHOLE_AREA).sum()), len(labels)])
-        if reference is not None and sums.features is not None:
+        if reference is not None and sums.features is not None and tau in LABEL_TAUS:
             crops = crop_and_resize(images, boxes, model.image_size)
-            pooled = F.normalize(reference(crops).float().mean(dim=(2, 3)), dim=1).double().cpu()
-            sums.features[i].index_add_(0, labels, pooled)
-            sums.squares[i] += float(pooled.pow(2).sum())
+            sums.features[tau].append(F.normalize(reference(crops).float().mean(dim=(2, 3)), dim=1).cpu())
+
+
+def new_sums(classes: int, width: int | None = None) -> _Sums:
+    """Empty sums for a pass; ``width``: the reference features' width, for the labels criterion."""
+    return _Sums(classes, width)
 
 
 @torch.no_grad()
@@ -191,31 +237,16 @@ def measure_localizer(run: Run, *, with_labels: bool) -> LocalizerCheck:
     source = crop_source_size(cfg.dataset.image_size, cfg.dataset.crop_source)
     dataset = run.data.get("train", source, plain=True)
     batch = max(1, cfg.stages.localizer.batch_size // run.dist.world_size)
-    reference = _reference_features(run) if with_labels else None
-    width = model.num_features if reference is not None else None
-    sums = _Sums(len(run.classes), width)
+    reference = reference_features(cfg, len(run.classes)).to(run.device) if with_labels else None
+    sums = new_sums(len(run.classes), None if reference is None else model.num_features)
     try:
         for images, labels, gt in make_loader(run, dataset, batch, epoch=0, shuffle=False):
             with autocast(run):
-                _score_batch(run, sums, to_device(run, images), labels, gt, reference)
+                score_batch(model, sums, to_device(run, images), labels, gt, reference)
     finally:
         for module, mode in modes:
             module.training = mode
-    sums.reduce(run)
-    images = int(sums.counts[0, 2])
-    separability = None
-    if sums.features is not None:
-        separability = [
-            scatter_ratio(sums.features[i], sums.labels, sums.squares[i]) for i in range(len(TAU_GRID))
-        ]
-    return LocalizerCheck(
-        images=images,
-        boxes=int(sums.boxes),
-        hits=[int(v) for v in sums.counts[:, 0]],
-        whole=[int(v) for v in sums.counts[:, 1]],
-        separability=separability,
-        contrast=float(sums.contrast) / max(images, 1),
-    )
+    return sums.result(run.dist)
 
 
 def advice(report: dict[str, Any]) -> str | None:
@@ -258,6 +289,11 @@ def check_localizer(run: Run) -> dict[str, Any]:
         "per_tau": {str(t): check.at(t) for t in TAU_GRID},
     }
     report["advice"] = advice(report)
+    if how == "labels" and not (m.pretrained or m.weights):
+        report["note"] = (
+            "tau was chosen by class labels in features of an untrained backbone (model.pretrained is "
+            "false), which say little about the crops; prefer a fixed model.tau (model.tau_select=fixed)"
+        )
     return report
 
 

@@ -329,8 +329,9 @@ def report_localizer(run: Run, report: dict[str, Any]) -> None:
         f"frame, heatmap contrast {report['contrast']:.2f}",
         err=True,
     )
-    if report["advice"]:
-        click.echo(f"warning: {report['advice']}", err=True)
+    for key in ("advice", "note"):
+        if report.get(key):
+            click.echo(f"warning: {report[key]}", err=True)
 
 
 def export_run_model(run: Run, name: str = MODEL_DIR, *, with_means: bool = True) -> None:
@@ -380,14 +381,18 @@ def resolve_config(
     epochs: int | None = None,
     batch_size: int | None = None,
     resume: bool = False,
+    paper: bool = False,
 ) -> Config:
-    """The recipe of a run: the packaged one (fresh run) or ``RUN/config.yaml`` (``resume``), overridden."""
+    """The recipe of a run: the packaged one (fresh run) or ``RUN/config.yaml`` (``resume``), overridden;
+    ``paper``: the paper's localization step (:data:`elope.config.PAPER_LOCALIZATION`)."""
     base = None
     if resume:
         base = read_run_config(out / "config.yaml")
         if dataset is not None and dataset != base["dataset"]["name"]:
             raise ConfigError(f"{out} was trained on {base['dataset']['name']!r}, not {dataset!r}")
-    return load_config(dataset, config_file, overrides, epochs=epochs, batch_size=batch_size, base=base)
+    return load_config(
+        dataset, config_file, overrides, epochs=epochs, batch_size=batch_size, base=base, paper=paper
+    )
 
 
 @contextmanager

@@ -17,13 +17,29 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from elope.engine.localizer_check import TAU_GRID
+from elope.config import Config
+from elope.engine.distributed import DistInfo
+from elope.engine.localizer_check import (
+    TAU_GRID,
+    choose_tau,
+    new_sums,
+    reference_features,
+    score_batch,
+)
 from elope.engine.metrics import iou_hits
 from elope.nn.crop import resize
 from elope.nn.localization import BOX_RULES, heatmap_to_box, mean_heatmap
-from elope.runs.loaded import load_run
+from elope.runs.loaded import LoadedRun, load_run
 
-__all__ = ["CachedMaps", "best_tau", "collect_maps", "score_maps", "variant_name"]
+__all__ = [
+    "CachedMaps",
+    "best_tau",
+    "collect_maps",
+    "labels_tau",
+    "score_maps",
+    "training_split",
+    "variant_name",
+]
 
 
 @dataclass
@@ -37,14 +53,18 @@ class CachedMaps:
     size: int
 
 
-@torch.inference_mode()
 def collect_maps(run_dir: str | Path, split: str, batch_size: int = 32) -> CachedMaps:
     """The module's heatmaps and the teacher's mean maps of every image of ``split`` (no augmentation)."""
-    run = load_run(run_dir)
+    run = load_run(run_dir)  # models are built outside inference mode (timm backbones trace a backward)
     if run.model.localizer is None:
         raise ValueError(f"{run_dir} has no trained localization module")
     teacher = run.load_teacher()
     dataset, _, _ = run.load_dataset(split)
+    with torch.inference_mode():
+        return _maps(run, teacher, dataset, batch_size)
+
+
+def _maps(run: LoadedRun, teacher: torch.nn.Module, dataset: object, batch_size: int) -> CachedMaps:
     module, mean_map, boxes = [], [], []
     for images, _, gt in DataLoader(dataset, batch_size=batch_size):
         images = images.as_subclass(Tensor)
@@ -53,6 +73,30 @@ def collect_maps(run_dir: str | Path, split: str, batch_size: int = 32) -> Cache
         mean_map.append(mean_heatmap(teacher.forward_features(whole)).float())
         boxes.append(gt.as_subclass(Tensor).float())
     return CachedMaps(torch.cat(module), torch.cat(mean_map), torch.cat(boxes), run.crop_source)
+
+
+def training_split(run_dir: str | Path) -> str:
+    """The split a run trained on (``model.json`` → ``splits``), ``trainval`` when not recorded."""
+    splits = load_run(run_dir).meta.get("splits") or {}
+    return (splits.get("train") or {}).get("split", "trainval")
+
+
+def labels_tau(run_dir: str | Path, batch_size: int = 32) -> dict[str, object]:
+    """The τ the labels criterion of ``model.tau_select=labels`` chooses for a trained run's module (its
+    training split, its box rule), whatever the run itself used: ``{"tau", "separability": {τ: score}}``."""
+    run = load_run(run_dir)
+    cfg = Config.from_dict(run.meta["config"])
+    reference = reference_features(cfg, len(run.classes))
+    dataset, _, _ = run.load_dataset(training_split(run_dir))
+    sums = new_sums(len(run.classes), run.model.num_features)
+    with torch.inference_mode():
+        for images, labels, gt in DataLoader(dataset, batch_size=batch_size):
+            images, gt = images.as_subclass(Tensor), gt.as_subclass(Tensor)
+            score_batch(run.model, sums, images, labels, gt, reference)
+    check = sums.result(DistInfo())
+    tau, _ = choose_tau(check, "labels", cfg.model.tau)
+    scores = {str(t): v for t, v in zip(TAU_GRID, check.separability or []) if v is not None}
+    return {"tau": tau, "separability": scores}
 
 
 def variant_name(rule: str, upsample: bool) -> str:

@@ -37,7 +37,7 @@ from elope.data.synthetic_knobs import SUITE
 from elope.engine.train import run_training
 from elope.tasks.ablate import TABLE5
 from elope.tasks.evaluate import evaluate_run
-from elope.tasks.localization import best_tau, collect_maps, score_maps, variant_name
+from elope.tasks.localization import best_tau, collect_maps, labels_tau, score_maps, variant_name
 
 __all__ = ["SUITE_RECIPE", "paired_interval", "run_suite", "suite_table", "summarize_suite"]
 
@@ -83,6 +83,7 @@ def _localization(full: Path) -> dict[str, Any]:
             "module": score_maps(maps.module, maps.boxes, maps.size),
             "mean_map": score_maps(maps.mean_map, maps.boxes, maps.size),
         }
+    out["labels_tau"] = labels_tau(full)  # what tau_select=labels would choose (no boxes used)
     return out
 
 
