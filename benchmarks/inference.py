@@ -52,12 +52,17 @@ def auto_repeats(batch_size: int) -> int:
     return max(4, min(15, round(40 / batch_size)))
 
 
-def build_models(backbone: str, num_classes: int, image_size: int) -> tuple[ELoPE, nn.Module]:
-    """ELoPE with its localization module, and the plain torchvision network, both in eval mode."""
+def build_models(
+    backbone: str, num_classes: int, image_size: int, box_rule: str = "peak", upsample: bool = True
+) -> tuple[ELoPE, nn.Module]:
+    """ELoPE with its localization module (the recipes' box step by default: the peak rule on the
+    upsampled heatmap), and the plain torchvision network, both in eval mode."""
     if backbone not in TORCHVISION_BACKBONES:
         raise SystemExit(f"--backbone must be one of {sorted(TORCHVISION_BACKBONES)}, got {backbone!r}")
     torch.manual_seed(0)
-    model = ELoPE(backbone, num_classes, image_size=image_size).eval()
+    model = ELoPE(
+        backbone, num_classes, image_size=image_size, box_rule=box_rule, heatmap_upsample=upsample
+    ).eval()
     baseline = TORCHVISION_BACKBONES[backbone](num_classes=num_classes).eval()
     return model, baseline
 
@@ -122,14 +127,18 @@ def run(
     num_classes: int = 200,
     breakdown: bool = True,
     macs: bool = True,
+    box_rule: str = "peak",
+    upsample: bool = True,
 ) -> dict[str, Any]:
     """The whole benchmark; returns a JSON-able dict (``batches``: one entry per batch size)."""
     with num_threads(threads), flush_denormal(flush):
-        model, baseline = build_models(backbone, num_classes, image_size)
+        model, baseline = build_models(backbone, num_classes, image_size, box_rule, upsample)
         result: dict[str, Any] = {
             "benchmark": "inference",
             "backbone": backbone,
             "image_size": image_size,
+            "box_rule": box_rule,
+            "heatmap_upsample": upsample,
             "num_classes": num_classes,
             "target_ratio": TARGET,
             "flush_denormal": flush,
@@ -151,7 +160,8 @@ def report(result: dict[str, Any]) -> str:
     env = result["environment"]
     lines = [
         f"inference: ELoPE.predict vs torchvision {result['backbone']} forward, {result['image_size']} px, "
-        f"{result['num_classes']} classes, eval + inference_mode",
+        f"{result['num_classes']} classes, eval + inference_mode, box rule {result.get('box_rule', 'all')}"
+        f"{' on the upsampled heatmap' if result.get('heatmap_upsample') else ''}",
         f"machine: {env['cpu']}, nproc {env['nproc']}, torch threads {env['torch_threads']}, "
         f"torch {env['torch']}"
         f", load average {env.get('loadavg_1min', float('nan')):.1f}",
@@ -197,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls per contender first")
     parser.add_argument("--no-breakdown", action="store_true", help="time only the two pipelines")
     parser.add_argument("--no-macs", action="store_true", help="skip the MACs count")
+    parser.add_argument("--box-rule", default="peak", choices=["all", "peak"], help="default: the recipes'")
+    parser.add_argument(
+        "--no-upsample", action="store_true", help="threshold the 14x14 cells (the paper) instead"
+    )
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     result = run(
@@ -210,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         num_classes=args.num_classes,
         breakdown=not args.no_breakdown,
         macs=not args.no_macs,
+        box_rule=args.box_rule,
+        upsample=not args.no_upsample,
     )
     emit(report(result), result, args.json)
     return result

@@ -83,6 +83,33 @@ def format_demo_table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+REFERENCE = Path(__file__).with_name("demo_reference.json")
+
+
+def reference_text(path: Path = REFERENCE) -> str:
+    """What this run should be compared with: the demo recipe's means and paired 95 % intervals over
+    several seeds (``docs/experiments/demo_seeds.py`` writes ``demo_reference.json``)."""
+    if not path.is_file():
+        return "(no multi-seed reference shipped with this version)"
+    r = json.loads(path.read_text())
+
+    def ms(key: str) -> str:
+        return f"{r[key]['mean']:.1f} ± {r[key]['std']:.1f} %"
+
+    def ci(key: str) -> str:
+        mean, low, high = r[key]
+        return f"{mean:+.1f} points [95 % CI {low:+.1f}, {high:+.1f}]"
+
+    return (
+        f"\nOne run is one seed; across {len(r['seeds'])} seeds of this recipe (mean ± std, paired by seed; "
+        f"docs/results.md):\n  GAP {ms('gap')}, ELoPE {ms('full')}: ELoPE - GAP {ci('full_minus_gap')}\n"
+        f"  boxes with IoU >= 0.5: module {ms('module')}, teacher's mean map {ms('mean_map')}: "
+        f"{ci('module_minus_mean_map')}\n"
+        "  A run on another machine differs within these spreads (its CPU sums in another order; "
+        "metrics.jsonl records the environment)."
+    )
+
+
 def run_demo(
     out: Path,
     device: str = "auto",
@@ -133,6 +160,7 @@ def run_demo(
         click.echo(f"  {stage:<10} kept epoch {epoch:>3}: validation top-1 {100 * top1:6.2f} %")
     click.echo("\nTest split (elope evaluate):")
     click.echo(format_demo_table(results))
+    click.echo(reference_text())
     (out / "demo_results.json").write_text(json.dumps(results, indent=2) + "\n")
 
     if pictures:

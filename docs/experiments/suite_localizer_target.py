@@ -1,0 +1,99 @@
+"""The localizer's target on the generalization suite: the paper's raw mean heatmap against the per-image
+standardised one (the recipe), paired by seed, from the same stage 1.
+
+For every finished (distribution, seed) of ``elope suite --out SUITE``, the full run's stage-1 checkpoint is
+copied into ``SUITE/<dist>/seed<k>/raw-target`` and stage 2 trained there with ``loss.localizer_target=raw``
+(everything else the recipe's, τ chosen on the training boxes as the recipe does). Both modules' boxes are
+then scored on the test split with the recipe's box rule and upsampling, each at the τ its own training
+boxes choose (what ``model.tau_select=auto`` would use). Writes ``SUITE/localizer_target.json`` and prints the
+table: per distribution, mean ± std of IoU ≥ 0.5 for each target and the paired difference with its 95 %
+t-interval.
+
+    python docs/experiments/suite_localizer_target.py --suite runs/suite
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+import yaml
+
+from elope.config import load_config
+from elope.engine.train import run_training
+from elope.tasks.localization import best_tau, collect_maps, score_maps, variant_name
+from elope.tasks.suite import paired_interval
+
+
+def _stage1_copy(full: Path, folder: Path) -> None:
+    """``folder`` as the full run was at the end of stage 1 (config, data line and stage-1 records)."""
+    folder.mkdir(parents=True)
+    (folder / "checkpoints").mkdir()
+    shutil.copy(full / "checkpoints" / "classifier.pt", folder / "checkpoints" / "last.pt")
+    shutil.copy(full / "config.yaml", folder / "config.yaml")
+    shutil.copytree(full / "teacher", folder / "teacher")
+    shutil.copy(full / "metrics.jsonl", folder / "metrics.jsonl")  # resume cuts it back to the checkpoint
+
+
+def raw_target_run(full: Path) -> Path:
+    """Train stage 2 with the raw target from the full run's stage 1 (resumable)."""
+    folder = full.parent / "raw-target"
+    if (folder / "checkpoints" / "localizer.pt").is_file():
+        return folder
+    if not folder.exists():
+        _stage1_copy(full, folder)
+    saved = yaml.safe_load((full / "config.yaml").read_text())
+    overrides = {"loss.localizer_target": "raw", "train.stages": ["classifier", "localizer"]}
+    run_training(load_config(base=saved, overrides=overrides), folder, resume=True)
+    return folder
+
+
+def module_hits(run: Path, variant: str) -> float:
+    """The module's IoU ≥ 0.5 on the test split at the τ its training split chooses."""
+    train = score_maps(*_module(run, "trainval"))[variant]
+    test = score_maps(*_module(run, "test"))[variant]
+    return test[str(best_tau(train))]
+
+
+def _module(run: Path, split: str) -> tuple:
+    maps = collect_maps(run, split)
+    return maps.module, maps.boxes, maps.size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", type=Path, required=True)
+    args = parser.parse_args()
+    path = args.suite / "localizer_target.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    for result_file in sorted(args.suite.glob("*/seed*/result.json")):
+        key = f"{result_file.parent.parent.name}/{result_file.parent.name}"
+        if key in results:
+            continue
+        suite = json.loads(result_file.read_text())
+        variant = variant_name(suite["box_rule"], suite["upsample"])
+        raw = raw_target_run(result_file.parent / "full")
+        results[key] = {"standardized": module_hits(result_file.parent / "full", variant),
+                        "raw": module_hits(raw, variant)}  # fmt: skip
+        path.write_text(json.dumps(results, indent=1) + "\n")
+        print(key, results[key], flush=True)
+    print("| distribution | seeds | standardised % | raw % | standardised − raw, 95 % CI |")
+    print("|---|---|---|---|---|")
+    for dist in sorted({k.split("/")[0] for k in results}):
+        pairs = [v for k, v in results.items() if k.split("/")[0] == dist]
+        std = [100 * p["standardized"] for p in pairs]
+        raw = [100 * p["raw"] for p in pairs]
+        ci = paired_interval([a - b for a, b in zip(std, raw)])
+        cell = "—" if ci is None else f"{ci[0]:+.1f} [{ci[1]:+.1f}, {ci[2]:+.1f}]"
+        sd = statistics.stdev if len(pairs) > 1 else (lambda v: 0.0)
+        print(
+            f"| {dist} | {len(pairs)} | {statistics.fmean(std):.1f} ± {sd(std):.1f} "
+            f"| {statistics.fmean(raw):.1f} ± {sd(raw):.1f} | {cell} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
