@@ -29,7 +29,7 @@ def tiny_args(root: Path, out: Path, *extra: str, epochs: int = 1) -> list[str]:
         "--set", "dataset.val_fraction=0.1", "--set", "train.select=best", "--set", "dataset.crop_source=null",
         "--set", "train.channels_last=false", "--set", "train.checkpoint_every_steps=50",
         "--set", "dataset.augment={rotation: 0.0, jitter: 0.1, lighting: 0.0}",
-        "--set", "model.tau=0.3", "--set", "model.heatmap_upsample=false",
+        "--set", "model.tau=0.3", "--set", "model.tau_select=fixed", "--set", "model.heatmap_upsample=false",
         *extra,
     ]  # fmt: skip
 

@@ -50,6 +50,7 @@ __all__ = [
     "LocalizerCheck",
     "check_localizer",
     "choose_tau",
+    "describe_check",
     "heatmap_contrast",
     "loo_ncm_correct",
     "measure_localizer",
@@ -300,3 +301,15 @@ def check_localizer(run: Run) -> dict[str, Any]:
 def _has_boxes(run: Run) -> bool:
     dataset = run.data.get("train", run.cfg.dataset.image_size)
     return bool(getattr(dataset, "has_boxes", False))
+
+
+def describe_check(report: dict[str, Any]) -> str:
+    """The ``localizer_check`` record in one line, and its warnings (advice, note) on the lines after."""
+    iou = "" if report["iou50"] is None else f", IoU >= 0.5 on {100 * report['iou50']:.1f} % of the boxes"
+    lines = [
+        f"[localizer] check on {report['images']} training images: tau {report['tau']:g} "
+        f"({report['tau_select']}){iou}, {100 * report['whole']:.0f} % of the boxes cover most of the "
+        f"frame, heatmap contrast {report['contrast']:.2f}"
+    ]
+    lines += [f"warning: {report[key]}" for key in ("advice", "note") if report.get(key)]
+    return "\n".join(lines)

@@ -55,7 +55,7 @@ from elope.data.errors import DataError
 from elope.data.synthetic import write_synthetic
 from elope.engine import distributed as D
 from elope.engine.context import Run, RunData, StageState, resolve_device, run_splits, seed_everything
-from elope.engine.localizer_check import check_localizer
+from elope.engine.localizer_check import check_localizer, describe_check
 from elope.engine.loop import batches_per_epoch, train_one_epoch
 from elope.engine.preflight import check_model_settings
 from elope.engine.resume import clone_state, restore, resume_stage, save_checkpoint
@@ -308,30 +308,16 @@ def finish_stage(run: Run, state: StageState) -> None:
         if run.main:
             click.echo(f"[{state.stage}] keeping epoch {state.best['epoch']} (best on val)", err=True)
     if state.stage == "localizer":  # τ chosen and the module checked before the crop stage uses it
-        report_localizer(run, check_localizer(run))
+        record = check_localizer(run)
+        append_metrics(run, record, tb_step(run.cfg, "localizer", run.cfg.stages.localizer.epochs))
+        if run.main:
+            click.echo(describe_check(record), err=True)
     run.completed.append(state.stage)
     if run.main:
         export_run_model(run)
         if state.stage == "classifier":  # the localization module's teacher (Table 4, "mean feature map")
             export_run_model(run, TEACHER_DIR, with_means=False)
     save_checkpoint(run, None, names=(f"{state.stage}.pt", "last.pt"))
-
-
-def report_localizer(run: Run, report: dict[str, Any]) -> None:
-    """The ``localizer_check`` record in ``metrics.jsonl``, and one line (or the advice) on stderr."""
-    append_metrics(run, report, tb_step(run.cfg, "localizer", run.cfg.stages.localizer.epochs))
-    if not run.main:
-        return
-    iou = "" if report["iou50"] is None else f", IoU >= 0.5 on {100 * report['iou50']:.1f} % of the boxes"
-    click.echo(
-        f"[localizer] check on {report['images']} training images: tau {report['tau']:g} "
-        f"({report['tau_select']}){iou}, {100 * report['whole']:.0f} % of the boxes cover most of the "
-        f"frame, heatmap contrast {report['contrast']:.2f}",
-        err=True,
-    )
-    for key in ("advice", "note"):
-        if report.get(key):
-            click.echo(f"warning: {report[key]}", err=True)
 
 
 def export_run_model(run: Run, name: str = MODEL_DIR, *, with_means: bool = True) -> None:

@@ -104,7 +104,8 @@ class RunFolder:
 
 
 def _epoch_records(path: Path) -> int:
-    """Number of epoch records (lines with a ``stage``) in ``metrics.jsonl``; unreadable lines count."""
+    """Number of epoch records (lines with a ``stage`` and no ``event``: the localizer check is an event) in
+    ``metrics.jsonl``; unreadable lines count."""
     if not path.is_file():
         return 0
     count = 0
@@ -118,7 +119,7 @@ def _epoch_records(path: Path) -> int:
                 except ValueError:
                     count += 1  # not ours to judge: keep it
                     continue
-                count += isinstance(record, dict) and "stage" in record
+                count += isinstance(record, dict) and "stage" in record and "event" not in record
     except OSError:
         return 1
     return count

@@ -110,6 +110,16 @@ def reference_text(path: Path = REFERENCE) -> str:
     )
 
 
+def _report(out: Path, results: dict[str, dict[str, Any]]) -> None:
+    """Print the kept epochs, the test table and the multi-seed reference; write ``demo_results.json``."""
+    for stage, epoch, top1 in stage_summary(out):
+        click.echo(f"  {stage:<10} kept epoch {epoch:>3}: validation top-1 {100 * top1:6.2f} %")
+    click.echo("\nTest split (elope evaluate):")
+    click.echo(format_demo_table(results))
+    click.echo(reference_text())
+    (out / "demo_results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
 def run_demo(
     out: Path,
     device: str = "auto",
@@ -156,12 +166,7 @@ def run_demo(
         train(out / "baseline-gap", "classifier", gap)
         evaluate(out / "baseline-gap", "gap")
 
-    for stage, epoch, top1 in stage_summary(out):
-        click.echo(f"  {stage:<10} kept epoch {epoch:>3}: validation top-1 {100 * top1:6.2f} %")
-    click.echo("\nTest split (elope evaluate):")
-    click.echo(format_demo_table(results))
-    click.echo(reference_text())
-    (out / "demo_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    _report(out, results)
 
     if pictures:
         sheet = localization_examples(out, out / "examples_test.png", pictures, device=dev)
