@@ -26,6 +26,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from elope.failures import short_repr
+
 DATASETS = ("cub", "cars", "aircraft", "folder", "synthetic")
 STAGES = ("classifier", "localizer", "crop", "weighted")
 StageName = Literal["classifier", "localizer", "crop", "weighted"]
@@ -35,8 +37,13 @@ class ConfigError(ValueError):
     """A recipe key or value is wrong; the message names the key path."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+class _Section(BaseModel):  # allow_inf_nan: every float refuses inf and NaN (lr=inf trained to NaN weights)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, populate_by_name=True, allow_inf_nan=False
+    )
+
+
+SEED = Field(0, ge=0, lt=2**32, description="0 <= seed < 2**32")
 
 
 class SyntheticConfig(_Section):
@@ -50,7 +57,7 @@ class SyntheticConfig(_Section):
     train: int = Field(50, ge=2, description="training images per class")
     test: int = Field(20, ge=1, description="test images per class")
     size: int = Field(96, ge=32, description="side of the generated images in pixels")
-    seed: int = 0
+    seed: int = SEED
     difficulty: Literal["default", "fine"] = "default"
     object_scale: tuple[float, float] | None = Field(
         None, description="critter width / image side (low, high)"
@@ -101,6 +108,34 @@ class DatasetConfig(_Section):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     options: dict[str, Any] = Field(default_factory=dict, description="extra build_dataset options")
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+    @model_validator(mode="after")
+    def _known_options(self) -> DatasetConfig:
+        """``dataset.options``: only the options this dataset takes (:class:`DatasetOptions`), checked."""
+        allowed = [n for n in DatasetOptions.model_fields if self.name == "aircraft" or n not in AIRCRAFT]
+        if unknown := sorted(str(k)[:40] for k in self.options if k not in allowed):
+            raise ValueError(f"options.{unknown[0]} is unknown for {self.name}; use {', '.join(allowed)}")
+        try:
+            options = DatasetOptions.model_validate(self.options)
+        except ValidationError as e:
+            raise ValueError(f"options.{e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}") from None
+        object.__setattr__(self, "options", options.model_dump(exclude_unset=True))
+        return self
+
+
+AIRCRAFT = ("annotation_level", "remove_banner")
+
+
+class DatasetOptions(_Section):
+    """``dataset.options``: the options of ``elope.data.build_dataset`` a recipe may set (the validation
+    share is ``dataset.val_fraction``); ``annotation_level`` and ``remove_banner`` are FGVC-Aircraft's."""
+
+    seed: int = SEED
+    skip_unreadable: bool = False
+    max_pixels: int = Field(100_000_000, ge=1, description="decompression-bomb cap")
+    decode_size: int | None = Field(None, ge=0)
+    annotation_level: Literal["variant", "family", "manufacturer"] = "variant"
+    remove_banner: bool = True
 
 
 class ModelConfig(_Section):
@@ -159,7 +194,7 @@ class StagesConfig(_Section):
 
 class TrainConfig(_Section):
     stages: list[StageName] = Field(default_factory=lambda: list(STAGES))
-    seed: int = 0
+    seed: int = SEED
     device: str = "auto"
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False
@@ -239,7 +274,7 @@ class Config(_Section):
 def default_config_path(dataset: str) -> Path:
     """Path of the packaged recipe of ``dataset``."""
     if dataset not in DATASETS:
-        raise ConfigError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+        raise ConfigError(f"unknown dataset {short_repr(dataset)}; choose one of {', '.join(DATASETS)}")
     return Path(str(resources.files("elope") / "configs" / f"{dataset}.yaml"))
 
 
@@ -276,6 +311,7 @@ def load_config(
     )
     for key, value in pairs:
         set_dotted(data, key, value)
+    Config.from_dict(data)  # every value checked, also one that a shortcut below replaces
     for field, value in (("epochs", epochs), ("batch_size", batch_size)):
         if value is not None:
             for stage in STAGES:
@@ -292,7 +328,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as e:
-        raise ConfigError(f"override {key}: cannot parse value {raw!r}: {e}") from None
+        raise ConfigError(f"override {key}: cannot parse value {short_repr(raw)}: {e}") from None
     return key, value
 
 
@@ -320,9 +356,12 @@ def _deep_merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found")
+        there = "is not a regular file" if path.exists() else "not found"  # a FIFO would hang the read
+        raise ConfigError(f"config file {str(path)!r} {there}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {e.start})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
@@ -345,7 +384,7 @@ def _format_errors(error: ValidationError) -> str:
             lines.append(where + err["msg"].removeprefix("Value error, "))
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"config key {key!r}: {msg} (got {err.get('input')!r})")
+            lines.append(f"config key {key!r}: {msg} (got {short_repr(err.get('input'))})")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
