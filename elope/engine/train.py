@@ -42,8 +42,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Collection, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ from elope.engine import distributed as D
 from elope.engine.context import Run, RunData, StageState, resolve_device, run_splits, seed_everything
 from elope.engine.loop import batches_per_epoch, train_one_epoch
 from elope.engine.preflight import check_model_settings
+from elope.engine.recipe import continue_records, record_recipe_change, resume_changes, shortcut_notes
 from elope.engine.resume import clone_state, restore, resume_stage, save_checkpoint
 from elope.engine.stages import (
     begin_stage,
@@ -74,7 +75,8 @@ from elope.nn.weights import WeightsError
 from elope.runs.checkpoint import CheckpointError
 from elope.runs.guard import open_run_folder, read_run_config
 from elope.runs.layout import MODEL_DIR, TEACHER_DIR, run_paths
-from elope.runs.metrics import append_record, open_writer, tb_step, truncate_metrics, write_scalars
+from elope.runs.lock import run_lock
+from elope.runs.metrics import append_record, open_writer, tb_step, write_scalars
 from elope.runs.model_folder import export_model, model_meta, without_localizer
 
 __all__ = [
@@ -91,12 +93,19 @@ __all__ = [
 ]
 
 
-def run_training(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = False) -> Run:
+def run_training(
+    cfg: Config,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    allow_changes: Collection[str] = (),
+) -> Run:
     """Run (or resume) the configured stages in ``out``; returns the finished :class:`Run`.
 
     ``out`` is guarded by :func:`elope.runs.guard.open_run_folder` (a run is never overwritten; ``force``
-    deletes the earlier run first); backbone and input size are checked before anything is read or written.
-    """
+    deletes the earlier run first) and locked (one writer; a resume keeps its recipe but ``allow_changes``:
+    :mod:`elope.engine.recipe`); backbone and input size are checked before anything is read or written."""
     out = Path(out)
     check_model_settings(cfg)  # unknown backbone, too small an input: before any data is read
     device_type = (
@@ -109,12 +118,16 @@ def run_training(cfg: Config, out: str | Path, *, resume: bool = False, force: b
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
     )
+    lock = ExitStack()
     try:
         device = resolve_device(cfg.train.device, dist)
         _check_run_settings(cfg, dist, device)
+        if dist.is_main:
+            lock.enter_context(run_lock(out, "elope train"))
         ckpt = open_run_folder(
             out, resume=resume, force=force, generated_data=cfg.dataset.root is None, is_main=dist.is_main
         )
+        changes = resume_changes(cfg, out, ckpt, resume, allow_changes)
         if dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
         D.barrier(dist)
@@ -129,6 +142,8 @@ def run_training(cfg: Config, out: str | Path, *, resume: bool = False, force: b
             run.metrics_lines = 1  # the data line
         if dist.is_main:  # the run folder changes only once the run is known to be valid
             _start_records(run, ckpt, todo)
+        if (note := record_recipe_change(run, changes)) and dist.is_main:
+            click.echo(note, err=True)
         for stage in todo:
             run_stage(run, stage, ckpt if stage == in_progress else None)
         if run.writer is not None:
@@ -137,6 +152,7 @@ def run_training(cfg: Config, out: str | Path, *, resume: bool = False, force: b
     finally:
         torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
         D.cleanup()
+        lock.close()
 
 
 def _check_run_settings(cfg: Config, dist: D.DistInfo, device: torch.device) -> None:
@@ -160,13 +176,13 @@ def _check_run_settings(cfg: Config, dist: D.DistInfo, device: torch.device) -> 
 def _start_records(run: Run, ckpt: dict[str, Any] | None, todo: list[str]) -> None:
     """``config.yaml``, the data line of ``metrics.jsonl`` (or its lines up to the checkpoint), the
     TensorBoard writer, and what the run will do."""
-    paths, cfg = run_paths(run.out), run.cfg
-    paths.config.write_text(cfg.to_yaml())
-    data = describe_data(run)
-    if ckpt is not None:
-        truncate_metrics(paths.metrics, run.metrics_lines)
+    paths, cfg, data = run_paths(run.out), run.cfg, describe_data(run)
+    if ckpt is not None:  # the data must be the run's; records after the checkpoint are dropped
+        for note in continue_records(run, data):
+            click.echo(note, err=True)
     else:
         paths.metrics.write_text(json.dumps(data) + "\n")
+    paths.config.write_text(cfg.to_yaml())
     val = data["val"]
     click.echo(
         f"data: {data['dataset']} at {data['root']}: {len(run.classes)} classes; train on "
@@ -365,7 +381,10 @@ def resolve_config(
         base = read_run_config(out / "config.yaml")
         if dataset is not None and dataset != base["dataset"]["name"]:
             raise ConfigError(f"{out} was trained on {base['dataset']['name']!r}, not {dataset!r}")
-    return load_config(dataset, config_file, overrides, epochs=epochs, batch_size=batch_size, base=base)
+    cfg = load_config(dataset, config_file, overrides, epochs=epochs, batch_size=batch_size, base=base)
+    for note in shortcut_notes(overrides, epochs, batch_size):
+        click.echo(note, err=True)
+    return cfg
 
 
 @contextmanager
