@@ -56,7 +56,7 @@ class SyntheticConfig(_Section):
     classes: int = Field(6, ge=2, le=72)
     train: int = Field(50, ge=2, description="training images per class")
     test: int = Field(20, ge=1, description="test images per class")
-    size: int = Field(96, ge=32, description="side of the generated images in pixels")
+    size: int = Field(96, ge=32, le=4096, description="side of the generated images in pixels")
     seed: int = SEED
     difficulty: Literal["default", "fine"] = "default"
     object_scale: tuple[float, float] | None = Field(
@@ -91,10 +91,11 @@ class AugmentConfig(_Section):
 class DatasetConfig(_Section):
     name: Literal["cub", "cars", "aircraft", "folder", "synthetic"]
     root: str | None = None
-    image_size: int = Field(448, ge=16, description="classifier input side (Sec. 6: 448)")
+    image_size: int = Field(448, ge=16, le=4096, description="classifier input side (Sec. 6: 448)")
     crop_source: int | None = Field(
         None,
         ge=16,
+        le=8192,
         description="side of the image the crops are cut from (null: 2 × image_size); see elope.crop_source",
     )
     val_fraction: float = Field(
@@ -104,7 +105,7 @@ class DatasetConfig(_Section):
         description="0: train on the whole training split (the paper's models); > 0: hold out this share "
         "of it for validation (the dataset's own val split where it ships one) and select on it",
     )
-    num_workers: int = Field(4, ge=0)
+    num_workers: int = Field(4, ge=0, le=256)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     options: dict[str, Any] = Field(default_factory=dict, description="extra build_dataset options")
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)

@@ -142,7 +142,7 @@ def _knob_options(command: Callable[..., None]) -> Callable[..., None]:
     "--test", type=click.IntRange(min=1), default=20, show_default=True, help="Test images per class."
 )
 @click.option(
-    "--size", type=click.IntRange(min=32), default=128, show_default=True, help="Image side in pixels."
+    "--size", type=click.IntRange(32, 4096), default=128, show_default=True, help="Image side in pixels."
 )
 @click.option("--seed", type=SEED_RANGE, default=0, show_default=True, help="Same seed, same bytes.")
 @click.option(

@@ -95,7 +95,7 @@ def _outputs(
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda, cuda:1.")
 @click.option(
-    "--workers", default=0, show_default=True, type=click.IntRange(min=0), help="DataLoader workers."
+    "--workers", default=0, show_default=True, type=click.IntRange(0, 256), help="DataLoader workers."
 )
 @tau_option("Box threshold τ. Default: the run's.")
 @click.option(

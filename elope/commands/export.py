@@ -27,8 +27,8 @@ class _BatchType(click.ParamType):
             number = int(value)
         except (TypeError, ValueError):
             self.fail(f"{value!r} is neither 'dynamic' nor a positive integer", param, ctx)
-        if number < 1:
-            self.fail(f"batch must be positive, got {number}", param, ctx)
+        if not 1 <= number <= 4096:
+            self.fail(f"batch must lie in 1..4096 (or be 'dynamic'), got {number}", param, ctx)
         return number
 
 
@@ -53,8 +53,9 @@ class _BatchType(click.ParamType):
 @click.option(
     "--image-size",
     default=None,
-    type=click.IntRange(min=8),
-    help="Side N of the square input. Default: the run's crop source (what `elope predict` feeds).",
+    type=click.IntRange(8, 8192),
+    help="Side N of the square input (at most 8192). Default: the run's crop source (what `elope predict` "
+    "feeds).",
 )
 @tau_option("Box threshold τ, fixed in the graph. Default: the run's.")
 @click.option("--opset", default=OPSET, show_default=True, type=click.IntRange(min=OPSET), help="ONNX opset.")

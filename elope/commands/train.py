@@ -33,7 +33,7 @@ from elope.engine.train import resolve_config, run_training, user_errors
 @click.option("--stages", help="Comma-separated subset of classifier,localizer,crop,weighted.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
 @click.option("--seed", type=SEED_RANGE, help="Seed of initialisation, data order and augmentation.")
-@click.option("--workers", type=click.IntRange(min=0), help="DataLoader worker processes.")
+@click.option("--workers", type=click.IntRange(0, 256), help="DataLoader worker processes.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.pt.")
 @click.option(
     "--force", is_flag=True, help="Delete the earlier run in --out (its outputs; says which) and start over."

@@ -116,7 +116,11 @@ def walk_images(folder: str | os.PathLike[str], *, hidden: bool = False) -> tupl
     found: list[Path] = []
     skipped: list[Skipped] = []
     seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+
+    def unreadable(error: OSError) -> None:  # a folder that cannot be listed: said, not silently left out
+        skipped.append(Skipped(str(error.filename), f"cannot be read ({error.strerror})", True))
+
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=unreadable):
         info = os.stat(dirpath)
         if (info.st_dev, info.st_ino) in seen:
             dirnames[:] = []

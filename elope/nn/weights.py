@@ -53,7 +53,8 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+        what = "is not a regular file" if path.exists() else "not found"  # a FIFO would block the read
+        raise WeightsError(f"weights file {what}: {path}")
     if path.suffix == ".safetensors":
         try:
             return _refuse_non_finite(path, load_file(path))
