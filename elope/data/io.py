@@ -31,6 +31,8 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
+from elope.outputs import file_kind
+
 from .errors import ImageLoadError
 
 __all__ = [
@@ -91,13 +93,7 @@ def _regular_file(path: Path) -> None:
     except OSError as error:  # a link loop, no permission
         raise ImageLoadError(f"cannot read image {path}: {error.strerror}", str(path)) from None
     if not stat.S_ISREG(info.st_mode):
-        what = (
-            "a folder"
-            if stat.S_ISDIR(info.st_mode)
-            else "a FIFO"
-            if stat.S_ISFIFO(info.st_mode)
-            else "special"
-        )
+        what = file_kind(info.st_mode)
         raise ImageLoadError(f"cannot read image {path}: it is {what}, not a regular file", str(path))
 
 

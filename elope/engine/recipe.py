@@ -111,6 +111,11 @@ def check_recipe_change(
     Raises:
         TrainingError: a key differs that may not: the message lists every such key with both values.
     """
+    keys = flatten(cfg.to_dict())
+    if unknown := [a for a in allow if not any(_named(k, [a]) for k in keys)]:
+        raise TrainingError(
+            f"--allow-change {short_repr(unknown[0])}: no such recipe key (e.g. stages.crop.epochs)"
+        )
     saved, source = _saved_recipe(out, ckpt)
     changes = recipe_changes(saved, cfg)
     started = set((ckpt or {}).get("completed", [])) | {(ckpt or {}).get("stage")} - {None}

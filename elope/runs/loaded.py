@@ -170,7 +170,8 @@ def resolve_model_dir(run_dir: str | Path) -> Path:
     """``RUN/model`` (the folder written by :func:`elope.runs.model_folder.save_model`); ``RUN`` may be it already."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"run folder {run_dir} not found: pass the folder written by `elope train`.")
+        what = "is not a folder" if run_dir.exists() else "not found"
+        raise FileNotFoundError(f"run folder {run_dir} {what}: pass the folder written by `elope train`.")
     for candidate in (run_dir / MODEL_DIR, run_dir):
         if (candidate / "model.json").is_file():
             return candidate

@@ -105,6 +105,11 @@ def _vis_targets(files: list[Path], folder: Path) -> list[Path]:
         targets.append(folder / f"{name}.png")
     inputs = {os.path.realpath(p) for p in files}
     clash = next((t for t in targets if os.path.realpath(t) in inputs), None)
+    blocked = next((t for t in targets if os.path.lexists(t) and not os.path.isfile(t)), None)
+    if blocked is not None:  # a folder (or a FIFO) where a picture goes: refused before any work
+        raise ValueError(
+            f"--save-vis {folder}: {blocked} exists and is not a regular file; choose another folder"
+        )
     if clash is not None:
         raise ValueError(
             f"--save-vis {folder}: the picture {clash} would overwrite that input image; choose another folder"
@@ -180,7 +185,8 @@ def predict_paths(
         skipped += left
     if not files:
         raise FileNotFoundError(
-            f"no images ({', '.join(IMAGE_EXTENSIONS[:12])}, ...) found in {', '.join(map(str, paths))}."
+            f"no images (.jpg, .png, .tif, .gif, .webp, .bmp, ... {len(IMAGE_EXTENSIONS)} extensions) found in "
+            f"{', '.join(map(str, paths))}."
         )
     targets = _vis_targets(files, Path(save_vis)) if save_vis is not None else None
     run = _load_predictor(run_dir, device, model, compile_mode)
