@@ -127,16 +127,17 @@ def test_allowed_change_is_recorded_and_a_broken_record_is_cut(run: Path) -> Non
     metrics = run / "metrics.jsonl"
     text = metrics.read_text()
     metrics.write_text(text[:-20])  # killed in the middle of the last record
-    result = invoke(
-        "train", "--out", run, "--resume", "--stages", "classifier,localizer,crop",
-        "--set", "stages.crop.lr=0.001", "--allow-change", "stages.crop.lr",
-    )  # fmt: skip
+    crop = ("--set", "stages.crop.lr=0.001", "--set", "stages.crop.epochs=0", "--allow-change", "stages.crop")
+    result = invoke("train", "--out", run, "--resume", "--stages", "classifier,localizer,crop", *crop)
     assert_clean_exit(result, 0, "line 3 is not a whole record", "stages.crop.lr 0.03 -> 0.001")
     records = [json.loads(line) for line in metrics.read_text().splitlines()]  # every line whole
-    change = next(r for r in records if r.get("event") == "recipe_change")
-    assert change["changed"] == {"stages.crop.lr": {"from": 0.03, "to": 0.001}}
-    assert records[-1]["stage"] == "crop"
+    assert len(records) == 3 and records[-1]["event"] == "recipe_change"  # appended after the cut
+    assert records[-1]["changed"] == {
+        "stages.crop.epochs": {"from": 1, "to": 0},
+        "stages.crop.lr": {"from": 0.03, "to": 0.001},
+    }
     assert yaml.safe_load((run / "config.yaml").read_text())["stages"]["crop"]["lr"] == 0.001
+    assert json.loads((run / "model" / "model.json").read_text())["stages"][-1] == "crop"
 
 
 def test_resume_on_other_data_is_refused(run: Path, tmp_path: Path) -> None:
@@ -363,14 +364,18 @@ def test_predict_reads_every_image_format_and_reports_what_it_skips(trained: Pat
     for name in names:
         picture.save(folder / name)
     (folder / "notes.txt").write_text("not an image")
-    result = invoke("predict", "--run", trained, folder)
-    assert_clean_exit(result, 0, f"skipped: {folder / 'notes.txt'}: not an image file name (.txt)")
-    assert [name for name in names if f"{folder / name}  box [" not in result.output] == []
-
     os.symlink(".", folder / "loop")  # a folder that links back to itself
-    os.symlink("self.jpg", folder / "self.jpg")
+    os.symlink("self.jpg", folder / "self.jpg")  # a file that links to itself
     result = invoke("predict", "--run", trained, folder)
-    assert_clean_exit(result, 1, f"error: {folder / 'self.jpg'}: a link loop", "links back to", "2 file(s)")
+    assert_clean_exit(
+        result,
+        1,
+        f"skipped: {folder / 'notes.txt'}: not an image file name (.txt)",
+        f"error: {folder / 'self.jpg'}: a link loop",
+        "links back to",
+        "2 file(s) or folder(s) that look like images were not read",
+    )
+    assert [name for name in names if f"{folder / name}  box [" not in result.output] == []
 
 
 def test_sigterm_is_handled_like_ctrl_c(cub: Path, tmp_path: Path) -> None:
