@@ -109,7 +109,7 @@ def _k_sweep(out: Path, ks: str, seeds: list[int], shared: dict[str, Any]) -> li
 @config_option("YAML file with any subset of the recipe's keys, applied to every row.")
 @click.option("--rows", help="Table 5 rows to run, 1-based (e.g. 1,10 or 1-3); default all.")
 @click.option("--ks", default="1,2,4,8,16,all", show_default=True, help="K values of the sweep; 'all' = H·W.")
-@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Seeds per row.")
+@click.option("--seeds", type=click.IntRange(1, 1000), default=1, show_default=True, help="Seeds per row.")
 @click.option("--seed-offset", type=SEED_RANGE, default=0, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=0), help="Epochs of every stage (the shared budget).")
 @click.option(

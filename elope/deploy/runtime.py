@@ -104,7 +104,8 @@ class ExportedModel:
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path} not found: pass a file written by `elope export`.")
+            what = "is not a regular file" if self.path.exists() else "not found"  # a FIFO would block
+            raise FileNotFoundError(f"{self.path} {what}: pass a file written by `elope export`.")
         self.device = inference_device(device)
         self.format = "onnx" if is_onnx_file(self.path) else "torchscript"
         try:
