@@ -26,6 +26,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from elope.config_options import check_dataset_options
 from elope.failures import short_repr
 
 DATASETS = ("cub", "cars", "aircraft", "folder", "synthetic")
@@ -43,9 +44,6 @@ class _Section(BaseModel):  # allow_inf_nan: every float refuses inf and NaN (lr
     )
 
 
-SEED = Field(0, ge=0, lt=2**32, description="0 <= seed < 2**32")
-
-
 class SyntheticConfig(_Section):
     """Size and difficulty of the procedural data set written by ``elope.data.synthetic.write_synthetic``.
 
@@ -56,8 +54,8 @@ class SyntheticConfig(_Section):
     classes: int = Field(6, ge=2, le=72)
     train: int = Field(50, ge=2, description="training images per class")
     test: int = Field(20, ge=1, description="test images per class")
-    size: int = Field(96, ge=32, le=4096, description="side of the generated images in pixels")
-    seed: int = SEED
+    size: int = Field(96, ge=32, description="side of the generated images in pixels")
+    seed: int = 0
     difficulty: Literal["default", "fine"] = "default"
     object_scale: tuple[float, float] | None = Field(
         None, description="critter width / image side (low, high)"
@@ -70,6 +68,10 @@ class SyntheticConfig(_Section):
 
     @model_validator(mode="after")
     def _check_ranges(self) -> SyntheticConfig:
+        if not (0 <= self.seed < 2**32 and self.size <= 4096):
+            raise ValueError(
+                f"seed must lie in [0, 2**32) and size in [32, 4096], got {self.seed}, {self.size}"
+            )
         if self.object_scale is not None and not 0.05 <= self.object_scale[0] <= self.object_scale[1] <= 1.0:
             raise ValueError(
                 f"object_scale must be (low, high) with 0.05 <= low <= high <= 1, got {self.object_scale}"
@@ -111,32 +113,9 @@ class DatasetConfig(_Section):
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
     @model_validator(mode="after")
-    def _known_options(self) -> DatasetConfig:
-        """``dataset.options``: only the options this dataset takes (:class:`DatasetOptions`), checked."""
-        allowed = [n for n in DatasetOptions.model_fields if self.name == "aircraft" or n not in AIRCRAFT]
-        if unknown := sorted(str(k)[:40] for k in self.options if k not in allowed):
-            raise ValueError(f"options.{unknown[0]} is unknown for {self.name}; use {', '.join(allowed)}")
-        try:
-            options = DatasetOptions.model_validate(self.options)
-        except ValidationError as e:
-            raise ValueError(f"options.{e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}") from None
-        object.__setattr__(self, "options", options.model_dump(exclude_unset=True))
+    def _known_options(self) -> DatasetConfig:  # elope.config_options: only what the dataset takes
+        object.__setattr__(self, "options", check_dataset_options(self.name, self.options))
         return self
-
-
-AIRCRAFT = ("annotation_level", "remove_banner")
-
-
-class DatasetOptions(_Section):
-    """``dataset.options``: the options of ``elope.data.build_dataset`` a recipe may set (the validation
-    share is ``dataset.val_fraction``); ``annotation_level`` and ``remove_banner`` are FGVC-Aircraft's."""
-
-    seed: int = SEED
-    skip_unreadable: bool = False
-    max_pixels: int = Field(100_000_000, ge=1, description="decompression-bomb cap")
-    decode_size: int | None = Field(None, ge=0)
-    annotation_level: Literal["variant", "family", "manufacturer"] = "variant"
-    remove_banner: bool = True
 
 
 class ModelConfig(_Section):
@@ -195,7 +174,7 @@ class StagesConfig(_Section):
 
 class TrainConfig(_Section):
     stages: list[StageName] = Field(default_factory=lambda: list(STAGES))
-    seed: int = SEED
+    seed: int = Field(0, ge=0, lt=2**32, description="what numpy's seeding takes")
     device: str = "auto"
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False
@@ -356,9 +335,10 @@ def _deep_merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        there = "is not a regular file" if path.exists() else "not found"  # a FIFO would hang the read
-        raise ConfigError(f"config file {str(path)!r} {there}")
+    if not path.is_file():  # a FIFO would block the read
+        raise ConfigError(
+            f"config file {str(path)!r} {'is not a regular file' if path.exists() else 'not found'}"
+        )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as e:

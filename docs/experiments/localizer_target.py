@@ -63,7 +63,7 @@ def main() -> None:
                 shutil.copytree(base / "teacher", folder / "teacher")
                 overrides = {"loss.localizer_target": kind, "train.stages": ["localizer"]}
                 cfg = load_config("synthetic", overrides=overrides, base=saved)
-                run_training(cfg, folder, resume=True, allow_changes=("loss.localizer_target",))
+                run_training(cfg, folder, resume=True, allow=("loss.localizer_target",))
                 metrics = evaluate_run(folder, progress=False, mean_map=True)
                 metrics["contrast"] = contrast(folder)
                 (folder / "result.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -47,7 +47,7 @@ def _train(
     """``allow``: recipe keys of stages not started yet that may differ from the copied run's (recorded in
     its metrics.jsonl; elope.engine.recipe)."""
     cfg = load_config("synthetic", overrides={**overrides, "train.stages": stages}, base=base)
-    run_training(cfg, folder, resume=(folder / "checkpoints" / "last.pt").is_file(), allow_changes=allow)
+    run_training(cfg, folder, resume=(folder / "checkpoints" / "last.pt").is_file(), allow=allow)
 
 
 def run_seed(out: Path, seed: int, common: dict) -> dict[str, dict]:

@@ -8,6 +8,7 @@ import click
 
 from elope.commands.options import SEED_RANGE, checked_output, config_option, overrides_option
 from elope.config import DATASETS
+from elope.engine.recipe import shortcut_notes
 from elope.engine.train import resolve_config, run_training, user_errors
 
 
@@ -88,5 +89,7 @@ def train_command(
         cfg = resolve_config(
             out, dataset, config_file, pairs, epochs=epochs, batch_size=batch_size, resume=resume
         )
-        run_training(cfg, out, resume=resume, force=force, allow_changes=allow_changes)
+        for note in shortcut_notes(overrides, epochs, batch_size):  # a shortcut replaced a --set value
+            click.echo(note, err=True)
+        run_training(cfg, out, resume=resume, force=force, allow=allow_changes)
     click.echo(f"done: {out / 'model'}", err=True)

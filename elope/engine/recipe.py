@@ -9,7 +9,7 @@ resolved recipe with the one the run was trained with: the checkpoint's (``check
   (``train.stages``: done stages stay done) and where the data lies (``dataset.root``, e.g. after the run
   folder was moved: the data found there must be the run's, :func:`check_same_data`). They may differ.
 * keys of stages that have **not started** yet may change when the user names them:
-  ``--allow-change KEY`` (``allow_changes`` in Python; a section such as ``stages.crop`` names every key
+  ``--allow-change KEY`` (``run_training(..., allow=...)`` in Python; a section such as ``stages.crop`` names every key
   below it). :func:`stages_of` says which stages a key changes: ``stages.<stage>.*`` its stage,
   ``loss.localizer_target`` the localizer, ``dataset.crop_source`` the crop and weighted stages, any
   other key every stage (so it can change only while nothing has been trained). The change is recorded
@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterable, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from elope.config import STAGES, Config, ConfigError, parse_override
 from elope.failures import TrainingError, short_repr
-from elope.runs.guard import read_run_config
+from elope.runs.guard import open_run_folder, read_run_config
 from elope.runs.layout import run_paths
+from elope.runs.lock import run_lock
 from elope.runs.metrics import append_record, truncate_metrics
 
 __all__ = [
@@ -35,11 +37,12 @@ __all__ = [
     "check_dataset_root",
     "check_recipe_change",
     "check_same_data",
-    "continue_records",
+    "open_run",
     "record_recipe_change",
     "resume_changes",
     "shortcut_notes",
     "stages_of",
+    "start_metrics",
 ]
 
 SESSION_KEYS = (
@@ -147,14 +150,43 @@ def resume_changes(
     return changes
 
 
-def continue_records(run: Any, data: Mapping[str, Any]) -> list[str]:
-    """On resume, before anything is written: the data found must be the run's (:func:`check_same_data`);
-    ``metrics.jsonl`` is cut back to the checkpoint's records, and to whole records (a kill in the middle
-    of a line leaves a broken one). Returns what to tell the user."""
+def open_run(
+    cfg: Config,
+    out: Path,
+    lock: ExitStack,
+    is_main: bool = True,
+    *,
+    resume: bool,
+    force: bool,
+    allow: Collection[str] = (),
+) -> tuple[dict[str, Any] | None, dict[str, tuple[Any, Any]]]:
+    """Lock ``out`` for the run (the lock joins ``lock``; the main process only), check it
+    (:func:`elope.runs.guard.open_run_folder`: the checkpoint to resume from, or None) and, on resume, the
+    recipe (:func:`resume_changes`). Returns ``(checkpoint, allowed changes)``."""
+    if is_main:
+        lock.enter_context(run_lock(out, "elope train"))
+    generated = cfg.dataset.root is None
+    ckpt = open_run_folder(out, resume=resume, force=force, generated_data=generated, is_main=is_main)
+    return ckpt, resume_changes(cfg, out, ckpt, resume, allow)
+
+
+def start_metrics(
+    run: Any, data: dict[str, Any], resuming: bool, changes: Mapping[str, tuple[Any, Any]]
+) -> list[str]:
+    """``metrics.jsonl`` as the run starts (main process): a fresh run writes the data line; a resumed one
+    checks that the data found is the run's (:func:`check_same_data`) and cuts the file back to the
+    checkpoint's records, and to whole records (a kill in the middle of a line leaves a broken one); an
+    allowed recipe change is appended (:func:`record_recipe_change`). Returns what to tell the user."""
     path = run_paths(run.out).metrics
-    check_same_data(path, data)
-    run.metrics_lines, note = truncate_metrics(path, run.metrics_lines, data)
-    return [note] if note else []
+    notes: list[str | None] = []
+    if resuming:
+        check_same_data(path, data)
+        run.metrics_lines, note = truncate_metrics(path, run.metrics_lines, data)
+        notes.append(note)
+    else:
+        path.write_text(json.dumps(data) + "\n")
+    notes.append(record_recipe_change(run, changes))
+    return [n for n in notes if n]
 
 
 def record_recipe_change(run: Any, changes: Mapping[str, tuple[Any, Any]]) -> str | None:
@@ -162,14 +194,13 @@ def record_recipe_change(run: Any, changes: Mapping[str, tuple[Any, Any]]) -> st
     to print, or None when nothing changed."""
     if not changes:
         return None
-    run.metrics_lines += 1
+    run.metrics_lines += 1  # (main process: the only one that writes checkpoints and records)
     record = {
         "event": "recipe_change",
         "changed": {k: {"from": a, "to": b} for k, (a, b) in changes.items()},
         "completed": list(run.completed),
     }
-    if run.main:
-        append_record(run.out / "metrics.jsonl", record)
+    append_record(run.out / "metrics.jsonl", record)
     listed = ", ".join(f"{k} {short_repr(a)} -> {short_repr(b)}" for k, (a, b) in changes.items())
     return f"--allow-change: {listed} (recorded in metrics.jsonl)"
 

@@ -39,7 +39,6 @@ model.json, class_means.safetensors). ``--resume`` continues from ``checkpoints/
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Collection, Iterator
@@ -57,7 +56,7 @@ from elope.engine import distributed as D
 from elope.engine.context import Run, RunData, StageState, resolve_device, run_splits, seed_everything
 from elope.engine.loop import batches_per_epoch, train_one_epoch
 from elope.engine.preflight import check_model_settings
-from elope.engine.recipe import continue_records, record_recipe_change, resume_changes, shortcut_notes
+from elope.engine.recipe import open_run, start_metrics
 from elope.engine.resume import clone_state, restore, resume_stage, save_checkpoint
 from elope.engine.stages import (
     begin_stage,
@@ -73,9 +72,8 @@ from elope.engine.validate import evaluate_split, selection_score
 from elope.failures import TrainingError, one_line
 from elope.nn.weights import WeightsError
 from elope.runs.checkpoint import CheckpointError
-from elope.runs.guard import open_run_folder, read_run_config
+from elope.runs.guard import read_run_config
 from elope.runs.layout import MODEL_DIR, TEACHER_DIR, run_paths
-from elope.runs.lock import run_lock
 from elope.runs.metrics import append_record, open_writer, tb_step, write_scalars
 from elope.runs.model_folder import export_model, model_meta, without_localizer
 
@@ -94,18 +92,13 @@ __all__ = [
 
 
 def run_training(
-    cfg: Config,
-    out: str | Path,
-    *,
-    resume: bool = False,
-    force: bool = False,
-    allow_changes: Collection[str] = (),
+    cfg: Config, out: str | Path, *, resume: bool = False, force: bool = False, allow: Collection[str] = ()
 ) -> Run:
     """Run (or resume) the configured stages in ``out``; returns the finished :class:`Run`.
 
-    ``out`` is guarded by :func:`elope.runs.guard.open_run_folder` (a run is never overwritten; ``force``
-    deletes the earlier run first) and locked (one writer; a resume keeps its recipe but ``allow_changes``:
-    :mod:`elope.engine.recipe`); backbone and input size are checked before anything is read or written."""
+    ``out`` is locked and guarded by :func:`elope.engine.recipe.open_run` (one writer, never overwritten,
+    a resume keeps its recipe but ``allow``); backbone and input size are checked before anything is read.
+    """
     out = Path(out)
     check_model_settings(cfg)  # unknown backbone, too small an input: before any data is read
     device_type = (
@@ -122,12 +115,7 @@ def run_training(
     try:
         device = resolve_device(cfg.train.device, dist)
         _check_run_settings(cfg, dist, device)
-        if dist.is_main:
-            lock.enter_context(run_lock(out, "elope train"))
-        ckpt = open_run_folder(
-            out, resume=resume, force=force, generated_data=cfg.dataset.root is None, is_main=dist.is_main
-        )
-        changes = resume_changes(cfg, out, ckpt, resume, allow_changes)
+        ckpt, changes = open_run(cfg, out, lock, dist.is_main, resume=resume, force=force, allow=allow)
         if dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
         D.barrier(dist)
@@ -141,9 +129,7 @@ def run_training(
         if ckpt is None:
             run.metrics_lines = 1  # the data line
         if dist.is_main:  # the run folder changes only once the run is known to be valid
-            _start_records(run, ckpt, todo)
-        if (note := record_recipe_change(run, changes)) and dist.is_main:
-            click.echo(note, err=True)
+            _start_records(run, ckpt, todo, changes)
         for stage in todo:
             run_stage(run, stage, ckpt if stage == in_progress else None)
         if run.writer is not None:
@@ -173,15 +159,12 @@ def _check_run_settings(cfg: Config, dist: D.DistInfo, device: torch.device) -> 
         torch.backends.cudnn.benchmark = not cfg.train.deterministic
 
 
-def _start_records(run: Run, ckpt: dict[str, Any] | None, todo: list[str]) -> None:
-    """``config.yaml``, the data line of ``metrics.jsonl`` (or its lines up to the checkpoint), the
-    TensorBoard writer, and what the run will do."""
+def _start_records(run: Run, ckpt: dict[str, Any] | None, todo: list[str], changes: dict[str, Any]) -> None:
+    """``metrics.jsonl`` (:func:`elope.engine.recipe.start_metrics`), ``config.yaml``, the TensorBoard
+    writer, and what the run will do."""
     paths, cfg, data = run_paths(run.out), run.cfg, describe_data(run)
-    if ckpt is not None:  # the data must be the run's; records after the checkpoint are dropped
-        for note in continue_records(run, data):
-            click.echo(note, err=True)
-    else:
-        paths.metrics.write_text(json.dumps(data) + "\n")
+    for note in start_metrics(run, data, ckpt is not None, changes):
+        click.echo(note, err=True)
     paths.config.write_text(cfg.to_yaml())
     val = data["val"]
     click.echo(
@@ -381,10 +364,7 @@ def resolve_config(
         base = read_run_config(out / "config.yaml")
         if dataset is not None and dataset != base["dataset"]["name"]:
             raise ConfigError(f"{out} was trained on {base['dataset']['name']!r}, not {dataset!r}")
-    cfg = load_config(dataset, config_file, overrides, epochs=epochs, batch_size=batch_size, base=base)
-    for note in shortcut_notes(overrides, epochs, batch_size):
-        click.echo(note, err=True)
-    return cfg
+    return load_config(dataset, config_file, overrides, epochs=epochs, batch_size=batch_size, base=base)
 
 
 @contextmanager
