@@ -8,6 +8,11 @@ takes the whole tool down.
 from __future__ import annotations
 
 import importlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
@@ -39,9 +44,19 @@ class _LazyGroup(click.Group):
         return getattr(importlib.import_module(module_name), attr)
 
     def invoke(self, ctx: click.Context) -> object:
-        """Run the sub-command; Ctrl-C exits with 130 (128 + SIGINT) and a full disk with one line."""
+        """Run the sub-command; Ctrl-C exits with 130 (128 + SIGINT), SIGTERM (what schedulers and
+        ``kill`` send) the same way with 143 (128 + SIGTERM), and a full disk with one line."""
+        received: list[int] = []
         try:
-            return super().invoke(ctx)
+            try:
+                with _sigterm_as_interrupt(received):
+                    return super().invoke(ctx)
+            except BaseException as error:
+                if received and not isinstance(error, click.exceptions.Exit):
+                    # SIGTERM may reach DataLoader workers first: whatever the main process raises, say why
+                    click.echo("\nterminated (SIGTERM); a training run continues with --resume", err=True)
+                    raise click.exceptions.Exit(143) from None
+                raise
         except KeyboardInterrupt:
             click.echo("\ninterrupted (Ctrl-C); a training run continues with --resume", err=True)
             raise click.exceptions.Exit(130) from None
@@ -52,6 +67,34 @@ class _LazyGroup(click.Group):
                 raise
             where = f" while writing {error.filename}" if error.filename else ""
             raise click.ClickException(f"no space left on device{where}: free space and run again") from None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is (like Ctrl-C's KeyboardInterrupt, so the same clean-up runs:
+    the checkpoint being written is discarded whole, the previous one stays, the run folder is unlocked)."""
+
+
+@contextmanager
+def _sigterm_as_interrupt(received: list[int]) -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` for the life of a command (main thread only); ``received``
+    gets the signal number when it came."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pid = os.getpid()
+
+    def handler(signum: int, frame: object) -> None:
+        if os.getpid() != pid:  # a forked DataLoader worker inherited this handler: end it quietly
+            os._exit(128 + signum)
+        received.append(signum)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -26,6 +26,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from elope.config_options import check_dataset_options
+from elope.failures import short_repr
+
 DATASETS = ("cub", "cars", "aircraft", "folder", "synthetic")
 
 #: ``--paper``: the localization step exactly as the paper and the authors' release have it, where the
@@ -46,8 +49,10 @@ class ConfigError(ValueError):
     """A recipe key or value is wrong; the message names the key path."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+class _Section(BaseModel):  # allow_inf_nan: every float refuses inf and NaN (lr=inf trained to NaN weights)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 class SyntheticConfig(_Section):
@@ -79,6 +84,10 @@ class SyntheticConfig(_Section):
 
     @model_validator(mode="after")
     def _check_ranges(self) -> SyntheticConfig:
+        if not (0 <= self.seed < 2**32 and self.size <= 4096):
+            raise ValueError(
+                f"seed must lie in [0, 2**32) and size in [32, 4096], got {self.seed}, {self.size}"
+            )
         if self.object_scale is not None and not 0.05 <= self.object_scale[0] <= self.object_scale[1] <= 1.0:
             raise ValueError(
                 f"object_scale must be (low, high) with 0.05 <= low <= high <= 1, got {self.object_scale}"
@@ -100,10 +109,11 @@ class AugmentConfig(_Section):
 class DatasetConfig(_Section):
     name: Literal["cub", "cars", "aircraft", "folder", "synthetic"]
     root: str | None = None
-    image_size: int = Field(448, ge=16, description="classifier input side (Sec. 6: 448)")
+    image_size: int = Field(448, ge=16, le=4096, description="classifier input side (Sec. 6: 448)")
     crop_source: int | None = Field(
         None,
         ge=16,
+        le=8192,
         description="side of the image the crops are cut from (null: 2 × image_size); see elope.crop_source",
     )
     val_fraction: float = Field(
@@ -113,10 +123,15 @@ class DatasetConfig(_Section):
         description="0: train on the whole training split (the paper's models); > 0: hold out this share "
         "of it for validation (the dataset's own val split where it ships one) and select on it",
     )
-    num_workers: int = Field(4, ge=0)
+    num_workers: int = Field(4, ge=0, le=256)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     options: dict[str, Any] = Field(default_factory=dict, description="extra build_dataset options")
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+    @model_validator(mode="after")
+    def _known_options(self) -> DatasetConfig:  # elope.config_options: only what the dataset takes
+        object.__setattr__(self, "options", check_dataset_options(self.name, self.options))
+        return self
 
 
 class ModelConfig(_Section):
@@ -185,7 +200,7 @@ class StagesConfig(_Section):
 
 class TrainConfig(_Section):
     stages: list[StageName] = Field(default_factory=lambda: list(STAGES))
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="what numpy's seeding takes")
     device: str = "auto"
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False
@@ -265,7 +280,7 @@ class Config(_Section):
 def default_config_path(dataset: str) -> Path:
     """Path of the packaged recipe of ``dataset``."""
     if dataset not in DATASETS:
-        raise ConfigError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+        raise ConfigError(f"unknown dataset {short_repr(dataset)}; choose one of {', '.join(DATASETS)}")
     return Path(str(resources.files("elope") / "configs" / f"{dataset}.yaml"))
 
 
@@ -307,6 +322,7 @@ def load_config(
     )
     for key, value in pairs:
         set_dotted(data, key, value)
+    Config.from_dict(data)  # every value checked, also one that a shortcut below replaces
     for field, value in (("epochs", epochs), ("batch_size", batch_size)):
         if value is not None:
             for stage in STAGES:
@@ -323,7 +339,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as e:
-        raise ConfigError(f"override {key}: cannot parse value {raw!r}: {e}") from None
+        raise ConfigError(f"override {key}: cannot parse value {short_repr(raw)}: {e}") from None
     return key, value
 
 
@@ -350,10 +366,14 @@ def _deep_merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found")
+    if not path.is_file():  # a FIFO would block the read
+        raise ConfigError(
+            f"config file {str(path)!r} {'is not a regular file' if path.exists() else 'not found'}"
+        )
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {e.start})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
@@ -376,7 +396,7 @@ def _format_errors(error: ValidationError) -> str:
             lines.append(where + err["msg"].removeprefix("Value error, "))
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"config key {key!r}: {msg} (got {err.get('input')!r})")
+            lines.append(f"config key {key!r}: {msg} (got {short_repr(err.get('input'))})")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 

@@ -9,14 +9,35 @@ from __future__ import annotations
 import errno
 import pickle
 import re
+import reprlib
 from pathlib import Path
 
-__all__ = ["TrainingError", "is_no_space", "no_space_message", "one_line", "torch_load_message"]
+__all__ = [
+    "TrainingError",
+    "is_no_space",
+    "no_space_message",
+    "one_line",
+    "short_repr",
+    "torch_load_message",
+]
 
 
 class TrainingError(RuntimeError):
     """A problem the user can act on (bad data, non-finite loss, inconsistent run folder): raised by the
     training engine and the run-folder guard, reported by ``elope train`` as one line."""
+
+
+def short_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, built without expanding the whole value.
+
+    User input is echoed in error messages; a YAML alias bomb (a few lines that nest references a billion
+    deep) would take minutes and gigabytes to ``repr`` in full, so nesting and lengths are capped first.
+    """
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother, short.maxlong = 3, limit, limit, limit
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = short.maxfrozenset = 6
+    text = short.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # torch.utils.data re-raises a worker's exception with its formatted traceback as the message:

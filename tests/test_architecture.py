@@ -4,7 +4,8 @@ function over 60.
 Every module of ``elope/`` is parsed with ``ast``; every import counts, also those inside functions (a
 lazy import still ties two modules together). The layers, lowest first:
 
-    base      elope.failures, elope.config        messages, the recipe's schema
+    base      elope.failures, elope.config,       messages, the recipe's schema (and its dataset options),
+              elope.config_options, elope.outputs  output-path checks
     nn        elope.nn                            the paper's parts: pure nn.Modules and functions
     data      elope.data                          datasets, transforms, the procedural set
     deploy    elope.deploy                        the model as one inference graph
@@ -29,7 +30,7 @@ MAX_LINES = 400
 MAX_FUNCTION_LINES = 60  # from `def` to the last line, the docstring included, decorators not
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("elope.failures", "elope.config")),
+    ("base", ("elope.failures", "elope.config", "elope.config_options", "elope.outputs")),
     ("nn", ("elope.nn",)),
     ("data", ("elope.data",)),
     ("deploy", ("elope.deploy",)),

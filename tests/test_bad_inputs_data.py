@@ -233,7 +233,7 @@ def test_synth_out_names_a_file(tmp_path: Path) -> None:
     target = tmp_path / "a_file"
     target.write_text("keep me")
     result = invoke("data", "synth", "--out", target, "--classes", "2", "--train", "1", "--test", "1")
-    assert_clean_exit(result, 2, "a_file", "is a file")
+    assert_clean_exit(result, 1, f"--out {target}: is a regular file, not a folder")
     result = invoke("data", "synth", "--out", target / "sub", "--classes", "2", "--train", "1", "--test", "1")
-    assert_clean_exit(result, 1, "cannot write the data set to", "a_file")
+    assert_clean_exit(result, 1, f"--out {target / 'sub'}: {target} is a regular file, not a folder")
     assert target.read_text() == "keep me"

@@ -62,7 +62,8 @@ def main() -> None:
                 shutil.copy(base / "metrics.jsonl", folder / "metrics.jsonl")
                 shutil.copytree(base / "teacher", folder / "teacher")
                 overrides = {"loss.localizer_target": kind, "train.stages": ["localizer"]}
-                run_training(load_config("synthetic", overrides=overrides, base=saved), folder, resume=True)
+                cfg = load_config("synthetic", overrides=overrides, base=saved)
+                run_training(cfg, folder, resume=True, allow=("loss.localizer_target",))
                 metrics = evaluate_run(folder, progress=False, mean_map=True)
                 metrics["contrast"] = contrast(folder)
                 (folder / "result.json").write_text(json.dumps(metrics, indent=2) + "\n")

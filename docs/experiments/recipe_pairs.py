@@ -41,9 +41,13 @@ VARIANTS = {
 }
 
 
-def _train(folder: Path, overrides: dict, stages: list[str], base: dict | None = None) -> None:
+def _train(
+    folder: Path, overrides: dict, stages: list[str], base: dict | None = None, allow: tuple[str, ...] = ()
+) -> None:
+    """``allow``: recipe keys of stages not started yet that may differ from the copied run's (recorded in
+    its metrics.jsonl; elope.engine.recipe)."""
     cfg = load_config("synthetic", overrides={**overrides, "train.stages": stages}, base=base)
-    run_training(cfg, folder, resume=(folder / "checkpoints" / "last.pt").is_file())
+    run_training(cfg, folder, resume=(folder / "checkpoints" / "last.pt").is_file(), allow=allow)
 
 
 def run_seed(out: Path, seed: int, common: dict) -> dict[str, dict]:
@@ -65,7 +69,7 @@ def run_seed(out: Path, seed: int, common: dict) -> dict[str, dict]:
             change = {
                 k: saved["dataset"]["image_size"] if v == "IMAGE_SIZE" else v for k, v in change.items()
             }
-            _train(folder, {**overrides, **change}, ["crop"], base=saved)
+            _train(folder, {**overrides, **change}, ["crop"], base=saved, allow=tuple(change))
             metrics = evaluate_run(folder, progress=False)
             (folder / "result.json").write_text(json.dumps(metrics, indent=2) + "\n")
         results[name] = json.loads((folder / "result.json").read_text())

@@ -53,7 +53,8 @@ VARIANTS = {  # name -> stage-2 overrides
 
 def train(folder: Path, overrides: dict, stages: list[str]) -> None:
     cfg = load_config("synthetic", overrides={**overrides, "train.stages": stages})
-    run_training(cfg, folder, resume=(folder / "config.yaml").is_file())
+    allow = ("stages.localizer", "loss.localizer_target")  # the variant's keys, on stage 1's copy
+    run_training(cfg, folder, resume=(folder / "config.yaml").is_file(), allow=allow)
 
 
 def main() -> None:

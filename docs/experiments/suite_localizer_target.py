@@ -47,7 +47,8 @@ def raw_target_run(full: Path) -> Path:
         _stage1_copy(full, folder)
     saved = yaml.safe_load((full / "config.yaml").read_text())
     overrides = {"loss.localizer_target": "raw", "train.stages": ["classifier", "localizer"]}
-    run_training(load_config(base=saved, overrides=overrides), folder, resume=True)
+    cfg = load_config(base=saved, overrides=overrides)
+    run_training(cfg, folder, resume=True, allow=("loss.localizer_target",))
     return folder
 
 

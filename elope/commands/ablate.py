@@ -8,8 +8,12 @@ from typing import Any
 
 import click
 
-from elope.commands.options import config_option, overrides_option, paper_option
+from elope.commands.options import SEED_RANGE, checked_output, config_option, overrides_option, paper_option
 from elope.config import DATASETS, PAPER_LOCALIZATION, ConfigError, load_config, parse_override
+from elope.data.errors import DataError
+from elope.failures import one_line, short_repr
+from elope.runs.checkpoint import CheckpointError
+from elope.runs.lock import run_lock
 from elope.tasks.ablate import (
     TABLE5,
     feature_map_positions,
@@ -21,22 +25,41 @@ from elope.tasks.ablate import (
 
 
 def _parse_rows(text: str | None, count: int) -> list[int]:
-    if not text:
+    if text is None:
         return list(range(count))
-    indices = []
+    indices: list[int] = []
     for part in text.split(","):
         lo, _, hi = part.partition("-")
         try:
-            span = range(int(lo), int(hi or lo) + 1)
+            first, last = int(lo), int(hi or lo)
         except ValueError:
             raise click.BadParameter(
-                f"expected row numbers like 1,3-5, got {text!r}", param_hint="--rows"
+                f"expected row numbers like 1,3-5, got {short_repr(text)}", param_hint="--rows"
             ) from None
-        for i in span:
+        if first > last:
+            raise click.BadParameter(f"the range {part} is empty: write {last}-{first}", param_hint="--rows")
+        for i in (first, last):
             if not 1 <= i <= count:
                 raise click.BadParameter(f"row {i} is not in 1..{count}", param_hint="--rows")
-            indices.append(i - 1)
+        indices += [i - 1 for i in range(first, last + 1) if i - 1 not in indices]
     return indices
+
+
+def _parse_ks(text: str, positions: int) -> list[int]:
+    """``--ks``: positive whole numbers or ``all`` (= H·W), at most H·W."""
+    k_values = set()
+    for part in text.split(","):
+        part = part.strip()
+        if part == "all":
+            k_values.add(positions)
+            continue
+        if not part.isdigit() or int(part) < 1:
+            raise click.BadParameter(
+                f"{short_repr(part)} is not a K: give positive whole numbers or 'all', e.g. 1,2,4,all",
+                param_hint="--ks",
+            )
+        k_values.add(int(part))
+    return sorted(k_values)
 
 
 def _common_overrides(
@@ -54,8 +77,9 @@ def _common_overrides(
 def _k_sweep(out: Path, ks: str, seeds: list[int], shared: dict[str, Any]) -> list[dict[str, Any]]:
     """Run the K sweep of Fig. 7 for the K values of ``--ks`` ('all' = H·W), plot it and print its table."""
     cfg = load_config(shared["dataset"], shared["config_file"], overrides=shared["overrides"])
+    _parse_ks(ks, 1 << 30)  # the syntax, before the backbone is built
     positions = feature_map_positions(cfg.model.backbone, cfg.dataset.image_size)
-    k_values = sorted({positions if k.strip() == "all" else int(k) for k in ks.split(",")})
+    k_values = _parse_ks(ks, positions)
     if k_values[-1] > positions:
         raise click.BadParameter(
             f"K={k_values[-1]} exceeds H·W={positions} of the last feature map at "
@@ -74,9 +98,7 @@ def _k_sweep(out: Path, ks: str, seeds: list[int], shared: dict[str, Any]) -> li
 @click.option(
     "--root", type=click.Path(file_okay=False, path_type=Path), help="Dataset folder (synthetic: generated)."
 )
-@click.option(
-    "--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Ablation folder."
-)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Ablation folder.")
 @click.option(
     "--study",
     type=click.Choice(["table5", "k-sweep"]),
@@ -87,8 +109,8 @@ def _k_sweep(out: Path, ks: str, seeds: list[int], shared: dict[str, Any]) -> li
 @config_option("YAML file with any subset of the recipe's keys, applied to every row.")
 @click.option("--rows", help="Table 5 rows to run, 1-based (e.g. 1,10 or 1-3); default all.")
 @click.option("--ks", default="1,2,4,8,16,all", show_default=True, help="K values of the sweep; 'all' = H·W.")
-@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Seeds per row.")
-@click.option("--seed-offset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seeds", type=click.IntRange(1, 1000), default=1, show_default=True, help="Seeds per row.")
+@click.option("--seed-offset", type=SEED_RANGE, default=0, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=0), help="Epochs of every stage (the shared budget).")
 @click.option(
     "--report",
@@ -123,26 +145,33 @@ def ablate_command(
     """
     from elope.engine.train import TrainingError
 
+    try:
+        common = _common_overrides(overrides, backbone, image_size)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
     shared: dict[str, Any] = {
         "dataset": dataset,
         "root": root,
         "epochs": epochs,
-        "overrides": {
-            **(PAPER_LOCALIZATION if paper else {}),
-            **_common_overrides(overrides, backbone, image_size),
-        },
+        "overrides": {**(PAPER_LOCALIZATION if paper else {}), **common},
         "config_file": config_file,
         "train": not report,
     }
     seed_list = list(range(seed_offset, seed_offset + seeds))
+    if seed_list[-1] >= 2**32:
+        raise click.BadParameter(f"the last seed, {seed_list[-1]}, is not below 2**32", param_hint="--seeds")
+    selected = [TABLE5[i] for i in _parse_rows(rows, len(TABLE5))] if study == "table5" else []
+    if study == "k-sweep":
+        _parse_ks(ks, 1 << 30)
+    checked_output(out, "--out", kind="dir")
     try:
-        if study == "table5":
-            selected = [TABLE5[i] for i in _parse_rows(rows, len(TABLE5))]
-            summary = run_ablation(out, selected, seed_list, **shared)
-            click.echo(format_markdown(summary, "Ablation (Table 5)"))
-        else:
-            summary = _k_sweep(out, ks, seed_list, shared)
-    except (ConfigError, TrainingError) as error:
-        raise click.ClickException(str(error)) from error
+        with run_lock(out, "elope ablate"):
+            if study == "table5":
+                summary = run_ablation(out, selected, seed_list, **shared)
+                click.echo(format_markdown(summary, "Ablation (Table 5)"))
+            else:
+                summary = _k_sweep(out, ks, seed_list, shared)
+    except (ConfigError, TrainingError, ValueError, DataError, CheckpointError) as error:
+        raise click.ClickException(one_line(error)) from error
     if any(e["top1"] is None or math.isnan(e["top1"]) for e in summary):
         raise click.ClickException("some rows produced no result")

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from elope.commands.options import SEED_RANGE, checked_output
 from elope.data.errors import DataError
 from elope.data.io import DEFAULT_MAX_PIXELS
 from elope.data.synthetic_knobs import DIFFICULTIES, KNOB_OPTIONS
@@ -93,6 +94,32 @@ def check_command(
     sys.exit(0 if report.ok else 1)
 
 
+def _say_what_force_deletes(out: Path) -> None:
+    """``--force`` deletes only what the earlier set wrote; it says so, and names the files it keeps."""
+    from elope.data.synthetic_files import written_files
+
+    if not (out / "elope_synthetic.json").is_file():
+        return
+    written = written_files(out)
+    base = out / "CUB_200_2011"
+    theirs = {p.resolve() for p in written}
+    kept = (
+        sorted(p for p in base.rglob("*") if p.is_file() and p.resolve() not in theirs)
+        if base.is_dir()
+        else []
+    )
+    click.echo(
+        f"--force: deleting the {len(written)} file(s) the earlier synthetic set wrote in {out} "
+        f"(elope_synthetic.json, CUB_200_2011/*.txt, its images)"
+        + (
+            f"; keeping {len(kept)} other file(s): {', '.join(str(p.relative_to(out)) for p in kept[:10])}"
+            if kept
+            else ""
+        ),
+        err=True,
+    )
+
+
 def _knob_options(command: Callable[..., None]) -> Callable[..., None]:
     """One ``--<knob>`` option per difficulty knob of :data:`elope.data.synthetic_knobs.KNOB_OPTIONS`
     (default: the preset's value)."""
@@ -106,9 +133,7 @@ def _knob_options(command: Callable[..., None]) -> Callable[..., None]:
 
 
 @data.command("synth")
-@click.option(
-    "--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Destination folder."
-)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Destination folder.")
 @click.option(
     "--classes", type=click.IntRange(2, 72), default=10, show_default=True, help="Number of classes."
 )
@@ -119,12 +144,15 @@ def _knob_options(command: Callable[..., None]) -> Callable[..., None]:
     "--test", type=click.IntRange(min=1), default=20, show_default=True, help="Test images per class."
 )
 @click.option(
-    "--size", type=click.IntRange(min=32), default=128, show_default=True, help="Image side in pixels."
+    "--size", type=click.IntRange(32, 4096), default=128, show_default=True, help="Image side in pixels."
 )
+@click.option("--seed", type=SEED_RANGE, default=0, show_default=True, help="Same seed, same bytes.")
 @click.option(
-    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Same seed, same bytes."
+    "--force",
+    is_flag=True,
+    help="Replace a synthetic dataset written there before: only the files it wrote are deleted (listed); "
+    "files you added are kept.",
 )
-@click.option("--force", is_flag=True, help="Replace a synthetic dataset written there before.")
 @click.option(
     "--difficulty",
     type=click.Choice(list(DIFFICULTIES)),
@@ -148,6 +176,9 @@ def synth_command(
     """Write the procedural fine-grained dataset (CUB-200-2011 layout, exact boxes)."""
     from elope.data.synthetic import write_synthetic
 
+    checked_output(out, "--out", kind="dir")
+    if force:
+        _say_what_force_deletes(out)
     try:
         root = write_synthetic(
             out,

@@ -6,7 +6,11 @@ from pathlib import Path
 
 import click
 
-from elope.commands.options import overrides_option
+from elope.commands.options import checked_output, overrides_option
+from elope.data.errors import DataError
+from elope.failures import TrainingError, one_line
+from elope.runs.checkpoint import CheckpointError
+from elope.runs.lock import run_lock
 from elope.tasks.demo import run_demo
 
 
@@ -32,4 +36,9 @@ def demo_command(
 
     Running it again in the same --out continues (or reuses) the runs there.
     """
-    run_demo(out, device, epochs, pictures, baseline, overrides)
+    checked_output(out, "--out", kind="dir")
+    try:
+        with run_lock(out, "elope demo"):
+            run_demo(out, device, epochs, pictures, baseline, overrides)
+    except (TrainingError, CheckpointError, DataError, ValueError, FileNotFoundError) as error:
+        raise click.ClickException(one_line(error)) from None

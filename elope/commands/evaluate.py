@@ -8,8 +8,11 @@ from typing import Any
 
 import click
 
-from elope.commands.options import compile_option, run_option, tau_option
+from elope.commands.options import checked_output, compile_option, run_option, tau_option, unfinished_option
 from elope.data.errors import DataError
+from elope.failures import TrainingError, one_line
+from elope.runs.layout import run_files
+from elope.runs.lock import writers_lock
 from elope.tasks.evaluate import SPLITS, UnreadableImageError, evaluate_run
 
 
@@ -61,6 +64,21 @@ def _emit(result: dict[str, Any], json_out: str | None) -> None:
         click.echo(f"metrics written to {path}", err=True)
 
 
+def _outputs(
+    run_dir: Path, split: str, json_out: str | None, examples: int, predictions: Path | None
+) -> list[Path]:
+    """Every file the command will write, checked before the work (one message shape)."""
+    keep = run_files(run_dir)
+    paths = [
+        checked_output(None if json_out == "-" else json_out, "--json", keep=keep),
+        checked_output(predictions, "--predictions", keep=keep),
+        checked_output(run_dir / f"examples_{split}.png", "--examples") if examples else None,
+    ]
+    if json_out and predictions and Path(json_out).resolve() == Path(predictions).resolve():
+        raise click.ClickException(f"--json and --predictions both name {predictions}: give two files")
+    return [p for p in paths if p is not None]
+
+
 @click.command("evaluate")
 @run_option()
 @click.option(
@@ -77,7 +95,7 @@ def _emit(result: dict[str, Any], json_out: str | None) -> None:
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda, cuda:1.")
 @click.option(
-    "--workers", default=0, show_default=True, type=click.IntRange(min=0), help="DataLoader workers."
+    "--workers", default=0, show_default=True, type=click.IntRange(0, 256), help="DataLoader workers."
 )
 @tau_option("Box threshold τ. Default: the run's.")
 @click.option(
@@ -107,13 +125,14 @@ def _emit(result: dict[str, Any], json_out: str | None) -> None:
 @click.option(
     "--predictions",
     default=None,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="Write one JSON line per image (path, true class, top-5, predicted and ground-truth box in "
     "original-image pixels) to this file.",
 )
 @compile_option(
     "Run the one-pass pipeline through torch.compile (optionally: the mode; reduce-overhead = CUDA graphs)."
 )
+@unfinished_option()
 def evaluate_command(
     run_dir: Path,
     dataset: str | None,
@@ -129,36 +148,40 @@ def evaluate_command(
     mean_map: bool,
     predictions: Path | None,
     compile_mode: str | None,
+    allow_unfinished: bool,
 ) -> None:
     """Evaluate a trained run: top-1, per-class and nearest-class-mean accuracy, localization (Table 4).
 
     Example: elope evaluate --run runs/cub --json metrics.json
     """
+    outputs = _outputs(run_dir, split, json_out, examples, predictions)
     try:
-        result = evaluate_run(
-            run_dir,
-            dataset,
-            root,
-            split,
-            batch_size,
-            device,
-            skip_unreadable,
-            tau=tau,
-            num_workers=workers,
-            mean_map=mean_map,
-            predictions=predictions,
-            compile_mode=compile_mode,
-        )
-    except (FileNotFoundError, ValueError, DataError, UnreadableImageError) as e:
-        from elope.failures import one_line
+        with writers_lock(outputs, "elope evaluate"):
+            result = evaluate_run(
+                run_dir,
+                dataset,
+                root,
+                split,
+                batch_size,
+                device,
+                skip_unreadable,
+                tau=tau,
+                num_workers=workers,
+                mean_map=mean_map,
+                predictions=predictions,
+                compile_mode=compile_mode,
+                allow_unfinished=allow_unfinished,
+            )
+            if result.get("unfinished"):
+                click.echo(result["unfinished"], err=True)
+            _warn_box_problems(result.get("box_problems", []))
+            _emit(result, json_out)  # the metrics first: a picture that fails to draw cannot lose them
+            if examples:
+                from elope.tasks.examples import localization_examples
 
+                sheet = localization_examples(
+                    run_dir, run_dir / f"examples_{split}.png", examples, split=split, device=device, tau=tau
+                )
+                click.echo(f"examples drawn to {sheet}", err=True)
+    except (FileNotFoundError, ValueError, DataError, UnreadableImageError, TrainingError) as e:
         raise click.ClickException(one_line(e)) from e  # without a DataLoader worker's traceback
-    _warn_box_problems(result.get("box_problems", []))
-    if examples:
-        from elope.tasks.examples import localization_examples
-
-        sheet = localization_examples(
-            run_dir, Path(run_dir) / f"examples_{split}.png", examples, split=split, device=device, tau=tau
-        )
-        click.echo(f"examples drawn to {sheet}", err=True)
-    _emit(result, json_out)

@@ -8,10 +8,13 @@ from typing import Any
 
 import click
 
-from elope.commands.options import run_option, tau_option
+from elope.commands.options import checked_output, run_option, tau_option, unfinished_option
 from elope.deploy.check import ExportCheckError, check_export
 from elope.deploy.export import FORMATS, OPSET, export_model
+from elope.failures import TrainingError
+from elope.runs.layout import run_files
 from elope.runs.loaded import load_run
+from elope.runs.lock import writers_lock
 
 
 class _BatchType(click.ParamType):
@@ -24,8 +27,8 @@ class _BatchType(click.ParamType):
             number = int(value)
         except (TypeError, ValueError):
             self.fail(f"{value!r} is neither 'dynamic' nor a positive integer", param, ctx)
-        if number < 1:
-            self.fail(f"batch must be positive, got {number}", param, ctx)
+        if not 1 <= number <= 4096:
+            self.fail(f"batch must lie in 1..4096 (or be 'dynamic'), got {number}", param, ctx)
         return number
 
 
@@ -39,7 +42,7 @@ class _BatchType(click.ParamType):
     type=click.Choice(FORMATS),
     help="onnx (run with onnxruntime) or torchscript (run with torch.jit.load).",
 )
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="File to write.")
 @click.option(
     "--batch",
     default="1",
@@ -50,12 +53,14 @@ class _BatchType(click.ParamType):
 @click.option(
     "--image-size",
     default=None,
-    type=click.IntRange(min=8),
-    help="Side N of the square input. Default: the run's crop source (what `elope predict` feeds).",
+    type=click.IntRange(8, 8192),
+    help="Side N of the square input (at most 8192). Default: the run's crop source (what `elope predict` "
+    "feeds).",
 )
 @tau_option("Box threshold τ, fixed in the graph. Default: the run's.")
 @click.option("--opset", default=OPSET, show_default=True, type=click.IntRange(min=OPSET), help="ONNX opset.")
 @click.option("--no-check", is_flag=True, help="Do not compare the exported graph with PyTorch afterwards.")
+@unfinished_option()
 def export_command(
     run_dir: Path,
     fmt: str,
@@ -65,6 +70,7 @@ def export_command(
     tau: float | None,
     opset: int,
     no_check: bool,
+    allow_unfinished: bool,
 ) -> None:
     """Write the whole one-pass pipeline (Fig. 1) of a trained run as one ONNX or TorchScript graph.
 
@@ -74,10 +80,30 @@ def export_command(
 
     Example: elope export --run runs/cub --format onnx --out cub.onnx --batch dynamic
     """
+    checked_output(out, "--out", keep=run_files(run_dir))
     try:
-        run = load_run(run_dir, "cpu")
-    except (FileNotFoundError, ValueError) as e:
+        with writers_lock([out], "elope export"):
+            _export(run_dir, fmt, out, batch, image_size, tau, opset, no_check, allow_unfinished)
+    except (FileNotFoundError, ValueError, TrainingError) as e:
         raise click.ClickException(str(e)) from e
+
+
+def _export(
+    run_dir: Path,
+    fmt: str,
+    out: Path,
+    batch: int | None,
+    image_size: int | None,
+    tau: float | None,
+    opset: int,
+    no_check: bool,
+    allow_unfinished: bool,
+) -> None:
+    """Load the run, write the graph, compare it with PyTorch."""
+    run = load_run(run_dir, "cpu")
+    warning = run.check_finished(allow_unfinished)
+    if warning:
+        click.echo(warning, err=True)
     size = image_size or run.crop_source
     mean, std = run.normalization
     try:

@@ -2,21 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from elope.outputs import OutputPathError, check_output
+
 __all__ = [
     "COMPILE_MODES",
+    "SEED_RANGE",
+    "FiniteFloatRange",
+    "checked_output",
     "compile_option",
     "config_option",
     "overrides_option",
     "paper_option",
     "run_option",
     "tau_option",
+    "unfinished_option",
 ]
+
+#: ``--seed``: what every seeded generator here accepts (numpy's legacy seeding stops at 2**32).
+SEED_RANGE = click.IntRange(0, 2**32 - 1)
+
+
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses ``nan`` and ``inf`` (``nan`` passes every range check)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+def checked_output(
+    path: str | os.PathLike[str] | None, option: str, *, kind: str = "file", keep: Iterable[Any] = ()
+) -> Path | None:
+    """:func:`elope.outputs.check_output` as a click error (None passes through): every output path is
+    checked before the work, with one message shape."""
+    if path is None:
+        return None
+    try:
+        return check_output(path, option, kind=kind, keep=keep)
+    except OutputPathError as error:
+        raise click.ClickException(str(error)) from None
+
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -37,7 +72,18 @@ def run_option(required: bool = True) -> Decorator:
 
 def tau_option(help: str = "Box threshold τ. Default: the run's.") -> Decorator:
     """``--tau``: the box threshold, in [0, 1); None means the run's (its saved model config)."""
-    return click.option("--tau", default=None, type=click.FloatRange(0.0, 1.0, max_open=True), help=help)
+    return click.option("--tau", default=None, type=FiniteFloatRange(0.0, 1.0, max_open=True), help=help)
+
+
+def unfinished_option() -> Decorator:
+    """``--allow-unfinished``: use the model of a run whose stages are not all done (parameter
+    ``allow_unfinished``)."""
+    return click.option(
+        "--allow-unfinished",
+        is_flag=True,
+        help="Use the model of a run that has not finished its stages (stopped, or still training): the "
+        "model of its last finished stage.",
+    )
 
 
 def compile_option(help: str) -> Decorator:

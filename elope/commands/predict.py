@@ -9,7 +9,10 @@ from typing import Any
 
 import click
 
-from elope.commands.options import compile_option, run_option, tau_option
+from elope.commands.options import checked_output, compile_option, run_option, tau_option, unfinished_option
+from elope.data.errors import DataError
+from elope.failures import TrainingError
+from elope.runs.lock import writers_lock
 from elope.tasks.predict import predict_paths
 
 
@@ -46,6 +49,7 @@ def format_prediction(item: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of the listing.")
 @tau_option("Box threshold τ. Default: the run's.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda.")
+@unfinished_option()
 def predict_command(
     run_dir: Path | None,
     model_file: Path | None,
@@ -56,6 +60,7 @@ def predict_command(
     as_json: bool,
     tau: float | None,
     device: str,
+    allow_unfinished: bool,
 ) -> None:
     """Top classes and the box for each IMAGE_OR_DIR (folders are searched recursively).
 
@@ -65,20 +70,35 @@ def predict_command(
         raise click.UsageError("pass either --run RUN or --model FILE (from `elope export`).")
     if model_file is not None and compile_mode is not None:
         raise click.UsageError("--compile applies to --run; an exported --model is already one graph.")
+    checked_output(save_vis, "--save-vis", kind="dir")
+    skipped: list[Any] = []
+    notes: list[str] = []
     try:
-        results = predict_paths(
-            run_dir,
-            images,
-            top=top,
-            save_vis=save_vis,
-            device=device,
-            tau=tau,
-            progress=not as_json,
-            model=model_file,
-            compile_mode=compile_mode,
-        )
-    except (FileNotFoundError, ValueError, ImportError) as e:
+        with writers_lock([save_vis], "elope predict"):
+            results = predict_paths(
+                run_dir,
+                images,
+                top=top,
+                save_vis=save_vis,
+                device=device,
+                tau=tau,
+                progress=not as_json,
+                model=model_file,
+                compile_mode=compile_mode,
+                allow_unfinished=allow_unfinished,
+                skipped=skipped,
+                notes=notes,
+            )
+    except (FileNotFoundError, ValueError, ImportError, DataError, TrainingError) as e:
         raise click.ClickException(str(e)) from e
+    _report(results, skipped, notes, as_json)
+
+
+def _report(results: list[dict[str, Any]], skipped: list[Any], notes: list[str], as_json: bool) -> None:
+    """The predictions on stdout; unreadable and skipped files on stderr; exit 1 when an image (or a file
+    that looks like one) could not be read."""
+    for note in notes:
+        click.echo(note, err=True)
     if as_json:
         click.echo(json.dumps(results, indent=2))
     else:
@@ -88,6 +108,14 @@ def predict_command(
     errors = [r for r in results if "error" in r]
     for item in errors:
         click.echo(f"error: {format_prediction(item)}", err=True)
+    for item in skipped:
+        click.echo(f"{'error' if item.problem else 'skipped'}: {item.path}: {item.reason}", err=True)
     if errors:
         click.echo(f"{len(errors)} of {len(results)} image(s) could not be read.", err=True)
+    problems = sum(item.problem for item in skipped)
+    if problems:
+        click.echo(
+            f"{problems} file(s) or folder(s) that look like images were not read (listed above).", err=True
+        )
+    if errors or problems:
         sys.exit(1)

@@ -30,9 +30,15 @@ def _format_table(result: dict[str, dict[str, int]], backbone: str, image_size: 
 
 @click.command("profile")
 @click.option("--backbone", default="resnet50", show_default=True, help="resnet18/34/50/101 or a timm name.")
-@click.option("--num-classes", default=200, show_default=True, type=click.IntRange(min=1))
-@click.option("--image-size", default=448, show_default=True, type=click.IntRange(min=32))
-@click.option("--embedding-dim", default=512, show_default=True, type=click.IntRange(min=0))
+@click.option("--num-classes", default=200, show_default=True, type=click.IntRange(1, 50_000))
+@click.option(
+    "--image-size",
+    default=448,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Input side, at most 2048.",
+)
+@click.option("--embedding-dim", default=512, show_default=True, type=click.IntRange(0, 65_536))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def profile_command(
     backbone: str, num_classes: int, image_size: int, embedding_dim: int, as_json: bool

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from elope.commands.options import config_option, overrides_option, paper_option
+from elope.commands.options import SEED_RANGE, checked_output, config_option, overrides_option, paper_option
 from elope.config import PAPER_LOCALIZATION, ConfigError, parse_override
 from elope.data.synthetic_knobs import SUITE
 
@@ -28,7 +28,7 @@ def _names(text: str) -> list[str]:
     "--dists", default="all", show_default=True, help=f"Distributions, comma-separated: {', '.join(SUITE)}."
 )
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Paired seeds.")
-@click.option("--seed-offset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed-offset", type=SEED_RANGE, default=0, show_default=True)
 @click.option(
     "--report", is_flag=True, help="Train nothing: tabulate the (distribution, seed)s finished in OUT."
 )
@@ -53,14 +53,18 @@ def suite_command(
     About 7 minutes per distribution and seed on 2 CPU cores (8 distributions x 3 seeds: ~3 hours).
     """
     from elope.engine.train import user_errors
+    from elope.runs.lock import run_lock
     from elope.tasks.suite import run_suite, suite_table
 
     names = _names(dists)
+    if seed_offset + seeds > 2**32:
+        raise click.BadParameter("the last seed is not below 2**32", param_hint="--seeds")
     try:
         changes = {**(PAPER_LOCALIZATION if paper else {}), **dict(parse_override(o) for o in overrides)}
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
-    with user_errors():
+    checked_output(out, "--out", kind="dir")
+    with user_errors(), run_lock(out, "elope suite"):
         summary = run_suite(
             out,
             names,

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from elope.commands.options import config_option, overrides_option, paper_option
+from elope.commands.options import SEED_RANGE, checked_output, config_option, overrides_option, paper_option
 from elope.config import DATASETS
+from elope.engine.recipe import shortcut_notes
 from elope.engine.train import resolve_config, run_training, user_errors
 
 
@@ -20,7 +21,7 @@ from elope.engine.train import resolve_config, run_training, user_errors
     type=click.Path(file_okay=False, path_type=Path),
     help="Dataset folder ('synthetic': optional, generated into RUN/data otherwise).",
 )
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
 @config_option("YAML file with any subset of the recipe's keys.")
 @click.option("--backbone", help="resnet18/34/50/101 or a timm CNN (paper: resnet50, resnet101).")
 @click.option("--pretrained/--no-pretrained", default=None, help="ImageNet initialisation (paper: yes).")
@@ -32,14 +33,23 @@ from elope.engine.train import resolve_config, run_training, user_errors
 @click.option("--epochs", type=click.IntRange(min=0), help="Epochs of every stage (quick runs).")
 @click.option("--stages", help="Comma-separated subset of classifier,localizer,crop,weighted.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
-@click.option("--seed", type=int, help="Seed of initialisation, data order and augmentation.")
-@click.option("--workers", type=click.IntRange(min=0), help="DataLoader worker processes.")
+@click.option("--seed", type=SEED_RANGE, help="Seed of initialisation, data order and augmentation.")
+@click.option("--workers", type=click.IntRange(0, 256), help="DataLoader worker processes.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.pt.")
 @click.option(
     "--force", is_flag=True, help="Delete the earlier run in --out (its outputs; says which) and start over."
 )
 @paper_option()
 @overrides_option("Override any recipe key, e.g. --set loss.lambda=1.0 --set train.amp=bf16 (repeatable).")
+@click.option(
+    "--allow-change",
+    "allow_changes",
+    multiple=True,
+    metavar="KEY",
+    help="With --resume: let KEY (or every key below a section, e.g. stages.crop) differ from the run's "
+    "recipe. Only keys of stages not started yet (stages.<stage>.*, loss.localizer_target, "
+    "dataset.crop_source); recorded in metrics.jsonl.",
+)
 def train_command(
     dataset: str | None,
     root: Path | None,
@@ -59,6 +69,7 @@ def train_command(
     force: bool,
     paper: bool,
     overrides: tuple[str, ...],
+    allow_changes: tuple[str, ...],
 ) -> None:
     """Train ELoPE: classifier, localizer, crop and weighted stages (Sec. 5-6 of the paper)."""
     options = {
@@ -73,9 +84,14 @@ def train_command(
         "dataset.num_workers": workers,
     }
     pairs = [(k, v) for k, v in options.items() if v is not None] + list(overrides)
+    if allow_changes and not resume:
+        raise click.UsageError("--allow-change applies to --resume only")
+    checked_output(out, "--out", kind="dir")
     with user_errors():
         cfg = resolve_config(
             out, dataset, config_file, pairs, epochs=epochs, batch_size=batch_size, resume=resume, paper=paper
         )
-        run_training(cfg, out, resume=resume, force=force)
+        for note in shortcut_notes(overrides, epochs, batch_size):  # a shortcut replaced a --set value
+            click.echo(note, err=True)
+        run_training(cfg, out, resume=resume, force=force, allow=allow_changes)
     click.echo(f"done: {out / 'model'}", err=True)

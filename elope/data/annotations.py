@@ -8,6 +8,8 @@ the first one as an :class:`AnnotationError`. A required file that is missing al
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +78,7 @@ class DatasetIndex:
                     "with training images",
                 ),
             )
+        self.problems += _index_problems(self, trained)
 
     def trainval(self) -> list[Record]:
         """The dataset's own full training split."""
@@ -95,6 +98,42 @@ class DatasetIndex:
             f"--root {self.root}` to list every problem.",
             first.path,
         )
+
+
+def _index_problems(index: DatasetIndex, trained: set[int]) -> list[Problem]:
+    """What the annotation files say that would make a silently wrong result: a class without training
+    images (the classifier would have a class it never saw), an image listed for training and for testing
+    (a train/test leak), a box with a NaN or infinite coordinate."""
+    problems = []
+    if index.trainval():
+        problems += [
+            Problem(
+                str(index.root),
+                f"class {name!r} (label {label}) has no training images: remove it from the class list, or "
+                "add images of it",
+            )
+            for label, name in enumerate(index.classes)
+            if label not in trained
+        ]
+    training = {os.path.normpath(r.path): r.key for r in index.trainval()}
+    for record in index.splits.get("test", []):
+        other = training.get(os.path.normpath(record.path))
+        if other is not None:
+            problems.append(
+                Problem(
+                    str(record.path),
+                    f"listed as a training image (id {other}) and as a test image (id {record.key}): a "
+                    "train/test leak; list each image in one split",
+                )
+            )
+    seen: set[str] = set()
+    for records in index.splits.values():
+        for r in records:
+            if r.box is not None and not all(map(math.isfinite, r.box)) and str(r.path) not in seen:
+                seen.add(str(r.path))
+                box = " ".join(f"{v:g}" for v in r.box)
+                problems.append(Problem(str(r.path), f"box of image {r.key} is not finite ({box}): fix it"))
+    return problems
 
 
 def inside_root(folder: Path, name: str, source: Path, where: str, problems: list[Problem]) -> Path | None:

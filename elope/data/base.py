@@ -14,7 +14,7 @@ from torchvision.transforms.v2 import functional as F
 
 from .annotations import DatasetIndex, Record
 from .errors import DatasetNotFoundError, ImageLoadError
-from .io import DEFAULT_MAX_PIXELS, load_image
+from .io import DEFAULT_MAX_PIXELS, decode_image, orient_box
 from .splits import stratified_split
 
 __all__ = ["SPLITS", "FGVCDataset", "select_split"]
@@ -99,6 +99,8 @@ class FGVCDataset(Dataset):
         self.banner = index.banner
         self._boxes: list[tuple[float, float, float, float] | None] = [r.box for r in records]
         self.skip_unreadable = bool(skip_unreadable)
+        if int(max_pixels) < 1:
+            raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
         self.max_pixels = int(max_pixels)
         self.decode_size = decode_size
         self._skipped = torch.zeros(len(records), dtype=torch.bool)
@@ -146,9 +148,8 @@ class FGVCDataset(Dataset):
 
     def _load(self, i: int) -> tuple[Any, int, torch.Tensor]:
         path, label = self.samples[i]
-        image, (stored_w, stored_h) = load_image(
-            path, max_pixels=self.max_pixels, draft_size=self._draft_size()
-        )
+        decoded = decode_image(path, max_pixels=self.max_pixels, draft_size=self._draft_size())
+        image, (stored_w, stored_h) = decoded.image, decoded.size  # upright (EXIF orientation applied)
         width, height = image.size
         scale_x, scale_y = width / stored_w, height / stored_h
         if self.banner:
@@ -161,7 +162,8 @@ class FGVCDataset(Dataset):
             image = image.crop((0, 0, width, height))
         box = _NAN_BOX
         if self._boxes[i] is not None:  # plain floats: cheaper than a handful of tiny tensor ops
-            x1, y1, x2, y2 = self._boxes[i]
+            # the box refers to the stored pixels: turned with the image when EXIF orientation turns it
+            x1, y1, x2, y2 = orient_box(self._boxes[i], decoded.orientation, decoded.stored_size)
             box = torch.tensor(
                 [
                     min(max(x1 * scale_x, 0.0), width),

@@ -17,7 +17,7 @@ from typing import Any
 
 from .annotations import Problem, Record
 from .errors import ImageLoadError
-from .io import DEFAULT_MAX_PIXELS, image_size, load_image
+from .io import DEFAULT_MAX_PIXELS, decode_image, image_size
 from .registry import index_dataset
 
 __all__ = ["BOX_TOLERANCE", "CheckReport", "check_dataset"]
@@ -56,7 +56,8 @@ def _check_image(record: Record, decode: bool, max_pixels: int) -> list[Problem]
     try:
         if decode:
             # Draft mode still reads every byte of a JPEG, so truncation is found, at a fraction of the cost.
-            _, (width, height) = load_image(record.path, max_pixels=max_pixels, draft_size=64)
+            # Boxes refer to the stored pixels, whatever the EXIF orientation: checked against the stored size.
+            width, height = decode_image(record.path, max_pixels=max_pixels, draft_size=64).stored_size
         else:
             width, height = image_size(record.path, max_pixels=max_pixels)
     except ImageLoadError as error:

@@ -6,9 +6,13 @@
 
 Classes are the sub-folders of ``train/`` in sorted order (as ``torchvision.datasets.ImageFolder``);
 ``val/`` and ``test/`` must not hold classes that ``train/`` lacks, so a label never silently changes
-meaning between splits. Files are found recursively below each class folder and kept when their extension
-is an image extension torchvision knows; hidden files and folders are ignored; links are followed, and a
-folder reached a second time (a link loop) is reported and read once. There are no boxes.
+meaning between splits. Files are found recursively below each class folder by
+:func:`elope.data.files.walk_images` and kept when their extension is one of
+:data:`elope.data.files.IMAGE_EXTENSIONS` (every format this Pillow reads, the set ``elope predict`` reads
+too); hidden files and folders are ignored; links are followed, and a folder reached a second time (a link
+loop) is reported and read once. A file that looks like an image but cannot be read as one (a FIFO, a
+broken link, a ``.heic`` without its plugin) is reported; other files (``notes.txt``) are left alone.
+There are no boxes.
 """
 
 from __future__ import annotations
@@ -16,11 +20,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from torchvision.datasets.folder import IMG_EXTENSIONS
-
 from .annotations import DatasetIndex, Problem, Record
 from .base import FGVCDataset
 from .errors import DatasetNotFoundError
+from .files import walk_images
 
 __all__ = ["ImageFolderDataset", "index_folder"]
 
@@ -34,29 +37,10 @@ def _class_dirs(split_dir: Path) -> list[str]:
 
 
 def _images(class_dir: Path, problems: list[Problem]) -> list[Path]:
-    """Image files below ``class_dir``, links followed; a folder reached twice (a link loop) is read once."""
-    found = []
-    seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-        info = os.stat(dirpath)
-        if (info.st_dev, info.st_ino) in seen:
-            dirnames[:] = []
-            problems.append(
-                Problem(
-                    dirpath,
-                    f"links back to {os.path.realpath(dirpath)}, a folder already read: skipped (a link loop, "
-                    "or a second link to the same images)",
-                )
-            )
-            continue
-        seen.add((info.st_dev, info.st_ino))
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found += [
-            Path(dirpath) / name
-            for name in filenames
-            if not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
-        ]
-    return sorted(found)
+    """Image files below ``class_dir``; a file that looks like an image but cannot be read is a problem."""
+    found, skipped = walk_images(class_dir)
+    problems += [Problem(s.path, s.reason) for s in skipped if s.problem]
+    return found
 
 
 def index_folder(root: str | Path) -> DatasetIndex:

@@ -8,23 +8,45 @@ mode: libjpeg scales by 1/2, 1/4 or 1/8 inside the DCT while decoding, which is 
 the 1–2 megapixel images of Stanford Cars and FGVC-Aircraft when the network only needs 448².
 
 The pixel count is read from the header and checked *before* any pixel is decoded, which refuses
-decompression bombs (a few kilobytes that expand to gigabytes).
+decompression bombs (a few kilobytes that expand to gigabytes). Only regular files are opened: a FIFO named
+``x.jpg`` would block the first read forever.
+
+EXIF orientation (a phone photo stored 128×64 with orientation 6 is shown 64×128 by every viewer) is applied
+when decoding: :func:`load_image` returns the image as it is shown, and its size as shown. Boxes of the
+datasets refer to the *stored* pixels (their annotators' tools drew on those): :func:`orient_box` moves
+them with the image, so a box stays on its object (``FGVCDataset`` does so). :func:`image_size` reads the
+stored size, the one such boxes are checked against; ``image_size(path, oriented=True)`` the size as shown.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
+from elope.outputs import file_kind
+
 from .errors import ImageLoadError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageLoadError", "image_size", "load_image", "load_image_tensor", "to_rgb"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "Decoded",
+    "ImageLoadError",
+    "decode_image",
+    "exif_orientation",
+    "image_size",
+    "load_image",
+    "load_image_tensor",
+    "orient_box",
+    "to_rgb",
+]
 
 #: Images with more pixels than this are refused (the largest image of the three paper datasets has
 #: well under 20 megapixels).
@@ -34,6 +56,9 @@ DEFAULT_MAX_PIXELS = 100_000_000
 def _open(path: str | os.PathLike, max_pixels: int) -> Image.Image:
     """Open an image lazily (header only) and refuse it when it has more than ``max_pixels`` pixels."""
     path = Path(path)
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
+    _regular_file(path)
     try:
         with warnings.catch_warnings():
             # Our own cap below replaces PIL's global warning threshold.
@@ -56,6 +81,66 @@ def _open(path: str | os.PathLike, max_pixels: int) -> Image.Image:
             str(path),
         )
     return image
+
+
+def _regular_file(path: Path) -> None:
+    """Refuse what is not a regular file (a FIFO would block ``open`` until a writer comes, a device or a
+    folder is no image) before opening it."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ImageLoadError(f"image file not found: {path}", str(path)) from None
+    except OSError as error:  # a link loop, no permission
+        raise ImageLoadError(f"cannot read image {path}: {error.strerror}", str(path)) from None
+    if not stat.S_ISREG(info.st_mode):
+        what = file_kind(info.st_mode)
+        raise ImageLoadError(f"cannot read image {path}: it is {what}, not a regular file", str(path))
+
+
+# EXIF orientation (tag 274) -> the transpose that shows the stored pixels upright (PIL.ImageOps.exif_transpose)
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The image's EXIF orientation, 1 (as stored) when it has none or a value outside 1..8."""
+    try:
+        value = image.getexif().get(0x0112, 1)
+    except Exception:  # a damaged EXIF block: show the pixels as stored
+        return 1
+    return value if isinstance(value, int) and value in _TRANSPOSE else 1
+
+
+def _oriented(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
+
+
+def orient_box(
+    box: tuple[float, float, float, float], orientation: int, size: tuple[int, int]
+) -> tuple[float, float, float, float]:
+    """A box ``x1, y1, x2, y2`` in pixels of the stored image of ``size`` (W, H), in pixels of the image as
+    its EXIF ``orientation`` shows it."""
+    w, h = size
+    corner = {
+        2: lambda x, y: (w - x, y),
+        3: lambda x, y: (w - x, h - y),
+        4: lambda x, y: (x, h - y),
+        5: lambda x, y: (y, x),
+        6: lambda x, y: (h - y, x),
+        7: lambda x, y: (h - y, w - x),
+        8: lambda x, y: (y, w - x),
+    }.get(orientation)
+    if corner is None:
+        return box
+    (ax, ay), (bx, by) = corner(box[0], box[1]), corner(box[2], box[3])
+    return min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)
 
 
 #: Modes with an alpha channel; their transparent parts are composited over white (what a viewer shows).
@@ -104,10 +189,45 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def image_size(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
-    """Return ``(width, height)`` of an image from its header, without decoding pixels."""
+def image_size(
+    path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS, oriented: bool = False
+) -> tuple[int, int]:
+    """Return ``(width, height)`` of an image from its header, without decoding pixels: as stored, or with
+    ``oriented=True`` as its EXIF orientation shows it."""
     with _open(path, max_pixels) as image:
-        return image.size
+        return _oriented(image.size, exif_orientation(image)) if oriented else image.size
+
+
+class Decoded(NamedTuple):
+    """An image decoded by :func:`decode_image`."""
+
+    image: Image.Image  # RGB, upright (EXIF orientation applied), maybe draft-reduced
+    stored_size: tuple[int, int]  # (W, H) of the stored pixels, full resolution
+    orientation: int  # EXIF orientation applied (1: none)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(W, H)`` at full resolution as shown (the stored size, swapped by a 90° orientation)."""
+        return _oriented(self.stored_size, self.orientation)
+
+
+def decode_image(
+    path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
+) -> Decoded:
+    """Decode an image to RGB with its EXIF orientation applied (see :func:`load_image`)."""
+    image = _open(path, max_pixels)
+    stored_size = image.size
+    try:
+        with image:
+            if draft_size is not None and image.format == "JPEG":
+                image.draft("RGB", (draft_size, draft_size))
+            rgb = to_rgb(image)  # decodes every pixel; raises OSError on truncated data
+            orientation = exif_orientation(image)
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ImageLoadError(f"cannot decode image {path}: {error}", str(path)) from None
+    if orientation != 1:
+        rgb = rgb.transpose(_TRANSPOSE[orientation])
+    return Decoded(rgb, stored_size, orientation)
 
 
 def load_image(
@@ -122,22 +242,16 @@ def load_image(
             width and height both stay >= ``draft_size`` (no effect on smaller images or other formats).
 
     Returns:
-        ``(image, (width, height))``: the decoded image and the size of the stored image. They differ when
-        draft mode reduced the image; scale coordinates by ``image.size / stored size``.
+        ``(image, (width, height))``: the decoded image, upright (its EXIF orientation applied), and its
+        full-resolution size as shown. They differ when draft mode reduced the image; scale coordinates by
+        ``image.size / size``.
 
     Raises:
-        ImageLoadError: the file is missing, not an image, truncated, or too large; the message names it.
+        ImageLoadError: the file is missing, not a regular file, not an image, truncated, or too large; the
+            message names it.
     """
-    image = _open(path, max_pixels)
-    stored_size = image.size
-    try:
-        with image:
-            if draft_size is not None and image.format == "JPEG":
-                image.draft("RGB", (draft_size, draft_size))
-            rgb = to_rgb(image)  # decodes every pixel; raises OSError on truncated data
-    except (OSError, ValueError, SyntaxError) as error:
-        raise ImageLoadError(f"cannot decode image {path}: {error}", str(path)) from None
-    return rgb, stored_size
+    decoded = decode_image(path, max_pixels=max_pixels, draft_size=draft_size)
+    return decoded.image, decoded.size
 
 
 def load_image_tensor(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:

@@ -55,7 +55,6 @@ index), and JPEG encoding is deterministic, so the same arguments give the same 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +69,7 @@ from elope.data.synthetic_draw import (
     render,
     synthetic_classes,
 )
+from elope.data.synthetic_files import remove_written
 from elope.data.synthetic_knobs import DIFFICULTIES, Difficulty, resolve_difficulty
 
 __all__ = [
@@ -110,8 +110,8 @@ def _fresh_folder(out: Path, overwrite: bool) -> Path:
                 else ("it was not written by elope; choose another folder")
             )
             raise FileExistsError(f"{base} already exists; {reason}")
-        shutil.rmtree(base)
-    (base / "images").mkdir(parents=True)
+        remove_written(out)  # only what an earlier call wrote: files the user added are kept
+    (base / "images").mkdir(parents=True, exist_ok=True)
     return base
 
 
@@ -134,7 +134,7 @@ def _write_images(
     images = lines["images.txt"]
     for c, spec in enumerate(specs):
         folder = f"{c + 1:03d}.{spec.name}"
-        (base / "images" / folder).mkdir()
+        (base / "images" / folder).mkdir(exist_ok=True)
         for split, count, offset in (("train", train, 0), ("test", test, train)):
             for k in range(count):
                 rng = np.random.default_rng([seed, _SPLIT_CODES[split], c, k])

@@ -280,6 +280,16 @@ def export_torchscript(
     return path
 
 
+def _max_opset() -> int:
+    """The newest opset the TorchScript-based exporter of this PyTorch writes (what ``export_onnx`` uses)."""
+    try:
+        from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+
+        return int(ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
+    except ImportError:  # a PyTorch that moved it: let the exporter say
+        return 10**6
+
+
 def export_model(
     model: nn.Module,
     path: str | Path,
@@ -304,6 +314,8 @@ def export_model(
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
     if batch is not None and batch < 1:
         raise ValueError(f"batch must be positive or None (dynamic), got {batch}")
+    if fmt == "onnx" and not OPSET <= opset <= _max_opset():
+        raise ValueError(f"--opset {opset}: this PyTorch exports opsets {OPSET}..{_max_opset()}")
     if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in model.parameters()):
         model = copy.deepcopy(model).cpu().float()  # the caller's model stays where it is
     tau = float(model.tau if tau is None else tau)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from elope.deploy.device import inference_device
 from elope.deploy.pipeline import INPUT_NAME, METADATA_KEY, TracingQuiet
 from elope.nn.model import Prediction
 
@@ -50,6 +51,20 @@ def _onnx_providers(device: str | torch.device) -> list[Any]:
             )
         return [("CUDAExecutionProvider", {"device_id": dev.index or 0}), "CPUExecutionProvider"]
     raise ValueError(f"device must be cpu or cuda[:N] for an exported model, got {device!r}")
+
+
+def _not_exported(path: Path, fmt: str, error: BaseException) -> str:
+    """What to say when ``path`` does not load as an exported graph."""
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    hint = {
+        ".pt": "a training checkpoint or state dict (.pt) is not an exported model: pass its run with --run, "
+        "or write one with `elope export`",
+        ".safetensors": "model weights (.safetensors) are not an exported model: pass the run folder with "
+        "--run, or write one with `elope export`",
+    }.get(
+        path.suffix.lower(), "it is truncated or not a file written by `elope export`; export the run again"
+    )
+    return f"cannot load {path} as an exported {fmt} model ({first}): {hint}"
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -89,9 +104,25 @@ class ExportedModel:
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path} not found: pass a file written by `elope export`.")
-        self.device = torch.device(device)
+            what = "is not a regular file" if self.path.exists() else "not found"  # a FIFO would block
+            raise FileNotFoundError(f"{self.path} {what}: pass a file written by `elope export`.")
+        self.device = inference_device(device)
         self.format = "onnx" if is_onnx_file(self.path) else "torchscript"
+        try:
+            raw = self._open(threads)
+        except (ImportError, ValueError):
+            raise
+        except Exception as error:  # onnxruntime's InvalidProtobuf, torch.jit's "PytorchStreamReader failed"
+            raise ValueError(_not_exported(self.path, self.format, error)) from None
+        if not raw:
+            raise ValueError(
+                f"{self.path} carries no '{METADATA_KEY}' metadata: not written by `elope export`."
+            )
+        self._read_meta(raw)
+
+    def _open(self, threads: int | None) -> str | None:
+        """Build the onnxruntime session or load the TorchScript module; returns the raw metadata."""
+        self.session, self.module = None, None
         if self.format == "onnx":
             import onnxruntime as ort
 
@@ -101,25 +132,33 @@ class ExportedModel:
             self.session = ort.InferenceSession(
                 str(self.path), options, providers=_onnx_providers(self.device)
             )
-            raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-            self.module = None
-        else:
-            extra = {METADATA_KEY + ".json": ""}
-            with TracingQuiet():  # torch.jit.load's deprecation notice
-                self.module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra)
-            raw = extra[METADATA_KEY + ".json"]
-            self.session = None
-        if not raw:
+            return self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        extra = {METADATA_KEY + ".json": ""}
+        with TracingQuiet():  # torch.jit.load's deprecation notice
+            self.module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra)
+        return extra[METADATA_KEY + ".json"]
+
+    def _read_meta(self, raw: str) -> None:
+        """The ``elope`` metadata: classes, τ, input size, batch, outputs (refused, naming the file, when
+        it is not the object ``elope export`` writes)."""
+        try:
+            self.meta: dict[str, Any] = json.loads(raw)
+            self.classes: list[str] = [str(c) for c in self.meta["classes"]]
+            self.num_classes = len(self.classes)
+            self.tau = float(self.meta["tau"])
+            self.input_size = int(self.meta["input_size"])
+            self.batch: int | None = None if self.meta["batch"] == "dynamic" else int(self.meta["batch"])
+            self.outputs: list[str] = list(self.meta["outputs"])
+            self.meta["mean"], self.meta["std"] = list(self.meta["mean"]), list(self.meta["std"])
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as error:
             raise ValueError(
-                f"{self.path} carries no '{METADATA_KEY}' metadata: not written by `elope export`."
+                f"{self.path}: its '{METADATA_KEY}' metadata is not what `elope export` writes ({error!r}); "
+                "export the run again"
+            ) from None
+        if not (0.0 <= self.tau < 1.0 and self.input_size > 0 and self.num_classes > 0):
+            raise ValueError(
+                f"{self.path}: its '{METADATA_KEY}' metadata holds out-of-range values; export again"
             )
-        self.meta: dict[str, Any] = json.loads(raw)
-        self.classes: list[str] = list(self.meta["classes"])
-        self.num_classes = len(self.classes)
-        self.tau = float(self.meta["tau"])
-        self.input_size = int(self.meta["input_size"])
-        self.batch: int | None = None if self.meta["batch"] == "dynamic" else int(self.meta["batch"])
-        self.outputs: list[str] = list(self.meta["outputs"])
 
     def _run_once(self, images: Tensor) -> list[Tensor]:
         if self.session is not None:

@@ -19,6 +19,7 @@ from elope.engine import distributed as D
 from elope.engine.context import Run, StageState
 from elope.engine.stages import enable_weighted_pooling
 from elope.failures import TrainingError
+from elope.nn.weights import non_finite
 from elope.runs.checkpoint import (
     FORMAT,
     CheckpointError,
@@ -47,6 +48,7 @@ def save_checkpoint(
     At the end of the best epoch the best weights *are* the model's: they are stored once (``best`` then
     says ``same_as_model``), which halves the usual end-of-epoch checkpoint.
     """
+    _refuse_non_finite(run, state)
     rngs = D.all_gather_object(rng_state(), run.dist)
     if run.criterion is not None and run.dist.enabled:
         means = D.all_gather_tensor(run.criterion.means[None], run.dist)
@@ -79,6 +81,24 @@ def save_checkpoint(
         folder = run_paths(run.out).checkpoints
         atomic_save(ckpt, *(folder / name for name in names))
     D.barrier(run.dist)
+
+
+def _refuse_non_finite(run: Run, state: StageState | None) -> None:
+    """Weights (or class means) with a NaN or an infinity are never saved: the run stops instead, and the
+    last checkpoint keeps the last finite state."""
+    tensors = dict(run.model.state_dict())
+    if run.criterion is not None:
+        tensors.update({f"class means: {k}": v for k, v in run.criterion.state_dict().items()})
+    bad = non_finite(tensors)
+    if not bad:
+        return
+    stage = state.stage if state is not None else (run.completed or ["?"])[-1]
+    when = f"epoch {state.epoch + (state.step > 0)}" if state is not None else "its end"
+    raise TrainingError(
+        f"stage {stage!r}, {when}: the weights are not finite (NaN or infinite) in {len(bad)} of "
+        f"{len(tensors)} tensors ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); they were not saved "
+        f"(checkpoints/last.pt keeps the last finite state). Lower stages.{stage}.lr and start over (--force)"
+    )
 
 
 def _arch(config: dict[str, Any]) -> dict[str, Any]:

@@ -39,11 +39,10 @@ model.json, class_means.safetensors). ``--resume`` continues from ``checkpoints/
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Collection, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +57,7 @@ from elope.engine.context import Run, RunData, StageState, resolve_device, run_s
 from elope.engine.localizer_check import check_localizer, describe_check
 from elope.engine.loop import batches_per_epoch, train_one_epoch
 from elope.engine.preflight import check_model_settings
+from elope.engine.recipe import open_run, start_metrics
 from elope.engine.resume import clone_state, restore, resume_stage, save_checkpoint
 from elope.engine.stages import (
     begin_stage,
@@ -74,9 +74,9 @@ from elope.failures import TrainingError, one_line
 from elope.nn.weights import WeightsError
 from elope.runs.checkpoint import CheckpointError
 from elope.runs.environment import environment
-from elope.runs.guard import open_run_folder, read_run_config
+from elope.runs.guard import read_run_config
 from elope.runs.layout import MODEL_DIR, TEACHER_DIR, run_paths
-from elope.runs.metrics import append_record, open_writer, tb_step, truncate_metrics, write_scalars
+from elope.runs.metrics import append_record, open_writer, tb_step, write_scalars
 from elope.runs.model_folder import export_model, model_meta, without_localizer
 
 __all__ = [
@@ -93,11 +93,13 @@ __all__ = [
 ]
 
 
-def run_training(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = False) -> Run:
+def run_training(
+    cfg: Config, out: str | Path, *, resume: bool = False, force: bool = False, allow: Collection[str] = ()
+) -> Run:
     """Run (or resume) the configured stages in ``out``; returns the finished :class:`Run`.
 
-    ``out`` is guarded by :func:`elope.runs.guard.open_run_folder` (a run is never overwritten; ``force``
-    deletes the earlier run first); backbone and input size are checked before anything is read or written.
+    ``out`` is locked and guarded by :func:`elope.engine.recipe.open_run` (one writer, never overwritten,
+    a resume keeps its recipe but ``allow``); backbone and input size are checked before anything is read.
     """
     out = Path(out)
     check_model_settings(cfg)  # unknown backbone, too small an input: before any data is read
@@ -111,12 +113,11 @@ def run_training(cfg: Config, out: str | Path, *, resume: bool = False, force: b
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
     )
+    lock = ExitStack()
     try:
         device = resolve_device(cfg.train.device, dist)
         _check_run_settings(cfg, dist, device)
-        ckpt = open_run_folder(
-            out, resume=resume, force=force, generated_data=cfg.dataset.root is None, is_main=dist.is_main
-        )
+        ckpt, changes = open_run(cfg, out, lock, dist.is_main, resume=resume, force=force, allow=allow)
         if dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
         D.barrier(dist)
@@ -130,7 +131,7 @@ def run_training(cfg: Config, out: str | Path, *, resume: bool = False, force: b
         if ckpt is None:
             run.metrics_lines = 1  # the data line
         if dist.is_main:  # the run folder changes only once the run is known to be valid
-            _start_records(run, ckpt, todo)
+            _start_records(run, ckpt, todo, changes)
         for stage in todo:
             run_stage(run, stage, ckpt if stage == in_progress else None)
         if run.writer is not None:
@@ -139,6 +140,7 @@ def run_training(cfg: Config, out: str | Path, *, resume: bool = False, force: b
     finally:
         torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
         D.cleanup()
+        lock.close()
 
 
 def _check_run_settings(cfg: Config, dist: D.DistInfo, device: torch.device) -> None:
@@ -159,16 +161,13 @@ def _check_run_settings(cfg: Config, dist: D.DistInfo, device: torch.device) -> 
         torch.backends.cudnn.benchmark = not cfg.train.deterministic
 
 
-def _start_records(run: Run, ckpt: dict[str, Any] | None, todo: list[str]) -> None:
-    """``config.yaml``, the data line of ``metrics.jsonl`` (or its lines up to the checkpoint), the
-    TensorBoard writer, and what the run will do."""
-    paths, cfg = run_paths(run.out), run.cfg
+def _start_records(run: Run, ckpt: dict[str, Any] | None, todo: list[str], changes: dict[str, Any]) -> None:
+    """``metrics.jsonl`` (:func:`elope.engine.recipe.start_metrics`), ``config.yaml``, the TensorBoard
+    writer, and what the run will do."""
+    paths, cfg, data = run_paths(run.out), run.cfg, describe_data(run)
+    for note in start_metrics(run, data, ckpt is not None, changes):
+        click.echo(note, err=True)
     paths.config.write_text(cfg.to_yaml())
-    data = describe_data(run)
-    if ckpt is not None:
-        truncate_metrics(paths.metrics, run.metrics_lines)
-    else:
-        paths.metrics.write_text(json.dumps(data) + "\n")
     val = data["val"]
     click.echo(
         f"data: {data['dataset']} at {data['root']}: {len(run.classes)} classes; train on "

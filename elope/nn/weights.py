@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-__all__ = ["WeightsError", "describe_mismatch", "load_state_dict_file", "load_weights"]
+__all__ = ["WeightsError", "describe_mismatch", "load_state_dict_file", "load_weights", "non_finite"]
 
 # Classification heads of ImageNet backbones, dropped when a backbone-only state dict is loaded.
 _BACKBONE_HEADS = ("fc.", "classifier.", "head.", "last_linear.")
@@ -22,6 +22,27 @@ _BACKBONE_HEADS = ("fc.", "classifier.", "head.", "last_linear.")
 
 class WeightsError(ValueError):
     """A weights file that can't be read or doesn't fit the model."""
+
+
+def non_finite(state: dict[str, Tensor]) -> list[str]:
+    """Names of the floating-point tensors of ``state`` that hold a NaN or an infinity."""
+    return [
+        key
+        for key, value in state.items()
+        if value.is_floating_point() and value.numel() and not bool(torch.isfinite(value).all())
+    ]
+
+
+def _refuse_non_finite(path: Path, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    bad = non_finite(state)
+    if bad:
+        shown = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
+        raise WeightsError(
+            f"{path} holds weights that are not finite (NaN or infinite) in {len(bad)} of {len(state)} "
+            f"tensors ({shown}): a model trained to NaN gives meaningless answers; retrain it with a lower "
+            "learning rate (stages.<stage>.lr)"
+        )
+    return state
 
 
 def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
@@ -32,10 +53,13 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+        what = "is not a regular file" if path.exists() else "not found"  # a FIFO would block the read
+        raise WeightsError(f"weights file {what}: {path}")
     if path.suffix == ".safetensors":
         try:
-            return load_file(path)
+            return _refuse_non_finite(path, load_file(path))
+        except WeightsError:
+            raise
         except Exception as error:  # safetensors' SafetensorError (Rust): truncated, empty or another format
             raise WeightsError(
                 f"cannot read {path} as a safetensors file ({str(error).strip() or type(error).__name__}): "
@@ -54,7 +78,7 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
             data = data[key]
     if not isinstance(data, dict) or not all(isinstance(v, Tensor) for v in data.values()):
         raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
-    return {key.removeprefix("module."): value for key, value in data.items()}
+    return _refuse_non_finite(path, {key.removeprefix("module."): value for key, value in data.items()})
 
 
 def describe_mismatch(model_state: dict[str, Tensor], state: dict[str, Tensor], source: str) -> str | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CLASS_MEANS_FILE", "MODEL_DIR", "TEACHER_DIR", "RunPaths", "run_paths"]
+__all__ = ["CLASS_MEANS_FILE", "MODEL_DIR", "TEACHER_DIR", "RunPaths", "run_files", "run_paths"]
 
 MODEL_DIR = "model"  # RUN/model: what `evaluate`, `predict` and `export` load
 TEACHER_DIR = "teacher"  # RUN/teacher: the stage-1 classifier, the localization module's teacher
@@ -60,3 +60,14 @@ class RunPaths:
 def run_paths(out: str | Path) -> RunPaths:
     """The layout of the run folder ``out``."""
     return RunPaths(Path(out))
+
+
+def run_files(out: str | Path) -> list[Path]:
+    """The files a run wrote in ``out`` (its recipe, records, checkpoints and model folders), which no
+    output of ``evaluate``, ``predict`` or ``export`` may overwrite; ``out`` may be a model folder itself."""
+    out = Path(out)
+    found = [out / name for name in ("config.yaml", "metrics.jsonl", "model.json", "model.safetensors")]
+    for folder in (out / MODEL_DIR, out / TEACHER_DIR, out / "checkpoints"):
+        if folder.is_dir():
+            found += list(folder.iterdir())
+    return [p for p in found if p.is_file()]

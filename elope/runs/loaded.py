@@ -7,20 +7,32 @@ rest of ``model.json``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import Tensor
 
 from elope.data import build_dataset
 from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
+from elope.deploy.device import inference_device
 from elope.runs.layout import MODEL_DIR, TEACHER_DIR
+from elope.runs.lock import lock_holder
 from elope.runs.model_folder import load_class_means, load_model
 
-__all__ = ["LoadedRun", "load_run", "resolve_model_dir"]
+__all__ = ["LoadedRun", "UnfinishedRunError", "load_run", "resolve_model_dir"]
+
+#: ``dataset.options`` of the run that decide which images a split holds and what their labels are (the
+#: others, e.g. ``skip_unreadable``, are the training loop's business, not evaluation's).
+_SPLIT_OPTIONS = ("seed", "max_pixels", "annotation_level", "remove_banner")
+
+
+class UnfinishedRunError(ValueError):
+    """The run has not finished the stages it was started for; the message says which ran."""
 
 
 @dataclass
@@ -72,21 +84,94 @@ class LoadedRun:
 
         Returns ``(ds, dataset, root)``; raises ValueError when neither the run nor the caller names one.
         """
+        own = (dataset is None or dataset == self.meta.get("dataset")) and root is None
         dataset = dataset or self.meta.get("dataset")
         root = root or self.meta.get("root")
         if not dataset or not root:
             raise ValueError(
                 f"{self.model_dir / 'model.json'} does not record the dataset: pass --dataset and --root."
             )
+        if own and not Path(root).exists():
+            raise ValueError(self._moved_root(root))
+        if own and split == "val" and self.meta.get("splits", {}).get("val", "?") is None:
+            raise ValueError(
+                f"the run {self.model_dir.parent} was trained without a validation split (dataset.val_fraction "
+                "0: it trained on every training image), so --split val would measure images it was trained "
+                "on; evaluate --split test (or train with --set dataset.val_fraction=0.1)"
+            )
         transform = eval_transform(size or self.crop_source, *self.normalization)
-        return build_dataset(dataset, root, split, transform=transform), dataset, root
+        options = self.split_options(dataset)
+        return build_dataset(dataset, root, split, transform=transform, **options), dataset, root
+
+    def split_options(self, dataset: str) -> dict[str, Any]:
+        """The run's dataset options that define its splits and labels (its validation share and seed,
+        FGVC-Aircraft's annotation level), so ``val`` is the split the run validated on."""
+        recipe = (self.meta.get("config") or {}).get("dataset") or {}
+        if dataset != recipe.get("name"):
+            return {}
+        options = {k: v for k, v in (recipe.get("options") or {}).items() if k in _SPLIT_OPTIONS}
+        if dataset != "aircraft":
+            options = {k: v for k, v in options.items() if k not in ("annotation_level", "remove_banner")}
+        if (recipe.get("val_fraction") or 0) > 0:
+            options["val_fraction"] = recipe["val_fraction"]
+        return options
+
+    def _moved_root(self, root: str | Path) -> str:
+        generated = self.model_dir.parent / "data"
+        hint = (
+            f"the run folder holds its generated data set: pass --root {generated}"
+            if (generated / "elope_synthetic.json").is_file()
+            else "pass --root with the dataset's new place"
+        )
+        return (
+            f"{self.model_dir / 'model.json'} records the dataset at {root}, which does not exist (the dataset "
+            f"or the run folder was moved?): {hint}"
+        )
+
+    @property
+    def stages_done(self) -> list[str]:
+        """The stages the model has been through (``model.json``)."""
+        return [str(s) for s in self.meta.get("stages") or []]
+
+    def stages_missing(self) -> list[str]:
+        """Stages the run was started for (its ``config.yaml``; else ``model.json``'s recipe) but that are
+        not in the model; [] for a finished run, a teacher folder, and a run of elope 0.1.0."""
+        if self.model_dir.name == TEACHER_DIR or "stages" not in self.meta:
+            return []
+        planned = ((self.meta.get("config") or {}).get("train") or {}).get("stages") or []
+        config = self.model_dir.parent / "config.yaml"
+        if self.model_dir.name == MODEL_DIR and config.is_file():
+            with contextlib.suppress(OSError, ValueError, yaml.YAMLError, TypeError, KeyError):
+                planned = yaml.safe_load(config.read_text(encoding="utf-8"))["train"]["stages"]
+        return [str(s) for s in planned if s not in self.stages_done] if isinstance(planned, list) else []
+
+    def check_finished(self, allow_unfinished: bool = False) -> str | None:
+        """Refuse an unfinished run (``allow_unfinished``: return the warning to print instead)."""
+        missing = self.stages_missing()
+        if not missing:
+            return None
+        run = self.model_dir.parent
+        holder = lock_holder(run)
+        why = f"it is still training ({holder})" if holder else "it was stopped, or is still training"
+        done = ", ".join(self.stages_done) or "none"
+        text = (
+            f"{run} is unfinished: stages done {done}; not done {', '.join(missing)} ({why}); its model is "
+            f"that of stage {self.stages_done[-1] if self.stages_done else '?'}"
+        )
+        if allow_unfinished:
+            return f"warning: {text} (--allow-unfinished)"
+        raise UnfinishedRunError(
+            f"{text}. Continue it with `elope train --out {run} --resume`, or pass --allow-unfinished to use "
+            "this model"
+        )
 
 
 def resolve_model_dir(run_dir: str | Path) -> Path:
     """``RUN/model`` (the folder written by :func:`elope.runs.model_folder.save_model`); ``RUN`` may be it already."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"run folder {run_dir} not found: pass the folder written by `elope train`.")
+        what = "is not a folder" if run_dir.exists() else "not found"
+        raise FileNotFoundError(f"run folder {run_dir} {what}: pass the folder written by `elope train`.")
     for candidate in (run_dir / MODEL_DIR, run_dir):
         if (candidate / "model.json").is_file():
             return candidate
@@ -97,7 +182,9 @@ def resolve_model_dir(run_dir: str | Path) -> Path:
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Load ``RUN/model`` with :func:`elope.runs.model_folder.load_model`, in eval mode on ``device``."""
+    """Load ``RUN/model`` with :func:`elope.runs.model_folder.load_model`, in eval mode on ``device``
+    (checked first: :func:`elope.deploy.device.inference_device`)."""
+    device = inference_device(device)
     model_dir = resolve_model_dir(run_dir)
     model, meta = load_model(model_dir)
     model = model.to(device).eval()

@@ -37,11 +37,49 @@ def open_writer(folder: Path, purge_step: int | None = None) -> Any:
     return SummaryWriter(str(folder), purge_step=purge_step)
 
 
-def truncate_metrics(path: Path, lines: int) -> None:
-    """Drop lines written after the checkpoint we resume from (they will be written again)."""
-    if path.is_file():
-        kept = path.read_text().splitlines(keepends=True)[:lines]
-        path.write_text("".join(kept))
+def _whole_records(lines: list[bytes]) -> int:
+    """How many of ``lines`` (with their line ends) are whole JSON records, counted from the start."""
+    for number, line in enumerate(lines):
+        try:
+            ok = line.endswith(b"\n") and isinstance(json.loads(line), dict)
+        except ValueError:  # not UTF-8, not JSON: cut off in the middle, or damaged
+            ok = False
+        if not ok:
+            return number
+    return len(lines)
+
+
+def truncate_metrics(path: Path, lines: int, data: dict[str, Any] | None = None) -> tuple[int, str | None]:
+    """Keep the first ``lines`` lines of ``metrics.jsonl`` (those of the checkpoint a run resumes from; the
+    later ones are written again), and of those only the whole records before a broken one: a process
+    killed while writing a line leaves half a record, and the next one would be glued to it.
+
+    ``data`` (the data line) starts the file again when not even the first line is whole.
+    Returns ``(lines kept, what was repaired or None)``.
+    """
+    if not path.is_file():
+        if data is None:
+            return 0, None
+        path.write_text(json.dumps(data) + "\n")
+        return 1, f"{path} was missing: started it again with the data line (its epoch records are lost)"
+    kept = path.read_bytes().splitlines(keepends=True)[:lines]
+    whole = _whole_records(kept)
+    note = None
+    if whole < len(kept):
+        note = (
+            f"{path}: line {whole + 1} is not a whole record (the process was killed while writing it, or "
+            f"the file was damaged): kept the {whole} whole line(s) before it"
+        )
+    elif len(kept) < lines:
+        note = f"{path} holds {len(kept)} of the {lines} lines of the checkpoint: its tail was lost"
+    body = b"".join(kept[:whole])
+    if whole == 0 and data is not None:
+        body, whole = (json.dumps(data) + "\n").encode(), 1
+    with open(path, "wb") as f:
+        f.write(body)
+        f.flush()
+        os.fsync(f.fileno())
+    return whole, note
 
 
 def tb_step(cfg: Config, stage: str, epoch: int) -> int:

@@ -22,7 +22,7 @@ from elope.config import Config
 from elope.data.transforms import crop_source_size
 from elope.nn.backbones import pretrained_normalization
 from elope.nn.model import ELoPE
-from elope.nn.weights import WeightsError, load_state_dict_file, load_weights
+from elope.nn.weights import WeightsError, load_state_dict_file, load_weights, non_finite
 from elope.runs.layout import CLASS_MEANS_FILE
 
 __all__ = [
@@ -47,8 +47,12 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], meta: dict[str, A
     The JSON file is written last, so a folder with a ``model.json`` always holds complete weights.
     """
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().contiguous().cpu() for key, value in model.state_dict().items()}
+    if bad := non_finite(state):  # never a model that answers NaN
+        raise WeightsError(
+            f"not saved to {path}: {len(bad)} weight tensor(s) are NaN or infinite ({bad[0]}, ...)"
+        )
+    path.mkdir(parents=True, exist_ok=True)
     tmp = path / (MODEL_WEIGHTS + ".tmp")
     save_file(state, tmp)
     os.replace(tmp, path / MODEL_WEIGHTS)
@@ -69,17 +73,19 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
             "or elope.save_model"
         )
     try:
-        meta = json.loads(meta_file.read_text())
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise WeightsError(f"{meta_file} is not valid JSON (line {error.lineno}): {error.msg}") from error
-    if meta.get("format") != _FORMAT or not isinstance(meta.get("model"), dict):
-        raise WeightsError(f"{meta_file} is not an elope model description (no format/model entries)")
+    except (UnicodeDecodeError, OSError) as error:
+        raise WeightsError(f"cannot read {meta_file}: {error}") from None
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT or not isinstance(meta.get("model"), dict):
+        raise WeightsError(f"{meta_file} is not an elope model description (a JSON object with format/model)")
     try:
         model = ELoPE(**meta["model"])
-    except TypeError as error:
+    except (TypeError, ValueError) as error:  # an unknown entry, or a value out of range (tau: 5)
         raise WeightsError(
             f"{meta_file}: the model entry does not describe an ELoPE model ({error})"
-        ) from error
+        ) from None
     load_weights(model, path / MODEL_WEIGHTS)
     return model.to(device).eval(), meta
 

@@ -104,8 +104,8 @@ def original_box(box: Tensor, source: int, size: tuple[int, int]) -> list[float]
 
 
 def stored_size(dataset: Any, index: int) -> tuple[int, int]:
-    """``(W, H)`` of an image as the dataset loads it (header only; FGVC-Aircraft's banner removed)."""
-    w, h = image_size(dataset.samples[index][0])
+    """``(W, H)`` of an image as the dataset loads it (header only: upright, FGVC-Aircraft's banner removed)."""
+    w, h = image_size(dataset.samples[index][0], oriented=True)
     return w, h - int(getattr(dataset, "banner", 0) or 0)
 
 
@@ -295,6 +295,7 @@ def evaluate_run(
     mean_map: bool = False,
     predictions: str | Path | None = None,
     compile_mode: str | None = None,
+    allow_unfinished: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the trained model of ``run_dir`` on a split (``test`` by default) and return the metrics.
 
@@ -303,14 +304,16 @@ def evaluate_run(
     model through ``torch.compile`` in that mode (:func:`elope.deploy.compiled.compile_model`).
 
     ``dataset``/``root`` default to the ones recorded in the run; ``tau`` to the run's threshold (Table 2).
-    Returns the dict described in the module docstring plus ``split``, ``dataset``, ``root``, ``run``,
-    ``tau`` and ``skipped`` (paths left out with ``skip_unreadable``).
-    """
+    An unfinished run is refused unless ``allow_unfinished`` (``LoadedRun.check_finished``). Returns the
+    dict of the module docstring plus ``split``, ``dataset``, ``root``, ``run``, ``tau``, ``skipped``
+    (left out with ``skip_unreadable``), ``stages`` (done) and ``unfinished`` (a warning, or None)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}.")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     run = load_run(run_dir, device)
+    unfinished = run.check_finished(allow_unfinished)
+    device = next(run.model.parameters()).device
     if compile_mode is not None:
         run.model = compile_model(run.model, compile_mode)
     ds, dataset, root = run.load_dataset(split, dataset, root)
@@ -335,5 +338,5 @@ def evaluate_run(
     result.update(
         split=split, dataset=dataset, root=str(root), run=str(Path(run_dir)), tau=tau, skipped=skipped
     )
-    result["box_problems"] = box_problems
+    result.update(box_problems=box_problems, stages=run.stages_done, unfinished=unfinished)
     return result

@@ -10,6 +10,7 @@ as in the paper's Figs. 4 and 6.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,31 +19,40 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from elope.data.files import IMAGE_EXTENSIONS, Skipped, walk_images
 from elope.data.io import load_image
 from elope.data.transforms import eval_transform
 from elope.runs.loaded import LoadedRun, load_run
 from elope.tasks.evaluate import UNREADABLE_ERRORS, original_box
 
-__all__ = ["IMAGE_EXTENSIONS", "collect_images", "predict_image", "predict_paths"]
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+__all__ = ["IMAGE_EXTENSIONS", "collect_images", "find_images", "predict_image", "predict_paths"]
 
 
-def collect_images(paths: Iterable[str | Path]) -> list[Path]:
-    """Image files named in ``paths``: files as given, directories searched recursively (sorted).
+def find_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[Skipped]]:
+    """Image files named in ``paths`` (files as given, folders searched recursively, sorted, links
+    followed) and every file a folder holds that was skipped, with the reason.
 
-    Inside directories only ``IMAGE_EXTENSIONS`` (any case) are taken; a file named explicitly is always
-    taken, so a broken or mislabelled file is reported rather than silently skipped.
+    Inside folders only :data:`elope.data.files.IMAGE_EXTENSIONS` (any case; the set every command reads)
+    are taken (:func:`elope.data.files.walk_images`); a file named explicitly is always taken, so a broken
+    or mislabelled file is reported rather than silently skipped.
     """
     found: list[Path] = []
+    skipped: list[Skipped] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-        elif p.exists():
+            images, left = walk_images(p, hidden=True)
+            found += images
+            skipped += left
+        elif p.exists() or p.is_symlink():
             found.append(p)
         else:
             raise FileNotFoundError(f"{p} not found: pass image files or folders of images.")
-    return found
+    return found, skipped
+
+
+def collect_images(paths: Iterable[str | Path]) -> list[Path]:
+    """The image files of :func:`find_images` (without the skipped ones)."""
+    return find_images(paths)[0]
 
 
 def _load(path: Path, draft_size: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
@@ -82,12 +92,29 @@ def predict_image(
     return classes, box, heatmap
 
 
-def _vis_name(path: Path, used: set[str]) -> str:
-    name, n = path.stem, 1
-    while name in used:
-        name, n = f"{path.stem}-{n}", n + 1
-    used.add(name)
-    return name + ".png"
+def _vis_targets(files: list[Path], folder: Path) -> list[Path]:
+    """``folder/<stem>.png`` per image (``<stem>-1.png``, ... when stems repeat); one that would overwrite
+    an input image (``--save-vis`` naming the images' own folder) is refused before any work."""
+    used: set[str] = set()
+    targets = []
+    for path in files:
+        name, n = path.stem, 1
+        while name in used:
+            name, n = f"{path.stem}-{n}", n + 1
+        used.add(name)
+        targets.append(folder / f"{name}.png")
+    inputs = {os.path.realpath(p) for p in files}
+    clash = next((t for t in targets if os.path.realpath(t) in inputs), None)
+    blocked = next((t for t in targets if os.path.lexists(t) and not os.path.isfile(t)), None)
+    if blocked is not None:  # a folder (or a FIFO) where a picture goes: refused before any work
+        raise ValueError(
+            f"--save-vis {folder}: {blocked} exists and is not a regular file; choose another folder"
+        )
+    if clash is not None:
+        raise ValueError(
+            f"--save-vis {folder}: the picture {clash} would overwrite that input image; choose another folder"
+        )
+    return targets
 
 
 def _load_predictor(
@@ -134,6 +161,9 @@ def predict_paths(
     progress: bool = False,
     model: str | Path | None = None,
     compile_mode: str | None = None,
+    allow_unfinished: bool = False,
+    skipped: list[Skipped] | None = None,
+    notes: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Predict every image in ``paths`` (files or folders) with the model of ``run_dir``.
 
@@ -144,20 +174,27 @@ def predict_paths(
     Returns one dict per image: ``path``, ``classes`` (``[{"class", "index", "score"}]``, best first),
     ``box`` ``[x1, y1, x2, y2]`` in pixels of the original image, ``size`` ``[width, height]`` and, with
     ``save_vis``, ``vis`` (the PNG written). An image that cannot be read gives ``{"path", "error"}`` and
-    the others go on.
+    the others go on. ``skipped`` (a list) receives every file of the folders that was not read, with the
+    reason (:class:`elope.data.files.Skipped`). An unfinished run is refused unless ``allow_unfinished``
+    (then ``notes`` receives the warning).
     """
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}.")
-    run = _load_predictor(run_dir, device, model, compile_mode)
-    files = collect_images(paths)
+    files, left = find_images(paths)
+    if skipped is not None:
+        skipped += left
     if not files:
         raise FileNotFoundError(
-            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {', '.join(map(str, paths))}."
+            f"no images (.jpg, .png, .tif, .gif, .webp, .bmp, ... {len(IMAGE_EXTENSIONS)} extensions) found in "
+            f"{', '.join(map(str, paths))}."
         )
-    vis_dir = None if save_vis is None else Path(save_vis)
-    used: set[str] = set()
+    targets = _vis_targets(files, Path(save_vis)) if save_vis is not None else None
+    run = _load_predictor(run_dir, device, model, compile_mode)
+    if hasattr(run, "check_finished"):  # a run folder (an exported file is finished by definition)
+        (notes if notes is not None else []).extend(filter(None, [run.check_finished(allow_unfinished)]))
+    device = run.model.device if model is not None else next(run.model.parameters()).device
     results: list[dict[str, Any]] = []
-    for path in tqdm(files, desc="predict", unit="image", disable=not progress):
+    for index, path in enumerate(tqdm(files, desc="predict", unit="image", disable=not progress)):
         try:
             image, stored = _load(path, run.crop_source)
         except UNREADABLE_ERRORS as e:
@@ -165,7 +202,7 @@ def predict_paths(
             continue
         classes, box, heatmap = predict_image(run, image, top=top, tau=tau, device=device, size=stored)
         item: dict[str, Any] = {"path": str(path), "classes": classes, "box": box, "size": list(stored)}
-        if vis_dir is not None:
-            item["vis"] = _save_vis(vis_dir / _vis_name(path, used), image, stored, box, heatmap, classes)
+        if targets is not None:
+            item["vis"] = _save_vis(targets[index], image, stored, box, heatmap, classes)
         results.append(item)
     return results

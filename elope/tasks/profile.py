@@ -22,7 +22,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from elope.nn.backbones import TORCHVISION_BACKBONES
 from elope.nn.model import ELoPE
 
-__all__ = ["PAPER_TABLE3", "count_macs", "count_params", "profile_models"]
+__all__ = ["MAX_IMAGE_SIZE", "PAPER_TABLE3", "count_macs", "count_params", "profile_models"]
+
+#: The largest input side profiled: MACs are counted by running one image, which above this side takes
+#: more memory and time than a count is worth (they grow with the square of the side).
+MAX_IMAGE_SIZE = 2048
 
 # Table 3 (ResNet-50, 200 classes, 1×3×448×448) and Sec. 5 ("only 220000" parameters).
 PAPER_TABLE3 = {
@@ -44,10 +48,35 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def _check_size(backbone: str, image_size: int) -> None:
+    from elope.engine.preflight import _meta_features, feature_map_size, smallest_image_size
+
+    if image_size > MAX_IMAGE_SIZE:
+        raise ValueError(
+            f"--image-size {image_size} is above {MAX_IMAGE_SIZE}: profile counts MACs by running one image, "
+            f"which would take too much memory; MACs grow with the square of the side, so scale the "
+            f"{MAX_IMAGE_SIZE} figure by ({image_size}/{MAX_IMAGE_SIZE})^2"
+        )
+    features = _meta_features(backbone)  # an unknown backbone: ConfigError (a ValueError) naming it
+    hw = feature_map_size(features, image_size)
+    if hw is None or hw[0] * hw[1] < 4:
+        smallest = smallest_image_size(features, 4)
+        got = "no feature map" if hw is None else f"a {hw[0]}x{hw[1]} last feature map"
+        raise ValueError(
+            f"--image-size {image_size} is too small for {backbone}: it gives {got}, and ELoPE's k-max pooling "
+            f"(K = 4, Table 2) needs 4 positions; the smallest --image-size that works is {smallest}"
+        )
+
+
 def profile_models(
     backbone: str = "resnet50", num_classes: int = 200, image_size: int = 448, embedding_dim: int = 512
 ) -> dict[str, dict[str, int]]:
-    """MACs and parameters of the baseline, the full ELoPE model and the localization module (Table 3)."""
+    """MACs and parameters of the baseline, the full ELoPE model and the localization module (Table 3).
+
+    Raises ValueError for an input side above :data:`MAX_IMAGE_SIZE`, or too small for the backbone and
+    K = 4 (saying the smallest side that works).
+    """
+    _check_size(backbone, image_size)
     images = torch.zeros(1, 3, image_size, image_size)
     model = ELoPE(backbone, num_classes, embedding_dim=embedding_dim, image_size=image_size).eval()
     result = {
