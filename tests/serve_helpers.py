@@ -113,7 +113,11 @@ def free_port() -> int:
 
 @contextmanager
 def server_process(
-    model: Path, *options: str, wait_s: float = 60.0
+    model: Path,
+    *options: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    wait_s: float = 60.0,
 ) -> Iterator[tuple[subprocess.Popen, str]]:
     """``elope serve --model MODEL`` in a subprocess on a free loopback port: ``(process, base URL)``.
 
@@ -127,8 +131,10 @@ def server_process(
         "from elope.cli import main; main()"
     )
     args = [sys.executable, "-c", code, "serve", "--model", str(model), "--port", str(port), *options]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    proc = subprocess.Popen(
+        args, env=environment, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + wait_s
@@ -152,3 +158,48 @@ def server_process(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextmanager
+def thread_server(app) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port, in a thread of this process: its base URL."""
+    import threading
+
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def raw_request_head(
+    url: str, body_length: int, content_type: str = "image/jpeg"
+) -> tuple[socket.socket, bytes]:
+    """An open socket to ``url`` and the head of a ``POST /predict`` announcing ``body_length`` bytes."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    head = (
+        f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {body_length}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    return sock, head
+
+
+def read_response(sock: socket.socket) -> tuple[int, bytes]:
+    """Status code and body of the HTTP/1.1 response on ``sock`` (read until the server closes)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
