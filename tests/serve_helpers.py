@@ -23,14 +23,12 @@ TAU = 0.3
 REPO = Path(__file__).resolve().parents[1]
 
 
-def export_tiny_model(synthetic_root: Path, path: Path, batch: int | None = None) -> Path:
-    """tests/test_deploy_export.py's random resnet18 ELoPE (heatmap from one stem channel, classifier rows
-    from three images' embeddings: varied boxes and classes), exported with a dynamic batch."""
+def tiny_model(synthetic_root: Path):
+    """tests/test_deploy_export.py's random resnet18 ELoPE made to give varied boxes and classes (heatmap from
+    one stem channel, classifier rows from three images' embeddings) and its class names."""
     import torch
 
     from elope.data import build_dataset, eval_transform
-    from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-    from elope.deploy.export import export_model
     from elope.nn.model import ELoPE
 
     ds = build_dataset("synthetic", synthetic_root, "test", transform=eval_transform(SOURCE))
@@ -47,7 +45,15 @@ def export_tiny_model(synthetic_root: Path, path: Path, batch: int | None = None
         weight = 5.0 * rows / rows.norm(dim=1, keepdim=True)
         model.classifier.weight.copy_(weight)
         model.classifier.bias.copy_(-weight @ centre)
-    classes = build_dataset("synthetic", synthetic_root, "test").classes
+    return model, ds.classes
+
+
+def export_tiny_model(synthetic_root: Path, path: Path, batch: int | None = None) -> Path:
+    """:func:`tiny_model` exported to ONNX (dynamic batch by default)."""
+    from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from elope.deploy.export import export_model
+
+    model, classes = tiny_model(synthetic_root)
     return export_model(
         model, path, classes=classes, mean=IMAGENET_MEAN, std=IMAGENET_STD, input_size=SOURCE, batch=batch
     )
