@@ -101,9 +101,24 @@ def test_exported_pipeline_uses_them_and_equals_pytorch(tmp_path):
     with torch.no_grad():
         model.localizer.head.weight.zero_()
         model.localizer.head.weight[0, 0, 1, 1] = 1.0  # blobby heatmaps: boxes that are not the whole image
-    path = export_model(model, tmp_path / "m.onnx", classes=list("abc"), mean=[0.5] * 3, std=[0.25] * 3,
-                        input_size=128, batch=None)  # fmt: skip
+    path = export_model(
+        model,
+        tmp_path / "m.onnx",
+        classes=list("abc"),
+        mean=[0.5] * 3,
+        std=[0.25] * 3,
+        input_size=640,
+        batch=None,
+    )  # fmt: skip  (640 -> 64 px: a shrink by 10)
     ops = [node.op_type for node in onnx.load(str(path)).graph.node]
     assert "RoiAlign" not in ops and "Resize" not in ops and ops.count("MaxPool") < 10
+
+    def ops_at(size: int) -> set[str]:
+        kept = export_model(model, tmp_path / f"{size}.onnx", classes=list("abc"), mean=[0.5] * 3, std=[0.25] * 3,
+                            input_size=size, batch=None)  # fmt: skip
+        return {node.op_type for node in onnx.load(str(kept)).graph.node}
+
+    assert "RoiAlign" in ops_at(64)  # one sample per output pixel: the native kernel
+    assert "Resize" in ops_at(96)  # a shrink by 1.5: the native kernel
     for report in check_export(model, path):
         assert report["top1_equal"] and report["boxes_max_px"] <= 0.5 and report["scores_max_rel"] < 1e-4

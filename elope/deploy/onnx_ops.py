@@ -6,12 +6,13 @@ default (N = 2 × 448 = 896 px):
 
 * ``Resize`` with ``antialias=1`` (N → 64 px for the localization module): a direct filter loop. With N
   fixed in the graph the antialiased bilinear filter is a constant matrix per axis, so the resize is two
-  ``MatMul``\\ s (:func:`antialias_weights`, :func:`resize_as_matmuls`; 4.5× faster at 896 → 64).
+  ``MatMul``\\ s (:func:`antialias_weights`, :func:`resize_as_matmuls`; 4.5× faster at 896 → 64, not faster
+  at 448 → 64, so the export uses them from a shrink by 10: ``elope.deploy.export.MATMUL_RESIZE_FROM``).
 * ``RoiAlign``: its CPU kernel runs one box on one thread and averages ``ceil(box / 448)²`` bilinear
   samples per output pixel (4 at N = 896). The samples form a product grid, so the crop is separable: rows
   first, then columns, each output pixel a weighted sum of ``2 · ceil(N / 448)`` gathered rows (columns)
-  (:func:`separable_roi_align`; 2× faster at N = 896; at N ≤ 448, one sample per pixel, the native
-  kernel is as fast and is kept).
+  (:func:`separable_roi_align`; 1.6× faster at N = 896 and batch 1, as fast at batch 8; at N ≤ 448, one
+  sample per pixel, the native kernel is faster and is kept).
 * the ``peak`` box rule's region growing, traced as h·w - 1 = 195 ``MaxPool`` + ``Mul`` steps: the same
   region is the 8-connected reachability from the peak, the transitive closure of the neighbourhood matrix
   by 8 squarings (:func:`reachable_region`).

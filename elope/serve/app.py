@@ -66,7 +66,10 @@ class ServeState:
         """Start the batcher's worker thread and the decoding pool."""
         lim = self.limits
         self.batcher = Batcher(
-            lambda batch: self.model.run(batch), max_batch=lim.max_batch, max_wait_ms=lim.max_wait_ms, max_queue=lim.max_queue
+            lambda batch: self.model.run(batch),
+            max_batch=lim.max_batch,
+            max_wait_ms=lim.max_wait_ms,
+            max_queue=lim.max_queue,
         )
         self.decoders = anyio.CapacityLimiter(lim.decode_threads)
 
