@@ -12,7 +12,7 @@ default (N = 2 × 448 = 896 px):
   samples per output pixel (4 at N = 896). The samples form a product grid, so the crop is separable: rows
   first, then columns, each output pixel a weighted sum of ``2 · ceil(N / 448)`` gathered rows (columns)
   (:func:`separable_roi_align`; 1.6× faster at N = 896 and batch 1, as fast at batch 8; at N ≤ 448, one
-  sample per pixel, the native kernel is faster and is kept).
+  sample per pixel, and on small inputs, the native kernel is faster and is kept).
 * the ``peak`` box rule's region growing, traced as h·w - 1 = 195 ``MaxPool`` + ``Mul`` steps: the same
   region is the 8-connected reachability from the peak, the transitive closure of the neighbourhood matrix
   by 8 squarings (:func:`reachable_region`).
@@ -36,6 +36,7 @@ from torchvision.ops import roi_align
 
 __all__ = [
     "FAST_FORMS",
+    "SEPARABLE_FROM",
     "antialias_weights",
     "onnx_substitutes",
     "reachable_region",
@@ -47,6 +48,10 @@ __all__ = [
 #: Export the faster forms (set to False to export the plain ``Resize`` / ``RoiAlign`` / unrolled forms, which
 #: ``benchmarks/export.py --unoptimized`` times side by side).
 FAST_FORMS = True
+#: Input side from which roi_align is traced as gathers (onnxruntime 1.32, 2 threads: at N = 896 the
+#: gathers take 64 ms against RoiAlign's 102 at batch 1 and as long at batch 8; at N = 96 the ~40 small
+#: nodes cost more than RoiAlign's 0.7 ms)
+SEPARABLE_FROM = 512
 
 
 # ------------------------------------------------------------------------------- antialiased resize
@@ -108,11 +113,13 @@ def separable_roi_align(
 ) -> Tensor:
     """``torchvision.ops.roi_align`` as two gathers (rows, then columns) for one box per image in order
     (``rois[:, 0] == arange(B)``, as :func:`elope.nn.crop.crop_and_resize` gives) lying inside the image;
-    other calls, and crops of at most one sample per pixel (N ≤ output), go to ``roi_align`` itself."""
+    other calls, crops of at most one sample per pixel (N ≤ output) and inputs under ``SEPARABLE_FROM``
+    pixels a side go to ``roi_align`` itself."""
     batch, channels, height, width = images.shape
     out_h, out_w = int(output_size[0]), int(output_size[1])
     grid_h, grid_w = math.ceil(height / out_h), math.ceil(width / out_w)
-    if not aligned or sampling_ratio > 0 or spatial_scale != 1.0 or max(grid_h, grid_w) < 2:
+    small = min(height, width) < SEPARABLE_FROM  # a few dozen small nodes cost more than the kernel there
+    if not aligned or sampling_ratio > 0 or spatial_scale != 1.0 or max(grid_h, grid_w) < 2 or small:
         return roi_align(images, rois, (out_h, out_w), spatial_scale, sampling_ratio, aligned)
     x1, y1, x2, y2 = rois[:, 1], rois[:, 2], rois[:, 3], rois[:, 4]
     rows, row_w = _axis_samples(y1 - 0.5, y2 - y1, out_h, height, grid_h)
