@@ -32,7 +32,7 @@ def _browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1200,800", "--no-first-run", "--disable-extensions"):  # fmt: skip
+                 "--window-size=1200,880", "--no-first-run", "--disable-extensions"):  # fmt: skip
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(DRIVER), options=options)
 
