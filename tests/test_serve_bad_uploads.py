@@ -173,3 +173,14 @@ def test_a_failing_model_is_a_500_json_and_the_server_recovers(served_onnx):
         assert r.status_code == 500 and "onnxruntime fell over" in r.json()["error"]
         model.run = run  # type: ignore[method-assign]
         _still_serving(c)
+
+
+def test_too_many_requests_in_flight_is_a_503_before_reading(client):
+    state = client.app.state.serve
+    state.in_flight += LIMITS.max_in_flight  # as if that many were being read, decoded or run
+    try:
+        r = _post(client, jpeg(), "image/jpeg")
+    finally:
+        state.in_flight -= LIMITS.max_in_flight
+    assert r.status_code == 503 and r.headers["retry-after"] == "1" and "--max-in-flight" in r.json()["error"]
+    _still_serving(client)

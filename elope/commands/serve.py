@@ -110,10 +110,18 @@ def _load(model: Path | None, run_dir: Path | None, threads: int | None, max_pix
     type=click.IntRange(min=1),
     help="Images decoded at once.",
 )
+@click.option(
+    "--max-in-flight",
+    default=128,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Requests read, decoded or run at once (memory: this × the upload limit); beyond, 503.",
+)
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
 def serve_command(model: Path | None, run_dir: Path | None, host: str, port: int, threads: int | None,
                   max_batch: int, max_wait_ms: float, max_queue: int, max_images: int, max_upload_mb: float,
-                  max_pixels: int, timeout: float, decode_threads: int, access_log: bool) -> None:  # fmt: skip
+                  max_pixels: int, timeout: float, decode_threads: int, max_in_flight: int,
+                  access_log: bool) -> None:  # fmt: skip
     """Serve an exported model: POST /predict, the page at /, /health, /model, /openapi.json.
 
     Binds 127.0.0.1 by default; put a reverse proxy in front to reach it from elsewhere (README, "Serve
@@ -136,6 +144,7 @@ def serve_command(model: Path | None, run_dir: Path | None, host: str, port: int
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
         decode_threads=decode_threads,
+        max_in_flight=max_in_flight,
     )
     click.echo(
         f"serving {served.label} ({len(served.classes)} classes, input {served.input_size} px, sha256 "

@@ -47,6 +47,9 @@ class Limits:
     max_batch: int = 8
     max_wait_ms: float = 5.0
     decode_threads: int = 2
+    max_in_flight: int = (
+        128  # requests being read, decoded or run at once: bounds memory (× max_upload_bytes)
+    )
 
 
 class ServeState:
@@ -138,6 +141,10 @@ async def predict(request: Request) -> Response:
     """``POST /predict``: the top classes, the box (and optionally heatmap, embedding) of each image."""
     state: ServeState = request.app.state.serve
     started, phase = time.monotonic(), ["upload"]
+    if state.in_flight >= state.limits.max_in_flight:  # before reading a byte of the body
+        message = (f"server busy: {state.in_flight} requests in flight, the limit is "
+                   f"{state.limits.max_in_flight} (--max-in-flight); retry in 1 s")  # fmt: skip
+        return _refuse(state, 503, message, {"Retry-After": "1"})
     state.in_flight += 1
     try:
         options = _options(request, len(state.model.classes))
