@@ -10,7 +10,13 @@ them: the crop is always resized to ``image_size``):
   localization module, ``heatmap_to_box``, ``roi_align`` crop, backbone, GKMP, embedding, classifier,
   softmax: one graph), run with onnxruntime;
 * ``torch_plain``: the torchvision network's forward in PyTorch;
-* ``torch_elope``: ``ELoPE.predict`` in PyTorch.
+* ``torch_elope``: ``ELoPE.predict`` in PyTorch;
+* with ``--unoptimized``, ``ort_elope_v0``: the pipeline exported with the plain operator forms
+  (``Resize``, ``RoiAlign``, the unrolled ``peak`` region growing; ``elope.deploy.onnx_ops.FAST_FORMS``
+  off), so that the faster forms are measured against them in the same run.
+
+``--ort-only`` leaves the PyTorch contenders out. The plain network runs at the classifier's input
+(``--image-size``), the pipeline at ``--input-size`` (the crop source it is exported for).
 
 onnxruntime gets ``--threads`` intra-op threads, PyTorch ``torch.set_num_threads(--threads)``. Reported:
 medians and the paired ratios ``ort_elope / ort_plain`` (the headline: what the localization module costs in
@@ -51,6 +57,7 @@ from elope.nn.backbones import TORCHVISION_BACKBONES
 
 RATIOS = {
     "ort_elope / ort_plain": ("ort_elope", "ort_plain"),
+    "ort_elope_v0 / ort_plain": ("ort_elope_v0", "ort_plain"),
     "ort_elope / torch_elope": ("ort_elope", "torch_elope"),
     "ort_plain / torch_plain": ("ort_plain", "torch_plain"),
     "torch_elope / torch_plain": ("torch_elope", "torch_plain"),
@@ -89,6 +96,23 @@ def _session(path: Path, threads: int | None) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def _export_elope(
+    model: torch.nn.Module, path: Path, input_size: int, num_classes: int, fast: bool = True
+) -> Path:
+    """The pipeline as ONNX (dynamic batch), with or without the faster operator forms of onnx_ops."""
+    from elope.deploy import onnx_ops
+
+    before, onnx_ops.FAST_FORMS = onnx_ops.FAST_FORMS, fast
+    try:
+        classes = [str(i) for i in range(num_classes)]
+        mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+        return export_model(
+            model, path, classes=classes, mean=mean, std=std, input_size=input_size, batch=None
+        )
+    finally:
+        onnx_ops.FAST_FORMS = before
+
+
 def run(
     backbone: str = "resnet50",
     batch_sizes: Sequence[int] = (1, 8),
@@ -99,6 +123,9 @@ def run(
     threads: int | None = 2,
     flush: bool = True,
     num_classes: int = 200,
+    unoptimized: bool = False,
+    ort_only: bool = False,
+    box_rule: str = "all",
 ) -> dict[str, Any]:
     """The whole benchmark; returns a JSON-able dict (``batches``: one entry per batch size)."""
     import onnxruntime as ort
@@ -106,23 +133,21 @@ def run(
     input_size = input_size or image_size
     with num_threads(threads), flush_denormal(flush), tempfile.TemporaryDirectory() as tmp:
         model, baseline = build_models(backbone, num_classes, image_size)
-        elope_file = export_model(
-            model,
-            Path(tmp) / "elope.onnx",
-            classes=[str(i) for i in range(num_classes)],
-            mean=[0.485, 0.456, 0.406],
-            std=[0.229, 0.224, 0.225],
-            input_size=input_size,
-            batch=None,
-        )
-        plain_file = export_plain(baseline, Path(tmp) / "plain.onnx", input_size)
-        sessions = {"ort_elope": _session(elope_file, threads), "ort_plain": _session(plain_file, threads)}
+        model.box_rule = box_rule
+        files = {"ort_elope": _export_elope(model, Path(tmp) / "elope.onnx", input_size, num_classes)}
+        if unoptimized:
+            files["ort_elope_v0"] = _export_elope(
+                model, Path(tmp) / "v0.onnx", input_size, num_classes, fast=False
+            )
+        files["ort_plain"] = export_plain(baseline, Path(tmp) / "plain.onnx", image_size)
+        sessions = {name: _session(path, threads) for name, path in files.items()}
         result: dict[str, Any] = {
             "benchmark": "export",
             "backbone": backbone,
             "image_size": image_size,
             "input_size": input_size,
             "num_classes": num_classes,
+            "box_rule": box_rule,
             "opset": OPSET,
             "onnxruntime": ort.__version__,
             "flush_denormal": flush,
@@ -132,14 +157,16 @@ def run(
         for batch in batch_sizes:
             torch.manual_seed(batch)
             images = torch.randn(batch, 3, input_size, input_size)
-            array = images.numpy()
+            small = torch.randn(batch, 3, image_size, image_size)
             with torch.inference_mode():
+                feeds = {name: (small if name == "ort_plain" else images).numpy() for name in sessions}
                 contenders = {
-                    "ort_plain": lambda a=array: sessions["ort_plain"].run(None, {"images": a}),
-                    "ort_elope": lambda a=array: sessions["ort_elope"].run(None, {"images": a}),
-                    "torch_plain": lambda x=images: baseline(x),
-                    "torch_elope": lambda x=images: model.predict(x),
+                    name: lambda s=session, a=feeds[name]: s.run(None, {"images": a})
+                    for name, session in sessions.items()
                 }
+                if not ort_only:
+                    contenders["torch_plain"] = lambda x=small: baseline(x)
+                    contenders["torch_elope"] = lambda x=images: model.predict(x)
                 n = repeats or auto_repeats(batch)
                 timings = interleaved(contenders, repeats=n, warmup=warmup)
             result["batches"].append(
@@ -148,7 +175,11 @@ def run(
                     "repeats": n,
                     "median_ms": {name: timings.median(name) * 1e3 for name in timings},
                     "stats_s": {name: timings.summary(name) for name in timings},
-                    "ratio": {label: timings.ratio(a, b) for label, (a, b) in RATIOS.items()},
+                    "ratio": {
+                        label: timings.ratio(a, b)
+                        for label, (a, b) in RATIOS.items()
+                        if a in timings and b in timings
+                    },
                 }
             )
     return result
@@ -194,6 +225,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="timed repeats per batch size (default: 8 at batch 1, 3 at 8)",
     )
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls per contender first")
+    parser.add_argument("--unoptimized", action="store_true", help="also time the plain operator forms (v0)")
+    parser.add_argument("--ort-only", action="store_true", help="leave the PyTorch contenders out")
+    parser.add_argument("--box-rule", default="all", choices=["all", "peak"], help="the pipeline's box rule")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     result = run(
@@ -206,6 +240,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         threads=args.threads or None,
         flush=not args.no_flush_denormal,
         num_classes=args.num_classes,
+        unoptimized=args.unoptimized,
+        ort_only=args.ort_only,
+        box_rule=args.box_rule,
     )
     emit(report(result), result, args.json)
     return result

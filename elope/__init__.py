@@ -8,23 +8,61 @@ The package is layered, imports running downward only (``docs/architecture.md``,
 folder) ← ``engine`` (the training recipe) ← ``tasks`` (evaluate, predict, ablate, ...) ← ``commands``.
 """
 
-from elope.nn.backbones import available_backbones, build_backbone
-from elope.nn.crop import crop_and_resize, resize
-from elope.nn.embedding import EmbeddingHead
-from elope.nn.localization import LocalizationModule, heatmap_loss, heatmap_to_box, mean_heatmap
-from elope.nn.losses import (
-    LOSS_VARIANTS,
-    CenterLoss,
-    ClassMeanLoss,
-    DFFLoss,
-    WithinClassLoss,
-    class_mean_loss,
-    update_class_means,
-)
-from elope.nn.model import POOLINGS, ELoPE, Prediction, create_model
-from elope.nn.pooling import GlobalAvgPool2d, GlobalKMaxPool2d, global_kmax_pool
-from elope.nn.weights import WeightsError, load_weights
-from elope.runs.model_folder import load_model, save_model
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names for type checkers and editors
+    from elope.nn.backbones import available_backbones, build_backbone
+    from elope.nn.crop import crop_and_resize, resize
+    from elope.nn.embedding import EmbeddingHead
+    from elope.nn.localization import LocalizationModule, heatmap_loss, heatmap_to_box, mean_heatmap
+    from elope.nn.losses import (
+        LOSS_VARIANTS,
+        CenterLoss,
+        ClassMeanLoss,
+        DFFLoss,
+        WithinClassLoss,
+        class_mean_loss,
+        update_class_means,
+    )
+    from elope.nn.model import POOLINGS, ELoPE, Prediction, create_model
+    from elope.nn.pooling import GlobalAvgPool2d, GlobalKMaxPool2d, global_kmax_pool
+    from elope.nn.weights import WeightsError, load_weights
+    from elope.runs.model_folder import load_model, save_model
+
+# Imported on first use (PEP 562), so that `import elope.serve` and `elope serve --model` stay free of
+# torch: onnxruntime, numpy and Pillow are all a served ONNX file needs.
+_LAZY: dict[str, str] = {
+    "CenterLoss": "elope.nn.losses",
+    "ClassMeanLoss": "elope.nn.losses",
+    "DFFLoss": "elope.nn.losses",
+    "ELoPE": "elope.nn.model",
+    "EmbeddingHead": "elope.nn.embedding",
+    "GlobalAvgPool2d": "elope.nn.pooling",
+    "GlobalKMaxPool2d": "elope.nn.pooling",
+    "LOSS_VARIANTS": "elope.nn.losses",
+    "LocalizationModule": "elope.nn.localization",
+    "POOLINGS": "elope.nn.model",
+    "Prediction": "elope.nn.model",
+    "WeightsError": "elope.nn.weights",
+    "WithinClassLoss": "elope.nn.losses",
+    "available_backbones": "elope.nn.backbones",
+    "build_backbone": "elope.nn.backbones",
+    "class_mean_loss": "elope.nn.losses",
+    "create_model": "elope.nn.model",
+    "crop_and_resize": "elope.nn.crop",
+    "global_kmax_pool": "elope.nn.pooling",
+    "heatmap_loss": "elope.nn.localization",
+    "heatmap_to_box": "elope.nn.localization",
+    "load_model": "elope.runs.model_folder",
+    "load_weights": "elope.nn.weights",
+    "mean_heatmap": "elope.nn.localization",
+    "resize": "elope.nn.crop",
+    "save_model": "elope.runs.model_folder",
+    "update_class_means": "elope.nn.losses",
+}
 
 __version__ = "0.1.0"
 
@@ -58,3 +96,17 @@ __all__ = [
     "save_model",
     "update_class_means",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The public names of ``__all__``, imported from their modules on first access."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'elope' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

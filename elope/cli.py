@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "elope.commands.evaluate:evaluate_command",
     "predict": "elope.commands.predict:predict_command",
     "export": "elope.commands.export:export_command",
+    "serve": "elope.commands.serve:serve_command",
     "demo": "elope.commands.demo:demo_command",
     "profile": "elope.commands.profile:profile_command",
     "ablate": "elope.commands.ablate:ablate_command",

@@ -38,3 +38,12 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from elope.data.synthetic import write_synthetic
 
     return write_synthetic(tmp_path_factory.mktemp("synthetic"), classes=3, train=4, test=2, size=48, seed=0)
+
+
+@pytest.fixture(scope="session")
+def served_onnx(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random ELoPE (varied boxes and classes) exported to ONNX with a dynamic batch, once per
+    session: what the `elope serve` tests serve (tests/serve_helpers.py)."""
+    from serve_helpers import export_tiny_model
+
+    return export_tiny_model(synthetic_root, tmp_path_factory.mktemp("served") / "tiny.onnx")

@@ -12,6 +12,8 @@ lazy import still ties two modules together). The layers, lowest first:
     runs      elope.runs                          the run folder: layout, save, load, guard
     engine    elope.engine                        the training recipe
     tasks     elope.tasks                         what the commands do: evaluate, predict, ablate, ...
+    serve     elope.serve                         the HTTP server over an exported file (imports no other
+                                                  layer: tests/test_serve_imports.py)
     commands  elope.commands, elope.cli, __main__, the package's __init__ (the public API)
 
 A module may import its own layer and any layer below it, never one above.
@@ -37,6 +39,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("runs", ("elope.runs",)),
     ("engine", ("elope.engine",)),
     ("tasks", ("elope.tasks",)),
+    ("serve", ("elope.serve",)),
     ("commands", ("elope.commands", "elope.cli", "elope.__main__", "elope")),
 ]
 

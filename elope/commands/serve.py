@@ -1,0 +1,154 @@
+"""``elope serve``: an HTTP API and a web page over an exported model (:mod:`elope.serve`).
+
+``--model FILE`` serves an ONNX file of ``elope export`` with onnxruntime; nothing on that path imports
+torch. ``--run RUN`` exports the run's one-pass pipeline to ONNX first (dynamic batch, the run's crop source
+and τ, in a temporary folder deleted before serving starts: the graph is served from memory), then serves
+it the same way; that path needs torch and the deploy extra.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["serve_command"]
+
+
+def _export_run(run_dir: Path) -> bytes:
+    """The run's pipeline as ONNX bytes (:func:`elope.deploy.export.export_model`, dynamic batch)."""
+    import tempfile
+
+    from elope.deploy.export import export_model
+    from elope.runs.loaded import load_run
+
+    run = load_run(run_dir, "cpu")
+    mean, std = run.normalization
+    with tempfile.TemporaryDirectory(prefix="elope-serve-") as tmp:
+        path = export_model(
+            run.model,
+            Path(tmp) / "model.onnx",
+            classes=run.classes,
+            mean=mean,
+            std=std,
+            input_size=run.crop_source,
+            batch=None,
+            tau=run.tau,
+            extra={"run": Path(run_dir).name},
+        )
+        return path.read_bytes()
+
+
+def _load(model: Path | None, run_dir: Path | None, threads: int | None, max_pixels: int) -> Any:
+    from elope.serve.model import ServedModel
+
+    if (model is None) == (run_dir is None):
+        raise click.UsageError("give one of --model FILE.onnx or --run RUN")
+    try:
+        if model is not None:
+            return ServedModel(model, threads=threads, max_pixels=max_pixels)
+        data = _export_run(run_dir)
+        return ServedModel(data, threads=threads, max_pixels=max_pixels, label=f"{run_dir} (exported)")
+    except (FileNotFoundError, ValueError) as e:
+        raise click.ClickException(str(e)) from e
+
+
+@click.command("serve")
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="ONNX file of `elope export`.")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path), help="Run folder: exported to ONNX first.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind (behind a proxy: keep it)."
+)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: its own)."
+)
+@click.option(
+    "--max-batch", default=8, show_default=True, type=click.IntRange(min=1), help="Images per call."
+)
+@click.option(
+    "--max-wait-ms",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="How long the oldest queued image waits for others.",
+)
+@click.option(
+    "--max-queue",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Images waiting; beyond, 503 with Retry-After.",
+)
+@click.option("--max-images", default=16, show_default=True, type=click.IntRange(min=1), help="Per request.")
+@click.option(
+    "--max-upload-mb",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="Request body limit in MiB.",
+)
+@click.option(
+    "--max-pixels",
+    default=40_000_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Pixels per image, read from the header before decoding (decompression bombs).",
+)
+@click.option(
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="Seconds for one request, upload to answer (408 / 504 after).",
+)
+@click.option(
+    "--decode-threads",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Images decoded at once.",
+)
+@click.option(
+    "--max-in-flight",
+    default=128,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Requests read, decoded or run at once (memory: this × the upload limit); beyond, 503.",
+)
+@click.option("--access-log/--no-access-log", default=False, show_default=True)
+def serve_command(model: Path | None, run_dir: Path | None, host: str, port: int, threads: int | None,
+                  max_batch: int, max_wait_ms: float, max_queue: int, max_images: int, max_upload_mb: float,
+                  max_pixels: int, timeout: float, decode_threads: int, max_in_flight: int,
+                  access_log: bool) -> None:  # fmt: skip
+    """Serve an exported model: POST /predict, the page at /, /health, /model, /openapi.json.
+
+    Binds 127.0.0.1 by default; put a reverse proxy in front to reach it from elsewhere (README, "Serve
+    it"). SIGTERM lets the requests in flight finish, then exits with 0. Nothing is written to disk.
+
+    Example: elope serve --model cub.onnx --port 8000, then open http://127.0.0.1:8000/
+    """
+    try:
+        from elope.serve.app import Limits, create_app
+        from elope.serve.server import run_server
+    except ImportError as e:
+        raise click.ClickException(f"{e}: install the serve extra, `pip install 'elope[serve]'`") from e
+    served = _load(model, run_dir, threads, max_pixels)
+    limits = Limits(
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        max_pixels=max_pixels,
+        max_images=max_images,
+        timeout_s=timeout,
+        max_queue=max_queue,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        decode_threads=decode_threads,
+        max_in_flight=max_in_flight,
+    )
+    click.echo(
+        f"serving {served.label} ({len(served.classes)} classes, input {served.input_size} px, sha256 "
+        f"{served.sha256[:12]}) on http://{host}:{port}/",
+        err=True,
+    )
+    run_server(create_app(served, limits), host, port, grace_s=timeout, access_log=access_log)

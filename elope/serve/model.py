@@ -1,0 +1,178 @@
+"""The exported graph (``elope export``) in an onnxruntime session, and its outputs as JSON answers.
+
+Only onnxruntime and numpy: the file carries everything (class names, mean / std, the input side N, τ)
+in its ``"elope"`` metadata entry (:func:`elope.deploy.export.export_metadata`). The answer of one image is
+what ``elope predict --model`` prints: the top classes with softmax scores and the box mapped from the
+N×N input to the photo's stored pixels (:func:`elope.tasks.evaluate.original_box`: scaled, clamped).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from elope.serve.images import Preprocess
+
+__all__ = ["EMBEDDING_OUTPUT", "HEATMAP_FORMATS", "METADATA_KEY", "ServedModel", "file_sha256"]
+
+METADATA_KEY = "elope"  # elope.deploy.pipeline.METADATA_KEY (not imported: that module imports torch)
+EMBEDDING_OUTPUT = "embeddings"  # an output of this name is served as the embedding; `elope export` has none
+HEATMAP_FORMATS = ("none", "png", "list")
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _server_version() -> str:
+    try:
+        return version("elope")
+    except PackageNotFoundError:  # pragma: no cover - a source tree without install
+        return "unknown"
+
+
+class ServedModel:
+    """An exported ONNX file in an onnxruntime CPU session.
+
+    Args:
+        source: the ``.onnx`` file, or its bytes (``elope serve --run`` exports into memory).
+        threads: onnxruntime intra-op threads (default: onnxruntime's choice, the physical cores).
+        max_pixels: the pixel limit of an upload, passed on to :attr:`preprocess`.
+        label: how ``/model`` names the file.
+    """
+
+    def __init__(
+        self, source: str | Path | bytes, *, threads: int | None = None, max_pixels: int, label: str = ""
+    ) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        if isinstance(source, bytes):
+            self.sha256, self.label = hashlib.sha256(source).hexdigest(), label or "<memory>"
+            model: bytes | str = source
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path} not found: pass a file written by `elope export --format onnx`"
+                )
+            self.sha256, self.label, model = file_sha256(path), label or path.name, str(path)
+        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if not raw:
+            raise ValueError(
+                f"{self.label} carries no '{METADATA_KEY}' metadata: not written by `elope export`"
+            )
+        self.meta: dict[str, Any] = json.loads(raw)
+        self.classes: list[str] = [str(c) for c in self.meta["classes"]]
+        self.input_size = int(self.meta["input_size"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.fixed_batch = None if self.meta.get("batch", "dynamic") == "dynamic" else int(self.meta["batch"])
+        self.preprocess = Preprocess(self.input_size, self.meta["mean"], self.meta["std"], max_pixels)
+        self.onnxruntime = ort.__version__
+
+    @property
+    def has_embedding(self) -> bool:
+        """Whether the graph has an ``embeddings`` output."""
+        return EMBEDDING_OUTPUT in self.outputs
+
+    def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """The graph's outputs, by name, for a normalised batch (B, 3, N, N); a fixed-batch file in chunks."""
+        if self.fixed_batch is None or len(images) == self.fixed_batch:
+            return dict(zip(self.outputs, self.session.run(None, {self.input_name: images})))
+        step, parts = self.fixed_batch, []
+        for start in range(0, len(images), step):
+            chunk = images[start : start + step]
+            n = len(chunk)
+            if n < step:  # the last chunk padded with copies of its last image
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
+            parts.append([out[:n] for out in self.session.run(None, {self.input_name: chunk})])
+        return {name: np.concatenate(outs) for name, outs in zip(self.outputs, zip(*parts))}
+
+    def describe(self) -> dict[str, Any]:
+        """``GET /model``: what the file is and what it answers."""
+        m = self.meta
+        return {
+            "file": self.label,
+            "sha256": self.sha256,
+            "classes": self.classes,
+            "num_classes": len(self.classes),
+            "input_size": self.input_size,
+            "image_size": m.get("image_size"),
+            "tau": m.get("tau"),
+            "mean": m.get("mean"),
+            "std": m.get("std"),
+            "batch": m.get("batch"),
+            "opset": m.get("opset"),
+            "outputs": self.outputs,
+            "heatmap": "heatmaps" in self.outputs,
+            "embedding": self.has_embedding,
+            "exported_by": {"elope": m.get("elope_version"), "torch": m.get("torch_version")},
+            "model": m.get("model"),
+            "version": {
+                "server": _server_version(),
+                "onnxruntime": self.onnxruntime,
+                "format": m.get("version"),
+            },
+        }
+
+    def answer(
+        self,
+        outputs: dict[str, np.ndarray],
+        size: tuple[int, int],
+        *,
+        top: int,
+        heatmap: str,
+        embedding: bool,
+    ) -> dict[str, Any]:
+        """The JSON answer of one image from its row of the outputs (``scores`` (C,), ``boxes`` (4,), ...)."""
+        scores = outputs["scores"]
+        order = np.argsort(-scores, kind="stable")[: max(1, min(top, len(self.classes)))]
+        w, h = size
+        n = self.input_size
+        box = outputs["boxes"].astype(np.float32) * np.float32([w / n, h / n, w / n, h / n])
+        limits = [w, h, w, h]
+        result: dict[str, Any] = {
+            "size": [w, h],
+            "classes": [
+                {"class": self.classes[i], "index": int(i), "score": float(scores[i])} for i in order
+            ],
+            "box": [min(max(float(v), 0.0), float(m)) for v, m in zip(box, limits)],
+        }
+        if heatmap != "none":
+            result["heatmap"] = _heatmap(outputs.get("heatmaps"), heatmap)
+        if embedding:
+            vector = outputs.get(EMBEDDING_OUTPUT)
+            result["embedding"] = None if vector is None else [float(v) for v in vector.ravel()]
+        return result
+
+
+def _heatmap(values: np.ndarray | None, fmt: str) -> Any:
+    """The heatmap (1, h, w) as nested lists, or as a grey PNG (min-max to 0..255) in a data URL."""
+    if values is None:
+        return None
+    grid = values.reshape(values.shape[-2:]).astype(np.float32)
+    if fmt == "list":
+        return [[float(v) for v in row] for row in grid]
+    low, high = float(grid.min()), float(grid.max())
+    scaled = (grid - low) / (high - low) if high > low else np.zeros_like(grid)
+    buffer = io.BytesIO()
+    Image.fromarray(np.rint(scaled * 255).astype(np.uint8), "L").save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

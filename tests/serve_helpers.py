@@ -1,0 +1,211 @@
+"""Helpers of the ``elope serve`` tests (tests/test_serve_*.py): the tiny exported model, a real server in a
+subprocess on a free loopback port, and photos of every kind, good and bad, made in memory."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+SOURCE = 96  # the exported input side N
+TAU = 0.3
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_model(synthetic_root: Path):
+    """tests/test_deploy_export.py's random resnet18 ELoPE made to give varied boxes and classes (heatmap from
+    one stem channel, classifier rows from three images' embeddings) and its class names."""
+    import torch
+
+    from elope.data import build_dataset, eval_transform
+    from elope.nn.model import ELoPE
+
+    ds = build_dataset("synthetic", synthetic_root, "test", transform=eval_transform(SOURCE))
+    images = torch.stack([ds[i][0] for i in range(len(ds))]).as_subclass(torch.Tensor)
+    torch.manual_seed(0)
+    model = ELoPE("resnet18", 3, embedding_dim=16, image_size=64, k=2, tau=TAU).eval()
+    with torch.no_grad():
+        model.localizer.head.weight.zero_()
+        model.localizer.head.weight[0, 0, 1, 1] = 1.0
+        crops, _, _ = model.crop(images)
+        _, emb = model(crops, return_embeddings=True)
+        centre = emb.mean(dim=0)
+        rows = emb[[0, 2, 4]] - centre
+        weight = 5.0 * rows / rows.norm(dim=1, keepdim=True)
+        model.classifier.weight.copy_(weight)
+        model.classifier.bias.copy_(-weight @ centre)
+    return model, ds.classes
+
+
+def export_tiny_model(synthetic_root: Path, path: Path, batch: int | None = None) -> Path:
+    """:func:`tiny_model` exported to ONNX (dynamic batch by default)."""
+    from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from elope.deploy.export import export_model
+
+    model, classes = tiny_model(synthetic_root)
+    return export_model(
+        model, path, classes=classes, mean=IMAGENET_MEAN, std=IMAGENET_STD, input_size=SOURCE, batch=batch
+    )
+
+
+# ------------------------------------------------------------------------------------------ photos
+def photo(width: int = 160, height: int = 120, seed: int = 0) -> Image.Image:
+    """A smooth random RGB photo with a bright blob (something for the heatmap to find)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    cx, cy = rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, 0.7) * height
+    blob = np.exp(-(((x - cx) / (0.15 * width)) ** 2 + ((y - cy) / (0.15 * height)) ** 2))
+    base = rng.uniform(40, 120, size=3)
+    pixels = (
+        base + 130 * blob[..., None] * rng.uniform(0.5, 1.0, size=3) + rng.normal(0, 6, (height, width, 3))
+    )
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def jpeg(width: int = 160, height: int = 120, seed: int = 0) -> bytes:
+    return encode(photo(width, height, seed), "JPEG", quality=90)
+
+
+def png16(width: int = 90, height: int = 70) -> bytes:
+    """A 16-bit greyscale PNG (mode I;16) with tones over the whole 0..65535 range."""
+    grey = np.asarray(photo(width, height, 3).convert("L"), np.uint16) * 257
+    image = Image.fromarray(grey)
+    assert image.mode == "I;16", image.mode
+    return encode(image, "PNG")
+
+
+def cmyk_jpeg(width: int = 120, height: int = 100) -> bytes:
+    return encode(photo(width, height, 4).convert("CMYK"), "JPEG", quality=90)
+
+
+def png_header_bomb(width: int, height: int) -> bytes:
+    """A PNG whose header announces width x height pixels, with a few bytes of compressed data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+# ------------------------------------------------------------------------------------ a real server
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def server_process(
+    model: Path,
+    *options: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    wait_s: float = 60.0,
+) -> Iterator[tuple[subprocess.Popen, str]]:
+    """``elope serve --model MODEL`` in a subprocess on a free loopback port: ``(process, base URL)``.
+
+    At exit the process prints whether torch was imported (``TORCH-IMPORTED True|False``, an atexit hook
+    placed before the command runs). Stopped with SIGTERM at the end if still running."""
+    import httpx
+
+    port = free_port()
+    code = (
+        "import atexit, sys; atexit.register(lambda: print('TORCH-IMPORTED', 'torch' in sys.modules, flush=True));"
+        "from elope.cli import main; main()"
+    )
+    args = [sys.executable, "-c", code, "serve", "--model", str(model), "--port", str(port), *options]
+    environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    proc = subprocess.Popen(
+        args, env=environment, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"elope serve exited with {proc.returncode}: {proc.stdout.read()}")
+            try:
+                if httpx.get(url + "/health", timeout=2.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"elope serve did not answer within {wait_s} s")
+            time.sleep(0.1)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextmanager
+def thread_server(app) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port, in a thread of this process: its base URL."""
+    import threading
+
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def raw_request_head(
+    url: str, body_length: int, content_type: str = "image/jpeg"
+) -> tuple[socket.socket, bytes]:
+    """An open socket to ``url`` and the head of a ``POST /predict`` announcing ``body_length`` bytes."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    head = (
+        f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {body_length}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    return sock, head
+
+
+def read_response(sock: socket.socket) -> tuple[int, bytes]:
+    """Status code and body of the HTTP/1.1 response on ``sock`` (read until the server closes)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body

@@ -1,0 +1,98 @@
+"""``elope serve`` answers as ``elope predict --model`` does for the same files (top-k identical, scores
+within 1e-4, boxes within 0.5 px): JPEGs small and large (draft decoding), PNGs with alpha, palette, grey and
+16 bits, CMYK, BMP, WebP; and its torch-free copy of ``to_rgb`` equals the package's on every mode."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("starlette")
+pytest.importorskip("httpx")
+pytest.importorskip("onnxruntime")
+
+from serve_helpers import cmyk_jpeg, encode, photo, png16
+from starlette.testclient import TestClient
+
+from elope.data.io import to_rgb as package_to_rgb
+from elope.serve.app import Limits, create_app
+from elope.serve.images import to_rgb
+from elope.serve.model import METADATA_KEY, ServedModel
+from elope.tasks.predict import predict_paths
+
+
+def _files(folder, synthetic_root):
+    rgba = photo(130, 100, 7).convert("RGBA")
+    rgba.putalpha(Image.fromarray(np.tile(np.linspace(0, 255, 130, dtype=np.uint8), (100, 1))))
+    palette = photo(100, 80, 8).convert("P", palette=Image.Palette.ADAPTIVE, colors=32)
+    palette.info["transparency"] = 0
+    made = {
+        "large.jpg": encode(photo(900, 700, 1), "JPEG", quality=92),  # draft decoding at 1/4
+        "wide.jpg": encode(photo(400, 150, 2), "JPEG", quality=85),
+        "alpha.png": encode(rgba, "PNG"),
+        "palette.png": encode(palette, "PNG", transparency=0),
+        "grey.png": encode(photo(70, 90, 9).convert("L"), "PNG"),
+        "sixteen.png": png16(),
+        "cmyk.jpg": cmyk_jpeg(),
+        "photo.bmp": encode(photo(64, 64, 10), "BMP"),
+        "photo.webp": encode(photo(120, 80, 11), "WEBP", lossless=True),
+    }
+    paths = sorted((synthetic_root / "CUB_200_2011" / "images").rglob("*.jpg"))[:4]
+    for name, data in made.items():
+        (folder / name).write_bytes(data)
+        paths.append(folder / name)
+    return paths
+
+
+def test_answers_equal_elope_predict_model(served_onnx, synthetic_root, tmp_path):
+    paths = _files(tmp_path, synthetic_root)
+    expected = predict_paths(None, paths, top=3, model=served_onnx)
+    served = ServedModel(served_onnx, max_pixels=10**8)
+    with TestClient(create_app(served, Limits())) as client:
+        for path, want in zip(paths, expected):
+            got = client.post("/predict?top=3", files={"image": (path.name, path.read_bytes())}).json()
+            result = got["results"][0]
+            assert result["size"] == want["size"], path.name
+            assert [c["index"] for c in result["classes"]] == [c["index"] for c in want["classes"]], path.name
+            np.testing.assert_allclose(
+                [c["score"] for c in result["classes"]], [c["score"] for c in want["classes"]], atol=1e-4
+            )
+            np.testing.assert_allclose(result["box"], want["box"], atol=0.5, err_msg=path.name)
+    tops = {tuple(c["index"] for c in w["classes"]) for w in expected}
+    assert len(tops) > 1  # the files do not all get the same answer: the comparison can fail
+
+
+def _modes() -> dict[str, Image.Image]:
+    rgb = photo(40, 30, 12)
+    rng = np.random.default_rng(0)
+    ints = lambda low, high: Image.fromarray(rng.integers(low, high, (30, 40)).astype(np.int32))  # noqa: E731
+    floats = lambda a: Image.fromarray(a.astype(np.float32))  # noqa: E731
+    with_nan = rng.uniform(0, 1, (30, 40))
+    with_nan[0, :5] = np.nan
+    transparent = rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    transparent.info["transparency"] = 3
+    return {
+        "RGB": rgb, "L": rgb.convert("L"), "1": rgb.convert("1"), "P": rgb.convert("P"), "P+t": transparent,
+        "LA": rgb.convert("LA"), "RGBA": rgb.convert("RGBA"), "CMYK": rgb.convert("CMYK"),
+        "YCbCr": rgb.convert("YCbCr"), "I;16": Image.open(io.BytesIO(png16(40, 30))),
+        "I 8-bit": ints(0, 256), "I 16-bit": ints(0, 65536), "I wide": ints(-5000, 10**6),
+        "F unit": floats(rng.uniform(0, 1, (30, 40))), "F byte": floats(rng.uniform(0, 255, (30, 40))),
+        "F wide": floats(rng.normal(0, 1000, (30, 40))), "F nan": floats(with_nan),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", list(_modes()))
+def test_to_rgb_equals_the_packages(mode):
+    image = _modes()[mode]
+    ours, theirs = to_rgb(image.copy()), package_to_rgb(image.copy())
+    assert ours.mode == theirs.mode == "RGB"
+    assert np.array_equal(np.asarray(ours), np.asarray(theirs))
+
+
+def test_metadata_key_is_the_exporters():
+    from elope.deploy.pipeline import METADATA_KEY as exported
+
+    assert exported == METADATA_KEY
