@@ -26,8 +26,22 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from elope.config_files import deep_merge, parse_override, read_yaml, set_dotted
 from elope.config_options import check_dataset_options
-from elope.failures import short_repr
+from elope.failures import ConfigError, short_repr
+
+__all__ = [  # ConfigError, parse_override and set_dotted are re-exported: callers import them from here
+    "DATASETS",
+    "PAPER_LOCALIZATION",
+    "STAGES",
+    "Config",
+    "ConfigError",
+    "StageConfig",
+    "default_config_path",
+    "load_config",
+    "parse_override",
+    "set_dotted",
+]
 
 DATASETS = ("cub", "cars", "aircraft", "folder", "synthetic")
 
@@ -43,10 +57,6 @@ PAPER_LOCALIZATION: dict[str, Any] = {
 }
 STAGES = ("classifier", "localizer", "crop", "weighted")
 StageName = Literal["classifier", "localizer", "crop", "weighted"]
-
-
-class ConfigError(ValueError):
-    """A recipe key or value is wrong; the message names the key path."""
 
 
 class _Section(BaseModel):  # allow_inf_nan: every float refuses inf and NaN (lr=inf trained to NaN weights)
@@ -274,7 +284,7 @@ class Config(_Section):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Config:
-        return cls.from_dict(_read_yaml(Path(path)))
+        return cls.from_dict(read_yaml(Path(path)))
 
 
 def default_config_path(dataset: str) -> Path:
@@ -302,18 +312,18 @@ def load_config(
     ``"dotted.key=yaml value"`` strings, applied in order.
     ``epochs`` and ``batch_size`` set that field of every stage (``--epochs N`` for quick runs).
     """
-    user = _read_yaml(Path(config_file)) if config_file is not None else {}
+    user = read_yaml(Path(config_file)) if config_file is not None else {}
     if dataset is None:
         dataset = (user.get("dataset") or {}).get("name") if isinstance(user.get("dataset"), dict) else None
         if dataset is None and base is not None:
             dataset = base["dataset"]["name"]
         if dataset is None:
             raise ConfigError("no dataset given: pass --dataset or a config file with dataset.name")
-    data = copy.deepcopy(dict(base)) if base is not None else _read_yaml(default_config_path(dataset))
+    data = copy.deepcopy(dict(base)) if base is not None else read_yaml(default_config_path(dataset))
     if paper:
         for key, value in PAPER_LOCALIZATION.items():
             set_dotted(data, key, value)
-    _deep_merge(data, user)
+    deep_merge(data, user)
     data.setdefault("dataset", {})["name"] = dataset
     pairs = (
         overrides.items()
@@ -328,57 +338,6 @@ def load_config(
             for stage in STAGES:
                 set_dotted(data, f"stages.{stage}.{field}", value)
     return Config.from_dict(data)
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``"train.seed=3"`` -> ``("train.seed", 3)``; the value is parsed as YAML."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"override {text!r} is not of the form key=value (e.g. loss.lambda=1.0)")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"override {key}: cannot parse value {short_repr(raw)}: {e}") from None
-    return key, value
-
-
-def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``data["a"]["b"] = value`` for ``key="a.b"``; unknown keys are left for validation to name."""
-    parts = key.split(".")
-    node = data
-    for i, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(
-                f"config key {'.'.join(parts[: i + 1])!r} is a value, not a section: cannot set {key!r}"
-            )
-        node = child
-    node[parts[-1]] = value
-
-
-def _deep_merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
-    for key, value in new.items():
-        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
-            _deep_merge(into[key], value)
-        else:
-            into[key] = copy.deepcopy(value)
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():  # a FIFO would block the read
-        raise ConfigError(
-            f"config file {str(path)!r} {'is not a regular file' if path.exists() else 'not found'}"
-        )
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {e.start})") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections")
-    return data
 
 
 def _format_errors(error: ValidationError) -> str:

@@ -13,6 +13,7 @@ import reprlib
 from pathlib import Path
 
 __all__ = [
+    "ConfigError",
     "TrainingError",
     "is_no_space",
     "no_space_message",
@@ -20,6 +21,10 @@ __all__ = [
     "short_repr",
     "torch_load_message",
 ]
+
+
+class ConfigError(ValueError):
+    """A recipe key or value is wrong; the message names the key path (also ``elope.config.ConfigError``)."""
 
 
 class TrainingError(RuntimeError):

@@ -32,7 +32,10 @@ MAX_LINES = 400
 MAX_FUNCTION_LINES = 60  # from `def` to the last line, the docstring included, decorators not
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("elope.failures", "elope.config", "elope.config_options", "elope.outputs")),
+    (
+        "base",
+        ("elope.failures", "elope.config", "elope.config_files", "elope.config_options", "elope.outputs"),
+    ),
     ("nn", ("elope.nn",)),
     ("data", ("elope.data",)),
     ("deploy", ("elope.deploy",)),

@@ -24,7 +24,8 @@ from typing import Any
 
 import click
 
-from elope.config import DATASETS, STAGES, ConfigError, _read_yaml
+from elope.config import DATASETS, STAGES, ConfigError
+from elope.config_files import read_yaml
 from elope.failures import TrainingError
 from elope.runs.checkpoint import CheckpointError, load_checkpoint
 
@@ -241,7 +242,7 @@ def read_run_config(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"nothing to resume: {path} not found{there}")
     fix = "restore the file, or start over with --force (or another --out)"
     try:
-        data = _read_yaml(path)
+        data = read_yaml(path)
     except ConfigError as error:
         raise ConfigError(f"cannot resume: {error}; the run's saved recipe is damaged: {fix}") from None
     section = data.get("dataset")
