@@ -62,6 +62,12 @@ def test_leave_one_out_nearest_class_mean_equals_the_loop():
         correct += int((F.normalize(means, dim=1) @ f[i]).argmax() == labels[i])
     assert loo_ncm_correct(f, labels, sums, counts) == correct
     assert 0 < correct < 12  # the check can tell a right from a wrong choice here
+    # a class with a single member cannot be chosen for it once it is left out; an empty class never
+    lone = torch.tensor([0, 0, 1])
+    g = F.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [1.0, 0.05]]), dim=1)
+    lone_sums = torch.zeros(4, 2, dtype=torch.float64).index_add_(0, lone, g.double())
+    lone_counts = torch.bincount(lone, minlength=4).double()
+    assert loo_ncm_correct(g, lone, lone_sums, lone_counts) == 2  # class 1's only image is never right
     # half of the features from another process: its sums join, its features stay there
     first = loo_ncm_correct(f[:6], labels[:6], sums, counts)
     assert first + loo_ncm_correct(f[6:], labels[6:], sums, counts) == correct

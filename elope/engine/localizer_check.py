@@ -16,8 +16,8 @@ and the heatmaps' ``contrast`` (:func:`heatmap_contrast`). ``model.tau_select`` 
 ``fixed`` keeps ``model.tau`` (the paper's Table 2 values); ``boxes`` takes the τ with the most IoU hits on
 the training boxes; ``labels`` the τ whose crops a nearest class mean in ImageNet features tells apart best
 (a probe of how well the crop stage can learn from them; on the development sets it chose the τ of the
-boxes, or one grid step from it); ``auto`` is ``boxes`` where the
-training split has boxes and ``labels`` where it has none. The result goes to ``metrics.jsonl`` as one
+boxes, or one grid step from it); ``auto`` is ``boxes`` where the training split has boxes and ``labels``
+where it has none. The result goes to ``metrics.jsonl`` as one
 ``{"event": "localizer_check", ...}`` record, and a degenerate module (most boxes ≈ the whole frame) is
 reported in plain words with what to change.
 """
@@ -86,18 +86,18 @@ def loo_ncm_correct(features: Tensor, labels: Tensor, class_sums: Tensor, counts
     the feature itself is left out of its own class's mean (leave-one-out), cosine similarity.
 
     ``class_sums`` (C, D) and ``counts`` (C,) hold the sums over all features of each class (this process's
-    and the others'), so the sums pass between processes, not the features.
+    and the others'), so the sums pass between processes, not the features. Only a feature's own class mean
+    changes when it is left out, so the scores cost one (N, C) product and one (N, D) correction.
     """
     if len(features) == 0:
         return 0
-    f = features.double()
-    sums = class_sums[None].repeat(len(f), 1, 1)  # (N, C, D)
-    rows = torch.arange(len(f))
-    sums[rows, labels] -= f
-    sizes = counts[None].repeat(len(f), 1)
-    sizes[rows, labels] -= 1
-    means = F.normalize(sums / sizes.clamp_min(1)[..., None], dim=2)
-    scores = (means @ f[:, :, None])[..., 0].masked_fill(sizes == 0, -2.0)  # a class with no other member
+    f, sums = features.double(), class_sums.double()
+    scores = f @ F.normalize(sums, dim=1).T  # (N, C): every class mean with the feature in it
+    own = sums[labels] - f  # its own class without it (a mean's scale does not change the cosine)
+    alone = counts[labels] <= 1  # no other member: that class cannot be chosen
+    own_score = torch.where(alone, torch.full_like(own[:, 0], -2.0), (F.normalize(own, dim=1) * f).sum(1))
+    scores[torch.arange(len(f)), labels] = own_score
+    scores[:, counts == 0] = -2.0
     return int((scores.argmax(dim=1) == labels).sum())
 
 
@@ -109,7 +109,7 @@ class LocalizerCheck:
     boxes: int  # training images with a ground-truth box
     hits: list[int]  # per τ: boxes with IoU >= 0.5
     whole: list[int]  # per τ: boxes covering more than WHOLE_AREA of the frame
-    separability: list[float | None] | None  # per τ of LABEL_TAUS: the crops' scatter ratio (labels)
+    separability: list[float | None] | None  # per τ of LABEL_TAUS: the crops' LOO NCM accuracy (labels)
     contrast: float  # mean heatmap contrast
 
     def at(self, tau: float) -> dict[str, float | None]:
