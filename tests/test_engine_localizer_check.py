@@ -64,7 +64,7 @@ def test_leave_one_out_nearest_class_mean_equals_the_loop():
     assert 0 < correct < 12  # the check can tell a right from a wrong choice here
     # a class with a single member cannot be chosen for it once it is left out; an empty class never
     lone = torch.tensor([0, 0, 1])
-    g = F.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [1.0, 0.05]]), dim=1)
+    g = F.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]]), dim=1)
     lone_sums = torch.zeros(4, 2, dtype=torch.float64).index_add_(0, lone, g.double())
     lone_counts = torch.bincount(lone, minlength=4).double()
     assert loo_ncm_correct(g, lone, lone_sums, lone_counts) == 2  # class 1's only image is never right
