@@ -105,10 +105,8 @@ def _export_elope(
     before, onnx_ops.FAST_FORMS = onnx_ops.FAST_FORMS, fast
     try:
         classes = [str(i) for i in range(num_classes)]
-        mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-        return export_model(
-            model, path, classes=classes, mean=mean, std=std, input_size=input_size, batch=None
-        )
+        model.spec = model.spec.replace(crop_source=input_size)
+        return export_model(model, path, classes=classes, batch=None)
     finally:
         onnx_ops.FAST_FORMS = before
 

@@ -71,7 +71,7 @@ def _inference_calls(
     small = model.localizer.input_size
     x64 = F.interpolate(x, size=(small, small), mode="bilinear", antialias=True)
     heat = model.localizer.head(model.localizer.stem(x64))
-    boxes = heatmap_to_box(heat, model.tau, x.shape[-2:])
+    boxes = heatmap_to_box(heat, model.spec.tau, x.shape[-2:])
     crops = crop_and_resize(x, boxes, image_size)
     return {
         "resize_antialias_bilinear": lambda: F.interpolate(
@@ -83,7 +83,7 @@ def _inference_calls(
         "resize_bilinear": lambda: F.interpolate(x, size=(small, small), mode="bilinear"),
         "resize_area": lambda: F.interpolate(x, size=(small, small), mode="area"),
         "localizer_stem_head": lambda: model.localizer.head(model.localizer.stem(x64)),
-        "heatmap_to_box": lambda: heatmap_to_box(heat, model.tau, x.shape[-2:]),
+        "heatmap_to_box": lambda: heatmap_to_box(heat, model.spec.tau, x.shape[-2:]),
         "crop_and_resize": lambda: crop_and_resize(x, boxes, image_size),
         "crop_and_resize_to_channels_last": lambda: crop_and_resize(x, boxes, image_size).contiguous(
             memory_format=cl

@@ -80,8 +80,8 @@ def _export_variant(model: torch.nn.Module, path: Path, input_size: int, variant
     rule, upsample = VARIANTS[variant]
     model.box_rule, model.heatmap_upsample = rule, upsample
     classes = [str(i) for i in range(model.classifier.out_features)]
-    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-    return export_model(model, path, classes=classes, mean=mean, std=std, input_size=input_size, batch=None)
+    model.spec = model.spec.replace(crop_source=input_size)
+    return export_model(model, path, classes=classes, batch=None)
 
 
 def _profile_all(files: dict[str, Path], inputs: dict[str, np.ndarray], images: np.ndarray, threads: int,

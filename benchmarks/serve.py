@@ -58,10 +58,11 @@ def tiny_model(path: Path, num_classes: int = 10, input_size: int = 96) -> Path:
     from elope.nn.model import ELoPE
 
     torch.manual_seed(0)
-    model = ELoPE("resnet18", num_classes, embedding_dim=16, image_size=64, k=2).eval()
+    model = ELoPE(
+        "resnet18", num_classes, embedding_dim=16, image_size=64, crop_source=input_size, k=2
+    ).eval()
     classes = [f"class {i}" for i in range(num_classes)]
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    return export_model(model, path, classes=classes, mean=mean, std=std, input_size=input_size, batch=None)
+    return export_model(model, path, classes=classes, batch=None)
 
 
 def photos(count: int = 16, seed: int = 0) -> list[bytes]:

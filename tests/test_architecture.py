@@ -5,7 +5,8 @@ Every module of ``elope/`` is parsed with ``ast``; every import counts, also tho
 lazy import still ties two modules together). The layers, lowest first:
 
     base      elope.failures, elope.config,       messages, the recipe's schema (and its dataset options),
-              elope.config_options, elope.outputs  output-path checks
+              elope.config_options, elope.outputs, output-path checks, the model's spec (τ, sizes,
+              elope.spec                          normalisation)
     nn        elope.nn                            the paper's parts: pure nn.Modules and functions
     data      elope.data                          datasets, transforms, the procedural set
     deploy    elope.deploy                        the model as one inference graph
@@ -34,7 +35,14 @@ MAX_FUNCTION_LINES = 60  # from `def` to the last line, the docstring included, 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "base",
-        ("elope.failures", "elope.config", "elope.config_files", "elope.config_options", "elope.outputs"),
+        (
+            "elope.failures",
+            "elope.config",
+            "elope.config_files",
+            "elope.config_options",
+            "elope.outputs",
+            "elope.spec",
+        ),
     ),
     ("nn", ("elope.nn",)),
     ("data", ("elope.data",)),

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from elope.outputs import OutputPathError, check_output
+from elope.spec import TAU_RANGE
 
 __all__ = [
     "COMPILE_MODES",
@@ -71,8 +72,9 @@ def run_option(required: bool = True) -> Decorator:
 
 
 def tau_option(help: str = "Box threshold τ. Default: the run's.") -> Decorator:
-    """``--tau``: the box threshold, in [0, 1); None means the run's (its saved model config)."""
-    return click.option("--tau", default=None, type=FiniteFloatRange(0.0, 1.0, max_open=True), help=help)
+    """``--tau``: the box threshold, in :data:`elope.spec.TAU_RANGE`; None means the run's (its model's
+    spec, ``model.json`` → ``model.tau``)."""
+    return click.option("--tau", default=None, type=FiniteFloatRange(*TAU_RANGE, max_open=True), help=help)
 
 
 def unfinished_option() -> Decorator:

@@ -115,13 +115,12 @@ def compile_model(
     return fast
 
 
-def _predict(
-    model: Any, one_pass: Callable[..., Any], images: Any, top: int = 1, tau: float | None = None
-) -> Any:
-    """:meth:`elope.ELoPE.predict` through the compiled one-pass region (the pipeline, then the top-k)."""
+def _predict(model: Any, one_pass: Callable[..., Any], images: Any, top: int = 1) -> Any:
+    """:meth:`elope.ELoPE.predict` through the compiled one-pass region (the pipeline, then the top-k), at
+    the spec the model had when it was compiled."""
     if isinstance(images, (list, tuple)):  # images of different sizes: each on its own, as predict does
-        return type(model).predict(model, images, top=top, tau=tau)
+        return type(model).predict(model, images, top=top)
     with torch.no_grad():
-        outputs = one_pass(images, model.tau if tau is None else tau)
+        outputs = one_pass(images)
     scores, classes = outputs[0].topk(min(top, model.num_classes), dim=1)
     return Prediction(classes, scores, outputs[1], outputs[2] if len(outputs) > 2 else None)

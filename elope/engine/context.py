@@ -23,6 +23,8 @@ from elope.engine import distributed as D
 from elope.failures import TrainingError
 from elope.nn.backbones import pretrained_normalization
 from elope.nn.losses import WithinClassLoss
+from elope.nn.model import ELoPE
+from elope.spec import ModelSpec, crop_source_size
 
 __all__ = [
     "Run",
@@ -31,8 +33,8 @@ __all__ = [
     "TrainingError",
     "check_labels",
     "dataset_options",
-    "normalization",
     "resolve_device",
+    "run_spec",
     "run_splits",
     "seed_everything",
 ]
@@ -46,7 +48,7 @@ class Run:
     out: Path
     device: torch.device
     dist: D.DistInfo
-    model: Any  # elope.nn.model.ELoPE
+    model: ELoPE  # its spec: τ, image size, crop source, normalisation (run_spec, then stage 2's τ)
     criterion: WithinClassLoss | None  # a loss of elope.nn.losses.LOSSES, None for loss.variant "none"
     data: RunData
     classes: list[str]
@@ -66,19 +68,21 @@ class Run:
     @property
     def train_set(self) -> Any:
         """The training split at the classifier's input size (its length is every stage's)."""
-        return self.data.get("train", self.cfg.dataset.image_size)
+        return self.data.get("train", self.model.spec.image_size)
 
 
 @dataclass
 class RunData:
     """The run's training and validation splits, each built once per input size it is needed at.
 
-    Stages that classify whole images (and the localizer's stage) read them at ``image_size``; stages
-    that classify crops read the crop source (:func:`elope.data.crop_source_size`).
+    Stages that classify whole images (and the localizer's stage) read them at ``spec.image_size``;
+    stages that classify crops read the crop source (``spec.crop_source``). Images are normalised with the
+    spec's mean and std.
     """
 
     cfg: Config
     splits: dict[str, str | None]  # "train" / "val" -> the dataset split used (None: no validation)
+    spec: ModelSpec  # only its normalisation is read here (sizes come with each call)
     built: dict[tuple[str, int, bool, bool], Any] = field(default_factory=dict)
 
     def get(self, role: str, size: int, *, source: bool = False, plain: bool = False) -> Any:
@@ -92,7 +96,7 @@ class RunData:
         key = (role, size, source, plain)
         if key not in self.built:
             d = self.cfg.dataset
-            mean, std = normalization(self.cfg)
+            mean, std = self.spec.mean, self.spec.std
             augment = {
                 "rotation": d.augment.rotation,
                 "jitter": d.augment.jitter,
@@ -111,17 +115,23 @@ class RunData:
 
     def sizes(self) -> dict[str, dict[str, Any] | None]:
         """Split name and image count of each role (recorded in ``model.json`` and ``metrics.jsonl``)."""
-        size = self.cfg.dataset.image_size
+        size = self.spec.image_size
         return {
             role: None if split is None else {"split": split, "images": len(self.get(role, size))}
             for role, split in self.splits.items()
         }
 
 
-def normalization(cfg: Config) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The ``(mean, std)`` the backbone's initial weights expect (ImageNet's for ResNets, 0.5/0.5 for the
-    EfficientNet-Lite weights); recorded in ``model.json`` so ``evaluate`` and ``predict`` use it too."""
-    return pretrained_normalization(cfg.model.backbone)
+def run_spec(cfg: Config) -> ModelSpec:
+    """The model's spec of a recipe, resolved once when the run is configured: ``dataset.image_size``,
+    ``dataset.crop_source`` (:func:`elope.spec.crop_source_size`), ``model.tau`` (which the end of stage 2
+    may replace, ``model.tau_select``) and the normalisation the backbone's initial weights expect
+    (ImageNet's for ResNets, 0.5/0.5 for the EfficientNet-Lite weights)."""
+    mean, std = pretrained_normalization(cfg.model.backbone)
+    image_size = cfg.dataset.image_size
+    return ModelSpec(
+        image_size, crop_source_size(image_size, cfg.dataset.crop_source), cfg.model.tau, mean, std
+    )
 
 
 def dataset_options(cfg: Config) -> dict[str, Any]:

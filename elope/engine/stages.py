@@ -14,13 +14,13 @@ import torch
 from torch import nn
 
 from elope.config import STAGES, Config, StageConfig
-from elope.data.transforms import crop_source_size
 from elope.engine.context import Run
 from elope.failures import TrainingError
 from elope.nn.losses import LOSSES, WithinClassLoss
 from elope.nn.model import ELoPE
 from elope.nn.pooling import GlobalKMaxPool2d
 from elope.nn.weights import load_weights
+from elope.spec import ModelSpec
 
 __all__ = [
     "REQUIRES",
@@ -122,8 +122,8 @@ def uses_crops(run: Run, stage: str) -> bool:
 
 def stage_input_size(run: Run, stage: str) -> int:
     """Side of the images a stage reads: the crop source when it classifies crops, else ``image_size``."""
-    d = run.cfg.dataset
-    return crop_source_size(d.image_size, d.crop_source) if uses_crops(run, stage) else d.image_size
+    spec = run.model.spec
+    return spec.crop_source if uses_crops(run, stage) else spec.image_size
 
 
 def begin_stage(run: Run, stage: str) -> None:
@@ -143,7 +143,7 @@ def restart_classifier(run: Run) -> None:
     The authors' release trains the crop-stage classifier this way (``elope.lua`` with
     ``--localization_module`` builds a new model from ``--backbone``, ``setupModel.lua`` lines 67-108).
     """
-    fresh_model, fresh_criterion = make_model_and_loss(run.cfg, len(run.classes))
+    fresh_model, fresh_criterion = make_model_and_loss(run.cfg, len(run.classes), run.model.spec)
     state = {k: v for k, v in fresh_model.state_dict().items() if not k.startswith("localizer.")}
     missing = [k for k in run.model.state_dict() if k not in state and not k.startswith("localizer.")]
     if missing:
@@ -153,9 +153,10 @@ def restart_classifier(run: Run) -> None:
         run.criterion.load_state_dict(fresh_criterion.state_dict())
 
 
-def make_model(cfg: Config, num_classes: int) -> ELoPE:
-    """The recipe's model on the CPU: ``model.*`` of the config, the localization module attached by
-    :func:`attach_paired_localizer`, then ``model.weights`` loaded."""
+def make_model(cfg: Config, num_classes: int, spec: ModelSpec) -> ELoPE:
+    """The recipe's model on the CPU: ``model.*`` of the config with ``spec`` (:func:`elope.engine.context.
+    run_spec`), the localization module attached by :func:`attach_paired_localizer`, then ``model.weights``
+    loaded."""
     m = cfg.model
     model = ELoPE(
         m.backbone,
@@ -165,8 +166,7 @@ def make_model(cfg: Config, num_classes: int) -> ELoPE:
         pooling=m.pooling,
         localizer=False,
         pretrained=m.pretrained,
-        image_size=cfg.dataset.image_size,
-        tau=m.tau,
+        **spec.to_dict(),
         localizer_input=m.localizer_input,
         heatmap_upsample=m.heatmap_upsample,
         box_rule=m.box_rule,
@@ -201,9 +201,11 @@ def make_criterion(cfg: Config, num_classes: int) -> WithinClassLoss | None:
     )
 
 
-def make_model_and_loss(cfg: Config, num_classes: int) -> tuple[ELoPE, WithinClassLoss | None]:
+def make_model_and_loss(
+    cfg: Config, num_classes: int, spec: ModelSpec
+) -> tuple[ELoPE, WithinClassLoss | None]:
     """The recipe's model and class-mean loss (None for ``loss.variant: none``), on the CPU."""
-    return make_model(cfg, num_classes), make_criterion(cfg, num_classes)
+    return make_model(cfg, num_classes, spec), make_criterion(cfg, num_classes)
 
 
 def enable_weighted_pooling(model: ELoPE) -> None:

@@ -53,7 +53,15 @@ from elope.config import STAGES, Config, ConfigError, StageConfig, load_config
 from elope.data.errors import DataError
 from elope.data.synthetic import write_synthetic
 from elope.engine import distributed as D
-from elope.engine.context import Run, RunData, StageState, resolve_device, run_splits, seed_everything
+from elope.engine.context import (
+    Run,
+    RunData,
+    StageState,
+    resolve_device,
+    run_spec,
+    run_splits,
+    seed_everything,
+)
 from elope.engine.localizer_check import check_localizer, describe_check
 from elope.engine.loop import batches_per_epoch, train_one_epoch
 from elope.engine.preflight import check_model_settings
@@ -77,7 +85,7 @@ from elope.runs.environment import environment
 from elope.runs.guard import read_run_config
 from elope.runs.layout import MODEL_DIR, TEACHER_DIR, run_paths
 from elope.runs.metrics import append_record, open_writer, tb_step, write_scalars
-from elope.runs.model_folder import export_model, model_meta, without_localizer
+from elope.runs.model_folder import model_meta, without_localizer, write_model_folder
 
 __all__ = [
     "TrainingError",
@@ -211,14 +219,15 @@ def prepare_data(cfg: Config, out: Path, dist: D.DistInfo) -> Config:
 def build_run(cfg: Config, out: Path, dist: D.DistInfo, device: torch.device) -> Run:
     """Datasets (train and, with ``val_fraction > 0``, val; never test), model and class-mean loss, seeded
     with ``train.seed``."""
-    data = RunData(cfg, run_splits(cfg))
-    train_set = data.get("train", cfg.dataset.image_size)
-    val_set = data.get("val", cfg.dataset.image_size)
+    spec = run_spec(cfg)
+    data = RunData(cfg, run_splits(cfg), spec)
+    train_set = data.get("train", spec.image_size)
+    val_set = data.get("val", spec.image_size)
     if val_set is not None and len(val_set) == 0:
         raise TrainingError(f"the validation split of {cfg.dataset.name!r} at {cfg.dataset.root} is empty")
     classes = list(train_set.classes)
     seed_everything(cfg.train.seed)
-    model, criterion = make_model_and_loss(cfg, len(classes))
+    model, criterion = make_model_and_loss(cfg, len(classes), spec)
     if criterion is not None:
         criterion.to(device)
     if cfg.train.sync_bn and dist.enabled:
@@ -308,6 +317,7 @@ def finish_stage(run: Run, state: StageState) -> None:
             click.echo(f"[{state.stage}] keeping epoch {state.best['epoch']} (best on val)", err=True)
     if state.stage == "localizer":  # τ chosen and the module checked before the crop stage uses it
         record = check_localizer(run)
+        run.model.spec = run.model.spec.replace(tau=record["tau"])  # the spec RUN/model stores
         append_metrics(run, record, tb_step(run.cfg, "localizer", run.cfg.stages.localizer.epochs))
         if run.main:
             click.echo(describe_check(record), err=True)
@@ -328,9 +338,9 @@ def export_run_model(run: Run, name: str = MODEL_DIR, *, with_means: bool = True
     """
     model = run.model if run.localized else without_localizer(run.model)
     means = run.criterion.means if run.criterion is not None and with_means else None
-    meta = model_meta(run.cfg, run.classes, run.data.sizes(), run.completed, run.localized, run.model.tau)
+    meta = model_meta(run.cfg, run.classes, run.data.sizes(), run.completed, run.localized)
     meta["environment"] = environment(run.device)
-    export_model(run.out / name, model, meta, means)
+    write_model_folder(run.out / name, model, meta, means)
 
 
 def append_metrics(run: Run, record: dict[str, Any], step: int) -> None:

@@ -26,8 +26,9 @@ import torch
 from torch import Tensor, nn
 from torchvision import models
 
-from elope.nn.pretrained import IMAGENET_MEAN, IMAGENET_STD, OFFLINE_BACKBONES, load_offline_weights
+from elope.nn.pretrained import OFFLINE_BACKBONES, load_offline_weights
 from elope.nn.weights import WeightsError
+from elope.spec import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "TORCHVISION_BACKBONES",
