@@ -22,7 +22,7 @@ from elope.data.transforms import eval_transform, train_transform
 from elope.engine import distributed as D
 from elope.failures import TrainingError
 from elope.nn.backbones import pretrained_normalization
-from elope.nn.losses import WithinClassLoss
+from elope.nn.losses import EmbeddingLoss, check_label_range
 from elope.nn.model import ELoPE
 from elope.spec import ModelSpec, crop_source_size
 
@@ -49,7 +49,7 @@ class Run:
     device: torch.device
     dist: D.DistInfo
     model: ELoPE  # its spec: τ, image size, crop source, normalisation (run_spec, then stage 2's τ)
-    criterion: WithinClassLoss | None  # a loss of elope.nn.losses.LOSSES, None for loss.variant "none"
+    criterion: EmbeddingLoss | None  # a loss of elope.nn.losses.LOSSES, None for loss.variant "none"
     data: RunData
     classes: list[str]
     completed: list[str] = field(default_factory=list)
@@ -180,10 +180,10 @@ def seed_everything(seed: int) -> None:
 
 
 def check_labels(labels: Tensor, num_classes: int) -> None:
-    """Labels must index a class; checked on the CPU tensor the loader yields (no device synchronisation),
-    so an out-of-range label is a clear error instead of a CUDA scatter assertion."""
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise TrainingError(
-            f"a label lies outside [0, {num_classes - 1}] (got {int(labels.min())}..{int(labels.max())}): "
-            "the dataset's class list and its labels disagree"
-        )
+    """Labels must index a class (:func:`elope.nn.losses.check_label_range`); checked on the CPU tensor the
+    loader yields (no device synchronisation), so an out-of-range label is a clear error instead of a CUDA
+    scatter assertion."""
+    try:
+        check_label_range(labels, num_classes)
+    except ValueError as error:
+        raise TrainingError(f"{error}: the dataset's class list and its labels disagree") from None

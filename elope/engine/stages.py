@@ -16,7 +16,7 @@ from torch import nn
 from elope.config import STAGES, Config, StageConfig
 from elope.engine.context import Run
 from elope.failures import TrainingError
-from elope.nn.losses import LOSSES, WithinClassLoss
+from elope.nn.losses import LOSSES, EmbeddingLoss
 from elope.nn.model import ELoPE
 from elope.nn.pooling import GlobalKMaxPool2d
 from elope.nn.weights import load_weights
@@ -186,7 +186,7 @@ def attach_paired_localizer(model: ELoPE) -> None:
         model.add_localizer()
 
 
-def make_criterion(cfg: Config, num_classes: int) -> WithinClassLoss | None:
+def make_criterion(cfg: Config, num_classes: int) -> EmbeddingLoss | None:
     """The class-mean loss ``loss.variant`` names (:data:`elope.nn.losses.LOSSES`), None for ``none``."""
     lo = cfg.loss
     if lo.variant == "none":
@@ -201,9 +201,7 @@ def make_criterion(cfg: Config, num_classes: int) -> WithinClassLoss | None:
     )
 
 
-def make_model_and_loss(
-    cfg: Config, num_classes: int, spec: ModelSpec
-) -> tuple[ELoPE, WithinClassLoss | None]:
+def make_model_and_loss(cfg: Config, num_classes: int, spec: ModelSpec) -> tuple[ELoPE, EmbeddingLoss | None]:
     """The recipe's model and class-mean loss (None for ``loss.variant: none``), on the CPU."""
     return make_model(cfg, num_classes, spec), make_criterion(cfg, num_classes)
 
