@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from elope.commands.options import checked_output, run_option, tau_option, unfinished_option
+from elope.commands.options import checked_output, renamed_option, run_option, tau_option, unfinished_option
 from elope.deploy.check import ExportCheckError, check_export
 from elope.deploy.export import FORMATS, OPSET, export_model
 from elope.failures import TrainingError
@@ -50,10 +50,10 @@ class _BatchType(click.ParamType):
     type=_BatchType(),
     help="Batch size of the graph, or 'dynamic'.",
 )
-@click.option(
+@renamed_option(
     "--crop-source",
     "--image-size",  # the name before 0.2 (it never was the classifier's side): a hidden alias
-    "crop_source",
+    dest="crop_source",
     default=None,
     type=click.IntRange(8, 8192),
     help="Side N of the square input, the crop source the graph cuts its crops from (at most 8192; "

@@ -82,7 +82,7 @@ def check_dataset(
     *,
     decode: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    workers: int | None = None,
+    threads: int | None = None,
     progress: Any = None,
     **options: Any,
 ) -> CheckReport:
@@ -93,7 +93,7 @@ def check_dataset(
             ``annotation_level``, ``remove_banner``).
         decode: decode every image (finds truncated files); ``False`` only reads image headers.
         max_pixels: the decompression-bomb cap used for training.
-        workers: threads decoding images (PIL releases the GIL); default ``min(8, cpu count)``.
+        threads: threads decoding images (PIL releases the GIL); default ``min(8, cpu count)``.
         progress: optional callable wrapping an iterable (e.g. ``tqdm.tqdm``) for a progress bar.
 
     Raises:
@@ -109,8 +109,8 @@ def check_dataset(
     for records in index.splits.values():
         for record in records:
             unique.setdefault(record.path, record)
-    workers = workers or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    threads = threads or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
         results: Iterable[list[Problem]] = pool.map(
             lambda r: _check_image(r, decode, max_pixels), unique.values()
         )

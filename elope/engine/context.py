@@ -19,8 +19,9 @@ from torch import Tensor
 from elope.config import Config
 from elope.data import build_dataset
 from elope.data.transforms import eval_transform, train_transform
+from elope.deploy.device import auto_device
 from elope.engine import distributed as D
-from elope.failures import TrainingError
+from elope.failures import Echo, TrainingError, to_stderr
 from elope.nn.backbones import pretrained_normalization
 from elope.nn.losses import EmbeddingLoss, check_label_range
 from elope.nn.model import ELoPE
@@ -53,8 +54,8 @@ class Run:
     data: RunData
     classes: list[str]
     completed: list[str] = field(default_factory=list)
-    metrics_lines: int = 0
-    writer: Any = None
+    writer: Any = None  # TensorBoard's SummaryWriter (main process)
+    echo: Echo = to_stderr  # where progress lines and warnings go (the commands pass click.echo)
 
     @property
     def main(self) -> bool:
@@ -161,9 +162,9 @@ class StageState:
 
 
 def resolve_device(name: str, dist: D.DistInfo) -> torch.device:
-    """``auto`` → the process's GPU when CUDA is available, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+    """``train.device`` as this process's device: ``auto`` (:func:`elope.deploy.device.auto_device`) or
+    ``cuda`` → the process's GPU (its local rank), ``cuda:N`` → that GPU; refused without CUDA."""
+    name = auto_device(name)
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise TrainingError(f"device {name!r} requested but CUDA is not available; use --device cpu")

@@ -36,10 +36,13 @@ from elope.engine import distributed as D
 from elope.engine.context import Run, run_spec
 from elope.engine.loop import make_loader
 from elope.engine.metrics import iou_hits
+from elope.engine.plan import StagePlan
 from elope.engine.stages import make_model
-from elope.engine.steps import autocast, to_device
+from elope.engine.steps import to_device
 from elope.failures import TrainingError
 from elope.nn.crop import crop_and_resize
+from elope.nn.model import ELoPE
+from elope.nn.modes import evaluating
 
 __all__ = [
     "DEGENERATE_SHARE",
@@ -202,7 +205,7 @@ class _Sums:
 
 
 def score_batch(
-    model: Any, sums: _Sums, images: Tensor, labels: Tensor, gt: Tensor, reference: torch.nn.Module | None
+    model: ELoPE, sums: _Sums, images: Tensor, labels: Tensor, gt: Tensor, reference: torch.nn.Module | None
 ) -> None:
     """One batch of the pass: the module's heatmaps once, then the boxes (and crops) at every τ."""
     size = images.shape[-2:]
@@ -229,22 +232,18 @@ def new_sums(classes: int, width: int | None = None) -> _Sums:
 
 
 @torch.no_grad()
-def measure_localizer(run: Run, *, with_labels: bool) -> LocalizerCheck:
-    """The pass over the training split (all processes together): :class:`LocalizerCheck`."""
-    cfg, model = run.cfg, run.model
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
+def measure_localizer(run: Run, plan: StagePlan, *, with_labels: bool) -> LocalizerCheck:
+    """The pass over the training split (all processes together) at the crop source, with the loader,
+    batch and precision of the localizer stage's ``plan``: :class:`LocalizerCheck`."""
+    model = run.model
     dataset = run.data.get("train", model.spec.crop_source, plain=True)
-    batch = max(1, cfg.stages.localizer.batch_size // run.dist.world_size)
-    reference = reference_features(cfg, len(run.classes)).to(run.device) if with_labels else None
+    reference = reference_features(run.cfg, len(run.classes)).to(plan.device) if with_labels else None
     sums = new_sums(len(run.classes), None if reference is None else model.num_features)
-    try:
-        for images, labels, gt in make_loader(run, dataset, batch, epoch=0, shuffle=False):
-            with autocast(run):
-                score_batch(model, sums, to_device(run, images), labels, gt, reference)
-    finally:
-        for module, mode in modes:
-            module.training = mode
+    loader = make_loader(dataset, max(1, plan.local_batch), plan.loader, epoch=0, shuffle=False)
+    with evaluating(model):
+        for images, labels, gt in loader:
+            with plan.autocast():
+                score_batch(model, sums, to_device(images, plan), labels, gt, reference)
     return sums.result(run.dist)
 
 
@@ -266,14 +265,14 @@ def advice(report: dict[str, Any]) -> str | None:
     )
 
 
-def check_localizer(run: Run) -> dict[str, Any]:
+def check_localizer(run: Run, plan: StagePlan) -> dict[str, Any]:
     """Measure the trained module on the training split and return the ``localizer_check`` record for
     ``metrics.jsonl`` (with ``advice`` when it is degenerate); its ``tau`` is the τ ``model.tau_select``
     chose, which the caller installs in the model's spec."""
     m = run.cfg.model
     select = m.tau_select
     with_labels = select == "labels" or (select == "auto" and not _has_boxes(run))
-    check = measure_localizer(run, with_labels=with_labels)
+    check = measure_localizer(run, plan, with_labels=with_labels)
     tau, how = choose_tau(check, select, m.tau)
     at = check.at(min(TAU_GRID, key=lambda t: abs(t - tau)))  # a fixed τ off the grid: the nearest
     report: dict[str, Any] = {

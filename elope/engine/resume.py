@@ -30,6 +30,7 @@ from elope.runs.checkpoint import (
     set_rng_state,
 )
 from elope.runs.layout import run_paths
+from elope.runs.metrics import line_count
 from elope.spec import SPEC_FIELDS
 
 __all__ = ["clone_state", "restore", "resume_stage", "save_checkpoint"]
@@ -76,7 +77,7 @@ def save_checkpoint(
             "rng": rngs,
             "data_seed": run.cfg.train.seed,
             "world_size": run.dist.world_size,
-            "metrics_lines": run.metrics_lines,
+            "metrics_lines": line_count(run_paths(run.out).metrics),
             "config": run.cfg.to_dict(),
         }
         folder = run_paths(run.out).checkpoints
@@ -122,7 +123,6 @@ def restore(run: Run, ckpt: dict[str, Any], path: Path) -> None:
             raise CheckpointError(f"{path} holds no class means but loss.variant is {run.cfg.loss.variant!r}")
         load_state_strict(run.criterion, ckpt["criterion"], f"the class means in {path}")
     run.completed = list(ckpt["completed"])
-    run.metrics_lines = int(ckpt["metrics_lines"])
 
 
 def resume_stage(

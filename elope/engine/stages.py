@@ -37,9 +37,7 @@ __all__ = [
     "plan_stages",
     "restart_classifier",
     "set_train_mode",
-    "stage_input_size",
     "trainable",
-    "uses_crops",
 ]
 
 
@@ -114,16 +112,6 @@ def make_optimizer(params: list[nn.Parameter], s: StageConfig) -> torch.optim.Op
 def make_scheduler(opt: torch.optim.Optimizer, s: StageConfig) -> torch.optim.lr_scheduler.StepLR:
     """lr × ``lr_decay`` every ``lr_step`` epochs (Sec. 6: ÷10 every 30 epochs)."""
     return torch.optim.lr_scheduler.StepLR(opt, step_size=s.lr_step, gamma=s.lr_decay)
-
-
-def uses_crops(run: Run, stage: str) -> bool:
-    return stage in ("crop", "weighted") and run.localized
-
-
-def stage_input_size(run: Run, stage: str) -> int:
-    """Side of the images a stage reads: the crop source when it classifies crops, else ``image_size``."""
-    spec = run.model.spec
-    return spec.crop_source if uses_crops(run, stage) else spec.image_size
 
 
 def begin_stage(run: Run, stage: str) -> None:
