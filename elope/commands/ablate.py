@@ -14,7 +14,7 @@ from elope.commands.options import (
     config_option,
     overrides_option,
     paper_option,
-    to_stderr,
+    stderr_echo,
 )
 from elope.config import DATASETS, PAPER_LOCALIZATION, ConfigError, load_config, parse_override
 from elope.data.errors import DataError
@@ -95,7 +95,7 @@ def _k_sweep(out: Path, ks: str, seeds: list[int], shared: dict[str, Any]) -> li
         )
     title = f"K sweep (Fig. 7), H·W = {positions}"
     summary = run_ablation(
-        out, k_sweep_rows(k_values), seeds, name="k_sweep", title=title, **shared, echo=to_stderr
+        out, k_sweep_rows(k_values), seeds, name="k_sweep", title=title, **shared, echo=stderr_echo
     )
     plot_k_sweep(summary, k_values, out / "k_sweep.png", positions)
     click.echo(format_markdown(summary, title))
@@ -176,7 +176,7 @@ def ablate_command(
     try:
         with run_lock(out, "elope ablate"):
             if study == "table5":
-                summary = run_ablation(out, selected, seed_list, **shared, echo=to_stderr)
+                summary = run_ablation(out, selected, seed_list, **shared, echo=stderr_echo)
                 click.echo(format_markdown(summary, "Ablation (Table 5)"))
             else:
                 summary = _k_sweep(out, ks, seed_list, shared)

@@ -30,8 +30,8 @@ __all__ = [
     "paper_option",
     "renamed_option",
     "run_option",
+    "stderr_echo",
     "tau_option",
-    "to_stderr",
     "unfinished_option",
     "user_errors",
 ]
@@ -133,7 +133,7 @@ def paper_option() -> Decorator:
     )
 
 
-def to_stderr(line: str) -> None:
+def stderr_echo(line: str) -> None:
     """The :data:`elope.failures.Echo` the commands pass below them: ``click.echo`` on standard error."""
     click.echo(line, err=True)
 

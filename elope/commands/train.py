@@ -13,7 +13,7 @@ from elope.commands.options import (
     overrides_option,
     paper_option,
     renamed_option,
-    to_stderr,
+    stderr_echo,
     user_errors,
 )
 from elope.config import DATASETS
@@ -117,5 +117,5 @@ def train_command(
         for note in shortcut_notes(overrides, epochs, batch_size):  # a shortcut replaced a --set value
             click.echo(note, err=True)
         hooks = (click.get_current_context().obj or {}).get(STEP_HOOKS, ())
-        run_training(cfg, out, resume=resume, force=force, allow=allow_changes, echo=to_stderr, hooks=hooks)
+        run_training(cfg, out, resume=resume, force=force, allow=allow_changes, echo=stderr_echo, hooks=hooks)
     click.echo(f"done: {out / 'model'}", err=True)

@@ -30,7 +30,7 @@ from elope.failures import Echo, TrainingError, short_repr, to_stderr
 from elope.runs.guard import open_run_folder, read_run_config
 from elope.runs.layout import run_paths
 from elope.runs.lock import run_lock
-from elope.runs.metrics import append_record, truncate_metrics
+from elope.runs.metrics_log import append_record, truncate_metrics
 
 __all__ = [
     "SESSION_KEYS",

@@ -1,5 +1,5 @@
 """What a run writes and says as it goes: the data line and the epoch records of ``metrics.jsonl``, the
-same scalars in TensorBoard (:mod:`elope.runs.metrics`), ``config.yaml`` and the lines it tells the user
+same scalars in TensorBoard (:mod:`elope.runs.metrics_log`), ``config.yaml`` and the lines it tells the user
 (through ``run.echo``)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from elope.engine.context import Run
 from elope.engine.recipe import start_metrics
 from elope.runs.environment import environment
 from elope.runs.layout import run_paths
-from elope.runs.metrics import append_record, open_writer, tb_step, write_scalars
+from elope.runs.metrics_log import append_record, open_writer, tb_step, write_scalars
 
 __all__ = ["append_metrics", "describe_data", "epoch_line", "start_records"]
 

@@ -30,7 +30,7 @@ from elope.runs.checkpoint import (
     set_rng_state,
 )
 from elope.runs.layout import run_paths
-from elope.runs.metrics import line_count
+from elope.runs.metrics_log import line_count
 from elope.spec import SPEC_FIELDS
 
 __all__ = ["clone_state", "restore", "resume_stage", "save_checkpoint"]

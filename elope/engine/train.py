@@ -85,7 +85,7 @@ from elope.engine.validate import evaluate_split, selection_score
 from elope.failures import Echo, TrainingError, to_stderr
 from elope.runs.environment import environment
 from elope.runs.layout import MODEL_DIR, TEACHER_DIR, run_paths
-from elope.runs.metrics import tb_step
+from elope.runs.metrics_log import tb_step
 from elope.runs.model_folder import model_meta, without_localizer, write_model_folder
 
 __all__ = [

@@ -38,9 +38,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from elope.data.check import BOX_TOLERANCE
+from elope.data.check import box_outside
 from elope.data.errors import ImageLoadError
-from elope.data.io import image_size
+from elope.data.io import image_dimensions
 from elope.deploy.compiled import compile_model
 from elope.engine.metrics import EvalAccumulator, nearest_class_mean
 from elope.nn.model import ELoPE
@@ -107,7 +107,7 @@ def original_box(box: Tensor, source: int, size: tuple[int, int]) -> list[float]
 
 def stored_size(dataset: Any, index: int) -> tuple[int, int]:
     """``(W, H)`` of an image as the dataset loads it (header only: upright, FGVC-Aircraft's banner removed)."""
-    w, h = image_size(dataset.samples[index][0], oriented=True)
+    w, h = image_dimensions(dataset.samples[index][0], oriented=True)
     return w, h - int(getattr(dataset, "banner", 0) or 0)
 
 
@@ -196,13 +196,12 @@ def gt_box_problems(dataset: Any) -> list[dict[str, str]]:
         if box is None:
             continue
         try:
-            width, height = image_size(path)
+            width, height = image_dimensions(path)
         except (OSError, ValueError):  # unreadable: reported (or skipped) when the image itself is read
             continue
-        x1, y1, x2, y2 = box
-        t = BOX_TOLERANCE
-        if x1 >= -t and y1 >= -t and x2 <= width + t and y2 <= height + t:
+        if not box_outside(box, width, height):
             continue
+        x1, y1, x2, y2 = box
         empty = min(x2, width) <= max(x1, 0.0) or min(y2, height) <= max(y1, 0.0)
         what = "nothing of it lies inside: left out of the localization metrics" if empty else "clipped to it"
         problems.append(
