@@ -11,7 +11,8 @@ before and around the backbone, and every layer reads them from here:
   (:func:`check_tau`);
 * ``mean``, ``std``: the normalisation of the inputs (what the backbone's initial weights expect).
 
-A :class:`ModelSpec` is resolved once: from the recipe when a run is configured
+A :class:`ModelSpec` is resolved once (:meth:`ModelSpec.resolve` fills the defaults): from the recipe
+when a run is configured
 (:func:`elope.engine.context.run_spec`), from ``model.json`` when a model is loaded
 (:func:`elope.runs.model_folder.load_model`, where a command's ``--tau`` is applied), or from an exported
 file's metadata (:class:`elope.deploy.runtime.ExportedModel`). The end of stage 2 may choose τ on the
@@ -118,6 +119,30 @@ class ModelSpec:
             "mean": list(self.mean),
             "std": list(self.std),
         }
+
+    @classmethod
+    def resolve(
+        cls,
+        image_size: int,
+        tau: float,
+        crop_source: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        *,
+        default_normalization: tuple[Sequence[float], Sequence[float]] = (IMAGENET_MEAN, IMAGENET_STD),
+    ) -> ModelSpec:
+        """The spec of a recipe's or a constructor's values, the defaults filled here and nowhere else: the
+        crop source :func:`crop_source_size` (2 × ``image_size``), the normalisation
+        ``default_normalization`` (what the backbone's weights expect:
+        :func:`elope.nn.backbones.pretrained_normalization`)."""
+        default_mean, default_std = default_normalization
+        return cls(
+            image_size=image_size,
+            crop_source=crop_source_size(image_size, crop_source),
+            tau=tau,
+            mean=tuple(default_mean if mean is None else mean),
+            std=tuple(default_std if std is None else std),
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:

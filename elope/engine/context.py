@@ -25,7 +25,7 @@ from elope.failures import Echo, TrainingError, to_stderr
 from elope.nn.backbones import pretrained_normalization
 from elope.nn.losses import EmbeddingLoss, check_label_range
 from elope.nn.model import ELoPE
-from elope.spec import ModelSpec, crop_source_size
+from elope.spec import ModelSpec
 
 __all__ = [
     "Run",
@@ -128,11 +128,9 @@ def run_spec(cfg: Config) -> ModelSpec:
     ``dataset.crop_source`` (:func:`elope.spec.crop_source_size`), ``model.tau`` (which the end of stage 2
     may replace, ``model.tau_select``) and the normalisation the backbone's initial weights expect
     (ImageNet's for ResNets, 0.5/0.5 for the EfficientNet-Lite weights)."""
-    mean, std = pretrained_normalization(cfg.model.backbone)
-    image_size = cfg.dataset.image_size
-    return ModelSpec(
-        image_size, crop_source_size(image_size, cfg.dataset.crop_source), cfg.model.tau, mean, std
-    )
+    normalization = pretrained_normalization(cfg.model.backbone)
+    d = cfg.dataset
+    return ModelSpec.resolve(d.image_size, cfg.model.tau, d.crop_source, default_normalization=normalization)
 
 
 def dataset_options(cfg: Config) -> dict[str, Any]:

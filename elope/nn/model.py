@@ -28,9 +28,9 @@ from elope.nn.localization import BOX_RULES, LocalizationModule, heatmap_to_box,
 from elope.nn.modes import evaluating
 from elope.nn.pooling import GlobalAvgPool2d, GlobalKMaxPool2d
 from elope.nn.weights import load_weights
-from elope.spec import ModelSpec, crop_source_size
+from elope.spec import ModelSpec
 
-__all__ = ["POOLINGS", "CropClassification", "ELoPE", "Prediction", "create_model", "model_spec"]
+__all__ = ["POOLINGS", "CropClassification", "ELoPE", "Prediction", "create_model"]
 
 POOLINGS = ("gap", "gmp", "gkmp")
 
@@ -113,7 +113,9 @@ class ELoPE(nn.Module):
             raise ValueError(f"num_classes must be positive, got {num_classes}")
         if embedding_dim < 0:
             raise ValueError(f"embedding_dim must be >= 0 (0: no embedding layer), got {embedding_dim}")
-        spec = model_spec(backbone, image_size, tau, crop_source, mean, std)  # validated here
+        spec = ModelSpec.resolve(  # validated here
+            image_size, tau, crop_source, mean, std, default_normalization=pretrained_normalization(backbone)
+        )
         if box_rule not in BOX_RULES:
             raise ValueError(f"unknown box_rule {box_rule!r}; choose one of {BOX_RULES}")
         net = build_backbone(backbone, pretrained=pretrained)
@@ -290,26 +292,6 @@ class ELoPE(nn.Module):
             probabilities = logits.float().softmax(dim=1)
             scores, classes = probabilities.topk(min(top, self.num_classes), dim=1)
         return Prediction(classes, scores, boxes, heatmaps)
-
-
-def model_spec(
-    backbone: str,
-    image_size: int,
-    tau: float,
-    crop_source: int | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-) -> ModelSpec:
-    """The spec of :class:`ELoPE`'s constructor arguments: the crop source twice ``image_size`` and the
-    normalisation the backbone's pretrained weights expect, unless given."""
-    default_mean, default_std = pretrained_normalization(backbone)
-    return ModelSpec(
-        image_size=image_size,
-        crop_source=crop_source_size(image_size, crop_source),
-        tau=tau,
-        mean=tuple(default_mean if mean is None else mean),
-        std=tuple(default_std if std is None else std),
-    )
 
 
 def create_model(name: str, num_classes: int, **kwargs: Any) -> ELoPE:
