@@ -43,7 +43,7 @@ def data() -> None:
 @click.option("--no-decode", is_flag=True, help="Only read image headers (fast; misses truncated files).")
 @renamed_option(
     "--threads",
-    "--workers",  # the name before 0.2 (elsewhere --num-workers are DataLoader processes): a hidden alias
+    "--workers",  # the name in elope 0.1.0 (elsewhere --num-workers are DataLoader processes): a hidden alias
     dest="threads",
     type=click.IntRange(min=1),
     default=None,

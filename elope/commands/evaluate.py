@@ -103,7 +103,7 @@ def _outputs(
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda, cuda:1.")
 @renamed_option(
     "--num-workers",
-    "--workers",  # the name before 0.2: a hidden alias
+    "--workers",  # the name in elope 0.1.0: a hidden alias
     dest="num_workers",
     default=0,
     show_default=True,

@@ -52,7 +52,7 @@ class _BatchType(click.ParamType):
 )
 @renamed_option(
     "--crop-source",
-    "--image-size",  # the name before 0.2 (it never was the classifier's side): a hidden alias
+    "--image-size",  # the name in elope 0.1.0 (it never was the classifier's side): a hidden alias
     dest="crop_source",
     default=None,
     type=click.IntRange(8, 8192),

@@ -53,7 +53,7 @@ STEP_HOOKS = "step_hooks"
 @click.option("--seed", type=SEED_RANGE, help="Seed of initialisation, data order and augmentation.")
 @renamed_option(
     "--num-workers",
-    "--workers",  # the name before 0.2: a hidden alias
+    "--workers",  # the name in elope 0.1.0: a hidden alias
     dest="num_workers",
     type=click.IntRange(0, 256),
     help="DataLoader worker processes (dataset.num_workers).",

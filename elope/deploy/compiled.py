@@ -1,7 +1,6 @@
 """``torch.compile`` over the one-pass pipeline: ``elope predict --compile`` / ``elope evaluate --compile``.
 
-The test-time path of Fig. 1 (Sec. 5: resize to 64 px, localization module, heatmap → box, ``roi_align``
-crop, backbone, GKMP, embedding, classifier) costs 0.4 % more MACs than the plain network, but on a GPU
+The test-time path of Fig. 1 (``docs/architecture.md``, "The pipeline") costs 0.4 % more MACs than the plain network, but on a GPU
 it is ~50 small kernels more, and at batch 32-128 ``predict`` ran at 1.23-1.27× a plain ResNet-50 on an
 H200 (``docs/results.md``). :func:`compile_model` returns a copy whose batch norms are folded into the
 convolutions (:mod:`elope.deploy.fuse`) and whose

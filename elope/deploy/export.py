@@ -1,13 +1,8 @@
 """``elope export``: the one-pass pipeline of Fig. 1 as ONE graph, in ONNX or TorchScript.
 
-The graph is the test-time path of Hanselmann & Ney (WACV 2020), Fig. 1 and Sec. 5, end to end::
-
-    images (B, 3, N, N), normalised
-      ─► resize to the localizer input (64×64, antialiased) ─► localization module ─► heatmap (B, 1, h, w)
-      ─► heatmap_to_box (min-max normalisation, threshold τ) ─► boxes (B, 4)
-      ─► crop_and_resize (roi_align) to image_size ─► backbone ─► GKMP ─► embedding ─► classifier ─► softmax
-
-and returns ``scores`` (B, C) softmax probabilities, ``boxes`` (B, 4) ``x1, y1, x2, y2`` in pixels of the
+The graph is the test-time path of Hanselmann & Ney (WACV 2020), Fig. 1 and Sec. 5, end to end (step by
+step: ``docs/architecture.md``, "The pipeline"), from normalised images (B, 3, N, N) to a softmax, and
+returns ``scores`` (B, C) softmax probabilities, ``boxes`` (B, 4) ``x1, y1, x2, y2`` in pixels of the
 input and ``heatmaps`` (B, 1, h, w) (no ``heatmaps`` for a model without a localization module). It is
 traced through :meth:`elope.ELoPE.crop` and the model's own modules (:class:`OnePassPipeline`), so any
 change to :func:`elope.nn.localization.heatmap_to_box`, :func:`elope.nn.crop.crop_and_resize` or the

@@ -1,7 +1,7 @@
 """Run an exported one-pass pipeline (``elope export``) with onnxruntime or ``torch.jit.load``.
 
-The file holds the whole test-time path of Fig. 1 (Hanselmann & Ney, WACV 2020; Sec. 5: localize, box,
-crop, classify) and, as metadata, the class names, the normalisation, the input size and τ
+The file holds the whole test-time path of Fig. 1 (Hanselmann & Ney, WACV 2020; ``docs/architecture.md``,
+"The pipeline") and, as metadata, the class names, the normalisation, the input size and τ
 (:func:`elope.deploy.export.export_metadata`). :class:`ExportedModel` runs it and gives the same
 :class:`elope.Prediction` as :meth:`elope.ELoPE.predict`; it is a :class:`elope.deploy.predictor.Predictor`
 (its :attr:`~ExportedModel.spec` read from the metadata), so ``elope predict --model FILE`` reads, resizes

@@ -8,10 +8,9 @@
    than 448 px: e.g. 2×2 at 64 px vs 14×14), the target is resized bilinearly to the module's output.
 3. ``crop``: the classifier trained on crops: each (augmented) training image goes through the frozen
    localization module, is cut at its box (threshold τ, Table 2) and resized to the input size, then
-   L = L_CE + λ L_e as in stage 1. The crop is cut from the *crop source*, the augmented original resized
-   to ``dataset.crop_source`` (2 × ``image_size`` by default), by :meth:`elope.ELoPE.crop`, the one crop
-   path that ``evaluate`` and ``predict`` use too. The workers ship that original in uint8 with its colour
-   augmentation drawn; the device resizes and colours it (:mod:`elope.data.source`). How the stage starts is ``stages.crop.init``:
+   L = L_CE + λ L_e as in stage 1. The crop is cut from the *crop source* by :meth:`elope.ELoPE.crop`, as
+   in the test-time pipeline (``docs/architecture.md``: "The pipeline", "One training step"). How the
+   stage starts is ``stages.crop.init``:
    ``fresh`` (the paper recipes, following the authors' release: ``elope.lua`` builds the model with a
    localization module from the ImageNet backbone, ``setupModel.lua`` lines 67-108, with new class means,
    lines 5-14) re-initialises backbone, embedding, classifier and class means as at the start of stage 1,

@@ -1,9 +1,6 @@
-"""ELoPE: backbone + global k-max pooling + embedding + classifier, with the localization module in front.
-
-Test time (Fig. 1 of Hanselmann & Ney, WACV 2020)::
-
-    image ─► localizer (64×64) ─► heatmap ─► box ─► crop original, resize ─► backbone ─► GKMP
-          ─► embedding (Linear, BN, PReLU) ─► classifier
+"""ELoPE: backbone + global k-max pooling + embedding + classifier, with the localization module in front
+(Fig. 1 of Hanselmann & Ney, WACV 2020; the pipeline step by step: ``docs/architecture.md``, "The
+pipeline").
 
 ``forward`` is the classifier alone (what stages 1, 3 and 4 of the recipe train); ``crop`` and
 ``predict`` run the localization module first, so a whole prediction is one pass through the backbone.

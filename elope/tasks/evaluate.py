@@ -1,9 +1,7 @@
 """``elope evaluate``: the one-pass test pipeline of a trained run and its metrics.
 
-Each image goes through the pipeline of the paper's Fig. 1 once: the localization module estimates the
-heatmap from a 64×64 copy, the heatmap is min-max normalised and thresholded at τ to a box (Sec. 5), the
-image is cropped at the box and resized, and the backbone with k-max pooling, embedding and softmax
-classifier labels the crop. Reported:
+Each image goes through the one-pass pipeline of the paper's Fig. 1 once (``docs/architecture.md``, "The
+pipeline"), at the run's spec. Reported:
 
 * ``top1``: softmax top-1 accuracy; ``per_class`` accuracies and their mean ``mean_per_class``;
 * ``ncm_top1``: nearest class mean: the class means trained with the embedding loss (Eqs. 5-10) used as
