@@ -260,3 +260,19 @@ def test_peak_box_rule_exports_as_one_graph(setup: dict, tmp_path: Path, upsampl
             fmt=fmt,
         )
         _check(reference, ExportedModel(path).run(images), len(images))
+
+
+def test_run_folder_and_exported_file_are_one_kind_of_predictor(setup: dict) -> None:
+    """LoadedRun and ExportedModel satisfy elope.deploy.predictor.Predictor with the same spec (the file's
+    read back from its metadata) and the same predictions."""
+    from elope.deploy.predictor import Predictor
+    from elope.runs.loaded import load_run
+
+    run, exported = load_run(setup["run"]), ExportedModel(setup["files"]["onnx", "dynamic"])
+    assert isinstance(run, Predictor) and isinstance(exported, Predictor)
+    assert exported.spec == run.spec == setup["model"].spec
+    assert exported.classes == run.classes
+    images = setup["images"]
+    ours, theirs = run.predict(images, top=2), exported.predict(images, top=2)
+    assert torch.equal(ours.classes, theirs.classes)
+    torch.testing.assert_close(ours.boxes, theirs.boxes, rtol=0, atol=0.5)
