@@ -11,12 +11,8 @@ from typing import Any
 
 import click
 
-from elope.config import ConfigError
-from elope.data.errors import DataError
-from elope.failures import TrainingError, one_line
-from elope.nn.weights import WeightsError
+from elope.failures import ConfigError, TrainingError, one_line
 from elope.outputs import OutputPathError, check_output
-from elope.runs.checkpoint import CheckpointError
 from elope.spec import TAU_RANGE
 
 __all__ = [
@@ -141,6 +137,11 @@ def stderr_echo(line: str) -> None:
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Problems the user can fix become a one-line click error instead of a traceback."""
+    # imported here: the options module stays light (``elope data --help`` loads no torch)
+    from elope.data.errors import DataError
+    from elope.nn.weights import WeightsError
+    from elope.runs.checkpoint import CheckpointError
+
     try:
         yield
     except (ConfigError, TrainingError, CheckpointError, DataError, WeightsError, FileExistsError) as e:
