@@ -1,4 +1,8 @@
-"""Timing helpers shared by the benchmarks: warm-up, interleaved repetitions, medians, JSON output.
+"""What the benchmarks share: the command line (:func:`benchmark_main`: arguments, set-up, the report and the
+JSON), the set-up of a measurement (:func:`measuring`, :func:`bench_device`, :func:`amp_context`), timing
+(warm-up, interleaved repetitions, medians) and the ratio report (:func:`time_ratios`).
+
+Run a benchmark as a module from the repository root: ``python -m benchmarks.<name> [options]``.
 
 Every figure the benchmarks report is a *ratio* against a baseline timed in the same run. The contenders
 are interleaved: repetition r times every contender once, and the order rotates from one repetition to
@@ -24,17 +28,32 @@ from typing import Any
 import torch
 
 __all__ = [
+    "AMP_DTYPES",
+    "NoDeviceError",
     "Timings",
+    "add_common_arguments",
+    "amp_context",
+    "bench_device",
+    "benchmark_main",
     "cpu_model",
+    "emit",
     "environment",
     "flush_denormal",
     "format_ms",
     "interleaved",
+    "measuring",
     "num_threads",
     "paired_ratio",
     "print_json",
+    "time_ratios",
     "write_json",
 ]
+
+AMP_DTYPES: dict[str, torch.dtype | None] = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+
+
+class NoDeviceError(SystemExit):
+    """The requested device is not available: the message goes to stderr, exit status 1."""
 
 
 class Timings(dict[str, list[float]]):
@@ -185,15 +204,96 @@ def format_ms(seconds: float) -> str:
     return f"{seconds * 1e3:9.2f} ms"
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, threads: int = 2) -> None:
-    """The options every benchmark shares: ``--threads``, ``--no-flush-denormal`` and ``--json``."""
-    parser.add_argument(
-        "--threads", type=int, default=threads, help="torch.set_num_threads; 0 leaves torch's default"
-    )
-    parser.add_argument(
-        "--no-flush-denormal", action="store_true", help="keep subnormal floats (see common.flush_denormal)"
-    )
+def add_common_arguments(parser: argparse.ArgumentParser, threads: int | None = 2) -> None:
+    """The options every benchmark shares: ``--json``; with ``threads`` (the default of torch's threads)
+    also ``--threads`` and ``--no-flush-denormal`` (None: the benchmark times onnxruntime and has its own
+    ``--threads``)."""
+    if threads is not None:
+        parser.add_argument(
+            "--threads", type=int, default=threads, help="torch.set_num_threads; 0 leaves torch's default"
+        )
+        parser.add_argument(
+            "--no-flush-denormal",
+            action="store_true",
+            help="keep subnormal floats (see common.flush_denormal)",
+        )
     parser.add_argument("--json", metavar="PATH", help="also write the result as JSON ('-': stdout)")
+
+
+def benchmark_main(
+    argv: Sequence[str] | None,
+    description: str,
+    arguments: Callable[[argparse.ArgumentParser], None],
+    run: Callable[..., dict[str, Any]],
+    report: Callable[[dict[str, Any]], str],
+    *,
+    threads: int | None = 2,
+    prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The command line of a benchmark: its own options (``arguments``) and the common ones
+    (:func:`add_common_arguments`), then ``run(**options)``; prints ``report(result)``, writes the JSON and
+    returns the result.
+
+    Options reach ``run`` under their ``argparse`` names, each ``--no-X`` flag as ``X`` (negated:
+    ``--no-flush-denormal`` is ``flush_denormal=False``), ``--threads 0`` as None; ``prepare`` may change
+    them first (e.g. fill the ``--tiny`` defaults).
+    """
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    arguments(parser)
+    add_common_arguments(parser, threads)
+    parsed = vars(parser.parse_args(argv))
+    json_path = parsed.pop("json")
+    options = {
+        (k[3:] if k.startswith("no_") else k): (not v if k.startswith("no_") else v)
+        for k, v in parsed.items()
+    }
+    if "threads" in options:
+        options["threads"] = options["threads"] or None
+    if prepare is not None:
+        options = prepare(options)
+    result = run(**options)
+    emit(report(result), result, json_path)
+    return result
+
+
+@contextlib.contextmanager
+def measuring(threads: int | None, flush_denormal_floats: bool = True) -> Iterator[None]:
+    """The set-up of every CPU measurement: torch's threads (None: unchanged) and subnormal floats
+    flushed (:func:`flush_denormal`), both restored afterwards."""
+    with num_threads(threads), flush_denormal(flush_denormal_floats):
+        yield
+
+
+def bench_device(device: str, script: str) -> torch.device:
+    """``--device`` as a torch device: ``cuda[:N]`` (refused, with what to do, without CUDA) or ``cpu``."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise NoDeviceError(
+            f"benchmarks/{script}: no CUDA device is available (torch.cuda.is_available() is False, torch "
+            f"{torch.__version__}, built with CUDA {torch.version.cuda}). Run it on a machine with an NVIDIA "
+            "GPU, or use `--device cpu --tiny` for a smoke test of the code path."
+        )
+    if dev.type not in ("cuda", "cpu"):
+        raise NoDeviceError(f"benchmarks/{script}: --device must be cuda[:N] or cpu, got {device!r}")
+    return dev
+
+
+def amp_context(device: torch.device, amp: str) -> Callable[[], Any] | None:
+    """A factory of ``torch.autocast`` contexts for ``--amp`` (``AMP_DTYPES``); None for ``none``."""
+    if amp not in AMP_DTYPES or (amp == "fp16" and device.type == "cpu"):
+        raise NoDeviceError(f"--amp must be one of {sorted(AMP_DTYPES)} (fp16 needs CUDA), got {amp!r}")
+    dtype = AMP_DTYPES[amp]
+    if dtype is None:
+        return None
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def time_ratios(timings: Timings, pairs: Mapping[str, tuple[str, str]]) -> dict[str, float]:
+    """The ratio report: ``{name: median paired time ratio of contender / baseline}`` for ``pairs``
+    (``name -> (contender, baseline)``); above 1 the contender is slower."""
+    return {name: timings.ratio(a, b)["median_paired_ratio"] for name, (a, b) in pairs.items()}
 
 
 def emit(report: str, result: Mapping[str, Any], json_path: str | None) -> None:

@@ -30,26 +30,20 @@ The input is a square batch of ``--input-size`` (default: ``--image-size``, as i
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a file: `python benchmarks/export.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch
 
 from benchmarks.common import (
-    add_common_arguments,
-    emit,
+    benchmark_main,
     environment,
-    flush_denormal,
     format_ms,
     interleaved,
-    num_threads,
+    measuring,
 )
 from benchmarks.inference import build_models
 from elope.deploy.export import OPSET, export_model
@@ -96,21 +90,54 @@ def _session(path: Path, threads: int | None) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _export_elope(
-    model: torch.nn.Module, path: Path, input_size: int, num_classes: int, fast: bool = True
-) -> Path:
+def _export_elope(model: torch.nn.Module, path: Path, num_classes: int, fast: bool = True) -> Path:
     """The pipeline as ONNX (dynamic batch), with or without the faster operator forms of onnx_ops."""
     from elope.deploy import onnx_ops
 
     before, onnx_ops.FAST_FORMS = onnx_ops.FAST_FORMS, fast
     try:
         classes = [str(i) for i in range(num_classes)]
-        mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-        return export_model(
-            model, path, classes=classes, mean=mean, std=std, input_size=input_size, batch=None
-        )
+        return export_model(model, path, classes=classes, batch=None)
     finally:
         onnx_ops.FAST_FORMS = before
+
+
+def _sessions(model: Any, baseline: Any, folder: Path, o: dict[str, Any]) -> dict[str, Any]:
+    """The onnxruntime sessions: the pipeline (and its v0 forms with ``unoptimized``) and the plain network."""
+    files = {"ort_elope": _export_elope(model, folder / "elope.onnx", o["num_classes"])}
+    if o["unoptimized"]:
+        files["ort_elope_v0"] = _export_elope(model, folder / "v0.onnx", o["num_classes"], fast=False)
+    files["ort_plain"] = export_plain(baseline, folder / "plain.onnx", o["image_size"])
+    return {name: _session(path, o["threads"]) for name, path in files.items()}
+
+
+def _batch(
+    model: Any, baseline: Any, sessions: dict[str, Any], batch: int, o: dict[str, Any]
+) -> dict[str, Any]:
+    """One batch size: every contender timed interleaved, medians and the ratio report."""
+    torch.manual_seed(batch)
+    images = torch.randn(batch, 3, o["input_size"], o["input_size"])
+    small = torch.randn(batch, 3, o["image_size"], o["image_size"])
+    with torch.inference_mode():
+        feeds = {name: (small if name == "ort_plain" else images).numpy() for name in sessions}
+        contenders = {
+            name: lambda s=session, a=feeds[name]: s.run(None, {"images": a})
+            for name, session in sessions.items()
+        }
+        if not o["ort_only"]:
+            contenders["torch_plain"] = lambda x=small: baseline(x)
+            contenders["torch_elope"] = lambda x=images: model.predict(x)
+        n = o["repeats"] or auto_repeats(batch)
+        timings = interleaved(contenders, repeats=n, warmup=o["warmup"])
+    return {
+        "batch_size": batch,
+        "repeats": n,
+        "median_ms": {name: timings.median(name) * 1e3 for name in timings},
+        "stats_s": {name: timings.summary(name) for name in timings},
+        "ratio": {
+            label: timings.ratio(a, b) for label, (a, b) in RATIOS.items() if a in timings and b in timings
+        },
+    }
 
 
 def run(
@@ -121,7 +148,7 @@ def run(
     repeats: int | None = None,
     warmup: int = 1,
     threads: int | None = 2,
-    flush: bool = True,
+    flush_denormal: bool = True,
     num_classes: int = 200,
     unoptimized: bool = False,
     ort_only: bool = False,
@@ -130,59 +157,22 @@ def run(
     """The whole benchmark; returns a JSON-able dict (``batches``: one entry per batch size)."""
     import onnxruntime as ort
 
-    input_size = input_size or image_size
-    with num_threads(threads), flush_denormal(flush), tempfile.TemporaryDirectory() as tmp:
+    o = dict(locals(), input_size=input_size or image_size)
+    with measuring(threads, flush_denormal), tempfile.TemporaryDirectory() as tmp:
         model, baseline = build_models(backbone, num_classes, image_size)
         model.box_rule = box_rule
-        files = {"ort_elope": _export_elope(model, Path(tmp) / "elope.onnx", input_size, num_classes)}
-        if unoptimized:
-            files["ort_elope_v0"] = _export_elope(
-                model, Path(tmp) / "v0.onnx", input_size, num_classes, fast=False
-            )
-        files["ort_plain"] = export_plain(baseline, Path(tmp) / "plain.onnx", image_size)
-        sessions = {name: _session(path, threads) for name, path in files.items()}
-        result: dict[str, Any] = {
-            "benchmark": "export",
-            "backbone": backbone,
-            "image_size": image_size,
-            "input_size": input_size,
-            "num_classes": num_classes,
-            "box_rule": box_rule,
-            "opset": OPSET,
-            "onnxruntime": ort.__version__,
-            "flush_denormal": flush,
-            "environment": environment(),
-            "batches": [],
-        }
-        for batch in batch_sizes:
-            torch.manual_seed(batch)
-            images = torch.randn(batch, 3, input_size, input_size)
-            small = torch.randn(batch, 3, image_size, image_size)
-            with torch.inference_mode():
-                feeds = {name: (small if name == "ort_plain" else images).numpy() for name in sessions}
-                contenders = {
-                    name: lambda s=session, a=feeds[name]: s.run(None, {"images": a})
-                    for name, session in sessions.items()
-                }
-                if not ort_only:
-                    contenders["torch_plain"] = lambda x=small: baseline(x)
-                    contenders["torch_elope"] = lambda x=images: model.predict(x)
-                n = repeats or auto_repeats(batch)
-                timings = interleaved(contenders, repeats=n, warmup=warmup)
-            result["batches"].append(
-                {
-                    "batch_size": batch,
-                    "repeats": n,
-                    "median_ms": {name: timings.median(name) * 1e3 for name in timings},
-                    "stats_s": {name: timings.summary(name) for name in timings},
-                    "ratio": {
-                        label: timings.ratio(a, b)
-                        for label, (a, b) in RATIOS.items()
-                        if a in timings and b in timings
-                    },
-                }
-            )
-    return result
+        model.spec = model.spec.replace(crop_source=o["input_size"])  # the pipeline's input side N
+        sessions = _sessions(model, baseline, Path(tmp), o)
+        batches = [_batch(model, baseline, sessions, batch, o) for batch in batch_sizes]
+    return {
+        "benchmark": "export",
+        **{k: o[k] for k in ("backbone", "image_size", "input_size", "num_classes", "box_rule")},
+        "opset": OPSET,
+        "onnxruntime": ort.__version__,
+        "flush_denormal": flush_denormal,
+        "environment": environment(),
+        "batches": batches,
+    }
 
 
 def report(result: dict[str, Any]) -> str:
@@ -208,11 +198,7 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Command line entry point; prints the report and returns the result dict."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default="resnet50", choices=sorted(TORCHVISION_BACKBONES))
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--image-size", type=int, default=448, help="classifier input (crop size)")
@@ -228,24 +214,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--unoptimized", action="store_true", help="also time the plain operator forms (v0)")
     parser.add_argument("--ort-only", action="store_true", help="leave the PyTorch contenders out")
     parser.add_argument("--box-rule", default="all", choices=["all", "peak"], help="the pipeline's box rule")
-    add_common_arguments(parser)
-    args = parser.parse_args(argv)
-    result = run(
-        backbone=args.backbone,
-        batch_sizes=args.batch_sizes,
-        image_size=args.image_size,
-        input_size=args.input_size,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        threads=args.threads or None,
-        flush=not args.no_flush_denormal,
-        num_classes=args.num_classes,
-        unoptimized=args.unoptimized,
-        ort_only=args.ort_only,
-        box_rule=args.box_rule,
-    )
-    emit(report(result), result, args.json)
-    return result
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line entry point; prints the report and returns the result dict."""
+    return benchmark_main(argv, __doc__ or "", _arguments, run, report)
 
 
 if __name__ == "__main__":

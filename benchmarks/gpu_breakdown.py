@@ -19,20 +19,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):  # run as a file: `python benchmarks/gpu_breakdown.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import emit
-from benchmarks.gpu import AMP_DTYPES, _autocast, _check_device
+from benchmarks.common import AMP_DTYPES, amp_context, bench_device, benchmark_main
 from elope.nn.backbones import TORCHVISION_BACKBONES
 from elope.nn.crop import crop_and_resize
 from elope.nn.localization import heatmap_to_box
@@ -71,7 +65,7 @@ def _inference_calls(
     small = model.localizer.input_size
     x64 = F.interpolate(x, size=(small, small), mode="bilinear", antialias=True)
     heat = model.localizer.head(model.localizer.stem(x64))
-    boxes = heatmap_to_box(heat, model.tau, x.shape[-2:])
+    boxes = heatmap_to_box(heat, model.spec.tau, x.shape[-2:])
     crops = crop_and_resize(x, boxes, image_size)
     return {
         "resize_antialias_bilinear": lambda: F.interpolate(
@@ -83,7 +77,7 @@ def _inference_calls(
         "resize_bilinear": lambda: F.interpolate(x, size=(small, small), mode="bilinear"),
         "resize_area": lambda: F.interpolate(x, size=(small, small), mode="area"),
         "localizer_stem_head": lambda: model.localizer.head(model.localizer.stem(x64)),
-        "heatmap_to_box": lambda: heatmap_to_box(heat, model.tau, x.shape[-2:]),
+        "heatmap_to_box": lambda: heatmap_to_box(heat, model.spec.tau, x.shape[-2:]),
         "crop_and_resize": lambda: crop_and_resize(x, boxes, image_size),
         "crop_and_resize_to_channels_last": lambda: crop_and_resize(x, boxes, image_size).contiguous(
             memory_format=cl
@@ -185,7 +179,7 @@ def run(
     profile_rows: int = 12,
 ) -> dict[str, Any]:
     """All the timings as a JSON-able dict (ms per call)."""
-    dev = _check_device(device)
+    dev = bench_device(device, "gpu_breakdown.py")
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     cl = torch.channels_last
@@ -193,7 +187,7 @@ def run(
     model = ELoPE(backbone, num_classes, image_size=image_size).to(dev, memory_format=cl).eval()
     plain = TORCHVISION_BACKBONES[backbone](num_classes=num_classes).to(dev, memory_format=cl).eval()
     criterion = ClassMeanLoss(num_classes, model.config["embedding_dim"]).to(dev)
-    autocast = _autocast(dev, amp) or contextlib.nullcontext
+    autocast = amp_context(dev, amp) or contextlib.nullcontext
 
     x = torch.randn(infer_batch, 3, image_size, image_size, device=dev).contiguous(memory_format=cl)
     time_it = _timer(dev)
@@ -244,20 +238,24 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+TINY = {"backbone": "resnet18", "image_size": 64, "infer_batch": 2, "train_batch": 2, "warmup": 1}
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="resnet18, 64 px, batch 2: a smoke test")
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--amp", default="bf16", choices=sorted(AMP_DTYPES))
-    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON ('-': stdout)")
-    args = parser.parse_args(argv)
-    kwargs: dict[str, Any] = {"device": args.device, "iters": args.iters, "amp": args.amp}
-    if args.tiny:
-        kwargs |= {"backbone": "resnet18", "image_size": 64, "infer_batch": 2, "train_batch": 2, "warmup": 1}
-    result = run(**kwargs)
-    emit(report(result), result, args.json)
-    return result
+
+
+def _prepare(options: dict[str, Any]) -> dict[str, Any]:
+    return options | TINY if options.pop("tiny") else options
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line entry point; prints the report and returns the result dict."""
+    description = (__doc__ or "").split("\n\n")[0]
+    return benchmark_main(argv, description, _arguments, run, report, threads=None, prepare=_prepare)
 
 
 if __name__ == "__main__":

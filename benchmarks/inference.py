@@ -18,26 +18,19 @@ baseline. The MACs ratio from :func:`elope.tasks.profile.count_macs` (the paper'
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):  # run as a file: `python benchmarks/inference.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.common import (
-    add_common_arguments,
-    emit,
+    benchmark_main,
     environment,
-    flush_denormal,
     format_ms,
     interleaved,
-    num_threads,
+    measuring,
 )
 from elope.nn.backbones import TORCHVISION_BACKBONES
 from elope.nn.crop import crop_and_resize
@@ -123,7 +116,7 @@ def run(
     repeats: int | None = None,
     warmup: int = 1,
     threads: int | None = 2,
-    flush: bool = True,
+    flush_denormal: bool = True,
     num_classes: int = 200,
     breakdown: bool = True,
     macs: bool = True,
@@ -131,7 +124,7 @@ def run(
     upsample: bool = True,
 ) -> dict[str, Any]:
     """The whole benchmark; returns a JSON-able dict (``batches``: one entry per batch size)."""
-    with num_threads(threads), flush_denormal(flush):
+    with measuring(threads, flush_denormal):
         model, baseline = build_models(backbone, num_classes, image_size, box_rule, upsample)
         result: dict[str, Any] = {
             "benchmark": "inference",
@@ -141,7 +134,7 @@ def run(
             "heatmap_upsample": upsample,
             "num_classes": num_classes,
             "target_ratio": TARGET,
-            "flush_denormal": flush,
+            "flush_denormal": flush_denormal,
             "environment": environment(),
         }
         if macs:
@@ -189,11 +182,7 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Command line entry point; prints the report and returns the result dict."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default="resnet50", choices=sorted(TORCHVISION_BACKBONES))
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--image-size", type=int, default=448)
@@ -211,24 +200,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--no-upsample", action="store_true", help="threshold the 14x14 cells (the paper) instead"
     )
-    add_common_arguments(parser)
-    args = parser.parse_args(argv)
-    result = run(
-        backbone=args.backbone,
-        batch_sizes=args.batch_sizes,
-        image_size=args.image_size,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        threads=args.threads or None,
-        flush=not args.no_flush_denormal,
-        num_classes=args.num_classes,
-        breakdown=not args.no_breakdown,
-        macs=not args.no_macs,
-        box_rule=args.box_rule,
-        upsample=not args.no_upsample,
-    )
-    emit(report(result), result, args.json)
-    return result
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line entry point; prints the report and returns the result dict."""
+    return benchmark_main(argv, __doc__ or "", _arguments, run, report)
 
 
 if __name__ == "__main__":

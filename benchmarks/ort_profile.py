@@ -20,20 +20,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 import torch
 
-from benchmarks.common import emit, environment
+from benchmarks.common import benchmark_main, environment
 from benchmarks.export import export_plain
 from benchmarks.inference import build_models
 from elope.deploy.export import export_model
@@ -80,8 +76,8 @@ def _export_variant(model: torch.nn.Module, path: Path, input_size: int, variant
     rule, upsample = VARIANTS[variant]
     model.box_rule, model.heatmap_upsample = rule, upsample
     classes = [str(i) for i in range(model.classifier.out_features)]
-    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-    return export_model(model, path, classes=classes, mean=mean, std=std, input_size=input_size, batch=None)
+    model.spec = model.spec.replace(crop_source=input_size)
+    return export_model(model, path, classes=classes, batch=None)
 
 
 def _profile_all(files: dict[str, Path], inputs: dict[str, np.ndarray], images: np.ndarray, threads: int,
@@ -160,11 +156,7 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Command line entry point; prints the report and returns the result dict."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default="resnet50")
     parser.add_argument("--image-size", type=int, default=448)
     parser.add_argument("--input-size", type=int, default=None)
@@ -172,14 +164,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--variants", nargs="+", default=["all", "peak"], choices=sorted(VARIANTS))
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     parser.add_argument("--num-classes", type=int, default=200)
-    parser.add_argument("--json", metavar="PATH")
-    args = parser.parse_args(argv)
-    result = run(args.backbone, args.image_size, args.input_size, args.batch, args.variants, args.runs,
-                 args.warmup, args.threads, args.num_classes)  # fmt: skip
-    emit(report(result), result, args.json)
-    return result
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line entry point; prints the report and returns the result dict."""
+    return benchmark_main(argv, __doc__ or "", _arguments, run, report, threads=None)
 
 
 if __name__ == "__main__":

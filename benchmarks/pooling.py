@@ -15,24 +15,17 @@ forward + backward (``torch.autograd.grad`` of the sum), interleaved:
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):  # run as a file: `python benchmarks/pooling.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 from torch import Tensor
 
 from benchmarks.common import (
-    add_common_arguments,
-    emit,
+    benchmark_main,
     environment,
-    flush_denormal,
     interleaved,
-    num_threads,
+    measuring,
 )
 from elope.nn.pooling import global_kmax_pool
 
@@ -88,10 +81,10 @@ def run(
     warmup: int = 2,
     inner: int = 2,
     threads: int | None = 2,
-    flush: bool = True,
+    flush_denormal: bool = True,
 ) -> dict[str, Any]:
     """The whole benchmark; returns a JSON-able dict with ``forward`` and ``forward_backward`` sections."""
-    with num_threads(threads), flush_denormal(flush):
+    with measuring(threads, flush_denormal):
         torch.manual_seed(0)
         x = torch.randn(*shape, requires_grad=True)
         reference = gkmp_sort(x.detach(), k)
@@ -104,7 +97,7 @@ def run(
             "k": k,
             "repeats": repeats,
             "inner": inner,
-            "flush_denormal": flush,
+            "flush_denormal": flush_denormal,
             "environment": environment(),
         }
         for mode, make in (("forward", _forward), ("forward_backward", _forward_backward)):
@@ -154,11 +147,7 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Command line entry point; prints the report and returns the result dict."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shape", type=int, nargs=4, default=[14, 2048, 14, 14], metavar=("B", "D", "H", "W")
     )
@@ -166,19 +155,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--inner", type=int, default=2, help="calls per timed sample")
-    add_common_arguments(parser)
-    args = parser.parse_args(argv)
-    result = run(
-        shape=args.shape,
-        k=args.k,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        inner=args.inner,
-        threads=args.threads or None,
-        flush=not args.no_flush_denormal,
-    )
-    emit(report(result), result, args.json)
-    return result
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line entry point; prints the report and returns the result dict."""
+    return benchmark_main(argv, __doc__ or "", _arguments, run, report)
 
 
 if __name__ == "__main__":

@@ -39,12 +39,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a file: `python benchmarks/serve.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 
-from benchmarks.common import emit, environment
+from benchmarks.common import benchmark_main, environment
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,10 +55,11 @@ def tiny_model(path: Path, num_classes: int = 10, input_size: int = 96) -> Path:
     from elope.nn.model import ELoPE
 
     torch.manual_seed(0)
-    model = ELoPE("resnet18", num_classes, embedding_dim=16, image_size=64, k=2).eval()
+    model = ELoPE(
+        "resnet18", num_classes, embedding_dim=16, image_size=64, crop_source=input_size, k=2
+    ).eval()
     classes = [f"class {i}" for i in range(num_classes)]
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    return export_model(model, path, classes=classes, mean=mean, std=std, input_size=input_size, batch=None)
+    return export_model(model, path, classes=classes, batch=None)
 
 
 def photos(count: int = 16, seed: int = 0) -> list[bytes]:
@@ -328,27 +326,30 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Command line entry point; prints the report and returns the result dict."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, help="ONNX file of `elope export` (default: a tiny random one)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--seconds", type=float, default=10.0, help="at most this long per level")
     parser.add_argument("--requests", type=int, default=3000, help="at most this many requests per level")
-    parser.add_argument("--soak", type=int, default=10_000, help="requests of the memory soak (0: none)")
+    parser.add_argument(
+        "--soak", dest="soak_requests", type=int, default=10_000, help="requests of the memory soak (0: none)"
+    )
     parser.add_argument("--direct-seconds", type=float, default=5.0, help="per direct measurement")
     parser.add_argument(
         "--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)"
     )
-    parser.add_argument("--server", nargs=argparse.REMAINDER, default=[], help="more `elope serve` options")
-    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON ('-': stdout)")
-    args = parser.parse_args(argv)
-    result = run(args.model, args.clients, args.seconds, args.requests, args.soak, args.threads or None,
-                 args.server, args.direct_seconds)  # fmt: skip
-    emit(report(result), result, args.json)
-    return result
+    parser.add_argument(
+        "--server",
+        dest="server_options",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="more `elope serve` options",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line entry point; prints the report and returns the result dict."""
+    return benchmark_main(argv, __doc__ or "", _arguments, run, report, threads=None)
 
 
 if __name__ == "__main__":

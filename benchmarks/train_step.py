@@ -20,26 +20,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):  # run as a file: `python benchmarks/train_step.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmarks.common import (
-    add_common_arguments,
-    emit,
+    benchmark_main,
     environment,
-    flush_denormal,
     format_ms,
     interleaved,
-    num_threads,
+    measuring,
 )
 from elope.nn.backbones import TORCHVISION_BACKBONES
 from elope.nn.losses import ClassMeanLoss
@@ -133,12 +126,12 @@ def run(
     repeats: int = 10,
     warmup: int = 2,
     threads: int | None = 2,
-    flush: bool = True,
+    flush_denormal: bool = True,
     num_classes: int = 200,
     aa: bool = False,
 ) -> dict[str, Any]:
     """The whole benchmark; returns a JSON-able dict (``aa``: add the A/A control ``plain_twin``)."""
-    with num_threads(threads), flush_denormal(flush):
+    with measuring(threads, flush_denormal):
         model, criterion, baseline = build(backbone, num_classes, image_size)
         images = torch.randn(batch_size, 3, image_size, image_size)
         labels = torch.randint(0, num_classes, (batch_size,))
@@ -167,7 +160,7 @@ def run(
             "aa_ratio": control,
             "target_ratio": TARGET,
             "meets_target": ratio["median_paired_ratio"] <= TARGET,
-            "flush_denormal": flush,
+            "flush_denormal": flush_denormal,
             "environment": environment(),
         }
 
@@ -202,11 +195,7 @@ def report(result: dict[str, Any]) -> str:
     return text
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Command line entry point; prints the report and returns the result dict."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default="resnet50", choices=sorted(TORCHVISION_BACKBONES))
     parser.add_argument("--batch-size", type=int, default=4, help="paper: 14")
     parser.add_argument("--image-size", type=int, default=224, help="paper: 448")
@@ -216,21 +205,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--aa", action="store_true", help="also time a twin plain network (A/A control of the noise floor)"
     )
-    add_common_arguments(parser)
-    args = parser.parse_args(argv)
-    result = run(
-        backbone=args.backbone,
-        batch_size=args.batch_size,
-        image_size=args.image_size,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        threads=args.threads or None,
-        flush=not args.no_flush_denormal,
-        aa=args.aa,
-        num_classes=args.num_classes,
-    )
-    emit(report(result), result, args.json)
-    return result
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line entry point; prints the report and returns the result dict."""
+    return benchmark_main(argv, __doc__ or "", _arguments, run, report)
 
 
 if __name__ == "__main__":

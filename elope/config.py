@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from elope.config_files import deep_merge, parse_override, read_yaml, set_dotted
 from elope.config_options import check_dataset_options
 from elope.failures import ConfigError, short_repr
+from elope.spec import check_tau
 
 __all__ = [  # ConfigError, parse_override and set_dotted are re-exported: callers import them from here
     "DATASETS",
@@ -124,7 +125,8 @@ class DatasetConfig(_Section):
         None,
         ge=16,
         le=8192,
-        description="side of the image the crops are cut from (null: 2 × image_size); see elope.crop_source",
+        description="side of the image the crops are cut from (null: 2 × image_size); see "
+        "elope.spec.crop_source_size",
     )
     val_fraction: float = Field(
         0.0,
@@ -153,7 +155,7 @@ class ModelConfig(_Section):
     pooling: Literal["gap", "gmp", "gkmp"] = "gkmp"
     localizer: bool = True
     localizer_input: int = Field(64, ge=16)
-    tau: float = Field(0.3, gt=0.0, lt=1.0, description="box threshold of Sec. 5 (Table 2)")
+    tau: float = Field(0.3, description="box threshold of Sec. 5 (Table 2), in [0, 1): elope.spec.check_tau")
     tau_select: Literal["fixed", "boxes", "labels", "auto"] = Field(
         "fixed",
         description="fixed: model.tau (paper); boxes / labels: chosen at the end of stage 2 on the training "
@@ -167,6 +169,11 @@ class ModelConfig(_Section):
         description="all: the box holds every heatmap cell above tau (paper); peak: only the connected "
         "region around the heatmap's peak (ours)",
     )
+
+    @field_validator("tau")
+    @classmethod
+    def _tau_in_range(cls, tau: float) -> float:
+        return check_tau(tau)  # the one range check of τ (elope.spec)
 
 
 class LossConfig(_Section):

@@ -1,7 +1,9 @@
 """One-line messages for failures the user can act on (``docs/reliability.md``).
 
 Shared by the command line and the loaders: the message of an error raised in a DataLoader worker without
-the worker's traceback, the refusal of a pickle that holds code, and "no space left on device".
+the worker's traceback, the refusal of a pickle that holds code, and "no space left on device". Below the
+commands, what the user is told goes through an :data:`Echo` the caller passes in (``click.echo`` to stderr
+from the commands, :func:`to_stderr` by default): no layer below ``elope.commands`` imports click.
 """
 
 from __future__ import annotations
@@ -10,17 +12,29 @@ import errno
 import pickle
 import re
 import reprlib
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
     "ConfigError",
+    "Echo",
     "TrainingError",
     "is_no_space",
     "no_space_message",
     "one_line",
     "short_repr",
+    "to_stderr",
     "torch_load_message",
 ]
+
+#: Where a library function's progress lines and warnings go: one line of text per call.
+Echo = Callable[[str], None]
+
+
+def to_stderr(line: str) -> None:
+    """The default :data:`Echo`: the line on standard error."""
+    print(line, file=sys.stderr, flush=True)
 
 
 class ConfigError(ValueError):

@@ -2,8 +2,9 @@
 training step (stage name, epochs finished, steps done in the epoch), like a crash or an OOM kill.
 ``ELOPE_TEST_SIGNAL=TERM`` sends SIGTERM instead (what a scheduler sends).
 
-The exact-resume tests run it in a subprocess; the hook goes into :data:`elope.engine.loop.STEP_HOOKS`,
-so nothing of it lives in the library.
+The exact-resume tests run it in a subprocess. The hook is passed in, as any caller passes step hooks:
+the command line hands ``ctx.obj["step_hooks"]`` (:data:`elope.commands.train.STEP_HOOKS`) to
+:func:`elope.engine.train.run_training`; nothing of it lives in the library.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import signal
 import sys
 
 from elope.cli import main
+from elope.commands.train import STEP_HOOKS
 from elope.engine.context import StageState
-from elope.engine.loop import STEP_HOOKS
 
 
 def kill_at(target: str) -> None:
-    """Install the hook that kills this process after step ``target`` (``stage:epoch:step``)."""
+    """A hook that kills this process after step ``target`` (``stage:epoch:step``)."""
 
     number = signal.Signals["SIG" + os.environ.get("ELOPE_TEST_SIGNAL", "KILL")]
 
@@ -26,9 +27,8 @@ def kill_at(target: str) -> None:
         if f"{state.stage}:{state.epoch}:{state.step}" == target:
             os.kill(os.getpid(), number)
 
-    STEP_HOOKS.append(hook)
+    return hook
 
 
 if __name__ == "__main__":
-    kill_at(sys.argv.pop(1))
-    main(prog_name="elope")
+    main(prog_name="elope", obj={STEP_HOOKS: [kill_at(sys.argv.pop(1))]})

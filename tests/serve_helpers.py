@@ -34,7 +34,7 @@ def tiny_model(synthetic_root: Path):
     ds = build_dataset("synthetic", synthetic_root, "test", transform=eval_transform(SOURCE))
     images = torch.stack([ds[i][0] for i in range(len(ds))]).as_subclass(torch.Tensor)
     torch.manual_seed(0)
-    model = ELoPE("resnet18", 3, embedding_dim=16, image_size=64, k=2, tau=TAU).eval()
+    model = ELoPE("resnet18", 3, embedding_dim=16, image_size=64, crop_source=SOURCE, k=2, tau=TAU).eval()
     with torch.no_grad():
         model.localizer.head.weight.zero_()
         model.localizer.head.weight[0, 0, 1, 1] = 1.0
@@ -50,13 +50,10 @@ def tiny_model(synthetic_root: Path):
 
 def export_tiny_model(synthetic_root: Path, path: Path, batch: int | None = None) -> Path:
     """:func:`tiny_model` exported to ONNX (dynamic batch by default)."""
-    from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD
     from elope.deploy.export import export_model
 
     model, classes = tiny_model(synthetic_root)
-    return export_model(
-        model, path, classes=classes, mean=IMAGENET_MEAN, std=IMAGENET_STD, input_size=SOURCE, batch=batch
-    )
+    return export_model(model, path, classes=classes, batch=batch)
 
 
 # ------------------------------------------------------------------------------------------ photos

@@ -22,7 +22,7 @@ from fake_datasets import make_fake_cub, make_fake_folder
 from PIL import Image
 
 from elope.data import build_dataset, load_image
-from elope.data.io import image_size, orient_box
+from elope.data.io import image_dimensions, orient_box
 
 CUB = "CUB_200_2011"
 
@@ -120,8 +120,8 @@ def test_exif_orientation_is_applied_and_boxes_follow(orientation: int, tmp_path
     _oriented_jpeg(path, orientation)
     image, size = load_image(path)
     turned = orientation >= 5
-    assert size == ((64, 128) if turned else (128, 64)) == image.size == image_size(path, oriented=True)
-    assert image_size(path) == (128, 64)  # the stored size, which dataset boxes refer to
+    assert size == ((64, 128) if turned else (128, 64)) == image.size == image_dimensions(path, oriented=True)
+    assert image_dimensions(path) == (128, 64)  # the stored size, which dataset boxes refer to
     box = orient_box((8, 4, 40, 20), orientation, (128, 64))
     assert np.allclose(box, _block(np.asarray(image)), atol=1)
 

@@ -28,12 +28,14 @@ from bad_inputs import (
     tree_hash,
     truncate,
 )
+from click.testing import CliRunner
 from fake_datasets import make_fake_cub
 from PIL import Image
 from safetensors.torch import load_file
 from train_helpers import final_tensors, tiny_args
 
-from elope.engine import loop
+from elope.cli import main
+from elope.commands.train import STEP_HOOKS
 
 CUB = "CUB_200_2011"
 STAGES = ("--stages", "classifier,localizer")
@@ -181,9 +183,7 @@ def test_unreadable_last_pt_on_resume(damage: str, run: Path) -> None:
     assert tree_hash(run) == before
 
 
-def test_interrupt_exits_130_and_resume_is_bit_exact(
-    trained: Path, cub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_interrupt_exits_130_and_resume_is_bit_exact(trained: Path, cub: Path, tmp_path: Path) -> None:
     """Ctrl-C after the 2nd step (the last checkpoint is from step 1), then --resume: the same weights as the
     uninterrupted run (checkpointing every step changes where a run can resume, not what it computes)."""
 
@@ -192,12 +192,11 @@ def test_interrupt_exits_130_and_resume_is_bit_exact(
             raise KeyboardInterrupt
 
     out = tmp_path / "cut"
-    monkeypatch.setattr(loop, "STEP_HOOKS", [interrupt])
     with one_thread():
-        cut = invoke(*_args(cub, out, "--stages", "classifier", *EVERY_STEP))
+        args = [str(a) for a in _args(cub, out, "--stages", "classifier", *EVERY_STEP)]
+        cut = CliRunner().invoke(main, args, obj={STEP_HOOKS: [interrupt]})
     assert_clean_exit(cut, 130, "interrupted", "--resume")
     assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["step"] == 1
-    monkeypatch.undo()
     with one_thread():
         resumed = invoke("train", "--out", out, "--resume")
     assert_clean_exit(resumed, 0, "done:")

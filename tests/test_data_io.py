@@ -10,14 +10,14 @@ import pytest
 from fake_datasets import write_image
 from PIL import Image
 
-from elope.data import ImageLoadError, image_size, load_image, load_image_tensor
+from elope.data import ImageLoadError, image_dimensions, load_image, load_image_tensor
 
 
 def test_load_and_size(tmp_path: Path) -> None:
     path = write_image(tmp_path / "a.jpg", (40, 30), (10, 20, 30))
     image, size = load_image(path)
     assert image.mode == "RGB" and image.size == (40, 30) and size == (40, 30)
-    assert image_size(path) == (40, 30)
+    assert image_dimensions(path) == (40, 30)
     assert load_image_tensor(path).shape == (3, 30, 40)
 
 
@@ -58,4 +58,4 @@ def test_decompression_bomb_refused_before_decoding(tmp_path: Path) -> None:
     with pytest.raises(ImageLoadError, match=re.escape("5000x5000 = 25000000 pixels")):
         load_image(path, max_pixels=10_000_000)
     with pytest.raises(ImageLoadError, match="refused"):
-        image_size(path, max_pixels=10_000_000)
+        image_dimensions(path, max_pixels=10_000_000)

@@ -43,7 +43,7 @@ def _model(images: torch.Tensor) -> ELoPE:
     """A random resnet18 ELoPE made to give varied boxes and classes on the procedural images: the heatmap
     is one stem channel (localized blobs), the classifier's rows are three images' centred embeddings."""
     torch.manual_seed(0)
-    model = ELoPE("resnet18", 3, embedding_dim=16, image_size=64, k=2, tau=TAU).eval()
+    model = ELoPE("resnet18", 3, embedding_dim=16, image_size=64, crop_source=SOURCE, k=2, tau=TAU).eval()
     with torch.no_grad():
         model.localizer.head.weight.zero_()
         model.localizer.head.weight[0, 0, 1, 1] = 1.0
@@ -64,8 +64,9 @@ def setup(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     model = _model(images)
     run = tmp_path_factory.mktemp("run")
     classes = build_dataset("synthetic", synthetic_root, "test").classes
-    meta = {"classes": classes, "tau": TAU, "image_size": 64, "crop_source": SOURCE}
-    save_model(model, run / "model", meta | {"dataset": "synthetic", "root": str(synthetic_root)})
+    save_model(
+        model, run / "model", {"classes": classes, "dataset": "synthetic", "root": str(synthetic_root)}
+    )
     out = tmp_path_factory.mktemp("exported")
     files = {}
     runner = CliRunner()
@@ -220,7 +221,7 @@ def test_whole_image_fallback_and_upsampled_heatmap(setup: dict, tmp_path: Path)
     """A constant heatmap gives the whole image in the exported graph too; the optional heatmap upsampling
     before thresholding exports as well."""
     images = setup["images"][:3]
-    flat = ELoPE("resnet18", 3, embedding_dim=16, image_size=64, k=2, tau=TAU).eval()
+    flat = ELoPE("resnet18", 3, embedding_dim=16, image_size=64, crop_source=SOURCE, k=2, tau=TAU).eval()
     with torch.no_grad():
         flat.localizer.head.weight.zero_()
     upsampled = _model(setup["images"])
@@ -231,9 +232,6 @@ def test_whole_image_fallback_and_upsampled_heatmap(setup: dict, tmp_path: Path)
             model,
             tmp_path / f"{name}.onnx",
             classes=["a", "b", "c"],
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            input_size=SOURCE,
             batch=None,
         )
         reference = OnePassPipeline(model)(images)
@@ -258,10 +256,23 @@ def test_peak_box_rule_exports_as_one_graph(setup: dict, tmp_path: Path, upsampl
             model,
             tmp_path / f"peak.{suffix}",
             classes=["a", "b", "c"],
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            input_size=SOURCE,
             batch=None,
             fmt=fmt,
         )
         _check(reference, ExportedModel(path).run(images), len(images))
+
+
+def test_run_folder_and_exported_file_are_one_kind_of_predictor(setup: dict) -> None:
+    """LoadedRun and ExportedModel satisfy elope.deploy.predictor.Predictor with the same spec (the file's
+    read back from its metadata) and the same predictions."""
+    from elope.deploy.predictor import Predictor
+    from elope.runs.loaded import load_run
+
+    run, exported = load_run(setup["run"]), ExportedModel(setup["files"]["onnx", "dynamic"])
+    assert isinstance(run, Predictor) and isinstance(exported, Predictor)
+    assert exported.spec == run.spec == setup["model"].spec
+    assert exported.classes == run.classes
+    images = setup["images"]
+    ours, theirs = run.predict(images, top=2), exported.predict(images, top=2)
+    assert torch.equal(ours.classes, theirs.classes)
+    torch.testing.assert_close(ours.boxes, theirs.boxes, rtol=0, atol=0.5)

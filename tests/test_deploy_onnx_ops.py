@@ -103,21 +103,18 @@ def test_exported_pipeline_uses_them_and_equals_pytorch(tmp_path):
     with torch.no_grad():
         model.localizer.head.weight.zero_()
         model.localizer.head.weight[0, 0, 1, 1] = 1.0  # blobby heatmaps: boxes that are not the whole image
-    path = export_model(
-        model,
-        tmp_path / "m.onnx",
-        classes=list("abc"),
-        mean=[0.5] * 3,
-        std=[0.25] * 3,
-        input_size=640,
-        batch=None,
-    )  # fmt: skip  (640 -> 64 px: a shrink by 10)
+    at_640 = model.spec.replace(
+        crop_source=640, mean=(0.5,) * 3, std=(0.25,) * 3
+    )  # 640 -> 64 px: a shrink by 10
+    model.spec = at_640
+    path = export_model(model, tmp_path / "m.onnx", classes=list("abc"), batch=None)
     ops = [node.op_type for node in onnx.load(str(path)).graph.node]
     assert "RoiAlign" not in ops and "Resize" not in ops and ops.count("MaxPool") < 10
 
     def ops_at(size: int) -> set[str]:
-        kept = export_model(model, tmp_path / f"{size}.onnx", classes=list("abc"), mean=[0.5] * 3, std=[0.25] * 3,
-                            input_size=size, batch=None)  # fmt: skip
+        model.spec = at_640.replace(crop_source=size)
+        kept = export_model(model, tmp_path / f"{size}.onnx", classes=list("abc"), batch=None)
+        model.spec = at_640
         return {node.op_type for node in onnx.load(str(kept)).graph.node}
 
     assert "RoiAlign" in ops_at(64)  # one sample per output pixel: the native kernel

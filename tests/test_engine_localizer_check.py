@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from train_helpers import tiny_args, write_tiny_synthetic
 
 from elope.cli import main
+from elope.commands.train import STEP_HOOKS
 from elope.engine import loop
 from elope.engine.localizer_check import (
     LABEL_TAUS,
@@ -104,8 +105,9 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_synthetic(tmp_path_factory.mktemp("data"))
 
 
-def _train(data: Path, out: Path, *extra: str) -> tuple[str, list[dict]]:
-    result = CliRunner().invoke(main, tiny_args(data, out, "--stages", "classifier,localizer", *extra))
+def _train(data: Path, out: Path, *extra: str, hooks: list | None = None) -> tuple[str, list[dict]]:
+    args = tiny_args(data, out, "--stages", "classifier,localizer", *extra)
+    result = CliRunner().invoke(main, args, obj={STEP_HOOKS: hooks or []})
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return result.output, [r for r in lines if r.get("event") == "localizer_check"]
@@ -118,9 +120,9 @@ def test_a_flat_localizer_is_reported_in_plain_words(tiny_data: Path, tmp_path: 
     seen: list = []  # the run's model, remembered at its first training step
     original = loop.train_step
 
-    def remember(run, *args, **kwargs):
-        seen[:] = [run.model]
-        return original(run, *args, **kwargs)
+    def remember(model, *args, **kwargs):
+        seen[:] = [model]
+        return original(model, *args, **kwargs)
 
     def flatten(state) -> None:
         if state.stage == "localizer":
@@ -128,8 +130,7 @@ def test_a_flat_localizer_is_reported_in_plain_words(tiny_data: Path, tmp_path: 
                 p.data.zero_()
 
     monkeypatch.setattr(loop, "train_step", remember)
-    monkeypatch.setattr(loop, "STEP_HOOKS", [flatten])
-    output, (record,) = _train(tiny_data, tmp_path / "flat")
+    output, (record,) = _train(tiny_data, tmp_path / "flat", hooks=[flatten])
     assert record["whole"] == 1.0 and record["contrast"] == 0.0 and record["iou50"] == 0.0
     assert "warning: the localization module's boxes cover most of the frame on 100 %" in output
     assert "localizer_target=standardized" in record["advice"]
@@ -144,7 +145,7 @@ def test_tau_chosen_on_the_training_boxes_goes_into_the_model(tiny_data: Path, t
     assert hits[record["tau"]] == max(hits.values())
     assert min(t for t, v in hits.items() if v == max(hits.values())) == record["tau"]
     meta = json.loads((out / "model" / "model.json").read_text())
-    assert meta["model"]["tau"] == meta["tau"] == record["tau"]
+    assert meta["model"]["tau"] == record["tau"] and "tau" not in meta  # stored once: the model's spec
     assert f"tau {record['tau']:g} (boxes)" in output
 
 

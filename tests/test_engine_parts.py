@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,9 +11,9 @@ import torch
 
 from elope.engine.context import StageState
 from elope.engine.distributed import DistInfo
-from elope.engine.loop import check_finite
 from elope.engine.sampling import EpochSampler, SeededItems
 from elope.engine.stages import plan_stages
+from elope.engine.steps import check_finite
 from elope.engine.validate import selection_score
 from elope.failures import TrainingError
 from elope.runs.checkpoint import (
@@ -176,12 +175,11 @@ def test_stage_plan_checks_prerequisites_and_order():
 
 
 def test_non_finite_loss_stops_with_stage_epoch_and_step():
-    run = SimpleNamespace(dist=DistInfo())
     state = StageState("crop", epoch=2, step=6)
-    check_finite(run, torch.tensor(1.5), state)
+    check_finite(torch.tensor(1.5), state, DistInfo())
     for bad in (float("nan"), float("inf")):
         with pytest.raises(TrainingError, match=r"stage 'crop', epoch 3, step 7"):
-            check_finite(run, torch.tensor(bad), state)
+            check_finite(torch.tensor(bad), state, DistInfo())
 
 
 def test_selection_prefers_higher_top1_and_lower_localizer_loss():

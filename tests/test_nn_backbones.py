@@ -155,7 +155,7 @@ def test_offline_timm_download_is_one_clear_error(monkeypatch):
 
 
 def test_cli_shows_the_download_error_in_one_line(monkeypatch, tmp_path):
-    from elope.engine.train import user_errors
+    from elope.commands.options import user_errors
 
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path))
     monkeypatch.setattr(

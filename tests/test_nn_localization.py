@@ -17,13 +17,13 @@ def block_heatmap(rows, cols, size=14, value=1.0):
 
 def test_block_heatmap_gives_cell_edges_in_pixels():
     # rows 3..6, cols 5..9 of a 14x14 map on a 448x448 image: cells are 32 pixels wide
-    box = heatmap_to_box(block_heatmap((3, 6), (5, 9)), tau=0.3, image_size=448)
+    box = heatmap_to_box(block_heatmap((3, 6), (5, 9)), tau=0.3, frame=448)
     torch.testing.assert_close(box, torch.tensor([[160.0, 96.0, 320.0, 224.0]]))
 
 
 def test_non_square_image_and_batch():
     heat = torch.cat([block_heatmap((0, 0), (0, 0)), block_heatmap((13, 13), (2, 3))])
-    boxes = heatmap_to_box(heat, tau=0.5, image_size=(280, 560))  # cells: 20 px high, 40 px wide
+    boxes = heatmap_to_box(heat, tau=0.5, frame=(280, 560))  # cells: 20 px high, 40 px wide
     torch.testing.assert_close(boxes, torch.tensor([[0.0, 0.0, 40.0, 20.0], [80.0, 260.0, 160.0, 280.0]]))
 
 
@@ -32,7 +32,7 @@ def test_threshold_is_strict_and_min_max_normalised():
     heat[0, 1, 1] = 20.0  # -> 1.0
     heat[0, 2, 3] = 13.0  # -> 0.3 exactly: not above tau = 0.3
     heat[0, 3, 0] = 13.5  # -> 0.35: above
-    box = heatmap_to_box(heat, tau=0.3, image_size=4)
+    box = heatmap_to_box(heat, tau=0.3, frame=4)
     torch.testing.assert_close(box, torch.tensor([[0.0, 1.0, 2.0, 4.0]]))
 
 
@@ -40,7 +40,7 @@ def test_threshold_is_strict_and_min_max_normalised():
 def test_degenerate_heatmaps_give_the_whole_image(fill):
     heat = torch.full((2, 1, 14, 14), 5.0)
     heat[1, 0, 0, 0] = fill
-    boxes = heatmap_to_box(heat, tau=0.3, image_size=(100, 200))
+    boxes = heatmap_to_box(heat, tau=0.3, frame=(100, 200))
     if fill == 0.0:  # a real single-cell minimum: everything else is above tau
         torch.testing.assert_close(boxes[1], torch.tensor([0.0, 0.0, 200.0, 100.0]))
     torch.testing.assert_close(boxes[0], torch.tensor([0.0, 0.0, 200.0, 100.0]))
@@ -49,7 +49,7 @@ def test_degenerate_heatmaps_give_the_whole_image(fill):
 
 def test_invalid_tau():
     with pytest.raises(ValueError, match="tau"):
-        heatmap_to_box(torch.rand(1, 1, 4, 4), tau=1.0, image_size=8)
+        heatmap_to_box(torch.rand(1, 1, 4, 4), tau=1.0, frame=8)
 
 
 def test_crop_and_resize_is_exact_on_pixel_grids():

@@ -1,4 +1,5 @@
-"""The class-mean loss, Eqs. (5)-(10), against computations written straight from the equations."""
+"""The class-mean loss, Eqs. (5)-(10), against computations written straight from the equations; every
+variant of Table 5 through its class's ``compute_loss`` (the one place each variant is defined)."""
 
 import itertools
 
@@ -6,10 +7,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from elope import ClassMeanLoss, EmbeddingHead, class_mean_loss
-from elope.nn.losses import LOSS_VARIANTS, LOSSES
+from elope import ClassMeanLoss, EmbeddingHead, EmbeddingLoss, class_mean_loss
+from elope.nn.losses import LOSS_VARIANTS, LOSSES, WithinClassLoss
 
 ALPHA, GAMMA, MARGIN = 0.5, 16.0, 0.75
+
+
+def variant_loss(embeddings, labels, means, *, variant="full", update=True, **options):
+    """``(loss, μ^t)`` of the class the recipe's ``loss.variant`` names, with ``means`` as μ^{t-1}: its
+    ``compute_loss`` (training mode: update), on float32-or-wider inputs as ``forward`` gives them."""
+    loss_fn = LOSSES[variant](means.shape[0], means.shape[1], **options).train(update)
+    dtype = torch.promote_types(embeddings.dtype, torch.float32)
+    return loss_fn.compute_loss(embeddings.to(dtype), labels, means.to(dtype))
 
 
 def reference(
@@ -48,14 +57,14 @@ def test_hand_computed_two_samples():
     e = torch.tensor([[3.0, 4.0], [0.0, 2.0]], dtype=torch.float64)
     labels = torch.tensor([0, 1])
     means = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
-    loss, new = class_mean_loss(e, labels, means, margin=2.0, variant="within")
+    loss, new = variant_loss(e, labels, means, margin=2.0, variant="within")
     assert loss.item() == pytest.approx(0.1125, abs=1e-12)
     torch.testing.assert_close(new, torch.tensor([[0.9, 0.2], [0.0, 1.0]], dtype=torch.float64))
     loss, _ = class_mean_loss(e, labels, means, margin=2.0)
     assert loss.item() == pytest.approx(0.1125 + 1.21, abs=1e-12)
     loss, _ = class_mean_loss(e, labels, means, margin=0.75)  # 1.45 > m: the hinge is inactive
     assert loss.item() == pytest.approx(0.1125, abs=1e-12)
-    loss, _ = class_mean_loss(e, labels, means, margin=2.0, variant="dff")  # 16 / 2 · 0.55
+    loss, _ = variant_loss(e, labels, means, margin=2.0, variant="dff")  # 16 / 2 · 0.55
     assert loss.item() == pytest.approx(0.1125 + 4.4, abs=1e-12)
 
 
@@ -69,7 +78,7 @@ def test_value_gradient_and_means_match_reference(variant, update):
     e1 = torch.randn(len(labels), dim, dtype=torch.float64, requires_grad=True)
     e2 = e1.detach().clone().requires_grad_(True)
     # a margin that leaves some pairs inside and some outside the hinge
-    loss, new = class_mean_loss(e1, labels, means, margin=1.5, variant=variant, update=update)
+    loss, new = variant_loss(e1, labels, means, margin=1.5, variant=variant, update=update)
     ref_loss, ref_new = reference(e2, labels.tolist(), means, margin=1.5, variant=variant, update=update)
     torch.testing.assert_close(loss, ref_loss, rtol=0, atol=1e-10)
     torch.testing.assert_close(new.detach(), ref_new.detach(), rtol=0, atol=1e-10)
@@ -83,10 +92,10 @@ def test_gradient_flows_through_updated_means():
     labels = torch.tensor([0, 0, 1])
     means = F.normalize(torch.randn(2, 3, dtype=torch.float64), dim=1)
     e = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
-    loss, _ = class_mean_loss(e, labels, means, variant="within")
+    loss, _ = variant_loss(e, labels, means, variant="within")
     (grad,) = torch.autograd.grad(loss, e)
     f = F.normalize(e, dim=1)
-    _, detached_new = class_mean_loss(e.detach(), labels, means, variant="within")
+    _, detached_new = variant_loss(e.detach(), labels, means, variant="within")
     loss_no_link = 0.5 * (f - detached_new[labels]).pow(2).sum(1).mean()
     (grad_no_link,) = torch.autograd.grad(loss_no_link, e)
     assert not torch.allclose(grad, grad_no_link)
@@ -124,7 +133,7 @@ def test_between_class_loss_zero_with_one_class_and_renormalisation():
     e = torch.randn(3, 4, dtype=torch.float64)
     labels = torch.tensor([1, 1, 1])
     full, _ = class_mean_loss(e, labels, means, margin=4.0)
-    within, _ = class_mean_loss(e, labels, means, margin=4.0, variant="within")
+    within, _ = variant_loss(e, labels, means, margin=4.0, variant="within")
     torch.testing.assert_close(full, within)  # |P| = 0 -> L_b = 0
     _, renormalised = class_mean_loss(e, labels, means, renormalize_means=True)
     torch.testing.assert_close(renormalised.norm(dim=1), torch.ones(3, dtype=torch.float64))
@@ -146,20 +155,31 @@ def test_invalid_arguments(kwargs, message):
         ClassMeanLoss(**args)
 
 
-def test_unknown_variant_names_the_allowed_ones():
-    with pytest.raises(ValueError, match=r"variant 'triplet'.*'full', 'within', 'center', 'dff'"):
-        class_mean_loss(torch.randn(2, 4), torch.tensor([0, 1]), torch.randn(3, 4), variant="triplet")
+def test_one_base_class_no_variant_table():
+    """Every loss subclasses EmbeddingLoss and overrides compute_loss; the paper's loss does not subclass
+    an ablation's; LOSSES (the recipe's names) is the only lookup by name."""
+    assert LOSS_VARIANTS == ("full", "within", "center", "dff")
+    for cls in LOSSES.values():
+        assert cls.__bases__ == (EmbeddingLoss,) and "compute_loss" in vars(cls)
+    assert not issubclass(ClassMeanLoss, WithinClassLoss)
+    with pytest.raises(NotImplementedError):
+        EmbeddingLoss(3, 4)(torch.randn(2, 4), torch.tensor([0, 1]))
+    e, labels, means = torch.randn(5, 4), torch.tensor([0, 1, 1, 2, 0]), F.normalize(torch.randn(3, 4), dim=1)
+    torch.testing.assert_close(
+        variant_loss(e, labels, means, margin=1.5, renormalize_means=True),
+        class_mean_loss(e, labels, means, margin=1.5, renormalize_means=True),
+    )  # the plain function is the paper's loss
 
 
 @pytest.mark.parametrize("variant", LOSS_VARIANTS)
-def test_each_loss_class_is_its_variant(variant):
-    """The small classes of elope.nn.losses (the recipe's lookup table) compute class_mean_loss's variants and
-    store the updated means in training mode, read them only in eval mode."""
+def test_each_loss_class_stores_its_means_in_training_only(variant):
+    """forward computes compute_loss on the buffer's means, stores μ^t in training mode, reads the means
+    only in eval mode."""
     torch.manual_seed(0)
     loss_fn = LOSSES[variant](3, 4, margin=1.5, renormalize_means=True)
     means = loss_fn.means.clone()
     e, labels = torch.randn(6, 4), torch.tensor([0, 0, 1, 2, 2, 1])
-    expected, new = class_mean_loss(e, labels, means, margin=1.5, variant=variant, renormalize_means=True)
+    expected, new = variant_loss(e, labels, means, margin=1.5, variant=variant, renormalize_means=True)
     torch.testing.assert_close(loss_fn(e, labels), expected)
     torch.testing.assert_close(loss_fn.means, new)
     loss_fn.eval()
@@ -168,8 +188,10 @@ def test_each_loss_class_is_its_variant(variant):
 
 
 def test_labels_out_of_range():
-    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+    with pytest.raises(ValueError, match=r"outside \[0, 2\] \(got 0..3\)"):
         class_mean_loss(torch.randn(2, 4), torch.tensor([0, 3]), torch.randn(3, 4))
+    with pytest.raises(ValueError, match=r"outside \[0, 2\]"):
+        ClassMeanLoss(3, 4)(torch.randn(2, 4), torch.tensor([-1, 0]))
 
 
 def test_embedding_head_layers():
@@ -186,5 +208,5 @@ def test_loss_never_reads_values_back_to_the_host(variant):
     # as a host synchronisation would stall a GPU step. The loss must get through on shapes alone.
     e, m = torch.randn(6, 8, device="meta"), torch.randn(4, 8, device="meta")
     labels = torch.zeros(6, dtype=torch.long, device="meta")
-    loss, means = class_mean_loss(e, labels, m, variant=variant)
+    loss, means = variant_loss(e, labels, m, variant=variant)
     assert loss.shape == () and means.shape == (4, 8)

@@ -18,7 +18,7 @@ def test_save_and_load_model_roundtrip(tmp_path):
     save_model(model, tmp_path / "model", {"classes": ["a", "b", "c", "d"]})
     loaded, meta = load_model(tmp_path / "model")
     assert meta["classes"] == ["a", "b", "c", "d"] and meta["model"]["weighted"] is True
-    assert loaded.tau == 0.2 and not loaded.training
+    assert loaded.spec.tau == 0.2 and not loaded.training
     x = torch.randn(2, 3, 64, 64)
     torch.testing.assert_close(loaded(x), model(x))
 

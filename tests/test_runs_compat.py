@@ -38,10 +38,17 @@ def test_old_run_loads_with_its_tau_and_size_from_the_model_config():
     run = load_run(RUN)
     saved = json.loads((RUN / "model" / "model.json").read_text())
     assert saved["version"] == 1 and "model" in saved
-    assert run.tau == saved["model"]["tau"] == saved["tau"]
-    assert run.image_size == saved["model"]["image_size"] == saved["image_size"]
-    # keys added since 0.1.0 take the value that reproduces 0.1.0's behaviour
-    assert dict(run.model.config) == {**saved["model"], "box_rule": "all"}
+    assert run.spec.tau == saved["model"]["tau"] == saved["tau"]
+    assert run.spec.image_size == saved["model"]["image_size"] == saved["image_size"]
+    # version 1 kept the crop source and the normalisation at the top level; keys added since 0.1.0 take
+    # the value that reproduces 0.1.0's behaviour
+    assert (run.spec.crop_source, list(run.spec.mean), list(run.spec.std)) == (
+        saved["crop_source"],
+        saved["mean"],
+        saved["std"],
+    )
+    moved = {k: saved[k] for k in ("crop_source", "mean", "std")}
+    assert dict(run.model.config) == {**saved["model"], **moved, "box_rule": "all"}
     assert run.means is not None and run.load_teacher() is not None
 
 

@@ -95,15 +95,15 @@ def test_a_file_without_elope_metadata_is_refused(tmp_path):
 
 def test_serve_run_exports_in_memory(synthetic_root, served_onnx, tmp_path):
     pytest.importorskip("onnxruntime")
-    from serve_helpers import SOURCE, TAU, tiny_model
+    from serve_helpers import SOURCE, tiny_model
 
     from elope.commands.serve import _load
     from elope.runs.model_folder import save_model
     from elope.serve.model import ServedModel
 
     model, classes = tiny_model(synthetic_root)
-    meta = {"classes": classes, "tau": TAU, "image_size": 64, "crop_source": SOURCE, "dataset": "synthetic"}
-    save_model(model, tmp_path / "run" / "model", meta | {"root": str(synthetic_root)})
+    meta = {"classes": classes, "dataset": "synthetic", "root": str(synthetic_root)}
+    save_model(model, tmp_path / "run" / "model", meta)
     before = set(Path(tmp_path).rglob("*"))
     from_run = _load(None, tmp_path / "run", None, 10**7)
     assert set(Path(tmp_path).rglob("*")) == before  # nothing left behind in the run folder

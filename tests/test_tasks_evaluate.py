@@ -58,7 +58,7 @@ def make_run(
     """A run folder as `elope train` leaves it, without training: random resnet18 at 64 px (+ class means)."""
     torch.manual_seed(0)
     model = ELoPE("resnet18", len(classes), embedding_dim=EMB, image_size=INPUT, tau=0.3)
-    meta = {"classes": classes, "tau": 0.3, "image_size": INPUT, "crop_source": 2 * INPUT, "dataset": dataset}
+    meta = {"classes": classes, "dataset": dataset}
     meta["root"] = str(root)
     save_model(model.eval(), path / "model", meta)
     save_model(model.eval(), path / "teacher", meta)  # stands in for the stage-1 classifier
@@ -134,15 +134,15 @@ def test_run_batch_is_model_predict_with_the_embedding_kept(run_dir: Path, monke
     model, _ = load_model(run_dir / "model")
     teacher, _ = load_model(run_dir / "teacher")
     images = torch.randn(3, 3, 48, 80, generator=torch.Generator().manual_seed(0))
-    ref = model.predict(images, top=3, tau=0.3)
-    _, emb = model(model.crop(images, tau=0.3)[0], return_embeddings=True)
+    ref = model.predict(images, top=3)
+    _, emb = model(model.crop(images)[0], return_embeddings=True)
     whole = torch.nn.functional.interpolate(images, size=(INPUT, INPUT), mode="bilinear", antialias=True)
     heat = mean_heatmap(teacher.forward_features(whole))
 
     seen: list[tuple[int, ...]] = []
     features = teacher.forward_features
     monkeypatch.setattr(teacher, "forward_features", lambda x: seen.append(tuple(x.shape)) or features(x))
-    out = ev.run_batch(model, images, tau=0.3, embeddings=True, teacher=teacher, top=3)
+    out = ev.run_batch(model, images, embeddings=True, teacher=teacher, top=3)
     assert out.predictions.tolist() == ref.classes[:, 0].tolist()
     assert out.top_classes.tolist() == ref.classes.tolist()
     assert torch.allclose(out.top_scores, ref.scores)
@@ -172,7 +172,7 @@ def _fake_outputs(monkeypatch: pytest.MonkeyPatch, labels: list[int], gt: torch.
     state = {"i": 0}
 
     def fake(
-        model: Any, images: torch.Tensor, *, tau: float, embeddings: bool, teacher: Any = None, top: int = 5
+        model: Any, images: torch.Tensor, *, embeddings: bool, teacher: Any = None, top: int = 5
     ) -> ev.BatchOutputs:
         i, b = state["i"], images.shape[0]
         state["i"] += b
@@ -319,5 +319,5 @@ def test_example_sheet_draws_both_boxes_of_evenly_spread_images(run_dir: Path, m
             )
         assert torch.allclose(cell.box, expected[0])
     with torch.no_grad():
-        module_box, _ = run.model.localize(ds[5][0][None], 0.3)
+        module_box, _ = run.model.localize(ds[5][0][None])
     assert torch.allclose(items[5].box, module_box[0])

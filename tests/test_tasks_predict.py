@@ -26,7 +26,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     model = ELoPE("resnet18", len(CLASSES), embedding_dim=16, image_size=64, tau=0.3)
     run = tmp_path_factory.mktemp("run")
-    meta = {"classes": CLASSES, "tau": 0.3, "image_size": 64, "crop_source": 128}
+    meta = {"classes": CLASSES}
     save_model(model.eval(), run / "model", meta)
     return run
 

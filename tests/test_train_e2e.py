@@ -60,8 +60,8 @@ def test_all_stages_write_the_run_folder_of_the_contract(full_run):
     meta = json.loads((out / "model" / "model.json").read_text())
     assert meta["model"]["weighted"] is True and meta["model"]["localizer"] is True
     assert meta["localized"] is True and meta["stages"] == ["classifier", "localizer", "crop", "weighted"]
-    assert len(meta["classes"]) == 3 and meta["image_size"] == 64 and meta["tau"] == 0.3
-    assert meta["splits"] == {k: header[k] for k in ("train", "val")} and meta["crop_source"] == 128
+    assert len(meta["classes"]) == 3 and meta["model"]["image_size"] == 64 and meta["model"]["tau"] == 0.3
+    assert meta["splits"] == {k: header[k] for k in ("train", "val")} and meta["model"]["crop_source"] == 128
     teacher = json.loads((out / "teacher" / "model.json").read_text())  # stage 1, the module's teacher
     assert teacher["model"]["localizer"] is False and teacher["stages"] == ["classifier"]
     last = load_checkpoint(out / "checkpoints" / "last.pt")
@@ -181,7 +181,7 @@ def test_the_crop_stage_can_start_fresh(data, tmp_path):
     """`stages.crop.init: fresh` (the release): backbone, heads and class means as a new run draws them,
     the trained localization module kept."""
     from elope.config import load_config
-    from elope.engine.context import seed_everything
+    from elope.engine.context import run_spec, seed_everything
     from elope.engine.stages import make_model_and_loss
 
     out = tmp_path / "run"
@@ -195,7 +195,7 @@ def test_the_crop_stage_can_start_fresh(data, tmp_path):
     loc = load_checkpoint(out / "checkpoints" / "localizer.pt")["model"]
     cfg = load_config(config_file=None, base=yaml.safe_load((out / "config.yaml").read_text()))
     seed_everything(cfg.train.seed + 1 + 2)  # what run_stage seeds before the crop stage begins
-    fresh, criterion = make_model_and_loss(cfg, 3)
+    fresh, criterion = make_model_and_loss(cfg, 3, run_spec(cfg))
     for key, value in fresh.state_dict().items():
         expected = loc[key] if key.startswith("localizer.") else value
         assert torch.equal(crop["model"][key], expected), key

@@ -23,7 +23,7 @@ def tiny_args(root: Path, out: Path, *extra: str, epochs: int = 1) -> list[str]:
     return [
         "train", "--dataset", "synthetic", "--root", str(root), "--out", str(out),
         "--backbone", "resnet18", "--no-pretrained", "--image-size", "64", "--batch-size", "4",
-        "--epochs", str(epochs), "--workers", "0",
+        "--epochs", str(epochs), "--num-workers", "0",
         "--set", "model.embedding_dim=32", "--set", "train.progress=false",
         # the tiny recipe keeps a validation split and model selection, and the old demo's settings
         "--set", "dataset.val_fraction=0.1", "--set", "train.select=best", "--set", "dataset.crop_source=null",

@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from elope.commands.options import SEED_RANGE, checked_output, config_option, overrides_option, paper_option
+from elope.commands.options import (
+    SEED_RANGE,
+    checked_output,
+    config_option,
+    overrides_option,
+    paper_option,
+    stderr_echo,
+)
 from elope.config import DATASETS, PAPER_LOCALIZATION, ConfigError, load_config, parse_override
 from elope.data.errors import DataError
 from elope.failures import one_line, short_repr
@@ -87,7 +94,9 @@ def _k_sweep(out: Path, ks: str, seeds: list[int], shared: dict[str, Any]) -> li
             param_hint="--ks",
         )
     title = f"K sweep (Fig. 7), H·W = {positions}"
-    summary = run_ablation(out, k_sweep_rows(k_values), seeds, name="k_sweep", title=title, **shared)
+    summary = run_ablation(
+        out, k_sweep_rows(k_values), seeds, name="k_sweep", title=title, **shared, echo=stderr_echo
+    )
     plot_k_sweep(summary, k_values, out / "k_sweep.png", positions)
     click.echo(format_markdown(summary, title))
     return summary
@@ -143,7 +152,7 @@ def ablate_command(
     Prints, and writes as Markdown and JSON under OUT, test top-1 accuracy (mean ± std over seeds) with the
     paper's CUB numbers beside each row.
     """
-    from elope.engine.train import TrainingError
+    from elope.failures import TrainingError
 
     try:
         common = _common_overrides(overrides, backbone, image_size)
@@ -167,7 +176,7 @@ def ablate_command(
     try:
         with run_lock(out, "elope ablate"):
             if study == "table5":
-                summary = run_ablation(out, selected, seed_list, **shared)
+                summary = run_ablation(out, selected, seed_list, **shared, echo=stderr_echo)
                 click.echo(format_markdown(summary, "Ablation (Table 5)"))
             else:
                 summary = _k_sweep(out, ks, seed_list, shared)

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from elope.commands.options import SEED_RANGE, checked_output
+from elope.commands.options import SEED_RANGE, checked_output, renamed_option
 from elope.data.errors import DataError
 from elope.data.io import DEFAULT_MAX_PIXELS
 from elope.data.synthetic_knobs import DIFFICULTIES, KNOB_OPTIONS
@@ -41,7 +41,14 @@ def data() -> None:
     help="FGVC-Aircraft only: which labels to check.",
 )
 @click.option("--no-decode", is_flag=True, help="Only read image headers (fast; misses truncated files).")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Decoding threads [min(8, CPUs)].")
+@renamed_option(
+    "--threads",
+    "--workers",  # the name in elope 0.1.0 (elsewhere --num-workers are DataLoader processes): a hidden alias
+    dest="threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Decoding threads [min(8, CPUs)].",
+)
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True)
 def check_command(
     name: str,
@@ -49,7 +56,7 @@ def check_command(
     as_json: bool,
     annotation_level: str,
     no_decode: bool,
-    workers: int | None,
+    threads: int | None,
     max_pixels: int,
 ) -> None:
     """Count images and boxes per split and list every problem of a dataset.
@@ -70,7 +77,7 @@ def check_command(
             root,
             decode=not no_decode,
             max_pixels=max_pixels,
-            workers=workers,
+            threads=threads,
             progress=progress,
             **options,
         )

@@ -39,6 +39,13 @@ def demo_command(
     checked_output(out, "--out", kind="dir")
     try:
         with run_lock(out, "elope demo"):
-            run_demo(out, device, epochs, pictures, baseline, overrides)
-    except (TrainingError, CheckpointError, DataError, ValueError, FileNotFoundError) as error:
+            run_demo(out, device, epochs, pictures, baseline, overrides, echo=click.echo)
+    except (
+        TrainingError,
+        CheckpointError,
+        DataError,
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,
+    ) as error:
         raise click.ClickException(one_line(error)) from None

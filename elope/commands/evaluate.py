@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from elope.commands.options import checked_output, compile_option, run_option, tau_option, unfinished_option
+from elope.commands.options import (
+    checked_output,
+    compile_option,
+    renamed_option,
+    run_option,
+    tau_option,
+    unfinished_option,
+)
 from elope.data.errors import DataError
 from elope.failures import TrainingError, one_line
 from elope.runs.layout import run_files
@@ -94,8 +101,14 @@ def _outputs(
 )
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda, cuda:1.")
-@click.option(
-    "--workers", default=0, show_default=True, type=click.IntRange(0, 256), help="DataLoader workers."
+@renamed_option(
+    "--num-workers",
+    "--workers",  # the name in elope 0.1.0: a hidden alias
+    dest="num_workers",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 256),
+    help="DataLoader worker processes.",
 )
 @tau_option("Box threshold τ. Default: the run's.")
 @click.option(
@@ -140,7 +153,7 @@ def evaluate_command(
     split: str,
     batch_size: int,
     device: str,
-    workers: int,
+    num_workers: int,
     tau: float | None,
     skip_unreadable: bool,
     json_out: str | None,
@@ -166,7 +179,7 @@ def evaluate_command(
                 device,
                 skip_unreadable,
                 tau=tau,
-                num_workers=workers,
+                num_workers=num_workers,
                 mean_map=mean_map,
                 predictions=predictions,
                 compile_mode=compile_mode,

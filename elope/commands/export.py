@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from elope.commands.options import checked_output, run_option, tau_option, unfinished_option
+from elope.commands.options import checked_output, renamed_option, run_option, tau_option, unfinished_option
 from elope.deploy.check import ExportCheckError, check_export
 from elope.deploy.export import FORMATS, OPSET, export_model
 from elope.failures import TrainingError
@@ -50,12 +50,14 @@ class _BatchType(click.ParamType):
     type=_BatchType(),
     help="Batch size of the graph, or 'dynamic'.",
 )
-@click.option(
-    "--image-size",
+@renamed_option(
+    "--crop-source",
+    "--image-size",  # the name in elope 0.1.0 (it never was the classifier's side): a hidden alias
+    dest="crop_source",
     default=None,
     type=click.IntRange(8, 8192),
-    help="Side N of the square input (at most 8192). Default: the run's crop source (what `elope predict` "
-    "feeds).",
+    help="Side N of the square input, the crop source the graph cuts its crops from (at most 8192; "
+    "dataset.crop_source). Default: the run's (what `elope predict` feeds).",
 )
 @tau_option("Box threshold τ, fixed in the graph. Default: the run's.")
 @click.option("--opset", default=OPSET, show_default=True, type=click.IntRange(min=OPSET), help="ONNX opset.")
@@ -66,7 +68,7 @@ def export_command(
     fmt: str,
     out: Path,
     batch: int | None,
-    image_size: int | None,
+    crop_source: int | None,
     tau: float | None,
     opset: int,
     no_check: bool,
@@ -83,7 +85,7 @@ def export_command(
     checked_output(out, "--out", keep=run_files(run_dir))
     try:
         with writers_lock([out], "elope export"):
-            _export(run_dir, fmt, out, batch, image_size, tau, opset, no_check, allow_unfinished)
+            _export(run_dir, fmt, out, batch, crop_source, tau, opset, no_check, allow_unfinished)
     except (FileNotFoundError, ValueError, TrainingError) as e:
         raise click.ClickException(str(e)) from e
 
@@ -93,30 +95,25 @@ def _export(
     fmt: str,
     out: Path,
     batch: int | None,
-    image_size: int | None,
+    crop_source: int | None,
     tau: float | None,
     opset: int,
     no_check: bool,
     allow_unfinished: bool,
 ) -> None:
-    """Load the run, write the graph, compare it with PyTorch."""
-    run = load_run(run_dir, "cpu")
+    """Load the run with the options' spec, write the graph, compare it with PyTorch."""
+    run = load_run(run_dir, "cpu", tau=tau, crop_source=crop_source)
     warning = run.check_finished(allow_unfinished)
     if warning:
         click.echo(warning, err=True)
-    size = image_size or run.crop_source
-    mean, std = run.normalization
+    size = run.spec.crop_source
     try:
         path = export_model(
             run.model,
             out,
             fmt=fmt,
             classes=run.classes,
-            mean=mean,
-            std=std,
-            input_size=size,
             batch=batch,
-            tau=run.tau if tau is None else tau,
             opset=opset,
             extra={"run": Path(run_dir).name},
         )
@@ -127,7 +124,7 @@ def _export(
     if no_check:
         return
     try:
-        reports = check_export(run.model, path, tau=tau)
+        reports = check_export(run.model, path)
     except ImportError as e:
         click.echo(f"not checked ({e}); install the deploy extra to check", err=True)
         return

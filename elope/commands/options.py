@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
+from elope.failures import ConfigError, TrainingError, one_line
 from elope.outputs import OutputPathError, check_output
+from elope.spec import TAU_RANGE
 
 __all__ = [
     "COMPILE_MODES",
@@ -21,9 +24,12 @@ __all__ = [
     "config_option",
     "overrides_option",
     "paper_option",
+    "renamed_option",
     "run_option",
+    "stderr_echo",
     "tau_option",
     "unfinished_option",
+    "user_errors",
 ]
 
 #: ``--seed``: what every seeded generator here accepts (numpy's legacy seeding stops at 2**32).
@@ -71,8 +77,9 @@ def run_option(required: bool = True) -> Decorator:
 
 
 def tau_option(help: str = "Box threshold τ. Default: the run's.") -> Decorator:
-    """``--tau``: the box threshold, in [0, 1); None means the run's (its saved model config)."""
-    return click.option("--tau", default=None, type=FiniteFloatRange(0.0, 1.0, max_open=True), help=help)
+    """``--tau``: the box threshold, in :data:`elope.spec.TAU_RANGE`; None means the run's (its model's
+    spec, ``model.json`` → ``model.tau``)."""
+    return click.option("--tau", default=None, type=FiniteFloatRange(*TAU_RANGE, max_open=True), help=help)
 
 
 def unfinished_option() -> Decorator:
@@ -120,3 +127,40 @@ def paper_option() -> Decorator:
         help="The paper's localization step exactly (every cell above the fixed Table 2 tau, raw heatmap "
         "target, no upsampling) instead of the defaults (see docs/architecture.md).",
     )
+
+
+def stderr_echo(line: str) -> None:
+    """The :data:`elope.failures.Echo` the commands pass below them: ``click.echo`` on standard error."""
+    click.echo(line, err=True)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Problems the user can fix become a one-line click error instead of a traceback."""
+    # imported here: the options module stays light (``elope data --help`` loads no torch)
+    from elope.data.errors import DataError
+    from elope.nn.weights import WeightsError
+    from elope.runs.checkpoint import CheckpointError
+
+    try:
+        yield
+    except (ConfigError, TrainingError, CheckpointError, DataError, WeightsError, FileExistsError) as e:
+        raise click.ClickException(one_line(e)) from None  # a DataLoader worker's traceback left out
+
+
+class _RenamedOption(click.Option):
+    """An option whose first name is shown in ``--help``; the others are hidden aliases (old names that
+    keep working)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        names, self.opts = self.opts, self.opts[:1]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = names
+
+
+def renamed_option(name: str, *old_names: str, dest: str, **options: Any) -> Decorator:
+    """``click.option(name, *old_names, dest, ...)`` with ``old_names`` working but left out of ``--help``:
+    an option renamed to match the recipe key it sets (``docs/architecture.md``, "Command-line names")."""
+    return click.option(name, *old_names, dest, cls=_RenamedOption, **options)

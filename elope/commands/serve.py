@@ -24,17 +24,12 @@ def _export_run(run_dir: Path) -> bytes:
     from elope.runs.loaded import load_run
 
     run = load_run(run_dir, "cpu")
-    mean, std = run.normalization
     with tempfile.TemporaryDirectory(prefix="elope-serve-") as tmp:
         path = export_model(
             run.model,
             Path(tmp) / "model.onnx",
             classes=run.classes,
-            mean=mean,
-            std=std,
-            input_size=run.crop_source,
             batch=None,
-            tau=run.tau,
             extra={"run": Path(run_dir).name},
         )
         return path.read_bytes()

@@ -52,7 +52,7 @@ def suite_command(
     Resumable: a finished (distribution, seed) is kept; run the same command again to continue.
     About 7 minutes per distribution and seed on 2 CPU cores (8 distributions x 3 seeds: ~3 hours).
     """
-    from elope.engine.train import user_errors
+    from elope.commands.options import user_errors
     from elope.runs.lock import run_lock
     from elope.tasks.suite import run_suite, suite_table
 

@@ -6,10 +6,23 @@ from pathlib import Path
 
 import click
 
-from elope.commands.options import SEED_RANGE, checked_output, config_option, overrides_option, paper_option
+from elope.commands.options import (
+    SEED_RANGE,
+    checked_output,
+    config_option,
+    overrides_option,
+    paper_option,
+    renamed_option,
+    stderr_echo,
+    user_errors,
+)
 from elope.config import DATASETS
-from elope.engine.recipe import shortcut_notes
-from elope.engine.train import resolve_config, run_training, user_errors
+from elope.engine.recipe import resolve_config, shortcut_notes
+from elope.engine.train import run_training
+
+#: ``ctx.obj`` key of the step hooks a caller of the command line passes in (``main(obj={STEP_HOOKS:
+#: [...]})``; tests/kill_at_step.py), handed to :func:`elope.engine.train.run_training`.
+STEP_HOOKS = "step_hooks"
 
 
 @click.command("train")
@@ -28,13 +41,23 @@ from elope.engine.train import resolve_config, run_training, user_errors
 @click.option(
     "--weights", type=click.Path(exists=True, dir_okay=False), help="Local backbone or model weights."
 )
-@click.option("--image-size", type=click.IntRange(min=16), help="Input side in pixels (paper: 448).")
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=16),
+    help="Classifier input side, dataset.image_size (paper: 448).",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), help="Global batch of every stage (paper: 14).")
 @click.option("--epochs", type=click.IntRange(min=0), help="Epochs of every stage (quick runs).")
 @click.option("--stages", help="Comma-separated subset of classifier,localizer,crop,weighted.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
 @click.option("--seed", type=SEED_RANGE, help="Seed of initialisation, data order and augmentation.")
-@click.option("--workers", type=click.IntRange(0, 256), help="DataLoader worker processes.")
+@renamed_option(
+    "--num-workers",
+    "--workers",  # the name in elope 0.1.0: a hidden alias
+    dest="num_workers",
+    type=click.IntRange(0, 256),
+    help="DataLoader worker processes (dataset.num_workers).",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.pt.")
 @click.option(
     "--force", is_flag=True, help="Delete the earlier run in --out (its outputs; says which) and start over."
@@ -64,7 +87,7 @@ def train_command(
     stages: str | None,
     device: str | None,
     seed: int | None,
-    workers: int | None,
+    num_workers: int | None,
     resume: bool,
     force: bool,
     paper: bool,
@@ -81,7 +104,7 @@ def train_command(
         "train.stages": None if stages is None else [s.strip() for s in stages.split(",") if s.strip()],
         "train.device": device,
         "train.seed": seed,
-        "dataset.num_workers": workers,
+        "dataset.num_workers": num_workers,
     }
     pairs = [(k, v) for k, v in options.items() if v is not None] + list(overrides)
     if allow_changes and not resume:
@@ -93,5 +116,6 @@ def train_command(
         )
         for note in shortcut_notes(overrides, epochs, batch_size):  # a shortcut replaced a --set value
             click.echo(note, err=True)
-        run_training(cfg, out, resume=resume, force=force, allow=allow_changes)
+        hooks = (click.get_current_context().obj or {}).get(STEP_HOOKS, ())
+        run_training(cfg, out, resume=resume, force=force, allow=allow_changes, echo=stderr_echo, hooks=hooks)
     click.echo(f"done: {out / 'model'}", err=True)

@@ -13,7 +13,7 @@ from .check import CheckReport, check_dataset
 from .cub import CUB200
 from .errors import AnnotationError, DataError, DatasetNotFoundError, ImageLoadError
 from .folder import ImageFolderDataset
-from .io import DEFAULT_MAX_PIXELS, image_size, load_image, load_image_tensor
+from .io import DEFAULT_MAX_PIXELS, image_dimensions, load_image, load_image_tensor
 from .registry import DATASETS, build_dataset, index_dataset
 from .splits import stratified_split
 from .synthetic import write_synthetic
@@ -51,7 +51,7 @@ __all__ = [
     "check_dataset",
     "crop_source_size",
     "eval_transform",
-    "image_size",
+    "image_dimensions",
     "index_dataset",
     "load_image",
     "load_image_tensor",

@@ -9,7 +9,7 @@ the image (1 pixel of tolerance for the datasets' rounding).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +17,10 @@ from typing import Any
 
 from .annotations import Problem, Record
 from .errors import ImageLoadError
-from .io import DEFAULT_MAX_PIXELS, decode_image, image_size
+from .io import DEFAULT_MAX_PIXELS, decode_image, image_dimensions
 from .registry import index_dataset
 
-__all__ = ["BOX_TOLERANCE", "CheckReport", "check_dataset"]
+__all__ = ["BOX_TOLERANCE", "CheckReport", "box_outside", "check_dataset"]
 
 #: how far (pixels) a box may stick out of its image before it counts as a problem
 BOX_TOLERANCE = 1.0
@@ -49,6 +49,14 @@ class CheckReport:
         }
 
 
+def box_outside(box: Sequence[float], width: float, height: float) -> bool:
+    """Whether a box ``x1, y1, x2, y2`` sticks out of a ``width`` × ``height`` image by more than
+    :data:`BOX_TOLERANCE` pixels: the one such check (``data check`` and ``evaluate`` report it)."""
+    x1, y1, x2, y2 = box
+    t = BOX_TOLERANCE
+    return x1 < -t or y1 < -t or x2 > width + t or y2 > height + t
+
+
 def _check_image(record: Record, decode: bool, max_pixels: int) -> list[Problem]:
     path = str(record.path)
     if not record.path.is_file():
@@ -59,14 +67,13 @@ def _check_image(record: Record, decode: bool, max_pixels: int) -> list[Problem]
             # Boxes refer to the stored pixels, whatever the EXIF orientation: checked against the stored size.
             width, height = decode_image(record.path, max_pixels=max_pixels, draft_size=64).stored_size
         else:
-            width, height = image_size(record.path, max_pixels=max_pixels)
+            width, height = image_dimensions(record.path, max_pixels=max_pixels)
     except ImageLoadError as error:
         return [Problem(path, f"unreadable image: {error}")]
     if record.box is None:
         return []
     x1, y1, x2, y2 = record.box
-    tol = BOX_TOLERANCE
-    if x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol:
+    if box_outside(record.box, width, height):
         return [
             Problem(
                 path,
@@ -82,7 +89,7 @@ def check_dataset(
     *,
     decode: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    workers: int | None = None,
+    threads: int | None = None,
     progress: Any = None,
     **options: Any,
 ) -> CheckReport:
@@ -93,7 +100,7 @@ def check_dataset(
             ``annotation_level``, ``remove_banner``).
         decode: decode every image (finds truncated files); ``False`` only reads image headers.
         max_pixels: the decompression-bomb cap used for training.
-        workers: threads decoding images (PIL releases the GIL); default ``min(8, cpu count)``.
+        threads: threads decoding images (PIL releases the GIL); default ``min(8, cpu count)``.
         progress: optional callable wrapping an iterable (e.g. ``tqdm.tqdm``) for a progress bar.
 
     Raises:
@@ -109,8 +116,8 @@ def check_dataset(
     for records in index.splits.values():
         for record in records:
             unique.setdefault(record.path, record)
-    workers = workers or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    threads = threads or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
         results: Iterable[list[Problem]] = pool.map(
             lambda r: _check_image(r, decode, max_pixels), unique.values()
         )

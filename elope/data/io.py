@@ -14,8 +14,8 @@ decompression bombs (a few kilobytes that expand to gigabytes). Only regular fil
 EXIF orientation (a phone photo stored 128×64 with orientation 6 is shown 64×128 by every viewer) is applied
 when decoding: :func:`load_image` returns the image as it is shown, and its size as shown. Boxes of the
 datasets refer to the *stored* pixels (their annotators' tools drew on those): :func:`orient_box` moves
-them with the image, so a box stays on its object (``FGVCDataset`` does so). :func:`image_size` reads the
-stored size, the one such boxes are checked against; ``image_size(path, oriented=True)`` the size as shown.
+them with the image, so a box stays on its object (``FGVCDataset`` does so). :func:`image_dimensions` reads the
+stored size, the one such boxes are checked against; ``image_dimensions(path, oriented=True)`` the size as shown.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ __all__ = [
     "ImageLoadError",
     "decode_image",
     "exif_orientation",
-    "image_size",
+    "image_dimensions",
     "load_image",
     "load_image_tensor",
     "orient_box",
@@ -189,7 +189,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def image_size(
+def image_dimensions(
     path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS, oriented: bool = False
 ) -> tuple[int, int]:
     """Return ``(width, height)`` of an image from its header, without decoding pixels: as stored, or with

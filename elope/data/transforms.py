@@ -24,6 +24,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from elope.spec import IMAGENET_MEAN, IMAGENET_STD, crop_source_size
+
 __all__ = [
     "GREY_WEIGHTS",
     "IMAGENET_MEAN",
@@ -39,8 +41,6 @@ __all__ = [
     "train_transform",
 ]
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 # Principal components of ImageNet RGB pixels in [0, 1] (Krizhevsky et al. 2012; the values used by
 # fb.resnet.torch, on which the authors' release builds).
@@ -216,19 +216,6 @@ class _SizedCompose(v2.Compose):
     def __init__(self, transforms: Sequence[Any], decode_size: int) -> None:
         super().__init__(list(transforms))
         self.decode_size = decode_size
-
-
-def crop_source_size(image_size: int, crop_source: int | None = None) -> int:
-    """Side of the square image the crops are cut from (Sec. 5; ``dataset.crop_source`` of a recipe).
-
-    The box of the localization module is relative to the image; it is applied to the original image
-    decoded and resized (squashed, like the paper's 448×448 input) to this side, by default twice the
-    classifier input: a crop of half the image keeps its full resolution (the gain of cropping early,
-    Fig. 5), and memory stays bounded (4× the pixels of the classifier input). Originals smaller than this
-    are upsampled, which loses nothing. ``crop_source = image_size`` cuts the crop from the classifier-size
-    image instead (upsampling the crop: no resolution gained).
-    """
-    return int(crop_source) if crop_source else 2 * int(image_size)
 
 
 def _check_size(size: int) -> None:

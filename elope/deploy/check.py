@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from elope.deploy.pipeline import OnePassPipeline, evaluating
+from elope.deploy.pipeline import OnePassPipeline
 from elope.deploy.runtime import ExportedModel
+from elope.nn.model import ELoPE
+from elope.nn.modes import evaluating
 
 __all__ = ["ExportCheckError", "check_export", "compare_outputs"]
 
@@ -61,25 +63,26 @@ def compare_outputs(
 
 
 def check_export(
-    model: nn.Module,
+    model: ELoPE,
     path: str | Path,
     *,
-    tau: float | None = None,
     batches: Sequence[int] = (1, 3),
     scores_rtol: float = 1e-4,
     boxes_px: float = 0.5,
 ) -> list[dict[str, Any]]:
-    """Run the exported file (onnxruntime or ``torch.jit.load``) and the model on random inputs and
-    compare (:func:`compare_outputs`); raises :class:`ExportCheckError` beyond the tolerances.
+    """Run the exported file (onnxruntime or ``torch.jit.load``) and the model it was exported from on
+    random inputs and compare (:func:`compare_outputs`); raises :class:`ExportCheckError` when their specs
+    differ or the outputs differ beyond the tolerances.
 
     A file exported with a fixed batch is checked at that batch only.
     """
     exported = ExportedModel(path)
-    meta = exported.meta
-    size = int(meta["input_size"])
-    if meta["batch"] != "dynamic":
-        batches = [int(meta["batch"])]
-    pipeline = OnePassPipeline(model, meta["tau"] if tau is None else tau)
+    if exported.spec != model.spec:
+        raise ExportCheckError(f"{path} was exported with {exported.spec}, the model has {model.spec}")
+    size = exported.spec.crop_source
+    if exported.batch is not None:
+        batches = [exported.batch]
+    pipeline = OnePassPipeline(model)
     reports = []
     with evaluating(model):
         for i, batch in enumerate(batches):
@@ -87,7 +90,7 @@ def check_export(
             images = torch.randn(batch, 3, size, size, generator=generator)
             with torch.no_grad():
                 reference = pipeline(images)
-            report = compare_outputs(reference, exported.run(images), tau=pipeline.tau)
+            report = compare_outputs(reference, exported.run(images), tau=model.spec.tau)
             report["batch"] = batch
             reports.append(report)
             if (

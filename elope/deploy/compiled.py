@@ -1,7 +1,6 @@
 """``torch.compile`` over the one-pass pipeline: ``elope predict --compile`` / ``elope evaluate --compile``.
 
-The test-time path of Fig. 1 (Sec. 5: resize to 64 px, localization module, heatmap → box, ``roi_align``
-crop, backbone, GKMP, embedding, classifier) costs 0.4 % more MACs than the plain network, but on a GPU
+The test-time path of Fig. 1 (``docs/architecture.md``, "The pipeline") costs 0.4 % more MACs than the plain network, but on a GPU
 it is ~50 small kernels more, and at batch 32-128 ``predict`` ran at 1.23-1.27× a plain ResNet-50 on an
 H200 (``docs/results.md``). :func:`compile_model` returns a copy whose batch norms are folded into the
 convolutions (:mod:`elope.deploy.fuse`) and whose
@@ -115,13 +114,12 @@ def compile_model(
     return fast
 
 
-def _predict(
-    model: Any, one_pass: Callable[..., Any], images: Any, top: int = 1, tau: float | None = None
-) -> Any:
-    """:meth:`elope.ELoPE.predict` through the compiled one-pass region (the pipeline, then the top-k)."""
+def _predict(model: Any, one_pass: Callable[..., Any], images: Any, top: int = 1) -> Any:
+    """:meth:`elope.ELoPE.predict` through the compiled one-pass region (the pipeline, then the top-k), at
+    the spec the model had when it was compiled."""
     if isinstance(images, (list, tuple)):  # images of different sizes: each on its own, as predict does
-        return type(model).predict(model, images, top=top, tau=tau)
+        return type(model).predict(model, images, top=top)
     with torch.no_grad():
-        outputs = one_pass(images, model.tau if tau is None else tau)
+        outputs = one_pass(images)
     scores, classes = outputs[0].topk(min(top, model.num_classes), dim=1)
     return Prediction(classes, scores, outputs[1], outputs[2] if len(outputs) > 2 else None)

@@ -1,4 +1,5 @@
-"""The device of ``evaluate``, ``predict`` and ``export``, checked before a model is loaded.
+"""Devices by name: ``auto`` resolved in one place (:func:`auto_device`, also for ``train.device``), and
+the device of ``evaluate``, ``predict`` and ``export``, checked before a model is loaded.
 
 ``torch.device("cuda")`` is accepted on a machine without a GPU and fails later with a traceback;
 ``meta`` holds shapes and no data. :func:`inference_device` says so in one line instead.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["DeviceError", "inference_device"]
+__all__ = ["DeviceError", "auto_device", "inference_device"]
 
 _CHOICES = "cpu, cuda, cuda:N, mps or auto"
 
@@ -17,14 +18,21 @@ class DeviceError(ValueError):
     """``--device`` names a device that is unknown or not on this machine."""
 
 
+def auto_device(name: str) -> str:
+    """``auto`` → ``cuda`` when CUDA is available, else ``cpu``; any other name as given."""
+    if name.strip().lower() == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
 def inference_device(name: str | torch.device) -> torch.device:
     """``name`` as a ``torch.device`` this machine has (``auto``: the GPU when there is one, else the CPU).
 
     Raises:
         DeviceError: unknown name, CUDA or MPS not available (or no such GPU index), or ``meta``.
     """
-    if isinstance(name, str) and name.strip().lower() == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(name, str):
+        name = auto_device(name)
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError, ValueError):

@@ -1,21 +1,16 @@
 """``elope export``: the one-pass pipeline of Fig. 1 as ONE graph, in ONNX or TorchScript.
 
-The graph is the test-time path of Hanselmann & Ney (WACV 2020), Fig. 1 and Sec. 5, end to end::
-
-    images (B, 3, N, N), normalised
-      ─► resize to the localizer input (64×64, antialiased) ─► localization module ─► heatmap (B, 1, h, w)
-      ─► heatmap_to_box (min-max normalisation, threshold τ) ─► boxes (B, 4)
-      ─► crop_and_resize (roi_align) to image_size ─► backbone ─► GKMP ─► embedding ─► classifier ─► softmax
-
-and returns ``scores`` (B, C) softmax probabilities, ``boxes`` (B, 4) ``x1, y1, x2, y2`` in pixels of the
+The graph is the test-time path of Hanselmann & Ney (WACV 2020), Fig. 1 and Sec. 5, end to end (step by
+step: ``docs/architecture.md``, "The pipeline"), from normalised images (B, 3, N, N) to a softmax, and
+returns ``scores`` (B, C) softmax probabilities, ``boxes`` (B, 4) ``x1, y1, x2, y2`` in pixels of the
 input and ``heatmaps`` (B, 1, h, w) (no ``heatmaps`` for a model without a localization module). It is
 traced through :meth:`elope.ELoPE.crop` and the model's own modules (:class:`OnePassPipeline`), so any
 change to :func:`elope.nn.localization.heatmap_to_box`, :func:`elope.nn.crop.crop_and_resize` or the
 modules flows into the next export; nothing of their logic is copied here.
 
-The input is a square batch of side N: the run's crop source (:func:`elope.data.crop_source_size`, what
-``elope predict`` and ``elope evaluate`` feed :meth:`elope.ELoPE.predict`) unless ``--image-size`` says
-otherwise. Batch 1 by default, or ``--batch dynamic``.
+The input is a square batch of side N = the model's ``spec.crop_source`` (what ``elope predict`` and
+``elope evaluate`` feed :meth:`elope.ELoPE.predict`; ``elope export --crop-source`` loads the run with
+another). Batch 1 by default, or ``--batch dynamic``.
 
 Exporter: ``torch.onnx.export(..., dynamo=False)`` (the TorchScript-based exporter; it needs no
 ``onnxscript`` and its graph equals PyTorch), opset 18:
@@ -36,9 +31,10 @@ Exporter: ``torch.onnx.export(..., dynamo=False)`` (the TorchScript-based export
   (:func:`elope.deploy.onnx_ops.onnx_substitutes`: two gathers; a transitive closure); the check against
   PyTorch below covers them like everything else.
 
-Everything ``elope predict --model`` needs travels in the file: the class names, the normalisation mean
-and std, the input size, τ (fixed in the graph) — as the ONNX ``metadata_props`` entry ``"elope"`` or the
-TorchScript extra file ``"elope.json"`` (one JSON object, :func:`export_metadata`).
+Everything ``elope predict --model`` needs travels in the file: the class names and the model's spec (the
+normalisation mean and std, the input size N, τ fixed in the graph, the classifier side), each once — as
+the ONNX ``metadata_props`` entry ``"elope"`` or the TorchScript extra file ``"elope.json"`` (one JSON
+object, :func:`export_metadata`).
 """
 
 from __future__ import annotations
@@ -54,14 +50,10 @@ from torch import Tensor, nn
 
 from elope.deploy import onnx_ops
 from elope.deploy.onnx_ops import onnx_substitutes, resize_as_matmuls
-from elope.deploy.pipeline import (
-    INPUT_NAME,
-    METADATA_KEY,
-    OUTPUT_NAMES,
-    OnePassPipeline,
-    TracingQuiet,
-    evaluating,
-)
+from elope.deploy.pipeline import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, OnePassPipeline, TracingQuiet
+from elope.nn.model import ELoPE
+from elope.nn.modes import evaluating
+from elope.spec import SPEC_FIELDS
 
 __all__ = [
     "FORMATS",
@@ -141,46 +133,47 @@ def register_onnx_symbolics(opset: int = OPSET) -> None:
 
 # ----------------------------------------------------------------------------------------------- export
 def export_metadata(
-    model: nn.Module,
+    model: ELoPE,
     *,
     classes: Sequence[str],
-    mean: Sequence[float],
-    std: Sequence[float],
-    input_size: int,
     batch: int | None,
-    tau: float,
     fmt: str,
     opset: int | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON object stored in the exported file: what running it needs, without this package."""
+    """The JSON object stored in the exported file: what running it needs, without this package.
+
+    The spec's values appear once each: ``mean``, ``std``, ``input_size`` (the crop source), ``tau`` and
+    ``image_size`` at the top level (what ``elope serve`` and the README's plain onnxruntime code read);
+    ``model`` holds the rest of the constructor arguments.
+    """
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         elope_version = version("elope")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
         elope_version = "unknown"
-    has_heatmaps = getattr(model, "localizer", None) is not None
-    config = dict(getattr(model, "config", {}))
+    has_heatmaps = model.localizer is not None
+    spec, side = model.spec, model.spec.crop_source
     meta: dict[str, Any] = {
         "format": "elope-export",
         "version": 1,
         "exported_as": fmt,
         "classes": [str(c) for c in classes],
-        "mean": [float(v) for v in mean],
-        "std": [float(v) for v in std],
-        "input_size": int(input_size),
+        "mean": list(spec.mean),
+        "std": list(spec.std),
+        "input_size": side,
         "batch": "dynamic" if batch is None else int(batch),
-        "tau": float(tau),
-        "image_size": int(getattr(model, "image_size", input_size)),
-        "input": f"{INPUT_NAME}: float32 (B, 3, {input_size}, {input_size}), RGB in [0, 1] minus mean, over std",
+        "tau": spec.tau,
+        "image_size": spec.image_size,
+        "input": f"{INPUT_NAME}: float32 (B, 3, {side}, {side}), RGB in [0, 1] minus mean, over std",
         "outputs": list(OUTPUT_NAMES if has_heatmaps else OUTPUT_NAMES[:2]),
         "output_meaning": {
             "scores": "(B, C) softmax probabilities, class index i is classes[i]",
             "boxes": "(B, 4) x1, y1, x2, y2 in pixels of the input",
             **({"heatmaps": "(B, 1, h, w) heatmap of the localization module"} if has_heatmaps else {}),
         },
-        "model": config,
+        "model": {k: v for k, v in model.config.items() if k not in SPEC_FIELDS},
         "elope_version": elope_version,
         "torch_version": torch.__version__,
     }
@@ -196,16 +189,10 @@ def _example(batch: int | None, input_size: int) -> Tensor:
 
 
 def export_onnx(
-    model: nn.Module,
-    path: str | Path,
-    metadata: dict[str, Any],
-    *,
-    input_size: int,
-    batch: int | None = 1,
-    tau: float | None = None,
-    opset: int = OPSET,
+    model: ELoPE, path: str | Path, metadata: dict[str, Any], *, batch: int | None = 1, opset: int = OPSET
 ) -> Path:
-    """Write the pipeline of ``model`` (on the CPU, float32) as an ONNX file with ``metadata`` attached.
+    """Write the pipeline of ``model`` (on the CPU, float32) as an ONNX file with ``metadata`` attached;
+    the input side is the model's ``spec.crop_source``.
 
     ``batch=None`` makes the batch dimension dynamic (named ``batch``).
     """
@@ -214,13 +201,13 @@ def export_onnx(
     register_onnx_symbolics(opset)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pipeline = OnePassPipeline(model, tau)
+    pipeline = OnePassPipeline(model)
     names = list(OUTPUT_NAMES if pipeline.has_heatmaps else OUTPUT_NAMES[:2])
     dynamic_axes = None if batch else {name: {0: "batch"} for name in [INPUT_NAME, *names]}
     with evaluating(model), torch.no_grad(), TracingQuiet(), onnx_substitutes():
         torch.onnx.export(
             pipeline,
-            (_example(batch, input_size),),
+            (_example(batch, model.spec.crop_source),),
             str(path),
             dynamo=False,
             opset_version=opset,
@@ -238,7 +225,7 @@ def export_onnx(
     return path
 
 
-class _Guard3(nn.Module):
+class _GuardWithHeatmaps(nn.Module):
     """Scripted front of the traced pipeline: refuses inputs of another size (the trace fixed it)."""
 
     def __init__(self, pipeline: nn.Module, size: int, batch: int) -> None:
@@ -264,8 +251,9 @@ class _Guard3(nn.Module):
         return self.pipeline(images)
 
 
-class _Guard2(_Guard3):
-    """:class:`_Guard3` for a model without a localization module (no heatmaps)."""
+class _GuardWithoutHeatmaps(_GuardWithHeatmaps):
+    """:class:`_GuardWithHeatmaps` for a model without a localization module (scores and boxes only:
+    TorchScript needs the output tuple's length in the signature)."""
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
         self.check(images)
@@ -273,13 +261,7 @@ class _Guard2(_Guard3):
 
 
 def export_torchscript(
-    model: nn.Module,
-    path: str | Path,
-    metadata: dict[str, Any],
-    *,
-    input_size: int,
-    batch: int | None = 1,
-    tau: float | None = None,
+    model: ELoPE, path: str | Path, metadata: dict[str, Any], *, batch: int | None = 1
 ) -> Path:
     """Write the pipeline of ``model`` as a TorchScript file (``torch.jit.trace``) with ``metadata``.
 
@@ -288,10 +270,13 @@ def export_torchscript(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pipeline = OnePassPipeline(model, tau)
+    pipeline = OnePassPipeline(model)
+    side = model.spec.crop_source
     with evaluating(model), torch.no_grad(), TracingQuiet():
-        traced = torch.jit.trace(pipeline, (_example(batch, input_size),), check_trace=False)
-    guard = (_Guard3 if pipeline.has_heatmaps else _Guard2)(traced, int(input_size), int(batch or 0))
+        traced = torch.jit.trace(pipeline, (_example(batch, side),), check_trace=False)
+    guard = (_GuardWithHeatmaps if pipeline.has_heatmaps else _GuardWithoutHeatmaps)(
+        traced, side, int(batch or 0)
+    )
     with TracingQuiet():
         scripted = torch.jit.script(guard)
         torch.jit.save(scripted, str(path), _extra_files={METADATA_KEY + ".json": json.dumps(metadata)})
@@ -309,20 +294,17 @@ def _max_opset() -> int:
 
 
 def export_model(
-    model: nn.Module,
+    model: ELoPE,
     path: str | Path,
     *,
     fmt: str = "onnx",
     classes: Sequence[str],
-    mean: Sequence[float],
-    std: Sequence[float],
-    input_size: int,
     batch: int | None = 1,
-    tau: float | None = None,
     opset: int = OPSET,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Export the one-pass pipeline of ``model`` as ``fmt`` (``onnx`` or ``torchscript``) to ``path``.
+    """Export the one-pass pipeline of ``model`` as ``fmt`` (``onnx`` or ``torchscript``) to ``path``, at
+    the model's spec (input side ``spec.crop_source``, τ, normalisation in the metadata).
 
     The graph is traced on the CPU in float32 (from a copy when the model is elsewhere); the model's
     train/eval modes are restored afterwards.
@@ -336,24 +318,8 @@ def export_model(
         raise ValueError(f"--opset {opset}: this PyTorch exports opsets {OPSET}..{_max_opset()}")
     if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in model.parameters()):
         model = copy.deepcopy(model).cpu().float()  # the caller's model stays where it is
-    tau = float(model.tau if tau is None else tau)
-    if not 0.0 <= tau < 1.0:
-        raise ValueError(f"tau must lie in [0, 1), got {tau}")
-    meta = export_metadata(
-        model,
-        classes=classes,
-        mean=mean,
-        std=std,
-        input_size=input_size,
-        batch=batch,
-        tau=tau,
-        fmt=fmt,
-        opset=opset if fmt == "onnx" else None,
-        extra=extra,
-    )
+    options = {"classes": classes, "batch": batch, "fmt": fmt, "extra": extra}
     if fmt == "onnx":
-        return export_onnx(model, path, meta, input_size=input_size, batch=batch, tau=tau, opset=opset)
-    return export_torchscript(model, path, meta, input_size=input_size, batch=batch, tau=tau)
-
-
-# -------------------------------------------------------------------------------------------------- CLI
+        meta = export_metadata(model, **options, opset=opset)
+        return export_onnx(model, path, meta, batch=batch, opset=opset)
+    return export_torchscript(model, path, export_metadata(model, **options), batch=batch)

@@ -5,14 +5,14 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["INPUT_NAME", "METADATA_KEY", "OUTPUT_NAMES", "OnePassPipeline", "TracingQuiet", "evaluating"]
+from elope.nn.model import ELoPE
+
+__all__ = ["INPUT_NAME", "METADATA_KEY", "OUTPUT_NAMES", "OnePassPipeline", "TracingQuiet"]
 
 
 METADATA_KEY = "elope"  # ONNX metadata_props key; the TorchScript extra file is METADATA_KEY + ".json"
@@ -26,19 +26,18 @@ class OnePassPipeline(nn.Module):
     It is :meth:`elope.ELoPE.predict` without the top-k: :meth:`elope.ELoPE.crop` (resize to the localizer
     input, localization module, :func:`~elope.nn.localization.heatmap_to_box`,
     :func:`~elope.nn.crop.crop_and_resize`) followed by the model's classifier and a softmax over all
-    classes. τ is fixed at construction (the model's by default; ``forward(images, tau)`` overrides it,
-    not in an exported graph). Put the model in eval mode first. :func:`elope.deploy.compiled.compile_model`
-    compiles this module too, so the exported and the compiled pipeline are the same code.
+    classes, at the model's spec (τ, classifier side). Put the model in eval mode first.
+    :func:`elope.deploy.compiled.compile_model` compiles this module too, so the exported and the compiled
+    pipeline are the same code.
     """
 
-    def __init__(self, model: nn.Module, tau: float | None = None) -> None:
+    def __init__(self, model: ELoPE) -> None:
         super().__init__()
         self.model = model
-        self.tau = float(model.tau if tau is None else tau)
-        self.has_heatmaps = getattr(model, "localizer", None) is not None
+        self.has_heatmaps = model.localizer is not None
 
-    def forward(self, images: Tensor, tau: float | None = None) -> tuple[Tensor, ...]:
-        crops, boxes, heatmaps = self.model.crop(images, self.tau if tau is None else tau)
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        crops, boxes, heatmaps = self.model.crop(images)
         scores = self.model(crops).float().softmax(dim=1)
         if heatmaps is None:
             return scores, boxes
@@ -58,15 +57,3 @@ class TracingQuiet(warnings.catch_warnings):
         warnings.filterwarnings("ignore", message=".*RoIAlign with a non-zero sampling_ratio.*")
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.\w+.* is deprecated.*")
         return result
-
-
-@contextmanager
-def evaluating(model: nn.Module) -> Iterator[None]:
-    """``model`` in eval mode inside the block; the train/eval mode of every submodule restored after."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, mode in modes:
-            module.training = mode

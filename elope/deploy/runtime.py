@@ -1,19 +1,17 @@
 """Run an exported one-pass pipeline (``elope export``) with onnxruntime or ``torch.jit.load``.
 
-The file holds the whole test-time path of Fig. 1 (Hanselmann & Ney, WACV 2020; Sec. 5: localize, box,
-crop, classify) and, as metadata, the class names, the normalisation, the input size and τ
+The file holds the whole test-time path of Fig. 1 (Hanselmann & Ney, WACV 2020; ``docs/architecture.md``,
+"The pipeline") and, as metadata, the class names, the normalisation, the input size and τ
 (:func:`elope.deploy.export.export_metadata`). :class:`ExportedModel` runs it and gives the same
-:class:`elope.Prediction` as :meth:`elope.ELoPE.predict`; :func:`load_exported_run` wraps it for
-``elope predict --model FILE`` so that the command reads, resizes and normalises images exactly as with
-``--run RUN``. Nothing here is needed to *deploy* the file: the README shows the ten lines of plain
-onnxruntime or torch code that do the same.
+:class:`elope.Prediction` as :meth:`elope.ELoPE.predict`; it is a :class:`elope.deploy.predictor.Predictor`
+(its :attr:`~ExportedModel.spec` read from the metadata), so ``elope predict --model FILE`` reads, resizes
+and normalises images exactly as with ``--run RUN``. Nothing here is needed to *deploy* the file: the
+README shows the ten lines of plain onnxruntime or torch code that do the same.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +22,9 @@ from torch import Tensor
 from elope.deploy.device import inference_device
 from elope.deploy.pipeline import INPUT_NAME, METADATA_KEY, TracingQuiet
 from elope.nn.model import Prediction
+from elope.spec import ModelSpec
 
-__all__ = ["ExportedModel", "ExportedRun", "is_onnx_file", "load_exported_run", "read_metadata"]
+__all__ = ["ExportedModel", "is_onnx_file", "read_metadata"]
 
 
 def is_onnx_file(path: str | Path) -> bool:
@@ -96,7 +95,8 @@ class ExportedModel:
         threads: onnxruntime intra-op threads (default: onnxruntime's choice).
 
     ``run(images)`` returns the graph's outputs as tensors (``scores``, ``boxes``[, ``heatmaps``]);
-    ``predict(images, top)`` the :class:`elope.Prediction` of :meth:`elope.ELoPE.predict`.
+    ``predict(images, top)`` the :class:`elope.Prediction` of :meth:`elope.ELoPE.predict`. ``spec``: the
+    τ fixed in the graph, its input side (the crop source), the classifier side and the normalisation.
     """
 
     def __init__(
@@ -139,26 +139,29 @@ class ExportedModel:
         return extra[METADATA_KEY + ".json"]
 
     def _read_meta(self, raw: str) -> None:
-        """The ``elope`` metadata: classes, τ, input size, batch, outputs (refused, naming the file, when
-        it is not the object ``elope export`` writes)."""
+        """The ``elope`` metadata: classes, the spec, batch, outputs (refused, naming the file, when it is
+        not the object ``elope export`` writes or holds out-of-range values)."""
         try:
             self.meta: dict[str, Any] = json.loads(raw)
             self.classes: list[str] = [str(c) for c in self.meta["classes"]]
             self.num_classes = len(self.classes)
-            self.tau = float(self.meta["tau"])
             self.input_size = int(self.meta["input_size"])
+            self.spec = ModelSpec(
+                image_size=int(self.meta.get("image_size", self.input_size)),
+                crop_source=self.input_size,
+                tau=self.meta["tau"],
+                mean=tuple(self.meta["mean"]),
+                std=tuple(self.meta["std"]),
+            )
             self.batch: int | None = None if self.meta["batch"] == "dynamic" else int(self.meta["batch"])
             self.outputs: list[str] = list(self.meta["outputs"])
-            self.meta["mean"], self.meta["std"] = list(self.meta["mean"]), list(self.meta["std"])
         except (ValueError, TypeError, KeyError, AttributeError, IndexError) as error:
             raise ValueError(
-                f"{self.path}: its '{METADATA_KEY}' metadata is not what `elope export` writes ({error!r}); "
-                "export the run again"
+                f"{self.path}: its '{METADATA_KEY}' metadata is not what `elope export` writes or holds "
+                f"out-of-range values ({error!r}); export the run again"
             ) from None
-        if not (0.0 <= self.tau < 1.0 and self.input_size > 0 and self.num_classes > 0):
-            raise ValueError(
-                f"{self.path}: its '{METADATA_KEY}' metadata holds out-of-range values; export again"
-            )
+        if self.num_classes == 0:
+            raise ValueError(f"{self.path}: its '{METADATA_KEY}' metadata lists no classes; export again")
 
     def _run_once(self, images: Tensor) -> list[Tensor]:
         if self.session is not None:
@@ -186,53 +189,10 @@ class ExportedModel:
             parts.append([out[:n] for out in self._run_once(chunk)])
         return [torch.cat(outs) for outs in zip(*parts)]
 
-    def predict(self, images: Tensor, top: int = 1, tau: float | None = None) -> Prediction:
-        """Top classes, scores, boxes and heatmaps as :meth:`elope.ELoPE.predict` gives them.
-
-        τ is part of the graph: ``tau`` may only repeat it.
-        """
-        if tau is not None and abs(float(tau) - self.tau) > 1e-9:
-            raise ValueError(
-                f"τ is fixed in the exported graph ({self.tau}); re-export with `elope export --tau {tau}`."
-            )
+    def predict(self, images: Tensor, top: int = 1) -> Prediction:
+        """Top classes, scores, boxes and heatmaps as :meth:`elope.ELoPE.predict` gives them (at the τ fixed
+        in the graph, ``spec.tau``)."""
         outputs = self.run(images)
         scores, classes = outputs[0].topk(min(top, self.num_classes), dim=1)
         heatmaps = outputs[2] if len(outputs) > 2 else None
         return Prediction(classes, scores, outputs[1], heatmaps)
-
-
-@dataclass
-class ExportedRun:
-    """What ``elope predict`` reads from a run folder, taken from an exported file instead."""
-
-    model: ExportedModel
-    meta: dict[str, Any]
-    classes: list[str]
-    tau: float
-    image_size: int
-    crop_source: int
-    mean: Sequence[float] = field(default_factory=list)
-    std: Sequence[float] = field(default_factory=list)
-    means: Tensor | None = None
-
-    @property
-    def normalization(self) -> tuple[Sequence[float], Sequence[float]]:
-        """The ``(mean, std)`` recorded in the file."""
-        return self.mean, self.std
-
-
-def load_exported_run(path: str | Path, device: str | torch.device = "cpu") -> ExportedRun:
-    """An exported file as a run for ``elope predict``: images are resized to its input size (the crop
-    source it was exported at) and normalised with its mean and std."""
-    model = ExportedModel(path, device)
-    meta = model.meta
-    return ExportedRun(
-        model=model,
-        meta=meta,
-        classes=model.classes,
-        tau=model.tau,
-        image_size=int(meta.get("image_size", model.input_size)),
-        crop_source=model.input_size,
-        mean=meta["mean"],
-        std=meta["std"],
-    )

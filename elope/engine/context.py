@@ -19,10 +19,13 @@ from torch import Tensor
 from elope.config import Config
 from elope.data import build_dataset
 from elope.data.transforms import eval_transform, train_transform
+from elope.deploy.device import auto_device
 from elope.engine import distributed as D
-from elope.failures import TrainingError
+from elope.failures import Echo, TrainingError, to_stderr
 from elope.nn.backbones import pretrained_normalization
-from elope.nn.losses import WithinClassLoss
+from elope.nn.losses import EmbeddingLoss, check_label_range
+from elope.nn.model import ELoPE
+from elope.spec import ModelSpec
 
 __all__ = [
     "Run",
@@ -31,8 +34,8 @@ __all__ = [
     "TrainingError",
     "check_labels",
     "dataset_options",
-    "normalization",
     "resolve_device",
+    "run_spec",
     "run_splits",
     "seed_everything",
 ]
@@ -46,13 +49,13 @@ class Run:
     out: Path
     device: torch.device
     dist: D.DistInfo
-    model: Any  # elope.nn.model.ELoPE
-    criterion: WithinClassLoss | None  # a loss of elope.nn.losses.LOSSES, None for loss.variant "none"
+    model: ELoPE  # its spec: τ, image size, crop source, normalisation (run_spec, then stage 2's τ)
+    criterion: EmbeddingLoss | None  # a loss of elope.nn.losses.LOSSES, None for loss.variant "none"
     data: RunData
     classes: list[str]
     completed: list[str] = field(default_factory=list)
-    metrics_lines: int = 0
-    writer: Any = None
+    writer: Any = None  # TensorBoard's SummaryWriter (main process)
+    echo: Echo = to_stderr  # where progress lines and warnings go (the commands pass click.echo)
 
     @property
     def main(self) -> bool:
@@ -66,19 +69,21 @@ class Run:
     @property
     def train_set(self) -> Any:
         """The training split at the classifier's input size (its length is every stage's)."""
-        return self.data.get("train", self.cfg.dataset.image_size)
+        return self.data.get("train", self.model.spec.image_size)
 
 
 @dataclass
 class RunData:
     """The run's training and validation splits, each built once per input size it is needed at.
 
-    Stages that classify whole images (and the localizer's stage) read them at ``image_size``; stages
-    that classify crops read the crop source (:func:`elope.data.crop_source_size`).
+    Stages that classify whole images (and the localizer's stage) read them at ``spec.image_size``;
+    stages that classify crops read the crop source (``spec.crop_source``). Images are normalised with the
+    spec's mean and std.
     """
 
     cfg: Config
     splits: dict[str, str | None]  # "train" / "val" -> the dataset split used (None: no validation)
+    spec: ModelSpec  # only its normalisation is read here (sizes come with each call)
     built: dict[tuple[str, int, bool, bool], Any] = field(default_factory=dict)
 
     def get(self, role: str, size: int, *, source: bool = False, plain: bool = False) -> Any:
@@ -92,7 +97,7 @@ class RunData:
         key = (role, size, source, plain)
         if key not in self.built:
             d = self.cfg.dataset
-            mean, std = normalization(self.cfg)
+            mean, std = self.spec.mean, self.spec.std
             augment = {
                 "rotation": d.augment.rotation,
                 "jitter": d.augment.jitter,
@@ -111,17 +116,21 @@ class RunData:
 
     def sizes(self) -> dict[str, dict[str, Any] | None]:
         """Split name and image count of each role (recorded in ``model.json`` and ``metrics.jsonl``)."""
-        size = self.cfg.dataset.image_size
+        size = self.spec.image_size
         return {
             role: None if split is None else {"split": split, "images": len(self.get(role, size))}
             for role, split in self.splits.items()
         }
 
 
-def normalization(cfg: Config) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The ``(mean, std)`` the backbone's initial weights expect (ImageNet's for ResNets, 0.5/0.5 for the
-    EfficientNet-Lite weights); recorded in ``model.json`` so ``evaluate`` and ``predict`` use it too."""
-    return pretrained_normalization(cfg.model.backbone)
+def run_spec(cfg: Config) -> ModelSpec:
+    """The model's spec of a recipe, resolved once when the run is configured: ``dataset.image_size``,
+    ``dataset.crop_source`` (:func:`elope.spec.crop_source_size`), ``model.tau`` (which the end of stage 2
+    may replace, ``model.tau_select``) and the normalisation the backbone's initial weights expect
+    (ImageNet's for ResNets, 0.5/0.5 for the EfficientNet-Lite weights)."""
+    normalization = pretrained_normalization(cfg.model.backbone)
+    d = cfg.dataset
+    return ModelSpec.resolve(d.image_size, cfg.model.tau, d.crop_source, default_normalization=normalization)
 
 
 def dataset_options(cfg: Config) -> dict[str, Any]:
@@ -151,9 +160,9 @@ class StageState:
 
 
 def resolve_device(name: str, dist: D.DistInfo) -> torch.device:
-    """``auto`` → the process's GPU when CUDA is available, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+    """``train.device`` as this process's device: ``auto`` (:func:`elope.deploy.device.auto_device`) or
+    ``cuda`` → the process's GPU (its local rank), ``cuda:N`` → that GPU; refused without CUDA."""
+    name = auto_device(name)
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise TrainingError(f"device {name!r} requested but CUDA is not available; use --device cpu")
@@ -170,10 +179,10 @@ def seed_everything(seed: int) -> None:
 
 
 def check_labels(labels: Tensor, num_classes: int) -> None:
-    """Labels must index a class; checked on the CPU tensor the loader yields (no device synchronisation),
-    so an out-of-range label is a clear error instead of a CUDA scatter assertion."""
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise TrainingError(
-            f"a label lies outside [0, {num_classes - 1}] (got {int(labels.min())}..{int(labels.max())}): "
-            "the dataset's class list and its labels disagree"
-        )
+    """Labels must index a class (:func:`elope.nn.losses.check_label_range`); checked on the CPU tensor the
+    loader yields (no device synchronisation), so an out-of-range label is a clear error instead of a CUDA
+    scatter assertion."""
+    try:
+        check_label_range(labels, num_classes)
+    except ValueError as error:
+        raise TrainingError(f"{error}: the dataset's class list and its labels disagree") from None

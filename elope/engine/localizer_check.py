@@ -32,15 +32,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from elope.config import Config
-from elope.data.transforms import crop_source_size
 from elope.engine import distributed as D
-from elope.engine.context import Run
+from elope.engine.context import Run, run_spec
 from elope.engine.loop import make_loader
 from elope.engine.metrics import iou_hits
+from elope.engine.plan import StagePlan
 from elope.engine.stages import make_model
-from elope.engine.steps import autocast, to_device
+from elope.engine.steps import to_device
 from elope.failures import TrainingError
 from elope.nn.crop import crop_and_resize
+from elope.nn.model import ELoPE
+from elope.nn.modes import evaluating
 
 __all__ = [
     "DEGENERATE_SHARE",
@@ -154,7 +156,7 @@ def reference_features(cfg: Config, num_classes: int) -> torch.nn.Module:
     eval mode. Never the trained classifier: it has learned its training images, whole, and rates every
     crop below them (on the development sets it chose the smallest τ every time)."""
     with torch.random.fork_rng(devices=[]):  # the run's random stream stays as it was
-        return make_model(cfg, num_classes).features.eval()
+        return make_model(cfg, num_classes, run_spec(cfg)).features.eval()
 
 
 class _Sums:
@@ -203,7 +205,7 @@ class _Sums:
 
 
 def score_batch(
-    model: Any, sums: _Sums, images: Tensor, labels: Tensor, gt: Tensor, reference: torch.nn.Module | None
+    model: ELoPE, sums: _Sums, images: Tensor, labels: Tensor, gt: Tensor, reference: torch.nn.Module | None
 ) -> None:
     """One batch of the pass: the module's heatmaps once, then the boxes (and crops) at every τ."""
     size = images.shape[-2:]
@@ -215,12 +217,12 @@ def score_batch(
     if sums.features is not None:
         sums.labels.append(labels.cpu())
     for i, tau in enumerate(TAU_GRID):
-        boxes = model.heatmap_box(heatmaps, size, tau)
+        boxes = model.heatmap_box(heatmaps, tau, size)
         hits, _ = iou_hits(boxes.cpu(), gt)
         area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).cpu() / frame
         sums.counts[i] += torch.tensor([float(hits.sum()), float((area > WHOLE_AREA).sum()), len(labels)])
         if reference is not None and sums.features is not None and tau in LABEL_TAUS:
-            crops = crop_and_resize(images, boxes, model.image_size)
+            crops = crop_and_resize(images, boxes, model.spec.image_size)
             sums.features[tau].append(F.normalize(reference(crops).float().mean(dim=(2, 3)), dim=1).cpu())
 
 
@@ -230,23 +232,18 @@ def new_sums(classes: int, width: int | None = None) -> _Sums:
 
 
 @torch.no_grad()
-def measure_localizer(run: Run, *, with_labels: bool) -> LocalizerCheck:
-    """The pass over the training split (all processes together): :class:`LocalizerCheck`."""
-    cfg, model = run.cfg, run.model
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    source = crop_source_size(cfg.dataset.image_size, cfg.dataset.crop_source)
-    dataset = run.data.get("train", source, plain=True)
-    batch = max(1, cfg.stages.localizer.batch_size // run.dist.world_size)
-    reference = reference_features(cfg, len(run.classes)).to(run.device) if with_labels else None
+def measure_localizer(run: Run, plan: StagePlan, *, with_labels: bool) -> LocalizerCheck:
+    """The pass over the training split (all processes together) at the crop source, with the loader,
+    batch and precision of the localizer stage's ``plan``: :class:`LocalizerCheck`."""
+    model = run.model
+    dataset = run.data.get("train", model.spec.crop_source, plain=True)
+    reference = reference_features(run.cfg, len(run.classes)).to(plan.device) if with_labels else None
     sums = new_sums(len(run.classes), None if reference is None else model.num_features)
-    try:
-        for images, labels, gt in make_loader(run, dataset, batch, epoch=0, shuffle=False):
-            with autocast(run):
-                score_batch(model, sums, to_device(run, images), labels, gt, reference)
-    finally:
-        for module, mode in modes:
-            module.training = mode
+    loader = make_loader(dataset, max(1, plan.local_batch), plan.loader, epoch=0, shuffle=False)
+    with evaluating(model):
+        for images, labels, gt in loader:
+            with plan.autocast():
+                score_batch(model, sums, to_device(images, plan), labels, gt, reference)
     return sums.result(run.dist)
 
 
@@ -268,16 +265,16 @@ def advice(report: dict[str, Any]) -> str | None:
     )
 
 
-def check_localizer(run: Run) -> dict[str, Any]:
-    """Measure the trained module on the training split, set the model's τ (``model.tau_select``) and
-    return the ``localizer_check`` record for ``metrics.jsonl`` (with ``advice`` when it is degenerate)."""
+def check_localizer(run: Run, plan: StagePlan) -> dict[str, Any]:
+    """Measure the trained module on the training split and return the ``localizer_check`` record for
+    ``metrics.jsonl`` (with ``advice`` when it is degenerate); its ``tau`` is the τ ``model.tau_select``
+    chose, which the caller installs in the model's spec."""
     m = run.cfg.model
     select = m.tau_select
     with_labels = select == "labels" or (select == "auto" and not _has_boxes(run))
-    check = measure_localizer(run, with_labels=with_labels)
+    check = measure_localizer(run, plan, with_labels=with_labels)
     tau, how = choose_tau(check, select, m.tau)
     at = check.at(min(TAU_GRID, key=lambda t: abs(t - tau)))  # a fixed τ off the grid: the nearest
-    run.model.tau = tau
     report: dict[str, Any] = {
         "event": "localizer_check",
         "stage": "localizer",
@@ -299,8 +296,7 @@ def check_localizer(run: Run) -> dict[str, Any]:
 
 
 def _has_boxes(run: Run) -> bool:
-    dataset = run.data.get("train", run.cfg.dataset.image_size)
-    return bool(getattr(dataset, "has_boxes", False))
+    return bool(getattr(run.train_set, "has_boxes", False))
 
 
 def describe_check(report: dict[str, Any]) -> str:

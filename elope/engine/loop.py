@@ -1,11 +1,16 @@
-"""The epoch loop of ``elope train``: the seeded, resumable data order, one step after the other, the
-running sums of all processes, the NaN guard and the mid-epoch checkpoints.
+"""The epoch loop of ``elope train``: the seeded, resumable data order, one step after the other
+(:func:`elope.engine.steps.train_step`), the running sums of all processes and the mid-epoch checkpoints.
+
+:func:`train_one_epoch` takes what it works with as arguments, as ``train_one_epoch(model, criterion,
+optimizer, data_loader, device, ...)`` does in torchvision's references: the model, what the stage trains,
+the loss, the optimiser, the loader, the stage's plan and position, and the callables it calls back (the
+checkpoint writer, step hooks).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -15,131 +20,112 @@ from tqdm import tqdm
 
 from elope.data.source import SourceCollate
 from elope.engine import distributed as D
-from elope.engine.context import Run, StageState, check_labels
-from elope.engine.resume import save_checkpoint
+from elope.engine.context import RunData, StageState, check_labels
+from elope.engine.plan import LoaderSettings, StagePlan
 from elope.engine.sampling import EpochSampler, SeededItems
-from elope.engine.stages import stage_input_size, uses_crops
-from elope.engine.steps import classifier_loss, localizer_loss, stage_batch
-from elope.failures import TrainingError
+from elope.engine.steps import train_step
+from elope.nn.losses import EmbeddingLoss
+from elope.nn.model import ELoPE
 
-__all__ = [
-    "STEP_HOOKS",
-    "batches_per_epoch",
-    "check_finite",
-    "epoch_metrics",
-    "make_loader",
-    "merge_accum",
-    "train_one_epoch",
-    "train_step",
-]
+__all__ = ["StepHook", "epoch_metrics", "make_loader", "merge_accum", "stage_loader", "train_one_epoch"]
+
+#: Called after every training step with the stage's state (``stage``, ``epoch``, ``step`` just done):
+#: what ``run_training(..., hooks=...)`` passes down (tests/kill_at_step.py kills the process at a step).
+StepHook = Callable[[StageState], None]
 
 
 def make_loader(
-    run: Run, dataset: Any, batch: int, *, epoch: int, shuffle: bool, skip: int = 0, collate: Any = None
+    dataset: Any,
+    batch: int,
+    settings: LoaderSettings,
+    *,
+    epoch: int,
+    shuffle: bool,
+    skip: int = 0,
+    collate: Any = None,
 ) -> DataLoader:
+    """A loader over ``dataset`` in the run's seeded order (:class:`elope.engine.sampling.EpochSampler`):
+    ``batch`` is the global batch when shuffling (training), the per-process batch otherwise."""
     sampler = EpochSampler(
         len(dataset),
         batch,
-        seed=run.cfg.train.seed,
+        seed=settings.seed,
         epoch=epoch,
-        rank=run.dist.rank,
-        world_size=run.dist.world_size,
+        rank=settings.rank,
+        world_size=settings.world_size,
         shuffle=shuffle,
         skip_batches=skip,
     )
     return DataLoader(
-        SeededItems(dataset, run.cfg.train.seed),
+        SeededItems(dataset, settings.seed),
         batch_size=sampler.local_batch,
         sampler=sampler,
-        num_workers=run.cfg.dataset.num_workers,
-        pin_memory=run.device.type == "cuda",
+        num_workers=settings.workers,
+        pin_memory=settings.pin_memory,
         generator=torch.Generator(),  # keeps the DataLoader off the global RNG
         collate_fn=collate,
     )
 
 
-def _stage_loader(run: Run, state: StageState, batch: int) -> DataLoader:
-    """The stage's training loader from batch ``state.step`` on. The crop stages read uint8 originals
-    (:mod:`elope.data.source`), resized and coloured on the device, or in the workers on a CPU run."""
-    crops, size = uses_crops(run, state.stage), stage_input_size(run, state.stage)
-    train_set = run.data.get("train", size, source=crops)
-    collate = SourceCollate(size, render=run.device.type == "cpu") if crops else None
+def stage_loader(data: RunData, plan: StagePlan, state: StageState) -> DataLoader:
+    """The stage's training loader for epoch ``state.epoch`` from batch ``state.step`` on. The crop stages
+    read uint8 originals (:mod:`elope.data.source`), resized and coloured on the device, or in the workers
+    on a CPU run."""
+    train_set = data.get("train", plan.input_size, source=plan.crops)
+    collate = SourceCollate(plan.input_size, render=plan.device.type == "cpu") if plan.crops else None
     return make_loader(
-        run, train_set, batch, epoch=state.epoch, shuffle=True, skip=state.step, collate=collate
+        train_set,
+        plan.settings.batch_size,
+        plan.loader,
+        epoch=state.epoch,
+        shuffle=True,
+        skip=state.step,
+        collate=collate,
     )
 
 
-def batches_per_epoch(run: Run, batch: int) -> int:
-    return len(run.train_set) // batch
-
-
-#: Called after every training step with the stage's state (``stage``, ``epoch``, ``step`` just done).
-#: Empty in production; tests install hooks here (``tests/kill_at_step.py`` kills the process at a given
-#: step to test the exact resume).
-STEP_HOOKS: list[Callable[[StageState], None]] = []
-
-
 def train_one_epoch(
-    run: Run,
-    state: StageState,
+    model: ELoPE,
     net: nn.Module,
+    criterion: EmbeddingLoss | None,
     optimizer: torch.optim.Optimizer,
-    scheduler: Any,
     scaler: torch.amp.GradScaler,
+    loader: DataLoader,
+    plan: StagePlan,
+    state: StageState,
+    dist: D.DistInfo,
+    *,
+    checkpoint: Callable[[], None],
+    hooks: Sequence[StepHook] = (),
 ) -> dict[str, float]:
-    """Train ``state.epoch`` from batch ``state.step`` on; returns the epoch's train metrics.
+    """Train epoch ``state.epoch`` from batch ``state.step`` on; returns the epoch's train metrics.
 
-    Checkpoints every ``train.checkpoint_every_steps`` batches (``last.pt``) so a kill loses little.
+    ``checkpoint`` writes ``last.pt``: called every ``plan.checkpoint_every`` steps (the epoch's sums merged
+    into ``state`` first) so a kill loses little; ``hooks`` are called after every step.
     """
-    cfg, stage = run.cfg, state.stage
-    s_cfg = getattr(cfg.stages, stage)
-    total = batches_per_epoch(run, s_cfg.batch_size)
-    loader = _stage_loader(run, state, s_cfg.batch_size)
     local = {"loss": 0.0, "ce": 0.0, "le": 0.0, "correct": 0.0, "n": 0.0, "time": 0.0}
-    bar = _progress_bar(run, state, loader, total)
+    bar = _progress_bar(plan, state, loader)
     tick = time.perf_counter()
     for images, labels, _boxes in bar:
-        check_labels(labels, len(run.classes))
-        loss, parts = train_step(run, state, net, optimizer, scaler, images, labels)
+        check_labels(labels, model.num_classes)
+        batch = (images, labels)
+        loss, parts = train_step(model, net, criterion, optimizer, scaler, batch, plan, state, dist)
         _add_batch(local, loss, parts, float(labels.shape[0]))
         now = time.perf_counter()
         local["time"] += now - tick
         state.step += 1
-        if run.main and cfg.train.progress:
-            _show_progress(run, state, bar, local, loss)
-        every = cfg.train.checkpoint_every_steps
-        if every and state.step % every == 0 and state.step < total:
-            merge_accum(run, state, local)
-            save_checkpoint(run, state, optimizer, scheduler, scaler)
-        for hook in STEP_HOOKS:
+        if plan.progress:
+            _show_progress(plan, state, bar, local, loss)
+        every = plan.checkpoint_every
+        if every and state.step % every == 0 and state.step < plan.steps:
+            merge_accum(state, local, dist)
+            checkpoint()
+        for hook in hooks:
             hook(state)
         tick = time.perf_counter()
     bar.close()
-    merge_accum(run, state, local)
-    return epoch_metrics(run, state)
-
-
-def train_step(
-    run: Run,
-    state: StageState,
-    net: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    images: Tensor,
-    labels: Tensor,
-) -> tuple[Tensor, dict[str, Any]]:
-    """One optimisation step of the stage on a batch from the loader: its loss and the parts of it."""
-    images, labels = stage_batch(run, state.stage, images, labels)
-    if state.stage == "localizer":
-        loss, parts = localizer_loss(run, net, images)
-    else:
-        loss, parts = classifier_loss(run, net, images, labels)
-    check_finite(run, loss, state)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
-    return loss, parts
+    merge_accum(state, local, dist)
+    return epoch_metrics(state, with_le=criterion is not None)
 
 
 def _add_batch(local: dict[str, float], loss: Tensor, parts: dict[str, Any], n: float) -> None:
@@ -151,22 +137,23 @@ def _add_batch(local: dict[str, float], loss: Tensor, parts: dict[str, Any], n: 
     local["n"] += n
 
 
-def _progress_bar(run: Run, state: StageState, loader: DataLoader, total: int) -> Any:
-    s_cfg = getattr(run.cfg.stages, state.stage)
+def _progress_bar(plan: StagePlan, state: StageState, loader: DataLoader) -> Any:
     return tqdm(
         loader,
-        total=total,
+        total=plan.steps,
         initial=state.step,
-        desc=f"{state.stage} {state.epoch + 1}/{s_cfg.epochs}",
+        desc=f"{state.stage} {state.epoch + 1}/{plan.settings.epochs}",
         unit="batch",
         leave=False,
         dynamic_ncols=True,
-        disable=None if (run.main and run.cfg.train.progress) else True,
+        disable=None if plan.progress else True,
     )
 
 
-def _show_progress(run: Run, state: StageState, bar: Any, local: dict[str, float], loss: Tensor) -> None:
-    seen = state.accum.get("n", 0.0) + local["n"] * run.dist.world_size
+def _show_progress(
+    plan: StagePlan, state: StageState, bar: Any, local: dict[str, float], loss: Tensor
+) -> None:
+    seen = state.accum.get("n", 0.0) + local["n"] * plan.loader.world_size
     spent = state.accum.get("time", 0.0) + local["time"]
     post = {"loss": f"{loss.item():.4f}", "img/s": f"{seen / max(spent, 1e-9):.1f}"}
     if state.stage != "localizer":
@@ -174,35 +161,25 @@ def _show_progress(run: Run, state: StageState, bar: Any, local: dict[str, float
     bar.set_postfix(post, refresh=False)
 
 
-def epoch_metrics(run: Run, state: StageState) -> dict[str, float]:
-    """The epoch's train metrics from the sums of all processes (``state.accum``)."""
+def epoch_metrics(state: StageState, *, with_le: bool) -> dict[str, float]:
+    """The epoch's train metrics from the sums of all processes (``state.accum``); ``with_le``: the run
+    has a class-mean loss."""
     a = state.accum
     n = max(a.get("n", 0.0), 1.0)
     out = {"loss": a.get("loss", 0.0) / n, "images_per_s": a.get("n", 0.0) / max(a.get("time", 0.0), 1e-9)}
     if state.stage != "localizer":
         out.update(ce=a.get("ce", 0.0) / n, acc=a.get("correct", 0.0) / n)
-        if run.criterion is not None:
+        if with_le:
             out["le"] = a.get("le", 0.0) / n
     out["time_s"] = a.get("time", 0.0)
     return out
 
 
-def merge_accum(run: Run, state: StageState, local: dict[str, float]) -> None:
+def merge_accum(state: StageState, local: dict[str, float], dist: D.DistInfo) -> None:
     """Add this process's sums since the last merge, summed over processes, to ``state.accum``."""
     keys = sorted(local)
-    summed = D.all_reduce_sum(torch.tensor([local[k] for k in keys], dtype=torch.float64), run.dist)
+    summed = D.all_reduce_sum(torch.tensor([local[k] for k in keys], dtype=torch.float64), dist)
     for k, v in zip(keys, summed.tolist()):
         # the time is the same wall clock on every process: keep rank-averaged
-        state.accum[k] = state.accum.get(k, 0.0) + (v / run.dist.world_size if k == "time" else v)
+        state.accum[k] = state.accum.get(k, 0.0) + (v / dist.world_size if k == "time" else v)
         local[k] = 0.0
-
-
-def check_finite(run: Run, loss: Tensor, state: StageState) -> None:
-    """NaN guard: stop with the stage, epoch and step named (on every process at once under DDP)."""
-    bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).item() else 1.0])
-    if D.all_reduce_sum(bad, run.dist).item() > 0:
-        raise TrainingError(
-            f"non-finite loss ({loss.item()}) in stage {state.stage!r}, epoch {state.epoch + 1}, "
-            f"step {state.step + 1}: lower the learning rate (stages.{state.stage}.lr), check the data, "
-            "or use train.amp=none"
-        )

@@ -30,6 +30,8 @@ from elope.runs.checkpoint import (
     set_rng_state,
 )
 from elope.runs.layout import run_paths
+from elope.runs.metrics_log import line_count
+from elope.spec import SPEC_FIELDS
 
 __all__ = ["clone_state", "restore", "resume_stage", "save_checkpoint"]
 
@@ -75,7 +77,7 @@ def save_checkpoint(
             "rng": rngs,
             "data_seed": run.cfg.train.seed,
             "world_size": run.dist.world_size,
-            "metrics_lines": run.metrics_lines,
+            "metrics_lines": line_count(run_paths(run.out).metrics),
             "config": run.cfg.to_dict(),
         }
         folder = run_paths(run.out).checkpoints
@@ -102,17 +104,17 @@ def _refuse_non_finite(run: Run, state: StageState | None) -> None:
 
 
 def _arch(config: dict[str, Any]) -> dict[str, Any]:
-    """The architecture of a model config: what stages change (weighted pooling, the τ chosen at the end
-    of stage 2) left out."""
-    return {k: v for k, v in config.items() if k not in ("weighted", "tau")}
+    """The architecture of a model config: what stages change (weighted pooling) and the spec (τ, chosen at
+    the end of stage 2; the crop source, which ``--allow-change`` may change before the crop stage) left
+    out."""
+    return {k: v for k, v in config.items() if k != "weighted" and k not in SPEC_FIELDS}
 
 
 def restore(run: Run, ckpt: dict[str, Any], path: Path) -> None:
-    """Load model, class means and the chosen τ from a checkpoint, refusing one made for another
-    architecture."""
+    """Load model, class means and the τ of the model's spec (chosen at the end of stage 2) from a
+    checkpoint, refusing one made for another architecture."""
     check_model_config(_arch(ckpt["model_config"]), _arch(run.model.config), path)
-    if "tau" in ckpt["model_config"]:
-        run.model.tau = float(ckpt["model_config"]["tau"])
+    run.model.spec = run.model.spec.replace(tau=ckpt["model_config"]["tau"])
     if ckpt["model_config"].get("weighted") and not run.model.config.get("weighted"):
         enable_weighted_pooling(run.model)
     load_state_strict(run.model, ckpt["model"], f"the model in {path}")
@@ -121,7 +123,6 @@ def restore(run: Run, ckpt: dict[str, Any], path: Path) -> None:
             raise CheckpointError(f"{path} holds no class means but loss.variant is {run.cfg.loss.variant!r}")
         load_state_strict(run.criterion, ckpt["criterion"], f"the class means in {path}")
     run.completed = list(ckpt["completed"])
-    run.metrics_lines = int(ckpt["metrics_lines"])
 
 
 def resume_stage(

@@ -14,13 +14,13 @@ import torch
 from torch import nn
 
 from elope.config import STAGES, Config, StageConfig
-from elope.data.transforms import crop_source_size
 from elope.engine.context import Run
 from elope.failures import TrainingError
-from elope.nn.losses import LOSSES, WithinClassLoss
+from elope.nn.losses import LOSSES, EmbeddingLoss
 from elope.nn.model import ELoPE
 from elope.nn.pooling import GlobalKMaxPool2d
 from elope.nn.weights import load_weights
+from elope.spec import ModelSpec
 
 __all__ = [
     "REQUIRES",
@@ -37,9 +37,7 @@ __all__ = [
     "plan_stages",
     "restart_classifier",
     "set_train_mode",
-    "stage_input_size",
     "trainable",
-    "uses_crops",
 ]
 
 
@@ -116,16 +114,6 @@ def make_scheduler(opt: torch.optim.Optimizer, s: StageConfig) -> torch.optim.lr
     return torch.optim.lr_scheduler.StepLR(opt, step_size=s.lr_step, gamma=s.lr_decay)
 
 
-def uses_crops(run: Run, stage: str) -> bool:
-    return stage in ("crop", "weighted") and run.localized
-
-
-def stage_input_size(run: Run, stage: str) -> int:
-    """Side of the images a stage reads: the crop source when it classifies crops, else ``image_size``."""
-    d = run.cfg.dataset
-    return crop_source_size(d.image_size, d.crop_source) if uses_crops(run, stage) else d.image_size
-
-
 def begin_stage(run: Run, stage: str) -> None:
     """Structural changes a stage makes to the model (before any state is loaded into it)."""
     if stage == "localizer":
@@ -143,7 +131,7 @@ def restart_classifier(run: Run) -> None:
     The authors' release trains the crop-stage classifier this way (``elope.lua`` with
     ``--localization_module`` builds a new model from ``--backbone``, ``setupModel.lua`` lines 67-108).
     """
-    fresh_model, fresh_criterion = make_model_and_loss(run.cfg, len(run.classes))
+    fresh_model, fresh_criterion = make_model_and_loss(run.cfg, len(run.classes), run.model.spec)
     state = {k: v for k, v in fresh_model.state_dict().items() if not k.startswith("localizer.")}
     missing = [k for k in run.model.state_dict() if k not in state and not k.startswith("localizer.")]
     if missing:
@@ -153,9 +141,10 @@ def restart_classifier(run: Run) -> None:
         run.criterion.load_state_dict(fresh_criterion.state_dict())
 
 
-def make_model(cfg: Config, num_classes: int) -> ELoPE:
-    """The recipe's model on the CPU: ``model.*`` of the config, the localization module attached by
-    :func:`attach_paired_localizer`, then ``model.weights`` loaded."""
+def make_model(cfg: Config, num_classes: int, spec: ModelSpec) -> ELoPE:
+    """The recipe's model on the CPU: ``model.*`` of the config with ``spec`` (:func:`elope.engine.context.
+    run_spec`), the localization module attached by :func:`attach_paired_localizer`, then ``model.weights``
+    loaded."""
     m = cfg.model
     model = ELoPE(
         m.backbone,
@@ -165,8 +154,7 @@ def make_model(cfg: Config, num_classes: int) -> ELoPE:
         pooling=m.pooling,
         localizer=False,
         pretrained=m.pretrained,
-        image_size=cfg.dataset.image_size,
-        tau=m.tau,
+        **spec.to_dict(),
         localizer_input=m.localizer_input,
         heatmap_upsample=m.heatmap_upsample,
         box_rule=m.box_rule,
@@ -186,7 +174,7 @@ def attach_paired_localizer(model: ELoPE) -> None:
         model.add_localizer()
 
 
-def make_criterion(cfg: Config, num_classes: int) -> WithinClassLoss | None:
+def make_criterion(cfg: Config, num_classes: int) -> EmbeddingLoss | None:
     """The class-mean loss ``loss.variant`` names (:data:`elope.nn.losses.LOSSES`), None for ``none``."""
     lo = cfg.loss
     if lo.variant == "none":
@@ -201,9 +189,9 @@ def make_criterion(cfg: Config, num_classes: int) -> WithinClassLoss | None:
     )
 
 
-def make_model_and_loss(cfg: Config, num_classes: int) -> tuple[ELoPE, WithinClassLoss | None]:
+def make_model_and_loss(cfg: Config, num_classes: int, spec: ModelSpec) -> tuple[ELoPE, EmbeddingLoss | None]:
     """The recipe's model and class-mean loss (None for ``loss.variant: none``), on the CPU."""
-    return make_model(cfg, num_classes), make_criterion(cfg, num_classes)
+    return make_model(cfg, num_classes, spec), make_criterion(cfg, num_classes)
 
 
 def enable_weighted_pooling(model: ELoPE) -> None:

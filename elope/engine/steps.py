@@ -1,7 +1,11 @@
-"""One training batch of the recipe: to the device (and, in the crop stages, cropped), and its loss.
+"""One training step of the recipe, top to bottom: :func:`train_step`.
 
-The classifier's loss is L = L_CE + λ L_e (Eq. 1) with the class-mean loss on the batch gathered from all
-processes; the localization module's is the smooth L1 to the frozen classifier's mean heatmap (Sec. 5).
+The batch goes to the device and, in the stages that classify crops, through the frozen localization
+module (:func:`stage_batch`: :func:`elope.data.source.render_sources`, then :meth:`elope.ELoPE.crop`); its
+loss is L = L_CE + λ L_e (Eq. 1) with the class-mean loss on the batch gathered from all processes
+(:func:`classifier_loss`), or, in stage 2, the smooth L1 to the frozen classifier's mean heatmap
+(:func:`localizer_loss`, Sec. 5); then the NaN guard, backward and the SGD step. Everything the step needs
+comes in as arguments; what the stage is, is its :class:`elope.engine.plan.StagePlan`.
 """
 
 from __future__ import annotations
@@ -14,55 +18,96 @@ from torch import Tensor, nn
 
 from elope.data.source import SourceBatch, render_sources
 from elope.engine import distributed as D
-from elope.engine.context import Run
-from elope.engine.stages import stage_input_size, uses_crops
+from elope.engine.context import StageState
+from elope.engine.plan import StagePlan
+from elope.failures import TrainingError
 from elope.nn.localization import heatmap_loss, mean_heatmap
+from elope.nn.losses import EmbeddingLoss
 from elope.nn.model import ELoPE
 
-__all__ = ["autocast", "classifier_loss", "localizer_loss", "localizer_target", "stage_batch", "to_device"]
+__all__ = [
+    "check_finite",
+    "classifier_loss",
+    "localizer_loss",
+    "localizer_target",
+    "stage_batch",
+    "to_device",
+    "train_step",
+]
 
 
-def autocast(run: Run) -> Any:
-    amp = run.cfg.train.amp
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp, torch.float32)
-    return torch.autocast(run.device.type, dtype=dtype, enabled=amp != "none")
+def train_step(
+    model: ELoPE,
+    net: nn.Module,
+    criterion: EmbeddingLoss | None,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    batch: tuple[Tensor | SourceBatch, Tensor],
+    plan: StagePlan,
+    state: StageState,
+    dist: D.DistInfo,
+) -> tuple[Tensor, dict[str, Any]]:
+    """One optimisation step of the stage on a batch from its loader: the loss and its parts.
+
+    ``model`` is the whole model (its frozen localization module crops, its frozen classifier is the
+    localizer's teacher); ``net`` is what the stage trains (the model or its localization module, wrapped
+    for DDP).
+    """
+    images, labels = stage_batch(model, *batch, plan)
+    if plan.stage == "localizer":
+        loss, parts = localizer_loss(model, net, images, plan)
+    else:
+        loss, parts = classifier_loss(net, criterion, images, labels, plan, dist)
+    check_finite(loss, state, dist)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss, parts
 
 
-def to_device(run: Run, images: Tensor) -> Tensor:
-    images = images.to(run.device, non_blocking=True)
-    if run.cfg.train.channels_last:
+def to_device(images: Tensor, plan: StagePlan) -> Tensor:
+    images = images.to(plan.device, non_blocking=True)
+    if plan.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     return images
 
 
-def stage_batch(run: Run, stage: str, images: Tensor | SourceBatch, labels: Tensor) -> tuple[Tensor, Tensor]:
+def stage_batch(
+    model: ELoPE, images: Tensor | SourceBatch, labels: Tensor, plan: StagePlan
+) -> tuple[Tensor, Tensor]:
     """A training batch as the stage's network reads it: on the device and, in the stages that classify
-    crops, cut by the frozen localization module from the crop source (:meth:`elope.ELoPE.crop`, the one
-    crop path of the package, at the model's τ)."""
+    crops, cut by the frozen localization module from the crop source (:meth:`elope.ELoPE.crop`, at the
+    model's spec)."""
     if isinstance(images, SourceBatch):  # a crop stage's uint8 originals: resized and coloured here
-        images = render_sources(images, stage_input_size(run, stage), run.device)
-    images, labels = to_device(run, images), labels.to(run.device)
-    if uses_crops(run, stage):
-        images, _, _ = run.model.crop(images)
-        if run.cfg.train.channels_last:
+        images = render_sources(images, plan.input_size, plan.device)
+    images, labels = to_device(images, plan), labels.to(plan.device)
+    if plan.crops:
+        images, _, _ = model.crop(images)
+        if plan.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
     return images, labels
 
 
 def classifier_loss(
-    run: Run, net: nn.Module, images: Tensor, labels: Tensor
+    net: nn.Module,
+    criterion: EmbeddingLoss | None,
+    images: Tensor,
+    labels: Tensor,
+    plan: StagePlan,
+    dist: D.DistInfo,
 ) -> tuple[Tensor, dict[str, Any]]:
     """L = L_CE + λ L_e (Eq. 1). L_e runs on the global batch gathered from all processes."""
-    with autocast(run):
+    with plan.autocast():
         logits, emb = net(images, return_embeddings=True)
     ce = F.cross_entropy(logits.float(), labels)
     parts = {"ce": ce.detach(), "correct": (logits.argmax(1) == labels).sum()}
     loss = ce
-    if run.criterion is not None:
-        all_emb = D.all_gather_with_grad(emb.float(), run.dist)
-        all_labels = D.all_gather_tensor(labels, run.dist)
-        le = run.criterion(all_emb, all_labels)
-        loss = ce + run.cfg.loss.lambda_ * le
+    if criterion is not None:
+        all_emb = D.all_gather_with_grad(emb.float(), dist)
+        all_labels = D.all_gather_tensor(labels, dist)
+        le = criterion(all_emb, all_labels)
+        loss = ce + plan.loss_weight * le
         parts["le"] = le.detach()
     return loss, parts
 
@@ -76,8 +121,22 @@ def localizer_target(model: ELoPE, images: Tensor, size: tuple[int, int]) -> Ten
     return target
 
 
-def localizer_loss(run: Run, net: nn.Module, images: Tensor) -> tuple[Tensor, dict[str, Any]]:
-    with autocast(run):
+def localizer_loss(
+    model: ELoPE, net: nn.Module, images: Tensor, plan: StagePlan
+) -> tuple[Tensor, dict[str, Any]]:
+    """Stage 2's smooth L1 between the module's heatmap and the frozen classifier's (Fig. 3)."""
+    with plan.autocast():
         pred = net(images)
-        target = localizer_target(run.model, images, tuple(pred.shape[-2:]))
-    return heatmap_loss(pred, target, run.cfg.loss.localizer_target), {}
+        target = localizer_target(model, images, tuple(pred.shape[-2:]))
+    return heatmap_loss(pred, target, plan.heatmap_target), {}
+
+
+def check_finite(loss: Tensor, state: StageState, dist: D.DistInfo) -> None:
+    """NaN guard: stop with the stage, epoch and step named (on every process at once under DDP)."""
+    bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).item() else 1.0])
+    if D.all_reduce_sum(bad, dist).item() > 0:
+        raise TrainingError(
+            f"non-finite loss ({loss.item()}) in stage {state.stage!r}, epoch {state.epoch + 1}, "
+            f"step {state.step + 1}: lower the learning rate (stages.{state.stage}.lr), check the data, "
+            "or use train.amp=none"
+        )

@@ -26,8 +26,10 @@ import torch
 from torch import Tensor, nn
 from torchvision import models
 
-from elope.nn.pretrained import IMAGENET_MEAN, IMAGENET_STD, OFFLINE_BACKBONES, load_offline_weights
+from elope.nn.modes import evaluating
+from elope.nn.pretrained import OFFLINE_BACKBONES, load_offline_weights
 from elope.nn.weights import WeightsError
+from elope.spec import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "TORCHVISION_BACKBONES",
@@ -144,24 +146,21 @@ def _drop_unused_modules(net: nn.Module, name: str) -> tuple[int, tuple[str, ...
     Returns:
         ``(D, prefixes of the removed modules' state-dict keys)``.
     """
-    was_training = net.training
-    net.eval()  # BatchNorm statistics stay untouched
-    try:
-        with torch.enable_grad():
-            out = net.forward_features(torch.zeros(1, 3, _PROBE_SIZE, _PROBE_SIZE))
-            if not isinstance(out, Tensor) or out.dim() != 4:
-                raise ValueError(
-                    f"backbone {name!r} is not a CNN with a (B, D, h, w) feature map (forward_features "
-                    f"gives {type(out).__name__} {tuple(getattr(out, 'shape', ()))})"
-                )
-            out.float().sum().backward()
-    except (RuntimeError, AssertionError, TypeError) as error:
-        raise ValueError(
-            f"backbone {name!r} does not run at {_PROBE_SIZE} px ({error}); ELoPE needs a CNN that works at "
-            "any input size"
-        ) from error
-    finally:
-        net.train(was_training)
+    with evaluating(net):  # BatchNorm statistics stay untouched
+        try:
+            with torch.enable_grad():
+                out = net.forward_features(torch.zeros(1, 3, _PROBE_SIZE, _PROBE_SIZE))
+                if not isinstance(out, Tensor) or out.dim() != 4:
+                    raise ValueError(
+                        f"backbone {name!r} is not a CNN with a (B, D, h, w) feature map (forward_features "
+                        f"gives {type(out).__name__} {tuple(getattr(out, 'shape', ()))})"
+                    )
+                out.float().sum().backward()
+        except (RuntimeError, AssertionError, TypeError) as error:
+            raise ValueError(
+                f"backbone {name!r} does not run at {_PROBE_SIZE} px ({error}); ELoPE needs a CNN that works at "
+                "any input size"
+            ) from error
     unused = {key for key, p in net.named_parameters() if p.requires_grad and p.grad is None}
     for p in net.parameters():
         p.grad = None

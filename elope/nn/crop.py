@@ -1,7 +1,9 @@
 """The one crop of the method (Sec. 5): cut each image at its box and resize, in one batched ``roi_align``.
 
-:meth:`elope.ELoPE.crop` is the one caller on every path (training, ``evaluate``, ``predict``, the exported
-graph); :func:`resize` is the whole-image fallback of a model without a localization module.
+:meth:`elope.ELoPE.crop` calls it on every pipeline (``docs/architecture.md``); the check of the
+localization module at the end of stage 2 cuts its probe crops with it directly
+(:mod:`elope.engine.localizer_check`). :func:`resize` is the whole-image fallback of a model without a
+localization module (and the classifier-side copy of :meth:`elope.ELoPE.mean_map`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from torchvision.ops import roi_align
 __all__ = ["as_height_width", "crop_and_resize", "like", "resize"]
 
 
-def as_height_width(image_size: int | tuple[int, int] | torch.Size) -> tuple[int, int]:
+def as_height_width(size: int | tuple[int, int] | torch.Size) -> tuple[int, int]:
     """``(height, width)`` of a side or a pair."""
-    if isinstance(image_size, int):
-        return image_size, image_size
-    height, width = (int(v) for v in image_size)
+    if isinstance(size, int):
+        return size, size
+    height, width = (int(v) for v in size)
     return height, width
 
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from elope.nn.crop import as_height_width
+from elope.spec import check_tau
 
 __all__ = [
     "BOX_RULES",
@@ -151,7 +152,7 @@ def _upsampled_mask(
 def heatmap_to_box(
     heatmaps: Tensor,
     tau: float,
-    image_size: int | tuple[int, int],
+    frame: int | tuple[int, int] | torch.Size,
     *,
     upsample: bool = False,
     rule: str = "all",
@@ -160,9 +161,10 @@ def heatmap_to_box(
 
     Args:
         heatmaps: (B, 1, h, w) or (B, h, w).
-        tau: threshold in [0, 1); a cell belongs to the object when its normalised value is > τ.
-        image_size: the image the boxes refer to, as ``(height, width)`` or one int for a square image.
-        upsample: resize the heatmap bilinearly to ``image_size`` first, so the box edges fall on pixels
+        tau: threshold in [0, 1) (:func:`elope.spec.check_tau`); a cell belongs to the object when its
+            normalised value is > τ.
+        frame: the image the boxes refer to, as ``(height, width)`` or one int for a square image.
+        upsample: resize the heatmap bilinearly to ``frame`` first, so the box edges fall on pixels
             rather than on cell edges (ours; off by default, as in the authors' release).
         rule: ``all`` (the paper, the release): the box holds every cell above τ; ``peak`` (ours): only the
             8-connected region of cells above τ around the heatmap's peak (:func:`peak_region`). With
@@ -178,8 +180,7 @@ def heatmap_to_box(
     cell to the outer edge of the last. With ``upsample=True`` every pixel is a cell. A heatmap that is
     constant (no cell above τ after normalisation) or holds a non-finite value gives the whole image.
     """
-    if not 0.0 <= tau < 1.0:
-        raise ValueError(f"tau must lie in [0, 1), got {tau}")
+    check_tau(tau)
     if rule not in BOX_RULES:
         raise ValueError(f"unknown box rule {rule!r}; choose one of {BOX_RULES}")
     if heatmaps.dim() == 4:
@@ -188,7 +189,7 @@ def heatmap_to_box(
         heatmaps = heatmaps[:, 0]
     if heatmaps.dim() != 3:
         raise ValueError(f"heatmaps must be (B, 1, h, w) or (B, h, w), got shape {tuple(heatmaps.shape)}")
-    height, width = as_height_width(image_size)
+    height, width = as_height_width(frame)
     maps = heatmaps.detach().float()
     finite = torch.isfinite(maps).all(dim=2).all(dim=1)
     maps = torch.where(torch.isfinite(maps), maps, torch.zeros_like(maps))

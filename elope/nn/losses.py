@@ -17,10 +17,13 @@ Decision (the paper says "all class-pairs in the current batch"): P is the set o
 distinct classes present in the batch and |P| its size; L_b = 0 when the batch holds fewer than two
 classes.
 
-The ablation variants of Table 5, each a class sharing :func:`update_class_means` (the recipe picks one
-by name from :data:`LOSSES`; ``loss.variant``):
+The ablation variants of Table 5 are subclasses of one base, :class:`EmbeddingLoss` (the class means in
+a buffer, the checks, the update of the buffer), each overriding :meth:`EmbeddingLoss.compute_loss` (the
+shape of pytorch-metric-learning's losses); the recipe picks one by its ``loss.variant`` name in
+:data:`LOSSES`, the one table of names:
 
-* ``"full"``   :class:`ClassMeanLoss`: L_w + L_b as above.
+* ``"full"``   :class:`ClassMeanLoss`: L_w + L_b as above (the paper's loss; :func:`class_mean_loss` is
+  the same as a plain function).
 * ``"within"`` :class:`WithinClassLoss`: L_w only.
 * ``"center"`` :class:`CenterLoss`: the original center loss of Wen et al. (ECCV 2016): no l2-normalisation, the loss
   1/(2N) Σ ||x_n - c_{y_n}||² uses the means *before* the update, and no gradient flows through the
@@ -38,9 +41,7 @@ unchanged and the loss is computed with it as is.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -52,10 +53,14 @@ __all__ = [
     "CenterLoss",
     "ClassMeanLoss",
     "DFFLoss",
+    "EmbeddingLoss",
     "WithinClassLoss",
     "between_class_loss",
+    "check_embeddings",
+    "check_label_range",
     "class_mean_loss",
     "update_class_means",
+    "within_class_loss",
 ]
 
 
@@ -109,91 +114,70 @@ def between_class_loss(means: Tensor, labels: Tensor, gamma: float, margin: floa
     return scale * terms.sum() / num_pairs.clamp(min=1)
 
 
-def _check_inputs(embeddings: Tensor, labels: Tensor, num_classes: int) -> None:
+def check_label_range(labels: Tensor, num_classes: int) -> None:
+    """Labels must index one of ``num_classes`` classes (ValueError naming the range otherwise).
+
+    Reads the labels' extremes, so call it on CPU tensors (the loader's): on an accelerator it would stall
+    every step. The one label check of the package (training calls it on every batch).
+    """
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(
+            f"a label lies outside [0, {num_classes - 1}] (got {int(labels.min())}..{int(labels.max())})"
+        )
+
+
+def check_embeddings(embeddings: Tensor, labels: Tensor, num_classes: int) -> None:
+    """Shapes (N, dim) and (N,); on the CPU also the label range (:func:`check_label_range`; on an
+    accelerator an out-of-range label fails in the scatter of the mean update instead)."""
     if embeddings.dim() != 2 or labels.shape != embeddings.shape[:1]:
         raise ValueError(
             f"expected embeddings (N, dim) and labels (N,), got {tuple(embeddings.shape)} "
             f"and {tuple(labels.shape)}"
         )
-    # checked on the CPU only: reading the labels back from an accelerator would stall every step there
-    # (an out-of-range label then fails in the scatter of the mean update instead)
-    if (
-        labels.device.type == "cpu"
-        and labels.numel()
-        and (int(labels.min()) < 0 or int(labels.max()) >= num_classes)
-    ):
-        raise ValueError(
-            f"labels must lie in [0, {num_classes}) for {num_classes} class means, "
-            f"got values from {int(labels.min())} to {int(labels.max())}"
-        )
+    if labels.device.type == "cpu":
+        check_label_range(labels, num_classes)
+
+
+def within_class_loss(f: Tensor, labels: Tensor, means: Tensor) -> Tensor:
+    """L_w = 1/(2N) Σ_n ||f(x_n) - μ_{c_n}||², Eq. (9) (``means``: μ^t, or the centers of Wen et al.)."""
+    return 0.5 * (f - means[labels]).pow(2).sum(dim=1).mean()
+
+
+def _normalised_update(
+    x: Tensor, labels: Tensor, means: Tensor, alpha: float, update: bool, renormalize: bool
+) -> tuple[Tensor, Tensor]:
+    """f(x_n) (l2-normalised) and μ^t (Eqs. 6-7 when ``update``, optionally re-normalised)."""
+    f = F.normalize(x, dim=1)
+    new_means = update_class_means(f, labels, means, alpha) if update else means
+    if update and renormalize:
+        new_means = F.normalize(new_means, dim=1)
+    return f, new_means
+
+
+def _class_mean_terms(
+    x: Tensor, labels: Tensor, means: Tensor, hyper: EmbeddingLoss | _Hyper, update: bool, squared: bool
+) -> tuple[Tensor, Tensor]:
+    """L_w + L_b with the updated means, Eqs. (5)-(10) (``squared=False``: the DFF form of L_b)."""
+    f, new_means = _normalised_update(x, labels, means, hyper.alpha, update, hyper.renormalize_means)
+    loss = within_class_loss(f, labels, new_means)
+    return loss + between_class_loss(new_means, labels, hyper.gamma, hyper.margin, squared=squared), new_means
 
 
 @dataclass(frozen=True)
-class Hyper:
-    """The hyper-parameters of a class-mean loss call: α of Eq. (6), γ and m of Eq. (10), whether the
-    means are updated from the batch (training) and re-normalised afterwards (authors' release)."""
+class _Hyper:
+    """The hyper-parameters of :func:`class_mean_loss`: α of Eq. (6), γ and m of Eq. (10), the
+    re-normalisation of the authors' release."""
 
-    alpha: float = 0.5
-    gamma: float = 16.0
-    margin: float = 0.75
-    update: bool = True
-    renormalize_means: bool = False
-
-
-def _within(x: Tensor, labels: Tensor, means: Tensor, p: Hyper) -> tuple[Tensor, Tensor, Tensor]:
-    """f(x_n), μ^t (Eqs. 6-7, optionally re-normalised) and L_w (Eq. 9)."""
-    f = F.normalize(x, dim=1)
-    new_means = update_class_means(f, labels, means, p.alpha) if p.update else means
-    if p.update and p.renormalize_means:
-        new_means = F.normalize(new_means, dim=1)
-    return f, new_means, 0.5 * (f - new_means[labels]).pow(2).sum(dim=1).mean()
+    alpha: float
+    gamma: float
+    margin: float
+    renormalize_means: bool
 
 
-def within_loss(
-    x: Tensor,
-    labels: Tensor,
-    means: Tensor,
-    p: Hyper,
-) -> tuple[Tensor, Tensor]:
-    """L_w of Eq. (9) with the updated means: ``(loss, μ^t)``."""
-    _, new_means, loss = _within(x, labels, means, p)
-    return loss, new_means
-
-
-def full_loss(
-    x: Tensor,
-    labels: Tensor,
-    means: Tensor,
-    p: Hyper,
-    squared: bool = True,
-) -> tuple[Tensor, Tensor]:
-    """L_e = L_w + L_b, Eqs. (5)-(10): ``(loss, μ^t)``; ``squared=False``: the DFF form of L_b."""
-    _, new_means, loss = _within(x, labels, means, p)
-    return loss + between_class_loss(new_means, labels, p.gamma, p.margin, squared=squared), new_means
-
-
-def center_loss(
-    x: Tensor,
-    labels: Tensor,
-    means: Tensor,
-    p: Hyper,
-) -> tuple[Tensor, Tensor]:
-    """Wen et al.'s center loss on the raw features: ``(loss, centers moved afterwards)``.
-
-    The loss sees the current centers; they move outside the graph, from detached features.
-    """
-    loss = 0.5 * (x - means[labels]).pow(2).sum(dim=1).mean()
-    new_means = update_class_means(x.detach(), labels, means, p.alpha) if p.update else means
-    return loss, new_means
-
-
-_FUNCTIONS: dict[str, Callable[..., tuple[Tensor, Tensor]]] = {
-    "full": full_loss,
-    "within": within_loss,
-    "center": center_loss,
-    "dff": partial(full_loss, squared=False),
-}
-LOSS_VARIANTS = tuple(_FUNCTIONS)
+def _as_float32(embeddings: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
+    """Embeddings and means in float32 or wider (the losses run in float32 under autocast)."""
+    dtype = torch.promote_types(embeddings.dtype, torch.float32)
+    return embeddings.to(dtype), means.to(dtype)
 
 
 def class_mean_loss(
@@ -204,49 +188,42 @@ def class_mean_loss(
     alpha: float = 0.5,
     gamma: float = 16.0,
     margin: float = 0.75,
-    variant: str = "full",
     update: bool = True,
     renormalize_means: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """The embedding loss L_e = L_w + L_b, Eqs. (5)-(10), or one of its variants, as a plain function.
+    """The paper's embedding loss L_e = L_w + L_b, Eqs. (5)-(10), as a plain function
+    (:class:`ClassMeanLoss` keeps the means in a buffer).
 
     Args:
-        embeddings: (N, dim) raw output of the embedding layer (normalised here, except for ``"center"``).
+        embeddings: (N, dim) raw output of the embedding layer (l2-normalised here).
         labels: (N,) class indices in [0, C).
         means: (C, dim) class means μ^{t-1}.
         alpha, gamma, margin: α of Eq. (6), γ and m of Eq. (10) (Table 2: 0.5, 16, 0.75).
-        variant: one of ``LOSS_VARIANTS`` (see the module docstring).
         update: compute μ^t from the batch (training). If False the means are used as they are.
         renormalize_means: l2-normalise μ^t after the update (authors' release; not in the paper).
 
     Returns:
         ``(loss, new_means)``: the scalar loss (float32 or wider) and μ^t, still attached to the graph.
     """
-    if variant not in _FUNCTIONS:
-        raise ValueError(f"unknown class-mean loss variant {variant!r}; choose one of {LOSS_VARIANTS}")
-    _check_inputs(embeddings, labels, means.shape[0])
-    dtype = torch.promote_types(embeddings.dtype, torch.float32)  # losses in float32 under autocast
-    return _FUNCTIONS[variant](
-        embeddings.to(dtype),
-        labels,
-        means.to(dtype),
-        Hyper(alpha, gamma, margin, update, renormalize_means),
-    )
+    check_embeddings(embeddings, labels, means.shape[0])
+    x, means = _as_float32(embeddings, means)
+    hyper = _Hyper(alpha, gamma, margin, renormalize_means)
+    return _class_mean_terms(x, labels, means, hyper, update, squared=True)
 
 
-class WithinClassLoss(nn.Module):
-    """L_w of Eq. (9) with the class means kept in the buffer ``means`` (num_classes, dim).
+class EmbeddingLoss(nn.Module):
+    """The base of the embedding losses L_e (Sec. 4): class means in the buffer ``means`` (num_classes,
+    dim), updated from each training batch; subclasses say what the loss is in :meth:`compute_loss`.
 
-    The base of the class-mean losses. The means start as random l2-normalised vectors (seeded by the
-    global torch RNG). In training mode each call computes μ^t from the buffer and the batch (Eqs. 6-7),
-    uses it in the loss with gradient flowing back to the embeddings, and then stores it detached. In eval
-    mode the buffer is read only.
+    The means start as random l2-normalised vectors (seeded by the global torch RNG). In training mode a
+    call computes μ^t from the buffer and the batch, uses it in the loss (with gradient flowing back to the
+    embeddings where the variant says so), and then stores it detached. In eval mode the buffer is read
+    only.
 
     For multi-process training, call it on the embeddings and labels gathered from all processes
     (``elope.engine.distributed``) so every process stores the same means.
     """
 
-    variant = "within"
     means: Tensor
 
     def __init__(
@@ -269,18 +246,16 @@ class WithinClassLoss(nn.Module):
         self.renormalize_means = renormalize_means
         self.register_buffer("means", F.normalize(torch.randn(num_classes, dim), dim=1))
 
+    def compute_loss(self, x: Tensor, labels: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
+        """``(loss, μ^t)`` for embeddings ``x`` (N, dim), float32 or wider, and the means μ^{t-1}
+        (``means``, not the buffer: this computes, it stores nothing); μ^t is ``means`` itself in eval mode
+        (``self.training`` False)."""
+        raise NotImplementedError
+
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        loss, new_means = class_mean_loss(
-            embeddings,
-            labels,
-            self.means,
-            alpha=self.alpha,
-            gamma=self.gamma,
-            margin=self.margin,
-            variant=self.variant,
-            update=self.training,
-            renormalize_means=self.renormalize_means,
-        )
+        check_embeddings(embeddings, labels, self.num_classes)
+        x, means = _as_float32(embeddings, self.means)
+        loss, new_means = self.compute_loss(x, labels, means)
         if self.training:
             with torch.no_grad():
                 self.means.copy_(new_means.detach())
@@ -293,30 +268,45 @@ class WithinClassLoss(nn.Module):
         )
 
 
-class ClassMeanLoss(WithinClassLoss):
-    """L_e = L_w + L_b of Eq. (5) (the paper's loss), class means in the buffer ``means``; see
-    :class:`WithinClassLoss` for how the means move."""
+class ClassMeanLoss(EmbeddingLoss):
+    """The paper's loss L_e = L_w + L_b, Eqs. (5)-(10), on the l2-normalised embedding, with the updated
+    means μ^t in both terms and gradient through them (the functional dependence noted under Eq. 8)."""
 
-    variant = "full"
+    def compute_loss(self, x: Tensor, labels: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
+        return _class_mean_terms(x, labels, means, self, self.training, squared=True)
 
 
-class DFFLoss(WithinClassLoss):
+class WithinClassLoss(EmbeddingLoss):
+    """L_w of Eq. (9) alone, with the updated means (Table 5)."""
+
+    def compute_loss(self, x: Tensor, labels: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
+        f, new_means = _normalised_update(x, labels, means, self.alpha, self.training, self.renormalize_means)
+        return within_class_loss(f, labels, new_means), new_means
+
+
+class DFFLoss(EmbeddingLoss):
     """Deep Fisher Faces style: L_w + L_b with the hinge of Eq. (10) not squared (Table 5)."""
 
-    variant = "dff"
+    def compute_loss(self, x: Tensor, labels: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
+        return _class_mean_terms(x, labels, means, self, self.training, squared=False)
 
 
-class CenterLoss(WithinClassLoss):
-    """Wen et al.'s center loss (ECCV 2016) on the raw embedding (Table 5); γ, m and the re-normalisation
-    are not used."""
+class CenterLoss(EmbeddingLoss):
+    """Wen et al.'s center loss (ECCV 2016) on the raw embedding (Table 5): the loss sees the current
+    centers, which then move outside the graph, from detached features (Eqs. 6-7); γ, m and the
+    re-normalisation are not used."""
 
-    variant = "center"
+    def compute_loss(self, x: Tensor, labels: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
+        loss = within_class_loss(x, labels, means)
+        new_means = update_class_means(x.detach(), labels, means, self.alpha) if self.training else means
+        return loss, new_means
 
 
 #: The recipe's ``loss.variant`` → its loss class (``none``: cross-entropy only, no class).
-LOSSES: dict[str, type[WithinClassLoss]] = {
+LOSSES: dict[str, type[EmbeddingLoss]] = {
     "full": ClassMeanLoss,
     "within": WithinClassLoss,
     "center": CenterLoss,
     "dff": DFFLoss,
 }
+LOSS_VARIANTS = tuple(LOSSES)

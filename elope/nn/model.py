@@ -1,32 +1,33 @@
-"""ELoPE: backbone + global k-max pooling + embedding + classifier, with the localization module in front.
-
-Test time (Fig. 1 of Hanselmann & Ney, WACV 2020)::
-
-    image ─► localizer (64×64) ─► heatmap ─► box ─► crop original, resize ─► backbone ─► GKMP
-          ─► embedding (Linear, BN, PReLU) ─► classifier
+"""ELoPE: backbone + global k-max pooling + embedding + classifier, with the localization module in front
+(Fig. 1 of Hanselmann & Ney, WACV 2020; the pipeline step by step: ``docs/architecture.md``, "The
+pipeline").
 
 ``forward`` is the classifier alone (what stages 1, 3 and 4 of the recipe train); ``crop`` and
 ``predict`` run the localization module first, so a whole prediction is one pass through the backbone.
+How an image reaches the model (classifier side, crop source, τ, normalisation) is the model's
+:attr:`ELoPE.spec` (:class:`elope.spec.ModelSpec`), the one place every layer reads them from.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from elope.nn.backbones import build_backbone
+from elope.nn.backbones import build_backbone, pretrained_normalization
 from elope.nn.crop import crop_and_resize, like, resize
 from elope.nn.embedding import EmbeddingHead
 from elope.nn.localization import BOX_RULES, LocalizationModule, heatmap_to_box, mean_heatmap
+from elope.nn.modes import evaluating
 from elope.nn.pooling import GlobalAvgPool2d, GlobalKMaxPool2d
 from elope.nn.weights import load_weights
+from elope.spec import ModelSpec
 
-__all__ = ["POOLINGS", "Crops", "ELoPE", "Prediction", "create_model"]
+__all__ = ["POOLINGS", "CropClassification", "ELoPE", "Prediction", "create_model"]
 
 POOLINGS = ("gap", "gmp", "gkmp")
 
@@ -40,8 +41,9 @@ class Prediction(NamedTuple):
     heatmaps: Tensor | None  # (B, 1, h, w) from the localization module, None without one
 
 
-class Crops(NamedTuple):
-    """Output of :meth:`ELoPE.classify_crops`."""
+class CropClassification(NamedTuple):
+    """Output of :meth:`ELoPE.classify_crops`: what the classifier said about each crop, and where the
+    crop was cut (the crops themselves are not kept)."""
 
     logits: Tensor  # (B, C)
     boxes: Tensor  # (B, 4) x1, y1, x2, y2 in pixels of the input
@@ -63,13 +65,19 @@ class ELoPE(nn.Module):
         pretrained: initialise the backbone with ImageNet weights (torchvision weights API / timm).
         weights: path of a local ``.safetensors`` or ``.pt`` state dict, either of the whole model or of
             the backbone alone (e.g. an ImageNet ResNet state dict; its ``fc`` is ignored). Offline.
-        image_size: classifier input side used by :meth:`crop` and :meth:`predict` (448).
-        tau: threshold of :func:`heatmap_to_box` used by default (Table 2: 0.3 CUB, 0.2 Cars/Aircraft).
+        image_size: classifier input side; the crops are resized to it (448).
+        tau: box threshold of :func:`heatmap_to_box` (Table 2: 0.3 CUB, 0.2 Cars/Aircraft), in [0, 1).
+        crop_source: side of the square images :meth:`predict` expects, the crop source (default
+            2 × ``image_size``, :func:`elope.spec.crop_source_size`).
+        mean, std: the normalisation of the images (default: what the backbone's pretrained weights
+            expect, :func:`elope.nn.backbones.pretrained_normalization`).
         localizer_input: side of the localization module's input (64).
         heatmap_upsample: upsample the heatmap to the image before thresholding (see
             :func:`heatmap_to_box`; off in the paper's recipe, as in the authors' release).
         box_rule: ``all`` (the paper: the box holds every cell above τ) or ``peak`` (ours: only the
             connected region around the heatmap's peak); see :func:`heatmap_to_box`.
+
+    ``image_size``, ``crop_source``, ``tau``, ``mean`` and ``std`` are resolved once into :attr:`spec`.
     """
 
     def __init__(
@@ -86,6 +94,9 @@ class ELoPE(nn.Module):
         weights: str | os.PathLike[str] | None = None,
         image_size: int = 448,
         tau: float = 0.3,
+        crop_source: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         localizer_input: int = 64,
         heatmap_upsample: bool = False,
         box_rule: str = "all",
@@ -99,8 +110,9 @@ class ELoPE(nn.Module):
             raise ValueError(f"num_classes must be positive, got {num_classes}")
         if embedding_dim < 0:
             raise ValueError(f"embedding_dim must be >= 0 (0: no embedding layer), got {embedding_dim}")
-        if not 0.0 <= tau < 1.0:
-            raise ValueError(f"tau must lie in [0, 1), got {tau}")
+        spec = ModelSpec.resolve(  # validated here
+            image_size, tau, crop_source, mean, std, default_normalization=pretrained_normalization(backbone)
+        )
         if box_rule not in BOX_RULES:
             raise ValueError(f"unknown box_rule {box_rule!r}; choose one of {BOX_RULES}")
         net = build_backbone(backbone, pretrained=pretrained)
@@ -118,8 +130,7 @@ class ELoPE(nn.Module):
         self.k = k
         self.embedding_dim = embedding_dim
         self.pooling = pooling
-        self.image_size = image_size
-        self.tau = tau
+        self.spec = spec
         self.localizer_input = localizer_input
         self.heatmap_upsample = heatmap_upsample
         self.box_rule = box_rule
@@ -130,12 +141,27 @@ class ELoPE(nn.Module):
             load_weights(self, weights)
 
     @property
-    def config(self) -> Mapping[str, Any]:
-        """The constructor arguments that rebuild this architecture, ``ELoPE(**config)`` (read only).
+    def spec(self) -> ModelSpec:
+        """How images reach this model: classifier side, crop source, τ, normalisation (immutable).
 
-        Read from the model itself (the pooling's weights, whether a localization module is attached), so
-        it cannot drift from it. ``model.json`` and the checkpoints store it: the saved ``tau`` and
-        ``image_size`` are the one place a run's threshold and classifier input size are read from.
+        Replaced as a whole (``model.spec = model.spec.replace(tau=0.5)``), never edited: the end of stage 2
+        installs the τ it chose, a command's ``--tau`` is applied when the model is loaded.
+        """
+        return self._spec
+
+    @spec.setter
+    def spec(self, spec: ModelSpec) -> None:
+        if not isinstance(spec, ModelSpec):
+            raise TypeError(f"spec must be an elope.spec.ModelSpec, got {type(spec).__name__}")
+        self._spec = spec
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """The constructor arguments that rebuild this model, ``ELoPE(**config)`` (read only).
+
+        Read from the model itself (the pooling's weights, whether a localization module is attached, the
+        spec), so it cannot drift from it. ``model.json`` (→ ``model``) and the checkpoints store it: the one
+        place a run's τ, image size, crop source and normalisation are stored.
         """
         return MappingProxyType(
             {
@@ -146,8 +172,7 @@ class ELoPE(nn.Module):
                 "embedding_dim": self.embedding_dim,
                 "pooling": self.pooling,
                 "localizer": self.localizer is not None,
-                "image_size": self.image_size,
-                "tau": self.tau,
+                **self.spec.to_dict(),
                 "localizer_input": self.localizer_input,
                 "heatmap_upsample": self.heatmap_upsample,
                 "box_rule": self.box_rule,
@@ -177,105 +202,92 @@ class ELoPE(nn.Module):
         return (logits, embeddings) if return_embeddings else logits
 
     # -- localization -----------------------------------------------------------------------------------
-    def localize(self, images: Tensor, tau: float | None = None) -> tuple[Tensor, Tensor]:
-        """Boxes (B, 4) in pixels of ``images`` and the predicted heatmaps (B, 1, h, w) (Sec. 5)."""
+    def localize(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Boxes (B, 4) in pixels of ``images`` at the spec's τ, and the predicted heatmaps (B, 1, h, w)
+        (Sec. 5)."""
         if self.localizer is None:
             raise RuntimeError("this model has no localization module (built with localizer=False)")
         heatmaps = self.localizer(images)
-        return self.heatmap_box(heatmaps, images.shape[-2:], tau), heatmaps
+        return self.heatmap_box(heatmaps, self.spec.tau, images.shape[-2:]), heatmaps
 
-    def heatmap_box(self, heatmaps: Tensor, image_size: tuple[int, int], tau: float | None = None) -> Tensor:
-        """The box of a heatmap (the module's, or a mean feature map) in pixels of an image of
-        ``image_size`` (H, W): :func:`heatmap_to_box` at this model's τ, upsampling and box rule."""
-        return heatmap_to_box(
-            heatmaps,
-            self.tau if tau is None else tau,
-            image_size,
-            upsample=self.heatmap_upsample,
-            rule=self.box_rule,
-        )
+    def heatmap_box(self, heatmaps: Tensor, tau: float, frame: tuple[int, int] | torch.Size) -> Tensor:
+        """The box of a heatmap (the module's, or a mean feature map) at threshold ``tau`` in pixels of an
+        image of ``frame`` = (H, W): :func:`heatmap_to_box` (same arguments, same order) with this model's
+        upsampling and box rule."""
+        return heatmap_to_box(heatmaps, tau, frame, upsample=self.heatmap_upsample, rule=self.box_rule)
 
     @torch.no_grad()
-    def crop(
-        self, images: Tensor, tau: float | None = None, size: int | None = None
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Localize, crop each image at its box and resize the crops to ``size`` (default ``image_size``).
+    def crop(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Localize, crop each image at its box and resize the crops to the classifier's ``image_size``.
 
-        This is the one crop path of the package (Sec. 5): training, ``evaluate``, ``predict`` and the
-        example sheet all call it, with ``images`` the *crop source*, the original image resized to
-        :func:`elope.data.crop_source_size` (twice the classifier input by default). The localization
-        module sees it resized to 64×64, the box is found relative to it, and the crop is cut from it by
-        ``roi_align`` in one batched call, so a crop keeps the source's resolution.
+        Every pipeline of the package crops here (Sec. 5): ``evaluate``, ``predict``, the example sheet,
+        validation, the exported and the compiled graphs, and the crop stages of training, with ``images``
+        the *crop source* (the original image resized to ``spec.crop_source``; training renders it on the
+        device first, :mod:`elope.data.source`). The localization module sees it resized to 64×64, the box
+        is found relative to it at the spec's τ, and the crop is cut from it by ``roi_align`` in one
+        batched call, so a crop keeps the source's resolution.
 
         Returns ``(crops, boxes, heatmaps)``, boxes in pixels of ``images``. Without a localization module
         the whole image is resized and ``heatmaps`` is None. No gradient flows through this step.
         """
-        size = size or self.image_size
+        size = self.spec.image_size
         if self.localizer is None:
             height, width = images.shape[-2:]
             boxes = images.new_tensor([0.0, 0.0, float(width), float(height)]).expand(images.shape[0], 4)
             return resize(images, size), boxes, None
-        boxes, heatmaps = self.localize(images, tau)
+        boxes, heatmaps = self.localize(images)
         return like(crop_and_resize(images, boxes, size), images), boxes, heatmaps
 
     @torch.no_grad()
-    def classify_crops(
-        self, images: Tensor, tau: float | None = None, *, return_embeddings: bool = False
-    ) -> Crops:
+    def classify_crops(self, images: Tensor, *, return_embeddings: bool = False) -> CropClassification:
         """Crop → classify, the test-time path of Fig. 1: :meth:`crop`, then the classifier on the crops.
 
-        Returns :class:`Crops`: logits (B, C), boxes in pixels of ``images``, heatmaps (None without a
-        localization module) and, with ``return_embeddings``, the raw embeddings of the crops.
+        Returns :class:`CropClassification`: logits (B, C), boxes in pixels of ``images``, heatmaps (None
+        without a localization module) and, with ``return_embeddings``, the raw embeddings of the crops.
         """
-        crops, boxes, heatmaps = self.crop(images, tau)
+        crops, boxes, heatmaps = self.crop(images)
         if return_embeddings:
             logits, embeddings = self(crops, return_embeddings=True)
-            return Crops(logits, boxes, heatmaps, embeddings)
-        return Crops(self(crops), boxes, heatmaps, None)
+            return CropClassification(logits, boxes, heatmaps, embeddings)
+        return CropClassification(self(crops), boxes, heatmaps, None)
 
     @torch.no_grad()
-    def mean_map(self, images: Tensor, tau: float | None = None) -> tuple[Tensor, Tensor]:
+    def mean_map(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Table 4's baseline: the box from this classifier's own mean feature map (Sec. 5, Fig. 2).
 
         The whole image, resized to ``image_size``, goes through the backbone; the channel mean of its last
-        feature map is thresholded like the module's heatmap. Returns ``(boxes in pixels of images,
-        heatmaps (B, 1, h, w))``. For the paper's row, call it on the stage-1 classifier (``RUN/teacher``),
-        the network the localization module learns from.
+        feature map is thresholded at the spec's τ like the module's heatmap. Returns ``(boxes in pixels of
+        images, heatmaps (B, 1, h, w))``. For the paper's row, call it on the stage-1 classifier
+        (``RUN/teacher``, loaded with the run's τ), the network the localization module learns from.
         """
-        inputs = (
-            images if tuple(images.shape[-2:]) == (self.image_size,) * 2 else resize(images, self.image_size)
-        )
+        side = self.spec.image_size
+        inputs = images if tuple(images.shape[-2:]) == (side, side) else resize(images, side)
         heatmaps = mean_heatmap(self.forward_features(inputs)).float()
-        return self.heatmap_box(heatmaps, images.shape[-2:], tau), heatmaps
+        return self.heatmap_box(heatmaps, self.spec.tau, images.shape[-2:]), heatmaps
 
     @torch.no_grad()
-    def predict(self, images: Tensor | list[Tensor], top: int = 1, tau: float | None = None) -> Prediction:
-        """The one-pass pipeline: localize → crop → resize → classify (Fig. 1).
+    def predict(self, images: Tensor | list[Tensor], top: int = 1) -> Prediction:
+        """The one-pass pipeline: localize → crop → resize → classify (Fig. 1), at the spec's τ.
 
         Args:
-            images: normalised images, a (B, 3, H, W) batch at any resolution, or a list of (3, H, W)
-                tensors of different sizes (each then runs on its own).
+            images: normalised images, a (B, 3, H, W) batch at any resolution (the crop source:
+                ``spec.crop_source``), or a list of (3, H, W) tensors of different sizes (each then runs on
+                its own).
             top: how many classes to return per image.
-            tau: box threshold; the model's ``tau`` by default.
 
         Runs in eval mode and restores the previous mode of every submodule (a localizer frozen in eval
         mode during training stays so). Boxes are in the input's pixel coordinates.
         """
         if isinstance(images, (list, tuple)):
-            parts = [self.predict(image[None], top=top, tau=tau) for image in images]
+            parts = [self.predict(image[None], top=top) for image in images]
             heatmaps = None if parts[0].heatmaps is None else torch.cat([p.heatmaps for p in parts])
             return Prediction(
                 *(torch.cat([getattr(p, f) for p in parts]) for f in ("classes", "scores", "boxes")), heatmaps
             )
-        modes = [(m, m.training) for m in self.modules()]
-        self.eval()
-        try:
-            logits, boxes, heatmaps, _ = self.classify_crops(images, tau)
+        with evaluating(self):
+            logits, boxes, heatmaps, _ = self.classify_crops(images)
             probabilities = logits.float().softmax(dim=1)
             scores, classes = probabilities.topk(min(top, self.num_classes), dim=1)
-        finally:
-            for module, mode in modes:
-                module.training = mode
         return Prediction(classes, scores, boxes, heatmaps)
 
 

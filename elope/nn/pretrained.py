@@ -39,8 +39,6 @@ __all__ = [
 ]
 
 _HALF = (0.5, 0.5, 0.5)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # = elope.data.transforms.IMAGENET_MEAN (a test keeps them equal)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The run folder, owned by one package: its layout (:mod:`.layout`), the guard that never overwrites a run
 (:mod:`.guard`), checkpoint files (:mod:`.checkpoint`), the model folder and ``model.json``
-(:mod:`.model_folder`), ``metrics.jsonl`` and TensorBoard (:mod:`.metrics`), and a trained run as the
+(:mod:`.model_folder`), ``metrics.jsonl`` and TensorBoard (:mod:`.metrics_log`), and a trained run as the
 commands read it (:mod:`.loaded`: :class:`LoadedRun`, :func:`load_run`).
 """
 

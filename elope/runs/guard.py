@@ -22,11 +22,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import click
-
 from elope.config import DATASETS, STAGES, ConfigError
 from elope.config_files import read_yaml
-from elope.failures import TrainingError
+from elope.failures import Echo, TrainingError, to_stderr
 from elope.runs.checkpoint import CheckpointError, load_checkpoint
 
 __all__ = ["RUN_OUTPUTS", "RunFolder", "inspect_run_folder", "open_run_folder", "read_run_config"]
@@ -198,6 +196,7 @@ def open_run_folder(
     force: bool = False,
     generated_data: bool = False,
     is_main: bool = True,
+    echo: Echo = to_stderr,
 ) -> dict[str, Any] | None:
     """Check ``out`` before a run writes into it; return the checkpoint to resume from (None: start anew).
 
@@ -209,6 +208,7 @@ def open_run_folder(
             with ``force`` a data set generated there before is deleted too, so it is made anew from the
             recipe.
         is_main: whether this is the main process (the only one that deletes).
+        echo: where ``--force`` says what it deleted.
 
     Raises:
         TrainingError: ``out`` holds a run that this call must not write into; nothing was changed.
@@ -222,7 +222,7 @@ def open_run_folder(
     if force:
         if is_main and folder.holds_run:
             removed = _remove_outputs(folder, generated_data)
-            click.echo(f"--force: deleted the earlier run in {out}: {', '.join(removed)}", err=True)
+            echo(f"--force: deleted the earlier run in {out}: {', '.join(removed)}")
         return None
     return _resume_point(folder, resume)
 

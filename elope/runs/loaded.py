@@ -1,14 +1,14 @@
 """A trained run as ``evaluate``, ``predict``, ``export`` and the example sheet read it: :func:`load_run`.
 
-The model comes from ``RUN/model`` (:func:`elope.runs.model_folder.load_model`); τ and the classifier's
-input size are the saved model config's; the crop source, the normalisation and the dataset come from the
-rest of ``model.json``.
+The model comes from ``RUN/model`` (:func:`elope.runs.model_folder.load_model`) with its spec (τ, image
+size, crop source, normalisation: :attr:`LoadedRun.spec`, stored in ``model.json`` → ``model``); the
+dataset and the splits come from the rest of ``model.json``. A :class:`LoadedRun` is a
+:class:`elope.deploy.predictor.Predictor`, as an exported file is.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,13 @@ import yaml
 from torch import Tensor
 
 from elope.data import build_dataset
-from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
+from elope.data.transforms import eval_transform
 from elope.deploy.device import inference_device
+from elope.nn.model import ELoPE, Prediction
 from elope.runs.layout import MODEL_DIR, TEACHER_DIR
 from elope.runs.lock import lock_holder
 from elope.runs.model_folder import load_class_means, load_model
+from elope.spec import ModelSpec
 
 __all__ = ["LoadedRun", "UnfinishedRunError", "load_run", "resolve_model_dir"]
 
@@ -39,48 +41,44 @@ class UnfinishedRunError(ValueError):
 class LoadedRun:
     """A trained model with what ``evaluate`` and ``predict`` need from its run folder."""
 
-    model: torch.nn.Module
+    model: ELoPE  # (or its compiled copy, elope.deploy.compiled.compile_model)
     meta: dict[str, Any]
     classes: list[str]
     means: Tensor | None  # (C, dim) class means of the embedding loss, None when the run has none
     model_dir: Path
 
     @property
-    def tau(self) -> float:
-        """The run's box threshold τ: the saved model config's (``model.json`` → ``model.tau``)."""
-        return float(self.model.tau)
+    def spec(self) -> ModelSpec:
+        """τ, image size, crop source and normalisation: the model's (``model.json`` → ``model``, with a
+        command's ``--tau`` applied by :func:`load_run`)."""
+        return self.model.spec
 
     @property
-    def image_size(self) -> int:
-        """The classifier's input side: the saved model config's (``model.json`` → ``model.image_size``)."""
-        return int(self.model.image_size)
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
-    @property
-    def crop_source(self) -> int:
-        """Side of the images the crops are cut from (runs before it was recorded cropped at image_size)."""
-        return int(self.meta.get("crop_source") or self.image_size)
+    def predict(self, images: Tensor, top: int = 1) -> Prediction:
+        """:meth:`elope.ELoPE.predict` on normalised crop sources (B, 3, N, N), N = ``spec.crop_source``."""
+        return self.model.predict(images, top=top)
 
-    def load_teacher(self) -> torch.nn.Module:
-        """The run's stage-1 classifier (``RUN/teacher``), the localization module's teacher, in eval mode."""
+    def load_teacher(self) -> ELoPE:
+        """The run's stage-1 classifier (``RUN/teacher``), the localization module's teacher, in eval mode,
+        at the run's τ (its own ``model.json`` holds the recipe's τ from before stage 2)."""
         folder = self.model_dir.parent / TEACHER_DIR
         if not (folder / "model.json").is_file():
             raise FileNotFoundError(
-                f"{folder} not found: the run keeps no stage-1 classifier (trained before elope 0.2, or "
-                "without the classifier stage), so Table 4's mean-feature-map row cannot be measured."
+                f"{folder} not found: the run keeps no stage-1 classifier (trained without the classifier "
+                "stage, or by an elope that did not keep it), so Table 4's mean-feature-map row cannot be "
+                "measured."
             )
-        teacher, _ = load_model(folder)
-        return teacher.to(next(self.model.parameters()).device).eval()
-
-    @property
-    def normalization(self) -> tuple[Sequence[float], Sequence[float]]:
-        """The ``(mean, std)`` the run's images were normalised with (ImageNet's unless recorded)."""
-        return self.meta.get("mean") or IMAGENET_MEAN, self.meta.get("std") or IMAGENET_STD
+        teacher, _ = load_model(folder, tau=self.spec.tau)
+        return teacher.to(self.device).eval()
 
     def load_dataset(
         self, split: str, dataset: str | None = None, root: str | Path | None = None, size: int | None = None
     ) -> Any:
         """``split`` of the run's dataset (or of ``dataset`` at ``root``) with the run's eval transform, at
-        ``size`` (default: the crop source, what the one-pass pipeline reads).
+        ``size`` (default: ``spec.crop_source``, what the one-pass pipeline reads).
 
         Returns ``(ds, dataset, root)``; raises ValueError when neither the run nor the caller names one.
         """
@@ -99,7 +97,7 @@ class LoadedRun:
                 "0: it trained on every training image), so --split val would measure images it was trained "
                 "on; evaluate --split test (or train with --set dataset.val_fraction=0.1)"
             )
-        transform = eval_transform(size or self.crop_source, *self.normalization)
+        transform = eval_transform(size or self.spec.crop_source, self.spec.mean, self.spec.std)
         options = self.split_options(dataset)
         return build_dataset(dataset, root, split, transform=transform, **options), dataset, root
 
@@ -181,12 +179,19 @@ def resolve_model_dir(run_dir: str | Path) -> Path:
     )
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+def load_run(
+    run_dir: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    tau: float | None = None,
+    crop_source: int | None = None,
+) -> LoadedRun:
     """Load ``RUN/model`` with :func:`elope.runs.model_folder.load_model`, in eval mode on ``device``
-    (checked first: :func:`elope.deploy.device.inference_device`)."""
+    (checked first: :func:`elope.deploy.device.inference_device`); ``tau`` and ``crop_source`` (a command's
+    ``--tau``, ``export --crop-source``) replace the run's in the model's spec."""
     device = inference_device(device)
     model_dir = resolve_model_dir(run_dir)
-    model, meta = load_model(model_dir)
+    model, meta = load_model(model_dir, tau=tau, crop_source=crop_source)
     model = model.to(device).eval()
     num_classes = int(model.classifier.out_features)
     classes = [str(c) for c in meta.get("classes") or [str(i) for i in range(num_classes)]]

@@ -1,8 +1,10 @@
 """The model folder (``RUN/model``, ``RUN/teacher``): ``model.safetensors`` + ``model.json``.
 
-``model.json`` holds ``format``, ``version``, ``model`` (:attr:`elope.ELoPE.config`, the constructor
-arguments, the one place the run's τ and image size are read from) and the run's ``meta``
-(``docs/architecture.md``). The format is unchanged since elope 0.1.0, so folders written then load.
+``model.json`` holds ``format``, ``version``, ``model`` (:attr:`elope.ELoPE.config`: the constructor
+arguments, the model's spec included: τ, image size, crop source and normalisation are stored there and
+nowhere else) and the run's ``meta`` (``docs/architecture.md``). Version 2; a folder of elope 0.1.0
+(version 1: crop source and normalisation at the top level, τ and image size also copied there) loads
+through :func:`model_arguments`.
 """
 
 from __future__ import annotations
@@ -19,26 +21,27 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from elope.config import Config
-from elope.data.transforms import crop_source_size
-from elope.nn.backbones import pretrained_normalization
 from elope.nn.model import ELoPE
 from elope.nn.weights import WeightsError, load_state_dict_file, load_weights, non_finite
 from elope.runs.layout import CLASS_MEANS_FILE
+from elope.spec import IMAGENET_MEAN, IMAGENET_STD, check_tau
 
 __all__ = [
     "MODEL_META",
     "MODEL_WEIGHTS",
-    "export_model",
     "load_class_means",
     "load_model",
+    "model_arguments",
     "model_meta",
     "save_model",
     "without_localizer",
+    "write_model_folder",
 ]
 
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_META = "model.json"
 _FORMAT = "elope-model"
+VERSION = 2  # 1: elope 0.1.0 (crop source and normalisation at the top level)
 
 
 def save_model(model: nn.Module, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
@@ -56,15 +59,40 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], meta: dict[str, A
     tmp = path / (MODEL_WEIGHTS + ".tmp")
     save_file(state, tmp)
     os.replace(tmp, path / MODEL_WEIGHTS)
-    info = {"format": _FORMAT, "version": 1, "model": dict(model.config), **(meta or {})}
+    info = {"format": _FORMAT, "version": VERSION, "model": dict(model.config), **(meta or {})}
     tmp = path / (MODEL_META + ".tmp")
     tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
     os.replace(tmp, path / MODEL_META)
     return path
 
 
-def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a model written by :func:`save_model`; returns ``(model in eval mode, meta)``."""
+def model_arguments(meta: dict[str, Any]) -> dict[str, Any]:
+    """The constructor arguments of :class:`elope.ELoPE` a ``model.json`` describes.
+
+    Version 2 holds them all under ``model``. A folder of elope 0.1.0 (version 1) kept the crop source
+    and the normalisation at the top level (and always recorded them); its τ and image size are read from
+    ``model`` as well, the copies at the top level are ignored.
+    """
+    arguments = dict(meta["model"])
+    if int(meta.get("version", 1)) < 2:
+        arguments.setdefault("crop_source", meta.get("crop_source"))
+        arguments.setdefault("mean", meta.get("mean") or IMAGENET_MEAN)
+        arguments.setdefault("std", meta.get("std") or IMAGENET_STD)
+    return arguments
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    device: str | torch.device = "cpu",
+    *,
+    tau: float | None = None,
+    crop_source: int | None = None,
+) -> tuple[ELoPE, dict]:
+    """Rebuild a model written by :func:`save_model`; returns ``(model in eval mode, meta)``.
+
+    ``tau`` and ``crop_source`` replace the saved ones (a command's ``--tau`` or ``--crop-source``; the
+    run's τ for its teacher): the model is built with them, so its spec is resolved here, once.
+    """
     path = Path(path)
     meta_file = path / MODEL_META
     if not meta_file.is_file():
@@ -80,8 +108,13 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
         raise WeightsError(f"cannot read {meta_file}: {error}") from None
     if not isinstance(meta, dict) or meta.get("format") != _FORMAT or not isinstance(meta.get("model"), dict):
         raise WeightsError(f"{meta_file} is not an elope model description (a JSON object with format/model)")
+    arguments = model_arguments(meta)
+    if tau is not None:
+        arguments["tau"] = check_tau(tau)  # a wrong --tau named as such, not as a damaged model.json
+    if crop_source is not None:
+        arguments["crop_source"] = crop_source
     try:
-        model = ELoPE(**meta["model"])
+        model = ELoPE(**arguments)
     except (TypeError, ValueError) as error:  # an unknown entry, or a value out of range (tau: 5)
         raise WeightsError(
             f"{meta_file}: the model entry does not describe an ELoPE model ({error})"
@@ -103,29 +136,14 @@ def without_localizer(model: ELoPE) -> ELoPE:
 
 
 def model_meta(
-    cfg: Config,
-    classes: list[str],
-    splits: dict[str, Any],
-    completed: list[str],
-    localized: bool,
-    tau: float | None = None,
+    cfg: Config, classes: list[str], splits: dict[str, Any], completed: list[str], localized: bool
 ) -> dict[str, Any]:
-    """What ``model.json`` holds beside the model's config: classes, the input pipeline (crop source,
-    normalisation), the data it was trained on, the stages done and the resolved recipe.
-
-    ``tau`` (the model's: chosen at the end of stage 2 with ``model.tau_select``) and ``image_size`` are
-    written too, for readers of elope 0.1.0; elope itself reads both from the ``model`` entry (the model's
-    own config).
-    """
-    mean, std = pretrained_normalization(cfg.model.backbone)
+    """What ``model.json`` holds beside the model's config: classes, the data it was trained on, the stages
+    done and the resolved recipe (``config``: the recipe as given; its ``model.tau`` is the recipe's
+    setting, which ``model.tau_select`` may replace; the model's τ is the one in ``model``)."""
     return {
         "classes": classes,
-        "tau": cfg.model.tau if tau is None else tau,
-        "image_size": cfg.dataset.image_size,
-        "crop_source": crop_source_size(cfg.dataset.image_size, cfg.dataset.crop_source),
         "splits": splits,
-        "mean": list(mean),
-        "std": list(std),
         "dataset": cfg.dataset.name,
         # absolute, so `elope evaluate --run RUN` works from any working directory
         "root": str(Path(cfg.dataset.root).resolve()) if cfg.dataset.root else None,
@@ -135,7 +153,9 @@ def model_meta(
     }
 
 
-def export_model(folder: Path, model: nn.Module, meta: dict[str, Any], means: Tensor | None = None) -> None:
+def write_model_folder(
+    folder: Path, model: nn.Module, meta: dict[str, Any], means: Tensor | None = None
+) -> None:
     """Write a model folder (``RUN/model``, ``RUN/teacher``): the class means for nearest-class-mean
     classification when given (else an older means file is removed), then the model (:func:`save_model`)."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
+from elope.failures import Echo, to_stderr
 
 __all__ = ["TABLE5", "AblationRow", "k_sweep_rows", "run_ablation", "summarize"]
 
@@ -233,8 +233,10 @@ def run_ablation(
     title: str = "Ablation (Table 5)",
     config_file: Path | None = None,
     train: bool = True,
+    echo: Echo = to_stderr,
 ) -> list[dict[str, Any]]:
-    """Train and evaluate every row for every seed in ``out``; write ``<name>.md`` and ``<name>.json``.
+    """Train and evaluate every row for every seed in ``out``; write ``<name>.md`` and ``<name>.json``;
+    ``echo`` hears which row and seed runs.
 
     With ``train=False`` nothing is trained: the table is written from the row-seeds already finished in
     ``out`` (from earlier invocations, other processes or other machines).
@@ -251,7 +253,7 @@ def run_ablation(
     common.setdefault("train.progress", False)
     if root is None and seeds:
         if dataset != "synthetic":
-            raise click.UsageError(f"--root is required for --dataset {dataset}")
+            raise ValueError(f"--root is required for --dataset {dataset}")
         from elope.data.synthetic import write_synthetic
 
         root = out / "data"
@@ -261,11 +263,11 @@ def run_ablation(
     results: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         for seed in seeds:
-            click.echo(f"[{name}] {row.name}, seed {seed}", err=True)
+            echo(f"[{name}] {row.name}, seed {seed}")
             result = _train_and_evaluate(
                 row, seed, out / row.slug / f"seed{seed}", dataset, root, common, epochs, config_file
             )
-            click.echo(f"[{name}] {row.name}, seed {seed}: test top-1 {100 * result['top1']:.1f}%", err=True)
+            echo(f"[{name}] {row.name}, seed {seed}: test top-1 {100 * result['top1']:.1f}%")
     # the table holds every finished seed in the folder, also those of earlier invocations
     for row in rows:
         files = sorted((out / row.slug).glob("seed*/result.json"))

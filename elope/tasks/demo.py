@@ -23,11 +23,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import click
-import torch
-
 from elope.data import build_dataset
-from elope.engine.train import resolve_config, run_training, user_errors
+from elope.deploy.device import auto_device
+from elope.engine.recipe import resolve_config
+from elope.engine.train import run_training
+from elope.failures import Echo
 from elope.tasks.evaluate import evaluate_run
 from elope.tasks.examples import localization_examples
 from elope.tasks.predict import predict_paths
@@ -110,13 +110,13 @@ def reference_text(path: Path = REFERENCE) -> str:
     )
 
 
-def _report(out: Path, results: dict[str, dict[str, Any]]) -> None:
+def _report(out: Path, results: dict[str, dict[str, Any]], echo: Echo) -> None:
     """Print the kept epochs, the test table and the multi-seed reference; write ``demo_results.json``."""
     for stage, epoch, top1 in stage_summary(out):
-        click.echo(f"  {stage:<10} kept epoch {epoch:>3}: validation top-1 {100 * top1:6.2f} %")
-    click.echo("\nTest split (elope evaluate):")
-    click.echo(format_demo_table(results))
-    click.echo(reference_text())
+        echo(f"  {stage:<10} kept epoch {epoch:>3}: validation top-1 {100 * top1:6.2f} %")
+    echo("\nTest split (elope evaluate):")
+    echo(format_demo_table(results))
+    echo(reference_text())
     (out / "demo_results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
@@ -127,28 +127,25 @@ def run_demo(
     pictures: int = 6,
     baseline: bool = True,
     overrides: tuple[str, ...] = (),
+    echo: Echo = print,
 ) -> dict[str, dict[str, Any]]:
-    """Train, evaluate and draw the method (and the GAP baseline) in ``out``; prints the table and returns
-    the test metrics of every row (also written to ``out/demo_results.json``).
+    """Train, evaluate and draw the method (and the GAP baseline) in ``out``; tells ``echo`` the table and
+    returns the test metrics of every row (also written to ``out/demo_results.json``). Training reports on
+    standard error.
 
     Running it again in the same ``out`` continues (or reuses) the runs there.
     """
-
-    dev = (
-        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    )
+    dev = auto_device(device)
     results: dict[str, dict[str, Any]] = {}
 
     def train(folder: Path, stages: str, extra: tuple[str, ...] = ()) -> None:
         resume = (folder / "config.yaml").is_file()
         pairs = [("train.device", device), *overrides, *extra, f"train.stages=[{stages}]"]
-        with user_errors():
-            cfg = resolve_config(folder, "synthetic", overrides=pairs, epochs=epochs, resume=resume)
-            run_training(cfg, folder, resume=resume)
+        cfg = resolve_config(folder, "synthetic", overrides=pairs, epochs=epochs, resume=resume)
+        run_training(cfg, folder, resume=resume)
 
     def evaluate(folder: Path, key: str, **options: Any) -> None:
-        with user_errors():
-            results[key] = evaluate_run(folder, split="test", device=dev, progress=False, **options)
+        results[key] = evaluate_run(folder, split="test", device=dev, progress=False, **options)
 
     train(out, "classifier, localizer, crop")
     evaluate(out / "teacher", "teacher")
@@ -166,7 +163,7 @@ def run_demo(
         train(out / "baseline-gap", "classifier", gap)
         evaluate(out / "baseline-gap", "gap")
 
-    _report(out, results)
+    _report(out, results, echo)
 
     if pictures:
         sheet = localization_examples(out, out / "examples_test.png", pictures, device=dev)
@@ -174,5 +171,5 @@ def run_demo(
         vis = out / "predictions"
         preds = predict_paths(out, pick_images(test, pictures), top=3, save_vis=vis, device=dev)
         right = sum(p["classes"][0]["class"] == Path(p["path"]).parent.name for p in preds)
-        click.echo(f"\n{len(preds)} prediction pictures ({right} correct) in {vis}/; examples sheet {sheet}")
+        echo(f"\n{len(preds)} prediction pictures ({right} correct) in {vis}/; examples sheet {sheet}")
     return results

@@ -1,9 +1,7 @@
 """``elope evaluate``: the one-pass test pipeline of a trained run and its metrics.
 
-Each image goes through the pipeline of the paper's Fig. 1 once: the localization module estimates the
-heatmap from a 64×64 copy, the heatmap is min-max normalised and thresholded at τ to a box (Sec. 5), the
-image is cropped at the box and resized, and the backbone with k-max pooling, embedding and softmax
-classifier labels the crop. Reported:
+Each image goes through the one-pass pipeline of the paper's Fig. 1 once (``docs/architecture.md``, "The
+pipeline"), at the run's spec. Reported:
 
 * ``top1``: softmax top-1 accuracy; ``per_class`` accuracies and their mean ``mean_per_class``;
 * ``ncm_top1``: nearest class mean: the class means trained with the embedding loss (Eqs. 5-10) used as
@@ -15,8 +13,9 @@ classifier labels the crop. Reported:
   teacher: Table 4, "ResNet-50 mean feature map"). Ground-truth boxes are used for nothing else;
 * ``confused_pairs``: the most frequent off-diagonal entries (true -> predicted) of the confusion matrix.
 
-All accuracies are fractions in [0, 1]. Images are read at the run's crop source size (:func:`elope.data.crop_source_size`) and cropped by
-:meth:`elope.ELoPE.crop`, exactly as ``elope predict`` and the crop stages of training do.
+All accuracies are fractions in [0, 1]. Images are read at the run's crop source (``spec.crop_source``)
+and cropped by :meth:`elope.ELoPE.crop`, exactly as ``elope predict`` and the crop stages of training do
+(the pipeline: ``docs/architecture.md``).
 ``predictions=FILE`` (``--predictions``) writes one JSON line per image (path, true class, top-5 classes
 and scores, predicted and ground-truth box in pixels of the original image). The test split is read only
 here, never during training.
@@ -37,12 +36,13 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from elope.data.check import BOX_TOLERANCE
+from elope.data.check import box_outside
 from elope.data.errors import ImageLoadError
-from elope.data.io import image_size
+from elope.data.io import image_dimensions
 from elope.deploy.compiled import compile_model
 from elope.engine.metrics import EvalAccumulator, nearest_class_mean
-from elope.runs.loaded import load_run
+from elope.nn.model import ELoPE
+from elope.runs.loaded import LoadedRun, load_run
 
 __all__ = [
     "SPLITS",
@@ -81,18 +81,18 @@ class BatchOutputs:
 
 @torch.inference_mode()
 def run_batch(
-    model: Any, images: Tensor, *, tau: float, embeddings: bool, teacher: Any = None, top: int = 5
+    model: ELoPE, images: Tensor, *, embeddings: bool, teacher: ELoPE | None = None, top: int = 5
 ) -> BatchOutputs:
-    """One pass of the test pipeline on a batch of normalised crop sources.
+    """One pass of the test pipeline on a batch of normalised crop sources, at the model's spec.
 
     ``model.classify_crops`` localizes, crops (Sec. 5) and classifies the crop once: the softmax and the
     embedding for the nearest class mean come from the same forward pass (this is ``model.predict`` with the
-    embedding kept). With a ``teacher`` (the stage-1 classifier) its mean feature map of the whole image
-    gives the Table 4 baseline box, thresholded at the same τ.
+    embedding kept). With a ``teacher`` (the stage-1 classifier, loaded at the run's τ) its mean feature
+    map of the whole image gives the Table 4 baseline box.
     """
-    logits, boxes, _, emb = model.classify_crops(images, tau, return_embeddings=embeddings)
+    logits, boxes, _, emb = model.classify_crops(images, return_embeddings=embeddings)
     scores, classes = logits.float().softmax(dim=1).topk(min(top, logits.shape[1]), dim=1)
-    mm_boxes = None if teacher is None else teacher.mean_map(images, tau)[0]
+    mm_boxes = None if teacher is None else teacher.mean_map(images)[0]
     return BatchOutputs(classes[:, 0], classes, scores, boxes, emb, mm_boxes)
 
 
@@ -105,7 +105,7 @@ def original_box(box: Tensor, source: int, size: tuple[int, int]) -> list[float]
 
 def stored_size(dataset: Any, index: int) -> tuple[int, int]:
     """``(W, H)`` of an image as the dataset loads it (header only: upright, FGVC-Aircraft's banner removed)."""
-    w, h = image_size(dataset.samples[index][0], oriented=True)
+    w, h = image_dimensions(dataset.samples[index][0], oriented=True)
     return w, h - int(getattr(dataset, "banner", 0) or 0)
 
 
@@ -194,13 +194,12 @@ def gt_box_problems(dataset: Any) -> list[dict[str, str]]:
         if box is None:
             continue
         try:
-            width, height = image_size(path)
+            width, height = image_dimensions(path)
         except (OSError, ValueError):  # unreadable: reported (or skipped) when the image itself is read
             continue
-        x1, y1, x2, y2 = box
-        t = BOX_TOLERANCE
-        if x1 >= -t and y1 >= -t and x2 <= width + t and y2 <= height + t:
+        if not box_outside(box, width, height):
             continue
+        x1, y1, x2, y2 = box
         empty = min(x2, width) <= max(x1, 0.0) or min(y2, height) <= max(y1, 0.0)
         what = "nothing of it lies inside: left out of the localization metrics" if empty else "clipped to it"
         problems.append(
@@ -240,15 +239,13 @@ def _predictions_file(predictions: str | Path | None) -> Iterator[TextIO | None]
 
 
 def _accumulate(
-    run: Any,
+    run: LoadedRun,
     batches: Iterable[Any],
     guarded: _Guarded,
     acc: EvalAccumulator,
     lines_out: TextIO | None,
     *,
-    device: str | torch.device,
-    tau: float,
-    teacher: Any,
+    teacher: ELoPE | None,
 ) -> list[dict[str, str]]:
     """Run every batch through the pipeline into ``acc`` (and ``lines_out``); returns the skipped images."""
     skipped: list[dict[str, str]] = []
@@ -256,7 +253,7 @@ def _accumulate(
         skipped += [{"path": guarded.path(i), "error": msg} for i, msg in bad]
         if images is None:
             continue
-        out = run_batch(run.model, images.to(device), tau=tau, embeddings=acc.with_ncm, teacher=teacher)
+        out = run_batch(run.model, images.to(run.device), embeddings=acc.with_ncm, teacher=teacher)
         ncm = (
             nearest_class_mean(out.embeddings, run.means)
             if acc.with_ncm and out.embeddings is not None
@@ -264,12 +261,14 @@ def _accumulate(
         )
         acc.update(labels, out.predictions, ncm, out.boxes, out.mean_map_boxes, gt_boxes)
         if lines_out is not None:
-            for line in prediction_lines(out, labels, gt_boxes, indices, guarded.dataset, run.crop_source):
+            for line in prediction_lines(
+                out, labels, gt_boxes, indices, guarded.dataset, run.spec.crop_source
+            ):
                 lines_out.write(line + "\n")
     return skipped
 
 
-def _metrics(acc: EvalAccumulator, run: Any, teacher: Any) -> dict[str, Any]:
+def _metrics(acc: EvalAccumulator, run: LoadedRun, teacher: ELoPE | None) -> dict[str, Any]:
     """The accumulated metrics, null where this run measures nothing (no localizer, no teacher)."""
     result = acc.result(run.classes)
     if getattr(run.model, "localizer", None) is None:
@@ -303,7 +302,8 @@ def evaluate_run(
     ``predictions`` names a JSON-lines file to write one line per image to. ``compile_mode`` runs the
     model through ``torch.compile`` in that mode (:func:`elope.deploy.compiled.compile_model`).
 
-    ``dataset``/``root`` default to the ones recorded in the run; ``tau`` to the run's threshold (Table 2).
+    ``dataset``/``root`` default to the ones recorded in the run; ``tau`` replaces the run's threshold
+    (:func:`elope.runs.loaded.load_run`: the model is loaded with it).
     An unfinished run is refused unless ``allow_unfinished`` (``LoadedRun.check_finished``). Returns the
     dict of the module docstring plus ``split``, ``dataset``, ``root``, ``run``, ``tau``, ``skipped``
     (left out with ``skip_unreadable``), ``stages`` (done) and ``unfinished`` (a warning, or None)."""
@@ -311,16 +311,14 @@ def evaluate_run(
         raise ValueError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}.")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-    run = load_run(run_dir, device)
+    run = load_run(run_dir, device, tau=tau)
     unfinished = run.check_finished(allow_unfinished)
-    device = next(run.model.parameters()).device
     if compile_mode is not None:
         run.model = compile_model(run.model, compile_mode)
     ds, dataset, root = run.load_dataset(split, dataset, root)
     _check_classes(run.classes, ds, f"dataset {dataset!r} at {root} ({split})")
     with_boxes = bool(getattr(ds, "has_boxes", False))
     box_problems = gt_box_problems(ds) if with_boxes else []  # clipped, or left out when wholly outside
-    tau = run.tau if tau is None else float(tau)
 
     guarded = _Guarded(ds, skip_unreadable)
     loader = DataLoader(
@@ -330,13 +328,11 @@ def evaluate_run(
     acc = EvalAccumulator(len(run.classes), with_ncm=run.means is not None, with_boxes=with_boxes)
     with _predictions_file(predictions) as lines_out:
         batches = tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress)
-        skipped = _accumulate(run, batches, guarded, acc, lines_out, device=device, tau=tau, teacher=teacher)
+        skipped = _accumulate(run, batches, guarded, acc, lines_out, teacher=teacher)
     if acc.num_images == 0:
         raise ValueError(f"no image of {dataset!r} at {root} ({split}) could be evaluated.")
 
     result = _metrics(acc, run, teacher)
-    result.update(
-        split=split, dataset=dataset, root=str(root), run=str(Path(run_dir)), tau=tau, skipped=skipped
-    )
-    result.update(box_problems=box_problems, stages=run.stages_done, unfinished=unfinished)
+    result.update(split=split, dataset=dataset, root=str(root), run=str(Path(run_dir)), tau=run.spec.tau)
+    result.update(skipped=skipped, box_problems=box_problems, stages=run.stages_done, unfinished=unfinished)
     return result

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torchvision.ops import box_iou
 
-from elope.runs.loaded import load_run
+from elope.nn.model import ELoPE
+from elope.runs.loaded import LoadedRun, load_run
 from elope.tasks.visualize import ExampleItem, save_example_sheet
 
 __all__ = ["localization_examples"]
@@ -39,13 +40,13 @@ def localization_examples(
     """Write the example sheet of ``run_dir``'s model on ``count`` images of ``split`` to ``path`` (PNG).
 
     The images are spread evenly over the split (the same ones every time). Without a localization
-    module only the mean-feature-map panels are drawn. Returns ``path``.
+    module only the mean-feature-map panels are drawn. ``tau`` replaces the run's τ (the run is loaded with
+    it). Returns ``path``.
     """
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
-    run = load_run(run_dir, device)
+    run = load_run(run_dir, device, tau=tau)
     ds, _, _ = run.load_dataset(split)
-    tau = run.tau if tau is None else float(tau)
     model = run.model
     try:
         teacher = run.load_teacher()
@@ -54,21 +55,19 @@ def localization_examples(
     picks = sorted({round(i * (len(ds) - 1) / max(count - 1, 1)) for i in range(min(count, len(ds)))})
     # inference mode only once the models are built: timm backbones probe themselves with a gradient
     with torch.inference_mode():
-        items = _draw_items(run, teacher, ds, picks, tau, device)
+        items = _draw_items(run, teacher, ds, picks)
     return save_example_sheet(path, items, ncols=4)
 
 
-def _draw_items(
-    run: Any, teacher: Any, ds: Any, picks: list[int], tau: float, device: Any
-) -> list[ExampleItem]:
+def _draw_items(run: LoadedRun, teacher: ELoPE, ds: Any, picks: list[int]) -> list[ExampleItem]:
     model = run.model
     items: list[ExampleItem] = []
     for index in picks:
         image, label, gt = ds[index]
         gt = torch.as_tensor(gt, dtype=torch.float32).reshape(4)
-        x = image[None].to(device)
+        x = image[None].to(run.device)
         display = dict(image=image, gt_box=gt)
-        boxes, heat = teacher.mean_map(x, tau)
+        boxes, heat = teacher.mean_map(x)
         box = boxes[0].cpu()
         name = str(run.classes[int(label)])
         items.append(
@@ -77,7 +76,7 @@ def _draw_items(
             )
         )
         if model.localizer is not None:
-            pred = model.predict(x, tau=tau)
+            pred = model.predict(x)
             box = pred.boxes[0].cpu()
             title = f"predicted {str(run.classes[int(pred.classes[0, 0])])[:14]}\nmodule{_iou(box, gt)}"
             items.append(ExampleItem(**display, heatmap=pred.heatmaps[0].float().cpu(), box=box, title=title))

@@ -29,6 +29,7 @@ from elope.engine.localizer_check import (
 from elope.engine.metrics import iou_hits
 from elope.nn.crop import resize
 from elope.nn.localization import BOX_RULES, heatmap_to_box, mean_heatmap
+from elope.nn.model import ELoPE
 from elope.runs.loaded import LoadedRun, load_run
 
 __all__ = [
@@ -64,15 +65,15 @@ def collect_maps(run_dir: str | Path, split: str, batch_size: int = 32) -> Cache
         return _maps(run, teacher, dataset, batch_size)
 
 
-def _maps(run: LoadedRun, teacher: torch.nn.Module, dataset: object, batch_size: int) -> CachedMaps:
+def _maps(run: LoadedRun, teacher: ELoPE, dataset: object, batch_size: int) -> CachedMaps:
     module, mean_map, boxes = [], [], []
     for images, _, gt in DataLoader(dataset, batch_size=batch_size):
         images = images.as_subclass(Tensor)
         module.append(run.model.localizer(images).float())
-        whole = resize(images, teacher.image_size)
+        whole = resize(images, teacher.spec.image_size)
         mean_map.append(mean_heatmap(teacher.forward_features(whole)).float())
         boxes.append(gt.as_subclass(Tensor).float())
-    return CachedMaps(torch.cat(module), torch.cat(mean_map), torch.cat(boxes), run.crop_source)
+    return CachedMaps(torch.cat(module), torch.cat(mean_map), torch.cat(boxes), run.spec.crop_source)
 
 
 def training_split(run_dir: str | Path) -> str:

@@ -1,17 +1,17 @@
 """``elope predict``: top classes and the box of the localization module for image files, in one pass.
 
-Each image is decoded and resized to the run's crop source (:func:`elope.data.crop_source_size`, twice the
-classifier input by default), exactly as ``elope evaluate`` and the crop stages of training read it, and
-given to :meth:`elope.nn.model.ELoPE.predict`, which resizes a copy to 64×64 for the localization module,
-turns the heatmap into a box (min-max normalisation, threshold τ, Sec. 5), crops the source at the box and
-classifies the crop (Fig. 1). Boxes are reported in pixels of the original image. ``--save-vis`` writes the heatmap overlaid and the box drawn,
-as in the paper's Figs. 4 and 6.
+Each image is decoded and resized to the crop source of the model's spec (``spec.crop_source``), exactly
+as ``elope evaluate`` and the crop stages of training read it, and given to the model's ``predict`` (the
+one-pass pipeline of Fig. 1, ``docs/architecture.md``): a run folder's :class:`elope.ELoPE` or an
+exported file, both a :class:`elope.deploy.predictor.Predictor`. Boxes are reported in pixels of the
+original image. ``--save-vis`` writes the heatmap overlaid and the box drawn, as in the paper's Figs. 4
+and 6.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from tqdm import tqdm
 from elope.data.files import IMAGE_EXTENSIONS, Skipped, walk_images
 from elope.data.io import load_image
 from elope.data.transforms import eval_transform
+from elope.deploy.predictor import Predictor
 from elope.runs.loaded import LoadedRun, load_run
 from elope.tasks.evaluate import UNREADABLE_ERRORS, original_box
 
@@ -55,15 +56,11 @@ def collect_images(paths: Iterable[str | Path]) -> list[Path]:
     return find_images(paths)[0]
 
 
-def _load(path: Path, draft_size: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
-    """RGB image decoded as the datasets decode it for ``draft_size`` (JPEG draft mode), and its stored
-    ``(W, H)``; decompression bombs are refused."""
-    return load_image(path, draft_size=draft_size)
-
-
-def _source(image: Image.Image, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """PIL RGB -> the normalised crop source (3, size, size): the eval transform of the datasets."""
-    return eval_transform(size, mean, std)(image).as_subclass(torch.Tensor)
+def _source(image: Image.Image, predictor: Predictor) -> torch.Tensor:
+    """PIL RGB -> the normalised crop source (3, N, N) of the predictor's spec: the datasets' eval
+    transform."""
+    spec = predictor.spec
+    return eval_transform(spec.crop_source, spec.mean, spec.std)(image).as_subclass(torch.Tensor)
 
 
 def _title(classes: list[dict[str, Any]], n: int = 3) -> str:
@@ -71,23 +68,17 @@ def _title(classes: list[dict[str, Any]], n: int = 3) -> str:
 
 
 def predict_image(
-    run: LoadedRun,
-    image: Image.Image,
-    *,
-    top: int = 5,
-    tau: float | None = None,
-    device: str | torch.device = "cpu",
-    size: tuple[int, int] | None = None,
+    run: Predictor, image: Image.Image, *, top: int = 5, size: tuple[int, int] | None = None
 ) -> tuple[list[dict[str, Any]], list[float], torch.Tensor | None]:
     """Classify one PIL image: ``(classes, box, heatmap)``; box ``[x1, y1, x2, y2]`` in pixels of an image
     of ``size`` ``(W, H)`` (default: the image's own; pass the stored size of a draft-decoded JPEG)."""
-    x = _source(image.convert("RGB"), run.crop_source, *run.normalization).to(device)
-    pred = run.model.predict(x[None], top=top, tau=run.tau if tau is None else tau)
+    x = _source(image.convert("RGB"), run).to(run.device)
+    pred = run.predict(x[None], top=top)
     classes = [
         {"class": run.classes[int(i)], "index": int(i), "score": float(s)}
         for i, s in zip(pred.classes[0].tolist(), pred.scores[0].tolist())
     ]
-    box = original_box(pred.boxes[0].cpu(), run.crop_source, size or image.size)
+    box = original_box(pred.boxes[0].cpu(), run.spec.crop_source, size or image.size)
     heatmap = None if pred.heatmaps is None else pred.heatmaps[0].float().cpu()
     return classes, box, heatmap
 
@@ -118,15 +109,25 @@ def _vis_targets(files: list[Path], folder: Path) -> list[Path]:
 
 
 def _load_predictor(
-    run_dir: str | Path | None, device: str | torch.device, model: str | Path | None, compile_mode: str | None
-) -> Any:
-    """The model file of ``elope export`` when ``model`` names one, else the run of ``run_dir`` (compiled
-    with ``compile_mode``)."""
+    run_dir: str | Path | None,
+    device: str | torch.device,
+    model: str | Path | None,
+    compile_mode: str | None,
+    tau: float | None,
+) -> Predictor:
+    """The model file of ``elope export`` when ``model`` names one (its τ is fixed: ``tau`` may only repeat
+    it), else the run of ``run_dir`` loaded with ``tau`` (compiled with ``compile_mode``)."""
     if model is not None:
-        from elope.deploy.runtime import load_exported_run
+        from elope.deploy.runtime import ExportedModel
 
-        return load_exported_run(model, device)
-    run = load_run(run_dir, device)
+        exported = ExportedModel(model, device)
+        if tau is not None and abs(float(tau) - exported.spec.tau) > 1e-9:
+            raise ValueError(
+                f"τ is fixed in the exported graph ({exported.spec.tau}); re-export with "
+                f"`elope export --tau {tau}`."
+            )
+        return exported
+    run = load_run(run_dir, device, tau=tau)
     if compile_mode is not None:
         from elope.deploy.compiled import compile_model
 
@@ -189,18 +190,17 @@ def predict_paths(
             f"{', '.join(map(str, paths))}."
         )
     targets = _vis_targets(files, Path(save_vis)) if save_vis is not None else None
-    run = _load_predictor(run_dir, device, model, compile_mode)
-    if hasattr(run, "check_finished"):  # a run folder (an exported file is finished by definition)
+    run = _load_predictor(run_dir, device, model, compile_mode, tau)
+    if isinstance(run, LoadedRun):  # a run folder (an exported file is finished by definition)
         (notes if notes is not None else []).extend(filter(None, [run.check_finished(allow_unfinished)]))
-    device = run.model.device if model is not None else next(run.model.parameters()).device
     results: list[dict[str, Any]] = []
     for index, path in enumerate(tqdm(files, desc="predict", unit="image", disable=not progress)):
         try:
-            image, stored = _load(path, run.crop_source)
+            image, stored = load_image(path, draft_size=run.spec.crop_source)  # as the datasets decode
         except UNREADABLE_ERRORS as e:
             results.append({"path": str(path), "error": f"{type(e).__name__}: {e}"})
             continue
-        classes, box, heatmap = predict_image(run, image, top=top, tau=tau, device=device, size=stored)
+        classes, box, heatmap = predict_image(run, image, top=top, size=stored)
         item: dict[str, Any] = {"path": str(path), "classes": classes, "box": box, "size": list(stored)}
         if targets is not None:
             item["vis"] = _save_vis(targets[index], image, stored, box, heatmap, classes)

@@ -10,7 +10,7 @@ from typing import Any
 
 from elope.config import STAGES, Config
 
-__all__ = ["append_record", "open_writer", "tb_step", "truncate_metrics", "write_scalars"]
+__all__ = ["append_record", "line_count", "open_writer", "tb_step", "truncate_metrics", "write_scalars"]
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
@@ -19,6 +19,12 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def line_count(path: Path) -> int:
+    """Whole lines of ``metrics.jsonl`` (0 when it is missing): what a checkpoint records, so a resume cuts
+    the file back to the records of that moment (:func:`truncate_metrics`)."""
+    return path.read_bytes().count(b"\n") if path.is_file() else 0
 
 
 def write_scalars(writer: Any, record: dict[str, Any], step: int) -> None:
