@@ -47,9 +47,9 @@ def main(runs: list[str]) -> None:
             x, gt = image[None], torch.as_tensor(gt, dtype=torch.float32).reshape(4)
             gts.append(gt)
             fmap = run.model.forward_features(x)
-            boxes = {"mean map": heatmap_to_box(mean_heatmap(fmap), run.tau, x.shape[-2:])[0]}
+            boxes = {"mean map": heatmap_to_box(mean_heatmap(fmap), run.spec.tau, x.shape[-2:])[0]}
             if run.model.localizer is not None:
-                boxes["module"] = run.model.localize(x, run.tau)[0][0]
+                boxes["module"] = run.model.localize(x)[0][0]
             for kind, box in boxes.items():
                 stats[kind].append((_inside(box, gt), float((box[2:] - box[:2]).prod()) / x.shape[-1] ** 2))
         side = fmap.shape[-1]
@@ -64,7 +64,7 @@ def main(runs: list[str]) -> None:
                 f"median box {100 * statistics.median(a for _, a in values):3.0f} % of the image"
             )
         bounds = ", ".join(
-            f"{n}x{n} {100 * _grid_bound(torch.stack(gts), run.image_size, n):.1f} %" for n in (side, 8, 14)
+            f"{n}x{n} {100 * _grid_bound(torch.stack(gts), run.spec.image_size, n):.1f} %" for n in (side, 8, 14)
         )
         print(f"  best box of whole cells with IoU >= 0.5: {bounds}")
 

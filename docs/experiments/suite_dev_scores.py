@@ -70,14 +70,14 @@ def score_run(folder: Path) -> dict:
     ds, _, _ = run.load_dataset("trainval")
     imagenet = build_backbone(run.model.backbone, pretrained=True).features.eval()
     loader = torch.utils.data.DataLoader(ds, batch_size=24)
-    size = run.crop_source
+    size = run.spec.crop_source
     maps, mm, gts, labels, images = [], [], [], [], []
     for x, y, box in loader:
         maps.append(run.model.localizer(x).float())
         mm.append(
             mean_heatmap(
                 teacher.forward_features(
-                    F.interpolate(x, size=run.image_size, mode="bilinear", antialias=True)
+                    F.interpolate(x, size=run.spec.image_size, mode="bilinear", antialias=True)
                 )
             ).float()
         )
@@ -114,7 +114,7 @@ def score_run(folder: Path) -> dict:
                 b = heatmap_to_box(
                     maps[k : k + 24], tau, size, upsample=run.model.heatmap_upsample, rule=rule
                 )
-                crops = crop_and_resize(x, b, run.image_size)
+                crops = crop_and_resize(x, b, run.spec.image_size)
                 if TEACHER_CRITERIA:
                     fmap = teacher.forward_features(crops)
                     t_logits.append(teacher.classifier(teacher.embedding(teacher.pool(fmap))).float())
