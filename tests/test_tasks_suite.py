@@ -50,6 +50,19 @@ def test_summary_pairs_by_seed_and_the_table_shows_it():
     assert "| small | 2 | 45.0 ± 7.1 | 56.0 ± 5.7 |" in table and "0.5, 0.55" in table
 
 
+def test_two_distributions_add_a_row_pooling_every_pair():
+    small = [_result(0, 0.50, 0.60, 0.55, 0.7, 0.5), _result(1, 0.40, 0.52, 0.46, 0.6, 0.5)]
+    large = [_result(0, 0.90, 0.91, 0.90, 0.8, 0.6)]
+    rows = summarize_suite({"small": small, "large": large})
+    assert [r["dist"] for r in rows] == ["small", "large", "all"]
+    pooled = rows[-1]
+    assert pooled["seeds"] == [0, 1, 0] and pooled["full-gap"] == pytest.approx(
+        paired_interval([10.0, 12.0, 1.0])
+    )
+    assert suite_table(rows).splitlines()[-1].startswith("| all | 3 | 60.0 ± 26.5 |")
+    assert suite_table(rows).splitlines()[-1].endswith("| — |")
+
+
 def test_unknown_distribution_is_refused(tmp_path: Path):
     result = CliRunner().invoke(main, ["suite", "--out", str(tmp_path / "s"), "--dists", "small,tiny"])
     assert result.exit_code == 2 and "unknown distribution(s) ['tiny']" in result.output

@@ -155,6 +155,21 @@ def test_demo_command_wiring(tmp_path):
     assert len(list((out / "predictions").glob("*.png"))) == 2 and (out / "examples_test.png").is_file()
 
 
+def test_demo_reference_is_the_shipped_multi_seed_json(tmp_path):
+    """The demo prints the multi-seed reference from the JSON the package ships (written by
+    docs/experiments/demo_seeds.py), and says so when it is missing."""
+    from elope.tasks.demo import REFERENCE, reference_text
+
+    shipped = json.loads(REFERENCE.read_text())
+    assert len(shipped["seeds"]) >= 3 and len(shipped["full"]["runs"]) == len(shipped["seeds"])
+    text = reference_text()
+    assert f"across {len(shipped['seeds'])} seeds" in text
+    assert f"ELoPE {shipped['full']['mean']:.1f} ± {shipped['full']['std']:.1f} %" in text
+    low, high = shipped["full_minus_gap"][1:]
+    assert f"[95 % CI {low:+.1f}, {high:+.1f}]" in text
+    assert "no multi-seed reference" in reference_text(tmp_path / "missing.json")
+
+
 @pytest.mark.slow
 def test_predict_json_and_evaluate_predictions_agree(full_run, data, tmp_path):
     """One crop path: `elope predict --json` and `evaluate --predictions` give the same top-1 and boxes."""

@@ -179,21 +179,26 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def summarize_suite(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Per distribution: mean ± std (%) of each column over seeds and the paired differences."""
-    rows = []
-    for dist, runs in results.items():
-        if not runs:
-            continue
-        pct = {key: [100 * r["top1"][key] for r in runs] for key in ("gap", "full", "control")}
-        pct["module"] = [100 * r["module_iou50"] for r in runs]
-        pct["mean_map"] = [100 * r["mean_map_iou50"] for r in runs]
-        row: dict[str, Any] = {"dist": dist, "seeds": [r["seed"] for r in runs]}
-        row.update({key: _mean_std(v) for key, v in pct.items()})
-        for a, b in (("full", "gap"), ("full", "control"), ("module", "mean_map")):
-            row[f"{a}-{b}"] = paired_interval([x - y for x, y in zip(pct[a], pct[b])])
-        row["tau"] = [r["tau"] for r in runs]
-        rows.append(row)
+    """Per distribution: mean ± std (%) of each column over seeds and the paired differences; with two
+    or more distributions a last row ``all`` pools every (distribution, seed) pair. Its interval describes
+    this suite's distributions, not every dataset one might meet."""
+    rows = [_summary_row(dist, runs) for dist, runs in results.items() if runs]
+    if len(rows) > 1:
+        rows.append(_summary_row("all", [r for runs in results.values() for r in runs]))
     return rows
+
+
+def _summary_row(dist: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row of :func:`summarize_suite` over ``runs`` (each run pairs its own GAP, full and control)."""
+    pct = {key: [100 * r["top1"][key] for r in runs] for key in ("gap", "full", "control")}
+    pct["module"] = [100 * r["module_iou50"] for r in runs]
+    pct["mean_map"] = [100 * r["mean_map_iou50"] for r in runs]
+    row: dict[str, Any] = {"dist": dist, "seeds": [r["seed"] for r in runs]}
+    row.update({key: _mean_std(v) for key, v in pct.items()})
+    for a, b in (("full", "gap"), ("full", "control"), ("module", "mean_map")):
+        row[f"{a}-{b}"] = paired_interval([x - y for x, y in zip(pct[a], pct[b])])
+    row["tau"] = [r["tau"] for r in runs]
+    return row
 
 
 def _cell(value: tuple[float, ...] | None) -> str:
@@ -215,6 +220,6 @@ def suite_table(summary: list[dict[str, Any]]) -> str:
         cells = [r["dist"], str(len(r["seeds"]))]
         cells += [_cell(r[k]) for k in ("gap", "full", "control", "full-gap", "full-control")]
         cells += [_cell(r[k]) for k in ("module", "mean_map", "module-mean_map")]
-        cells.append(", ".join(f"{t:g}" for t in r["tau"]))
+        cells.append("—" if r["dist"] == "all" else ", ".join(f"{t:g}" for t in r["tau"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
