@@ -78,6 +78,15 @@ def test_serve_command_errors(args, message, tmp_path, monkeypatch):
     assert result.exit_code != 0 and message in result.output
 
 
+@pytest.mark.parametrize("content", [b"not an onnx file", b""])
+def test_a_file_that_is_not_onnx_is_refused_without_a_traceback(content, tmp_path):
+    pytest.importorskip("onnxruntime")
+    (tmp_path / "photo.onnx").write_bytes(content)
+    result = CliRunner().invoke(main, ["serve", "--model", str(tmp_path / "photo.onnx")])
+    assert result.exit_code == 1 and "cannot load photo.onnx as an ONNX model" in result.output
+    assert "Traceback" not in result.output and not isinstance(result.exception, RuntimeError)
+
+
 def test_a_file_without_elope_metadata_is_refused(tmp_path):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper

@@ -73,7 +73,14 @@ class ServedModel:
                     f"{path} not found: pass a file written by `elope export --format onnx`"
                 )
             self.sha256, self.label, model = file_sha256(path), label or path.name, str(path)
-        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise ValueError(
+                f"cannot load {self.label} as an ONNX model ({first}): it is truncated or not a file "
+                "written by `elope export --format onnx`; export the run again"
+            ) from e
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         if not raw:
             raise ValueError(
