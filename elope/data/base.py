@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -14,14 +12,12 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
-from elope.config_options import class_subset
-
 from .annotations import DatasetIndex, Record
 from .errors import DatasetNotFoundError, ImageLoadError
 from .io import DEFAULT_MAX_PIXELS, decode_image, orient_box
 from .splits import stratified_split
 
-__all__ = ["SPLITS", "FGVCDataset", "select_classes", "select_split"]
+__all__ = ["SPLITS", "FGVCDataset", "select_split"]
 
 SPLITS = ("train", "val", "test", "trainval")
 _NAN_BOX = torch.full((4,), math.nan)
@@ -43,30 +39,6 @@ def select_split(index: DatasetIndex, split: str, val_fraction: float = 0.1, see
     trainval = index.trainval()
     train, val = stratified_split([r.label for r in trainval], val_fraction=val_fraction, seed=seed)
     return [trainval[i] for i in (train if split == "train" else val)]
-
-
-def select_classes(index: DatasetIndex, classes: str = "all", all_images: bool = False) -> DatasetIndex:
-    """The index restricted to the classes ``classes`` names (``dataset.options.classes``:
-    :func:`elope.config_options.class_subset`), labels renumbered from 0 in the same order; with
-    ``all_images`` every split holds every image of those classes (the dataset's training and test images
-    together: the zero-shot retrieval protocol, where train and test differ by their classes).
-
-    Returns a copy (the index given is left as it is; its problems were checked before)."""
-    if classes == "all" and not all_images:
-        return index
-    keep = class_subset(classes, len(index.classes))
-    label = {old: new for new, old in enumerate(keep)}
-
-    def kept(records: list[Record]) -> list[Record]:
-        return [dataclasses.replace(r, label=label[r.label]) for r in records if r.label in label]
-
-    subset = copy.copy(index)  # not through __init__: its checks would call the pooled splits a leak
-    subset.classes = [index.classes[i] for i in keep]
-    subset.splits = {name: kept(records) for name, records in index.splits.items()}
-    if all_images:
-        pooled = subset.trainval() + subset.splits.get("test", [])
-        subset.splits = {"trainval": pooled, "test": pooled}
-    return subset
 
 
 class FGVCDataset(Dataset):
@@ -93,11 +65,6 @@ class FGVCDataset(Dataset):
     (boxes are scaled to match). ``None`` takes ``transform.decode_size`` when the transform has one
     (:func:`elope.data.train_transform` and :func:`elope.data.eval_transform` do), else decodes at full
     size. ``0`` always decodes at full size.
-
-    ``classes`` and ``all_images`` (``dataset.options``) keep a subset of the classes, numbered from 0 in
-    the order of the class list, and pool the splits (:func:`select_classes`): ``classes="first-half"``
-    with ``all_images=True`` is the training set of the zero-shot retrieval protocol, ``"second-half"``
-    its retrieval set.
     """
 
     def __init__(
@@ -111,12 +78,9 @@ class FGVCDataset(Dataset):
         skip_unreadable: bool = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         decode_size: int | None = None,
-        classes: str = "all",
-        all_images: bool = False,
     ) -> None:
         index = self.build_index(root)
         index.raise_for_problems()
-        index = select_classes(index, classes, all_images)
         records = select_split(index, split, val_fraction=val_fraction, seed=seed)
         if not records:
             raise DatasetNotFoundError(
