@@ -1,0 +1,123 @@
+"""Long-tailed data (issue 18): the class-balanced sampler (exact resume, DDP shards, distinct augmentations
+of repeated draws), the cross-entropy's class weights, and class means that only move with their class."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from elope.config import load_config
+from elope.engine.balance import class_weights
+from elope.engine.sampling import EpochSampler, SeededItems, balanced_draws, item_seed
+from elope.nn.losses import ClassMeanLoss
+
+LABELS = [0] * 40 + [1] * 4 + [2] * 4 + [3] * 40  # 88 items, two rare classes
+
+
+def _keys(sampler: EpochSampler) -> list[tuple[int, ...]]:
+    return list(sampler)
+
+
+def test_balanced_draws_make_every_class_equally_likely():
+    draws = balanced_draws(LABELS, 40_000, torch.Generator().manual_seed(0))
+    per_class = collections.Counter(LABELS[i] for i in draws)
+    assert all(abs(n / 40_000 - 0.25) < 0.01 for n in per_class.values())
+    within = collections.Counter(i for i in draws if LABELS[i] == 1)  # the 4 images of a rare class alike
+    assert set(within) == {40, 41, 42, 43} and max(within.values()) / min(within.values()) < 1.15
+
+
+def test_balanced_epoch_keeps_its_length_and_depends_on_seed_and_epoch_only():
+    a = _keys(EpochSampler(88, 8, seed=3, epoch=2, labels=LABELS))
+    assert a == _keys(EpochSampler(88, 8, seed=3, epoch=2, labels=LABELS))
+    assert a != _keys(EpochSampler(88, 8, seed=3, epoch=3, labels=LABELS))
+    assert len(a) == 88 and [k[2] for k in a] == list(range(88))  # the draw's position rides along
+    rare = sum(LABELS[k[1]] in (1, 2) for k in a)
+    assert rare > 88 * 4 / 44  # far more often than in a shuffled epoch (8 of 88)
+    assert [k[1] for k in _keys(EpochSampler(88, 8, seed=3, epoch=2))] != [k[1] for k in a]
+
+
+def test_balanced_resume_skips_the_done_batches_and_replays_the_rest():
+    full = _keys(EpochSampler(88, 8, seed=0, epoch=1, labels=LABELS))
+    rest = _keys(EpochSampler(88, 8, seed=0, epoch=1, skip_batches=3, labels=LABELS))
+    assert (
+        rest == full[24:] and len(EpochSampler(88, 8, seed=0, epoch=1, skip_batches=3, labels=LABELS)) == 64
+    )
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_balanced_shards_concatenate_to_the_single_process_batches(world: int):
+    single = _keys(EpochSampler(90, 8, seed=1, labels=[*LABELS, 0, 3]))
+    ranks = [
+        _keys(EpochSampler(90, 8, seed=1, rank=r, world_size=world, labels=[*LABELS, 0, 3]))
+        for r in range(world)
+    ]
+    local = 8 // world
+    for step in range(len(single) // 8):
+        batch = [k for r in ranks for k in r[step * local : (step + 1) * local]]
+        assert batch == single[step * 8 : (step + 1) * 8]
+    assert len(single) == 88  # the incomplete last global batch dropped, as with the permutation
+
+
+def test_a_repeated_draw_gets_its_own_augmentation():
+    class Noise(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 3
+
+        def __getitem__(self, index: int) -> torch.Tensor:
+            return torch.rand(2)
+
+    items = SeededItems(Noise(), seed=5)
+    assert torch.equal(items[(0, 1, 7)], items[(0, 1, 7)])
+    assert not torch.equal(items[(0, 1, 7)], items[(0, 1, 8)])
+    assert torch.equal(items[(0, 1)], items[(0, 1)])
+    old = int(np.random.SeedSequence([5, 0, 1]).generate_state(2, dtype=np.uint64)[0] >> 1)
+    assert item_seed(5, 0, 1) == old != item_seed(5, 0, 1, 0)  # a shuffled epoch's seeds are unchanged
+
+
+def test_class_weights_by_hand():
+    assert class_weights(LABELS, 4, "none") is None
+    w = class_weights([0, 0, 0, 1], 3, "inverse")
+    # 1/3, 1, 0 scaled so that 3 * w0 + 1 * w1 = 4 images: w = (2/3, 2, 0)
+    assert w.tolist() == pytest.approx([2 / 3, 2.0, 0.0])
+    s = class_weights([0, 0, 0, 0, 1], 2, "sqrt_inverse")
+    # 1/2, 1 scaled so that 4 * w0 + w1 = 5: factor 5/3
+    assert s.tolist() == pytest.approx([5 / 6, 5 / 3])
+    with pytest.raises(ValueError, match="class_weights"):
+        class_weights(LABELS, 4, "cube")
+
+
+def test_weighted_cross_entropy_is_the_weighted_mean():
+    logits = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 0, 0, 1, 2])
+    w = class_weights([0, 0, 0, 1], 3, "inverse") + torch.tensor([0.0, 0.0, 1.0])
+    per_image = F.cross_entropy(logits, labels, reduction="none")
+    expected = (w[labels] * per_image).sum() / w[labels].sum()
+    assert float(F.cross_entropy(logits, labels, weight=w)) == pytest.approx(float(expected))
+
+
+def test_a_class_absent_from_a_balanced_batch_keeps_its_mean():
+    """Every batch of a balanced epoch: the classes in it move (Eqs. 6-7), the others keep their means."""
+    torch.manual_seed(0)
+    loss = ClassMeanLoss(4, 6).train()
+    sampler = EpochSampler(88, 8, seed=0, labels=LABELS)
+    keys = _keys(sampler)
+    for step in range(len(keys) // 8):
+        labels = torch.tensor([LABELS[k[1]] for k in keys[step * 8 : (step + 1) * 8]])
+        before = loss.means.clone()
+        loss(torch.randn(8, 6, requires_grad=True), labels)
+        present = set(labels.tolist())
+        for c in range(4):
+            assert torch.equal(loss.means[c], before[c]) == (c not in present), (step, c)
+
+
+def test_recipe_keys_are_checked(tmp_path: Path):
+    cfg = load_config("synthetic", overrides={"train.sampler": "balanced", "loss.class_weights": "inverse"})
+    assert cfg.train.sampler == "balanced" and cfg.loss.class_weights == "inverse"
+    for key, value in (("train.sampler", "oversample"), ("loss.class_weights", "focal")):
+        with pytest.raises(Exception, match=key.split(".")[1]):
+            load_config("synthetic", overrides={key: value})
