@@ -100,10 +100,12 @@ def test_weighted_cross_entropy_is_the_weighted_mean():
     assert float(F.cross_entropy(logits, labels, weight=w)) == pytest.approx(float(expected))
 
 
-def test_a_class_absent_from_a_balanced_batch_keeps_its_mean():
-    """Every batch of a balanced epoch: the classes in it move (Eqs. 6-7), the others keep their means."""
+@pytest.mark.parametrize("renormalize", [False, True])
+def test_a_class_absent_from_a_balanced_batch_keeps_its_mean(renormalize: bool):
+    """Every batch of a balanced epoch: the classes in it move (Eqs. 6-7), the others keep their means bit
+    for bit (also with the authors' re-normalisation of the means, which used to touch every class)."""
     torch.manual_seed(0)
-    loss = ClassMeanLoss(4, 6).train()
+    loss = ClassMeanLoss(4, 6, renormalize_means=renormalize).train()
     sampler = EpochSampler(88, 8, seed=0, labels=LABELS)
     keys = _keys(sampler)
     for step in range(len(keys) // 8):

@@ -149,8 +149,9 @@ def _normalised_update(
     """f(x_n) (l2-normalised) and μ^t (Eqs. 6-7 when ``update``, optionally re-normalised)."""
     f = F.normalize(x, dim=1)
     new_means = update_class_means(f, labels, means, alpha) if update else means
-    if update and renormalize:
-        new_means = F.normalize(new_means, dim=1)
+    if update and renormalize:  # only the classes of the batch: an absent class keeps its mean bit for bit
+        present = _one_hot(labels, means.shape[0], f.dtype).sum(dim=0)[:, None] > 0
+        new_means = torch.where(present, F.normalize(new_means, dim=1), new_means)
     return f, new_means
 
 
