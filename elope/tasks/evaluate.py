@@ -295,6 +295,13 @@ def _accumulate(
     return skipped
 
 
+def _tta_accumulator(tta: str | None, acc: EvalAccumulator) -> tuple[str, EvalAccumulator] | None:
+    """The views and an accumulator of their accuracies (classes, no boxes), None without ``tta``."""
+    if tta is None:
+        return None
+    return tta, EvalAccumulator(acc.confusion.shape[0], with_ncm=acc.with_ncm, with_boxes=False)
+
+
 def _tta_metrics(tta: tuple[str, EvalAccumulator] | None, run: LoadedRun) -> dict[str, Any] | None:
     """The accuracies with test-time augmentation (``result["tta"]``), None without it."""
     if tta is None:
@@ -305,9 +312,13 @@ def _tta_metrics(tta: tuple[str, EvalAccumulator] | None, run: LoadedRun) -> dic
     return {"views": views, **{key: result[key] for key in keys}}
 
 
-def _metrics(acc: EvalAccumulator, run: LoadedRun, teacher: ELoPE | None) -> dict[str, Any]:
-    """The accumulated metrics, null where this run measures nothing (no localizer, no teacher)."""
+def _metrics(
+    acc: EvalAccumulator, run: LoadedRun, teacher: ELoPE | None, tta: tuple[str, EvalAccumulator] | None
+) -> dict[str, Any]:
+    """The accumulated metrics, null where this run measures nothing (no localizer, no teacher, no
+    test-time augmentation)."""
     result = acc.result(run.classes)
+    result["tta"] = _tta_metrics(tta, run)
     if getattr(run.model, "localizer", None) is None:
         result["loc_iou50"] = None  # no localization module: the "box" is the whole image
     if teacher is None:
@@ -338,8 +349,8 @@ def evaluate_run(
 
     ``mean_map`` also measures the teacher's mean-feature-map boxes (one more backbone pass per image);
     ``predictions`` names a JSON-lines file to write one line per image to. ``compile_mode`` runs the
-    model through ``torch.compile`` in that mode (:func:`elope.deploy.compiled.compile_model`). ``tta``
-    (``"flip"``) adds ``result["tta"]``: the accuracies with test-time augmentation (:mod:`elope.nn.tta`).
+    model through ``torch.compile`` in that mode (:func:`elope.deploy.compiled.compile_model`); ``tta``
+    (``"flip"``) adds ``result["tta"]``, the accuracies with test-time augmentation (:mod:`elope.nn.tta`).
 
     ``dataset``/``root`` default to the ones recorded in the run; ``tau`` replaces the run's threshold
     (:func:`elope.runs.loaded.load_run`: the model is loaded with it).
@@ -366,19 +377,13 @@ def evaluate_run(
     )
     teacher = run.load_teacher() if mean_map and with_boxes else None
     acc = EvalAccumulator(len(run.classes), with_ncm=run.means is not None, with_boxes=with_boxes)
-    views = (
-        None
-        if tta is None
-        else (tta, EvalAccumulator(len(run.classes), with_ncm=acc.with_ncm, with_boxes=False))
-    )
+    views = _tta_accumulator(tta, acc)
     with _predictions_file(predictions) as lines_out:
         batches = tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress)
         skipped = _accumulate(run, batches, guarded, acc, lines_out, teacher=teacher, tta=views)
     if acc.num_images == 0:
         raise ValueError(f"no image of {dataset!r} at {root} ({split}) could be evaluated.")
-
-    result = _metrics(acc, run, teacher)
-    result["tta"] = _tta_metrics(views, run)
+    result = _metrics(acc, run, teacher, views)
     result.update(split=split, dataset=dataset, root=str(root), run=str(Path(run_dir)), tau=run.spec.tau)
     result.update(skipped=skipped, box_problems=box_problems, stages=run.stages_done, unfinished=unfinished)
     return result
