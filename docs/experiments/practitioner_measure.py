@@ -7,7 +7,7 @@ single-view and the flip-averaged accuracies in one pass; its JSON is kept as
 (``summary.json`` there, and the tables printed) pairs by seed:
 
 * (a) long-tailed data: mean per-class accuracy (also over the rare and the common species alone) of each
-  condition, mean ± std over seeds, and ``balanced - plain``, ``inverse - plain``: the mean of the paired
+  condition, mean ± std over seeds, and ``balanced - plain``, ``inverse - plain``, ``sqrt_inverse - plain``: the mean of the paired
   differences and its 95 % t-interval;
 * (b) test-time augmentation: flip-averaged minus single-view top-1 and mean per-class accuracy, paired by
   run, for each condition.

@@ -43,6 +43,7 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     "plain": {},
     "balanced": {"train.sampler": "balanced"},
     "inverse": {"loss.class_weights": "inverse"},
+    "sqrt_inverse": {"loss.class_weights": "sqrt_inverse"},
 }
 
 
