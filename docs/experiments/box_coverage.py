@@ -64,7 +64,8 @@ def main(runs: list[str]) -> None:
                 f"median box {100 * statistics.median(a for _, a in values):3.0f} % of the image"
             )
         bounds = ", ".join(
-            f"{n}x{n} {100 * _grid_bound(torch.stack(gts), run.spec.image_size, n):.1f} %" for n in (side, 8, 14)
+            f"{n}x{n} {100 * _grid_bound(torch.stack(gts), run.spec.image_size, n):.1f} %"
+            for n in (side, 8, 14)
         )
         print(f"  best box of whole cells with IoU >= 0.5: {bounds}")
 
