@@ -124,3 +124,20 @@ def test_export_bakes_the_flip_average_into_one_graph(run: Path, tmp_path: Path,
         eager, single = OnePassPipeline(model, "flip")(images)[0], OnePassPipeline(model)(images)[0]
     torch.testing.assert_close(scores, eager, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(scores, single, rtol=1e-4, atol=1e-5)  # the mirror is in the graph
+
+
+@pytest.mark.parametrize("layout", ["cars", "aircraft", "folder"])
+def test_long_tailed_options_and_tta_on_the_other_layouts(layout: str, request: pytest.FixtureRequest):
+    """The other real layouts' fake trees: train with both long-tailed options, evaluate with flip TTA."""
+    root = request.getfixturevalue(f"fake_{layout}")
+    out = root.parent / "run"
+    args = ["train", "--dataset", layout, "--root", str(root), "--out", str(out),
+            "--backbone", "resnet18", "--no-pretrained", "--image-size", "64", "--batch-size", "4",
+            "--epochs", "1", "--workers", "0", "--stages", "classifier",
+            "--set", "model.embedding_dim=8", "--set", "train.progress=false",
+            "--set", "train.sampler=balanced", "--set", "loss.class_weights=sqrt_inverse"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    metrics = _evaluate(out, "--tta", "flip")
+    assert metrics["tta"]["views"] == "flip" and metrics["num_images"] > 0
+    assert set(metrics["tta"]["per_class"]) == set(metrics["per_class"])
