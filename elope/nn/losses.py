@@ -33,7 +33,9 @@ shape of pytorch-metric-learning's losses); the recipe picks one by its ``loss.v
   Unlike the original DFF, P holds all pairs of the batch, not a sample (as the paper does, Sec. 4.2).
 
 ``renormalize_means=True`` l2-normalises μ^t after each update (the authors' Torch7 release does this; the
-paper does not mention it), both in the loss and in what is stored. Off by default.
+paper does not mention it), both in the loss and in what is stored. Off by default. Only the means of the
+classes in the batch are re-normalised: a class absent from a batch keeps its mean bit for bit, whatever the
+sampler (they are unit vectors already, so this differs from re-normalising all of them by rounding only).
 
 In training mode a loss module stores μ^t (detached) in its buffer ``means``; in eval mode the buffer is left
 unchanged and the loss is computed with it as is.
