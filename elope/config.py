@@ -74,7 +74,9 @@ class SyntheticConfig(_Section):
     """
 
     classes: int = Field(6, ge=2, le=72)
-    train: int = Field(50, ge=2, description="training images per class")
+    train: int | list[int] = Field(
+        50, description="training images per class (>= 2), or one count per class: a long-tailed split"
+    )
     test: int = Field(20, ge=1, description="test images per class")
     size: int = Field(96, ge=32, description="side of the generated images in pixels")
     seed: int = 0
@@ -102,6 +104,12 @@ class SyntheticConfig(_Section):
         if self.object_scale is not None and not 0.05 <= self.object_scale[0] <= self.object_scale[1] <= 1.0:
             raise ValueError(
                 f"object_scale must be (low, high) with 0.05 <= low <= high <= 1, got {self.object_scale}"
+            )
+        counts = [self.train] if isinstance(self.train, int) else self.train
+        if min(counts, default=0) < 2 or (isinstance(self.train, list) and len(counts) != self.classes):
+            raise ValueError(
+                f"train must be at least 2 images per class, or a list of {self.classes} such counts (one per "
+                f"class), got {self.train}"
             )
         if self.decoys is not None and not 0 <= self.decoys[0] <= self.decoys[1] <= 64:
             raise ValueError(f"decoys must be (min, max) with 0 <= min <= max <= 64, got {self.decoys}")
@@ -189,6 +197,12 @@ class LossConfig(_Section):
         "raw",
         description="stage 2: smooth L1 on the raw heatmaps (paper) or on per-image standardised ones (ours)",
     )
+    class_weights: Literal["none", "inverse", "sqrt_inverse"] = Field(
+        "none",
+        description="long-tailed data: cross-entropy weight of class c proportional to 1/n_c (inverse) or "
+        "1/sqrt(n_c), n_c its training images, scaled so the average training image weighs 1; none: the "
+        "paper's unweighted loss (elope.engine.balance)",
+    )
 
 
 class StageConfig(_Section):
@@ -224,6 +238,11 @@ class TrainConfig(_Section):
     sync_bn: bool = False
     freeze_bn: bool = False
     select: Literal["best", "last"] = "last"
+    sampler: Literal["shuffle", "balanced"] = Field(
+        "shuffle",
+        description="shuffle: every training image once per epoch (the paper); balanced: each draw picks a "
+        "class uniformly, then one of its images (long-tailed data; elope.engine.sampling)",
+    )
     checkpoint_every_steps: int = Field(500, ge=0, description="0 = only at the end of each epoch")
     deterministic: bool = True
     progress: bool = True

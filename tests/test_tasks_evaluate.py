@@ -172,11 +172,17 @@ def _fake_outputs(monkeypatch: pytest.MonkeyPatch, labels: list[int], gt: torch.
     state = {"i": 0}
 
     def fake(
-        model: Any, images: torch.Tensor, *, embeddings: bool, teacher: Any = None, top: int = 5
+        model: Any,
+        images: torch.Tensor,
+        *,
+        embeddings: bool,
+        teacher: Any = None,
+        top: int = 5,
+        tta: str | None = None,
     ) -> ev.BatchOutputs:
         i, b = state["i"], images.shape[0]
         state["i"] += b
-        assert embeddings and teacher is not None and i + b <= n
+        assert embeddings and teacher is not None and tta is None and i + b <= n
         top_classes = preds[i : i + b, None]
         return ev.BatchOutputs(
             preds[i : i + b],

@@ -127,6 +127,23 @@ def _say_what_force_deletes(out: Path) -> None:
     )
 
 
+class _Counts(click.ParamType):
+    """``N`` (every class) or ``N1,N2,...`` (one count per class), each at least 1."""
+
+    name = "N|N1,N2,..."
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, (int, list)):
+            return value
+        try:
+            counts = [int(part) for part in str(value).split(",")]
+        except ValueError:
+            self.fail(f"{value!r} is not a count nor a comma-separated list of counts", param, ctx)
+        if min(counts) < 1:
+            self.fail(f"{value!r}: every count must be at least 1", param, ctx)
+        return counts[0] if len(counts) == 1 else counts
+
+
 def _knob_options(command: Callable[..., None]) -> Callable[..., None]:
     """One ``--<knob>`` option per difficulty knob of :data:`elope.data.synthetic_knobs.KNOB_OPTIONS`
     (default: the preset's value)."""
@@ -145,7 +162,11 @@ def _knob_options(command: Callable[..., None]) -> Callable[..., None]:
     "--classes", type=click.IntRange(2, 72), default=10, show_default=True, help="Number of classes."
 )
 @click.option(
-    "--train", type=click.IntRange(min=1), default=30, show_default=True, help="Training images per class."
+    "--train",
+    type=_Counts(),
+    default="30",
+    show_default=True,
+    help="Training images per class, or one count per class, comma-separated (a long-tailed set: 40,40,4,4).",
 )
 @click.option(
     "--test", type=click.IntRange(min=1), default=20, show_default=True, help="Test images per class."
@@ -172,7 +193,7 @@ def _knob_options(command: Callable[..., None]) -> Callable[..., None]:
 def synth_command(
     out: Path,
     classes: int,
-    train: int,
+    train: int | list[int],
     test: int,
     size: int,
     seed: int,
@@ -202,7 +223,7 @@ def synth_command(
         raise click.ClickException(str(error)) from None
     except OSError as error:  # e.g. a file where a parent folder should be
         raise click.ClickException(f"cannot write the data set to {out}: {error.strerror or error}") from None
-    total = classes * (train + test)
+    total = (classes * train if isinstance(train, int) else sum(train)) + classes * test
     click.echo(
         f"wrote {total} images ({classes} classes; {train} train + {test} test per class; {size}x{size} px; "
         f"seed {seed}; difficulty {difficulty}) to {root / 'CUB_200_2011'}"

@@ -18,6 +18,7 @@ from elope.commands.options import (
 )
 from elope.data.errors import DataError
 from elope.failures import TrainingError, one_line
+from elope.nn.tta import TTA_VIEWS
 from elope.runs.layout import run_files
 from elope.runs.lock import writers_lock
 from elope.tasks.evaluate import SPLITS, UnreadableImageError, evaluate_run
@@ -37,6 +38,7 @@ def format_report(result: dict[str, Any], worst: int = 5) -> str:
         f"  localization IoU>=0.5 (module)    {_pct(result['loc_iou50'])}",
         f"  localization IoU>=0.5 (mean map)  {_pct(result['mean_map_iou50'])}",
     ]
+    lines += tta_lines(result.get("tta"))
     ranked = sorted(((a, c) for c, a in result["per_class"].items() if a is not None), key=lambda t: t[0])
     if ranked:
         lines.append(f"lowest per-class accuracy ({min(worst, len(ranked))} of {len(ranked)}):")
@@ -48,6 +50,15 @@ def format_report(result: dict[str, Any], worst: int = 5) -> str:
         lines.append(f"skipped {len(result['skipped'])} unreadable image(s):")
         lines += [f"  {s['path']}: {s['error']}" for s in result["skipped"]]
     return "\n".join(lines)
+
+
+def tta_lines(tta: dict[str, Any] | None) -> list[str]:
+    """The accuracies with test-time augmentation (``--tta``), printed under the single-view ones."""
+    if not tta:
+        return []
+    labels = ("top-1 accuracy", "mean per-class accuracy", "nearest-class-mean")
+    values = (tta["top1"], tta["mean_per_class"], tta["ncm_top1"])
+    return [f"  {label + ' (' + tta['views'] + ' TTA)':<34}{_pct(v)}" for label, v in zip(labels, values)]
 
 
 def _warn_box_problems(problems: list[dict[str, str]]) -> None:
@@ -145,6 +156,13 @@ def _outputs(
 @compile_option(
     "Run the one-pass pipeline through torch.compile (optionally: the mode; reduce-overhead = CUDA graphs)."
 )
+@click.option(
+    "--tta",
+    default=None,
+    type=click.Choice(TTA_VIEWS),
+    help="Also report the accuracies with test-time augmentation, beside the single-view ones: the softmax "
+    "averaged over views of the crop (flip: the crop and its mirror). Default: none.",
+)
 @unfinished_option()
 def evaluate_command(
     run_dir: Path,
@@ -162,6 +180,7 @@ def evaluate_command(
     predictions: Path | None,
     compile_mode: str | None,
     allow_unfinished: bool,
+    tta: str | None,
 ) -> None:
     """Evaluate a trained run: top-1, per-class and nearest-class-mean accuracy, localization (Table 4).
 
@@ -184,6 +203,7 @@ def evaluate_command(
                 predictions=predictions,
                 compile_mode=compile_mode,
                 allow_unfinished=allow_unfinished,
+                tta=tta,
             )
             if result.get("unfinished"):
                 click.echo(result["unfinished"], err=True)

@@ -12,6 +12,7 @@ from elope.commands.options import checked_output, renamed_option, run_option, t
 from elope.deploy.check import ExportCheckError, check_export
 from elope.deploy.export import FORMATS, OPSET, export_model
 from elope.failures import TrainingError
+from elope.nn.tta import TTA_VIEWS
 from elope.runs.layout import run_files
 from elope.runs.loaded import load_run
 from elope.runs.lock import writers_lock
@@ -61,6 +62,13 @@ class _BatchType(click.ParamType):
 )
 @tau_option("Box threshold τ, fixed in the graph. Default: the run's.")
 @click.option("--opset", default=OPSET, show_default=True, type=click.IntRange(min=OPSET), help="ONNX opset.")
+@click.option(
+    "--tta",
+    default=None,
+    type=click.Choice(TTA_VIEWS),
+    help="Bake test-time augmentation into the graph: the scores average the softmax over views of the "
+    "crop (flip: the crop and its mirror; what `elope evaluate --tta` measures). Default: none.",
+)
 @click.option("--no-check", is_flag=True, help="Do not compare the exported graph with PyTorch afterwards.")
 @unfinished_option()
 def export_command(
@@ -71,6 +79,7 @@ def export_command(
     crop_source: int | None,
     tau: float | None,
     opset: int,
+    tta: str | None,
     no_check: bool,
     allow_unfinished: bool,
 ) -> None:
@@ -85,7 +94,7 @@ def export_command(
     checked_output(out, "--out", keep=run_files(run_dir))
     try:
         with writers_lock([out], "elope export"):
-            _export(run_dir, fmt, out, batch, crop_source, tau, opset, no_check, allow_unfinished)
+            _export(run_dir, fmt, out, batch, crop_source, tau, opset, no_check, allow_unfinished, tta)
     except (FileNotFoundError, ValueError, TrainingError) as e:
         raise click.ClickException(str(e)) from e
 
@@ -100,6 +109,7 @@ def _export(
     opset: int,
     no_check: bool,
     allow_unfinished: bool,
+    tta: str | None = None,
 ) -> None:
     """Load the run with the options' spec, write the graph, compare it with PyTorch."""
     run = load_run(run_dir, "cpu", tau=tau, crop_source=crop_source)
@@ -116,11 +126,13 @@ def _export(
             batch=batch,
             opset=opset,
             extra={"run": Path(run_dir).name},
+            tta=tta,
         )
     except ImportError as e:
         raise click.ClickException(f"{e}: install the deploy extra, `pip install 'elope[deploy]'`") from e
     shape = f"({'B' if batch is None else batch}, 3, {size}, {size})"
-    click.echo(f"wrote {path} ({fmt}, input {shape}, {path.stat().st_size / 2**20:.1f} MiB)")
+    views = "" if tta is None else f", scores averaged over the {tta} views"
+    click.echo(f"wrote {path} ({fmt}, input {shape}{views}, {path.stat().st_size / 2**20:.1f} MiB)")
     if no_check:
         return
     try:

@@ -55,6 +55,7 @@ index), and JPEG encoding is deterministic, so the same arguments give the same 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,7 @@ __all__ = [
     "SyntheticClass",
     "resolve_difficulty",
     "synthetic_classes",
+    "train_counts",
     "write_synthetic",
 ]
 
@@ -89,12 +91,23 @@ METADATA = "elope_synthetic.json"
 _SPLIT_CODES = {"train": 0, "test": 1}
 
 
-def _check_counts(size: int, train: int, test: int, seed: int) -> None:
-    """Refuse an image side under 32 pixels, a split without images and a negative seed."""
+def train_counts(train: int | Sequence[int], classes: int) -> list[int]:
+    """Training images of each class: ``train`` for every class, or one count per class (a long-tailed
+    set: ``[40, 40, 4, 4, ...]``); refused when a count is under 1 or the list is not one per class."""
+    counts = [int(train)] * classes if isinstance(train, int) else [int(n) for n in train]
+    if len(counts) != classes:
+        raise ValueError(f"train lists {len(counts)} counts for {classes} classes: give one per class")
+    if min(counts) < 1:
+        raise ValueError(f"train must be >= 1 image per class, got {min(counts)}")
+    return counts
+
+
+def _check_counts(size: int, test: int, seed: int) -> None:
+    """Refuse an image side under 32 pixels, a test split without images and a negative seed."""
     if size < 32:
         raise ValueError(f"size must be >= 32 pixels, got {size}")
-    if train < 1 or test < 1:
-        raise ValueError(f"train and test must be >= 1 image per class, got {train} and {test}")
+    if test < 1:
+        raise ValueError(f"test must be >= 1 image per class, got {test}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
 
@@ -118,7 +131,7 @@ def _fresh_folder(out: Path, overwrite: bool) -> Path:
 def _write_images(
     base: Path,
     specs: list[SyntheticClass],
-    train: int,
+    train: list[int],
     test: int,
     size: int,
     seed: int,
@@ -135,7 +148,7 @@ def _write_images(
     for c, spec in enumerate(specs):
         folder = f"{c + 1:03d}.{spec.name}"
         (base / "images" / folder).mkdir(exist_ok=True)
-        for split, count, offset in (("train", train, 0), ("test", test, train)):
+        for split, count, offset in (("train", train[c], 0), ("test", test, train[c])):
             for k in range(count):
                 rng = np.random.default_rng([seed, _SPLIT_CODES[split], c, k])
                 image, (x1, y1, x2, y2) = render(size, spec, rng, resolved)
@@ -159,7 +172,7 @@ def _write_lines(path: Path, lines: list[str]) -> None:
 def write_synthetic(
     out: str | Path,
     classes: int = 10,
-    train: int = 30,
+    train: int | Sequence[int] = 30,
     test: int = 20,
     size: int = 128,
     seed: int = 0,
@@ -173,7 +186,8 @@ def write_synthetic(
     Args:
         out: destination folder (``build_dataset("synthetic", out, ...)`` reads it back).
         classes: number of classes (2..72).
-        train: training images per class. test: test images per class.
+        train: training images per class, or a list of one count per class (a long-tailed training
+            split; the test split stays balanced). test: test images per class.
         size: side of the square images in pixels (>= 32). The defaults (10 classes, 30 + 20 images,
             128 px) make 500 images that a small CNN learns on 2 CPU cores in minutes.
         seed: the same seed and arguments give byte-identical files.
@@ -187,19 +201,26 @@ def write_synthetic(
     Also writes ``out/elope_synthetic.json`` with the arguments, the resolved difficulty knobs and the class
     definitions.
     """
-    _check_counts(size, train, test, seed)
+    counts = train_counts(train, classes)
+    _check_counts(size, test, seed)
     resolved = resolve_difficulty(difficulty, **knobs)  # names and checks every knob
     specs = synthetic_classes(classes, seed)
     out = Path(out).expanduser()
     base = _fresh_folder(out, overwrite)
-    lines = _write_images(base, specs, train, test, size, seed, resolved)
+    lines = _write_images(base, specs, counts, test, size, seed, resolved)
     for name, rows in lines.items():
         _write_lines(base / name, rows)
     _write_lines(base / "classes.txt", [f"{c + 1} {c + 1:03d}.{spec.name}" for c, spec in enumerate(specs)])
     metadata = {
         "generator": "elope.data.synthetic.write_synthetic",
         "layout": "CUB-200-2011",
-        "args": {"classes": classes, "train": train, "test": test, "size": size, "seed": seed},
+        "args": {
+            "classes": classes,
+            "train": train if isinstance(train, int) else counts,
+            "test": test,
+            "size": size,
+            "seed": seed,
+        },
         "difficulty": {"preset": difficulty, **resolved.to_dict()},
         "classes": [{"name": s.name, "head": s.head, "wing": s.wing, "tail": s.tail} for s in specs],
     }

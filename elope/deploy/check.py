@@ -74,7 +74,8 @@ def check_export(
     random inputs and compare (:func:`compare_outputs`); raises :class:`ExportCheckError` when their specs
     differ or the outputs differ beyond the tolerances.
 
-    A file exported with a fixed batch is checked at that batch only.
+    A file exported with a fixed batch is checked at that batch only; one exported with test-time
+    augmentation (``tta`` in its metadata) against the eager :class:`OnePassPipeline` with the same views.
     """
     exported = ExportedModel(path)
     if exported.spec != model.spec:
@@ -82,7 +83,7 @@ def check_export(
     size = exported.spec.crop_source
     if exported.batch is not None:
         batches = [exported.batch]
-    pipeline = OnePassPipeline(model)
+    pipeline = OnePassPipeline(model, exported.tta)  # the eager test-time augmentation the file claims
     reports = []
     with evaluating(model):
         for i, batch in enumerate(batches):

@@ -53,6 +53,7 @@ from elope.deploy.onnx_ops import onnx_substitutes, resize_as_matmuls
 from elope.deploy.pipeline import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, OnePassPipeline, TracingQuiet
 from elope.nn.model import ELoPE
 from elope.nn.modes import evaluating
+from elope.nn.tta import check_tta
 from elope.spec import SPEC_FIELDS
 
 __all__ = [
@@ -140,12 +141,14 @@ def export_metadata(
     fmt: str,
     opset: int | None = None,
     extra: dict[str, Any] | None = None,
+    tta: str | None = None,
 ) -> dict[str, Any]:
     """The JSON object stored in the exported file: what running it needs, without this package.
 
     The spec's values appear once each: ``mean``, ``std``, ``input_size`` (the crop source), ``tau`` and
     ``image_size`` at the top level (what ``elope serve`` and the README's plain onnxruntime code read);
-    ``model`` holds the rest of the constructor arguments.
+    ``model`` holds the rest of the constructor arguments. ``tta``: the test-time augmentation baked into
+    the graph (``null``: none; :mod:`elope.nn.tta`).
     """
     from importlib.metadata import PackageNotFoundError, version
 
@@ -169,11 +172,13 @@ def export_metadata(
         "input": f"{INPUT_NAME}: float32 (B, 3, {side}, {side}), RGB in [0, 1] minus mean, over std",
         "outputs": list(OUTPUT_NAMES if has_heatmaps else OUTPUT_NAMES[:2]),
         "output_meaning": {
-            "scores": "(B, C) softmax probabilities, class index i is classes[i]",
+            "scores": "(B, C) softmax probabilities, class index i is classes[i]"
+            + ("" if tta is None else f", averaged over the {tta} views of the crop"),
             "boxes": "(B, 4) x1, y1, x2, y2 in pixels of the input",
             **({"heatmaps": "(B, 1, h, w) heatmap of the localization module"} if has_heatmaps else {}),
         },
         "model": {k: v for k, v in model.config.items() if k not in SPEC_FIELDS},
+        "tta": tta,
         "elope_version": elope_version,
         "torch_version": torch.__version__,
     }
@@ -189,19 +194,26 @@ def _example(batch: int | None, input_size: int) -> Tensor:
 
 
 def export_onnx(
-    model: ELoPE, path: str | Path, metadata: dict[str, Any], *, batch: int | None = 1, opset: int = OPSET
+    model: ELoPE,
+    path: str | Path,
+    metadata: dict[str, Any],
+    *,
+    batch: int | None = 1,
+    opset: int = OPSET,
+    tta: str | None = None,
 ) -> Path:
     """Write the pipeline of ``model`` (on the CPU, float32) as an ONNX file with ``metadata`` attached;
     the input side is the model's ``spec.crop_source``.
 
-    ``batch=None`` makes the batch dimension dynamic (named ``batch``).
+    ``batch=None`` makes the batch dimension dynamic (named ``batch``); ``tta`` bakes the test-time
+    augmentation into the graph (:class:`OnePassPipeline`).
     """
     import onnx
 
     register_onnx_symbolics(opset)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pipeline = OnePassPipeline(model)
+    pipeline = OnePassPipeline(model, tta)
     names = list(OUTPUT_NAMES if pipeline.has_heatmaps else OUTPUT_NAMES[:2])
     dynamic_axes = None if batch else {name: {0: "batch"} for name in [INPUT_NAME, *names]}
     with evaluating(model), torch.no_grad(), TracingQuiet(), onnx_substitutes():
@@ -261,7 +273,7 @@ class _GuardWithoutHeatmaps(_GuardWithHeatmaps):
 
 
 def export_torchscript(
-    model: ELoPE, path: str | Path, metadata: dict[str, Any], *, batch: int | None = 1
+    model: ELoPE, path: str | Path, metadata: dict[str, Any], *, batch: int | None = 1, tta: str | None = None
 ) -> Path:
     """Write the pipeline of ``model`` as a TorchScript file (``torch.jit.trace``) with ``metadata``.
 
@@ -270,7 +282,7 @@ def export_torchscript(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pipeline = OnePassPipeline(model)
+    pipeline = OnePassPipeline(model, tta)
     side = model.spec.crop_source
     with evaluating(model), torch.no_grad(), TracingQuiet():
         traced = torch.jit.trace(pipeline, (_example(batch, side),), check_trace=False)
@@ -302,13 +314,15 @@ def export_model(
     batch: int | None = 1,
     opset: int = OPSET,
     extra: dict[str, Any] | None = None,
+    tta: str | None = None,
 ) -> Path:
     """Export the one-pass pipeline of ``model`` as ``fmt`` (``onnx`` or ``torchscript``) to ``path``, at
     the model's spec (input side ``spec.crop_source``, τ, normalisation in the metadata).
 
     The graph is traced on the CPU in float32 (from a copy when the model is elsewhere); the model's
     train/eval modes are restored afterwards.
-    ``batch=None``: dynamic batch. Returns the path written.
+    ``batch=None``: dynamic batch. ``tta``: the scores averaged over views of the crop, in the graph
+    (:mod:`elope.nn.tta`; recorded as ``tta`` in the metadata). Returns the path written.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
@@ -318,8 +332,9 @@ def export_model(
         raise ValueError(f"--opset {opset}: this PyTorch exports opsets {OPSET}..{_max_opset()}")
     if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in model.parameters()):
         model = copy.deepcopy(model).cpu().float()  # the caller's model stays where it is
-    options = {"classes": classes, "batch": batch, "fmt": fmt, "extra": extra}
+    check_tta(tta)
+    options = {"classes": classes, "batch": batch, "fmt": fmt, "extra": extra, "tta": tta}
     if fmt == "onnx":
         meta = export_metadata(model, **options, opset=opset)
-        return export_onnx(model, path, meta, batch=batch, opset=opset)
-    return export_torchscript(model, path, export_metadata(model, **options), batch=batch)
+        return export_onnx(model, path, meta, batch=batch, opset=opset, tta=tta)
+    return export_torchscript(model, path, export_metadata(model, **options), batch=batch, tta=tta)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from elope.nn.model import ELoPE
+from elope.nn.tta import average_scores, check_tta, crop_views
 
 __all__ = ["INPUT_NAME", "METADATA_KEY", "OUTPUT_NAMES", "OnePassPipeline", "TracingQuiet"]
 
@@ -26,19 +27,25 @@ class OnePassPipeline(nn.Module):
     It is :meth:`elope.ELoPE.predict` without the top-k: :meth:`elope.ELoPE.crop` (resize to the localizer
     input, localization module, :func:`~elope.nn.localization.heatmap_to_box`,
     :func:`~elope.nn.crop.crop_and_resize`) followed by the model's classifier and a softmax over all
-    classes, at the model's spec (τ, classifier side). Put the model in eval mode first.
+    classes, at the model's spec (τ, classifier side). Put the model in eval mode first. With ``tta``
+    (:data:`elope.nn.tta.TTA_VIEWS`) the scores are the softmax averaged over the views of the crop
+    (:func:`elope.nn.tta.crop_views`; boxes and heatmaps unchanged), what ``elope evaluate --tta`` measures.
     :func:`elope.deploy.compiled.compile_model` compiles this module too, so the exported and the compiled
     pipeline are the same code.
     """
 
-    def __init__(self, model: ELoPE) -> None:
+    def __init__(self, model: ELoPE, tta: str | None = None) -> None:
         super().__init__()
         self.model = model
         self.has_heatmaps = model.localizer is not None
+        self.tta = check_tta(tta)
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         crops, boxes, heatmaps = self.model.crop(images)
-        scores = self.model(crops).float().softmax(dim=1)
+        if self.tta is None:
+            scores = self.model(crops).float().softmax(dim=1)
+        else:
+            scores = average_scores([self.model(view) for view in crop_views(crops, self.tta)])
         if heatmaps is None:
             return scores, boxes
         return scores, boxes, heatmaps

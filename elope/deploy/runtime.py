@@ -97,6 +97,7 @@ class ExportedModel:
     ``run(images)`` returns the graph's outputs as tensors (``scores``, ``boxes``[, ``heatmaps``]);
     ``predict(images, top)`` the :class:`elope.Prediction` of :meth:`elope.ELoPE.predict`. ``spec``: the
     τ fixed in the graph, its input side (the crop source), the classifier side and the normalisation.
+    ``tta``: the test-time augmentation baked into the graph (``elope export --tta``), None without one.
     """
 
     def __init__(
@@ -155,6 +156,7 @@ class ExportedModel:
             )
             self.batch: int | None = None if self.meta["batch"] == "dynamic" else int(self.meta["batch"])
             self.outputs: list[str] = list(self.meta["outputs"])
+            self.tta: str | None = self.meta.get("tta")  # views the scores average over (elope.nn.tta)
         except (ValueError, TypeError, KeyError, AttributeError, IndexError) as error:
             raise ValueError(
                 f"{self.path}: its '{METADATA_KEY}' metadata is not what `elope export` writes or holds "

@@ -55,6 +55,7 @@ def make_loader(
         world_size=settings.world_size,
         shuffle=shuffle,
         skip_batches=skip,
+        labels=dataset.targets if settings.balanced and shuffle else None,
     )
     return DataLoader(
         SeededItems(dataset, settings.seed),

@@ -13,8 +13,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
 from elope.config import StageConfig
+from elope.engine.balance import class_weights
 from elope.engine.context import Run
 
 __all__ = ["LoaderSettings", "StagePlan", "autocast", "plan_stage"]
@@ -31,6 +33,7 @@ class LoaderSettings:
     pin_memory: bool  # on a GPU
     rank: int  # this process ...
     world_size: int  # ... of that many
+    balanced: bool = False  # train.sampler == "balanced": class-balanced draws (engine/sampling.py)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class StagePlan:
     checkpoint_every: int  # steps between mid-epoch checkpoints (0: only at the end of an epoch)
     progress: bool  # show a progress bar (the main process with train.progress)
     loader: LoaderSettings
+    class_weights: Tensor | None = None  # the cross-entropy's per-class weights (loss.class_weights)
 
     @property
     def local_batch(self) -> int:
@@ -92,5 +96,14 @@ def plan_stage(run: Run, stage: str) -> StagePlan:
             pin_memory=run.device.type == "cuda",
             rank=run.dist.rank,
             world_size=run.dist.world_size,
+            balanced=cfg.train.sampler == "balanced",
+        ),
+        class_weights=_weights(
+            class_weights(run.train_set.targets, run.model.num_classes, cfg.loss.class_weights), run
         ),
     )
+
+
+def _weights(weights: Tensor | None, run: Run) -> Tensor | None:
+    """The class weights on the run's device."""
+    return None if weights is None else weights.to(run.device)

@@ -9,22 +9,45 @@ Under DDP (``elope.engine.distributed``) the epoch is cut into whole *global* ba
 samples (an incomplete last global batch is dropped) and process ``r`` of ``W`` takes the ``r``-th slice of
 ``global_batch / W`` consecutive samples of each, so the processes together see exactly the batches one
 process would.
+
+Class-balanced sampling (``train.sampler: balanced``; Kang et al., "Decoupling representation and
+classifier for long-tailed recognition", ICLR 2020): the epoch keeps its length (one draw per training
+image), but each draw picks a class uniformly and then one of its images uniformly, with replacement
+(:func:`balanced_draws`, seeded by ``seed + epoch`` like the permutation), so rare classes come as often
+as common ones. The draws are cut into global batches and shards exactly as the permutation is, and an
+image drawn twice in an epoch gets two augmentations: its key carries the draw's position
+(``(epoch, index, position)``, :func:`item_seed`).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+SAMPLERS = ("shuffle", "balanced")
 
-def item_seed(seed: int, epoch: int, index: int) -> int:
-    """A 63-bit seed for the augmentation of item ``index`` in ``epoch``."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(2, dtype=np.uint64)[0] >> 1)
+
+def item_seed(seed: int, epoch: int, index: int, *draw: int) -> int:
+    """A 63-bit seed for the augmentation of item ``index`` in ``epoch`` (``draw``: the position of the draw
+    in a class-balanced epoch, where an item may come more than once)."""
+    entropy = [seed, epoch, index, *([1, *draw] if draw else [])]  # (a trailing 0 would change nothing)
+    return int(np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint64)[0] >> 1)
+
+
+def balanced_draws(labels: Sequence[int], count: int, generator: torch.Generator) -> list[int]:
+    """``count`` indices drawn with replacement so that every class is equally likely (each index has
+    probability 1 / (number of classes × images of its class)): a class uniformly, then an image of it."""
+    targets = torch.as_tensor(list(labels), dtype=torch.long)
+    if targets.numel() == 0:
+        return []
+    per_class = torch.bincount(targets).double()
+    weights = 1.0 / per_class[targets]
+    return torch.multinomial(weights, count, replacement=True, generator=generator).tolist()
 
 
 class SeededItems(Dataset):
@@ -38,9 +61,9 @@ class SeededItems(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        epoch, index = key
-        s = item_seed(self.seed, epoch, index)
+    def __getitem__(self, key: tuple[int, ...]) -> Any:
+        epoch, index, *draw = key
+        s = item_seed(self.seed, epoch, index, *draw)
         py_state, np_state = random.getstate(), np.random.get_state()
         try:
             with torch.random.fork_rng(devices=[]):
@@ -53,8 +76,9 @@ class SeededItems(Dataset):
             np.random.set_state(np_state)
 
 
-class EpochSampler(Sampler[tuple[int, int]]):
-    """Yields ``(epoch, index)`` for this process's share of one epoch.
+class EpochSampler(Sampler[tuple[int, ...]]):
+    """Yields ``(epoch, index)`` for this process's share of one epoch (``(epoch, index, position)`` with
+    ``labels``: class-balanced draws).
 
     Args:
         size: number of items in the dataset.
@@ -63,6 +87,8 @@ class EpochSampler(Sampler[tuple[int, int]]):
         seed, epoch: the permutation is seeded with ``seed + epoch``.
         rank, world_size: this process and the number of processes.
         skip_batches: local batches already done in this epoch (resume).
+        labels: the class of each item: class-balanced draws (:func:`balanced_draws`) instead of a
+            permutation, when shuffling.
     """
 
     def __init__(
@@ -76,6 +102,7 @@ class EpochSampler(Sampler[tuple[int, int]]):
         world_size: int = 1,
         shuffle: bool = True,
         skip_batches: int = 0,
+        labels: Sequence[int] | None = None,
     ) -> None:
         if shuffle and global_batch % world_size:
             raise ValueError(f"batch size {global_batch} is not divisible by {world_size} processes")
@@ -83,25 +110,45 @@ class EpochSampler(Sampler[tuple[int, int]]):
         self.seed, self.epoch, self.rank, self.world_size = seed, epoch, rank, world_size
         self.shuffle, self.skip_batches = shuffle, skip_batches
         self.local_batch = global_batch // world_size if shuffle else global_batch
+        self.labels = None if labels is None or not shuffle else list(labels)
+        if self.labels is not None and len(self.labels) != size:
+            raise ValueError(f"labels has {len(self.labels)} entries for {size} items")
+
+    def _positions(self) -> list[int]:
+        """Positions in the epoch's order (before sharding) of this process's share of it."""
+        if not self.shuffle:
+            return list(range(self.rank, self.size, self.world_size))
+        steps = self.size // self.global_batch
+        b, r = self.global_batch, self.local_batch
+        return [p for s in range(steps) for p in range(s * b + self.rank * r, s * b + (self.rank + 1) * r)]
+
+    def _order(self) -> list[int]:
+        """The epoch's order of items: a permutation, or the class-balanced draws."""
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        if self.labels is not None:
+            return balanced_draws(self.labels, self.size, g)
+        return torch.randperm(self.size, generator=g).tolist()
+
+    def keys(self) -> list[tuple[int, ...]]:
+        """This process's ``(epoch, index[, position])`` keys for the whole epoch (before skipping)."""
+        if not self.shuffle:
+            return [(self.epoch, i) for i in self._positions()]
+        order = self._order()
+        if self.labels is not None:
+            return [(self.epoch, order[p], p) for p in self._positions()]
+        return [(self.epoch, order[p]) for p in self._positions()]
 
     def indices(self) -> list[int]:
         """This process's indices for the whole epoch (before skipping)."""
-        if not self.shuffle:
-            return list(range(self.rank, self.size, self.world_size))
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        perm = torch.randperm(self.size, generator=g).tolist()
-        steps = self.size // self.global_batch
-        b, r = self.global_batch, self.local_batch
-        return [i for s in range(steps) for i in perm[s * b + self.rank * r : s * b + (self.rank + 1) * r]]
+        return [key[1] for key in self.keys()]
 
     def num_batches(self) -> int:
         """Local batches in the whole epoch."""
-        n = len(self.indices()) if not self.shuffle else self.size // self.global_batch * self.local_batch
+        n = len(self._positions())
         return -(-n // self.local_batch)
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        for i in self.indices()[self.skip_batches * self.local_batch :]:
-            yield self.epoch, i
+    def __iter__(self) -> Iterator[tuple[int, ...]]:
+        yield from self.keys()[self.skip_batches * self.local_batch :]
 
     def __len__(self) -> int:
-        return max(0, len(self.indices()) - self.skip_batches * self.local_batch)
+        return max(0, len(self._positions()) - self.skip_batches * self.local_batch)

@@ -97,10 +97,12 @@ def classifier_loss(
     plan: StagePlan,
     dist: D.DistInfo,
 ) -> tuple[Tensor, dict[str, Any]]:
-    """L = L_CE + λ L_e (Eq. 1). L_e runs on the global batch gathered from all processes."""
+    """L = L_CE + λ L_e (Eq. 1). L_e runs on the global batch gathered from all processes; the
+    cross-entropy is weighted by class with ``loss.class_weights`` (``plan.class_weights``,
+    :mod:`elope.engine.balance`)."""
     with plan.autocast():
         logits, emb = net(images, return_embeddings=True)
-    ce = F.cross_entropy(logits.float(), labels)
+    ce = F.cross_entropy(logits.float(), labels, weight=plan.class_weights)
     parts = {"ce": ce.detach(), "correct": (logits.argmax(1) == labels).sum()}
     loss = ce
     if criterion is not None:

@@ -33,7 +33,9 @@ shape of pytorch-metric-learning's losses); the recipe picks one by its ``loss.v
   Unlike the original DFF, P holds all pairs of the batch, not a sample (as the paper does, Sec. 4.2).
 
 ``renormalize_means=True`` l2-normalises μ^t after each update (the authors' Torch7 release does this; the
-paper does not mention it), both in the loss and in what is stored. Off by default.
+paper does not mention it), both in the loss and in what is stored. Off by default. Only the means of the
+classes in the batch are re-normalised: a class absent from a batch keeps its mean bit for bit, whatever the
+sampler (they are unit vectors already, so this differs from re-normalising all of them by rounding only).
 
 In training mode a loss module stores μ^t (detached) in its buffer ``means``; in eval mode the buffer is left
 unchanged and the loss is computed with it as is.
@@ -149,8 +151,9 @@ def _normalised_update(
     """f(x_n) (l2-normalised) and μ^t (Eqs. 6-7 when ``update``, optionally re-normalised)."""
     f = F.normalize(x, dim=1)
     new_means = update_class_means(f, labels, means, alpha) if update else means
-    if update and renormalize:
-        new_means = F.normalize(new_means, dim=1)
+    if update and renormalize:  # only the classes of the batch: an absent class keeps its mean bit for bit
+        present = _one_hot(labels, means.shape[0], f.dtype).sum(dim=0)[:, None] > 0
+        new_means = torch.where(present, F.normalize(new_means, dim=1), new_means)
     return f, new_means
 
 

@@ -11,7 +11,10 @@ pipeline"), at the run's spec. Reported:
   ``mean_map=True`` (``--mean-map``) also ``mean_map_iou50``: the same for the box from the mean feature
   map of the whole image in the run's stage-1 classifier (``RUN/teacher``, the localization module's
   teacher: Table 4, "ResNet-50 mean feature map"). Ground-truth boxes are used for nothing else;
-* ``confused_pairs``: the most frequent off-diagonal entries (true -> predicted) of the confusion matrix.
+* ``confused_pairs``: the most frequent off-diagonal entries (true -> predicted) of the confusion matrix;
+* ``tta``: with ``tta="flip"`` (``--tta flip``) the same accuracies with the softmax averaged over the views
+  of the crop (:mod:`elope.nn.tta`), beside the single-view ones above (which stay what they are without
+  it): ``{"views", "top1", "mean_per_class", "ncm_top1", "per_class"}``; null without ``tta``.
 
 All accuracies are fractions in [0, 1]. Images are read at the run's crop source (``spec.crop_source``)
 and cropped by :meth:`elope.ELoPE.crop`, exactly as ``elope predict`` and the crop stages of training do
@@ -42,6 +45,7 @@ from elope.data.io import image_dimensions
 from elope.deploy.compiled import compile_model
 from elope.engine.metrics import EvalAccumulator, nearest_class_mean
 from elope.nn.model import ELoPE
+from elope.nn.tta import check_tta, classify_views
 from elope.runs.loaded import LoadedRun, load_run
 
 __all__ = [
@@ -77,23 +81,38 @@ class BatchOutputs:
     boxes: Tensor  # (B, 4) localizer boxes in input pixels
     embeddings: Tensor | None  # (B, dim) raw embeddings of the crops
     mean_map_boxes: Tensor | None  # (B, 4) boxes from the teacher's mean feature map of the whole image
+    tta_predictions: Tensor | None = None  # (B,) argmax of the softmax averaged over the views (elope.nn.tta)
+    tta_embeddings: Tensor | None = None  # (B, dim) mean of the views' l2-normalised embeddings
 
 
 @torch.inference_mode()
 def run_batch(
-    model: ELoPE, images: Tensor, *, embeddings: bool, teacher: ELoPE | None = None, top: int = 5
+    model: ELoPE,
+    images: Tensor,
+    *,
+    embeddings: bool,
+    teacher: ELoPE | None = None,
+    top: int = 5,
+    tta: str | None = None,
 ) -> BatchOutputs:
     """One pass of the test pipeline on a batch of normalised crop sources, at the model's spec.
 
     ``model.classify_crops`` localizes, crops (Sec. 5) and classifies the crop once: the softmax and the
     embedding for the nearest class mean come from the same forward pass (this is ``model.predict`` with the
     embedding kept). With a ``teacher`` (the stage-1 classifier, loaded at the run's τ) its mean feature
-    map of the whole image gives the Table 4 baseline box.
+    map of the whole image gives the Table 4 baseline box. With ``tta`` the views of the same crop are
+    classified too (:func:`elope.nn.tta.classify_views`); the single-view outputs do not change.
     """
-    logits, boxes, _, emb = model.classify_crops(images, return_embeddings=embeddings)
+    views = None if tta is None else classify_views(model, images, tta, return_embeddings=embeddings)
+    logits, boxes, _, emb = (
+        views[:4] if views is not None else model.classify_crops(images, return_embeddings=embeddings)
+    )
     scores, classes = logits.float().softmax(dim=1).topk(min(top, logits.shape[1]), dim=1)
     mm_boxes = None if teacher is None else teacher.mean_map(images)[0]
-    return BatchOutputs(classes[:, 0], classes, scores, boxes, emb, mm_boxes)
+    out = BatchOutputs(classes[:, 0], classes, scores, boxes, emb, mm_boxes)
+    if views is not None:
+        out.tta_predictions, out.tta_embeddings = views.scores.argmax(dim=1), views.view_embeddings
+    return out
 
 
 def original_box(box: Tensor, source: int, size: tuple[int, int]) -> list[float]:
@@ -246,14 +265,22 @@ def _accumulate(
     lines_out: TextIO | None,
     *,
     teacher: ELoPE | None,
+    tta: tuple[str, EvalAccumulator] | None = None,
 ) -> list[dict[str, str]]:
-    """Run every batch through the pipeline into ``acc`` (and ``lines_out``); returns the skipped images."""
+    """Run every batch through the pipeline into ``acc`` (and ``lines_out``; with ``tta``, its views'
+    accuracies into its accumulator); returns the skipped images."""
     skipped: list[dict[str, str]] = []
     for images, labels, gt_boxes, indices, bad in batches:
         skipped += [{"path": guarded.path(i), "error": msg} for i, msg in bad]
         if images is None:
             continue
-        out = run_batch(run.model, images.to(run.device), embeddings=acc.with_ncm, teacher=teacher)
+        views = None if tta is None else tta[0]
+        out = run_batch(run.model, images.to(run.device), embeddings=acc.with_ncm, teacher=teacher, tta=views)
+        if tta is not None and out.tta_predictions is not None:
+            tta_ncm = (
+                None if out.tta_embeddings is None else nearest_class_mean(out.tta_embeddings, run.means)
+            )
+            tta[1].update(labels, out.tta_predictions, tta_ncm)
         ncm = (
             nearest_class_mean(out.embeddings, run.means)
             if acc.with_ncm and out.embeddings is not None
@@ -268,9 +295,30 @@ def _accumulate(
     return skipped
 
 
-def _metrics(acc: EvalAccumulator, run: LoadedRun, teacher: ELoPE | None) -> dict[str, Any]:
-    """The accumulated metrics, null where this run measures nothing (no localizer, no teacher)."""
+def _tta_accumulator(tta: str | None, acc: EvalAccumulator) -> tuple[str, EvalAccumulator] | None:
+    """The views and an accumulator of their accuracies (classes, no boxes), None without ``tta``."""
+    if tta is None:
+        return None
+    return tta, EvalAccumulator(acc.confusion.shape[0], with_ncm=acc.with_ncm, with_boxes=False)
+
+
+def _tta_metrics(tta: tuple[str, EvalAccumulator] | None, run: LoadedRun) -> dict[str, Any] | None:
+    """The accuracies with test-time augmentation (``result["tta"]``), None without it."""
+    if tta is None:
+        return None
+    views, acc = tta
     result = acc.result(run.classes)
+    keys = ("top1", "mean_per_class", "ncm_top1", "per_class")
+    return {"views": views, **{key: result[key] for key in keys}}
+
+
+def _metrics(
+    acc: EvalAccumulator, run: LoadedRun, teacher: ELoPE | None, tta: tuple[str, EvalAccumulator] | None
+) -> dict[str, Any]:
+    """The accumulated metrics, null where this run measures nothing (no localizer, no teacher, no
+    test-time augmentation)."""
+    result = acc.result(run.classes)
+    result["tta"] = _tta_metrics(tta, run)
     if getattr(run.model, "localizer", None) is None:
         result["loc_iou50"] = None  # no localization module: the "box" is the whole image
     if teacher is None:
@@ -295,12 +343,14 @@ def evaluate_run(
     predictions: str | Path | None = None,
     compile_mode: str | None = None,
     allow_unfinished: bool = False,
+    tta: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate the trained model of ``run_dir`` on a split (``test`` by default) and return the metrics.
 
     ``mean_map`` also measures the teacher's mean-feature-map boxes (one more backbone pass per image);
     ``predictions`` names a JSON-lines file to write one line per image to. ``compile_mode`` runs the
-    model through ``torch.compile`` in that mode (:func:`elope.deploy.compiled.compile_model`).
+    model through ``torch.compile`` in that mode (:func:`elope.deploy.compiled.compile_model`); ``tta``
+    (``"flip"``) adds ``result["tta"]``, the accuracies with test-time augmentation (:mod:`elope.nn.tta`).
 
     ``dataset``/``root`` default to the ones recorded in the run; ``tau`` replaces the run's threshold
     (:func:`elope.runs.loaded.load_run`: the model is loaded with it).
@@ -311,6 +361,7 @@ def evaluate_run(
         raise ValueError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}.")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    check_tta(tta)
     run = load_run(run_dir, device, tau=tau)
     unfinished = run.check_finished(allow_unfinished)
     if compile_mode is not None:
@@ -326,13 +377,13 @@ def evaluate_run(
     )
     teacher = run.load_teacher() if mean_map and with_boxes else None
     acc = EvalAccumulator(len(run.classes), with_ncm=run.means is not None, with_boxes=with_boxes)
+    views = _tta_accumulator(tta, acc)
     with _predictions_file(predictions) as lines_out:
         batches = tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress)
-        skipped = _accumulate(run, batches, guarded, acc, lines_out, teacher=teacher)
+        skipped = _accumulate(run, batches, guarded, acc, lines_out, teacher=teacher, tta=views)
     if acc.num_images == 0:
         raise ValueError(f"no image of {dataset!r} at {root} ({split}) could be evaluated.")
-
-    result = _metrics(acc, run, teacher)
+    result = _metrics(acc, run, teacher, views)
     result.update(split=split, dataset=dataset, root=str(root), run=str(Path(run_dir)), tau=run.spec.tau)
     result.update(skipped=skipped, box_problems=box_problems, stages=run.stages_done, unfinished=unfinished)
     return result
