@@ -87,7 +87,29 @@ def _outputs(
 
 
 @click.command("evaluate")
-@run_option()
+@run_option(required=False)
+@click.option(
+    "--model",
+    "model_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Instead of --run: a file written by `elope export` (with --dataset and --root): top-1, top-5, "
+    "per-class metrics and --report.",
+)
+@click.option(
+    "--report",
+    "report_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Also write DIR/report.html (self-contained), metrics.json, per_class.csv, confusion.csv/.png "
+    "and predictions.jsonl (elope/tasks/report.py).",
+)
+@click.option(
+    "--retrieval",
+    is_flag=True,
+    help="Also report Recall@1/2/4/8 and MAP@R of the embedding (a run trained with "
+    "dataset.options.zero_shot=seen: on the unseen classes).",
+)
 @click.option(
     "--dataset",
     default=None,
@@ -147,7 +169,10 @@ def _outputs(
 )
 @unfinished_option()
 def evaluate_command(
-    run_dir: Path,
+    run_dir: Path | None,
+    model_file: Path | None,
+    report_dir: Path | None,
+    retrieval: bool,
     dataset: str | None,
     root: Path | None,
     split: str,
@@ -165,8 +190,20 @@ def evaluate_command(
 ) -> None:
     """Evaluate a trained run: top-1, per-class and nearest-class-mean accuracy, localization (Table 4).
 
-    Example: elope evaluate --run runs/cub --json metrics.json
+    Example: elope evaluate --run runs/cub --json metrics.json --report report/
     """
+    if (run_dir is None) == (model_file is None):
+        raise click.UsageError("pass either --run RUN or --model FILE (from `elope export`).")
+    if report_dir is not None:
+        checked_output(report_dir, "--report", kind="dir")
+        predictions = predictions or report_dir / "predictions.jsonl"
+    if model_file is not None:
+        from elope.commands.evaluate_extra import evaluate_model_file
+
+        evaluate_model_file(
+            model_file, dataset, root, split, report_dir, json_out, device, batch_size, retrieval
+        )
+        return
     outputs = _outputs(run_dir, split, json_out, examples, predictions)
     try:
         with writers_lock(outputs, "elope evaluate"):
@@ -187,6 +224,10 @@ def evaluate_command(
             )
             if result.get("unfinished"):
                 click.echo(result["unfinished"], err=True)
+            if retrieval or report_dir is not None:
+                from elope.commands.evaluate_extra import add_report_and_retrieval
+
+                add_report_and_retrieval(result, run_dir, report_dir, retrieval, device, tau, batch_size)
             _warn_box_problems(result.get("box_problems", []))
             _emit(result, json_out)  # the metrics first: a picture that fails to draw cannot lose them
             if examples:

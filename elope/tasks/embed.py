@@ -44,7 +44,15 @@ from elope.data.transforms import eval_transform
 from elope.runs.loaded import LoadedRun, load_run
 from elope.tasks.predict import find_images
 
-__all__ = ["EMBEDDINGS_FORMAT", "Embeddings", "class_means", "embed_dataset", "embed_paths", "embed_split"]
+__all__ = [
+    "EMBEDDINGS_FORMAT",
+    "Embeddings",
+    "class_means",
+    "embed_dataset",
+    "embed_paths",
+    "embed_split",
+    "retrieval_run",
+]
 
 EMBEDDINGS_FORMAT = "elope-embeddings"
 
@@ -210,3 +218,27 @@ def embed_paths(
         mean_classes,
         meta,
     )
+
+
+def retrieval_run(
+    run_dir: str | Path,
+    split: str = "test",
+    dataset: str | None = None,
+    root: str | Path | None = None,
+    *,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """``evaluate --retrieval``: Recall@1/2/4/8 and MAP@R (:func:`elope.engine.retrieval.retrieval_metrics`)
+    of the run's embedding on ``split``. A run trained on the ``seen`` half of the classes
+    (``dataset.options.zero_shot: seen``) is measured on every image of the ``unseen`` half instead: the
+    zero-shot protocol (``classes: unseen``); any other run on the split's own classes (``classes: same``)."""
+    from elope.engine.retrieval import retrieval_metrics
+
+    run = load_run(run_dir, device)
+    name = dataset or run.meta.get("dataset") or ""
+    zero_shot = run.split_options(name).get("zero_shot") == "seen"
+    options = {"zero_shot": "unseen"} if zero_shot else None
+    emb = embed_split(run_dir, split, dataset, root, batch_size=batch_size, device=device, options=options)
+    metrics = retrieval_metrics(torch.from_numpy(emb.embeddings), torch.from_numpy(emb.labels))
+    return {**metrics, "classes": "unseen" if zero_shot else "same", "split": split}
