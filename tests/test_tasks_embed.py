@@ -168,3 +168,41 @@ def test_enroll_refuses_existing_out_and_taken_names(run_dir: Path, cub_root: Pa
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "ok" / "model" / "model.json").is_file()
+
+
+# --------------------------------------------------------------------------------------------- export
+def test_exported_graph_returns_the_embedding_and_carries_enrolled_classes(
+    run_dir: Path, cub_root: Path, tmp_path: Path
+):
+    pytest.importorskip("onnxruntime")
+    from elope.deploy.runtime import ExportedModel
+
+    images = sorted((cub_root / "CUB_200_2011" / "images").rglob("*.jpg"))
+    enrolled = enroll_classes(run_dir, tmp_path / "enrolled", {"solo": [images[5]]}).parent
+    onnx = tmp_path / "e.onnx"
+    result = CliRunner().invoke(main, ["export", "--run", str(enrolled), "--out", str(onnx), "--embedding"])
+    assert result.exit_code == 0, result.output
+    exported = ExportedModel(onnx)
+    assert exported.outputs[-1] == "embeddings" and exported.classes[-1] == "solo"
+    run = load_run(enrolled)
+    ds, _, _ = run.load_dataset("test")
+    batch = torch.stack([ds[i][0] for i in range(3)])
+    outputs = exported.run(batch)
+    expected = run.model.classify_crops(batch, return_embeddings=True).embeddings
+    assert torch.allclose(outputs[-1], expected, rtol=1e-4, atol=1e-4)
+    answer = predict_paths(None, [images[5]], top=1, model=onnx)
+    assert answer[0]["classes"][0]["class"] == "solo"  # the enrolled class travels with the graph
+    torchscript = CliRunner().invoke(
+        main,
+        [
+            "export",
+            "--run",
+            str(enrolled),
+            "--out",
+            str(tmp_path / "e.pt"),
+            "--format",
+            "torchscript",
+            "--embedding",
+        ],
+    )
+    assert torchscript.exit_code != 0 and "ONNX only" in torchscript.output

@@ -62,6 +62,12 @@ class _BatchType(click.ParamType):
 @tau_option("Box threshold τ, fixed in the graph. Default: the run's.")
 @click.option("--opset", default=OPSET, show_default=True, type=click.IntRange(min=OPSET), help="ONNX opset.")
 @click.option("--no-check", is_flag=True, help="Do not compare the exported graph with PyTorch afterwards.")
+@click.option(
+    "--embedding",
+    is_flag=True,
+    help="The graph also returns the embedding of the crop (output 'embeddings', ONNX only); "
+    "`elope serve` answers with it.",
+)
 @unfinished_option()
 def export_command(
     run_dir: Path,
@@ -72,6 +78,7 @@ def export_command(
     tau: float | None,
     opset: int,
     no_check: bool,
+    embedding: bool,
     allow_unfinished: bool,
 ) -> None:
     """Write the whole one-pass pipeline (Fig. 1) of a trained run as one ONNX or TorchScript graph.
@@ -85,7 +92,7 @@ def export_command(
     checked_output(out, "--out", keep=run_files(run_dir))
     try:
         with writers_lock([out], "elope export"):
-            _export(run_dir, fmt, out, batch, crop_source, tau, opset, no_check, allow_unfinished)
+            _export(run_dir, fmt, out, batch, crop_source, tau, opset, no_check, allow_unfinished, embedding)
     except (FileNotFoundError, ValueError, TrainingError) as e:
         raise click.ClickException(str(e)) from e
 
@@ -100,6 +107,7 @@ def _export(
     opset: int,
     no_check: bool,
     allow_unfinished: bool,
+    embedding: bool = False,
 ) -> None:
     """Load the run with the options' spec, write the graph, compare it with PyTorch."""
     run = load_run(run_dir, "cpu", tau=tau, crop_source=crop_source)
@@ -116,6 +124,7 @@ def _export(
             batch=batch,
             opset=opset,
             extra={"run": Path(run_dir).name},
+            embeddings=embedding,
         )
     except ImportError as e:
         raise click.ClickException(f"{e}: install the deploy extra, `pip install 'elope[deploy]'`") from e

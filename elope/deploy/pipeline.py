@@ -12,12 +12,13 @@ from torch import Tensor, nn
 
 from elope.nn.model import ELoPE
 
-__all__ = ["INPUT_NAME", "METADATA_KEY", "OUTPUT_NAMES", "OnePassPipeline", "TracingQuiet"]
+__all__ = ["EMBEDDING_NAME", "INPUT_NAME", "METADATA_KEY", "OUTPUT_NAMES", "OnePassPipeline", "TracingQuiet"]
 
 
 METADATA_KEY = "elope"  # ONNX metadata_props key; the TorchScript extra file is METADATA_KEY + ".json"
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("scores", "boxes", "heatmaps")
+EMBEDDING_NAME = "embeddings"  # the last output with `elope export --embedding` (what `elope serve` returns)
 
 
 class OnePassPipeline(nn.Module):
@@ -26,22 +27,33 @@ class OnePassPipeline(nn.Module):
     It is :meth:`elope.ELoPE.predict` without the top-k: :meth:`elope.ELoPE.crop` (resize to the localizer
     input, localization module, :func:`~elope.nn.localization.heatmap_to_box`,
     :func:`~elope.nn.crop.crop_and_resize`) followed by the model's classifier and a softmax over all
-    classes, at the model's spec (τ, classifier side). Put the model in eval mode first.
+    classes, at the model's spec (τ, classifier side). Put the model in eval mode first. With
+    ``embeddings=True`` the raw embedding of the crop (Sec. 4, what the class-mean loss reads) is returned
+    last, (B, dim).
     :func:`elope.deploy.compiled.compile_model` compiles this module too, so the exported and the compiled
     pipeline are the same code.
     """
 
-    def __init__(self, model: ELoPE) -> None:
+    def __init__(self, model: ELoPE, embeddings: bool = False) -> None:
         super().__init__()
         self.model = model
         self.has_heatmaps = model.localizer is not None
+        self.embeddings = embeddings
+
+    def output_names(self) -> list[str]:
+        """The names of :meth:`forward`'s outputs, in order."""
+        names = list(OUTPUT_NAMES if self.has_heatmaps else OUTPUT_NAMES[:2])
+        return [*names, EMBEDDING_NAME] if self.embeddings else names
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         crops, boxes, heatmaps = self.model.crop(images)
-        scores = self.model(crops).float().softmax(dim=1)
-        if heatmaps is None:
-            return scores, boxes
-        return scores, boxes, heatmaps
+        logits, embeddings = self.model(crops, return_embeddings=True)
+        outputs = [logits.float().softmax(dim=1), boxes]
+        if heatmaps is not None:
+            outputs.append(heatmaps)
+        if self.embeddings:
+            outputs.append(embeddings.float())
+        return tuple(outputs)
 
 
 class TracingQuiet(warnings.catch_warnings):

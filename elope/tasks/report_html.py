@@ -35,7 +35,7 @@ def confusion_figure(matrix: np.ndarray, classes: Sequence[str], pairs: Sequence
     image = ax.imshow(
         shown, cmap="viridis", norm=LogNorm(vmin=1, vmax=max(vmax, 1.5)), interpolation="nearest"
     )
-    fig.colorbar(image, ax=ax, fraction=0.04, label="images (log scale)")
+    fig.colorbar(image, ax=ax, orientation="horizontal", fraction=0.035, pad=0.16, label="images (log scale)")
     step = max(1, -(-n // 40))
     ticks = list(range(0, n, step))
     labels = [str(classes[i])[:18] if step == 1 else str(i) for i in ticks]
@@ -55,7 +55,7 @@ def confusion_figure(matrix: np.ndarray, classes: Sequence[str], pairs: Sequence
             arrowprops={"arrowstyle": "-", "color": "red", "lw": 0.6},
         )
     ax.set_title(f"confusion matrix, {n} classes (rows: true, columns: predicted)")
-    fig.subplots_adjust(left=0.12, right=0.72, bottom=0.12, top=0.94)
+    fig.subplots_adjust(left=0.14, right=0.7, bottom=0.1, top=0.94)
     return fig
 
 
