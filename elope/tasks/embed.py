@@ -232,13 +232,15 @@ def retrieval_run(
     """``evaluate --retrieval``: Recall@1/2/4/8 and MAP@R (:func:`elope.engine.retrieval.retrieval_metrics`)
     of the run's embedding on ``split``. A run trained on the ``seen`` half of the classes
     (``dataset.options.zero_shot: seen``) is measured on every image of the ``unseen`` half instead: the
-    zero-shot protocol (``classes: unseen``); any other run on the split's own classes (``classes: same``)."""
+    zero-shot protocol (``classes: unseen``, ``split`` then ignored); any other run on the split's own
+    classes (``classes: same``)."""
     from elope.engine.retrieval import retrieval_metrics
 
     run = load_run(run_dir, device)
     name = dataset or run.meta.get("dataset") or ""
     zero_shot = run.split_options(name).get("zero_shot") == "seen"
     options = {"zero_shot": "unseen"} if zero_shot else None
+    split = "test" if zero_shot else split  # the protocol: every image of the unseen half
     emb = embed_split(run_dir, split, dataset, root, batch_size=batch_size, device=device, options=options)
     metrics = retrieval_metrics(torch.from_numpy(emb.embeddings), torch.from_numpy(emb.labels))
     return {**metrics, "classes": "unseen" if zero_shot else "same", "split": split}

@@ -154,7 +154,9 @@ def write_report(
     metrics = classification_metrics(items, classes)
     _write_csvs(folder, metrics, classes)
     pairs = worst_pairs(metrics["matrix"], classes, k=10)
-    confusion_figure(metrics["matrix"], classes, pairs).savefig(folder / "confusion.png", format="png")
+    confusion_figure(metrics["matrix"], classes, pairs).savefig(
+        folder / "confusion.png", format="png", bbox_inches="tight"
+    )
     summary = {k: v for k, v in metrics.items() if k not in ("matrix", "rows")}
     if extra is not None:
         summary["evaluate"] = extra

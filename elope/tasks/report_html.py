@@ -35,7 +35,7 @@ def confusion_figure(matrix: np.ndarray, classes: Sequence[str], pairs: Sequence
     image = ax.imshow(
         shown, cmap="viridis", norm=LogNorm(vmin=1, vmax=max(vmax, 1.5)), interpolation="nearest"
     )
-    fig.colorbar(image, ax=ax, orientation="horizontal", fraction=0.035, pad=0.16, label="images (log scale)")
+    fig.colorbar(image, cax=fig.add_axes((0.76, 0.12, 0.02, 0.45)), label="images (log scale)")
     step = max(1, -(-n // 40))
     ticks = list(range(0, n, step))
     labels = [str(classes[i])[:18] if step == 1 else str(i) for i in ticks]
@@ -55,7 +55,7 @@ def confusion_figure(matrix: np.ndarray, classes: Sequence[str], pairs: Sequence
             arrowprops={"arrowstyle": "-", "color": "red", "lw": 0.6},
         )
     ax.set_title(f"confusion matrix, {n} classes (rows: true, columns: predicted)")
-    fig.subplots_adjust(left=0.14, right=0.7, bottom=0.1, top=0.94)
+    fig.subplots_adjust(left=0.16, right=0.7, bottom=0.18, top=0.94)
     return fig
 
 
@@ -64,24 +64,37 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+#: the side (pixels) a smaller image is enlarged to in the gallery
+GALLERY_SIDE = 320
+
+
 def gallery_pictures(predictor: Predictor, items: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
     """``(data URI, caption)`` per misclassified image: its heatmap, box and top 3 drawn as ``predict
     --save-vis`` draws them (the prediction of ``predictor`` on the image, read as ``predict`` reads it)."""
-    from elope.tasks.predict import _title, predict_image
+    from elope.tasks.predict import predict_image
     from elope.tasks.visualize import overlay_heatmap
 
     pictures = []
     for item in items:
         image, stored = load_image(item["path"], draft_size=predictor.spec.crop_source)
         classes, box, heatmap = predict_image(predictor, image, top=3, size=stored)
+        zoom = max(1.0, GALLERY_SIDE / max(image.size))  # small images drawn larger: a legible top 3
+        if zoom > 1:
+            image = image.resize((round(image.width * zoom), round(image.height * zoom)))
         sx, sy = image.width / stored[0], image.height / stored[1]
         shown = [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
-        fig = overlay_heatmap(image, heatmap, shown, None, _title(classes))
+        fig = overlay_heatmap(image, heatmap, shown, None, None)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
-        caption = f"true: {item['true']} — {Path(item['path']).name}"
+        top3 = "; ".join(f"{i + 1}. {c['class']} {c['score']:.2f}" for i, c in enumerate(classes))
+        caption = f"true: {item['true']} — {top3} — {Path(item['path']).name}"
         pictures.append((data_uri(buffer.getvalue()), caption))
     return pictures
+
+
+def _lines(caption: str) -> str:
+    """A gallery caption, escaped, one line per part (true class, each of the top 3, file)."""
+    return "<br>".join(html.escape(part) for part in caption.replace("; ", " — ").split(" — "))
 
 
 def _pct(value: float | None) -> str:
@@ -119,7 +132,7 @@ def render_report(
         for p in pairs
     )
     figures = "".join(
-        f'<figure><img src="{uri}" alt="misclassified"><figcaption>{html.escape(c)}</figcaption></figure>'
+        f'<figure><img src="{uri}" alt="misclassified"><figcaption>{_lines(c)}</figcaption></figure>'
         for uri, c in pictures
     )
     confusion = data_uri(confusion_png.read_bytes())
@@ -131,7 +144,8 @@ mean per-class accuracy {_pct(summary["mean_per_class"])}, {summary["num_images"
 <h2>Most confused pairs (true → predicted)</h2><ol>{pair_items or "<li>none</li>"}</ol>
 <h2>Confusion matrix</h2><p>confusion.csv holds every count.</p><img src="{confusion}" alt="confusion matrix"
  style="max-width:100%">
-<h2>Most confidently misclassified images</h2><p>The localization module's heatmap and box, the top 3.</p>
+<h2>Most confidently misclassified images</h2><p>Each with the heatmap of the localization module and its
+box (green; the whole image for a model without one) and the top 3.</p>
 <div class="gallery">{figures or "<p>none (or no model to draw them with)</p>"}</div>
 <h2>Per class</h2><p>per_class.csv holds the same.</p><div class="scroll"><table>{_rows_html(rows)}</table></div>
 </body></html>
