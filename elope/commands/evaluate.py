@@ -86,6 +86,16 @@ def _outputs(
     return [p for p in paths if p is not None]
 
 
+def _draw_examples(run_dir: Path, split: str, examples: int, device: str, tau: float | None) -> None:
+    """``--examples N``: the localization example sheet, ``RUN/examples_<split>.png``."""
+    from elope.tasks.examples import localization_examples
+
+    sheet = localization_examples(
+        run_dir, run_dir / f"examples_{split}.png", examples, split=split, device=device, tau=tau
+    )
+    click.echo(f"examples drawn to {sheet}", err=True)
+
+
 @click.command("evaluate")
 @run_option(required=False)
 @click.option(
@@ -192,18 +202,15 @@ def evaluate_command(
 
     Example: elope evaluate --run runs/cub --json metrics.json --report report/
     """
-    if (run_dir is None) == (model_file is None):
-        raise click.UsageError("pass either --run RUN or --model FILE (from `elope export`).")
-    if report_dir is not None:
-        checked_output(report_dir, "--report", kind="dir")
-        predictions = predictions or report_dir / "predictions.jsonl"
-    if model_file is not None:
-        from elope.commands.evaluate_extra import evaluate_model_file
+    from elope.commands.evaluate_extra import (
+        add_report_and_retrieval,
+        evaluate_model_file,
+        report_predictions,
+    )
 
-        evaluate_model_file(
-            model_file, dataset, root, split, report_dir, json_out, device, batch_size, retrieval
-        )
-        return
+    predictions = report_predictions(run_dir, model_file, report_dir, predictions, retrieval)
+    if model_file is not None:  # an exported file: top-1, top-5, per class, --report
+        return evaluate_model_file(model_file, dataset, root, split, report_dir, json_out, device, batch_size)
     outputs = _outputs(run_dir, split, json_out, examples, predictions)
     try:
         with writers_lock(outputs, "elope evaluate"):
@@ -224,18 +231,10 @@ def evaluate_command(
             )
             if result.get("unfinished"):
                 click.echo(result["unfinished"], err=True)
-            if retrieval or report_dir is not None:
-                from elope.commands.evaluate_extra import add_report_and_retrieval
-
-                add_report_and_retrieval(result, run_dir, report_dir, retrieval, device, tau, batch_size)
+            add_report_and_retrieval(result, run_dir, report_dir, retrieval, device, tau, batch_size)
             _warn_box_problems(result.get("box_problems", []))
             _emit(result, json_out)  # the metrics first: a picture that fails to draw cannot lose them
             if examples:
-                from elope.tasks.examples import localization_examples
-
-                sheet = localization_examples(
-                    run_dir, run_dir / f"examples_{split}.png", examples, split=split, device=device, tau=tau
-                )
-                click.echo(f"examples drawn to {sheet}", err=True)
+                _draw_examples(run_dir, split, examples, device, tau)
     except (FileNotFoundError, ValueError, DataError, UnreadableImageError, TrainingError) as e:
         raise click.ClickException(one_line(e)) from e  # without a DataLoader worker's traceback

@@ -9,7 +9,29 @@ from typing import Any
 
 import click
 
+from elope.commands.options import checked_output
 from elope.failures import one_line
+
+
+def report_predictions(
+    run_dir: Path | None,
+    model_file: Path | None,
+    report_dir: Path | None,
+    predictions: Path | None,
+    retrieval: bool = False,
+) -> Path | None:
+    """Check ``--run`` / ``--model`` (one of them; ``--retrieval`` needs a run) and ``--report DIR``; the
+    predictions file to write (``DIR/predictions.jsonl`` unless ``--predictions`` names one)."""
+    if (run_dir is None) == (model_file is None):
+        raise click.UsageError("pass either --run RUN or --model FILE (from `elope export`).")
+    if retrieval and model_file is not None:
+        raise click.UsageError(
+            "--retrieval needs the embedding: pass --run RUN (an exported graph gives scores)."
+        )
+    if report_dir is None:
+        return predictions
+    checked_output(report_dir, "--report", kind="dir")
+    return predictions or report_dir / "predictions.jsonl"
 
 
 def add_report_and_retrieval(
@@ -22,7 +44,8 @@ def add_report_and_retrieval(
     batch_size: int,
 ) -> None:
     """``result["retrieval"]`` (:func:`elope.tasks.embed.retrieval_run`) and the report of
-    :mod:`elope.tasks.report` from the predictions ``evaluate_run`` wrote to ``report_dir``."""
+    :mod:`elope.tasks.report` from the predictions ``evaluate_run`` wrote to ``report_dir`` (each when
+    asked for)."""
     if retrieval:
         from elope.tasks.embed import retrieval_run
 
@@ -48,7 +71,6 @@ def evaluate_model_file(
     json_out: str | None,
     device: str,
     batch_size: int,
-    retrieval: bool,
 ) -> None:
     """``evaluate --model FILE``: top-1, top-5, mean per-class accuracy of an exported graph on a split
     (``--dataset``/``--root`` required), printed or as JSON, and ``--report``."""
@@ -57,10 +79,6 @@ def evaluate_model_file(
 
     if not dataset or not root:
         raise click.UsageError("--model needs --dataset and --root (an exported file records no dataset).")
-    if retrieval:
-        raise click.UsageError(
-            "--retrieval needs the embedding: pass --run RUN (an exported graph gives scores)."
-        )
     import tempfile
 
     try:
