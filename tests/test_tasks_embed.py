@@ -206,3 +206,11 @@ def test_exported_graph_returns_the_embedding_and_carries_enrolled_classes(
         ],
     )
     assert torchscript.exit_code != 0 and "ONNX only" in torchscript.output
+
+
+def test_zero_shot_is_a_checked_recipe_option():
+    from elope.config_options import check_dataset_options
+
+    assert check_dataset_options("cub", {"zero_shot": "seen"}) == {"zero_shot": "seen"}
+    with pytest.raises(ValueError, match="options.zero_shot"):
+        check_dataset_options("cub", {"zero_shot": "half"})

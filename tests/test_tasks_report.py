@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from fake_datasets import make_fake_cub, make_fake_folder
+from fake_datasets import make_fake_aircraft, make_fake_cars, make_fake_cub, make_fake_folder
 from safetensors.torch import save_file
 
 from elope.cli import main
@@ -113,11 +113,26 @@ def test_retrieval_in_evaluate_json(cub_run):
     assert 0.0 <= result["retrieval"]["map@r"] <= result["retrieval"]["recall@8"] <= 1.0
 
 
-def test_report_on_the_folder_layout(tmp_path: Path):
-    root = make_fake_folder(tmp_path / "folder")
-    run = make_run(tmp_path / "run", "folder", root)
-    _invoke("evaluate", "--run", str(run), "--report", str(tmp_path / "r"))
+LAYOUTS = {
+    "cars": lambda root: make_fake_cars(root, num_classes=4),
+    "aircraft": make_fake_aircraft,
+    "folder": lambda root: make_fake_folder(root, classes=("alpha", "beta", "gamma", "delta")),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_report_embed_and_zero_shot_on_every_layout(layout: str, tmp_path: Path):
+    root = LAYOUTS[layout](tmp_path / layout)
+    run = make_run(tmp_path / "run", layout, root)
+    out = _invoke(
+        "evaluate", "--run", str(run), "--report", str(tmp_path / "r"), "--retrieval", "--json", "-"
+    )
+    assert json.loads(out[out.index("{") :])["retrieval"]["num_queries"] > 1
     assert (tmp_path / "r" / "report.html").is_file()
+    _invoke("embed", "--run", str(run), "--zero-shot", "unseen", "--out", str(tmp_path / "e.npz"))
+    with np.load(tmp_path / "e.npz", allow_pickle=False) as z:
+        classes = list(build_dataset(layout, root, "test").classes)
+        assert list(z["classes"]) == classes[len(classes) // 2 :]
 
 
 def test_confusion_picture_at_200_classes(tmp_path: Path):
