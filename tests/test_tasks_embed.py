@@ -212,5 +212,5 @@ def test_zero_shot_is_a_checked_recipe_option():
     from elope.config_options import check_dataset_options
 
     assert check_dataset_options("cub", {"zero_shot": "seen"}) == {"zero_shot": "seen"}
-    with pytest.raises(ValueError, match="options.zero_shot"):
+    with pytest.raises(ValueError, match=r"options\.zero_shot"):
         check_dataset_options("cub", {"zero_shot": "half"})
