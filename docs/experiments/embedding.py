@@ -11,13 +11,15 @@ but for the loss: the paper's class-mean loss (``loss.variant full``, Eqs. 5-10)
   ``elope enroll``'s rule: elope.tasks.enroll), the model then answers over the 8 + 4 classes; accuracy on
   held-out images of the old species (the seen half's validation split, never trained on) and on the other
   images of the new species. Against a linear (softmax) classifier retrained on the frozen, normalised
-  embeddings of the same data: the old species' training images plus the same shots. For the
+  embeddings of the same data: the old species' training images plus the same shots (plain, and with
+  classes weighted by the inverse of their image counts). For the
   cross-entropy model (no trained class means) the old means are computed from its training images.
 
     OMP_NUM_THREADS=1 python docs/experiments/embedding.py OUT [--seeds 0 1 2]
 
 writes ``OUT/<variant>-seed<s>/`` (the runs), ``OUT/data`` and the JSON results to
-``docs/experiments/cpu/embedding/``; ``--summary`` prints the tables of docs/results-embedding.md.
+``docs/experiments/cpu/embedding/``; ``--summary`` prints the tables of docs/results-embedding.md,
+``--reanalyse OUT`` recomputes the enrollment numbers from the trained runs.
 """
 
 from __future__ import annotations
@@ -95,15 +97,21 @@ def embed(run: Any, root: Path, split: str, half: str) -> tuple[torch.Tensor, to
     return embed_dataset(run, ds), torch.tensor(ds.targets), [p for p, _ in ds.samples]
 
 
-def linear_probe(x: torch.Tensor, y: torch.Tensor, classes: int, seed: int) -> torch.nn.Linear:
-    """Softmax regression on l2-normalised embeddings (full batch, 300 Adam steps, weight decay 1e-4)."""
+def linear_probe(
+    x: torch.Tensor, y: torch.Tensor, classes: int, seed: int, balanced: bool = False
+) -> torch.nn.Linear:
+    """Softmax regression on l2-normalised embeddings (full batch, 300 Adam steps, weight decay 1e-4);
+    ``balanced``: each class weighted by the inverse of its number of images (the shots count as much as
+    the old classes' training images)."""
     torch.manual_seed(seed)
     layer = torch.nn.Linear(x.shape[1], classes)
     opt = torch.optim.Adam(layer.parameters(), lr=0.05, weight_decay=1e-4)
     x = F.normalize(x, dim=1)
+    counts = torch.bincount(y, minlength=classes).float().clamp(min=1)
+    weight = (counts.sum() / (classes * counts)) if balanced else None
     for _ in range(300):
         opt.zero_grad()
-        F.cross_entropy(layer(x), y).backward()
+        F.cross_entropy(layer(x), y, weight=weight).backward()
         opt.step()
     return layer
 
@@ -130,16 +138,19 @@ def enrollment(run: Any, folder: Path, root: Path, seed: int) -> dict[str, Any]:
         def ncm(x: torch.Tensor, m: torch.Tensor = means) -> torch.Tensor:
             return (F.normalize(x, dim=1) @ m.T).argmax(1)
 
-        probe = linear_probe(torch.cat([old_train, shots]), torch.cat([y_train, y_shots + 8]), 12, seed)
-        with torch.no_grad():
-            lin_old = probe(F.normalize(old_test, dim=1)).argmax(1)
-            lin_new = probe(F.normalize(new_test, dim=1)).argmax(1)
         out[str(n)] = {
             "ncm_old": float((ncm(old_test) == y_old).float().mean()),
             "ncm_new": float((ncm(new_test) == y_new).float().mean()),
-            "linear_old": float((lin_old == y_old).float().mean()),
-            "linear_new": float((lin_new == y_new).float().mean()),
         }
+        for name, balanced in (("linear", False), ("linear_balanced", True)):
+            probe = linear_probe(
+                torch.cat([old_train, shots]), torch.cat([y_train, y_shots + 8]), 12, seed, balanced
+            )
+            with torch.no_grad():
+                lin_old = probe(F.normalize(old_test, dim=1)).argmax(1)
+                lin_new = probe(F.normalize(new_test, dim=1)).argmax(1)
+            out[str(n)][f"{name}_old"] = float((lin_old == y_old).float().mean())
+            out[str(n)][f"{name}_new"] = float((lin_new == y_new).float().mean())
         if n == 5 and run.means is not None:  # the command's code path gives the same answers
             target = folder.parent / f"enrolled-{folder.name}"
             if not (target / "model").is_dir():
@@ -153,6 +164,16 @@ def enrollment(run: Any, folder: Path, root: Path, seed: int) -> dict[str, Any]:
             out[str(n)]["enroll_command_agrees"] = float((answers == ncm(new_test)).float().mean())
     out["test_images"] = {"old": len(y_old), "new": len(y_new)}
     return out
+
+
+def reanalyse(out: Path) -> None:
+    """Recompute the enrollment block of every result from its trained run (no training)."""
+    for path in sorted(RESULTS.glob("*-seed*.json")):
+        result = json.loads(path.read_text())
+        folder = out / f"{result['variant']}-seed{result['seed']}"
+        result["enrollment"] = enrollment(load_run(folder), folder, out / "data", result["seed"])
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(path.name, flush=True)
 
 
 def measure(out: Path, seeds: list[int]) -> None:
@@ -195,7 +216,7 @@ def _ci(a: list[float], b: list[float]) -> str:
 
 
 def summary() -> None:
-    runs = {v: {} for v in VARIANTS}
+    runs: dict[str, dict[int, Any]] = {v: {} for v in VARIANTS}
     for path in sorted(RESULTS.glob("*-seed*.json")):
         r = json.loads(path.read_text())
         runs[r["variant"]][r["seed"]] = r
@@ -208,15 +229,17 @@ def summary() -> None:
         a = [runs["class-mean"][s]["retrieval_unseen"][key] for s in seeds]
         b = [runs["cross-entropy"][s]["retrieval_unseen"][key] for s in seeds]
         print(f"| {key} | {_ms(a)} | {_ms(b)} | {_ci(a, b)} |")
+    keys = ("ncm_old", "ncm_new", "linear_old", "linear_new", "linear_balanced_old", "linear_balanced_new")
     for variant in VARIANTS:
-        print(
-            f"\n{variant} model:\n\n| shots | NCM old | NCM new | linear old | linear new | Δ new (NCM − linear) |"
-        )
-        print("|---|---|---|---|---|---|")
+        print(f"\n{variant} model:\n")
+        print("| shots | NCM old | NCM new | linear old | linear new | balanced linear old | balanced linear new "
+              "| Δ new, NCM − balanced linear |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|")
         for n in SHOTS:
             e = [runs[variant][s]["enrollment"][str(n)] for s in seeds]
-            cols = [_ms([x[k] for x in e]) for k in ("ncm_old", "ncm_new", "linear_old", "linear_new")]
-            diff = _ci([x["ncm_new"] for x in e], [x["linear_new"] for x in e])
+            cols = [_ms([x[k] for x in e]) if k in e[0] else "—" for k in keys]
+            other = "linear_balanced_new" if "linear_balanced_new" in e[0] else "linear_new"
+            diff = _ci([x["ncm_new"] for x in e], [x[other] for x in e])
             print(f"| {n} | {' | '.join(cols)} | {diff} |")
 
 
@@ -225,8 +248,11 @@ if __name__ == "__main__":
     parser.add_argument("out", type=Path, nargs="?")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--summary", action="store_true")
+    parser.add_argument("--reanalyse", action="store_true", help="enrollment again from the trained runs")
     args = parser.parse_args()
     if args.summary:
         summary()
+    elif args.reanalyse:
+        reanalyse(args.out)
     else:
         measure(args.out, args.seeds)
