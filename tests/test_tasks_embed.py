@@ -192,6 +192,13 @@ def test_exported_graph_returns_the_embedding_and_carries_enrolled_classes(
     assert torch.allclose(outputs[-1], expected, rtol=1e-4, atol=1e-4)
     answer = predict_paths(None, [images[5]], top=1, model=onnx)
     assert answer[0]["classes"][0]["class"] == "solo"  # the enrolled class travels with the graph
+    from elope.serve.model import ServedModel
+
+    served = ServedModel(onnx, max_pixels=10**8)
+    assert served.has_embedding  # `elope serve` answers with it
+    rows = served.run(batch.numpy())
+    reply = served.answer({k: v[0] for k, v in rows.items()}, (64, 64), top=1, heatmap="none", embedding=True)
+    assert np.allclose(reply["embedding"], expected[0].numpy(), rtol=1e-4, atol=1e-4)
     torchscript = CliRunner().invoke(
         main,
         [
