@@ -112,8 +112,8 @@ class Embeddings:
 
 def class_means(embeddings: Tensor, labels: Tensor, num_classes: int) -> Tensor:
     """(C, D) l2-normalised mean of the l2-normalised embeddings of each class (zero rows for absent
-    classes): the class means μ_c of the paper's Eq. (5) computed in one pass instead of by the running
-    update."""
+    classes): the class means μ_c of the paper's Sec. 4.1 computed in one pass instead of by the running
+    update of Eqs. (6)-(7)."""
     x = F.normalize(embeddings.float(), dim=1)
     sums = torch.zeros(num_classes, x.shape[1]).index_add_(0, labels.long(), x)
     return F.normalize(sums, dim=1)

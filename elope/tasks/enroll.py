@@ -1,7 +1,7 @@
 """``elope enroll``: new classes without retraining, from a few images each, into a copy of the model.
 
-The class-mean loss (Eqs. 5-10 of the paper) trains an embedding in which each class is its mean μ_c on
-the unit sphere and an image belongs to the nearest one. A new class is therefore one more mean: the
+The class-mean loss (Eqs. 5-10 of the paper) trains an embedding of l2-normalised features in which each
+class is its mean μ_c (updated by Eqs. 6-7) and an image belongs to the nearest one. A new class is therefore one more mean: the
 l2-normalised mean of the l2-normalised embeddings of its images (:func:`elope.tasks.embed.class_means`),
 computed by the one-pass pipeline (localize, crop, embed) as ``predict`` reads images.
 
@@ -9,8 +9,8 @@ The enrolled model answers with the nearest class mean over the old (trained) an
 an ordinary :class:`elope.ELoPE` whose linear classifier holds the means, ``W = s · μ̂`` and no bias, so
 ``argmax W e = argmax cos(e, μ_c)`` (the norm of ``e`` is the same for every class): ``predict``,
 ``evaluate``, ``export`` and ``serve`` use it unchanged, and the enrolled classes travel with an exported
-graph. The scale ``s = γ / median ‖e‖`` (γ of the recipe's loss, the median over the enrolment images)
-makes the softmax about that of ``γ · cos``, the scaled cosine of Eq. (8).
+graph. The scale ``s = NCM_SCALE / median ‖e‖`` (the median over the enrolment images) makes the scores
+about ``softmax(16 · cos)`` (ours: a temperature, chosen once; it changes the scores, never the order).
 
 The result is a new model folder ``OUT/model`` (never the run's own: an existing non-empty ``OUT`` is
 refused); its ``model.json`` lists the classes (old, then new), ``classifier: nearest-class-mean``, the
@@ -33,9 +33,11 @@ from elope.runs.loaded import load_run
 from elope.runs.model_folder import write_model_folder
 from elope.tasks.embed import class_means, embed_paths
 
-__all__ = ["NCM_CLASSIFIER", "enroll_classes", "ncm_classifier"]
+__all__ = ["NCM_CLASSIFIER", "NCM_SCALE", "enroll_classes", "ncm_classifier"]
 
 NCM_CLASSIFIER = "nearest-class-mean"
+#: the cosine scale of the enrolled model's softmax (ours; the top class does not depend on it)
+NCM_SCALE = 16.0
 
 
 def ncm_classifier(means: torch.Tensor, scale: float) -> nn.Linear:
@@ -91,8 +93,7 @@ def enroll_classes(
         norms.append(x.norm(dim=1))
         enrolled.append({"class": name, "images": emb.paths, "count": len(emb.paths)})
     means = torch.cat([F.normalize(run.means.float().cpu(), dim=1), torch.stack(new_means)])
-    gamma = float(((run.meta.get("config") or {}).get("loss") or {}).get("gamma") or 16.0)
-    scale = gamma / float(torch.cat(norms).median().clamp(min=1e-6))
+    scale = NCM_SCALE / float(torch.cat(norms).median().clamp(min=1e-6))
     model = copy.deepcopy(run.model).cpu()
     model.classifier = ncm_classifier(means, scale)
     model.num_classes = int(means.shape[0])  # what model.json's config records
