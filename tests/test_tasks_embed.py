@@ -18,7 +18,7 @@ from elope.engine.retrieval import retrieval_metrics
 from elope.nn.model import ELoPE
 from elope.runs import CLASS_MEANS_FILE, load_run
 from elope.runs.model_folder import save_model
-from elope.tasks.embed import Embeddings, embed_split
+from elope.tasks.embed import Embeddings, embed_paths, embed_split
 from elope.tasks.enroll import enroll_classes
 from elope.tasks.predict import predict_paths
 
@@ -199,6 +199,15 @@ def test_exported_graph_returns_the_embedding_and_carries_enrolled_classes(
     rows = served.run(batch.numpy())
     reply = served.answer({k: v[0] for k, v in rows.items()}, (64, 64), top=1, heatmap="none", embedding=True)
     assert np.allclose(reply["embedding"], expected[0].numpy(), rtol=1e-4, atol=1e-4)
+    out = tmp_path / "from-onnx.npz"
+    result = CliRunner().invoke(main, ["embed", "--model", str(onnx), str(images[5]), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    from_run = embed_paths(enrolled, [images[5]])
+    assert np.allclose(Embeddings.load(out).embeddings, from_run.embeddings, rtol=1e-4, atol=1e-4)
+    plain = tmp_path / "plain.onnx"
+    assert CliRunner().invoke(main, ["export", "--run", str(enrolled), "--out", str(plain)]).exit_code == 0
+    refused = CliRunner().invoke(main, ["embed", "--model", str(plain), str(images[5]), "--out", str(out)])
+    assert refused.exit_code != 0 and "--embedding" in refused.output
     torchscript = CliRunner().invoke(
         main,
         [

@@ -11,7 +11,14 @@ from elope.tasks.evaluate import SPLITS
 
 
 @click.command("embed")
-@run_option()
+@run_option(required=False)
+@click.option(
+    "--model",
+    "model_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Instead of --run (with IMAGE_OR_DIR...): a file of `elope export --embedding`.",
+)
 @click.argument("images", nargs=-1, metavar="[IMAGE_OR_DIR...]", type=click.Path(exists=True, path_type=Path))
 @click.option("--split", default="test", show_default=True, type=click.Choice(SPLITS), help="Split to embed.")
 @click.option("--dataset", default=None, help="Dataset name. Default: the run's.")
@@ -28,7 +35,8 @@ from elope.tasks.evaluate import SPLITS
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda.")
 def embed_command(
-    run_dir: Path,
+    run_dir: Path | None,
+    model_file: Path | None,
     images: tuple[Path, ...],
     split: str,
     dataset: str | None,
@@ -46,12 +54,16 @@ def embed_command(
     from elope.tasks.embed import embed_paths, embed_split
 
     checked_output(out, "--out")
+    if (run_dir is None) == (model_file is None):
+        raise click.UsageError("pass either --run RUN or --model FILE (from `elope export --embedding`).")
+    if model_file is not None and not images:
+        raise click.UsageError("--model embeds image files: pass IMAGE_OR_DIR... (a split needs --run)")
     if images and (dataset or root or zero_shot):
         raise click.UsageError("--dataset/--root/--zero-shot choose a split; not with IMAGE_OR_DIR arguments")
     with user_errors():
         try:
             if images:
-                result = embed_paths(run_dir, images, device=device, batch_size=batch_size)
+                result = embed_paths(run_dir, images, device=device, batch_size=batch_size, model=model_file)
             else:
                 options = {"zero_shot": zero_shot} if zero_shot else None
                 result = embed_split(

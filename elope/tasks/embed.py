@@ -183,37 +183,57 @@ def embed_split(
     )
 
 
+def _exported_embedder(model_file: str | Path, device: str | torch.device) -> Any:
+    """An exported file (``elope export --embedding``) with its ``embeddings`` output, refused otherwise."""
+    from elope.deploy.pipeline import EMBEDDING_NAME
+    from elope.deploy.runtime import ExportedModel
+
+    exported = ExportedModel(model_file, device)
+    if EMBEDDING_NAME not in exported.outputs:
+        raise ValueError(
+            f"{model_file} has no '{EMBEDDING_NAME}' output (outputs {exported.outputs}): export the run again "
+            "with `elope export --embedding`"
+        )
+    return exported
+
+
 def embed_paths(
-    run_dir: str | Path,
+    run_dir: str | Path | None,
     paths: Iterable[str | Path],
     *,
     device: str | torch.device = "cpu",
     batch_size: int = 16,
+    model: str | Path | None = None,
 ) -> Embeddings:
     """The embeddings of image files (folders searched recursively); labels -1. An unreadable file is an
-    error naming it."""
+    error naming it. ``model`` instead names a file of ``elope export --embedding`` (``run_dir`` ignored;
+    the file holds no class means: ``means`` is empty, ``means_source`` ``none``)."""
     files, _ = find_images(paths)
     if not files:
         raise FileNotFoundError(f"no images found in {', '.join(map(str, paths))}")
-    run = load_run(run_dir, device)
-    spec = run.spec
+    source: Any = _exported_embedder(model, device) if model is not None else load_run(run_dir, device)
+    spec = source.spec
     transform = eval_transform(spec.crop_source, spec.mean, spec.std)
     parts = []
     for start in range(0, len(files), batch_size):
-        batch = [
-            transform(load_image(p, draft_size=spec.crop_source)[0])
-            for p in files[start : start + batch_size]
-        ]
-        parts.append(_embed_batch(run, torch.stack([b.as_subclass(Tensor) for b in batch])))
+        chunk = files[start : start + batch_size]
+        batch = torch.stack(
+            [transform(load_image(p, draft_size=spec.crop_source)[0]).as_subclass(Tensor) for p in chunk]
+        )
+        parts.append(_embed_batch(source, batch) if model is None else source.run(batch)[-1].float())
     emb = torch.cat(parts)
     labels = torch.full((len(files),), -1, dtype=torch.long)
-    means, mean_classes, source = _means(run, emb, labels, list(run.classes))
-    meta = {"model": str(run.model_dir), "split": None, "means_source": source}
+    if model is None:
+        means, mean_classes, origin = _means(source, emb, labels, list(source.classes))
+        where = str(source.model_dir)
+    else:
+        means, mean_classes, origin, where = torch.zeros(0, emb.shape[1]), [], "none", str(model)
+    meta = {"model": where, "split": None, "means_source": origin}
     return Embeddings(
         emb.numpy(),
         labels.numpy(),
         [str(p) for p in files],
-        list(run.classes),
+        list(source.classes),
         means.numpy(),
         mean_classes,
         meta,
