@@ -230,3 +230,15 @@ def test_zero_shot_is_a_checked_recipe_option():
     assert check_dataset_options("cub", {"zero_shot": "seen"}) == {"zero_shot": "seen"}
     with pytest.raises(ValueError, match=r"options\.zero_shot"):
         check_dataset_options("cub", {"zero_shot": "half"})
+
+
+def test_enroll_refuses_a_run_without_class_means(run_dir: Path, cub_root: Path, tmp_path: Path):
+    import shutil
+
+    plain = tmp_path / "plain"
+    shutil.copytree(run_dir, plain)
+    (plain / "model" / CLASS_MEANS_FILE).unlink()
+    image = next((cub_root / "CUB_200_2011" / "images").rglob("*.jpg"))
+    with pytest.raises(ValueError, match=r"loss\.variant full"):
+        enroll_classes(plain, tmp_path / "out", {"x": [image]})
+    assert not (tmp_path / "out").exists()

@@ -185,3 +185,12 @@ def test_report_opens_in_a_browser(report: tuple[Path, dict], tmp_path: Path):
         assert out.stat().st_size > 10_000
     finally:
         driver.quit()
+
+
+def test_evaluate_model_needs_a_dataset_and_no_retrieval(cub_run, tmp_path: Path):
+    fake = tmp_path / "m.onnx"
+    fake.write_bytes(b"x")
+    for extra in ([], ["--retrieval", "--dataset", "cub", "--root", str(cub_run[1])]):
+        result = CliRunner().invoke(main, ["evaluate", "--model", str(fake), *extra])
+        assert result.exit_code == 2
+    assert "--retrieval needs the embedding" in result.output
