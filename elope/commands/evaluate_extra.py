@@ -52,6 +52,12 @@ def add_report_and_retrieval(
         result["retrieval"] = retrieval_run(
             run_dir, result["split"], result["dataset"], result["root"], batch_size=batch_size, device=device
         )
+        r = result["retrieval"]
+        ranks = ", ".join(f"R@{k} {100 * r[f'recall@{k}']:.1f}" for k in (1, 2, 4, 8))
+        click.echo(
+            f"retrieval ({r['classes']} classes, {r['num_queries']} images): {ranks}, MAP@R {100 * r['map@r']:.1f}",
+            err=True,
+        )
     if report_dir is not None:
         from elope.runs.loaded import load_run
         from elope.tasks.report import write_report
