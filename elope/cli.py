@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "evaluate": "elope.commands.evaluate:evaluate_command",
     "predict": "elope.commands.predict:predict_command",
     "export": "elope.commands.export:export_command",
+    "embed": "elope.commands.embed:embed_command",
+    "enroll": "elope.commands.enroll:enroll_command",
     "serve": "elope.commands.serve:serve_command",
     "demo": "elope.commands.demo:demo_command",
     "profile": "elope.commands.profile:profile_command",

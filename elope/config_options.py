@@ -30,6 +30,9 @@ class DatasetOptions(BaseModel):
     decode_size: int | None = Field(None, ge=0)
     annotation_level: Literal["variant", "family", "manufacturer"] = "variant"
     remove_banner: bool = True
+    zero_shot: Literal["seen", "unseen"] | None = Field(
+        None, description="one half of the classes (elope.data.zero_shot): the metric-learning protocol"
+    )
 
 
 def check_dataset_options(dataset: str, options: dict[str, Any]) -> dict[str, Any]:

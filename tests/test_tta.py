@@ -141,3 +141,10 @@ def test_long_tailed_options_and_tta_on_the_other_layouts(layout: str, request: 
     metrics = _evaluate(out, "--tta", "flip")
     assert metrics["tta"]["views"] == "flip" and metrics["num_images"] > 0
     assert set(metrics["tta"]["per_class"]) == set(metrics["per_class"])
+
+
+def test_tta_with_an_exported_file_is_refused_with_the_export_to_use(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"unused: refused before loading")
+    args = ["evaluate", "--model", str(tmp_path / "model.onnx"), "--dataset", "synthetic"]
+    result = CliRunner().invoke(main, [*args, "--root", str(tmp_path), "--tta", "flip"])
+    assert result.exit_code == 2 and "elope export --tta flip" in result.output

@@ -97,8 +97,40 @@ def _outputs(
     return [p for p in paths if p is not None]
 
 
+def _draw_examples(run_dir: Path, split: str, examples: int, device: str, tau: float | None) -> None:
+    """``--examples N``: the localization example sheet, ``RUN/examples_<split>.png``."""
+    from elope.tasks.examples import localization_examples
+
+    sheet = localization_examples(
+        run_dir, run_dir / f"examples_{split}.png", examples, split=split, device=device, tau=tau
+    )
+    click.echo(f"examples drawn to {sheet}", err=True)
+
+
 @click.command("evaluate")
-@run_option()
+@run_option(required=False)
+@click.option(
+    "--model",
+    "model_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Instead of --run: a file written by `elope export` (with --dataset and --root): top-1, top-5, "
+    "per-class metrics and --report.",
+)
+@click.option(
+    "--report",
+    "report_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Also write DIR/report.html (self-contained), metrics.json, per_class.csv, confusion.csv/.png "
+    "and predictions.jsonl (elope/tasks/report.py).",
+)
+@click.option(
+    "--retrieval",
+    is_flag=True,
+    help="Also report Recall@1/2/4/8 and MAP@R of the embedding (a run trained with "
+    "dataset.options.zero_shot=seen: on the unseen classes).",
+)
 @click.option(
     "--dataset",
     default=None,
@@ -165,7 +197,10 @@ def _outputs(
 )
 @unfinished_option()
 def evaluate_command(
-    run_dir: Path,
+    run_dir: Path | None,
+    model_file: Path | None,
+    report_dir: Path | None,
+    retrieval: bool,
     dataset: str | None,
     root: Path | None,
     split: str,
@@ -184,8 +219,15 @@ def evaluate_command(
 ) -> None:
     """Evaluate a trained run: top-1, per-class and nearest-class-mean accuracy, localization (Table 4).
 
-    Example: elope evaluate --run runs/cub --json metrics.json
+    Example: elope evaluate --run runs/cub --json metrics.json --report report/
     """
+    from elope.commands import evaluate_extra as extra
+
+    predictions = extra.report_predictions(run_dir, model_file, report_dir, predictions, retrieval, tta)
+    if model_file is not None:  # an exported file: top-1, top-5, per class, --report
+        return extra.evaluate_model_file(
+            model_file, dataset, root, split, report_dir, json_out, device, batch_size
+        )
     outputs = _outputs(run_dir, split, json_out, examples, predictions)
     try:
         with writers_lock(outputs, "elope evaluate"):
@@ -207,14 +249,10 @@ def evaluate_command(
             )
             if result.get("unfinished"):
                 click.echo(result["unfinished"], err=True)
+            extra.add_report_and_retrieval(result, run_dir, report_dir, retrieval, device, tau, batch_size)
             _warn_box_problems(result.get("box_problems", []))
             _emit(result, json_out)  # the metrics first: a picture that fails to draw cannot lose them
             if examples:
-                from elope.tasks.examples import localization_examples
-
-                sheet = localization_examples(
-                    run_dir, run_dir / f"examples_{split}.png", examples, split=split, device=device, tau=tau
-                )
-                click.echo(f"examples drawn to {sheet}", err=True)
+                _draw_examples(run_dir, split, examples, device, tau)
     except (FileNotFoundError, ValueError, DataError, UnreadableImageError, TrainingError) as e:
         raise click.ClickException(one_line(e)) from e  # without a DataLoader worker's traceback

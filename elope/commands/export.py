@@ -70,6 +70,12 @@ class _BatchType(click.ParamType):
     "crop (flip: the crop and its mirror; what `elope evaluate --tta` measures). Default: none.",
 )
 @click.option("--no-check", is_flag=True, help="Do not compare the exported graph with PyTorch afterwards.")
+@click.option(
+    "--embedding",
+    is_flag=True,
+    help="The graph also returns the embedding of the crop (output 'embeddings', ONNX only); "
+    "`elope serve` answers with it.",
+)
 @unfinished_option()
 def export_command(
     run_dir: Path,
@@ -81,6 +87,7 @@ def export_command(
     opset: int,
     tta: str | None,
     no_check: bool,
+    embedding: bool,
     allow_unfinished: bool,
 ) -> None:
     """Write the whole one-pass pipeline (Fig. 1) of a trained run as one ONNX or TorchScript graph.
@@ -94,7 +101,9 @@ def export_command(
     checked_output(out, "--out", keep=run_files(run_dir))
     try:
         with writers_lock([out], "elope export"):
-            _export(run_dir, fmt, out, batch, crop_source, tau, opset, no_check, allow_unfinished, tta)
+            _export(
+                run_dir, fmt, out, batch, crop_source, tau, opset, no_check, allow_unfinished, tta, embedding
+            )
     except (FileNotFoundError, ValueError, TrainingError) as e:
         raise click.ClickException(str(e)) from e
 
@@ -110,6 +119,7 @@ def _export(
     no_check: bool,
     allow_unfinished: bool,
     tta: str | None = None,
+    embedding: bool = False,
 ) -> None:
     """Load the run with the options' spec, write the graph, compare it with PyTorch."""
     run = load_run(run_dir, "cpu", tau=tau, crop_source=crop_source)
@@ -127,6 +137,7 @@ def _export(
             opset=opset,
             extra={"run": Path(run_dir).name},
             tta=tta,
+            embeddings=embedding,
         )
     except ImportError as e:
         raise click.ClickException(f"{e}: install the deploy extra, `pip install 'elope[deploy]'`") from e

@@ -16,6 +16,7 @@ from .annotations import DatasetIndex, Record
 from .errors import DatasetNotFoundError, ImageLoadError
 from .io import DEFAULT_MAX_PIXELS, decode_image, orient_box
 from .splits import stratified_split
+from .zero_shot import zero_shot_records
 
 __all__ = ["SPLITS", "FGVCDataset", "select_split"]
 
@@ -65,6 +66,9 @@ class FGVCDataset(Dataset):
     (boxes are scaled to match). ``None`` takes ``transform.decode_size`` when the transform has one
     (:func:`elope.data.train_transform` and :func:`elope.data.eval_transform` do), else decodes at full
     size. ``0`` always decodes at full size.
+
+    ``zero_shot``: ``seen`` or ``unseen``, one half of the classes with every image of it, the zero-shot
+    retrieval protocol of metric learning (:mod:`elope.data.zero_shot`); None (default): all classes.
     """
 
     def __init__(
@@ -78,10 +82,15 @@ class FGVCDataset(Dataset):
         skip_unreadable: bool = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         decode_size: int | None = None,
+        zero_shot: str | None = None,
     ) -> None:
         index = self.build_index(root)
         index.raise_for_problems()
-        records = select_split(index, split, val_fraction=val_fraction, seed=seed)
+        classes = list(index.classes)
+        if zero_shot is None:
+            records = select_split(index, split, val_fraction=val_fraction, seed=seed)
+        else:  # one half of the classes, every image of it (elope.data.zero_shot)
+            classes, records = zero_shot_records(index, split, zero_shot, val_fraction, seed)
         if not records:
             raise DatasetNotFoundError(
                 f"{index.name}: split {split!r} of the dataset at {index.root} holds no images.",
@@ -91,7 +100,7 @@ class FGVCDataset(Dataset):
         self.root = index.root
         self.split = split
         self.transform = transform
-        self.classes: list[str] = list(index.classes)
+        self.classes: list[str] = classes
         self.class_to_idx: dict[str, int] = {name: i for i, name in enumerate(self.classes)}
         self.samples: list[tuple[str, int]] = [(str(r.path), r.label) for r in records]
         self.targets: list[int] = [r.label for r in records]

@@ -39,6 +39,16 @@ def _check_name(name: str) -> None:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
 
 
+def _options_of(cls: type[FGVCDataset]) -> list[str]:
+    """The keyword options a dataset class takes: its own, and the base class's when it passes ``**options``
+    on (FGVC-Aircraft)."""
+    params = inspect.signature(cls.__init__).parameters
+    names = [p for p, v in params.items() if v.kind is not inspect.Parameter.VAR_KEYWORD]
+    if any(v.kind is inspect.Parameter.VAR_KEYWORD for v in params.values()):
+        names += [p for p in inspect.signature(FGVCDataset.__init__).parameters if p not in names]
+    return [p for p in names if p not in ("self", "root", "split", "transform")]
+
+
 def build_dataset(
     name: str, root: str | Path, split: str, transform: Any = None, **options: Any
 ) -> FGVCDataset:
@@ -65,11 +75,7 @@ def build_dataset(
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     cls = DATASETS[name]
-    allowed = [
-        p
-        for p in inspect.signature(cls.__init__).parameters
-        if p not in ("self", "root", "split", "transform")
-    ]
+    allowed = _options_of(cls)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from elope.deploy.pipeline import OnePassPipeline
+from elope.deploy.pipeline import EMBEDDING_NAME, OnePassPipeline
 from elope.deploy.runtime import ExportedModel
 from elope.nn.model import ELoPE
 from elope.nn.modes import evaluating
@@ -83,16 +83,26 @@ def check_export(
     size = exported.spec.crop_source
     if exported.batch is not None:
         batches = [exported.batch]
-    pipeline = OnePassPipeline(model, exported.tta)  # the eager test-time augmentation the file claims
+    with_embeddings = EMBEDDING_NAME in exported.outputs
+    pipeline = OnePassPipeline(model, exported.tta, with_embeddings)  # the eager views the file claims
     reports = []
     with evaluating(model):
         for i, batch in enumerate(batches):
             generator = torch.Generator().manual_seed(100 + i)
             images = torch.randn(batch, 3, size, size, generator=generator)
             with torch.no_grad():
-                reference = pipeline(images)
-            report = compare_outputs(reference, exported.run(images), tau=model.spec.tau)
+                reference = list(pipeline(images))
+            got = exported.run(images)
+            if with_embeddings:  # the embedding, last: relative to its largest entry
+                ref_emb, emb = reference.pop(), torch.as_tensor(got.pop()).float()
+                scale = ref_emb.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
+                embeddings_rel = float(((ref_emb - emb).abs() / scale).max())
+            report = compare_outputs(reference, got, tau=model.spec.tau)
             report["batch"] = batch
+            if with_embeddings:
+                report["embeddings_max_rel"] = embeddings_rel
+                if not embeddings_rel <= scores_rtol * 10:
+                    raise ExportCheckError(f"{path}: the exported embedding differs from PyTorch: {report}")
             reports.append(report)
             if (
                 not report["top1_equal"]

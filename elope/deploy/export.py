@@ -50,7 +50,7 @@ from torch import Tensor, nn
 
 from elope.deploy import onnx_ops
 from elope.deploy.onnx_ops import onnx_substitutes, resize_as_matmuls
-from elope.deploy.pipeline import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, OnePassPipeline, TracingQuiet
+from elope.deploy.pipeline import EMBEDDING_NAME, INPUT_NAME, METADATA_KEY, OnePassPipeline, TracingQuiet
 from elope.nn.model import ELoPE
 from elope.nn.modes import evaluating
 from elope.nn.tta import check_tta
@@ -142,6 +142,7 @@ def export_metadata(
     opset: int | None = None,
     extra: dict[str, Any] | None = None,
     tta: str | None = None,
+    embeddings: bool = False,
 ) -> dict[str, Any]:
     """The JSON object stored in the exported file: what running it needs, without this package.
 
@@ -170,12 +171,17 @@ def export_metadata(
         "tau": spec.tau,
         "image_size": spec.image_size,
         "input": f"{INPUT_NAME}: float32 (B, 3, {side}, {side}), RGB in [0, 1] minus mean, over std",
-        "outputs": list(OUTPUT_NAMES if has_heatmaps else OUTPUT_NAMES[:2]),
+        "outputs": OnePassPipeline(model, tta, embeddings).output_names(),
         "output_meaning": {
             "scores": "(B, C) softmax probabilities, class index i is classes[i]"
             + ("" if tta is None else f", averaged over the {tta} views of the crop"),
             "boxes": "(B, 4) x1, y1, x2, y2 in pixels of the input",
             **({"heatmaps": "(B, 1, h, w) heatmap of the localization module"} if has_heatmaps else {}),
+            **(
+                {EMBEDDING_NAME: "(B, dim) raw embedding of the crop (l2-normalise for retrieval)"}
+                if embeddings
+                else {}
+            ),
         },
         "model": {k: v for k, v in model.config.items() if k not in SPEC_FIELDS},
         "tta": tta,
@@ -201,6 +207,7 @@ def export_onnx(
     batch: int | None = 1,
     opset: int = OPSET,
     tta: str | None = None,
+    embeddings: bool = False,
 ) -> Path:
     """Write the pipeline of ``model`` (on the CPU, float32) as an ONNX file with ``metadata`` attached;
     the input side is the model's ``spec.crop_source``.
@@ -213,8 +220,8 @@ def export_onnx(
     register_onnx_symbolics(opset)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pipeline = OnePassPipeline(model, tta)
-    names = list(OUTPUT_NAMES if pipeline.has_heatmaps else OUTPUT_NAMES[:2])
+    pipeline = OnePassPipeline(model, tta, embeddings)
+    names = pipeline.output_names()
     dynamic_axes = None if batch else {name: {0: "batch"} for name in [INPUT_NAME, *names]}
     with evaluating(model), torch.no_grad(), TracingQuiet(), onnx_substitutes():
         torch.onnx.export(
@@ -315,6 +322,7 @@ def export_model(
     opset: int = OPSET,
     extra: dict[str, Any] | None = None,
     tta: str | None = None,
+    embeddings: bool = False,
 ) -> Path:
     """Export the one-pass pipeline of ``model`` as ``fmt`` (``onnx`` or ``torchscript``) to ``path``, at
     the model's spec (input side ``spec.crop_source``, τ, normalisation in the metadata).
@@ -322,7 +330,8 @@ def export_model(
     The graph is traced on the CPU in float32 (from a copy when the model is elsewhere); the model's
     train/eval modes are restored afterwards.
     ``batch=None``: dynamic batch. ``tta``: the scores averaged over views of the crop, in the graph
-    (:mod:`elope.nn.tta`; recorded as ``tta`` in the metadata). Returns the path written.
+    (:mod:`elope.nn.tta`; recorded as ``tta`` in the metadata). ``embeddings``: the graph also returns the
+    embedding (ONNX only). Returns the path written.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
@@ -333,8 +342,10 @@ def export_model(
     if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in model.parameters()):
         model = copy.deepcopy(model).cpu().float()  # the caller's model stays where it is
     check_tta(tta)
+    if embeddings and fmt != "onnx":
+        raise ValueError("the embedding output is exported to ONNX only: use --format onnx")
     options = {"classes": classes, "batch": batch, "fmt": fmt, "extra": extra, "tta": tta}
     if fmt == "onnx":
-        meta = export_metadata(model, **options, opset=opset)
-        return export_onnx(model, path, meta, batch=batch, opset=opset, tta=tta)
+        meta = export_metadata(model, **options, opset=opset, embeddings=embeddings)
+        return export_onnx(model, path, meta, batch=batch, opset=opset, tta=tta, embeddings=embeddings)
     return export_torchscript(model, path, export_metadata(model, **options), batch=batch, tta=tta)

@@ -13,12 +13,13 @@ from torch import Tensor, nn
 from elope.nn.model import ELoPE
 from elope.nn.tta import average_scores, check_tta, crop_views
 
-__all__ = ["INPUT_NAME", "METADATA_KEY", "OUTPUT_NAMES", "OnePassPipeline", "TracingQuiet"]
+__all__ = ["EMBEDDING_NAME", "INPUT_NAME", "METADATA_KEY", "OUTPUT_NAMES", "OnePassPipeline", "TracingQuiet"]
 
 
 METADATA_KEY = "elope"  # ONNX metadata_props key; the TorchScript extra file is METADATA_KEY + ".json"
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("scores", "boxes", "heatmaps")
+EMBEDDING_NAME = "embeddings"  # the last output with `elope export --embedding` (what `elope serve` returns)
 
 
 class OnePassPipeline(nn.Module):
@@ -30,25 +31,35 @@ class OnePassPipeline(nn.Module):
     classes, at the model's spec (τ, classifier side). Put the model in eval mode first. With ``tta``
     (:data:`elope.nn.tta.TTA_VIEWS`) the scores are the softmax averaged over the views of the crop
     (:func:`elope.nn.tta.crop_views`; boxes and heatmaps unchanged), what ``elope evaluate --tta`` measures.
+    With ``embeddings=True`` the raw embedding of the crop itself (Sec. 4, what the class-mean loss reads;
+    the first view under ``tta``) is returned last, (B, dim).
     :func:`elope.deploy.compiled.compile_model` compiles this module too, so the exported and the compiled
     pipeline are the same code.
     """
 
-    def __init__(self, model: ELoPE, tta: str | None = None) -> None:
+    def __init__(self, model: ELoPE, tta: str | None = None, embeddings: bool = False) -> None:
         super().__init__()
         self.model = model
         self.has_heatmaps = model.localizer is not None
         self.tta = check_tta(tta)
+        self.embeddings = embeddings
+
+    def output_names(self) -> list[str]:
+        """The names of :meth:`forward`'s outputs, in order."""
+        names = list(OUTPUT_NAMES if self.has_heatmaps else OUTPUT_NAMES[:2])
+        return [*names, EMBEDDING_NAME] if self.embeddings else names
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         crops, boxes, heatmaps = self.model.crop(images)
-        if self.tta is None:
-            scores = self.model(crops).float().softmax(dim=1)
-        else:
-            scores = average_scores([self.model(view) for view in crop_views(crops, self.tta)])
-        if heatmaps is None:
-            return scores, boxes
-        return scores, boxes, heatmaps
+        views = [crops] if self.tta is None else crop_views(crops, self.tta)
+        logits, embeddings = zip(*(self.model(view, return_embeddings=True) for view in views))
+        scores = logits[0].float().softmax(dim=1) if self.tta is None else average_scores(list(logits))
+        outputs = [scores, boxes]
+        if heatmaps is not None:
+            outputs.append(heatmaps)
+        if self.embeddings:
+            outputs.append(embeddings[0].float())
+        return tuple(outputs)
 
 
 class TracingQuiet(warnings.catch_warnings):

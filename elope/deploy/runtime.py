@@ -196,5 +196,5 @@ class ExportedModel:
         in the graph, ``spec.tau``)."""
         outputs = self.run(images)
         scores, classes = outputs[0].topk(min(top, self.num_classes), dim=1)
-        heatmaps = outputs[2] if len(outputs) > 2 else None
+        heatmaps = outputs[self.outputs.index("heatmaps")] if "heatmaps" in self.outputs else None
         return Prediction(classes, scores, outputs[1], heatmaps)

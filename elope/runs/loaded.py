@@ -30,7 +30,7 @@ __all__ = ["LoadedRun", "UnfinishedRunError", "load_run", "resolve_model_dir"]
 
 #: ``dataset.options`` of the run that decide which images a split holds and what their labels are (the
 #: others, e.g. ``skip_unreadable``, are the training loop's business, not evaluation's).
-_SPLIT_OPTIONS = ("seed", "max_pixels", "annotation_level", "remove_banner")
+_SPLIT_OPTIONS = ("seed", "max_pixels", "annotation_level", "remove_banner", "zero_shot")
 
 
 class UnfinishedRunError(ValueError):

@@ -1,0 +1,78 @@
+"""``elope embed``: the embeddings of a split or of image files, to a ``.npz`` (:mod:`elope.tasks.embed`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from elope.commands.options import checked_output, run_option, user_errors
+from elope.tasks.evaluate import SPLITS
+
+
+@click.command("embed")
+@run_option(required=False)
+@click.option(
+    "--model",
+    "model_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Instead of --run (with IMAGE_OR_DIR...): a file of `elope export --embedding`.",
+)
+@click.argument("images", nargs=-1, metavar="[IMAGE_OR_DIR...]", type=click.Path(exists=True, path_type=Path))
+@click.option("--split", default="test", show_default=True, type=click.Choice(SPLITS), help="Split to embed.")
+@click.option("--dataset", default=None, help="Dataset name. Default: the run's.")
+@click.option(
+    "--root", default=None, type=click.Path(path_type=Path), help="Dataset root. Default: the run's."
+)
+@click.option(
+    "--zero-shot",
+    default=None,
+    type=click.Choice(["seen", "unseen"]),
+    help="One half of the classes, every image of it (the metric-learning protocol; elope.data.zero_shot).",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="The .npz file to write.")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda.")
+def embed_command(
+    run_dir: Path | None,
+    model_file: Path | None,
+    images: tuple[Path, ...],
+    split: str,
+    dataset: str | None,
+    root: Path | None,
+    zero_shot: str | None,
+    out: Path,
+    batch_size: int,
+    device: str,
+) -> None:
+    """Write the embedding of every image of a split (or of IMAGE_OR_DIR...) with labels, paths and the
+    class means to an .npz (format: elope/tasks/embed.py, README "The embedding").
+
+    Example: elope embed --run runs/cub --split test --out emb.npz
+    """
+    from elope.tasks.embed import embed_paths, embed_split
+
+    checked_output(out, "--out")
+    if (run_dir is None) == (model_file is None):
+        raise click.UsageError("pass either --run RUN or --model FILE (from `elope export --embedding`).")
+    if model_file is not None and not images:
+        raise click.UsageError("--model embeds image files: pass IMAGE_OR_DIR... (a split needs --run)")
+    if images and (dataset or root or zero_shot):
+        raise click.UsageError("--dataset/--root/--zero-shot choose a split; not with IMAGE_OR_DIR arguments")
+    with user_errors():
+        try:
+            if images:
+                result = embed_paths(run_dir, images, device=device, batch_size=batch_size, model=model_file)
+            else:
+                options = {"zero_shot": zero_shot} if zero_shot else None
+                result = embed_split(
+                    run_dir, split, dataset, root, batch_size=batch_size, device=device, options=options
+                )
+        except (FileNotFoundError, ValueError) as error:
+            raise click.ClickException(str(error)) from None
+        result.save(out)
+    n, dim = result.embeddings.shape
+    click.echo(
+        f"{n} embeddings of dimension {dim} ({len(result.means)} class means) written to {out}", err=True
+    )
