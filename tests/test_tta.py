@@ -148,3 +148,36 @@ def test_tta_with_an_exported_file_is_refused_with_the_export_to_use(tmp_path):
     args = ["evaluate", "--model", str(tmp_path / "model.onnx"), "--dataset", "synthetic"]
     result = CliRunner().invoke(main, [*args, "--root", str(tmp_path), "--tta", "flip"])
     assert result.exit_code == 2 and "elope export --tta flip" in result.output
+
+
+def test_export_with_tta_and_the_embedding_returns_both(run: Path, tmp_path: Path):
+    """``--tta flip --embedding``: flip-averaged scores and the embedding of the crop itself, one graph."""
+    pytest.importorskip("onnxruntime")
+    from elope.deploy.runtime import ExportedModel
+    from elope.runs.loaded import load_run
+
+    out = tmp_path / "both.onnx"
+    args = [
+        "export",
+        "--run",
+        str(run),
+        "--out",
+        str(out),
+        "--batch",
+        "dynamic",
+        "--tta",
+        "flip",
+        "--embedding",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    exported = ExportedModel(out)
+    assert exported.tta == "flip" and exported.outputs[-1] == "embeddings"
+    model = load_run(run, "cpu").model.eval()
+    images = torch.randn(3, 3, exported.spec.crop_source, exported.spec.crop_source)
+    outputs = exported.run(images)
+    with torch.no_grad():
+        flipped = OnePassPipeline(model, "flip", embeddings=True)(images)
+        single = OnePassPipeline(model, embeddings=True)(images)
+    torch.testing.assert_close(outputs[0], flipped[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(outputs[-1], single[-1], rtol=1e-4, atol=1e-4)
