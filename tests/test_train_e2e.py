@@ -167,6 +167,7 @@ def test_demo_reference_is_the_shipped_multi_seed_json(tmp_path):
     assert f"ELoPE {shipped['full']['mean']:.1f} ± {shipped['full']['std']:.1f} %" in text
     low, high = shipped["full_minus_gap"][1:]
     assert f"[95 % CI {low:+.1f}, {high:+.1f}]" in text
+    assert f"module {min(shipped['module']['runs']):.1f}-{max(shipped['module']['runs']):.1f} %" in text
     assert "no multi-seed reference" in reference_text(tmp_path / "missing.json")
 
 

@@ -100,13 +100,17 @@ def reference_text(path: Path = REFERENCE) -> str:
         mean, low, high = r[key]
         return f"{mean:+.1f} points [95 % CI {low:+.1f}, {high:+.1f}]"
 
+    def span(key: str) -> str:
+        return f"{min(r[key]['runs']):.1f}-{max(r[key]['runs']):.1f} %"
+
     return (
         f"\nOne run is one seed; across {len(r['seeds'])} seeds of this recipe (mean ± std, paired by seed; "
         f"docs/results.md):\n  GAP {ms('gap')}, ELoPE {ms('full')}: ELoPE - GAP {ci('full_minus_gap')}\n"
         f"  boxes with IoU >= 0.5: module {ms('module')}, teacher's mean map {ms('mean_map')}: "
         f"{ci('module_minus_mean_map')}\n"
-        "  A run on another machine differs within these spreads (its CPU sums in another order; "
-        "metrics.jsonl records the environment)."
+        f"  single seeds ranged: GAP {span('gap')}, ELoPE {span('full')}, module {span('module')}. Another seed, "
+        "thread count or machine is another draw from this spread, sometimes outside the range (the CPU sums "
+        "in another order; metrics.jsonl records the environment)."
     )
 
 
