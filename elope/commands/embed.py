@@ -6,19 +6,13 @@ from pathlib import Path
 
 import click
 
-from elope.commands.options import checked_output, run_option, user_errors
+from elope.commands.options import checked_output, model_file_option, run_option, user_errors
 from elope.tasks.evaluate import SPLITS
 
 
 @click.command("embed")
 @run_option(required=False)
-@click.option(
-    "--model",
-    "model_file",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Instead of --run (with IMAGE_OR_DIR...): a file of `elope export --embedding`.",
-)
+@model_file_option("Instead of --run (with IMAGE_OR_DIR...): a file of `elope export --embedding`.")
 @click.argument("images", nargs=-1, metavar="[IMAGE_OR_DIR...]", type=click.Path(exists=True, path_type=Path))
 @click.option("--split", default="test", show_default=True, type=click.Choice(SPLITS), help="Split to embed.")
 @click.option("--dataset", default=None, help="Dataset name. Default: the run's.")

@@ -11,6 +11,7 @@ import click
 from elope.commands.options import (
     checked_output,
     compile_option,
+    model_file_option,
     renamed_option,
     run_option,
     tau_option,
@@ -109,13 +110,9 @@ def _draw_examples(run_dir: Path, split: str, examples: int, device: str, tau: f
 
 @click.command("evaluate")
 @run_option(required=False)
-@click.option(
-    "--model",
-    "model_file",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Instead of --run: a file written by `elope export` (with --dataset and --root): top-1, top-5, "
-    "per-class metrics and --report.",
+@model_file_option(
+    "Instead of --run: a file written by `elope export` (with --dataset and --root): top-1, top-5, "
+    "per-class metrics and --report."
 )
 @click.option(
     "--report",

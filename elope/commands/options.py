@@ -22,6 +22,7 @@ __all__ = [
     "checked_output",
     "compile_option",
     "config_option",
+    "model_file_option",
     "overrides_option",
     "paper_option",
     "renamed_option",
@@ -73,6 +74,17 @@ def run_option(required: bool = True) -> Decorator:
         default=None,
         type=click.Path(path_type=Path),
         help="Run folder of `elope train`.",
+    )
+
+
+def model_file_option(help: str) -> Decorator:
+    """``--model FILE``: a file written by ``elope export``, instead of ``--run`` (parameter ``model_file``)."""
+    return click.option(
+        "--model",
+        "model_file",
+        default=None,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help=help,
     )
 
 

@@ -9,7 +9,14 @@ from typing import Any
 
 import click
 
-from elope.commands.options import checked_output, compile_option, run_option, tau_option, unfinished_option
+from elope.commands.options import (
+    checked_output,
+    compile_option,
+    model_file_option,
+    run_option,
+    tau_option,
+    unfinished_option,
+)
 from elope.data.errors import DataError
 from elope.failures import TrainingError
 from elope.runs.lock import writers_lock
@@ -28,13 +35,7 @@ def format_prediction(item: dict[str, Any]) -> str:
 
 @click.command("predict")
 @run_option(required=False)
-@click.option(
-    "--model",
-    "model_file",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Instead of --run: a file written by `elope export` (.onnx runs with onnxruntime).",
-)
+@model_file_option("Instead of --run: a file written by `elope export` (.onnx runs with onnxruntime).")
 @compile_option("Run the model through torch.compile (optionally: the mode; reduce-overhead = CUDA graphs).")
 @click.argument(
     "images", nargs=-1, required=True, metavar="IMAGE_OR_DIR...", type=click.Path(exists=True, path_type=Path)
