@@ -98,6 +98,10 @@ def test_advice_names_what_to_change_only_when_degenerate():
     assert whole is not None and "cover most of the frame on 90 %" in whole and "localizer_target" in whole
     flat = advice({**healthy, "contrast": 0.3})
     assert flat is not None and "flat" in flat
+    assert advice({**healthy, "iou50": 0.4}) is None
+    missing = advice({**healthy, "iou50": 0.014, "tau": 0.9})
+    assert missing is not None and "only 1.4 % of the training images at its best tau 0.9" in missing
+    assert "miss the object" in missing and "train.stages" in missing
 
 
 @pytest.fixture(scope="module")
