@@ -269,7 +269,7 @@ def advice(report: dict[str, Any]) -> str | None:
         f"the localization module's boxes cover most of the frame on {100 * whole:.0f} % of the training "
         f"images at tau {report['tau']:g}"
         if whole >= DEGENERATE_SHARE
-        else f"the localization module's heatmaps are flat (contrast {contrast:.2f}, below {LOW_CONTRAST})"
+        else f"the localization module's heatmaps are flat (contrast {contrast:.3f}, below {LOW_CONTRAST})"
     )
     return (
         f"{what}, so the crop stage would train on (nearly) whole images. Try "
