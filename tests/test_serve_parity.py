@@ -1,6 +1,6 @@
 """``elope serve`` answers as ``elope predict --model`` does for the same files (top-k identical, scores
 within 1e-4, boxes within 0.5 px): JPEGs small and large (draft decoding), PNGs with alpha, palette, grey and
-16 bits, CMYK, BMP, WebP; and its torch-free copy of ``to_rgb`` equals the package's on every mode."""
+16 bits, CMYK, BMP, WebP, a JPEG with an EXIF rotation; and its torch-free copy of ``to_rgb`` equals the package's on every mode."""
 
 from __future__ import annotations
 
@@ -24,6 +24,13 @@ from elope.serve.model import METADATA_KEY, ServedModel
 from elope.tasks.predict import predict_paths
 
 
+def _rotated_exif(orientation: int) -> bytes:
+    """An EXIF block with only the orientation tag (274), as a phone camera writes it."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif.tobytes()
+
+
 def _files(folder, synthetic_root):
     rgba = photo(130, 100, 7).convert("RGBA")
     rgba.putalpha(Image.fromarray(np.tile(np.linspace(0, 255, 130, dtype=np.uint8), (100, 1))))
@@ -39,6 +46,7 @@ def _files(folder, synthetic_root):
         "cmyk.jpg": cmyk_jpeg(),
         "photo.bmp": encode(photo(64, 64, 10), "BMP"),
         "photo.webp": encode(photo(120, 80, 11), "WEBP", lossless=True),
+        "phone.jpg": encode(photo(160, 90, 13), "JPEG", quality=90, exif=_rotated_exif(6)),  # shown 90x160
     }
     paths = sorted((synthetic_root / "CUB_200_2011" / "images").rglob("*.jpg"))[:4]
     for name, data in made.items():

@@ -4,7 +4,7 @@ file, with numpy and Pillow only (no torch: the server never imports it).
 ``elope predict`` (:mod:`elope.tasks.predict`) decodes with :func:`elope.data.io.load_image` — the pixel
 count read from the header and refused above a limit before any pixel is decoded, JPEG *draft* decoding to
 the smallest 1/2^k scale that still covers the input side N, every mode to 8-bit RGB with
-:func:`elope.data.io.to_rgb` (16-bit scaled, alpha over white, CMYK converted), no EXIF rotation — then
+:func:`elope.data.io.to_rgb` (16-bit scaled, alpha over white, CMYK converted), EXIF orientation applied — then
 resizes to N×N with Pillow's bilinear filter (``torchvision.transforms.v2.Resize`` on a PIL image calls
 ``Image.resize(BILINEAR)``, which is antialiased) and normalises ``(x / 255 - mean) / std``. The same steps
 are written here; ``tests/test_serve_parity.py`` checks the answers equal ``elope predict --model``'s and
@@ -38,7 +38,7 @@ class BadUpload(ValueError):
 
 @dataclass(frozen=True)
 class Decoded:
-    """One uploaded image: ``array`` the normalised (3, N, N) float32 input, ``size`` its stored (W, H)."""
+    """One uploaded image: ``array`` the normalised (3, N, N) float32 input, ``size`` its (W, H) as shown (EXIF orientation applied)."""
 
     array: np.ndarray
     size: tuple[int, int]
@@ -67,6 +67,27 @@ def _wide_grey(image: Image.Image) -> Image.Image:
     else:
         values = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
     return _grey_to_rgb(values)
+
+
+# EXIF orientation (tag 274) -> the transpose that shows the stored pixels upright: elope.data.io's table
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _exif_orientation(image: Image.Image) -> int:
+    """:func:`elope.data.io.exif_orientation`: 1 when the image has none, a damaged one or one outside 1..8."""
+    try:
+        value = image.getexif().get(0x0112, 1)
+    except Exception:  # a damaged EXIF block: show the pixels as stored
+        return 1
+    return value if isinstance(value, int) and value in _TRANSPOSE else 1
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -141,16 +162,20 @@ def decode_image(data: bytes, prep: Preprocess, name: str = "image") -> Decoded:
         BadUpload: empty (400), not an image (415), over the pixel limit (413), truncated or corrupt (400).
     """
     image = _open(data, name, prep.max_pixels)
-    stored = image.size
+    shown = image.size
     try:
         with image:
             if image.format == "JPEG":
                 image.draft("RGB", (prep.size, prep.size))
             rgb = to_rgb(image)  # decodes every pixel: a truncated file fails here
+            orientation = _exif_orientation(image)
     except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise BadUpload(f"image {name!r} cannot be decoded (truncated or corrupt?): {error}", 400) from None
+    if orientation != 1:  # upright, as elope.data.io.decode_image shows it; its size as shown
+        rgb = rgb.transpose(_TRANSPOSE[orientation])
+        shown = (shown[1], shown[0]) if orientation in (5, 6, 7, 8) else shown
     if rgb.size != (prep.size, prep.size):
         rgb = rgb.resize((prep.size, prep.size), Image.BILINEAR)
     scale, bias = prep.scale_and_bias()
     pixels = np.asarray(rgb, np.float32).transpose(2, 0, 1)
-    return Decoded(np.ascontiguousarray(pixels * scale + bias), (int(stored[0]), int(stored[1])))
+    return Decoded(np.ascontiguousarray(pixels * scale + bias), (int(shown[0]), int(shown[1])))
