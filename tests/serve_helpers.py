@@ -23,16 +23,14 @@ TAU = 0.3
 REPO = Path(__file__).resolve().parents[1]
 
 
-def tiny_model(synthetic_root: Path):
-    """tests/test_deploy_export.py's random resnet18 ELoPE made to give varied boxes and classes (heatmap from
-    one stem channel, classifier rows from three images' embeddings) and its class names."""
+def varied_model(images):
+    """A random resnet18 ELoPE made to give varied boxes and classes on the procedural ``images``: the
+    heatmap is one stem channel (localized blobs), the classifier's rows are three images' centred
+    embeddings (also tests/test_deploy_export.py's model)."""
     import torch
 
-    from elope.data import build_dataset, eval_transform
     from elope.nn.model import ELoPE
 
-    ds = build_dataset("synthetic", synthetic_root, "test", transform=eval_transform(SOURCE))
-    images = torch.stack([ds[i][0] for i in range(len(ds))]).as_subclass(torch.Tensor)
     torch.manual_seed(0)
     model = ELoPE("resnet18", 3, embedding_dim=16, image_size=64, crop_source=SOURCE, k=2, tau=TAU).eval()
     with torch.no_grad():
@@ -45,7 +43,18 @@ def tiny_model(synthetic_root: Path):
         weight = 5.0 * rows / rows.norm(dim=1, keepdim=True)
         model.classifier.weight.copy_(weight)
         model.classifier.bias.copy_(-weight @ centre)
-    return model, ds.classes
+    return model
+
+
+def tiny_model(synthetic_root: Path):
+    """:func:`varied_model` on the procedural test split, and its class names."""
+    import torch
+
+    from elope.data import build_dataset, eval_transform
+
+    ds = build_dataset("synthetic", synthetic_root, "test", transform=eval_transform(SOURCE))
+    images = torch.stack([ds[i][0] for i in range(len(ds))]).as_subclass(torch.Tensor)
+    return varied_model(images), ds.classes
 
 
 def export_tiny_model(synthetic_root: Path, path: Path, batch: int | None = None) -> Path:

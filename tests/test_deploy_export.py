@@ -18,6 +18,8 @@ from click.testing import CliRunner
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
+from serve_helpers import SOURCE, TAU, varied_model
+
 from elope.cli import main
 from elope.data import build_dataset, eval_transform
 from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -29,9 +31,6 @@ from elope.nn.model import ELoPE
 from elope.runs.model_folder import save_model
 from elope.tasks.predict import predict_paths
 
-SOURCE = 96  # crop source side (the exported input size N)
-TAU = 0.3
-
 
 def _test_images(root: Path) -> torch.Tensor:
     transform = eval_transform(SOURCE, IMAGENET_MEAN, IMAGENET_STD)
@@ -39,29 +38,11 @@ def _test_images(root: Path) -> torch.Tensor:
     return torch.stack([ds[i][0] for i in range(len(ds))]).as_subclass(torch.Tensor)
 
 
-def _model(images: torch.Tensor) -> ELoPE:
-    """A random resnet18 ELoPE made to give varied boxes and classes on the procedural images: the heatmap
-    is one stem channel (localized blobs), the classifier's rows are three images' centred embeddings."""
-    torch.manual_seed(0)
-    model = ELoPE("resnet18", 3, embedding_dim=16, image_size=64, crop_source=SOURCE, k=2, tau=TAU).eval()
-    with torch.no_grad():
-        model.localizer.head.weight.zero_()
-        model.localizer.head.weight[0, 0, 1, 1] = 1.0
-        crops, _, _ = model.crop(images)
-        _, emb = model(crops, return_embeddings=True)
-        centre = emb.mean(dim=0)
-        rows = emb[[0, 2, 4]] - centre
-        weight = 5.0 * rows / rows.norm(dim=1, keepdim=True)
-        model.classifier.weight.copy_(weight)
-        model.classifier.bias.copy_(-weight @ centre)
-    return model
-
-
 @pytest.fixture(scope="module")
 def setup(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A run folder, its test images, and the model exported four ways through `elope export`."""
     images = _test_images(synthetic_root)
-    model = _model(images)
+    model = varied_model(images)
     run = tmp_path_factory.mktemp("run")
     classes = build_dataset("synthetic", synthetic_root, "test").classes
     save_model(
@@ -224,7 +205,7 @@ def test_whole_image_fallback_and_upsampled_heatmap(setup: dict, tmp_path: Path)
     flat = ELoPE("resnet18", 3, embedding_dim=16, image_size=64, crop_source=SOURCE, k=2, tau=TAU).eval()
     with torch.no_grad():
         flat.localizer.head.weight.zero_()
-    upsampled = _model(setup["images"])
+    upsampled = varied_model(setup["images"])
     upsampled.heatmap_upsample = True  # the attribute ELoPE.localize reads; its config follows
     assert upsampled.config["heatmap_upsample"]
     for name, model in (("flat", flat), ("upsampled", upsampled)):
@@ -246,11 +227,11 @@ def test_peak_box_rule_exports_as_one_graph(setup: dict, tmp_path: Path, upsampl
     """The peak rule's region growing is unrolled into the graph (no value-dependent branch): ONNX and
     TorchScript give PyTorch's boxes on every test image, with a dynamic batch."""
     images = setup["images"]
-    model = _model(images)
+    model = varied_model(images)
     model.box_rule, model.heatmap_upsample = "peak", upsample
     reference = OnePassPipeline(model)(images)
     if not upsample:  # the rule matters for these images
-        assert not torch.equal(reference[1], OnePassPipeline(_model(images))(images)[1])
+        assert not torch.equal(reference[1], OnePassPipeline(varied_model(images))(images)[1])
     for fmt, suffix in (("onnx", "onnx"), ("torchscript", "pt")):
         path = export_model(
             model,
