@@ -7,15 +7,17 @@ copied into ``SUITE/<dist>/seed<k>/raw-target`` and stage 2 trained there with `
 then scored on the test split with the recipe's box rule and upsampling, each at the τ its own training
 boxes choose (what ``model.tau_select=auto`` would use). Writes ``SUITE/localizer_target.json`` and prints the
 table: per distribution, mean ± std of IoU ≥ 0.5 for each target and the paired difference with its 95 %
-t-interval.
+t-interval. Each pair is also kept in ``raw-target/pair.json``, so two processes can share the work
+(``--keys``) and the merged file is rebuilt from what both finished.
 
-    python docs/experiments/suite_localizer_target.py --suite runs/suite
+    python docs/experiments/suite_localizer_target.py --suite runs/suite [--keys small/seed0,medium/seed0]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 from pathlib import Path
@@ -64,27 +66,50 @@ def _module(run: Path, split: str) -> tuple:
     return maps.module, maps.boxes, maps.size
 
 
+def merged(suite: Path) -> dict:
+    """Every finished pair: the merged file's and each ``raw-target/pair.json``; rewritten atomically."""
+    path = suite / "localizer_target.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    for pair in sorted(suite.glob("*/seed*/raw-target/pair.json")):
+        results[f"{pair.parent.parent.parent.name}/{pair.parent.parent.name}"] = json.loads(pair.read_text())
+    results = dict(sorted(results.items()))
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps(results, indent=1) + "\n")
+    partial.replace(path)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", type=Path, required=True)
+    parser.add_argument("--keys", default="", help="only these dist/seedK, comma-separated, in this order")
     args = parser.parse_args()
-    path = args.suite / "localizer_target.json"
-    results = json.loads(path.read_text()) if path.is_file() else {}
-    for result_file in sorted(args.suite.glob("*/seed*/result.json")):
+    results = merged(args.suite)
+    files = sorted(args.suite.glob("*/seed*/result.json"))
+    if args.keys:
+        files = [args.suite / key / "result.json" for key in args.keys.split(",")]
+    for result_file in files:
         key = f"{result_file.parent.parent.name}/{result_file.parent.name}"
-        if key in results:
+        if key in results or not result_file.is_file():
             continue
         suite = json.loads(result_file.read_text())
         variant = variant_name(suite["box_rule"], suite["upsample"])
         raw = raw_target_run(result_file.parent / "full")
-        results[key] = {"standardized": module_hits(result_file.parent / "full", variant),
-                        "raw": module_hits(raw, variant)}  # fmt: skip
-        path.write_text(json.dumps(results, indent=1) + "\n")
-        print(key, results[key], flush=True)
+        pair = {
+            "standardized": module_hits(result_file.parent / "full", variant),
+            "raw": module_hits(raw, variant),
+        }
+        (raw / "pair.json").write_text(json.dumps(pair) + "\n")
+        results = merged(args.suite)
+        print(key, pair, flush=True)
     print("| distribution | seeds | standardised % | raw % | standardised − raw, 95 % CI |")
     print("|---|---|---|---|---|")
-    for dist in sorted({k.split("/")[0] for k in results}):
-        pairs = [v for k, v in results.items() if k.split("/")[0] == dist]
+    groups = {
+        dist: [v for k, v in results.items() if k.split("/")[0] == dist]
+        for dist in sorted({k.split("/")[0] for k in results})
+    }
+    groups["all"] = list(results.values())
+    for dist, pairs in groups.items():
         std = [100 * p["standardized"] for p in pairs]
         raw = [100 * p["raw"] for p in pairs]
         ci = paired_interval([a - b for a, b in zip(std, raw)])

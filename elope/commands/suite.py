@@ -50,7 +50,8 @@ def suite_command(
     module's and its teacher's boxes; mean ± std over seeds and paired 95 % intervals.
 
     Resumable: a finished (distribution, seed) is kept; run the same command again to continue.
-    About 7 minutes per distribution and seed on 2 CPU cores (8 distributions x 3 seeds: ~3 hours).
+    Measured on a 2-core VM: 13-59 minutes per distribution and seed, two single-threaded runs side by side
+    (--seed-offset); 8 distributions x 3 seeds: about 5-6 hours of both cores.
     """
     from elope.commands.options import user_errors
     from elope.runs.lock import run_lock
