@@ -121,11 +121,10 @@ def _train(data: Path, out: Path, *extra: str, hooks: list | None = None) -> tup
     return result.output, [r for r in lines if r.get("event") == "localizer_check"]
 
 
-@pytest.mark.slow
-def test_a_flat_localizer_is_reported_in_plain_words(tiny_data: Path, tmp_path: Path, monkeypatch):
-    """A module whose head is zeroed after every step predicts a constant map: every box is the whole image."""
-
-    seen: list = []  # the run's model, remembered at its first training step
+def _flatten_hooks(monkeypatch) -> list:
+    """Hooks that zero the module's head after every localizer step (a constant map: every box the whole
+    frame, IoU >= 0.5 on none of the tiny critters)."""
+    seen: list = []
     original = loop.train_step
 
     def remember(model, *args, **kwargs):
@@ -138,7 +137,13 @@ def test_a_flat_localizer_is_reported_in_plain_words(tiny_data: Path, tmp_path: 
                 p.data.zero_()
 
     monkeypatch.setattr(loop, "train_step", remember)
-    output, (record,) = _train(tiny_data, tmp_path / "flat", hooks=[flatten])
+    return [flatten]
+
+
+@pytest.mark.slow
+def test_a_flat_localizer_is_reported_in_plain_words(tiny_data: Path, tmp_path: Path, monkeypatch):
+    """A module whose head is zeroed after every step predicts a constant map: every box is the whole image."""
+    output, (record,) = _train(tiny_data, tmp_path / "flat", hooks=_flatten_hooks(monkeypatch))
     assert record["whole"] == 1.0 and record["contrast"] == 0.0 and record["iou50"] == 0.0
     assert "warning: the localization module's boxes cover most of the frame on 100 %" in output
     assert "localizer_target=standardized" in record["advice"]
@@ -165,25 +170,6 @@ def test_tau_chosen_by_class_labels_alone(tiny_data: Path, tmp_path: Path):
     assert set(tried) == set(LABEL_TAUS) and all(0 <= v <= 1 for v in tried.values())
     assert record["tau_select"] == "labels" and tried[record["tau"]] == max(tried.values())
     assert "untrained backbone" in record["note"] and "untrained backbone" in output  # --no-pretrained
-
-
-def _flatten_hooks(monkeypatch) -> list:
-    """Hooks that zero the module's head after every localizer step (a constant map: every box the whole
-    frame, IoU >= 0.5 on none of the tiny critters)."""
-    seen: list = []
-    original = loop.train_step
-
-    def remember(model, *args, **kwargs):
-        seen[:] = [model]
-        return original(model, *args, **kwargs)
-
-    def flatten(state) -> None:
-        if state.stage == "localizer":
-            for p in seen[0].localizer.head.parameters():
-                p.data.zero_()
-
-    monkeypatch.setattr(loop, "train_step", remember)
-    return [flatten]
 
 
 @pytest.mark.slow

@@ -1,0 +1,109 @@
+"""The crop fallback (``train.crop_fallback``) on the generalization suite: where it fires, and what it does.
+
+Two readings, kept apart:
+
+* ``--suite SUITE`` (the suite as run, without the fallback; its test splits were seen before the fallback
+  was designed): for every (distribution, seed), the module's IoU >= 0.5 share on the *training* boxes at the
+  run's τ (what the end-of-stage-2 check measured), whether the fallback would have fired
+  (below :data:`elope.engine.localizer_check.FALLBACK_IOU50`), and, post hoc, full − GAP with the fallback
+  approximated by the run's control (the same stage-1 classifier on whole images; the real fallback adds
+  the weighted stage's epoch on whole images).
+* ``--fresh FRESH`` (a fresh draw run with the fallback on: ``elope suite --out FRESH --set
+  dataset.synthetic.seed=2026``): the measured rows, with whether the fallback fired in each run.
+
+    python docs/experiments/suite_fallback.py --suite docs/experiments/cpu/suite --fresh docs/experiments/cpu/fresh
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from elope.engine.localizer_check import FALLBACK_IOU50
+from elope.tasks.localization import variant_name
+from elope.tasks.suite import paired_interval
+
+
+def _by_dist(folder: Path) -> dict[str, list[dict]]:
+    """The finished runs of a suite folder, by distribution."""
+    by_dist: dict[str, list[dict]] = {}
+    for f in sorted(folder.glob("*/seed*/result.json")):
+        run = json.loads(f.read_text())
+        by_dist.setdefault(run["dist"], []).append(run)
+    return by_dist
+
+
+def _train_iou50(run: dict) -> float:
+    variant = variant_name(run["box_rule"], run["upsample"])
+    return run["localization"]["trainval"]["module"][variant][str(run["tau"])]
+
+
+def _interval(diffs: list[float]) -> str:
+    ci = paired_interval(diffs)
+    return "—" if ci is None else f"{ci[0]:+.1f} [{ci[1]:+.1f}, {ci[2]:+.1f}]"
+
+
+def _mean(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.1f} ± {sd:.1f}"
+
+
+def post_hoc(suite: Path) -> None:
+    """Per distribution: the training IoU50 per seed, the seeds where the fallback fires, full − GAP as run
+    and with the fallback (control where it fires)."""
+    by_dist = _by_dist(suite)
+    print(
+        "| distribution | seeds | training IoU≥0.5 % per seed | fires | full − GAP as run | with the fallback |"
+    )
+    print("|---|---|---|---|---|---|")
+    every: list[tuple[float, float]] = []
+    for dist, runs in by_dist.items():
+        fires = [_train_iou50(r) < FALLBACK_IOU50 for r in runs]
+        top = [r["top1"] for r in runs]
+        as_run = [100 * (t["full"] - t["gap"]) for t in top]
+        fallback = [100 * ((t["control"] if f else t["full"]) - t["gap"]) for t, f in zip(top, fires)]
+        every += list(zip(as_run, fallback))
+        shares = ", ".join(f"{100 * _train_iou50(r):.1f}" for r in runs)
+        print(
+            f"| {dist} | {len(runs)} | {shares} | {sum(fires)} of {len(runs)} | {_interval(as_run)} "
+            f"| {_interval(fallback)} |"
+        )
+    print(
+        f"| all | {len(every)} | | | {_interval([a for a, _ in every])} | {_interval([b for _, b in every])} |"
+    )
+
+
+def fresh(folder: Path) -> None:
+    """The fresh draw as measured, per distribution (mean ± std over seeds, paired differences)."""
+    by_dist = _by_dist(folder)
+    print(
+        "| distribution | seeds | fallback fired | GAP % | full % | control % | full − GAP | training IoU≥0.5 % |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for dist, runs in by_dist.items():
+        pct = {k: [100 * r["top1"][k] for r in runs] for k in ("gap", "full", "control")}
+        fired = sum(bool(r.get("fallback")) for r in runs)
+        shares = ", ".join(f"{100 * _train_iou50(r):.1f}" for r in runs)
+        print(
+            f"| {dist} | {len(runs)} | {fired} of {len(runs)} | {_mean(pct['gap'])} | {_mean(pct['full'])} "
+            f"| {_mean(pct['control'])} | {_interval([f - g for f, g in zip(pct['full'], pct['gap'])])} "
+            f"| {shares} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", type=Path)
+    parser.add_argument("--fresh", type=Path)
+    args = parser.parse_args()
+    if args.suite:
+        post_hoc(args.suite)
+    if args.fresh:
+        print()
+        fresh(args.fresh)
+
+
+if __name__ == "__main__":
+    main()
