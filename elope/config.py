@@ -55,7 +55,6 @@ PAPER_LOCALIZATION: dict[str, Any] = {
     "model.tau_select": "fixed",
     "model.heatmap_upsample": False,
     "loss.localizer_target": "raw",
-    "train.crop_fallback": False,
 }
 STAGES = ("classifier", "localizer", "crop", "weighted")
 StageName = Literal["classifier", "localizer", "crop", "weighted"]
@@ -239,8 +238,6 @@ class TrainConfig(_Section):
     sync_bn: bool = False
     freeze_bn: bool = False
     select: Literal["best", "last"] = "last"
-    #: skip the crop stage when stage 2's check finds the boxes missing (localizer_check.FALLBACK_IOU50)
-    crop_fallback: bool = True  # ours; the paper (--paper): false
     sampler: Literal["shuffle", "balanced"] = Field(
         "shuffle",
         description="shuffle: every training image once per epoch (the paper); balanced: each draw picks a "

@@ -49,7 +49,6 @@ def test_paper_values(dataset, tau):
     assert cfg.train.stages == list(STAGES) and cfg.train.select == "last"
     assert cfg.dataset.val_fraction == 0.0
     assert cfg.dataset.crop_source is None and cfg.model.heatmap_upsample is False
-    assert cfg.train.crop_fallback is False  # the crop stage crops whatever stage 2's check finds
     # without --paper only the localization step differs (ours, docs/architecture.md), the rest is the same
     ours = load_config(dataset)
     assert (ours.model.tau_select, ours.model.box_rule, ours.model.heatmap_upsample) == ("auto", "peak", True)
@@ -58,9 +57,7 @@ def test_paper_values(dataset, tau):
     assert {k: v for k, v in ours.model if k not in paper_keys} == {
         k: v for k, v in cfg.model if k not in paper_keys
     }
-    assert ours.train.crop_fallback is True
-    assert ours.stages == cfg.stages and ours.dataset == cfg.dataset
-    assert ours.train.model_copy(update={"crop_fallback": False}) == cfg.train
+    assert ours.stages == cfg.stages and ours.dataset == cfg.dataset and ours.train == cfg.train
 
 
 def test_paper_switch_on_the_command_line_reaches_the_run(tmp_path, synthetic_root):

@@ -15,7 +15,6 @@ from elope.cli import main
 from elope.commands.train import STEP_HOOKS
 from elope.engine import loop
 from elope.engine.localizer_check import (
-    FALLBACK_IOU50,
     LABEL_TAUS,
     TAU_GRID,
     LocalizerCheck,
@@ -25,9 +24,6 @@ from elope.engine.localizer_check import (
     loo_ncm_correct,
 )
 from elope.failures import TrainingError
-from elope.runs.checkpoint import load_checkpoint
-from elope.tasks.evaluate import evaluate_run
-from elope.tasks.localization import collect_maps
 
 
 def _check(**changes: object) -> LocalizerCheck:
@@ -121,10 +117,11 @@ def _train(data: Path, out: Path, *extra: str, hooks: list | None = None) -> tup
     return result.output, [r for r in lines if r.get("event") == "localizer_check"]
 
 
-def _flatten_hooks(monkeypatch) -> list:
-    """Hooks that zero the module's head after every localizer step (a constant map: every box the whole
-    frame, IoU >= 0.5 on none of the tiny critters)."""
-    seen: list = []
+@pytest.mark.slow
+def test_a_flat_localizer_is_reported_in_plain_words(tiny_data: Path, tmp_path: Path, monkeypatch):
+    """A module whose head is zeroed after every step predicts a constant map: every box is the whole image."""
+
+    seen: list = []  # the run's model, remembered at its first training step
     original = loop.train_step
 
     def remember(model, *args, **kwargs):
@@ -137,13 +134,7 @@ def _flatten_hooks(monkeypatch) -> list:
                 p.data.zero_()
 
     monkeypatch.setattr(loop, "train_step", remember)
-    return [flatten]
-
-
-@pytest.mark.slow
-def test_a_flat_localizer_is_reported_in_plain_words(tiny_data: Path, tmp_path: Path, monkeypatch):
-    """A module whose head is zeroed after every step predicts a constant map: every box is the whole image."""
-    output, (record,) = _train(tiny_data, tmp_path / "flat", hooks=_flatten_hooks(monkeypatch))
+    output, (record,) = _train(tiny_data, tmp_path / "flat", hooks=[flatten])
     assert record["whole"] == 1.0 and record["contrast"] == 0.0 and record["iou50"] == 0.0
     assert "warning: the localization module's boxes cover most of the frame on 100 %" in output
     assert "localizer_target=standardized" in record["advice"]
@@ -170,60 +161,3 @@ def test_tau_chosen_by_class_labels_alone(tiny_data: Path, tmp_path: Path):
     assert set(tried) == set(LABEL_TAUS) and all(0 <= v <= 1 for v in tried.values())
     assert record["tau_select"] == "labels" and tried[record["tau"]] == max(tried.values())
     assert "untrained backbone" in record["note"] and "untrained backbone" in output  # --no-pretrained
-
-
-@pytest.mark.slow
-def test_a_module_that_misses_the_boxes_makes_the_crop_stage_fall_back(
-    tiny_data: Path, tmp_path: Path, monkeypatch
-):
-    out = tmp_path / "fallback"
-    args = tiny_args(tiny_data, out, "--set", "train.crop_fallback=true")
-    result = CliRunner().invoke(main, args, obj={STEP_HOOKS: _flatten_hooks(monkeypatch)})
-    assert result.exit_code == 0, result.output
-    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    (record,) = [r for r in lines if r.get("event") == "localizer_check"]
-    assert record["iou50"] < FALLBACK_IOU50 and record["fallback"] == "whole"
-    assert "crop fallback" in result.output and "[crop] skipped" in result.output
-    assert [r["stage"] for r in lines if "epoch" in r] == ["classifier", "localizer", "weighted"]
-    meta = json.loads((out / "model" / "model.json").read_text())  # whole images: no module in RUN/model
-    assert (
-        meta["localized"] is False
-        and meta["model"]["localizer"] is False
-        and meta["crop_fallback"] == "whole"
-    )
-    assert meta["stages"] == ["classifier", "localizer", "weighted"]
-    stage2 = json.loads((out / "stage2" / "model.json").read_text())  # the module it did not use, kept
-    assert stage2["localized"] is True and stage2["model"]["localizer"] is True
-    assert stage2["model"]["tau"] == record["tau"]
-    assert collect_maps(out, "test").module.shape[0] > 0  # the suite scores the module from stage2
-    finished = evaluate_run(out, progress=False)  # the skipped crop stage is not "unfinished"
-    assert finished["unfinished"] is None and finished["loc_iou50"] is None and 0 <= finished["top1"] <= 1
-    assert evaluate_run(out / "stage2", progress=False)["loc_iou50"] is not None
-    assert load_checkpoint(out / "checkpoints" / "last.pt")["fallback"] == "whole"
-
-
-@pytest.mark.slow
-def test_the_fallback_survives_a_resume_and_off_crops_anyway(tiny_data: Path, tmp_path: Path, monkeypatch):
-    out = tmp_path / "resumed"
-    hooks = _flatten_hooks(monkeypatch)
-    first = tiny_args(tiny_data, out, "--stages", "classifier,localizer", "--set", "train.crop_fallback=true")
-    assert CliRunner().invoke(main, first, obj={STEP_HOOKS: hooks}).exit_code == 0
-    again = tiny_args(
-        tiny_data,
-        out,
-        "--set",
-        "train.crop_fallback=true",
-        "--stages",
-        "classifier,localizer,crop,weighted",
-        "--resume",
-        "--allow-change",
-        "train",
-    )
-    result = CliRunner().invoke(main, again, obj={STEP_HOOKS: hooks})
-    assert result.exit_code == 0, result.output
-    assert "[crop] skipped" in result.output and "[weighted] epoch 1" in result.output
-    assert json.loads((out / "model" / "model.json").read_text())["localized"] is False
-    off = tmp_path / "off"  # the paper: crop whatever the check finds
-    output, (record,) = _train(tiny_data, off, hooks=hooks)
-    assert record["iou50"] < FALLBACK_IOU50 and record["fallback"] is None and "crop fallback" not in output
-    assert not (off / "stage2").exists()

@@ -70,19 +70,14 @@ def test_unknown_distribution_is_refused(tmp_path: Path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fallback", [False, True])
-def test_one_distribution_one_seed_end_to_end_and_resumed(tmp_path: Path, fallback: bool):
-    """The tiny module misses every box: with train.crop_fallback the full run skips its crop stage (its
-    module is still scored, from RUN/stage2), without it the run crops anyway."""
+def test_one_distribution_one_seed_end_to_end_and_resumed(tmp_path: Path):
     out = tmp_path / "suite"
     args = ["suite", "--out", str(out), "--dists", "wide", "--seeds", "1"]
-    for setting in [*TINY, f"train.crop_fallback={str(fallback).lower()}"]:
+    for setting in TINY:
         args += ["--set", setting]
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
     result = json.loads((out / "wide" / "seed0" / "result.json").read_text())
-    assert result["fallback"] == ("whole" if fallback else None)
-    assert ("crop fallback" in first.output) is fallback and ("(whole) |" in first.output) is fallback
     assert set(result["top1"]) == {"gap", "full", "control"} and result["test_images"] == 9
     assert result["box_rule"] in ("all", "peak") and 0 <= result["module_iou50"] <= 1
     for split in ("trainval", "test"):
@@ -94,7 +89,6 @@ def test_one_distribution_one_seed_end_to_end_and_resumed(tmp_path: Path, fallba
         }
     # the control is the full run's own stage-1 classifier (crop.init fresh): no third run folder
     assert sorted(p.name for p in (out / "wide" / "seed0").iterdir()) == ["full", "gap", "result.json"]
-    assert (out / "wide" / "seed0" / "full" / "stage2").is_dir() is fallback
     stamp = (out / "wide" / "seed0" / "result.json").stat().st_mtime_ns
     again = CliRunner().invoke(main, [*args, "--report"])
     assert again.exit_code == 0 and "| wide | 1 |" in again.output

@@ -30,8 +30,6 @@ def tiny_args(root: Path, out: Path, *extra: str, epochs: int = 1) -> list[str]:
         "--set", "train.channels_last=false", "--set", "train.checkpoint_every_steps=50",
         "--set", "dataset.augment={rotation: 0.0, jitter: 0.1, lighting: 0.0}",
         "--set", "model.tau=0.3", "--set", "model.tau_select=fixed", "--set", "model.heatmap_upsample=false",
-        # an untrained tiny module misses the boxes: without this the crop stage would fall back
-        "--set", "train.crop_fallback=false",
         *extra,
     ]  # fmt: skip
 

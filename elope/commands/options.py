@@ -137,8 +137,7 @@ def paper_option() -> Decorator:
         "--paper",
         is_flag=True,
         help="The paper's localization step exactly (every cell above the fixed Table 2 tau, raw heatmap "
-        "target, no upsampling, crops even where the module misses the boxes) instead of the defaults (see "
-        "docs/architecture.md).",
+        "target, no upsampling) instead of the defaults (see docs/architecture.md).",
     )
 
 

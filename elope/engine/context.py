@@ -54,7 +54,6 @@ class Run:
     data: RunData
     classes: list[str]
     completed: list[str] = field(default_factory=list)
-    fallback: str | None = None  # "whole": stage 2's check found the module missing (train.crop_fallback)
     writer: Any = None  # TensorBoard's SummaryWriter (main process)
     echo: Echo = to_stderr  # where progress lines and warnings go (the commands pass click.echo)
 
@@ -64,9 +63,8 @@ class Run:
 
     @property
     def localized(self) -> bool:
-        """Whether the localization module has been trained and is used (crop stages then classify crops):
-        not after a crop fallback (:data:`elope.engine.localizer_check.FALLBACK_IOU50`)."""
-        return "localizer" in self.completed and self.fallback is None
+        """Whether the localization module has been trained (crop stages then classify crops)."""
+        return "localizer" in self.completed
 
     @property
     def train_set(self) -> Any:

@@ -20,11 +20,6 @@ boxes, or one grid step from it); ``auto`` is ``boxes`` where the training split
 where it has none. The result goes to ``metrics.jsonl`` as one
 ``{"event": "localizer_check", ...}`` record, and a degenerate module (most boxes ≈ the whole frame) is
 reported in plain words with what to change.
-
-Where the training split has boxes and the module's boxes match almost none of them at the chosen τ
-(:data:`FALLBACK_IOU50`), crops would mostly miss the object: with ``train.crop_fallback: true`` (the
-default; ``--paper``: false) the record says ``"fallback": "whole"``, the crop stage is skipped and the run
-keeps classifying whole images (its stage-1 classifier, then the weighted stage on whole images).
 """
 
 from __future__ import annotations
@@ -51,7 +46,6 @@ from elope.nn.modes import evaluating
 
 __all__ = [
     "DEGENERATE_SHARE",
-    "FALLBACK_IOU50",
     "LABEL_TAUS",
     "MISSING_IOU50",
     "TAU_GRID",
@@ -82,11 +76,6 @@ LOW_CONTRAST = 0.5
 #: chosen τ, misses the objects (on the suite's small centred critters, 1.4 %: its crops lost 24 points to
 #: GAP on the test split, `docs/results.md`).
 MISSING_IOU50 = 0.10
-#: Below this share of IoU >= 0.5 on the training boxes the crop stage falls back to whole images
-#: (``train.crop_fallback: true``). Set from the suite's training splits, where the module's share was
-#: 1.1-1.4 % on small centred critters (crops lost 24-38 points to GAP) and 12.5 % or more everywhere else
-#: (crops gained 3-28): half the advice threshold, for a margin on both sides. Judged on a fresh draw.
-FALLBACK_IOU50 = 0.05
 
 
 def heatmap_contrast(heatmaps: Tensor) -> Tensor:
@@ -311,8 +300,6 @@ def check_localizer(run: Run, plan: StagePlan) -> dict[str, Any]:
         "per_tau": {str(t): check.at(t) for t in TAU_GRID},
     }
     report["advice"] = advice(report)
-    missing = report["iou50"] is not None and report["iou50"] < FALLBACK_IOU50
-    report["fallback"] = "whole" if missing and run.cfg.train.crop_fallback else None
     if how == "labels" and not (m.pretrained or m.weights):
         report["note"] = (
             "tau was chosen by class labels in features of an untrained backbone (model.pretrained is "
@@ -334,10 +321,4 @@ def describe_check(report: dict[str, Any]) -> str:
         f"frame, heatmap contrast {report['contrast']:.2f}"
     ]
     lines += [f"warning: {report[key]}" for key in ("advice", "note") if report.get(key)]
-    if report.get("fallback") == "whole":
-        lines.append(
-            f"[localizer] crop fallback: the boxes match under {100 * FALLBACK_IOU50:g} % of the training boxes, so "
-            "the crop stage is skipped and the model classifies whole images (RUN/model: the stage-1 "
-            "classifier; the module is kept in RUN/stage2). train.crop_fallback=false crops anyway."
-        )
     return "\n".join(lines)

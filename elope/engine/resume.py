@@ -66,7 +66,6 @@ def save_checkpoint(
             "epoch": 0 if state is None else state.epoch,
             "step": 0 if state is None else state.step,
             "completed": list(run.completed),
-            "fallback": run.fallback,
             "model": run.model.state_dict(),
             "model_config": dict(run.model.config),
             "criterion": None if run.criterion is None else run.criterion.state_dict(),
@@ -124,7 +123,6 @@ def restore(run: Run, ckpt: dict[str, Any], path: Path) -> None:
             raise CheckpointError(f"{path} holds no class means but loss.variant is {run.cfg.loss.variant!r}")
         load_state_strict(run.criterion, ckpt["criterion"], f"the class means in {path}")
     run.completed = list(ckpt["completed"])
-    run.fallback = ckpt.get("fallback")  # absent in checkpoints of elope before train.crop_fallback
 
 
 def resume_stage(

@@ -83,7 +83,7 @@ from elope.engine.stages import (
 from elope.engine.validate import evaluate_split, selection_score
 from elope.failures import Echo, TrainingError, to_stderr
 from elope.runs.environment import environment
-from elope.runs.layout import MODEL_DIR, STAGE2_DIR, TEACHER_DIR, run_paths
+from elope.runs.layout import MODEL_DIR, TEACHER_DIR, run_paths
 from elope.runs.metrics_log import tb_step
 from elope.runs.model_folder import model_meta, without_localizer, write_model_folder
 
@@ -141,12 +141,6 @@ def run_training(
         if dist.is_main:  # the run folder changes only once the run is known to be valid
             start_records(run, ckpt, todo, changes)
         for stage in todo:
-            if stage == "crop" and run.fallback is not None:
-                if dist.is_main:
-                    echo(
-                        "[crop] skipped: the crop fallback of stage 2 (train.crop_fallback) keeps whole images"
-                    )
-                continue
             run_stage(run, stage, ckpt if stage == in_progress else None, hooks)
         if run.writer is not None:
             run.writer.close()
@@ -310,34 +304,25 @@ def finish_stage(run: Run, plan: StagePlan, state: StageState) -> None:
         record = check_localizer(run, plan)
         run.model.spec = run.model.spec.replace(tau=record["tau"])  # the spec RUN/model stores
         append_metrics(run, record, tb_step(run.cfg, "localizer", run.cfg.stages.localizer.epochs))
-        run.fallback = record["fallback"]
         if run.main:
             run.echo(describe_check(record))
     run.completed.append(state.stage)
     if run.main:
-        if state.stage == "localizer" and run.fallback is not None:  # the module it will not use, kept
-            write_run_model(run, STAGE2_DIR, with_means=False, localized=True)
         write_run_model(run)
         if state.stage == "classifier":  # the localization module's teacher (Table 4, "mean feature map")
             write_run_model(run, TEACHER_DIR, with_means=False)
     save_checkpoint(run, None, names=(f"{state.stage}.pt", "last.pt"))
 
 
-def write_run_model(
-    run: Run, name: str = MODEL_DIR, *, with_means: bool = True, localized: bool | None = None
-) -> None:
+def write_run_model(run: Run, name: str = MODEL_DIR, *, with_means: bool = True) -> None:
     """``RUN/model``: the weights ``evaluate``/``predict`` load, plus the class means for NCM.
 
-    Until the localization module has been trained (or after a crop fallback) the model is saved without it
-    (``localizer: false``), so the pipeline classifies the whole image instead of cropping with an untrained
-    (or missing) module. ``name`` ``teacher`` writes the stage-1 classifier to ``RUN/teacher`` in the same
-    format (no class means); ``stage2`` with ``localized=True`` the model with its module after a fallback.
+    Until the localization module has been trained the model is saved without it (``localizer: false``),
+    so the pipeline classifies the whole image instead of cropping with an untrained module. ``name``
+    ``teacher`` writes the stage-1 classifier to ``RUN/teacher`` in the same format (no class means).
     """
-    localized = run.localized if localized is None else localized
-    model = run.model if localized else without_localizer(run.model)
+    model = run.model if run.localized else without_localizer(run.model)
     means = run.criterion.means if run.criterion is not None and with_means else None
-    meta = model_meta(run.cfg, run.classes, run.data.sizes(), run.completed, localized)
-    if run.fallback is not None:
-        meta["crop_fallback"] = run.fallback
+    meta = model_meta(run.cfg, run.classes, run.data.sizes(), run.completed, run.localized)
     meta["environment"] = environment(run.device)
     write_model_folder(run.out / name, model, meta, means)

@@ -7,7 +7,6 @@ RUN/tensorboard/            TensorBoard event files
 RUN/checkpoints/<stage>.pt  end-of-stage checkpoint; RUN/checkpoints/last.pt the latest (atomic writes)
 RUN/model/                  the final model: model.safetensors + model.json (+ class_means.safetensors)
 RUN/teacher/                the stage-1 classifier, same format (the localization module's teacher)
-RUN/stage2/                 only after a crop fallback: the model at the end of stage 2, module included
 ```
 """
 
@@ -16,14 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CLASS_MEANS_FILE", "MODEL_DIR", "STAGE2_DIR", "TEACHER_DIR", "RunPaths", "run_files", "run_paths"]
+__all__ = ["CLASS_MEANS_FILE", "MODEL_DIR", "TEACHER_DIR", "RunPaths", "run_files", "run_paths"]
 
 MODEL_DIR = "model"  # RUN/model: what `evaluate`, `predict` and `export` load
 TEACHER_DIR = "teacher"  # RUN/teacher: the stage-1 classifier, the localization module's teacher
-#: RUN/stage2: written only when the crop stage fell back to whole images (``train.crop_fallback``): the
-#: model as it stood after stage 2 (stage-1 classifier + the module at its τ), so the module it did not use
-#: can still be inspected (``elope evaluate --run RUN/stage2``, the suite's localization scores)
-STAGE2_DIR = "stage2"
 CLASS_MEANS_FILE = "class_means.safetensors"  # RUN/model/class_means.safetensors, key "means" (C, dim)
 
 
@@ -72,7 +67,7 @@ def run_files(out: str | Path) -> list[Path]:
     output of ``evaluate``, ``predict`` or ``export`` may overwrite; ``out`` may be a model folder itself."""
     out = Path(out)
     found = [out / name for name in ("config.yaml", "metrics.jsonl", "model.json", "model.safetensors")]
-    for folder in (out / MODEL_DIR, out / TEACHER_DIR, out / STAGE2_DIR, out / "checkpoints"):
+    for folder in (out / MODEL_DIR, out / TEACHER_DIR, out / "checkpoints"):
         if folder.is_dir():
             found += list(folder.iterdir())
     return [p for p in found if p.is_file()]

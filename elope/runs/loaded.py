@@ -21,7 +21,7 @@ from elope.data import build_dataset
 from elope.data.transforms import eval_transform
 from elope.deploy.device import inference_device
 from elope.nn.model import ELoPE, Prediction
-from elope.runs.layout import MODEL_DIR, STAGE2_DIR, TEACHER_DIR
+from elope.runs.layout import MODEL_DIR, TEACHER_DIR
 from elope.runs.lock import lock_holder
 from elope.runs.model_folder import load_class_means, load_model
 from elope.spec import ModelSpec
@@ -133,19 +133,15 @@ class LoadedRun:
 
     def stages_missing(self) -> list[str]:
         """Stages the run was started for (its ``config.yaml``; else ``model.json``'s recipe) but that are
-        not in the model; [] for a finished run, a teacher or stage-2 folder, and a run of elope 0.1.0. After a
-        crop fallback (``model.json``: ``crop_fallback``) the crop stage was skipped, not left undone."""
-        if self.model_dir.name in (TEACHER_DIR, STAGE2_DIR) or "stages" not in self.meta:
+        not in the model; [] for a finished run, a teacher folder, and a run of elope 0.1.0."""
+        if self.model_dir.name == TEACHER_DIR or "stages" not in self.meta:
             return []
         planned = ((self.meta.get("config") or {}).get("train") or {}).get("stages") or []
         config = self.model_dir.parent / "config.yaml"
         if self.model_dir.name == MODEL_DIR and config.is_file():
             with contextlib.suppress(OSError, ValueError, yaml.YAMLError, TypeError, KeyError):
                 planned = yaml.safe_load(config.read_text(encoding="utf-8"))["train"]["stages"]
-        skipped = ["crop"] if self.meta.get("crop_fallback") else []
-        if not isinstance(planned, list):
-            return []
-        return [str(s) for s in planned if s not in self.stages_done and s not in skipped]
+        return [str(s) for s in planned if s not in self.stages_done] if isinstance(planned, list) else []
 
     def check_finished(self, allow_unfinished: bool = False) -> str | None:
         """Refuse an unfinished run (``allow_unfinished``: return the warning to print instead)."""

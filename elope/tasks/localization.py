@@ -30,7 +30,6 @@ from elope.engine.metrics import iou_hits
 from elope.nn.crop import resize
 from elope.nn.localization import BOX_RULES, heatmap_to_box, mean_heatmap
 from elope.nn.model import ELoPE
-from elope.runs.layout import STAGE2_DIR
 from elope.runs.loaded import LoadedRun, load_run
 
 __all__ = [
@@ -38,7 +37,6 @@ __all__ = [
     "best_tau",
     "collect_maps",
     "labels_tau",
-    "module_folder",
     "score_maps",
     "training_split",
     "variant_name",
@@ -56,19 +54,9 @@ class CachedMaps:
     size: int
 
 
-def module_folder(run_dir: str | Path) -> Path:
-    """Where the run's localization module is: ``RUN/stage2`` after a crop fallback (``RUN/model`` then
-    classifies whole images and holds none), else the run itself."""
-    stage2 = Path(run_dir) / STAGE2_DIR
-    return stage2 if (stage2 / "model.json").is_file() else Path(run_dir)
-
-
 def collect_maps(run_dir: str | Path, split: str, batch_size: int = 32) -> CachedMaps:
-    """The module's heatmaps and the teacher's mean maps of every image of ``split`` (no augmentation); the
-    module of :func:`module_folder`."""
-    run = load_run(
-        module_folder(run_dir)
-    )  # models are built outside inference mode (timm backbones trace a backward)
+    """The module's heatmaps and the teacher's mean maps of every image of ``split`` (no augmentation)."""
+    run = load_run(run_dir)  # models are built outside inference mode (timm backbones trace a backward)
     if run.model.localizer is None:
         raise ValueError(f"{run_dir} has no trained localization module")
     teacher = run.load_teacher()
@@ -97,7 +85,7 @@ def training_split(run_dir: str | Path) -> str:
 def labels_tau(run_dir: str | Path, batch_size: int = 32) -> dict[str, object]:
     """The τ the labels criterion of ``model.tau_select=labels`` chooses for a trained run's module (its
     training split, its box rule), whatever the run itself used: ``{"tau", "separability": {τ: score}}``."""
-    run = load_run(module_folder(run_dir))
+    run = load_run(run_dir)
     cfg = Config.from_dict(run.meta["config"])
     reference = reference_features(cfg, len(run.classes))
     dataset, _, _ = run.load_dataset(training_split(run_dir))

@@ -106,23 +106,18 @@ def _seed(
         _train(control, {**common, **CONTROL.overrides}, config_file)
     metrics = {name: evaluate_run(path, progress=False) for name, path in
                (("full", full), ("gap", gap), ("control", control))}  # fmt: skip
-    meta = json.loads((full / "model" / "model.json").read_text())
-    model = meta["model"]
+    model = json.loads((full / "model" / "model.json").read_text())["model"]
     result = {
         "dist": dist,
         "seed": seed,
         "top1": {name: m["top1"] for name, m in metrics.items()},
-        "module_iou50": metrics["full"].get("loc_iou50"),
+        "module_iou50": metrics["full"]["loc_iou50"],
         "tau": model["tau"],
         "box_rule": model["box_rule"],
         "upsample": model["heatmap_upsample"],
         "test_images": metrics["full"]["num_images"],
         "localization": _localization(full),
-        "fallback": meta.get("crop_fallback"),  # "whole": the crop stage fell back (train.crop_fallback)
     }
-    if result["module_iou50"] is None:  # a fallback's RUN/model has no module: its boxes at the run's τ
-        variant = variant_name(result["box_rule"], result["upsample"])
-        result["module_iou50"] = result["localization"]["test"]["module"][variant][str(result["tau"])]
     result["mean_map_tau"], result["mean_map_iou50"] = _teacher_at_its_tau(result)
     result_file.write_text(json.dumps(result, indent=1) + "\n")
     return result
@@ -203,7 +198,6 @@ def _summary_row(dist: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     for a, b in (("full", "gap"), ("full", "control"), ("module", "mean_map")):
         row[f"{a}-{b}"] = paired_interval([x - y for x, y in zip(pct[a], pct[b])])
     row["tau"] = [r["tau"] for r in runs]
-    row["fallback"] = [bool(r.get("fallback")) for r in runs]
     return row
 
 
@@ -226,7 +220,6 @@ def suite_table(summary: list[dict[str, Any]]) -> str:
         cells = [r["dist"], str(len(r["seeds"]))]
         cells += [_cell(r[k]) for k in ("gap", "full", "control", "full-gap", "full-control")]
         cells += [_cell(r[k]) for k in ("module", "mean_map", "module-mean_map")]
-        taus = [f"{t:g}" + (" (whole)" if fell else "") for t, fell in zip(r["tau"], r.get("fallback", []))]
-        cells.append("—" if r["dist"] == "all" else ", ".join(taus))
+        cells.append("—" if r["dist"] == "all" else ", ".join(f"{t:g}" for t in r["tau"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
