@@ -19,6 +19,7 @@ from elope.engine.localizer_check import (
     TAU_GRID,
     LocalizerCheck,
     advice,
+    boxes_decide,
     choose_tau,
     heatmap_contrast,
     loo_ncm_correct,
@@ -89,6 +90,15 @@ def test_tau_by_boxes_labels_auto_and_fixed():
     assert choose_tau(no_boxes, "auto", 0.3) == (0.4, "labels")
     with pytest.raises(TrainingError, match="tau_select=labels"):
         choose_tau(no_boxes, "boxes", 0.3)
+    # boxes the module hits at no tau choose nothing: auto goes to the labels (10 % of the boxes is enough)
+    noise = [0] * n
+    noise[TAU_GRID.index(0.9)] = 9
+    missed = _check(boxes=100, hits=noise, separability=separability)
+    assert not boxes_decide(missed) and choose_tau(missed, "auto", 0.3) == (0.4, "labels")
+    assert choose_tau(missed, "boxes", 0.3) == (0.9, "boxes")  # asked for explicitly: still the boxes
+    noise[TAU_GRID.index(0.9)] = 10
+    found = _check(boxes=100, hits=noise, separability=separability)
+    assert boxes_decide(found) and choose_tau(found, "auto", 0.3) == (0.9, "boxes")
 
 
 def test_advice_names_what_to_change_only_when_degenerate():
@@ -102,6 +112,10 @@ def test_advice_names_what_to_change_only_when_degenerate():
     missing = advice({**healthy, "iou50": 0.014, "tau": 0.9})
     assert missing is not None and "only 1.4 % of the training images at its best tau 0.9" in missing
     assert "miss the object" in missing and "train.stages" in missing
+    per_tau = {"0.5": {"iou50": 0.01}, "0.9": {"iou50": 0.014}}
+    by_labels = advice({**healthy, "iou50": 0.01, "tau": 0.5, "tau_select": "labels", "per_tau": per_tau})
+    assert by_labels is not None and "at most 1.4 % of the training images at any tau" in by_labels
+    assert "tau 0.5 was chosen by class labels" in by_labels
 
 
 @pytest.fixture(scope="module")
@@ -117,10 +131,9 @@ def _train(data: Path, out: Path, *extra: str, hooks: list | None = None) -> tup
     return result.output, [r for r in lines if r.get("event") == "localizer_check"]
 
 
-@pytest.mark.slow
-def test_a_flat_localizer_is_reported_in_plain_words(tiny_data: Path, tmp_path: Path, monkeypatch):
-    """A module whose head is zeroed after every step predicts a constant map: every box is the whole image."""
-
+def _flatten_hooks(monkeypatch) -> list:
+    """Hooks that zero the module's head after every localizer step: a constant map, every box the whole
+    frame, IoU >= 0.5 on none of the tiny critters."""
     seen: list = []  # the run's model, remembered at its first training step
     original = loop.train_step
 
@@ -134,7 +147,13 @@ def test_a_flat_localizer_is_reported_in_plain_words(tiny_data: Path, tmp_path: 
                 p.data.zero_()
 
     monkeypatch.setattr(loop, "train_step", remember)
-    output, (record,) = _train(tiny_data, tmp_path / "flat", hooks=[flatten])
+    return [flatten]
+
+
+@pytest.mark.slow
+def test_a_flat_localizer_is_reported_in_plain_words(tiny_data: Path, tmp_path: Path, monkeypatch):
+    """A module whose head is zeroed after every step predicts a constant map: every box is the whole image."""
+    output, (record,) = _train(tiny_data, tmp_path / "flat", hooks=_flatten_hooks(monkeypatch))
     assert record["whole"] == 1.0 and record["contrast"] == 0.0 and record["iou50"] == 0.0
     assert "warning: the localization module's boxes cover most of the frame on 100 %" in output
     assert "localizer_target=standardized" in record["advice"]
@@ -143,7 +162,7 @@ def test_a_flat_localizer_is_reported_in_plain_words(tiny_data: Path, tmp_path: 
 @pytest.mark.slow
 def test_tau_chosen_on_the_training_boxes_goes_into_the_model(tiny_data: Path, tmp_path: Path):
     out = tmp_path / "auto"
-    output, (record,) = _train(tiny_data, out, "--set", "model.tau_select=auto")
+    output, (record,) = _train(tiny_data, out, "--set", "model.tau_select=boxes")
     hits = {float(t): v["iou50"] for t, v in record["per_tau"].items()}
     assert record["tau_select"] == "boxes" and record["tau"] in TAU_GRID
     assert hits[record["tau"]] == max(hits.values())
@@ -151,6 +170,25 @@ def test_tau_chosen_on_the_training_boxes_goes_into_the_model(tiny_data: Path, t
     meta = json.loads((out / "model" / "model.json").read_text())
     assert meta["model"]["tau"] == record["tau"] and "tau" not in meta  # stored once: the model's spec
     assert f"tau {record['tau']:g} (boxes)" in output
+
+
+@pytest.mark.slow
+def test_auto_chooses_tau_by_labels_where_the_boxes_are_all_missed(
+    tiny_data: Path, tmp_path: Path, monkeypatch
+):
+    """A flat module hits no training box at any τ: ``auto`` measures the labels criterion in a second pass
+    and takes its τ, and says so."""
+    out = tmp_path / "missed"
+    output, (record,) = _train(
+        tiny_data, out, "--set", "model.tau_select=auto", hooks=_flatten_hooks(monkeypatch)
+    )
+    assert max(v["iou50"] for v in record["per_tau"].values()) == 0.0 and record["boxes"] == record["images"]
+    tried = {
+        float(t): v["separability"] for t, v in record["per_tau"].items() if v["separability"] is not None
+    }
+    assert set(tried) == set(LABEL_TAUS) and record["tau_select"] == "labels"
+    assert tried[record["tau"]] == max(tried.values())
+    assert f"tau {record['tau']:g} (labels)" in output and "chosen by class labels" in output
 
 
 @pytest.mark.slow
