@@ -9,7 +9,8 @@ Two readings, kept apart:
   approximated by the run's control (the same stage-1 classifier on whole images; the real fallback adds
   the weighted stage's epoch on whole images).
 * ``--fresh FRESH`` (a fresh draw: ``elope suite --out FRESH --set dataset.synthetic.seed=2026``): the
-  measured rows, with the training IoU >= 0.5 share of each run.
+  measured rows with the recipe as it is now (τ by the labels where the boxes are all missed), and the τ
+  each run used.
 
     python docs/experiments/suite_fallback.py --suite docs/experiments/cpu/suite --fresh docs/experiments/cpu/fresh
 """
@@ -21,6 +22,7 @@ import json
 import statistics
 from pathlib import Path
 
+from elope.engine.localizer_check import MISSING_IOU50
 from elope.tasks.localization import variant_name
 from elope.tasks.suite import paired_interval
 
@@ -78,21 +80,25 @@ def post_hoc(suite: Path) -> None:
     )
 
 
+def _tau_by(run: dict) -> str:
+    """The run's τ and what chose it: the labels where the module hit under 10 % of the training boxes at
+    every τ (``localizer_check.boxes_decide``, the recipe since the fallback was withdrawn), else the boxes."""
+    variant = variant_name(run["box_rule"], run["upsample"])
+    best = max(run["localization"]["trainval"]["module"][variant].values())
+    return f"{run['tau']:g} ({'boxes' if best >= MISSING_IOU50 else 'labels'})"
+
+
 def fresh(folder: Path) -> None:
     """The fresh draw as measured, per distribution (mean ± std over seeds, paired differences)."""
     by_dist = _by_dist(folder)
-    print(
-        "| distribution | seeds | fallback fired | GAP % | full % | control % | full − GAP | training IoU≥0.5 % |"
-    )
+    print("| distribution | seeds | GAP % | full % | control % | full − GAP | full − control | τ per seed |")
     print("|---|---|---|---|---|---|---|---|")
     for dist, runs in by_dist.items():
         pct = {k: [100 * r["top1"][k] for r in runs] for k in ("gap", "full", "control")}
-        fired = sum(bool(r.get("fallback")) for r in runs)
-        shares = ", ".join(f"{100 * _train_iou50(r):.1f}" for r in runs)
+        diffs = {k: [f - o for f, o in zip(pct["full"], pct[k])] for k in ("gap", "control")}
         print(
-            f"| {dist} | {len(runs)} | {fired} of {len(runs)} | {_mean(pct['gap'])} | {_mean(pct['full'])} "
-            f"| {_mean(pct['control'])} | {_interval([f - g for f, g in zip(pct['full'], pct['gap'])])} "
-            f"| {shares} |"
+            f"| {dist} | {len(runs)} | {_mean(pct['gap'])} | {_mean(pct['full'])} | {_mean(pct['control'])} "
+            f"| {_interval(diffs['gap'])} | {_interval(diffs['control'])} | {', '.join(map(_tau_by, runs))} |"
         )
 
 
