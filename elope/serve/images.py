@@ -4,11 +4,11 @@ file, with numpy and Pillow only (no torch: the server never imports it).
 ``elope predict`` (:mod:`elope.tasks.predict`) decodes with :func:`elope.data.io.load_image` — the pixel
 count read from the header and refused above a limit before any pixel is decoded, JPEG *draft* decoding to
 the smallest 1/2^k scale that still covers the input side N, every mode to 8-bit RGB with
-:func:`elope.data.io.to_rgb` (16-bit scaled, alpha over white, CMYK converted), EXIF orientation applied — then
+:func:`elope.pixels.to_rgb` (16-bit scaled, alpha over white, CMYK converted), EXIF orientation applied — then
 resizes to N×N with Pillow's bilinear filter (``torchvision.transforms.v2.Resize`` on a PIL image calls
 ``Image.resize(BILINEAR)``, which is antialiased) and normalises ``(x / 255 - mean) / std``. The same steps
-are written here; ``tests/test_serve_parity.py`` checks the answers equal ``elope predict --model``'s and
-that :func:`to_rgb` equals the package's on every mode.
+are written here, with the tones and the orientation from the same torch-free module as the package's
+(:mod:`elope.pixels`); ``tests/test_serve_parity.py`` checks the answers equal ``elope predict --model``'s.
 
 Every failure is a :class:`BadUpload`: an HTTP status (4xx) and a one-line message naming the image and,
 for a limit, the limit.
@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from elope.pixels import TRANSPOSE, exif_orientation, to_rgb
 
 __all__ = ["BadUpload", "Decoded", "Preprocess", "decode_image", "to_rgb"]
 
@@ -42,66 +44,6 @@ class Decoded:
 
     array: np.ndarray
     size: tuple[int, int]
-
-
-# ------------------------------------------------------------------ the package's to_rgb, without torch
-_ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
-
-
-def _grey_to_rgb(values: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L").convert("RGB")
-
-
-def _wide_grey(image: Image.Image) -> Image.Image:
-    """``I`` / ``F`` modes: 8-bit as is, 16-bit / 257, [0, 1] floats × 255, anything else stretched."""
-    values = np.asarray(image).astype(np.float64)
-    if not np.isfinite(values).all():
-        values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
-    if image.mode == "F" and low >= 0.0 and high <= 1.0:
-        values = values * 255.0
-    elif low >= 0.0 and high <= 255.0:
-        pass
-    elif image.mode == "I" and low >= 0.0 and high <= 65535.0:
-        values = values / 257.0
-    else:
-        values = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
-    return _grey_to_rgb(values)
-
-
-# EXIF orientation (tag 274) -> the transpose that shows the stored pixels upright: elope.data.io's table
-_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-
-
-def _exif_orientation(image: Image.Image) -> int:
-    """:func:`elope.data.io.exif_orientation`: 1 when the image has none, a damaged one or one outside 1..8."""
-    try:
-        value = image.getexif().get(0x0112, 1)
-    except Exception:  # a damaged EXIF block: show the pixels as stored
-        return 1
-    return value if isinstance(value, int) and value in _TRANSPOSE else 1
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any image Pillow opens as 8-bit RGB with its tones kept: :func:`elope.data.io.to_rgb`, step for step."""
-    mode = image.mode
-    if mode.startswith("I;16"):
-        return _grey_to_rgb(np.asarray(image).astype(np.float64) / 257.0)
-    if mode in ("I", "F"):
-        return _wide_grey(image)
-    if mode in _ALPHA_MODES or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return image.convert("RGB")
 
 
 # ------------------------------------------------------------------------------------------- decoding
@@ -168,11 +110,11 @@ def decode_image(data: bytes, prep: Preprocess, name: str = "image") -> Decoded:
             if image.format == "JPEG":
                 image.draft("RGB", (prep.size, prep.size))
             rgb = to_rgb(image)  # decodes every pixel: a truncated file fails here
-            orientation = _exif_orientation(image)
+            orientation = exif_orientation(image)
     except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise BadUpload(f"image {name!r} cannot be decoded (truncated or corrupt?): {error}", 400) from None
     if orientation != 1:  # upright, as elope.data.io.decode_image shows it; its size as shown
-        rgb = rgb.transpose(_TRANSPOSE[orientation])
+        rgb = rgb.transpose(TRANSPOSE[orientation])
         shown = (shown[1], shown[0]) if orientation in (5, 6, 7, 8) else shown
     if rgb.size != (prep.size, prep.size):
         rgb = rgb.resize((prep.size, prep.size), Image.BILINEAR)
