@@ -1,5 +1,6 @@
 """Decoded pixels as a viewer shows them, with numpy and Pillow only (no torch): the tones of every mode as
-8-bit RGB (:func:`to_rgb`) and the EXIF orientation (:func:`exif_orientation`, :data:`TRANSPOSE`).
+8-bit RGB (:func:`to_rgb`) and the EXIF orientation (:func:`exif_orientation`, :data:`TRANSPOSE`,
+:func:`oriented_size`).
 
 One copy for the two readers of images: :mod:`elope.data.io` (training, ``evaluate``, ``predict``) and
 :mod:`elope.serve.images` (the server, which must not import torch), so a photo decodes to the same pixels
@@ -11,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-__all__ = ["TRANSPOSE", "exif_orientation", "to_rgb"]
+__all__ = ["TRANSPOSE", "exif_orientation", "oriented_size", "to_rgb"]
 
 # EXIF orientation (tag 274) -> the transpose that shows the stored pixels upright (PIL.ImageOps.exif_transpose)
 TRANSPOSE = {
@@ -32,6 +33,11 @@ def exif_orientation(image: Image.Image) -> int:
     except Exception:  # a damaged EXIF block: show the pixels as stored
         return 1
     return value if isinstance(value, int) and value in TRANSPOSE else 1
+
+
+def oriented_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    """A stored ``(W, H)`` as the EXIF ``orientation`` shows it (5-8 turn the image a quarter)."""
+    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
 
 
 #: Modes with an alpha channel; their transparent parts are composited over white (what a viewer shows).

@@ -31,7 +31,7 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
 from elope.outputs import file_kind
-from elope.pixels import TRANSPOSE, exif_orientation, to_rgb
+from elope.pixels import TRANSPOSE, exif_orientation, oriented_size, to_rgb
 
 from .errors import ImageLoadError
 
@@ -97,10 +97,6 @@ def _regular_file(path: Path) -> None:
         raise ImageLoadError(f"cannot read image {path}: it is {what}, not a regular file", str(path))
 
 
-def _oriented(size: tuple[int, int], orientation: int) -> tuple[int, int]:
-    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
-
-
 def orient_box(
     box: tuple[float, float, float, float], orientation: int, size: tuple[int, int]
 ) -> tuple[float, float, float, float]:
@@ -128,7 +124,7 @@ def image_dimensions(
     """Return ``(width, height)`` of an image from its header, without decoding pixels: as stored, or with
     ``oriented=True`` as its EXIF orientation shows it."""
     with _open(path, max_pixels) as image:
-        return _oriented(image.size, exif_orientation(image)) if oriented else image.size
+        return oriented_size(image.size, exif_orientation(image)) if oriented else image.size
 
 
 class Decoded(NamedTuple):
@@ -141,7 +137,7 @@ class Decoded(NamedTuple):
     @property
     def size(self) -> tuple[int, int]:
         """``(W, H)`` at full resolution as shown (the stored size, swapped by a 90° orientation)."""
-        return _oriented(self.stored_size, self.orientation)
+        return oriented_size(self.stored_size, self.orientation)
 
 
 def decode_image(

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from elope.pixels import TRANSPOSE, exif_orientation, to_rgb
+from elope.pixels import TRANSPOSE, exif_orientation, oriented_size, to_rgb
 
 __all__ = ["BadUpload", "Decoded", "Preprocess", "decode_image", "to_rgb"]
 
@@ -40,7 +40,8 @@ class BadUpload(ValueError):
 
 @dataclass(frozen=True)
 class Decoded:
-    """One uploaded image: ``array`` the normalised (3, N, N) float32 input, ``size`` its (W, H) as shown (EXIF orientation applied)."""
+    """One uploaded image: ``array`` the normalised (3, N, N) float32 input, ``size`` its (W, H) as shown
+    (EXIF orientation applied)."""
 
     array: np.ndarray
     size: tuple[int, int]
@@ -104,7 +105,7 @@ def decode_image(data: bytes, prep: Preprocess, name: str = "image") -> Decoded:
         BadUpload: empty (400), not an image (415), over the pixel limit (413), truncated or corrupt (400).
     """
     image = _open(data, name, prep.max_pixels)
-    shown = image.size
+    stored = image.size
     try:
         with image:
             if image.format == "JPEG":
@@ -113,9 +114,9 @@ def decode_image(data: bytes, prep: Preprocess, name: str = "image") -> Decoded:
             orientation = exif_orientation(image)
     except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise BadUpload(f"image {name!r} cannot be decoded (truncated or corrupt?): {error}", 400) from None
-    if orientation != 1:  # upright, as elope.data.io.decode_image shows it; its size as shown
+    if orientation != 1:  # upright, as elope.data.io.decode_image shows it
         rgb = rgb.transpose(TRANSPOSE[orientation])
-        shown = (shown[1], shown[0]) if orientation in (5, 6, 7, 8) else shown
+    shown = oriented_size(stored, orientation)
     if rgb.size != (prep.size, prep.size):
         rgb = rgb.resize((prep.size, prep.size), Image.BILINEAR)
     scale, bias = prep.scale_and_bias()
