@@ -18,8 +18,8 @@ the training boxes; ``labels`` the τ whose crops a nearest class mean in ImageN
 (a probe of how well the crop stage can learn from them; on the development sets it chose the τ of the
 boxes, or one grid step from it); ``auto`` is ``boxes`` where the training split has boxes that the module
 finds at some τ (IoU >= 0.5 on at least :data:`MISSING_IOU50` of them) and ``labels`` otherwise: where it has
-none, and where every τ's hits are too few to choose by (then a second pass measures the labels criterion). The result goes to ``metrics.jsonl`` as one
-``{"event": "localizer_check", ...}`` record, and a degenerate module (most boxes ≈ the whole frame) is
+none, and where every τ's hits are too few to choose by (then a second pass measures the labels criterion).
+The result goes to ``metrics.jsonl`` as one ``{"event": "localizer_check", ...}`` record, and a degenerate module (most boxes ≈ the whole frame) is
 reported in plain words with what to change.
 """
 
@@ -265,27 +265,8 @@ def advice(report: dict[str, Any]) -> str | None:
     """Plain words for a module whose boxes miss the objects, cover the frame or come from flat maps, with
     what to change; None when it looks healthy."""
     whole, contrast, iou50 = report["whole"], report["contrast"], report.get("iou50")
-    if (
-        iou50 is not None
-        and iou50 < MISSING_IOU50
-        and whole < DEGENERATE_SHARE
-        and report.get("tau_select") == "labels"
-    ):
-        best = max(v["iou50"] for v in report["per_tau"].values())
-        return (
-            f"the localization module's boxes match the training boxes (IoU >= 0.5) on at most {100 * best:.1f} % "
-            f"of the training images at any tau, too few to choose tau by, so tau {report['tau']:g} was chosen by "
-            "class labels (the tau whose crops ImageNet features tell apart best); the crops may hold the objects "
-            "only loosely. For small objects try a larger dataset.image_size (a finer heatmap) or more "
-            "stages.localizer.epochs; compare with a run without localizer and crop in train.stages."
-        )
     if iou50 is not None and iou50 < MISSING_IOU50 and whole < DEGENERATE_SHARE:
-        return (
-            f"the localization module's boxes match the training boxes (IoU >= 0.5) on only {100 * iou50:.1f} % "
-            f"of the training images at its best tau {report['tau']:g}, so most crops will miss the object and "
-            "the crop stage can do worse than whole images. For small objects try a larger dataset.image_size "
-            "(a finer heatmap) or more stages.localizer.epochs; or drop localizer and crop from train.stages."
-        )
+        return _missed_advice(report, iou50)
     if whole < DEGENERATE_SHARE and contrast >= LOW_CONTRAST:
         return None
     what = (
@@ -298,6 +279,27 @@ def advice(report: dict[str, Any]) -> str | None:
         f"{what}, so the crop stage would train on (nearly) whole images. Try "
         "loss.localizer_target=standardized, more stages.localizer.epochs, model.box_rule=peak, "
         "model.tau_select=auto (or a higher model.tau); or drop localizer and crop from train.stages."
+    )
+
+
+def _missed_advice(report: dict[str, Any], iou50: float) -> str:
+    """:func:`advice` for boxes that match under :data:`MISSING_IOU50` of the training boxes: at every τ (so
+    ``auto`` chose τ by the labels), or at the τ chosen otherwise."""
+    hint = (
+        "For small objects try a larger dataset.image_size (a finer heatmap) or more stages.localizer.epochs"
+    )
+    if report.get("tau_select") == "labels":
+        best = max(v["iou50"] for v in report["per_tau"].values())
+        return (
+            f"the localization module's boxes match the training boxes (IoU >= 0.5) on at most {100 * best:.1f} % "
+            f"of the training images at any tau, too few to choose tau by, so tau {report['tau']:g} was chosen by "
+            "class labels (the tau whose crops ImageNet features tell apart best); the crops may hold the objects "
+            f"only loosely. {hint}; compare with a run without localizer and crop in train.stages."
+        )
+    return (
+        f"the localization module's boxes match the training boxes (IoU >= 0.5) on only {100 * iou50:.1f} % "
+        f"of the training images at its best tau {report['tau']:g}, so most crops will miss the object and "
+        f"the crop stage can do worse than whole images. {hint}; or drop localizer and crop from train.stages."
     )
 
 
