@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
 from elope.engine.localizer_check import MISSING_IOU50
 from elope.tasks.localization import variant_name
-from elope.tasks.suite import paired_interval
+from elope.tasks.suite import interval_text, mean_std_text
 
 #: The fallback that was tried: skip the crop stage where the module's boxes reach IoU >= 0.5 on under 5 % of
 #: the training boxes at the chosen τ (set after the suite's first 13 runs; withdrawn, see docs/results.md).
@@ -45,16 +44,6 @@ def _train_iou50(run: dict) -> float:
     return run["localization"]["trainval"]["module"][variant][str(run["tau"])]
 
 
-def _interval(diffs: list[float]) -> str:
-    ci = paired_interval(diffs)
-    return "—" if ci is None else f"{ci[0]:+.1f} [{ci[1]:+.1f}, {ci[2]:+.1f}]"
-
-
-def _mean(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.1f} ± {sd:.1f}"
-
-
 def post_hoc(suite: Path) -> None:
     """Per distribution: the training IoU50 per seed, the seeds where the fallback fires, full − GAP as run
     and with the fallback (control where it fires)."""
@@ -72,11 +61,11 @@ def post_hoc(suite: Path) -> None:
         every += list(zip(as_run, fallback))
         shares = ", ".join(f"{100 * _train_iou50(r):.1f}" for r in runs)
         print(
-            f"| {dist} | {len(runs)} | {shares} | {sum(fires)} of {len(runs)} | {_interval(as_run)} "
-            f"| {_interval(fallback)} |"
+            f"| {dist} | {len(runs)} | {shares} | {sum(fires)} of {len(runs)} | {interval_text(as_run)} "
+            f"| {interval_text(fallback)} |"
         )
     print(
-        f"| all | {len(every)} | | | {_interval([a for a, _ in every])} | {_interval([b for _, b in every])} |"
+        f"| all | {len(every)} | | | {interval_text([a for a, _ in every])} | {interval_text([b for _, b in every])} |"
     )
 
 
@@ -97,8 +86,8 @@ def fresh(folder: Path) -> None:
         pct = {k: [100 * r["top1"][k] for r in runs] for k in ("gap", "full", "control")}
         diffs = {k: [f - o for f, o in zip(pct["full"], pct[k])] for k in ("gap", "control")}
         print(
-            f"| {dist} | {len(runs)} | {_mean(pct['gap'])} | {_mean(pct['full'])} | {_mean(pct['control'])} "
-            f"| {_interval(diffs['gap'])} | {_interval(diffs['control'])} | {', '.join(map(_tau_by, runs))} |"
+            f"| {dist} | {len(runs)} | {mean_std_text(pct['gap'])} | {mean_std_text(pct['full'])} | {mean_std_text(pct['control'])} "
+            f"| {interval_text(diffs['gap'])} | {interval_text(diffs['control'])} | {', '.join(map(_tau_by, runs))} |"
         )
 
 

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from collections import defaultdict
 from pathlib import Path
 
 from elope.tasks.localization import best_tau
-from elope.tasks.suite import paired_interval
+from elope.tasks.suite import interval_text, mean_std_text
 
 VARIANTS = ("all/cells", "all/up", "peak/cells", "peak/up")
 FIXED = ("0.2", "0.3", "0.6")
@@ -52,14 +51,8 @@ def measures(result: dict) -> dict[str, float]:
     return row
 
 
-def _cell(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.1f} ± {sd:.1f}"
-
-
 def _diff(a: list[float], b: list[float]) -> str:
-    ci = paired_interval([x - y for x, y in zip(a, b)])
-    return "—" if ci is None else f"{ci[0]:+.1f} [{ci[1]:+.1f}, {ci[2]:+.1f}]"
+    return interval_text([x - y for x, y in zip(a, b)])
 
 
 def table(rows: dict[str, list[dict[str, float]]], columns: list[str], pairs: list[tuple[str, str]]) -> str:
@@ -70,11 +63,11 @@ def table(rows: dict[str, list[dict[str, float]]], columns: list[str], pairs: li
         cols = {c: [r[c] for r in runs] for c in {*columns, *(x for p in pairs for x in p)}}
         for c, v in cols.items():
             everything[c] += v
-        cells = [dist, str(len(runs)), *(_cell(cols[c]) for c in columns)]
+        cells = [dist, str(len(runs)), *(mean_std_text(cols[c]) for c in columns)]
         cells += [_diff(cols[a], cols[b]) for a, b in pairs]
         lines.append("| " + " | ".join(cells) + " |")
     n = len(everything[columns[0]])
-    cells = ["all (dist × seed)", str(n), *(_cell(everything[c]) for c in columns)]
+    cells = ["all (dist × seed)", str(n), *(mean_std_text(everything[c]) for c in columns)]
     cells += [_diff(everything[a], everything[b]) for a, b in pairs]
     lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 from pathlib import Path
 
 import yaml
@@ -27,7 +26,7 @@ import yaml
 from elope.config import load_config
 from elope.engine.train import run_training
 from elope.tasks.localization import best_tau, collect_maps, score_maps, variant_name
-from elope.tasks.suite import paired_interval
+from elope.tasks.suite import interval_text, mean_std_text
 
 
 def _stage1_copy(full: Path, folder: Path) -> None:
@@ -112,13 +111,8 @@ def main() -> None:
     for dist, pairs in groups.items():
         std = [100 * p["standardized"] for p in pairs]
         raw = [100 * p["raw"] for p in pairs]
-        ci = paired_interval([a - b for a, b in zip(std, raw)])
-        cell = "—" if ci is None else f"{ci[0]:+.1f} [{ci[1]:+.1f}, {ci[2]:+.1f}]"
-        sd = statistics.stdev if len(pairs) > 1 else (lambda v: 0.0)
-        print(
-            f"| {dist} | {len(pairs)} | {statistics.fmean(std):.1f} ± {sd(std):.1f} "
-            f"| {statistics.fmean(raw):.1f} ± {sd(raw):.1f} | {cell} |"
-        )
+        diff = interval_text([a - b for a, b in zip(std, raw)])
+        print(f"| {dist} | {len(pairs)} | {mean_std_text(std)} | {mean_std_text(raw)} | {diff} |")
 
 
 if __name__ == "__main__":

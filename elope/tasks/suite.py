@@ -39,7 +39,15 @@ from elope.tasks.ablate import TABLE5
 from elope.tasks.evaluate import evaluate_run
 from elope.tasks.localization import best_tau, collect_maps, labels_tau, score_maps, variant_name
 
-__all__ = ["SUITE_RECIPE", "paired_interval", "run_suite", "suite_table", "summarize_suite"]
+__all__ = [
+    "SUITE_RECIPE",
+    "interval_text",
+    "mean_std_text",
+    "paired_interval",
+    "run_suite",
+    "suite_table",
+    "summarize_suite",
+]
 
 #: The suite's scale: 224-px classifier input (a 7x7 last map), crops cut from the 448-px original, 4
 #: epochs per classifier stage at lr 0.01 (the demo's 0.03 diverged on the development sets' small critters),
@@ -207,6 +215,16 @@ def _cell(value: tuple[float, ...] | None) -> str:
     if len(value) == 2:
         return f"{value[0]:.1f} ± {value[1]:.1f}"
     return f"{value[0]:+.1f} [{value[1]:+.1f}, {value[2]:+.1f}]"
+
+
+def mean_std_text(values: Sequence[float]) -> str:
+    """``mean ± std`` of ``values`` as the suite's tables print it (std 0 for one value)."""
+    return _cell(_mean_std(list(values)))
+
+
+def interval_text(diffs: Sequence[float]) -> str:
+    """The mean of paired differences and its 95 % t-interval, ``+m [+lo, +hi]``; a dash below two pairs."""
+    return _cell(paired_interval(diffs))
 
 
 def suite_table(summary: list[dict[str, Any]]) -> str:
