@@ -66,12 +66,16 @@ def _module(run: Path, split: str) -> tuple:
 
 
 def merged(suite: Path) -> dict:
-    """Every finished pair: the merged file's and each ``raw-target/pair.json``; rewritten atomically."""
+    """Every finished pair: the merged file's and each ``raw-target/pair.json``; rewritten atomically when a
+    pair is new to it (only printing the table writes nothing, so a read-only snapshot can be tabulated)."""
     path = suite / "localizer_target.json"
-    results = json.loads(path.read_text()) if path.is_file() else {}
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    results = dict(known)
     for pair in sorted(suite.glob("*/seed*/raw-target/pair.json")):
         results[f"{pair.parent.parent.parent.name}/{pair.parent.parent.name}"] = json.loads(pair.read_text())
     results = dict(sorted(results.items()))
+    if results == known:
+        return results
     partial = path.with_suffix(f".{os.getpid()}.tmp")
     partial.write_text(json.dumps(results, indent=1) + "\n")
     partial.replace(path)
