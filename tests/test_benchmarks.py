@@ -66,11 +66,14 @@ def test_inference_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert [entry["batch_size"] for entry in result["batches"]] == [1, 2]
     for entry in result["batches"]:
         assert entry["ratio"]["median_paired_ratio"] > 0 and entry["ratio"]["ratio_of_medians"] > 0
-        assert {"baseline", "elope", "localize", "crop", "resize"} <= set(entry["median_ms"])
+        assert {"baseline", "elope", "localize", "crop", "head", "resize"} <= set(entry["median_ms"])
         assert isinstance(entry["meets_target"], bool)
+        share = entry["share_of_baseline"]
+        assert entry["ratio_by_parts"] == pytest.approx(1 + share["localize"] + share["crop"] + share["head"])
+        assert 0 < share["head"] < 1
     assert json.loads(out.read_text())["benchmark"] == "inference"
     printed = capsys.readouterr().out
-    assert "MACs" in printed and "ratio" in printed
+    assert "MACs" in printed and "ratio" in printed and "ratio by parts" in printed
 
 
 def test_train_step_smoke(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,5 +1,10 @@
 """The one crop of the method (Sec. 5): cut each image at its box and resize, in one batched ``roi_align``.
 
+Where every box is at most the output's size (the crop source no larger than the classifier's input), each
+output pixel is one bilinear sample and the same crop is a ``grid_sample`` (:func:`resample_boxes`), 4× faster
+than torchvision's CPU kernel at 448 px (issue 17); eager CPU code takes it, the traced (exported) graph and
+other devices keep ``roi_align``.
+
 :meth:`elope.ELoPE.crop` calls it on every pipeline (``docs/architecture.md``); the check of the
 localization module at the end of stage 2 cuts its probe crops with it directly
 (:mod:`elope.engine.localizer_check`). :func:`resize` is the whole-image fallback of a model without a
@@ -13,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import roi_align
 
-__all__ = ["as_height_width", "crop_and_resize", "like", "resize"]
+__all__ = ["as_height_width", "crop_and_resize", "like", "resample_boxes", "resize"]
 
 
 def as_height_width(size: int | tuple[int, int] | torch.Size) -> tuple[int, int]:
@@ -61,8 +66,43 @@ def crop_and_resize(images: Tensor, boxes: Tensor, size: int | tuple[int, int]) 
             f"expected images (B, C, H, W) and boxes (B, 4), got {tuple(images.shape)} and {tuple(boxes.shape)}"
         )
     out_h, out_w = as_height_width(size)
+    height, width = images.shape[-2:]
+    traced = torch.jit.is_tracing() or torch.jit.is_scripting()
+    if height <= out_h and width <= out_w and images.device.type == "cpu" and not traced:
+        return resample_boxes(images, boxes, (out_h, out_w))
     index = torch.arange(images.shape[0], device=images.device, dtype=images.dtype)[:, None]
     rois = torch.cat([index, boxes.to(device=images.device, dtype=images.dtype)], dim=1)
     return roi_align(
         images, rois, output_size=(out_h, out_w), spatial_scale=1.0, sampling_ratio=-1, aligned=True
     )
+
+
+def _sample_positions(start: Tensor, end: Tensor, count: int, size: int) -> tuple[Tensor, Tensor]:
+    """``roi_align``'s one sample per bin along an axis (``aligned=True``: bin centres of [start, end) shifted
+    by half a pixel), as ``grid_sample`` coordinates (``align_corners=False``), and whether ``roi_align``
+    reads it (a sample beyond one pixel outside the image, or of an empty box, is 0 there)."""
+    start, end = start.double(), end.double()
+    fraction = (torch.arange(count, dtype=torch.float64, device=start.device) + 0.5) / count
+    pixel = start[:, None] - 0.5 + fraction[None] * (end - start)[:, None]  # (B, count)
+    read = (pixel >= -1.0) & (pixel <= size) & (end > start)[:, None]
+    return ((2.0 * pixel + 1.0) / size - 1.0).float(), read
+
+
+def resample_boxes(images: Tensor, boxes: Tensor, size: int | tuple[int, int]) -> Tensor:
+    """``crop_and_resize`` for boxes no larger than ``size``: one bilinear sample per output pixel, at the
+    positions ``roi_align(..., sampling_ratio=-1, aligned=True)`` samples, by ``F.grid_sample`` (border
+    padding: a sample up to one pixel outside the image reads the edge pixel, as ``roi_align`` clamps it).
+    Larger boxes are averaged over several samples by ``roi_align``; use :func:`crop_and_resize`."""
+    out_h, out_w = as_height_width(size)
+    batch, _, height, width = images.shape
+    boxes = boxes.to(images.device)
+    gx, read_x = _sample_positions(boxes[:, 0], boxes[:, 2], out_w, width)
+    gy, read_y = _sample_positions(boxes[:, 1], boxes[:, 3], out_h, height)
+    grid = torch.stack(
+        [gx[:, None, :].expand(batch, out_h, out_w), gy[:, :, None].expand(batch, out_h, out_w)], -1
+    )
+    out = F.grid_sample(
+        images, grid.to(images.dtype), mode="bilinear", padding_mode="border", align_corners=False
+    )
+    read = read_y[:, :, None] & read_x[:, None, :]
+    return out * read[:, None].to(out.dtype)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from elope.nn.crop import as_height_width
+from elope.nn.upsampled_threshold import upsampled_hits
 from elope.spec import check_tau
 
 __all__ = [
@@ -117,11 +118,10 @@ def _minmax(maps: Tensor) -> tuple[Tensor, Tensor]:
     return (maps - low) / span.clamp_min(torch.finfo(maps.dtype).tiny), span.flatten() > 0
 
 
-def _cell_box(mask: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
-    """The box around the cells of ``mask`` (B, h, w), cell (i, j) spanning pixels [j·W/w, (j+1)·W/w) ×
-    [i·H/h, (i+1)·H/h); and whether any cell is set."""
-    _, rows, cols = mask.shape
-    row_hit, col_hit = mask.any(dim=2), mask.any(dim=1)  # (B, h), (B, w)
+def _box_from_hits(row_hit: Tensor, col_hit: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """The box around the rows (B, h) and columns (B, w) that hold a selected cell, cell (i, j) spanning
+    pixels [j·W/w, (j+1)·W/w) × [i·H/h, (i+1)·H/h); and whether any cell is selected."""
+    rows, cols = row_hit.shape[1], col_hit.shape[1]
 
     def first_last(hit: Tensor) -> tuple[Tensor, Tensor]:
         n = hit.shape[1]
@@ -133,20 +133,6 @@ def _cell_box(mask: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
     x1, x2 = first_last(col_hit)
     boxes = torch.stack([x1 * width / cols, y1 * height / rows, x2 * width / cols, y2 * height / rows], dim=1)
     return boxes, row_hit.any(dim=1)
-
-
-def _upsampled_mask(
-    maps: Tensor, tau: float, size: tuple[int, int], region: Tensor | None
-) -> tuple[Tensor, Tensor]:
-    """The pixels of the bilinearly upsampled, min-max normalised maps above τ (within one cell of
-    ``region`` when given), and whether each upsampled map has any contrast."""
-    up = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-    normalised, contrast = _minmax(up)
-    mask = normalised > tau
-    if region is not None:
-        near = F.max_pool2d(region[:, None].float(), kernel_size=3, stride=1, padding=1)
-        mask = mask & (F.interpolate(near, size=size, mode="nearest")[:, 0] > 0)
-    return mask, contrast
 
 
 def heatmap_to_box(
@@ -177,7 +163,8 @@ def heatmap_to_box(
     By default the heatmap is *not* upsampled, as in the authors' release (``utils.lua``, ``get_bb``: the
     thresholded cells are scaled by image size / map size): cell (i, j) of an h×w map covers the pixels
     [j·W/w, (j+1)·W/w) × [i·H/h, (i+1)·H/h), and the box runs from the outer edge of the first selected
-    cell to the outer edge of the last. With ``upsample=True`` every pixel is a cell. A heatmap that is
+    cell to the outer edge of the last. With ``upsample=True`` every pixel is a cell (found without
+    upsampling the whole map: :func:`elope.nn.upsampled_threshold.upsampled_hits`). A heatmap that is
     constant (no cell above τ after normalisation) or holds a non-finite value gives the whole image.
     """
     check_tau(tau)
@@ -198,8 +185,11 @@ def heatmap_to_box(
     if rule == "peak":
         mask = peak_region(normalised, mask)
     if upsample:
-        mask, contrast = _upsampled_mask(maps, tau, (height, width), mask if rule == "peak" else None)
-    boxes, hit = _cell_box(mask, height, width)
+        region = mask if rule == "peak" else None
+        row_hit, col_hit, contrast = upsampled_hits(maps, tau, (height, width), region)
+    else:
+        row_hit, col_hit = mask.any(dim=2), mask.any(dim=1)
+    boxes, hit = _box_from_hits(row_hit, col_hit, height, width)
     valid = finite & contrast & hit
     # built on the host and copied without blocking: `new_tensor` on a GPU copies from pageable memory and
     # then synchronises the stream, stalling the host once per batch
