@@ -44,7 +44,7 @@ def test_resample_boxes_is_roi_align_with_one_sample(height, width, size):
 
 def test_crop_and_resize_picks_the_path_by_shape(monkeypatch):
     """One sample per pixel (source ≤ output) → grid_sample; a larger source → roi_align, which averages
-    ceil(box / size) samples per pixel; a traced graph → roi_align."""
+    ceil(box / size) samples per pixel; a traced or compiled graph → roi_align."""
     calls = []
     original = crop_module.resample_boxes
     monkeypatch.setattr(crop_module, "resample_boxes", lambda *a: calls.append("grid") or original(*a))
@@ -56,4 +56,7 @@ def test_crop_and_resize_picks_the_path_by_shape(monkeypatch):
     assert calls == ["grid"]
     torch.testing.assert_close(big, reference(images, boxes, 48))
     torch.jit.trace(lambda x, b: crop_and_resize(x, b, 96), (images, boxes), check_trace=False)
+    assert calls == ["grid"]
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # a compiled graph → roi_align too
+    crop_and_resize(images, boxes, 96)
     assert calls == ["grid"]

@@ -2,8 +2,8 @@
 
 Where every box is at most the output's size (the crop source no larger than the classifier's input), each
 output pixel is one bilinear sample and the same crop is a ``grid_sample`` (:func:`resample_boxes`), 4× faster
-than torchvision's CPU kernel at 448 px (issue 17); eager CPU code takes it, the traced (exported) graph and
-other devices keep ``roi_align``.
+than torchvision's CPU kernel at 448 px (issue 17); eager CPU code takes it, traced (exported) and compiled
+graphs and other devices keep ``roi_align``.
 
 :meth:`elope.ELoPE.crop` calls it on every pipeline (``docs/architecture.md``); the check of the
 localization module at the end of stage 2 cuts its probe crops with it directly
@@ -67,8 +67,9 @@ def crop_and_resize(images: Tensor, boxes: Tensor, size: int | tuple[int, int]) 
         )
     out_h, out_w = as_height_width(size)
     height, width = images.shape[-2:]
-    traced = torch.jit.is_tracing() or torch.jit.is_scripting()
-    if height <= out_h and width <= out_w and images.device.type == "cpu" and not traced:
+    # eager only: a traced (exported) or compiled graph keeps roi_align (and no value-dependent branch)
+    graph = torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
+    if height <= out_h and width <= out_w and images.device.type == "cpu" and not graph:
         return resample_boxes(images, boxes, (out_h, out_w))
     index = torch.arange(images.shape[0], device=images.device, dtype=images.dtype)[:, None]
     rois = torch.cat([index, boxes.to(device=images.device, dtype=images.dtype)], dim=1)

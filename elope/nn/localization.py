@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from elope.nn.crop import as_height_width
-from elope.nn.upsampled_threshold import upsampled_hits
+from elope.nn.upsampled_threshold import minmax_range, upsampled_hits
 from elope.spec import check_tau
 
 __all__ = [
@@ -113,9 +113,8 @@ def peak_region(normalised: Tensor, mask: Tensor) -> Tensor:
 
 def _minmax(maps: Tensor) -> tuple[Tensor, Tensor]:
     """Each map scaled to [0, 1] and whether it has any contrast, (B, h, w) and (B,)."""
-    low = maps.amin(dim=(1, 2), keepdim=True)
-    span = maps.amax(dim=(1, 2), keepdim=True) - low
-    return (maps - low) / span.clamp_min(torch.finfo(maps.dtype).tiny), span.flatten() > 0
+    low, scale, contrast = minmax_range(maps)
+    return (maps - low) / scale, contrast
 
 
 def _box_from_hits(row_hit: Tensor, col_hit: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:

@@ -28,7 +28,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["bilinear_at", "linear_source", "nearest_source", "run_ends", "upsampled_hits"]
+__all__ = ["bilinear_at", "linear_source", "minmax_range", "nearest_source", "run_ends", "upsampled_hits"]
+
+
+def minmax_range(maps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per (B, h, w) map: its minimum and its range (B, 1, 1), the range clamped at the smallest normal float
+    so that a constant map divides safely, and whether the map has any contrast (B,). The min-max
+    normalisation of the box step (Sec. 5) is ``(maps - low) / range``."""
+    low = maps.amin(dim=(1, 2), keepdim=True)
+    span = maps.amax(dim=(1, 2), keepdim=True) - low
+    return low, span.clamp_min(torch.finfo(maps.dtype).tiny), span.flatten() > 0
 
 
 def linear_source(size_in: int, size_out: int) -> tuple[list[int], list[int], list[float]]:
@@ -91,12 +100,16 @@ def _samples(size_in: int, size_out: int, pixels: Sequence[int]) -> _Samples:
 
 
 @lru_cache(maxsize=64)
-def _axis_plan(size_in: int, size_out: int, blocks: bool) -> tuple[_Samples, _Samples, Tensor]:
-    """Every output pixel, the run ends, and the run ends' positions among the output pixels."""
+def _axis_plan(
+    size_in: int, size_out: int, blocks: bool, device: torch.device
+) -> tuple[_Samples, _Samples, Tensor]:
+    """Every output pixel, the run ends, and the run ends' positions among the output pixels, on ``device``
+    (built once per shape and device)."""
     ends = run_ends(size_in, size_out, blocks)
     with torch.inference_mode(False):
-        positions = torch.tensor(ends)
-    return _samples(size_in, size_out, range(size_out)), _samples(size_in, size_out, ends), positions
+        positions = torch.tensor(ends, device=device)
+    every, at_ends = _samples(size_in, size_out, range(size_out)), _samples(size_in, size_out, ends)
+    return every.to(device), at_ends.to(device), positions
 
 
 def _bilinear(maps: Tensor, rows: _Samples, cols: _Samples) -> Tensor:
@@ -134,22 +147,17 @@ def upsampled_hits(
         map is not constant. Equal to thresholding ``F.interpolate(maps, size, mode="bilinear")`` whole.
     """
     blocks = region is not None
-    all_rows, end_rows, end_row_positions = _axis_plan(maps.shape[1], size[0], blocks)
-    all_cols, end_cols, _ = _axis_plan(maps.shape[2], size[1], blocks)
-    all_rows, end_rows, all_cols, end_cols = (
-        t.to(maps.device) for t in (all_rows, end_rows, all_cols, end_cols)
-    )
+    all_rows, end_rows, end_row_positions = _axis_plan(maps.shape[1], size[0], blocks, maps.device)
+    all_cols, end_cols, _ = _axis_plan(maps.shape[2], size[1], blocks, maps.device)
     # every pixel row at the run-ending columns, and every pixel column at the run-ending rows
     by_row = _bilinear(maps, all_rows, end_cols)  # (B, H, k)
     by_col = _bilinear(maps, end_rows, all_cols)  # (B, k, W)
-    corners = by_row.index_select(1, end_row_positions.to(maps.device))  # (B, k, k)
-    low = corners.amin(dim=(1, 2), keepdim=True)
-    span = corners.amax(dim=(1, 2), keepdim=True) - low
-    scale = span.clamp_min(torch.finfo(maps.dtype).tiny)
+    # the map's minimum and maximum lie where a run-ending row meets a run-ending column
+    low, scale, contrast = minmax_range(by_row.index_select(1, end_row_positions))
     above_row = (by_row - low) / scale > tau
     above_col = (by_col - low) / scale > tau
     if region is not None:
         near = F.max_pool2d(region[:, None].to(maps.dtype), kernel_size=3, stride=1, padding=1)[:, 0] > 0
         above_row = above_row & near.index_select(2, end_cols.nearest).index_select(1, all_rows.nearest)
         above_col = above_col & near.index_select(1, end_rows.nearest).index_select(2, all_cols.nearest)
-    return above_row.any(dim=2), above_col.any(dim=1), span.flatten() > 0
+    return above_row.any(dim=2), above_col.any(dim=1), contrast
