@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from elope.config_files import deep_merge, parse_override, read_yaml, set_dotted
 from elope.config_options import check_dataset_options
 from elope.failures import ConfigError, short_repr
-from elope.spec import check_tau
+from elope.spec import check_box_margin, check_tau
 
 __all__ = [  # ConfigError, parse_override and set_dotted are re-exported: callers import them from here
     "DATASETS",
@@ -48,13 +48,16 @@ DATASETS = ("cub", "cars", "aircraft", "folder", "synthetic")
 
 #: ``--paper``: the localization step exactly as the paper and the authors' release have it, where the
 #: packaged recipes depart from it (docs/architecture.md says why, with the paired results): every heatmap
-#: cell above τ makes the box, τ is the recipe's fixed Table 2 value, the cells are not upsampled, and the
-#: module learns the raw mean heatmap. Every other value of the recipes is the paper's already.
+#: cell above τ makes the box, τ is the recipe's fixed Table 2 value, the cells are not upsampled, the crop
+#: is cut at the box (no margin), and the module learns the raw mean heatmap. Every other value of the recipes is the paper's already.
 PAPER_LOCALIZATION: dict[str, Any] = {
     "model.box_rule": "all",
     "model.tau_select": "fixed",
     "model.heatmap_upsample": False,
+    "model.box_margin": 0.0,
     "loss.localizer_target": "raw",
+    "train.crop_decision": "always",
+    "dataset.val_fraction": 0.0,
 }
 STAGES = ("classifier", "localizer", "crop", "weighted")
 StageName = Literal["classifier", "localizer", "crop", "weighted"]
@@ -177,11 +180,21 @@ class ModelConfig(_Section):
         description="all: the box holds every heatmap cell above tau (paper); peak: only the connected "
         "region around the heatmap's peak (ours)",
     )
+    box_margin: float = Field(
+        0.0,
+        description="the crop reaches this share of the box's side beyond the box on each side, in [0, 1] "
+        "(0: the paper's crop at the box; elope.nn.crop.expand_boxes)",
+    )
 
     @field_validator("tau")
     @classmethod
     def _tau_in_range(cls, tau: float) -> float:
         return check_tau(tau)  # the one range check of τ (elope.spec)
+
+    @field_validator("box_margin")
+    @classmethod
+    def _margin_in_range(cls, margin: float) -> float:
+        return check_box_margin(margin)  # the one range check of the margin (elope.spec)
 
 
 class LossConfig(_Section):
@@ -243,6 +256,12 @@ class TrainConfig(_Section):
         description="shuffle: every training image once per epoch (the paper); balanced: each draw picks a "
         "class uniformly, then one of its images (long-tailed data; elope.engine.sampling)",
     )
+    crop_decision: Literal["always", "holdout"] = Field(
+        "always",
+        description="always: the crop pipeline whatever it costs (the paper); holdout: after the last stage, "
+        "keep the crops only if they classify the validation split (held out of the training split) at "
+        "least as well as the stage-1 classifier on whole images (elope.engine.crop_decision)",
+    )
     checkpoint_every_steps: int = Field(500, ge=0, description="0 = only at the end of each epoch")
     deterministic: bool = True
     progress: bool = True
@@ -287,6 +306,12 @@ class Config(_Section):
             raise ValueError(
                 "train.select=best needs a validation split: set dataset.val_fraction > 0 "
                 "(e.g. 0.1), or train.select=last (the paper's models train on the whole training split)"
+            )
+        crops = self.model.localizer and {"localizer", "crop"} <= set(self.train.stages)
+        if self.train.crop_decision == "holdout" and crops and self.dataset.val_fraction == 0.0:
+            raise ValueError(
+                "train.crop_decision=holdout decides on a validation split: set dataset.val_fraction > 0 "
+                "(e.g. 0.1), or train.crop_decision=always (the paper)"
             )
         if "weighted" in self.train.stages and self.model.pooling != "gkmp":
             raise ValueError(

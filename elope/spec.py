@@ -9,7 +9,10 @@ before and around the backbone, and every layer reads them from here:
   ``dataset.crop_source``, by default twice ``image_size``);
 * ``tau``: the box threshold τ of Sec. 5 (Table 2: 0.3 CUB, 0.2 Cars and Aircraft), in ``[0, 1)``
   (:func:`check_tau`);
-* ``mean``, ``std``: the normalisation of the inputs (what the backbone's initial weights expect).
+* ``mean``, ``std``: the normalisation of the inputs (what the backbone's initial weights expect);
+* ``box_margin``: how far the crop reaches beyond the box (ours; 0 in the paper), a share of the box's side
+  added on each side (:func:`check_box_margin`), so a tight box around the body keeps the object's
+  extremities in the crop.
 
 A :class:`ModelSpec` is resolved once (:meth:`ModelSpec.resolve` fills the defaults): from the recipe
 when a run is configured
@@ -32,9 +35,11 @@ from typing import Any
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "MARGIN_RANGE",
     "SPEC_FIELDS",
     "TAU_RANGE",
     "ModelSpec",
+    "check_box_margin",
     "check_tau",
     "crop_source_size",
 ]
@@ -47,8 +52,12 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 #: above τ, so τ = 0 keeps every cell but the minimum and τ = 1 would keep none.
 TAU_RANGE: tuple[float, float] = (0.0, 1.0)
 
+#: The box margin lies in ``[low, high]``: 0 crops at the box itself (the paper), 1 adds a whole box side on
+#: each side (three times the box's width and height, clipped to the image).
+MARGIN_RANGE: tuple[float, float] = (0.0, 1.0)
+
 #: The constructor arguments of :class:`elope.ELoPE` that make up its spec (in ``model.json`` → ``model``).
-SPEC_FIELDS: tuple[str, ...] = ("image_size", "crop_source", "tau", "mean", "std")
+SPEC_FIELDS: tuple[str, ...] = ("image_size", "crop_source", "tau", "mean", "std", "box_margin")
 
 
 def check_tau(tau: Any) -> float:
@@ -60,6 +69,15 @@ def check_tau(tau: Any) -> float:
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not low <= tau < high:
         raise ValueError(f"tau must lie in [{low:g}, {high:g}), got {tau!r}")
     return float(tau)
+
+
+def check_box_margin(margin: Any) -> float:
+    """``margin`` as a float, or ValueError when it is not a number in :data:`MARGIN_RANGE` (NaN included);
+    the one range check of the box margin (the recipe's ``model.box_margin``, the spec)."""
+    low, high = MARGIN_RANGE
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not low <= margin <= high:
+        raise ValueError(f"box_margin must lie in [{low:g}, {high:g}], got {margin!r}")
+    return float(margin)
 
 
 def crop_source_size(image_size: int, crop_source: int | None = None) -> int:
@@ -94,6 +112,7 @@ class ModelSpec:
     tau: float
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    box_margin: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("image_size", "crop_source"):
@@ -101,6 +120,7 @@ class ModelSpec:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive number of pixels, got {value!r}")
         object.__setattr__(self, "tau", check_tau(self.tau))
+        object.__setattr__(self, "box_margin", check_box_margin(self.box_margin))
         object.__setattr__(self, "mean", _channels("mean", self.mean))
         object.__setattr__(self, "std", _channels("std", self.std))
         if min(self.std) <= 0:
@@ -111,13 +131,14 @@ class ModelSpec:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``{"image_size", "crop_source", "tau", "mean": [...], "std": [...]}``."""
+        """JSON-ready: ``{"image_size", "crop_source", "tau", "mean": [...], "std": [...], "box_margin"}``."""
         return {
             "image_size": self.image_size,
             "crop_source": self.crop_source,
             "tau": self.tau,
             "mean": list(self.mean),
             "std": list(self.std),
+            "box_margin": self.box_margin,
         }
 
     @classmethod
@@ -128,6 +149,7 @@ class ModelSpec:
         crop_source: int | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        box_margin: float = 0.0,
         *,
         default_normalization: tuple[Sequence[float], Sequence[float]] = (IMAGENET_MEAN, IMAGENET_STD),
     ) -> ModelSpec:
@@ -142,15 +164,18 @@ class ModelSpec:
             tau=tau,
             mean=tuple(default_mean if mean is None else mean),
             std=tuple(default_std if std is None else std),
+            box_margin=box_margin,
         )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
-        """The spec of a mapping holding :data:`SPEC_FIELDS` (other keys are ignored)."""
+        """The spec of a mapping holding :data:`SPEC_FIELDS` (other keys are ignored; a model saved before
+        the box margin existed has none: 0, the crop at the box)."""
         return cls(
             image_size=int(data["image_size"]),
             crop_source=int(data["crop_source"]),
             tau=data["tau"],
             mean=tuple(data["mean"]),
             std=tuple(data["std"]),
+            box_margin=data.get("box_margin", 0.0),
         )

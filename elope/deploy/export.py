@@ -169,6 +169,7 @@ def export_metadata(
         "input_size": side,
         "batch": "dynamic" if batch is None else int(batch),
         "tau": spec.tau,
+        "box_margin": spec.box_margin,
         "image_size": spec.image_size,
         "input": f"{INPUT_NAME}: float32 (B, 3, {side}, {side}), RGB in [0, 1] minus mean, over std",
         "outputs": OnePassPipeline(model, tta, embeddings).output_names(),

@@ -153,6 +153,7 @@ class ExportedModel:
                 tau=self.meta["tau"],
                 mean=tuple(self.meta["mean"]),
                 std=tuple(self.meta["std"]),
+                box_margin=self.meta.get("box_margin", 0.0),  # files exported before the margin: none
             )
             self.batch: int | None = None if self.meta["batch"] == "dynamic" else int(self.meta["batch"])
             self.outputs: list[str] = list(self.meta["outputs"])

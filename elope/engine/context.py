@@ -130,7 +130,13 @@ def run_spec(cfg: Config) -> ModelSpec:
     (ImageNet's for ResNets, 0.5/0.5 for the EfficientNet-Lite weights)."""
     normalization = pretrained_normalization(cfg.model.backbone)
     d = cfg.dataset
-    return ModelSpec.resolve(d.image_size, cfg.model.tau, d.crop_source, default_normalization=normalization)
+    return ModelSpec.resolve(
+        d.image_size,
+        cfg.model.tau,
+        d.crop_source,
+        box_margin=cfg.model.box_margin,
+        default_normalization=normalization,
+    )
 
 
 def dataset_options(cfg: Config) -> dict[str, Any]:

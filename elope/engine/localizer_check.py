@@ -236,7 +236,7 @@ def score_batch(
         area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).cpu() / frame
         sums.counts[i] += torch.tensor([float(hits.sum()), float((area > WHOLE_AREA).sum()), len(labels)])
         if reference is not None and sums.features is not None and tau in LABEL_TAUS:
-            crops = crop_and_resize(images, boxes, model.spec.image_size)
+            crops = crop_and_resize(images, model.crop_box(boxes, size), model.spec.image_size)
             sums.features[tau].append(F.normalize(reference(crops).float().mean(dim=(2, 3)), dim=1).cpu())
 
 

@@ -57,6 +57,8 @@ SESSION_KEYS = (
 _ONE_STAGE_KEYS = {
     "loss.localizer_target": ("localizer",),
     "dataset.crop_source": ("crop", "weighted"),
+    "model.box_margin": ("crop", "weighted"),
+    "train.crop_decision": ("crop", "weighted"),
 }
 
 

@@ -64,6 +64,7 @@ from elope.engine.context import (
     run_splits,
     seed_everything,
 )
+from elope.engine.crop_decision import applies, decide_crops, describe_decision
 from elope.engine.localizer_check import check_localizer, describe_check
 from elope.engine.loop import StepHook, stage_loader, train_one_epoch
 from elope.engine.plan import StagePlan, plan_stage
@@ -83,7 +84,7 @@ from elope.engine.stages import (
 from elope.engine.validate import evaluate_split, selection_score
 from elope.failures import Echo, TrainingError, to_stderr
 from elope.runs.environment import environment
-from elope.runs.layout import MODEL_DIR, TEACHER_DIR, run_paths
+from elope.runs.layout import CROPS_DIR, MODEL_DIR, TEACHER_DIR, run_paths
 from elope.runs.metrics_log import tb_step
 from elope.runs.model_folder import model_meta, without_localizer, write_model_folder
 
@@ -307,11 +308,29 @@ def finish_stage(run: Run, plan: StagePlan, state: StageState) -> None:
         if run.main:
             run.echo(describe_check(record))
     run.completed.append(state.stage)
+    decision = decide_crops(run, plan) if applies(run, state.stage) else None
     if run.main:
         write_run_model(run)
         if state.stage == "classifier":  # the localization module's teacher (Table 4, "mean feature map")
-            write_run_model(run, TEACHER_DIR, with_means=False)
+            write_run_model(run, TEACHER_DIR)
+        if decision is not None:
+            keep_decision(run, *decision)
     save_checkpoint(run, None, names=(f"{state.stage}.pt", "last.pt"))
+
+
+def keep_decision(run: Run, record: dict[str, Any], whole: tuple[Any, Any] | None) -> None:
+    """Record the crop decision (:mod:`elope.engine.crop_decision`); where whole images won, the crop
+    pipeline moves to ``RUN/crops`` and ``RUN/model`` becomes the stage-1 classifier."""
+    last = record["stage"]
+    append_metrics(run, record, tb_step(run.cfg, last, getattr(run.cfg.stages, last).epochs))
+    run.echo(describe_decision(record))
+    if whole is None:
+        return
+    write_run_model(run, CROPS_DIR)
+    teacher, means = whole
+    meta = model_meta(run.cfg, run.classes, run.data.sizes(), ["classifier"], False)
+    meta.update(environment=environment(run.device), crop_decision=record)
+    write_model_folder(run.out / MODEL_DIR, teacher, meta, means)
 
 
 def write_run_model(run: Run, name: str = MODEL_DIR, *, with_means: bool = True) -> None:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import roi_align
 
-__all__ = ["as_height_width", "crop_and_resize", "like", "resample_boxes", "resize"]
+__all__ = ["as_height_width", "crop_and_resize", "expand_boxes", "like", "resample_boxes", "resize"]
 
 
 def as_height_width(size: int | tuple[int, int] | torch.Size) -> tuple[int, int]:
@@ -47,6 +47,29 @@ def resize(images: Tensor, size: int | tuple[int, int]) -> Tensor:
         images, size=as_height_width(size), mode="bilinear", align_corners=False, antialias=True
     )
     return like(out, images)
+
+
+def expand_boxes(boxes: Tensor, margin: float, frame: int | tuple[int, int] | torch.Size) -> Tensor:
+    """Each box grown by ``margin`` times its own width (height) on the left and right (top and bottom),
+    then clipped to the image of ``frame`` = (H, W): the crop's box with ``spec.box_margin`` (ours; the paper
+    crops at the box). A box-relative margin keeps what a tight box cuts at the object's extremities (the
+    crest, the tail) whatever the object's size; ``margin`` 0 returns ``boxes`` unchanged.
+
+    Args:
+        boxes: (B, 4) x1, y1, x2, y2 in pixels.
+        margin: share of the box's side added on each side, in [0, 1] (:func:`elope.spec.check_box_margin`).
+        frame: the image the boxes refer to, ``(height, width)`` or one int.
+    """
+    if margin == 0:
+        return boxes
+    height, width = as_height_width(frame)
+    x1, y1, x2, y2 = boxes.unbind(dim=1)
+    dx, dy = margin * (x2 - x1), margin * (y2 - y1)
+    return torch.stack(
+        [(x1 - dx).clamp(min=0.0), (y1 - dy).clamp(min=0.0), (x2 + dx).clamp(max=float(width)),
+         (y2 + dy).clamp(max=float(height))],
+        dim=1,
+    )  # fmt: skip
 
 
 def crop_and_resize(images: Tensor, boxes: Tensor, size: int | tuple[int, int]) -> Tensor:

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from elope.nn.backbones import build_backbone, pretrained_normalization
-from elope.nn.crop import crop_and_resize, like, resize
+from elope.nn.crop import crop_and_resize, expand_boxes, like, resize
 from elope.nn.embedding import EmbeddingHead
 from elope.nn.localization import BOX_RULES, LocalizationModule, heatmap_to_box, mean_heatmap
 from elope.nn.modes import evaluating
@@ -76,8 +76,11 @@ class ELoPE(nn.Module):
             :func:`heatmap_to_box`; off in the paper's recipe, as in the authors' release).
         box_rule: ``all`` (the paper: the box holds every cell above τ) or ``peak`` (ours: only the
             connected region around the heatmap's peak); see :func:`heatmap_to_box`.
+        box_margin: the crop reaches this share of the box's side beyond it on each side (ours; 0, the
+            paper's crop at the box): :func:`elope.nn.crop.expand_boxes`.
 
-    ``image_size``, ``crop_source``, ``tau``, ``mean`` and ``std`` are resolved once into :attr:`spec`.
+    ``image_size``, ``crop_source``, ``tau``, ``mean``, ``std`` and ``box_margin`` are resolved once into
+    :attr:`spec`.
     """
 
     def __init__(
@@ -100,6 +103,7 @@ class ELoPE(nn.Module):
         localizer_input: int = 64,
         heatmap_upsample: bool = False,
         box_rule: str = "all",
+        box_margin: float = 0.0,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -111,7 +115,13 @@ class ELoPE(nn.Module):
         if embedding_dim < 0:
             raise ValueError(f"embedding_dim must be >= 0 (0: no embedding layer), got {embedding_dim}")
         spec = ModelSpec.resolve(  # validated here
-            image_size, tau, crop_source, mean, std, default_normalization=pretrained_normalization(backbone)
+            image_size,
+            tau,
+            crop_source,
+            mean,
+            std,
+            box_margin,
+            default_normalization=pretrained_normalization(backbone),
         )
         if box_rule not in BOX_RULES:
             raise ValueError(f"unknown box_rule {box_rule!r}; choose one of {BOX_RULES}")
@@ -216,6 +226,11 @@ class ELoPE(nn.Module):
         upsampling and box rule."""
         return heatmap_to_box(heatmaps, tau, frame, upsample=self.heatmap_upsample, rule=self.box_rule)
 
+    def crop_box(self, boxes: Tensor, frame: tuple[int, int] | torch.Size) -> Tensor:
+        """Where the crop of a box is cut in an image of ``frame`` = (H, W): the box grown by the spec's
+        ``box_margin`` (:func:`elope.nn.crop.expand_boxes`; the box itself at margin 0, the paper)."""
+        return expand_boxes(boxes, self.spec.box_margin, frame)
+
     @torch.no_grad()
     def crop(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """Localize, crop each image at its box and resize the crops to the classifier's ``image_size``.
@@ -225,9 +240,11 @@ class ELoPE(nn.Module):
         the *crop source* (the original image resized to ``spec.crop_source``; training renders it on the
         device first, :mod:`elope.data.source`). The localization module sees it resized to 64×64, the box
         is found relative to it at the spec's τ, and the crop is cut from it by ``roi_align`` in one
-        batched call, so a crop keeps the source's resolution.
+        batched call, so a crop keeps the source's resolution. The crop reaches the spec's ``box_margin``
+        beyond the box (:meth:`crop_box`).
 
-        Returns ``(crops, boxes, heatmaps)``, boxes in pixels of ``images``. Without a localization module
+        Returns ``(crops, boxes, heatmaps)``, boxes in pixels of ``images`` (the localization's box, without
+        the margin: what Table 4 scores). Without a localization module
         the whole image is resized and ``heatmaps`` is None. No gradient flows through this step.
         """
         size = self.spec.image_size
@@ -236,7 +253,8 @@ class ELoPE(nn.Module):
             boxes = images.new_tensor([0.0, 0.0, float(width), float(height)]).expand(images.shape[0], 4)
             return resize(images, size), boxes, None
         boxes, heatmaps = self.localize(images)
-        return like(crop_and_resize(images, boxes, size), images), boxes, heatmaps
+        cut = self.crop_box(boxes, images.shape[-2:])
+        return like(crop_and_resize(images, cut, size), images), boxes, heatmaps
 
     @torch.no_grad()
     def classify_crops(self, images: Tensor, *, return_embeddings: bool = False) -> CropClassification:

@@ -7,6 +7,7 @@ RUN/tensorboard/            TensorBoard event files
 RUN/checkpoints/<stage>.pt  end-of-stage checkpoint; RUN/checkpoints/last.pt the latest (atomic writes)
 RUN/model/                  the final model: model.safetensors + model.json (+ class_means.safetensors)
 RUN/teacher/                the stage-1 classifier, same format (the localization module's teacher)
+RUN/crops/                  the crop pipeline, where the crop decision chose whole images for RUN/model
 ```
 """
 
@@ -15,10 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CLASS_MEANS_FILE", "MODEL_DIR", "TEACHER_DIR", "RunPaths", "run_files", "run_paths"]
+__all__ = ["CLASS_MEANS_FILE", "CROPS_DIR", "MODEL_DIR", "TEACHER_DIR", "RunPaths", "run_files", "run_paths"]
 
 MODEL_DIR = "model"  # RUN/model: what `evaluate`, `predict` and `export` load
 TEACHER_DIR = "teacher"  # RUN/teacher: the stage-1 classifier, the localization module's teacher
+CROPS_DIR = "crops"  # RUN/crops: the crop pipeline where the crop decision chose whole images
 CLASS_MEANS_FILE = "class_means.safetensors"  # RUN/model/class_means.safetensors, key "means" (C, dim)
 
 
@@ -56,6 +58,10 @@ class RunPaths:
     def teacher(self) -> Path:
         return self.out / TEACHER_DIR
 
+    @property
+    def crops(self) -> Path:
+        return self.out / CROPS_DIR
+
 
 def run_paths(out: str | Path) -> RunPaths:
     """The layout of the run folder ``out``."""
@@ -67,7 +73,7 @@ def run_files(out: str | Path) -> list[Path]:
     output of ``evaluate``, ``predict`` or ``export`` may overwrite; ``out`` may be a model folder itself."""
     out = Path(out)
     found = [out / name for name in ("config.yaml", "metrics.jsonl", "model.json", "model.safetensors")]
-    for folder in (out / MODEL_DIR, out / TEACHER_DIR, out / "checkpoints"):
+    for folder in (out / MODEL_DIR, out / TEACHER_DIR, out / CROPS_DIR, out / "checkpoints"):
         if folder.is_dir():
             found += list(folder.iterdir())
     return [p for p in found if p.is_file()]
