@@ -8,7 +8,7 @@ Every module of ``elope/`` is parsed with ``ast``; every import counts, also tho
 lazy import still ties two modules together). The layers, lowest first:
 
     base      elope.failures, elope.config,       messages, the recipe's schema (and its dataset options),
-              elope.config_options, elope.outputs, output-path checks, the model's spec (τ, sizes,
+              elope.outputs, output-path checks, the model's spec (τ, sizes,
               elope.spec, elope.pixels            normalisation), decoded pixels' tones and orientation
     nn        elope.nn                            the paper's parts: pure nn.Modules and functions
     data      elope.data                          datasets, transforms, the procedural set
@@ -42,8 +42,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "elope.failures",
             "elope.config",
-            "elope.config_files",
-            "elope.config_options",
             "elope.outputs",
             "elope.spec",
             "elope.pixels",

@@ -225,7 +225,7 @@ def test_exported_graph_returns_the_embedding_and_carries_enrolled_classes(
 
 
 def test_zero_shot_is_a_checked_recipe_option():
-    from elope.config_options import check_dataset_options
+    from elope.config.options import check_dataset_options
 
     assert check_dataset_options("cub", {"zero_shot": "seen"}) == {"zero_shot": "seen"}
     with pytest.raises(ValueError, match=r"options\.zero_shot"):

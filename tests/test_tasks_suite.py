@@ -78,7 +78,8 @@ def test_one_distribution_one_seed_end_to_end_and_resumed(tmp_path: Path):
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
     result = json.loads((out / "wide" / "seed0" / "result.json").read_text())
-    assert set(result["top1"]) == {"gap", "full", "control"} and result["test_images"] == 9
+    assert set(result["top1"]) == {"gap", "full", "crops", "control"} and result["test_images"] == 9
+    assert result["decision"] is None and result["box_margin"] == 0.0  # the recipe's defaults: the paper's
     assert result["box_rule"] in ("all", "peak") and 0 <= result["module_iou50"] <= 1
     for split in ("trainval", "test"):
         assert set(result["localization"][split]["module"]) == {
@@ -94,3 +95,18 @@ def test_one_distribution_one_seed_end_to_end_and_resumed(tmp_path: Path):
     assert again.exit_code == 0 and "| wide | 1 |" in again.output
     assert (out / "wide" / "seed0" / "result.json").stat().st_mtime_ns == stamp  # nothing trained again
     assert (out / "suite.md").read_text() in again.output
+
+
+def test_crop_decision_columns():
+    """Runs that decided (train.crop_decision holdout): full is the decided model, crops the crop pipeline;
+    the table shows crops − control and how many runs chose whole images."""
+    kept = _result(0, 0.50, 0.60, 0.55, 0.7, 0.5)
+    kept["top1"]["crops"], kept["decision"] = 0.60, {"choice": "crops"}
+    whole = _result(1, 0.40, 0.46, 0.46, 0.6, 0.5)  # whole images won: full is the control
+    whole["top1"]["crops"], whole["decision"] = 0.42, {"choice": "whole"}
+    (row,) = summarize_suite({"small": [kept, whole]})
+    assert row["crops-control"][0] == pytest.approx((5.0 - 4.0) / 2)
+    assert row["full-control"][0] == pytest.approx(2.5) and row["whole"] == 1
+    assert "| 1/2 |" in suite_table([row])
+    (old,) = summarize_suite({"small": [_result(0, 0.5, 0.6, 0.55, 0.7, 0.5)]})  # before the decision
+    assert old["crops-control"] is None and old["whole"] == 0 and old["crops"][0] == pytest.approx(60.0)

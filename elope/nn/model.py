@@ -106,22 +106,10 @@ class ELoPE(nn.Module):
         box_margin: float = 0.0,
     ) -> None:
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
-        if weighted and pooling != "gkmp":
-            raise ValueError(f"weighted pooling (Eq. 4) needs pooling='gkmp', got pooling={pooling!r}")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be positive, got {num_classes}")
-        if embedding_dim < 0:
-            raise ValueError(f"embedding_dim must be >= 0 (0: no embedding layer), got {embedding_dim}")
-        spec = ModelSpec.resolve(  # validated here
-            image_size,
-            tau,
-            crop_source,
-            mean,
-            std,
-            box_margin,
-            default_normalization=pretrained_normalization(backbone),
+        _check_arguments(num_classes, embedding_dim, pooling, weighted)
+        normalization = pretrained_normalization(backbone)  # the spec, validated here:
+        spec = ModelSpec.resolve(
+            image_size, tau, crop_source, mean, std, box_margin, default_normalization=normalization
         )
         if box_rule not in BOX_RULES:
             raise ValueError(f"unknown box_rule {box_rule!r}; choose one of {BOX_RULES}")
@@ -307,6 +295,18 @@ class ELoPE(nn.Module):
             probabilities = logits.float().softmax(dim=1)
             scores, classes = probabilities.topk(min(top, self.num_classes), dim=1)
         return Prediction(classes, scores, boxes, heatmaps)
+
+
+def _check_arguments(num_classes: int, embedding_dim: int, pooling: str, weighted: bool) -> None:
+    """The checks of :class:`ELoPE`'s arguments that are not the spec's (ValueError naming the value)."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+    if weighted and pooling != "gkmp":
+        raise ValueError(f"weighted pooling (Eq. 4) needs pooling='gkmp', got pooling={pooling!r}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be positive, got {num_classes}")
+    if embedding_dim < 0:
+        raise ValueError(f"embedding_dim must be >= 0 (0: no embedding layer), got {embedding_dim}")
 
 
 def create_model(name: str, num_classes: int, **kwargs: Any) -> ELoPE:

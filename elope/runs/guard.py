@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from elope.config import DATASETS, STAGES, ConfigError
-from elope.config_files import read_yaml
+from elope.config.files import read_yaml
 from elope.failures import Echo, TrainingError, to_stderr
 from elope.runs.checkpoint import CheckpointError, load_checkpoint
 

@@ -41,6 +41,7 @@ from elope.tasks.localization import best_tau, collect_maps, labels_tau, score_m
 
 __all__ = [
     "SUITE_RECIPE",
+    "crop_pipeline",
     "interval_text",
     "mean_std_text",
     "paired_interval",
@@ -112,23 +113,39 @@ def _seed(
     if cfg.stages.crop.init != "fresh":
         control = folder / "control"
         _train(control, {**common, **CONTROL.overrides}, config_file)
+    crops = crop_pipeline(full)
     metrics = {name: evaluate_run(path, progress=False) for name, path in
-               (("full", full), ("gap", gap), ("control", control))}  # fmt: skip
-    model = json.loads((full / "model" / "model.json").read_text())["model"]
+               (("full", full), ("crops", crops), ("gap", gap), ("control", control))}  # fmt: skip
+    model = json.loads(((crops / "model") if crops == full else crops).joinpath("model.json").read_text())
+    model = model["model"]
     result = {
         "dist": dist,
         "seed": seed,
         "top1": {name: m["top1"] for name, m in metrics.items()},
-        "module_iou50": metrics["full"]["loc_iou50"],
+        "module_iou50": metrics["crops"]["loc_iou50"],
         "tau": model["tau"],
         "box_rule": model["box_rule"],
         "upsample": model["heatmap_upsample"],
+        "box_margin": model.get("box_margin", 0.0),
+        "decision": _decision(full),
         "test_images": metrics["full"]["num_images"],
-        "localization": _localization(full),
+        "localization": _localization(crops),
     }
     result["mean_map_tau"], result["mean_map_iou50"] = _teacher_at_its_tau(result)
     result_file.write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+def crop_pipeline(run: Path) -> Path:
+    """Where a run's crop pipeline lies: ``RUN/crops`` where the crop decision chose whole images for
+    ``RUN/model`` (:mod:`elope.engine.crop_decision`), else the run itself."""
+    return run / "crops" if (run / "crops" / "model.json").is_file() else run
+
+
+def _decision(run: Path) -> dict[str, Any] | None:
+    """The run's ``crop_decision`` record (None: the run did not decide, ``train.crop_decision: always``)."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return next((r for r in map(json.loads, lines) if r.get("event") == "crop_decision"), None)
 
 
 def _teacher_at_its_tau(result: dict[str, Any]) -> tuple[float, float]:
@@ -198,14 +215,18 @@ def summarize_suite(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, 
 
 def _summary_row(dist: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One row of :func:`summarize_suite` over ``runs`` (each run pairs its own GAP, full and control)."""
-    pct = {key: [100 * r["top1"][key] for r in runs] for key in ("gap", "full", "control")}
+    pct = {
+        key: [100 * r["top1"].get(key, r["top1"]["full"]) for r in runs]
+        for key in ("gap", "full", "control", "crops")
+    }
     pct["module"] = [100 * r["module_iou50"] for r in runs]
     pct["mean_map"] = [100 * r["mean_map_iou50"] for r in runs]
     row: dict[str, Any] = {"dist": dist, "seeds": [r["seed"] for r in runs]}
     row.update({key: _mean_std(v) for key, v in pct.items()})
-    for a, b in (("full", "gap"), ("full", "control"), ("module", "mean_map")):
+    for a, b in (("full", "gap"), ("full", "control"), ("crops", "control"), ("module", "mean_map")):
         row[f"{a}-{b}"] = paired_interval([x - y for x, y in zip(pct[a], pct[b])])
     row["tau"] = [r["tau"] for r in runs]
+    row["whole"] = sum((r.get("decision") or {}).get("choice") == "whole" for r in runs)
     return row
 
 
@@ -230,13 +251,16 @@ def interval_text(diffs: Sequence[float]) -> str:
 def suite_table(summary: list[dict[str, Any]]) -> str:
     """The suite as Markdown: one row per distribution."""
     lines = [
-        "| distribution | seeds | GAP % | full % | control % | full − GAP | full − control "
-        "| module IoU≥0.5 % | teacher map % | module − map | τ per seed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| distribution | seeds | GAP % | full % | control % | full − GAP | full − control | crops − control "
+        "| whole chosen | module IoU≥0.5 % | teacher map % | module − map | τ per seed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary:
         cells = [r["dist"], str(len(r["seeds"]))]
-        cells += [_cell(r[k]) for k in ("gap", "full", "control", "full-gap", "full-control")]
+        cells += [
+            _cell(r[k]) for k in ("gap", "full", "control", "full-gap", "full-control", "crops-control")
+        ]
+        cells.append(f"{r['whole']}/{len(r['seeds'])}")
         cells += [_cell(r[k]) for k in ("module", "mean_map", "module-mean_map")]
         cells.append("—" if r["dist"] == "all" else ", ".join(f"{t:g}" for t in r["tau"]))
         lines.append("| " + " | ".join(cells) + " |")
