@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from elope.commands.options import SEED_RANGE, checked_output, renamed_option
+from elope.data.birds.presets import BIRD_PRESETS
 from elope.data.errors import DataError
 from elope.data.io import DEFAULT_MAX_PIXELS
 from elope.data.synthetic_knobs import DIFFICULTIES, KNOB_OPTIONS
@@ -189,6 +190,21 @@ def _knob_options(command: Callable[..., None]) -> Callable[..., None]:
     help="Preset of the knobs below (fine: for ImageNet-pretrained backbones, --size 224 --classes 24; "
     "small ... wide: the generalization suite's distributions, `elope suite`).",
 )
+@click.option(
+    "--family",
+    type=click.Choice(["critters", "birds"]),
+    default="critters",
+    show_default=True,
+    help="critters: the set the recipe was developed on; birds: the held-out family (articulated birds on "
+    "photographs, classes told apart by crest, bill, eye ring, wing bars and tail tip; needs scikit-image: "
+    "pip install 'elope[birds]'). See docs/data-families.md.",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(list(BIRD_PRESETS)),
+    default=None,
+    help="The bird family's preset [medium] (--family birds; the critters' presets are --difficulty).",
+)
 @_knob_options
 def synth_command(
     out: Path,
@@ -199,34 +215,64 @@ def synth_command(
     seed: int,
     force: bool,
     difficulty: str,
+    family: str,
+    preset: str | None,
     **knobs: Any,
 ) -> None:
-    """Write the procedural fine-grained dataset (CUB-200-2011 layout, exact boxes)."""
-    from elope.data.synthetic import write_synthetic
-
+    """Write a procedural fine-grained dataset (CUB-200-2011 layout, exact boxes): the critters (default)
+    or the held-out bird family (--family birds --preset NAME)."""
+    write = (
+        _bird_writer(difficulty, preset, knobs)
+        if family == "birds"
+        else _critter_writer(preset, difficulty, knobs)
+    )
     checked_output(out, "--out", kind="dir")
     if force:
         _say_what_force_deletes(out)
     try:
-        root = write_synthetic(
-            out,
-            classes,
-            train,
-            test,
-            size,
-            seed,
-            overwrite=force,
-            difficulty=difficulty,
-            **knobs,
-        )
-    except (FileExistsError, ValueError) as error:
+        root = write(out, classes, train, test, size, seed, overwrite=force)
+    except (FileExistsError, ValueError, DataError) as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:  # e.g. a file where a parent folder should be
         raise click.ClickException(f"cannot write the data set to {out}: {error.strerror or error}") from None
     total = (classes * train if isinstance(train, int) else sum(train)) + classes * test
     click.echo(
         f"wrote {total} images ({classes} classes; {train} train + {test} test per class; {size}x{size} px; "
-        f"seed {seed}; difficulty {difficulty}) to {root / 'CUB_200_2011'}"
+        f"seed {seed}; "
+        + (f"family birds, preset {preset or 'medium'}" if family == "birds" else f"difficulty {difficulty}")
+        + f") to {root / 'CUB_200_2011'}"
     )
     click.echo(f"metadata: {root / 'elope_synthetic.json'}")
     click.echo(f"use it with: --dataset synthetic --root {root}")
+
+
+def _critter_writer(preset: str | None, difficulty: str, knobs: dict[str, Any]) -> Callable[..., Path]:
+    """``write_synthetic`` with the difficulty and knobs; ``--preset`` names a bird preset only."""
+    from elope.data.synthetic import write_synthetic
+
+    if preset is not None:
+        raise click.UsageError(
+            "--preset names a preset of the bird family: add --family birds (the critters' presets are --difficulty)"
+        )
+    return lambda *args, **kw: write_synthetic(*args, **kw, difficulty=difficulty, **knobs)
+
+
+def _bird_writer(difficulty: str, preset: str | None, knobs: dict[str, Any]) -> Callable[..., Path]:
+    """``write_birds`` with the preset; of the critters' knobs only --object-scale and --aspect apply."""
+    from elope.data.birds.writer import write_birds
+
+    others = sorted(
+        f"--{k.replace('_', '-')}"
+        for k, v in knobs.items()
+        if v is not None and k not in ("object_scale", "aspect")
+    )
+    if difficulty != "default" or others:
+        named = ", ".join((["--difficulty"] if difficulty != "default" else []) + others)
+        raise click.UsageError(
+            f"{named}: the critters' option(s), not the birds'; with --family birds choose --preset "
+            f"({', '.join(BIRD_PRESETS)}), --object-scale and --aspect"
+        )
+    scale, aspect = knobs.get("object_scale"), knobs.get("aspect")
+    return lambda *args, **kw: write_birds(
+        *args, **kw, preset=preset or "medium", object_scale=scale, aspect=aspect
+    )

@@ -8,15 +8,20 @@ import click
 
 from elope.commands.options import SEED_RANGE, checked_output, config_option, overrides_option, paper_option
 from elope.config import PAPER_LOCALIZATION, ConfigError, parse_override
+from elope.data.birds.presets import BIRD_SUITE
 from elope.data.synthetic_knobs import SUITE
+
+_GROUPS = {"all": list(SUITE), "birds": list(BIRD_SUITE)}
 
 
 def _names(text: str) -> list[str]:
-    names = list(SUITE) if text == "all" else [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in SUITE]
+    """``all`` (the critters), ``birds`` (the held-out family) or names, comma-separated."""
+    names = _GROUPS.get(text) or [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SUITE and n not in BIRD_SUITE]
     if unknown or not names:
         raise click.BadParameter(
-            f"unknown distribution(s) {unknown or text!r}; choose from all, {', '.join(SUITE)}",
+            f"unknown distribution(s) {unknown or text!r}; choose from all (the critters: {', '.join(SUITE)}) "
+            f"or birds (held out: {', '.join(BIRD_SUITE)}), or names from both, comma-separated",
             param_hint="--dists",
         )
     return names
@@ -25,7 +30,11 @@ def _names(text: str) -> list[str]:
 @click.command("suite")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Suite folder.")
 @click.option(
-    "--dists", default="all", show_default=True, help=f"Distributions, comma-separated: {', '.join(SUITE)}."
+    "--dists",
+    default="all",
+    show_default=True,
+    help=f"Distributions, comma-separated. all: the critters ({', '.join(SUITE)}), on which the recipe is "
+    f"developed; birds: the held-out family ({', '.join(BIRD_SUITE)}), read once to judge it.",
 )
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Paired seeds.")
 @click.option("--seed-offset", type=SEED_RANGE, default=0, show_default=True)

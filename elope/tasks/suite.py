@@ -1,6 +1,8 @@
 """``elope suite``: the method on procedural distributions nobody tuned it on (issue: generalization).
 
-Each distribution of :data:`elope.data.synthetic_knobs.SUITE` gets its own data set (``OUT/<dist>/data``:
+Each distribution of :data:`elope.data.synthetic_knobs.SUITE` (the critters, on which the recipe is
+developed) and of :data:`elope.data.birds.BIRD_SUITE` (``birds-small``, ...: the held-out bird family,
+docs/data-families.md) gets its own data set (``OUT/<dist>/data``:
 12 species, 30 training and 42 test images each, so one test image is 0.2 points; frames 448 px on the
 longer side; written once with data seed 0). For each distribution and seed, paired by seed:
 
@@ -32,6 +34,7 @@ from typing import Any
 from scipy import stats
 
 from elope.config import load_config
+from elope.data.birds import BIRD_SUITE, write_birds
 from elope.data.synthetic import write_synthetic
 from elope.data.synthetic_knobs import SUITE
 from elope.engine.train import run_training
@@ -74,6 +77,8 @@ def _write_data(folder: Path, dist: str, recipe: dict[str, Any], config_file: Pa
         return folder
     s = load_config("synthetic", config_file, overrides=recipe).dataset.synthetic
     sizes = {"classes": s.classes, "train": s.train, "test": s.test, "size": s.size, "seed": s.seed}
+    if dist in BIRD_SUITE:  # the held-out family: the same sizes, the bird preset
+        return write_birds(folder, **sizes, preset=BIRD_SUITE[dist], overwrite=folder.exists())
     return write_synthetic(folder, **sizes, difficulty=dist, overwrite=folder.exists())
 
 
@@ -167,9 +172,12 @@ def run_suite(
 ) -> list[dict[str, Any]]:
     """Run (or, with ``train=False``, only collect) every (distribution, seed); write ``OUT/suite.json``
     and ``OUT/suite.md``; return the summary rows."""
-    unknown = [d for d in dists if d not in SUITE]
+    unknown = [d for d in dists if d not in SUITE and d not in BIRD_SUITE]
     if unknown:
-        raise ValueError(f"unknown suite distribution(s) {unknown}; choose from {', '.join(SUITE)}")
+        raise ValueError(
+            f"unknown suite distribution(s) {unknown}; choose from {', '.join(SUITE)} "
+            f"(critters) or {', '.join(BIRD_SUITE)} (birds, held out)"
+        )
     recipe = {**SUITE_RECIPE, **(overrides or {})}
     results: dict[str, list[dict[str, Any]]] = {}
     for dist in dists:
