@@ -105,7 +105,7 @@ def _sigterm_as_interrupt(received: list[int]) -> Iterator[None]:
 def main() -> None:
     """ELoPE: fine-grained classification with efficient localization, pooling and embedding.
 
-    Hanselmann & Ney, WACV 2020. Run ``elope COMMAND --help`` for the options of each command.
+    Hanselmann & Ney, WACV 2020. Run `elope COMMAND --help` for the options of each command.
     """
 
 

@@ -41,6 +41,11 @@ class ConfigError(ValueError):
     """A recipe key or value is wrong; the message names the key path (also ``elope.config.ConfigError``)."""
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable or does not fit the model it is loaded into (raised by
+    :mod:`elope.runs.checkpoint`; defined here so that the commands catch it without importing torch)."""
+
+
 class TrainingError(RuntimeError):
     """A problem the user can act on (bad data, non-finite loss, inconsistent run folder): raised by the
     training engine and the run-folder guard, reported by ``elope train`` as one line."""

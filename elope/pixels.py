@@ -12,7 +12,11 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-__all__ = ["TRANSPOSE", "exif_orientation", "oriented_size", "to_rgb"]
+__all__ = ["DEFAULT_MAX_PIXELS", "TRANSPOSE", "exif_orientation", "oriented_size", "to_rgb"]
+
+#: Images with more pixels than this are refused (the largest image of the three paper datasets has
+#: well under 20 megapixels). Read by :mod:`elope.data.io` and, without torch, by ``elope data --help``.
+DEFAULT_MAX_PIXELS = 100_000_000
 
 # EXIF orientation (tag 274) -> the transpose that shows the stored pixels upright (PIL.ImageOps.exif_transpose)
 TRANSPOSE = {

@@ -18,17 +18,8 @@ from elope.commands.options import (
 )
 from elope.config import DATASETS, PAPER_LOCALIZATION, ConfigError, load_config, parse_override
 from elope.data.errors import DataError
-from elope.failures import one_line, short_repr
-from elope.runs.checkpoint import CheckpointError
+from elope.failures import CheckpointError, TrainingError, one_line, short_repr
 from elope.runs.lock import run_lock
-from elope.tasks.ablate import (
-    TABLE5,
-    feature_map_positions,
-    format_markdown,
-    k_sweep_rows,
-    plot_k_sweep,
-    run_ablation,
-)
 
 
 def _parse_rows(text: str | None, count: int) -> list[int]:
@@ -83,6 +74,14 @@ def _common_overrides(
 
 def _k_sweep(out: Path, ks: str, seeds: list[int], shared: dict[str, Any]) -> list[dict[str, Any]]:
     """Run the K sweep of Fig. 7 for the K values of ``--ks`` ('all' = H·W), plot it and print its table."""
+    from elope.tasks.ablate import (
+        feature_map_positions,
+        format_markdown,
+        k_sweep_rows,
+        plot_k_sweep,
+        run_ablation,
+    )
+
     cfg = load_config(shared["dataset"], shared["config_file"], overrides=shared["overrides"])
     _parse_ks(ks, 1 << 30)  # the syntax, before the backbone is built
     positions = feature_map_positions(cfg.model.backbone, cfg.dataset.image_size)
@@ -102,8 +101,14 @@ def _k_sweep(out: Path, ks: str, seeds: list[int], shared: dict[str, Any]) -> li
     return summary
 
 
-@click.command("ablate")
-@click.option("--dataset", type=click.Choice(DATASETS), default="synthetic", show_default=True)
+@click.command("ablate", short_help="The rows of Table 5, or the K sweep of Fig. 7.")
+@click.option(
+    "--dataset",
+    type=click.Choice(DATASETS),
+    default="synthetic",
+    show_default=True,
+    help="Recipe and data set.",
+)
 @click.option(
     "--root", type=click.Path(file_okay=False, path_type=Path), help="Dataset folder (synthetic: generated)."
 )
@@ -119,7 +124,9 @@ def _k_sweep(out: Path, ks: str, seeds: list[int], shared: dict[str, Any]) -> li
 @click.option("--rows", help="Table 5 rows to run, 1-based (e.g. 1,10 or 1-3); default all.")
 @click.option("--ks", default="1,2,4,8,16,all", show_default=True, help="K values of the sweep; 'all' = H·W.")
 @click.option("--seeds", type=click.IntRange(1, 1000), default=1, show_default=True, help="Seeds per row.")
-@click.option("--seed-offset", type=SEED_RANGE, default=0, show_default=True)
+@click.option(
+    "--seed-offset", type=SEED_RANGE, default=0, show_default=True, help="First seed (seeds run from it up)."
+)
 @click.option("--epochs", type=click.IntRange(min=0), help="Epochs of every stage (the shared budget).")
 @click.option(
     "--report",
@@ -152,7 +159,7 @@ def ablate_command(
     Prints, and writes as Markdown and JSON under OUT, test top-1 accuracy (mean ± std over seeds) with the
     paper's CUB numbers beside each row.
     """
-    from elope.failures import TrainingError
+    from elope.tasks.ablate import TABLE5, format_markdown, run_ablation  # torch: not for --help
 
     try:
         common = _common_overrides(overrides, backbone, image_size)

@@ -13,8 +13,8 @@ import click
 from elope.commands.options import SEED_RANGE, checked_output, renamed_option
 from elope.data.birds.presets import BIRD_PRESETS
 from elope.data.errors import DataError
-from elope.data.io import DEFAULT_MAX_PIXELS
 from elope.data.synthetic_knobs import DIFFICULTIES, KNOB_OPTIONS
+from elope.pixels import DEFAULT_MAX_PIXELS
 
 __all__ = ["data"]
 
@@ -24,7 +24,7 @@ def data() -> None:
     """Inspect datasets and write the procedural one."""
 
 
-@data.command("check")
+@data.command("check", short_help="Count a dataset's images and boxes; list its problems.")
 @click.option(
     "--dataset",
     "name",
@@ -50,7 +50,13 @@ def data() -> None:
     default=None,
     help="Decoding threads [min(8, CPUs)].",
 )
-@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True)
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    help="An image with more pixels is a problem (training refuses it too).",
+)
 def check_command(
     name: str,
     root: Path,
@@ -157,7 +163,7 @@ def _knob_options(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
-@data.command("synth")
+@data.command("synth", short_help="Write the procedural fine-grained dataset.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Destination folder.")
 @click.option(
     "--classes", type=click.IntRange(2, 72), default=10, show_default=True, help="Number of classes."

@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 
 from elope.commands.options import checked_output, model_file_option, run_option, user_errors
-from elope.tasks.evaluate import SPLITS
+from elope.data.splits import SPLITS
 
 
-@click.command("embed")
+@click.command("embed", short_help="Embeddings of a split or of image files, to .npz.")
 @run_option(required=False)
 @model_file_option("Instead of --run (with IMAGE_OR_DIR...): a file of `elope export --embedding`.")
 @click.argument("images", nargs=-1, metavar="[IMAGE_OR_DIR...]", type=click.Path(exists=True, path_type=Path))
@@ -26,7 +26,9 @@ from elope.tasks.evaluate import SPLITS
     help="One half of the classes, every image of it (the metric-learning protocol; elope.data.zero_shot).",
 )
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="The .npz file to write.")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="Images per batch."
+)
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda.")
 def embed_command(
     run_dir: Path | None,

@@ -17,7 +17,7 @@ def _classes_from(folder: Path) -> dict[str, list[Path]]:
     return classes
 
 
-@click.command("enroll")
+@click.command("enroll", short_help="Add a class from a few images, without retraining.")
 @run_option()
 @click.option("--class", "name", default=None, help="Name of the new class (its images are IMAGE_OR_DIR...).")
 @click.argument("images", nargs=-1, metavar="[IMAGE_OR_DIR...]", type=click.Path(exists=True, path_type=Path))

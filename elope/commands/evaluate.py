@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from elope.commands import evaluate_extra as extra
 from elope.commands.options import (
     checked_output,
     compile_option,
@@ -18,11 +19,11 @@ from elope.commands.options import (
     unfinished_option,
 )
 from elope.data.errors import DataError
+from elope.data.splits import SPLITS
 from elope.failures import TrainingError, one_line
-from elope.nn.tta import TTA_VIEWS
+from elope.nn.tta_views import TTA_VIEWS
 from elope.runs.layout import run_files
 from elope.runs.lock import writers_lock
-from elope.tasks.evaluate import SPLITS, UnreadableImageError, evaluate_run
 
 
 def _pct(value: float | None) -> str:
@@ -108,7 +109,7 @@ def _draw_examples(run_dir: Path, split: str, examples: int, device: str, tau: f
     click.echo(f"examples drawn to {sheet}", err=True)
 
 
-@click.command("evaluate")
+@click.command("evaluate", short_help="Accuracy and localization of a run on a split.")
 @run_option(required=False)
 @model_file_option(
     "Instead of --run: a file written by `elope export` (with --dataset and --root): top-1, top-5, "
@@ -139,7 +140,9 @@ def _draw_examples(run_dir: Path, split: str, examples: int, device: str, tau: f
 @click.option(
     "--split", default="test", show_default=True, type=click.Choice(SPLITS), help="Split to evaluate."
 )
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="Images per batch."
+)
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda, cuda:1.")
 @renamed_option(
     "--num-workers",
@@ -218,7 +221,7 @@ def evaluate_command(
 
     Example: elope evaluate --run runs/cub --json metrics.json --report report/
     """
-    from elope.commands import evaluate_extra as extra
+    from elope.tasks.evaluate import UnreadableImageError, evaluate_run  # torch: not for --help
 
     predictions = extra.report_predictions(run_dir, model_file, report_dir, predictions, retrieval, tta)
     if model_file is not None:  # an exported file: top-1, top-5, per class, --report

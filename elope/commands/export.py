@@ -9,12 +9,10 @@ from typing import Any
 import click
 
 from elope.commands.options import checked_output, renamed_option, run_option, tau_option, unfinished_option
-from elope.deploy.check import ExportCheckError, check_export
-from elope.deploy.export import FORMATS, OPSET, export_model
+from elope.deploy.formats import FORMATS, OPSET
 from elope.failures import TrainingError
-from elope.nn.tta import TTA_VIEWS
+from elope.nn.tta_views import TTA_VIEWS
 from elope.runs.layout import run_files
-from elope.runs.loaded import load_run
 from elope.runs.lock import writers_lock
 
 
@@ -33,7 +31,7 @@ class _BatchType(click.ParamType):
         return number
 
 
-@click.command("export")
+@click.command("export", short_help="The one-pass pipeline as one ONNX or TorchScript file.")
 @run_option()
 @click.option(
     "--format",
@@ -122,6 +120,10 @@ def _export(
     embedding: bool = False,
 ) -> None:
     """Load the run with the options' spec, write the graph, compare it with PyTorch."""
+    from elope.deploy.check import ExportCheckError, check_export  # torch: imported here, not for --help
+    from elope.deploy.export import export_model
+    from elope.runs.loaded import load_run
+
     run = load_run(run_dir, "cpu", tau=tau, crop_source=crop_source)
     warning = run.check_finished(allow_unfinished)
     if warning:

@@ -20,7 +20,6 @@ from elope.commands.options import (
 from elope.data.errors import DataError
 from elope.failures import TrainingError
 from elope.runs.lock import writers_lock
-from elope.tasks.predict import predict_paths
 
 
 def format_prediction(item: dict[str, Any]) -> str:
@@ -33,7 +32,7 @@ def format_prediction(item: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@click.command("predict")
+@click.command("predict", short_help="Top classes and the box for image files.")
 @run_option(required=False)
 @model_file_option("Instead of --run: a file written by `elope export` (.onnx runs with onnxruntime).")
 @compile_option("Run the model through torch.compile (optionally: the mode; reduce-overhead = CUDA graphs).")
@@ -67,6 +66,8 @@ def predict_command(
 
     Example: elope predict --run runs/cub photos/ --top 3 --save-vis vis/
     """
+    from elope.tasks.predict import predict_paths  # torch: imported here, not for --help
+
     if (run_dir is None) == (model_file is None):
         raise click.UsageError("pass either --run RUN or --model FILE (from `elope export`).")
     if model_file is not None and compile_mode is not None:

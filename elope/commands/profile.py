@@ -6,8 +6,6 @@ import json
 
 import click
 
-from elope.tasks.profile import profile_models
-
 
 def _format_table(result: dict[str, dict[str, int]], backbone: str, image_size: int) -> str:
     lines = [f"{'model':<14}{'MACs':>14}{'params':>14}", "-" * 42]
@@ -28,9 +26,15 @@ def _format_table(result: dict[str, dict[str, int]], backbone: str, image_size: 
     return "\n".join(lines)
 
 
-@click.command("profile")
+@click.command("profile", short_help="MACs and parameters (Table 3).")
 @click.option("--backbone", default="resnet50", show_default=True, help="resnet18/34/50/101 or a timm name.")
-@click.option("--num-classes", default=200, show_default=True, type=click.IntRange(1, 50_000))
+@click.option(
+    "--num-classes",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1, 50_000),
+    help="Classifier outputs.",
+)
 @click.option(
     "--image-size",
     default=448,
@@ -38,12 +42,20 @@ def _format_table(result: dict[str, dict[str, int]], backbone: str, image_size: 
     type=click.IntRange(min=1),
     help="Input side, at most 2048.",
 )
-@click.option("--embedding-dim", default=512, show_default=True, type=click.IntRange(0, 65_536))
+@click.option(
+    "--embedding-dim",
+    default=512,
+    show_default=True,
+    type=click.IntRange(0, 65_536),
+    help="Embedding width (0: the classifier on the pooled features).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def profile_command(
     backbone: str, num_classes: int, image_size: int, embedding_dim: int, as_json: bool
 ) -> None:
     """MACs and parameters of the baseline and of ELoPE (the paper's Table 3)."""
+    from elope.tasks.profile import profile_models  # torch: imported here, not for --help
+
     try:
         result = profile_models(backbone, num_classes, image_size, embedding_dim)
     except ValueError as error:

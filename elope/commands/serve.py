@@ -49,13 +49,13 @@ def _load(model: Path | None, run_dir: Path | None, threads: int | None, max_pix
         raise click.ClickException(str(e)) from e
 
 
-@click.command("serve")
+@click.command("serve", short_help="An HTTP API and a web page over an exported file.")
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="ONNX file of `elope export`.")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), help="Run folder: exported to ONNX first.")
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Address to bind (behind a proxy: keep it)."
 )
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
 @click.option(
     "--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: its own)."
 )
@@ -112,7 +112,12 @@ def _load(model: Path | None, run_dir: Path | None, threads: int | None, max_pix
     type=click.IntRange(min=1),
     help="Requests read, decoded or run at once (memory: this × the upload limit); beyond, 503.",
 )
-@click.option("--access-log/--no-access-log", default=False, show_default=True)
+@click.option(
+    "--access-log/--no-access-log",
+    default=False,
+    show_default=True,
+    help="Log one line per request (uvicorn's).",
+)
 def serve_command(model: Path | None, run_dir: Path | None, host: str, port: int, threads: int | None,
                   max_batch: int, max_wait_ms: float, max_queue: int, max_images: int, max_upload_mb: float,
                   max_pixels: int, timeout: float, decode_threads: int, max_in_flight: int,

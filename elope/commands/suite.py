@@ -27,7 +27,7 @@ def _names(text: str) -> list[str]:
     return names
 
 
-@click.command("suite")
+@click.command("suite", short_help="The generalization suite: procedural distributions.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Suite folder.")
 @click.option(
     "--dists",
@@ -37,7 +37,9 @@ def _names(text: str) -> list[str]:
     f"developed; birds: the held-out family ({', '.join(BIRD_SUITE)}), read once to judge it.",
 )
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Paired seeds.")
-@click.option("--seed-offset", type=SEED_RANGE, default=0, show_default=True)
+@click.option(
+    "--seed-offset", type=SEED_RANGE, default=0, show_default=True, help="First seed (seeds run from it up)."
+)
 @click.option(
     "--report", is_flag=True, help="Train nothing: tabulate the (distribution, seed)s finished in OUT."
 )

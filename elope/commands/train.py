@@ -17,15 +17,13 @@ from elope.commands.options import (
     user_errors,
 )
 from elope.config import DATASETS
-from elope.engine.recipe import resolve_config, shortcut_notes
-from elope.engine.train import run_training
 
 #: ``ctx.obj`` key of the step hooks a caller of the command line passes in (``main(obj={STEP_HOOKS:
 #: [...]})``; tests/kill_at_step.py), handed to :func:`elope.engine.train.run_training`.
 STEP_HOOKS = "step_hooks"
 
 
-@click.command("train")
+@click.command("train", short_help="Train the four stages of the recipe.")
 @click.option(
     "--dataset", type=click.Choice(DATASETS), help="Recipe and data set (defaults: configs/<dataset>.yaml)."
 )
@@ -95,6 +93,9 @@ def train_command(
     allow_changes: tuple[str, ...],
 ) -> None:
     """Train ELoPE: classifier, localizer, crop and weighted stages (Sec. 5-6 of the paper)."""
+    from elope.engine.recipe import resolve_config, shortcut_notes  # torch: imported here, not for --help
+    from elope.engine.train import run_training
+
     options = {
         "dataset.root": None if root is None else str(root),
         "model.backbone": backbone,

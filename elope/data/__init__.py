@@ -5,26 +5,68 @@ exactly as their authors distribute them, your own class folders, or the procedu
 ``write_synthetic``. ``dataset[i]`` is ``(image, label, box)``; see :class:`FGVCDataset`.
 """
 
-from .aircraft import ANNOTATION_LEVELS, FGVCAircraft
-from .annotations import DatasetIndex, Problem, Record
-from .base import SPLITS, FGVCDataset
-from .cars import StanfordCars
-from .check import CheckReport, check_dataset
-from .cub import CUB200
-from .errors import AnnotationError, DataError, DatasetNotFoundError, ImageLoadError
-from .folder import ImageFolderDataset
-from .io import DEFAULT_MAX_PIXELS, image_dimensions, load_image, load_image_tensor
-from .registry import DATASETS, build_dataset, index_dataset
-from .splits import stratified_split
-from .synthetic import write_synthetic
-from .transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ToNormalizedTensor,
-    crop_source_size,
-    eval_transform,
-    train_transform,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names for type checkers and editors
+    from .aircraft import ANNOTATION_LEVELS, FGVCAircraft
+    from .annotations import DatasetIndex, Problem, Record
+    from .base import SPLITS, FGVCDataset
+    from .cars import StanfordCars
+    from .check import CheckReport, check_dataset
+    from .cub import CUB200
+    from .errors import AnnotationError, DataError, DatasetNotFoundError, ImageLoadError
+    from .folder import ImageFolderDataset
+    from .io import DEFAULT_MAX_PIXELS, image_dimensions, load_image, load_image_tensor
+    from .registry import DATASETS, build_dataset, index_dataset
+    from .splits import stratified_split
+    from .synthetic import write_synthetic
+    from .transforms import (
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        ToNormalizedTensor,
+        crop_source_size,
+        eval_transform,
+        train_transform,
+    )
+
+# Imported on first use (PEP 562): `elope --help` and the commands' option lists read light modules of this
+# package (its errors, names and knobs) without importing torch (tests/test_cli_help.py).
+_LAZY: dict[str, str] = {
+    "ANNOTATION_LEVELS": "elope.data.aircraft",
+    "AnnotationError": "elope.data.errors",
+    "CUB200": "elope.data.cub",
+    "CheckReport": "elope.data.check",
+    "DATASETS": "elope.data.registry",
+    "DEFAULT_MAX_PIXELS": "elope.data.io",
+    "DataError": "elope.data.errors",
+    "DatasetIndex": "elope.data.annotations",
+    "DatasetNotFoundError": "elope.data.errors",
+    "FGVCAircraft": "elope.data.aircraft",
+    "FGVCDataset": "elope.data.base",
+    "IMAGENET_MEAN": "elope.data.transforms",
+    "IMAGENET_STD": "elope.data.transforms",
+    "ImageFolderDataset": "elope.data.folder",
+    "ImageLoadError": "elope.data.errors",
+    "Problem": "elope.data.annotations",
+    "Record": "elope.data.annotations",
+    "SPLITS": "elope.data.base",
+    "StanfordCars": "elope.data.cars",
+    "ToNormalizedTensor": "elope.data.transforms",
+    "build_dataset": "elope.data.registry",
+    "check_dataset": "elope.data.check",
+    "crop_source_size": "elope.data.transforms",
+    "eval_transform": "elope.data.transforms",
+    "image_dimensions": "elope.data.io",
+    "index_dataset": "elope.data.registry",
+    "load_image": "elope.data.io",
+    "load_image_tensor": "elope.data.io",
+    "stratified_split": "elope.data.splits",
+    "train_transform": "elope.data.transforms",
+    "write_synthetic": "elope.data.synthetic",
+}
 
 __all__ = [
     "ANNOTATION_LEVELS",
@@ -59,3 +101,17 @@ __all__ = [
     "train_transform",
     "write_synthetic",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The public names of ``__all__``, imported from their modules on first access."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

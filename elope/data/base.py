@@ -15,12 +15,11 @@ from torchvision.transforms.v2 import functional as F
 from .annotations import DatasetIndex, Record
 from .errors import DatasetNotFoundError, ImageLoadError
 from .io import DEFAULT_MAX_PIXELS, decode_image, orient_box
-from .splits import stratified_split
+from .splits import SPLITS, stratified_split
 from .zero_shot import zero_shot_records
 
 __all__ = ["SPLITS", "FGVCDataset", "select_split"]
 
-SPLITS = ("train", "val", "test", "trainval")
 _NAN_BOX = torch.full((4,), math.nan)
 
 

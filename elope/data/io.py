@@ -31,7 +31,7 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
 from elope.outputs import file_kind
-from elope.pixels import TRANSPOSE, exif_orientation, oriented_size, to_rgb
+from elope.pixels import DEFAULT_MAX_PIXELS, TRANSPOSE, exif_orientation, oriented_size, to_rgb
 
 from .errors import ImageLoadError
 
@@ -47,10 +47,6 @@ __all__ = [
     "orient_box",
     "to_rgb",
 ]
-
-#: Images with more pixels than this are refused (the largest image of the three paper datasets has
-#: well under 20 megapixels).
-DEFAULT_MAX_PIXELS = 100_000_000
 
 
 def _open(path: str | os.PathLike, max_pixels: int) -> Image.Image:

@@ -11,7 +11,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["stratified_split"]
+__all__ = ["SPLITS", "stratified_split"]
+
+#: The split names every dataset answers to (:func:`elope.data.base.select_split`).
+SPLITS = ("train", "val", "test", "trainval")
 
 
 def stratified_split(

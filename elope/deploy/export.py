@@ -49,6 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from elope.deploy import onnx_ops
+from elope.deploy.formats import FORMATS, OPSET
 from elope.deploy.onnx_ops import onnx_substitutes, resize_as_matmuls
 from elope.deploy.pipeline import EMBEDDING_NAME, INPUT_NAME, METADATA_KEY, OnePassPipeline, TracingQuiet
 from elope.nn.model import ELoPE
@@ -66,8 +67,6 @@ __all__ = [
     "register_onnx_symbolics",
 ]
 
-FORMATS = ("onnx", "torchscript")
-OPSET = 18  # Resize with antialias needs 18; RoiAlign with half_pixel needs 16
 # onnxruntime 1.32, 2 threads: antialiased Resize 896 -> 64 px 9.5 ms, as MatMuls 2.1 ms; 448 -> 64 px 0.42 ms
 # against 0.49 ms (and slower at batch 8): MatMuls from a shrink by 10 on
 MATMUL_RESIZE_FROM = 10.0

@@ -23,10 +23,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from elope.nn.model import ELoPE
+from elope.nn.tta_views import TTA_VIEWS, check_tta
 
 __all__ = ["TTA_VIEWS", "ViewsClassification", "average_scores", "check_tta", "classify_views", "crop_views"]
-
-TTA_VIEWS = ("flip",)
 
 
 class ViewsClassification(NamedTuple):
@@ -39,17 +38,6 @@ class ViewsClassification(NamedTuple):
     embeddings: Tensor | None  # (B, dim) raw embeddings of the crop, when asked for
     scores: Tensor  # (B, C) float32 softmax probabilities averaged over the views
     view_embeddings: Tensor | None  # (B, dim) mean of the views' l2-normalised embeddings, when asked for
-
-
-def check_tta(tta: str | None) -> str | None:
-    """``tta`` itself when it names views of :data:`TTA_VIEWS` (or is None: no augmentation).
-
-    Raises:
-        ValueError: another name.
-    """
-    if tta is not None and tta not in TTA_VIEWS:
-        raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of {', '.join(TTA_VIEWS)}")
-    return tta
 
 
 def crop_views(crops: Tensor, tta: str) -> list[Tensor]:

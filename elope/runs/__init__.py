@@ -4,9 +4,30 @@
 commands read it (:mod:`.loaded`: :class:`LoadedRun`, :func:`load_run`).
 """
 
-from elope.runs.layout import CLASS_MEANS_FILE, MODEL_DIR, TEACHER_DIR, RunPaths, run_paths
-from elope.runs.loaded import LoadedRun, load_run, resolve_model_dir
-from elope.runs.model_folder import load_model, save_model
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names for type checkers and editors
+    from elope.runs.layout import CLASS_MEANS_FILE, MODEL_DIR, TEACHER_DIR, RunPaths, run_paths
+    from elope.runs.loaded import LoadedRun, load_run, resolve_model_dir
+    from elope.runs.model_folder import load_model, save_model
+
+# Imported on first use (PEP 562): `elope --help` and the commands' option lists read light modules of this
+# package (its errors, names and knobs) without importing torch (tests/test_cli_help.py).
+_LAZY: dict[str, str] = {
+    "CLASS_MEANS_FILE": "elope.runs.layout",
+    "LoadedRun": "elope.runs.loaded",
+    "MODEL_DIR": "elope.runs.layout",
+    "RunPaths": "elope.runs.layout",
+    "TEACHER_DIR": "elope.runs.layout",
+    "load_model": "elope.runs.model_folder",
+    "load_run": "elope.runs.loaded",
+    "resolve_model_dir": "elope.runs.loaded",
+    "run_paths": "elope.runs.layout",
+    "save_model": "elope.runs.model_folder",
+}
 
 __all__ = [
     "CLASS_MEANS_FILE",
@@ -20,3 +41,17 @@ __all__ = [
     "run_paths",
     "save_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The public names of ``__all__``, imported from their modules on first access."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -27,13 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from elope.failures import is_no_space, no_space_message, torch_load_message
+from elope.failures import CheckpointError, is_no_space, no_space_message, torch_load_message
 
 FORMAT = "elope-checkpoint-1"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable or does not fit the model it is loaded into."""
 
 
 def atomic_save(obj: Any, path: str | Path, *also: str | Path) -> None:

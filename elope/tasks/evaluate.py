@@ -42,6 +42,7 @@ from tqdm import tqdm
 from elope.data.check import box_outside
 from elope.data.errors import ImageLoadError
 from elope.data.io import image_dimensions
+from elope.data.splits import SPLITS
 from elope.deploy.compiled import compile_model
 from elope.engine.metrics import EvalAccumulator, nearest_class_mean
 from elope.nn.model import ELoPE
@@ -59,8 +60,6 @@ __all__ = [
     "prediction_lines",
     "run_batch",
 ]
-
-SPLITS = ("test", "val", "train", "trainval")
 
 # What counts as "this image cannot be read": elope.data.io raises ImageLoadError (an OSError) naming the
 # file; PIL's own errors are listed for datasets that open images themselves.
