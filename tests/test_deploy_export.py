@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -241,6 +242,17 @@ def test_peak_box_rule_exports_as_one_graph(setup: dict, tmp_path: Path, upsampl
             fmt=fmt,
         )
         _check(reference, ExportedModel(path).run(images), len(images))
+
+
+def test_export_raises_no_warning_of_ours(setup: dict, tmp_path: Path) -> None:
+    """Issue 27: every export printed two UserWarnings of elope.nn.upsampled_threshold (``torch.tensor`` of a
+    size that tracing makes a tensor). Warnings raised from elope's own modules are errors here."""
+    model = varied_model(setup["images"])
+    model.box_rule, model.heatmap_upsample = "peak", True
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", module=r"elope(\.|$)")
+        for fmt, suffix in (("onnx", "onnx"), ("torchscript", "pt")):
+            export_model(model, tmp_path / f"quiet.{suffix}", classes=["a", "b", "c"], fmt=fmt)
 
 
 def test_run_folder_and_exported_file_are_one_kind_of_predictor(setup: dict) -> None:

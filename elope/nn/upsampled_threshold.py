@@ -44,7 +44,7 @@ def linear_source(size_in: int, size_out: int) -> tuple[list[int], list[int], li
     """Per output pixel: the two source cells and the weight of the second, as ``F.interpolate``'s bilinear
     mode with ``align_corners=False`` and an explicit size computes them in float32 (source coordinate
     ``(i + 0.5)·size_in/size_out - 0.5``, clamped at 0; the second cell clamped at the last)."""
-    scale = torch.tensor(size_in, dtype=torch.float32) / size_out
+    scale = torch.as_tensor(size_in, dtype=torch.float32) / size_out  # a traced size is a tensor already
     src = (scale * (torch.arange(size_out, dtype=torch.float32) + 0.5) - 0.5).clamp_min(0.0)
     low = src.floor().long().clamp_max(size_in - 1)
     high = (low + 1).clamp_max(size_in - 1)
@@ -54,7 +54,7 @@ def linear_source(size_in: int, size_out: int) -> tuple[list[int], list[int], li
 def nearest_source(size_in: int, size_out: int) -> list[int]:
     """Per output pixel: its source cell under ``F.interpolate``'s ``nearest`` mode (``floor(i·scale)`` in
     float32, clamped at the last cell)."""
-    scale = torch.tensor(size_in, dtype=torch.float32) / size_out
+    scale = torch.as_tensor(size_in, dtype=torch.float32) / size_out  # a traced size is a tensor already
     cells = (torch.arange(size_out, dtype=torch.float32) * scale).floor().long().clamp_max(size_in - 1)
     return cells.tolist()
 
