@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from elope.data.source import SourceCollate
+from elope.data.workers import usable_workers
 from elope.engine import distributed as D
 from elope.engine.context import RunData, StageState, check_labels
 from elope.engine.plan import LoaderSettings, StagePlan
@@ -61,7 +62,7 @@ def make_loader(
         SeededItems(dataset, settings.seed),
         batch_size=sampler.local_batch,
         sampler=sampler,
-        num_workers=settings.workers,
+        num_workers=usable_workers(settings.workers),  # at most the cores there are
         pin_memory=settings.pin_memory,
         generator=torch.Generator(),  # keeps the DataLoader off the global RNG
         collate_fn=collate,

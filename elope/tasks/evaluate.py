@@ -43,6 +43,7 @@ from elope.data.check import box_outside
 from elope.data.errors import ImageLoadError
 from elope.data.io import image_dimensions
 from elope.data.splits import SPLITS
+from elope.data.workers import usable_workers
 from elope.deploy.compiled import compile_model
 from elope.engine.metrics import EvalAccumulator, nearest_class_mean
 from elope.nn.model import ELoPE
@@ -372,7 +373,11 @@ def evaluate_run(
 
     guarded = _Guarded(ds, skip_unreadable)
     loader = DataLoader(
-        guarded, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate
+        guarded,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=usable_workers(num_workers),
+        collate_fn=_collate,
     )
     teacher = run.load_teacher() if mean_map and with_boxes else None
     acc = EvalAccumulator(len(run.classes), with_ncm=run.means is not None, with_boxes=with_boxes)
