@@ -372,9 +372,8 @@ def evaluate_run(
     box_problems = gt_box_problems(ds) if with_boxes else []  # clipped, or left out when wholly outside
 
     guarded = _Guarded(ds, skip_unreadable)
-    workers = usable_workers(num_workers)  # at most the cores there are
     loader = DataLoader(
-        guarded, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate
+        guarded, batch_size=batch_size, num_workers=usable_workers(num_workers), collate_fn=_collate
     )
     teacher = run.load_teacher() if mean_map and with_boxes else None
     acc = EvalAccumulator(len(run.classes), with_ncm=run.means is not None, with_boxes=with_boxes)
