@@ -13,6 +13,7 @@ from train_helpers import tiny_args, write_tiny_synthetic
 
 from elope.cli import main
 from elope.commands.train import STEP_HOOKS
+from elope.config import PAPER_LOCALIZATION, load_config
 from elope.engine import loop
 from elope.engine.localizer_check import (
     LABEL_TAUS,
@@ -101,21 +102,52 @@ def test_tau_by_boxes_labels_auto_and_fixed():
     assert boxes_decide(found) and choose_tau(found, "auto", 0.3) == (0.9, "boxes")
 
 
+PAPER_CFG = load_config("synthetic", overrides=PAPER_LOCALIZATION)  # raw target, every cell, fixed τ
+
+
 def test_advice_names_what_to_change_only_when_degenerate():
     healthy = {"whole": 0.1, "contrast": 0.8, "tau": 0.5}
-    assert advice(healthy) is None
-    whole = advice({**healthy, "whole": 0.9})
+    assert advice(healthy, PAPER_CFG) is None
+    whole = advice({**healthy, "whole": 0.9}, PAPER_CFG)
     assert whole is not None and "cover most of the frame on 90 %" in whole and "localizer_target" in whole
-    flat = advice({**healthy, "contrast": 0.3})
+    flat = advice({**healthy, "contrast": 0.3}, PAPER_CFG)
     assert flat is not None and "flat" in flat
-    assert advice({**healthy, "iou50": 0.4}) is None
-    missing = advice({**healthy, "iou50": 0.014, "tau": 0.9})
+    assert advice({**healthy, "iou50": 0.4}, PAPER_CFG) is None
+    missing = advice({**healthy, "iou50": 0.014, "tau": 0.9}, PAPER_CFG)
     assert missing is not None and "only 1.4 % of the training images at its best tau 0.9" in missing
     assert "miss the object" in missing and "train.stages" in missing
     per_tau = {"0.5": {"iou50": 0.01}, "0.9": {"iou50": 0.014}}
-    by_labels = advice({**healthy, "iou50": 0.01, "tau": 0.5, "tau_select": "labels", "per_tau": per_tau})
+    by_labels = advice(
+        {**healthy, "iou50": 0.01, "tau": 0.5, "tau_select": "labels", "per_tau": per_tau}, PAPER_CFG
+    )
     assert by_labels is not None and "at most 1.4 % of the training images at any tau" in by_labels
     assert "tau 0.5 was chosen by class labels" in by_labels
+
+
+def test_advice_recommends_only_what_the_run_does_not_have_already():
+    """Issue 27: the advice recommended loss.localizer_target=standardized, model.box_rule=peak and
+    model.tau_select=auto to a run that had all three (the packaged recipes' defaults)."""
+    degenerate = {"whole": 0.9, "contrast": 0.8, "tau": 0.5}
+    paper = advice(degenerate, PAPER_CFG)
+    assert paper is not None
+    for change in ("loss.localizer_target=standardized", "model.box_rule=peak", "model.tau_select=auto"):
+        assert change in paper
+    ours = load_config("synthetic")
+    assert (ours.loss.localizer_target, ours.model.box_rule, ours.model.tau_select) == (
+        "standardized",
+        "peak",
+        "auto",
+    )
+    text = advice(degenerate, ours)
+    assert text is not None and "more stages.localizer.epochs" in text
+    for setting in ("localizer_target", "box_rule", "tau_select=auto"):
+        assert setting not in text, text
+    assert "a fixed model.tau above 0.5 (model.tau_select=fixed)" in text
+    flat = advice(
+        {**degenerate, "whole": 0.1, "contrast": 0.3},
+        load_config("synthetic", overrides={"model.box_rule": "all"}),
+    )
+    assert flat is not None and "model.box_rule=peak" in flat and "localizer_target" not in flat
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +188,8 @@ def test_a_flat_localizer_is_reported_in_plain_words(tiny_data: Path, tmp_path: 
     output, (record,) = _train(tiny_data, tmp_path / "flat", hooks=_flatten_hooks(monkeypatch))
     assert record["whole"] == 1.0 and record["contrast"] == 0.0 and record["iou50"] == 0.0
     assert "warning: the localization module's boxes cover most of the frame on 100 %" in output
-    assert "localizer_target=standardized" in record["advice"]
+    # the tiny run trains the standardised target with the peak rule and a fixed τ: only τ's rule is advised
+    assert "localizer_target" not in record["advice"] and "model.tau_select=auto" in record["advice"]
 
 
 @pytest.mark.slow

@@ -261,9 +261,9 @@ def measure_localizer(run: Run, plan: StagePlan, *, with_labels: bool) -> Locali
     return sums.result(run.dist)
 
 
-def advice(report: dict[str, Any]) -> str | None:
+def advice(report: dict[str, Any], cfg: Config) -> str | None:
     """Plain words for a module whose boxes miss the objects, cover the frame or come from flat maps, with
-    what to change; None when it looks healthy."""
+    what to change (only what differs from the run's own recipe ``cfg``); None when it looks healthy."""
     whole, contrast, iou50 = report["whole"], report["contrast"], report.get("iou50")
     if iou50 is not None and iou50 < MISSING_IOU50 and whole < DEGENERATE_SHARE:
         return _missed_advice(report, iou50)
@@ -275,10 +275,17 @@ def advice(report: dict[str, Any]) -> str | None:
         if whole >= DEGENERATE_SHARE
         else f"the localization module's heatmaps are flat (contrast {contrast:.3f}, below {LOW_CONTRAST})"
     )
+    tries = [
+        *(["loss.localizer_target=standardized"] if cfg.loss.localizer_target != "standardized" else []),
+        "more stages.localizer.epochs",
+        *(["model.box_rule=peak"] if cfg.model.box_rule != "peak" else []),
+        "model.tau_select=auto (or a higher model.tau)"
+        if cfg.model.tau_select != "auto"
+        else f"a fixed model.tau above {report['tau']:g} (model.tau_select=fixed)",
+    ]
     return (
-        f"{what}, so the crop stage would train on (nearly) whole images. Try "
-        "loss.localizer_target=standardized, more stages.localizer.epochs, model.box_rule=peak, "
-        "model.tau_select=auto (or a higher model.tau); or drop localizer and crop from train.stages."
+        f"{what}, so the crop stage would train on (nearly) whole images. Try {', '.join(tries)}; or drop "
+        "localizer and crop from train.stages."
     )
 
 
@@ -326,7 +333,7 @@ def check_localizer(run: Run, plan: StagePlan) -> dict[str, Any]:
         **at,
         "per_tau": {str(t): check.at(t) for t in TAU_GRID},
     }
-    report["advice"] = advice(report)
+    report["advice"] = advice(report, run.cfg)
     if how == "labels" and not (m.pretrained or m.weights):
         report["note"] = (
             "tau was chosen by class labels in features of an untrained backbone (model.pretrained is "
