@@ -35,7 +35,7 @@ from torch import Tensor
 from elope.config import Config
 from elope.engine import distributed as D
 from elope.engine.context import Run, run_spec
-from elope.engine.loop import make_loader
+from elope.engine.loop import make_loader, pass_progress
 from elope.engine.metrics import iou_hits
 from elope.engine.plan import StagePlan
 from elope.engine.stages import make_model
@@ -255,7 +255,7 @@ def measure_localizer(run: Run, plan: StagePlan, *, with_labels: bool) -> Locali
     sums = new_sums(len(run.classes), None if reference is None else model.num_features)
     loader = make_loader(dataset, max(1, plan.local_batch), plan.loader, epoch=0, shuffle=False)
     with evaluating(model):
-        for images, labels, gt in loader:
+        for images, labels, gt in pass_progress(loader, plan, "[localizer] check on the training split"):
             with plan.autocast():
                 score_batch(model, sums, to_device(images, plan), labels, gt, reference)
     return sums.result(run.dist)

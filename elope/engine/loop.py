@@ -28,7 +28,15 @@ from elope.engine.steps import train_step
 from elope.nn.losses import EmbeddingLoss
 from elope.nn.model import ELoPE
 
-__all__ = ["StepHook", "epoch_metrics", "make_loader", "merge_accum", "stage_loader", "train_one_epoch"]
+__all__ = [
+    "StepHook",
+    "epoch_metrics",
+    "make_loader",
+    "merge_accum",
+    "pass_progress",
+    "stage_loader",
+    "train_one_epoch",
+]
 
 #: Called after every training step with the stage's state (``stage``, ``epoch``, ``step`` just done):
 #: what ``run_training(..., hooks=...)`` passes down (tests/kill_at_step.py kills the process at a step).
@@ -137,6 +145,20 @@ def _add_batch(local: dict[str, float], loss: Tensor, parts: dict[str, Any], n: 
     local["le"] += float(parts.get("le", 0.0)) * n
     local["correct"] += float(parts.get("correct", 0.0))
     local["n"] += n
+
+
+def pass_progress(loader: DataLoader, plan: StagePlan, desc: str) -> Any:
+    """``loader`` with a progress bar on standard error, for a pass that trains nothing (validation, the
+    check at the end of stage 2), which takes minutes on a CPU: shown like the training bar, on the main
+    process with ``train.progress`` and only on a terminal; gone when the pass ends."""
+    return tqdm(
+        loader,
+        desc=desc,
+        unit="batch",
+        leave=False,
+        dynamic_ncols=True,
+        disable=None if plan.progress else True,
+    )
 
 
 def _progress_bar(plan: StagePlan, state: StageState, loader: DataLoader) -> Any:

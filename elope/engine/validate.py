@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from elope.engine import distributed as D
-from elope.engine.loop import make_loader
+from elope.engine.loop import make_loader, pass_progress
 from elope.engine.metrics import iou_hits
 from elope.engine.plan import StagePlan
 from elope.engine.steps import localizer_target, to_device
@@ -32,7 +32,7 @@ def evaluate_split(model: ELoPE, dataset: Any, plan: StagePlan, dist: D.DistInfo
     loader = make_loader(dataset, max(1, plan.local_batch), plan.loader, epoch=0, shuffle=False)
     sums = torch.zeros(5, dtype=torch.float64)  # loss*n, correct, n, iou hits, boxes
     with evaluating(model):
-        for images, labels, gt in loader:
+        for images, labels, gt in pass_progress(loader, plan, f"[{plan.stage}] validation"):
             images, labels = to_device(images, plan), labels.to(plan.device)
             with plan.autocast():
                 loss, correct, boxes = _batch(model, images, labels, plan)

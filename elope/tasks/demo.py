@@ -134,22 +134,25 @@ def run_demo(
     echo: Echo = print,
 ) -> dict[str, dict[str, Any]]:
     """Train, evaluate and draw the method (and the GAP baseline) in ``out``; tells ``echo`` the table and
-    returns the test metrics of every row (also written to ``out/demo_results.json``). Training reports on
-    standard error.
+    returns the test metrics of every row (also written to ``out/demo_results.json``). Training's lines (one
+    per epoch, the stage-2 check) go to ``echo`` too; the progress bars (training, evaluation) to standard
+    error on a terminal, unless ``--set train.progress=false``.
 
     Running it again in the same ``out`` continues (or reuses) the runs there.
     """
     dev = auto_device(device)
     results: dict[str, dict[str, Any]] = {}
+    progress = {"on": True}  # train.progress of the last recipe trained
 
     def train(folder: Path, stages: str, extra: tuple[str, ...] = ()) -> None:
         resume = (folder / "config.yaml").is_file()
         pairs = [("train.device", device), *overrides, *extra, f"train.stages=[{stages}]"]
         cfg = resolve_config(folder, "synthetic", overrides=pairs, epochs=epochs, resume=resume)
-        run_training(cfg, folder, resume=resume)
+        progress["on"] = cfg.train.progress
+        run_training(cfg, folder, resume=resume, echo=echo)
 
     def evaluate(folder: Path, key: str, **options: Any) -> None:
-        results[key] = evaluate_run(folder, split="test", device=dev, progress=False, **options)
+        results[key] = evaluate_run(folder, split="test", device=dev, progress=progress["on"], **options)
 
     train(out, "classifier, localizer, crop")
     evaluate(out / "teacher", "teacher")

@@ -379,7 +379,7 @@ def evaluate_run(
     acc = EvalAccumulator(len(run.classes), with_ncm=run.means is not None, with_boxes=with_boxes)
     views = _tta_accumulator(tta, acc)
     with _predictions_file(predictions) as lines_out:
-        batches = tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress)
+        batches = tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=None if progress else True)
         skipped = _accumulate(run, batches, guarded, acc, lines_out, teacher=teacher, tta=views)
     if acc.num_images == 0:
         raise ValueError(f"no image of {dataset!r} at {root} ({split}) could be evaluated.")
