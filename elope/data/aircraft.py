@@ -195,8 +195,8 @@ class FGVCAircraft(FGVCDataset):
         transform: a ``torchvision.transforms.v2`` transform applied to image and box together.
         annotation_level: ``variant`` (100 classes, the paper's), ``family`` or ``manufacturer``.
         remove_banner: crop the 20-pixel copyright banner at the bottom (boxes clamped to match).
-        val_fraction, seed: unused (the dataset ships its validation split); accepted for uniformity.
-        options: ``skip_unreadable``, ``max_pixels``, ``decode_size``: see
+        options: ``val_fraction`` and ``seed`` are unused (the dataset ships its validation split),
+            accepted for uniformity; ``skip_unreadable``, ``max_pixels``, ``decode_size``: see
             :class:`elope.data.base.FGVCDataset`.
     """
 

@@ -147,7 +147,10 @@ class StanfordCars(FGVCDataset):
         root: the folder holding ``cars_train/``, ``cars_test/``, ``devkit/`` (or ``stanford_cars/``).
         split: ``train``, ``val``, ``test`` or ``trainval``; Cars has no official validation split, so
             train/val are carved from the training images (``val_fraction``, ``seed``).
-        transform, skip_unreadable, max_pixels, decode_size: see :class:`elope.data.base.FGVCDataset`.
+        transform: see :class:`elope.data.base.FGVCDataset`.
+        skip_unreadable: see :class:`elope.data.base.FGVCDataset`.
+        max_pixels: see :class:`elope.data.base.FGVCDataset`.
+        decode_size: see :class:`elope.data.base.FGVCDataset`.
     """
 
     build_index = staticmethod(index_cars)

@@ -96,8 +96,9 @@ def check_dataset(
     """Check a dataset and return counts and problems.
 
     Args:
-        name, root: as for :func:`elope.data.build_dataset`; ``options`` as well (aircraft:
+        name: as for :func:`elope.data.build_dataset`; ``options`` as well (aircraft:
             ``annotation_level``, ``remove_banner``).
+        root: as for :func:`elope.data.build_dataset`.
         decode: decode every image (finds truncated files); ``False`` only reads image headers.
         max_pixels: the decompression-bomb cap used for training.
         threads: threads decoding images (PIL releases the GIL); default ``min(8, cpu count)``.

@@ -182,8 +182,11 @@ class CUB200(FGVCDataset):
         root: the folder holding ``CUB_200_2011/``, or that folder itself.
         split: ``train``, ``val``, ``test`` or ``trainval`` (see :func:`elope.data.base.select_split`).
         transform: a ``torchvision.transforms.v2`` transform applied to image and box together.
-        val_fraction, seed: the stratified validation split carved from the training images.
-        skip_unreadable, max_pixels, decode_size: see :class:`elope.data.base.FGVCDataset`.
+        val_fraction: the share of the training images carved off as the stratified validation split.
+        seed: the seed of that split.
+        skip_unreadable: see :class:`elope.data.base.FGVCDataset`.
+        max_pixels: see :class:`elope.data.base.FGVCDataset`.
+        decode_size: see :class:`elope.data.base.FGVCDataset`.
     """
 
     build_index = staticmethod(index_cub)

@@ -86,7 +86,10 @@ class ImageFolderDataset(FGVCDataset):
         split: ``train``, ``val``, ``test`` or ``trainval``. With ``val/`` present, ``train``/``val`` are
             those folders and ``trainval`` their union; without it ``trainval`` is ``train/`` and
             ``train``/``val`` are carved from it (``val_fraction``, ``seed``).
-        transform, skip_unreadable, max_pixels, decode_size: see :class:`elope.data.base.FGVCDataset`.
+        transform: see :class:`elope.data.base.FGVCDataset`.
+        skip_unreadable: see :class:`elope.data.base.FGVCDataset`.
+        max_pixels: see :class:`elope.data.base.FGVCDataset`.
+        decode_size: see :class:`elope.data.base.FGVCDataset`.
     """
 
     build_index = staticmethod(index_folder)

@@ -84,8 +84,10 @@ class EpochSampler(Sampler[tuple[int, ...]]):
         size: number of items in the dataset.
         global_batch: samples per optimiser step over all processes (``shuffle=True``) or the evaluation
             batch (``shuffle=False``: every item once, process ``r`` takes items ``r, r + W, ...``).
-        seed, epoch: the permutation is seeded with ``seed + epoch``.
-        rank, world_size: this process and the number of processes.
+        seed: the permutation is seeded with ``seed + epoch``.
+        epoch: see ``seed``.
+        rank: this process.
+        world_size: the number of processes.
         skip_batches: local batches already done in this epoch (resume).
         labels: the class of each item: class-balanced draws (:func:`balanced_draws`) instead of a
             permutation, when shuffling.

@@ -201,7 +201,9 @@ def class_mean_loss(
         embeddings: (N, dim) raw output of the embedding layer (l2-normalised here).
         labels: (N,) class indices in [0, C).
         means: (C, dim) class means μ^{t-1}.
-        alpha, gamma, margin: α of Eq. (6), γ and m of Eq. (10) (Table 2: 0.5, 16, 0.75).
+        alpha: α of Eq. (6) (Table 2: 0.5).
+        gamma: γ of Eq. (10) (Table 2: 16).
+        margin: m of Eq. (10) (Table 2: 0.75).
         update: compute μ^t from the batch (training). If False the means are used as they are.
         renormalize_means: l2-normalise μ^t after the update (authors' release; not in the paper).
 

@@ -69,8 +69,9 @@ class ELoPE(nn.Module):
         tau: box threshold of :func:`heatmap_to_box` (Table 2: 0.3 CUB, 0.2 Cars/Aircraft), in [0, 1).
         crop_source: side of the square images :meth:`predict` expects, the crop source (default
             2 × ``image_size``, :func:`elope.spec.crop_source_size`).
-        mean, std: the normalisation of the images (default: what the backbone's pretrained weights
+        mean: the normalisation of the images (default: what the backbone's pretrained weights
             expect, :func:`elope.nn.backbones.pretrained_normalization`).
+        std: as ``mean``.
         localizer_input: side of the localization module's input (64).
         heatmap_upsample: upsample the heatmap to the image before thresholding (see
             :func:`heatmap_to_box`; off in the paper's recipe, as in the authors' release).
