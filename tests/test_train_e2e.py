@@ -151,7 +151,7 @@ def test_demo_command_wiring(tmp_path):
         assert row in result.output, row
     assert "IoU >= 0.5" in result.output
     # training's own lines go where the demo's table goes (issue 27: they were on standard error only)
-    assert "[localizer] check on" in result.stdout and "[crop] epoch" not in result.stderr
+    assert "[localizer] check on" in result.stdout and "[localizer] check on" not in result.stderr
     results = json.loads((out / "demo_results.json").read_text())
     assert set(results) == {"gap", "teacher", "crop", "full"} and results["full"]["loc_iou50"] is not None
     assert len(list((out / "predictions").glob("*.png"))) == 2 and (out / "examples_test.png").is_file()
