@@ -43,7 +43,7 @@ def embed_command(
     device: str,
 ) -> None:
     """Write the embedding of every image of a split (or of IMAGE_OR_DIR...) with labels, paths and the
-    class means to an .npz (format: elope/tasks/embed.py, README "The embedding").
+    class means to an .npz (format: elope/tasks/embed.py, docs/usage.md "Reports, the embedding").
 
     Example: elope embed --run runs/cub --split test --out emb.npz
     """

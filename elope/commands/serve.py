@@ -124,8 +124,8 @@ def serve_command(model: Path | None, run_dir: Path | None, host: str, port: int
                   access_log: bool) -> None:  # fmt: skip
     """Serve an exported model: POST /predict, the page at /, /health, /model, /openapi.json.
 
-    Binds 127.0.0.1 by default; put a reverse proxy in front to reach it from elsewhere (README, "Serve
-    it"). SIGTERM lets the requests in flight finish, then exits with 0. Nothing is written to disk.
+    Binds 127.0.0.1 by default; put a reverse proxy in front to reach it from elsewhere (docs/usage.md,
+    "Serving"). SIGTERM lets the requests in flight finish, then exits with 0. Nothing is written to disk.
 
     Example: elope serve --model cub.onnx --port 8000, then open http://127.0.0.1:8000/
     """

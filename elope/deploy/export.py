@@ -146,7 +146,7 @@ def export_metadata(
     """The JSON object stored in the exported file: what running it needs, without this package.
 
     The spec's values appear once each: ``mean``, ``std``, ``input_size`` (the crop source), ``tau`` and
-    ``image_size`` at the top level (what ``elope serve`` and the README's plain onnxruntime code read);
+    ``image_size`` at the top level (what ``elope serve`` and the plain onnxruntime code of docs/usage.md read);
     ``model`` holds the rest of the constructor arguments. ``tta``: the test-time augmentation baked into
     the graph (``null``: none; :mod:`elope.nn.tta`).
     """

@@ -6,7 +6,7 @@ The file holds the whole test-time path of Fig. 1 (Hanselmann & Ney, WACV 2020; 
 :class:`elope.Prediction` as :meth:`elope.ELoPE.predict`; it is a :class:`elope.deploy.predictor.Predictor`
 (its :attr:`~ExportedModel.spec` read from the metadata), so ``elope predict --model FILE`` reads, resizes
 and normalises images exactly as with ``--run RUN``. Nothing here is needed to *deploy* the file: the
-README shows the ten lines of plain onnxruntime or torch code that do the same.
+docs/usage.md ("Deployment") shows the ten lines of plain onnxruntime or torch code that do the same.
 """
 
 from __future__ import annotations
