@@ -259,22 +259,10 @@ def evaluate_command(
     try:
         with writers_lock(outputs, "elope evaluate"):
             result = evaluate_run(
-                run_dir,
-                dataset,
-                root,
-                split,
-                batch_size,
-                device,
-                skip_unreadable,
-                tau=tau,
-                num_workers=num_workers,
-                mean_map=mean_map,
-                predictions=predictions,
-                compile_mode=compile_mode,
-                allow_unfinished=allow_unfinished,
-                tta=tta,
-                maxboxacc=maxboxacc,
-            )
+                run_dir, dataset, root, split, batch_size, device, skip_unreadable, tau=tau,
+                num_workers=num_workers, mean_map=mean_map, predictions=predictions, compile_mode=compile_mode,
+                allow_unfinished=allow_unfinished, tta=tta, maxboxacc=maxboxacc,
+            )  # fmt: skip
             if result.get("unfinished"):
                 click.echo(result["unfinished"], err=True)
             extra.add_report_and_retrieval(result, run_dir, report_dir, retrieval, device, tau, batch_size)
