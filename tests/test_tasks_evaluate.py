@@ -152,6 +152,9 @@ def test_run_batch_is_model_predict_with_the_embedding_kept(run_dir: Path, monke
     # pixels of the image given
     assert seen == [(3, 3, INPUT, INPUT)]
     assert torch.equal(out.mean_map_boxes, heatmap_to_box(heat, 0.3, (48, 80)))
+    # the maps the boxes came from, and the teacher's class of the same whole image (same backbone pass)
+    assert torch.equal(out.mean_map_heatmaps, heat) and torch.equal(out.heatmaps, model.localize(images)[1])
+    assert out.mean_map_predictions.tolist() == teacher(whole).argmax(dim=1).tolist()
 
 
 def _fake_outputs(monkeypatch: pytest.MonkeyPatch, labels: list[int], gt: torch.Tensor, means: torch.Tensor):
@@ -159,6 +162,7 @@ def _fake_outputs(monkeypatch: pytest.MonkeyPatch, labels: list[int], gt: torch.
 
     image 0: wrong class (label + 1); its box and mean-map box miss (disjoint); NCM wrong.
     image 1: right class; localizer box misses, mean-map box hits; NCM right.
+    image 2: right class, but the teacher's class of the whole image is wrong (its mean-map box hits).
     others: right class, both boxes equal the ground truth, NCM right.
     """
     n, c = len(labels), means.shape[0]
@@ -169,6 +173,8 @@ def _fake_outputs(monkeypatch: pytest.MonkeyPatch, labels: list[int], gt: torch.
     miss = torch.tensor([1000.0, 1000.0, 1001.0, 1001.0])
     boxes, mm_boxes = gt.clone(), gt.clone()
     boxes[0] = boxes[1] = mm_boxes[0] = miss
+    teacher_preds = torch.tensor(labels)
+    teacher_preds[2] = (labels[2] + 1) % c
     state = {"i": 0}
 
     def fake(
@@ -191,6 +197,7 @@ def _fake_outputs(monkeypatch: pytest.MonkeyPatch, labels: list[int], gt: torch.
             boxes[i : i + b],
             3.0 * means[ncm[i : i + b]],
             mm_boxes[i : i + b],
+            mean_map_predictions=teacher_preds[i : i + b],
         )
 
     monkeypatch.setattr(ev, "run_batch", fake)
@@ -216,6 +223,12 @@ def test_metrics_with_known_model_outputs(run_dir: Path, cub_root: Path, classes
     assert r["ncm_top1"] == pytest.approx((n - 1) / n)
     assert r["loc_iou50"] == pytest.approx((n - 2) / n)
     assert r["mean_map_iou50"] == pytest.approx((n - 1) / n)
+    # the field's metrics: GT-known is Table 4's; top-1 loc also needs the class (module: image 0 wrong,
+    # image 1 missed; mean map: image 0 missed, image 2 the teacher's class wrong); no heatmaps, no V2
+    module, mm = r["localization"]["module"], r["localization"]["mean_map"]
+    assert module["gt_known"] == r["loc_iou50"] and mm["gt_known"] == r["mean_map_iou50"]
+    assert module["top1_loc"] == pytest.approx((n - 2) / n) and mm["top1_loc"] == pytest.approx((n - 2) / n)
+    assert module["maxboxacc_v2"] is None and mm["maxboxacc_v2"] is None
     wrong = classes[labels[0]]
     expected = {name: 1.0 for name in classes}
     expected[wrong] = (TEST_PER_CLASS - 1) / TEST_PER_CLASS
@@ -238,7 +251,64 @@ def test_evaluate_real_model_json_keys_and_types(run_dir: Path, classes: list[st
     for key in ("top1", "ncm_top1", "loc_iou50", "mean_map_iou50", "mean_per_class"):
         assert isinstance(r[key], float) and 0.0 <= r[key] <= 1.0, key
     assert list(r["per_class"]) == classes
+    assert "MaxBoxAccV2" in res.stdout and "tau on trainval" in res.stdout
+    for name, iou50 in (("module", r["loc_iou50"]), ("mean_map", r["mean_map_iou50"])):
+        m = r["localization"][name]
+        assert m["gt_known"] == iou50 and 0.0 <= m["top1_loc"] <= m["gt_known"]
+        v2 = m["maxboxacc_v2"]
+        assert v2["selection_split"] == "trainval" and set(v2["per_iou"]) == {"0.3", "0.5", "0.7"}
+        assert v2["images"] == NUM_CLASSES * TEST_PER_CLASS and v2["selection_images"] == NUM_CLASSES
+        accuracies = [v["accuracy"] for v in v2["per_iou"].values()]
+        assert v2["value"] == pytest.approx(sum(accuracies) / 3)
+        assert all(0.0 <= v["tau"] < 1.0 and 0.0 <= v["selection"] <= 1.0 for v in v2["per_iou"].values())
     assert all(isinstance(p["count"], int) and p["true"] != p["predicted"] for p in r["confused_pairs"])
+
+
+def test_maxboxacc_thresholds_are_chosen_on_another_split(run_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """The test split is read once (the evaluation pass); MaxBoxAccV2's thresholds come from a pass over the
+    training split; the reported values are the test split's curve read at them."""
+    from elope.engine import localization_metrics as lm
+    from elope.runs.loaded import LoadedRun
+
+    loaded: list[str] = []
+    real_load = LoadedRun.load_dataset
+    monkeypatch.setattr(
+        LoadedRun,
+        "load_dataset",
+        lambda self, split, *a, **k: loaded.append(split) or real_load(self, split, *a, **k),
+    )
+    calls: list[tuple[lm.BoxAccCurve, lm.BoxAccCurve]] = []
+    real_v2 = lm.max_box_acc_v2
+    monkeypatch.setattr(lm, "max_box_acc_v2", lambda s, e: calls.append((s, e)) or real_v2(s, e))
+    r = evaluate_run(run_dir, progress=False, mean_map=True)
+    assert loaded == ["test", "trainval"] and len(calls) == 2  # the module, the mean map
+    for (selection, evaluated), name in zip(calls, ("module", "mean_map")):
+        assert (selection.images, evaluated.images) == (NUM_CLASSES, NUM_CLASSES * TEST_PER_CLASS)
+        v2 = r["localization"][name]["maxboxacc_v2"]
+        for i, level in enumerate(selection.levels):
+            chosen = selection.thresholds.index(v2["per_iou"][str(level)]["tau"])
+            assert v2["per_iou"][str(level)]["accuracy"] == float(evaluated.accuracy()[i, chosen])
+
+    loaded.clear()
+    off = evaluate_run(run_dir, progress=False, mean_map=True, maxboxacc=False)
+    assert loaded == ["test"] and off["localization"]["module"]["maxboxacc_v2"] is None
+    assert off["localization"]["module"]["gt_known"] == r["localization"]["module"]["gt_known"]
+
+
+def test_the_selection_split_is_never_the_evaluated_one():
+    from types import SimpleNamespace
+
+    from elope.tasks.evaluate_localization import selection_split
+
+    def run(splits: dict | None) -> Any:
+        return SimpleNamespace(meta={} if splits is None else {"splits": splits})
+
+    with_val = run({"train": {"split": "train"}, "val": {"split": "val"}})
+    assert selection_split(with_val, "test") == "val" and selection_split(with_val, "val") == "train"
+    without = run({"train": {"split": "trainval"}, "val": None})
+    assert selection_split(without, "test") == "trainval" and selection_split(run(None), "test") == "trainval"
+    # only the training split itself, evaluated, has no other split to choose on
+    assert selection_split(without, "trainval") == "trainval"
 
 
 def test_no_class_means_gives_null_ncm(tmp_path: Path, classes: list[str], cub_root: Path):
@@ -254,6 +324,7 @@ def test_dataset_without_boxes_gives_null_localization(tmp_path: Path):
     run = make_run(tmp_path / "run", ["cat", "dog"], tmp_path / "elsewhere", dataset="cub")
     r = evaluate_run(run, dataset="folder", root=root, progress=False)  # overrides the run's dataset
     assert r["loc_iou50"] is None and r["mean_map_iou50"] is None and r["num_boxes"] == 0
+    assert r["localization"] is None
     assert r["num_images"] == 4 and r["dataset"] == "folder"
 
 

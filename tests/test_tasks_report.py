@@ -89,6 +89,18 @@ def test_report_page_is_self_contained(report: tuple[Path, dict]):
     assert page.count('alt="misclassified"') == min(wrong, 12)
 
 
+def test_report_shows_the_localization_metrics_of_the_field(report: tuple[Path, dict]):
+    folder, evaluated = report
+    module = evaluated["localization"]["module"]
+    page = (folder / "report.html").read_text()
+    assert "<h2>Localization</h2>" in page and "chosen on the trainval split" in page
+    for value in (module["gt_known"], module["top1_loc"], module["maxboxacc_v2"]["value"]):
+        assert f"<td>{100 * value:.2f} %</td>" in page
+    assert "teacher's mean feature map" not in page  # measured only with --mean-map
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["evaluate"]["localization"] == evaluated["localization"]
+
+
 def test_report_of_an_exported_model_equals_the_runs(cub_run, report, tmp_path: Path):
     pytest.importorskip("onnxruntime")
     run, root = cub_run

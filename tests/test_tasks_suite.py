@@ -40,6 +40,32 @@ def _result(seed: int, gap: float, full: float, control: float, module: float, m
     }
 
 
+def _field(module_top1: float, map_top1: float, module_v2: float, map_v2: float) -> dict:
+    return {
+        "module": {"gt_known": 0.0, "top1_loc": module_top1, "maxboxacc_v2": {"value": module_v2}},
+        "mean_map": {"gt_known": 0.0, "top1_loc": map_top1, "maxboxacc_v2": {"value": map_v2}},
+    }
+
+
+def test_the_fields_localization_metrics_are_columns_and_a_run_without_them_a_dash():
+    runs = [_result(0, 0.5, 0.6, 0.55, 0.7, 0.5), _result(1, 0.4, 0.52, 0.46, 0.6, 0.5)]
+    runs[0]["field"], runs[1]["field"] = _field(0.6, 0.4, 0.5, 0.3), _field(0.5, 0.3, 0.7, 0.2)
+    (row,) = summarize_suite({"small": runs})
+    assert row["module_top1_loc"] == pytest.approx((55.0, statistics.stdev([60.0, 50.0])))
+    assert row["mean_map_top1_loc"][0] == pytest.approx(35.0)
+    assert row["module_v2"][0] == pytest.approx(60.0) and row["mean_map_v2"][0] == pytest.approx(25.0)
+    assert row["module_v2-mean_map_v2"] == pytest.approx(paired_interval([20.0, 50.0]))
+    header, _, line = suite_table([row]).splitlines()
+    assert "module top-1 loc %" in header and "teacher MaxBoxAccV2 %" in header
+    assert "| 55.0 ± 7.1 | 35.0 ± 7.1 | 60.0 ± 14.1 | 25.0 ± 7.1 | +35.0 [" in line
+    assert header.count("|") == line.count("|")
+
+    del runs[1]["field"]  # a result.json of an older suite whose run folder is gone
+    (row,) = summarize_suite({"small": runs})
+    assert row["module_v2"] is None and row["module_v2-mean_map_v2"] is None
+    assert "| — | — | — | — | — |" in suite_table([row])
+
+
 def test_summary_pairs_by_seed_and_the_table_shows_it():
     runs = [_result(0, 0.50, 0.60, 0.55, 0.7, 0.5), _result(1, 0.40, 0.52, 0.46, 0.6, 0.5)]
     (row,) = summarize_suite({"small": runs})
@@ -88,6 +114,13 @@ def test_one_distribution_one_seed_end_to_end_and_resumed(tmp_path: Path):
             "peak/cells",
             "peak/up",
         }
+    field = result["field"]  # the localization metrics of the field, thresholds chosen on trainval
+    assert field["module"]["gt_known"] == result["module_iou50"]
+    assert field["mean_map"]["gt_known"] == result["mean_map_iou50"]
+    for name in ("module", "mean_map"):
+        assert 0 <= field[name]["top1_loc"] <= field[name]["gt_known"]
+        v2 = field[name]["maxboxacc_v2"]
+        assert v2["images"] == 9 and v2["selection_images"] == 12 and 0 <= v2["value"] <= 1
     # the control is the full run's own stage-1 classifier (crop.init fresh): no third run folder
     assert sorted(p.name for p in (out / "wide" / "seed0").iterdir()) == ["full", "gap", "result.json"]
     stamp = (out / "wide" / "seed0" / "result.json").stat().st_mtime_ns
@@ -95,6 +128,13 @@ def test_one_distribution_one_seed_end_to_end_and_resumed(tmp_path: Path):
     assert again.exit_code == 0 and "| wide | 1 |" in again.output
     assert (out / "wide" / "seed0" / "result.json").stat().st_mtime_ns == stamp  # nothing trained again
     assert (out / "suite.md").read_text() in again.output
+
+    # a result.json from before the field's metrics gets them from its run folder, the same numbers
+    older = {k: v for k, v in result.items() if k != "field"}
+    (out / "wide" / "seed0" / "result.json").write_text(json.dumps(older))
+    third = CliRunner().invoke(main, [*args, "--report"])
+    assert third.exit_code == 0 and "adding the localization metrics of the field" in third.output
+    assert json.loads((out / "wide" / "seed0" / "result.json").read_text())["field"] == field
 
 
 def test_crop_decision_columns():

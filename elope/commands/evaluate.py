@@ -40,6 +40,7 @@ def format_report(result: dict[str, Any], worst: int = 5) -> str:
         f"  localization IoU>=0.5 (module)    {_pct(result['loc_iou50'])}",
         f"  localization IoU>=0.5 (mean map)  {_pct(result['mean_map_iou50'])}",
     ]
+    lines += field_lines(result.get("localization"))
     lines += tta_lines(result.get("tta"))
     ranked = sorted(((a, c) for c, a in result["per_class"].items() if a is not None), key=lambda t: t[0])
     if ranked:
@@ -52,6 +53,26 @@ def format_report(result: dict[str, Any], worst: int = 5) -> str:
         lines.append(f"skipped {len(result['skipped'])} unreadable image(s):")
         lines += [f"  {s['path']}: {s['error']}" for s in result["skipped"]]
     return "\n".join(lines)
+
+
+def field_lines(block: dict[str, Any] | None) -> list[str]:
+    """The localization metrics of the field (``localization``), one line per box source measured."""
+    lines = []
+    for name, label in (("module", "module"), ("mean_map", "mean map")):
+        m = (block or {}).get(name)
+        if not m:
+            continue
+        v2 = m["maxboxacc_v2"]
+        tail = (
+            ""
+            if v2 is None
+            else f", MaxBoxAccV2 {_pct(v2['value']).strip()} (tau on {v2['selection_split']})"
+        )
+        lines.append(
+            f"  {'localization (' + label + ')':<34}GT-known {_pct(m['gt_known']).strip()}, "
+            f"top-1 loc {_pct(m['top1_loc']).strip()}{tail}"
+        )
+    return lines
 
 
 def tta_lines(tta: dict[str, Any] | None) -> list[str]:
@@ -195,6 +216,14 @@ def _draw_examples(run_dir: Path, split: str, examples: int, device: str, tau: f
     help="Also report the accuracies with test-time augmentation, beside the single-view ones: the softmax "
     "averaged over views of the crop (flip: the crop and its mirror). Default: none.",
 )
+@click.option(
+    "--maxboxacc/--no-maxboxacc",
+    default=True,
+    show_default=True,
+    help="Report MaxBoxAccV2 (Choe et al., CVPR 2020) where the split has boxes; its heatmap thresholds are "
+    "chosen on the run's validation or training split (one more pass over it, the localization module "
+    "only; with --mean-map also the teacher), never on the evaluated split.",
+)
 @unfinished_option()
 def evaluate_command(
     run_dir: Path | None,
@@ -216,6 +245,7 @@ def evaluate_command(
     compile_mode: str | None,
     allow_unfinished: bool,
     tta: str | None,
+    maxboxacc: bool,
 ) -> None:
     """Evaluate a trained run: top-1, per-class and nearest-class-mean accuracy, localization (Table 4).
 
@@ -232,21 +262,10 @@ def evaluate_command(
     try:
         with writers_lock(outputs, "elope evaluate"):
             result = evaluate_run(
-                run_dir,
-                dataset,
-                root,
-                split,
-                batch_size,
-                device,
-                skip_unreadable,
-                tau=tau,
-                num_workers=num_workers,
-                mean_map=mean_map,
-                predictions=predictions,
-                compile_mode=compile_mode,
-                allow_unfinished=allow_unfinished,
-                tta=tta,
-            )
+                run_dir, dataset, root, split, batch_size, device, skip_unreadable, tau=tau,
+                num_workers=num_workers, mean_map=mean_map, predictions=predictions, compile_mode=compile_mode,
+                allow_unfinished=allow_unfinished, tta=tta, maxboxacc=maxboxacc,
+            )  # fmt: skip
             if result.get("unfinished"):
                 click.echo(result["unfinished"], err=True)
             extra.add_report_and_retrieval(result, run_dir, report_dir, retrieval, device, tau, batch_size)

@@ -20,7 +20,7 @@ from .errors import ImageLoadError
 from .io import DEFAULT_MAX_PIXELS, decode_image, image_dimensions
 from .registry import index_dataset
 
-__all__ = ["BOX_TOLERANCE", "CheckReport", "box_outside", "check_dataset"]
+__all__ = ["BOX_TOLERANCE", "CheckReport", "box_outside", "check_dataset", "gt_box_problems"]
 
 #: how far (pixels) a box may stick out of its image before it counts as a problem
 BOX_TOLERANCE = 1.0
@@ -55,6 +55,38 @@ def box_outside(box: Sequence[float], width: float, height: float) -> bool:
     x1, y1, x2, y2 = box
     t = BOX_TOLERANCE
     return x1 < -t or y1 < -t or x2 > width + t or y2 > height + t
+
+
+def gt_box_problems(dataset: Any) -> list[dict[str, str]]:
+    """Ground-truth boxes that lie outside their image, as ``elope data check`` finds them (1 pixel of
+    tolerance; image sizes from the headers; FGVC-Aircraft's banner rows count as part of the image).
+
+    What evaluation does with them (the dataset clamps every box to its image): a box that sticks out is
+    *clipped* and used; a box with nothing inside the image becomes empty and is *left out* of
+    ``loc_iou50`` / ``mean_map_iou50`` and ``localization`` (``num_boxes`` counts the boxes used). Returns one
+    ``{"path", "problem"}`` per such box, reported as ``box_problems``.
+    """
+    problems = []
+    for (path, _), box in zip(dataset.samples, getattr(dataset, "_boxes", [])):
+        if box is None:
+            continue
+        try:
+            width, height = image_dimensions(path)
+        except (OSError, ValueError):  # unreadable: reported (or skipped) when the image itself is read
+            continue
+        if not box_outside(box, width, height):
+            continue
+        x1, y1, x2, y2 = box
+        empty = min(x2, width) <= max(x1, 0.0) or min(y2, height) <= max(y1, 0.0)
+        what = "nothing of it lies inside: left out of the localization metrics" if empty else "clipped to it"
+        problems.append(
+            {
+                "path": str(path),
+                "problem": f"ground-truth box x1={x1:g} y1={y1:g} x2={x2:g} y2={y2:g} lies outside the "
+                f"{width}x{height} image; {what}",
+            }
+        )
+    return problems
 
 
 def _check_image(record: Record, decode: bool, max_pixels: int) -> list[Problem]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
@@ -195,7 +195,12 @@ class ELoPE(nn.Module):
         With ``return_embeddings=True`` also returns the raw (un-normalised) embeddings that the class-mean
         loss reads (or the pooled features when there is no embedding layer).
         """
-        pooled = self.pool(self.forward_features(images))
+        return self.head(self.forward_features(images), return_embeddings)
+
+    def head(self, features: Tensor, return_embeddings: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Pooling (GKMP, Eq. 2), the embedding and the classifier on a last feature map (B, D, h, w):
+        the rest of :meth:`forward`, for a caller that also reads the feature map."""
+        pooled = self.pool(features)
         embeddings = self.embedding(pooled) if self.embedding is not None else pooled
         logits = self.classifier(embeddings)
         return (logits, embeddings) if return_embeddings else logits
@@ -267,10 +272,22 @@ class ELoPE(nn.Module):
         images, heatmaps (B, 1, h, w))``. For the paper's row, call it on the stage-1 classifier
         (``RUN/teacher``, loaded with the run's τ), the network the localization module learns from.
         """
-        side = self.spec.image_size
-        inputs = images if tuple(images.shape[-2:]) == (side, side) else resize(images, side)
-        heatmaps = mean_heatmap(self.forward_features(inputs)).float()
+        heatmaps = mean_heatmap(self.forward_features(self._whole(images))).float()
         return self.heatmap_box(heatmaps, self.spec.tau, images.shape[-2:]), heatmaps
+
+    @torch.no_grad()
+    def classify_whole(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`mean_map` and this classifier's logits on the same whole image, from one backbone pass:
+        ``(logits (B, C), boxes, heatmaps)`` (the teacher's top-1 localization, ``elope evaluate``)."""
+        features = self.forward_features(self._whole(images))
+        heatmaps = mean_heatmap(features).float()
+        logits = cast(Tensor, self.head(features))
+        return logits, self.heatmap_box(heatmaps, self.spec.tau, images.shape[-2:]), heatmaps
+
+    def _whole(self, images: Tensor) -> Tensor:
+        """The whole image at the classifier's input size (resized unless it is that size already)."""
+        side = self.spec.image_size
+        return images if tuple(images.shape[-2:]) == (side, side) else resize(images, side)
 
     @torch.no_grad()
     def predict(self, images: Tensor | list[Tensor], top: int = 1) -> Prediction:

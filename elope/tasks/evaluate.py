@@ -11,6 +11,10 @@ pipeline"), at the run's spec. Reported:
   ``mean_map=True`` (``--mean-map``) also ``mean_map_iou50``: the same for the box from the mean feature
   map of the whole image in the run's stage-1 classifier (``RUN/teacher``, the localization module's
   teacher: Table 4, "ResNet-50 mean feature map"). Ground-truth boxes are used for nothing else;
+* ``localization``: the localization metrics of the field for the module and (``mean_map``) the mean map:
+  GT-known and top-1 localization accuracy and MaxBoxAccV2, its heatmap thresholds chosen on the run's
+  validation or training split, never on the evaluated one (:mod:`elope.tasks.evaluate_localization`,
+  ``docs/architecture.md``, "Evaluation metrics"); null when the dataset has no boxes;
 * ``confused_pairs``: the most frequent off-diagonal entries (true -> predicted) of the confusion matrix;
 * ``tta``: with ``tta="flip"`` (``--tta flip``) the same accuracies with the softmax averaged over the views
   of the crop (:mod:`elope.nn.tta`), beside the single-view ones above (which stay what they are without
@@ -39,7 +43,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from elope.data.check import box_outside
+from elope.data.check import gt_box_problems
 from elope.data.errors import ImageLoadError
 from elope.data.io import image_dimensions
 from elope.data.splits import SPLITS
@@ -49,6 +53,7 @@ from elope.engine.metrics import EvalAccumulator, nearest_class_mean
 from elope.nn.model import ELoPE
 from elope.nn.tta import check_tta, classify_views
 from elope.runs.loaded import LoadedRun, load_run
+from elope.tasks.evaluate_localization import FieldLocalization, field_localization
 
 __all__ = [
     "SPLITS",
@@ -83,6 +88,9 @@ class BatchOutputs:
     mean_map_boxes: Tensor | None  # (B, 4) boxes from the teacher's mean feature map of the whole image
     tta_predictions: Tensor | None = None  # (B,) argmax of the softmax averaged over the views (elope.nn.tta)
     tta_embeddings: Tensor | None = None  # (B, dim) mean of the views' l2-normalised embeddings
+    heatmaps: Tensor | None = None  # (B, 1, h, w) the localization module's heatmaps (None without one)
+    mean_map_heatmaps: Tensor | None = None  # (B, 1, h, w) the teacher's mean feature maps
+    mean_map_predictions: Tensor | None = None  # (B,) the teacher's top-1 class of the whole image
 
 
 @torch.inference_mode()
@@ -100,16 +108,20 @@ def run_batch(
     ``model.classify_crops`` localizes, crops (Sec. 5) and classifies the crop once: the softmax and the
     embedding for the nearest class mean come from the same forward pass (this is ``model.predict`` with the
     embedding kept). With a ``teacher`` (the stage-1 classifier, loaded at the run's τ) its mean feature
-    map of the whole image gives the Table 4 baseline box. With ``tta`` the views of the same crop are
-    classified too (:func:`elope.nn.tta.classify_views`); the single-view outputs do not change.
+    map of the whole image gives the Table 4 baseline box, and its classifier (same pass) the class for
+    its top-1 localization. With ``tta`` the views of the same crop are classified too
+    (:func:`elope.nn.tta.classify_views`); the single-view outputs do not change.
     """
     views = None if tta is None else classify_views(model, images, tta, return_embeddings=embeddings)
-    logits, boxes, _, emb = (
+    logits, boxes, heatmaps, emb = (
         views[:4] if views is not None else model.classify_crops(images, return_embeddings=embeddings)
     )
     scores, classes = logits.float().softmax(dim=1).topk(min(top, logits.shape[1]), dim=1)
-    mm_boxes = None if teacher is None else teacher.mean_map(images)[0]
-    out = BatchOutputs(classes[:, 0], classes, scores, boxes, emb, mm_boxes)
+    whole = None if teacher is None else teacher.classify_whole(images)
+    out = BatchOutputs(classes[:, 0], classes, scores, boxes, emb, None if whole is None else whole[1])
+    out.heatmaps = heatmaps
+    if whole is not None:
+        out.mean_map_predictions, out.mean_map_heatmaps = whole[0].argmax(dim=1), whole[2]
     if views is not None:
         out.tta_predictions, out.tta_embeddings = views.scores.argmax(dim=1), views.view_embeddings
     return out
@@ -199,38 +211,6 @@ def _collate(
     return images, labels, boxes, [it[3] for it in good], bad
 
 
-def gt_box_problems(dataset: Any) -> list[dict[str, str]]:
-    """Ground-truth boxes that lie outside their image, as ``elope data check`` finds them (1 pixel of
-    tolerance; image sizes from the headers; FGVC-Aircraft's banner rows count as part of the image).
-
-    What evaluation does with them (the dataset clamps every box to its image): a box that sticks out is
-    *clipped* and used; a box with nothing inside the image becomes empty and is *left out* of
-    ``loc_iou50`` / ``mean_map_iou50`` (``num_boxes`` counts the boxes used). Returns one
-    ``{"path", "problem"}`` per such box, reported as ``box_problems``.
-    """
-    problems = []
-    for (path, _), box in zip(dataset.samples, getattr(dataset, "_boxes", [])):
-        if box is None:
-            continue
-        try:
-            width, height = image_dimensions(path)
-        except (OSError, ValueError):  # unreadable: reported (or skipped) when the image itself is read
-            continue
-        if not box_outside(box, width, height):
-            continue
-        x1, y1, x2, y2 = box
-        empty = min(x2, width) <= max(x1, 0.0) or min(y2, height) <= max(y1, 0.0)
-        what = "nothing of it lies inside: left out of the localization metrics" if empty else "clipped to it"
-        problems.append(
-            {
-                "path": str(path),
-                "problem": f"ground-truth box x1={x1:g} y1={y1:g} x2={x2:g} y2={y2:g} lies outside the "
-                f"{width}x{height} image; {what}",
-            }
-        )
-    return problems
-
-
 def _check_classes(run_classes: list[str], dataset: Any, where: str) -> None:
     ds_classes = [str(c) for c in getattr(dataset, "classes", run_classes)]
     if len(ds_classes) != len(run_classes):
@@ -266,9 +246,11 @@ def _accumulate(
     *,
     teacher: ELoPE | None,
     tta: tuple[str, EvalAccumulator] | None = None,
+    field: FieldLocalization | None = None,
 ) -> list[dict[str, str]]:
     """Run every batch through the pipeline into ``acc`` (and ``lines_out``; with ``tta``, its views'
-    accuracies into its accumulator); returns the skipped images."""
+    accuracies into its accumulator; with ``field``, the localization metrics of the field); returns the
+    skipped images."""
     skipped: list[dict[str, str]] = []
     for images, labels, gt_boxes, indices, bad in batches:
         skipped += [{"path": guarded.path(i), "error": msg} for i, msg in bad]
@@ -287,6 +269,8 @@ def _accumulate(
             else None
         )
         acc.update(labels, out.predictions, ncm, out.boxes, out.mean_map_boxes, gt_boxes)
+        if field is not None:
+            field.update(labels, gt_boxes, out)
         if lines_out is not None:
             for line in prediction_lines(
                 out, labels, gt_boxes, indices, guarded.dataset, run.spec.crop_source
@@ -326,6 +310,15 @@ def _metrics(
     return result
 
 
+def _check_arguments(split: str, batch_size: int, tta: str | None) -> None:
+    """``evaluate_run``'s arguments checked before anything is loaded."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    check_tta(tta)
+
+
 # ------------------------------------------------------------------------------------------------- main
 def evaluate_run(
     run_dir: str | Path,
@@ -344,6 +337,7 @@ def evaluate_run(
     compile_mode: str | None = None,
     allow_unfinished: bool = False,
     tta: str | None = None,
+    maxboxacc: bool = True,
 ) -> dict[str, Any]:
     """Evaluate the trained model of ``run_dir`` on a split (``test`` by default) and return the metrics.
 
@@ -351,17 +345,14 @@ def evaluate_run(
     ``predictions`` names a JSON-lines file to write one line per image to. ``compile_mode`` runs the
     model through ``torch.compile`` in that mode (:func:`elope.deploy.compiled.compile_model`); ``tta``
     (``"flip"``) adds ``result["tta"]``, the accuracies with test-time augmentation (:mod:`elope.nn.tta`).
+    ``maxboxacc=False`` skips MaxBoxAccV2 and its pass over the selection split (then null).
 
     ``dataset``/``root`` default to the ones recorded in the run; ``tau`` replaces the run's threshold
     (:func:`elope.runs.loaded.load_run`: the model is loaded with it).
     An unfinished run is refused unless ``allow_unfinished`` (``LoadedRun.check_finished``). Returns the
     dict of the module docstring plus ``split``, ``dataset``, ``root``, ``run``, ``tau``, ``skipped``
     (left out with ``skip_unreadable``), ``stages`` (done) and ``unfinished`` (a warning, or None)."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-    check_tta(tta)
+    _check_arguments(split, batch_size, tta)
     run = load_run(run_dir, device, tau=tau)
     unfinished = run.check_finished(allow_unfinished)
     if compile_mode is not None:
@@ -370,7 +361,6 @@ def evaluate_run(
     _check_classes(run.classes, ds, f"dataset {dataset!r} at {root} ({split})")
     with_boxes = bool(getattr(ds, "has_boxes", False))
     box_problems = gt_box_problems(ds) if with_boxes else []  # clipped, or left out when wholly outside
-
     guarded = _Guarded(ds, skip_unreadable)
     loader = DataLoader(
         guarded, batch_size=batch_size, num_workers=usable_workers(num_workers), collate_fn=_collate
@@ -378,12 +368,15 @@ def evaluate_run(
     teacher = run.load_teacher() if mean_map and with_boxes else None
     acc = EvalAccumulator(len(run.classes), with_ncm=run.means is not None, with_boxes=with_boxes)
     views = _tta_accumulator(tta, acc)
+    field = field_localization(run, with_boxes=with_boxes, mean_map=teacher is not None, maxboxacc=maxboxacc)
     with _predictions_file(predictions) as lines_out:
         batches = tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=None if progress else True)
-        skipped = _accumulate(run, batches, guarded, acc, lines_out, teacher=teacher, tta=views)
+        skipped = _accumulate(run, batches, guarded, acc, lines_out, teacher=teacher, tta=views, field=field)
     if acc.num_images == 0:
         raise ValueError(f"no image of {dataset!r} at {root} ({split}) could be evaluated.")
     result = _metrics(acc, run, teacher, views)
+    where, reading = (split, dataset, root), (batch_size, num_workers, skip_unreadable)
+    result["localization"] = None if field is None else field.result(run, teacher, where, reading)
     result.update(split=split, dataset=dataset, root=str(root), run=str(Path(run_dir)), tau=run.spec.tau)
     result.update(skipped=skipped, box_problems=box_problems, stages=run.stages_done, unfinished=unfinished)
     return result

@@ -5,7 +5,8 @@ stage-1 classifier, Table 4's "mean feature map" row), over a split at the run's
 one-pass pipeline reads it; :func:`score_maps` turns cached heatmaps into the share of boxes with IoU ≥ 0.5
 for each τ of :data:`elope.engine.localizer_check.TAU_GRID`, each box rule and with and without heatmap
 upsampling. ``elope suite`` reads both splits: τ for the teacher's map is chosen on the training split
-(:func:`best_tau`), the test split only reported.
+(:func:`best_tau`), the test split only reported; so are MaxBoxAccV2's thresholds (:func:`box_acc_curve`,
+:func:`elope.engine.localization_metrics.max_box_acc_v2`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from elope.config import Config
 from elope.engine.distributed import DistInfo
+from elope.engine.localization_metrics import BoxAccCurve
 from elope.engine.localizer_check import (
     TAU_GRID,
     choose_tau,
@@ -27,14 +29,14 @@ from elope.engine.localizer_check import (
     score_batch,
 )
 from elope.engine.metrics import iou_hits
-from elope.nn.crop import resize
-from elope.nn.localization import BOX_RULES, heatmap_to_box, mean_heatmap
+from elope.nn.localization import BOX_RULES, heatmap_to_box
 from elope.nn.model import ELoPE
 from elope.runs.loaded import LoadedRun, load_run
 
 __all__ = [
     "CachedMaps",
     "best_tau",
+    "box_acc_curve",
     "collect_maps",
     "labels_tau",
     "score_maps",
@@ -46,12 +48,15 @@ __all__ = [
 @dataclass
 class CachedMaps:
     """Heatmaps of one split: the module's (N, 1, 14, 14) and the teacher's mean maps (N, 1, h, w), the
-    ground-truth boxes (N, 4) in pixels of the square crop source of side ``size``."""
+    ground-truth boxes (N, 4) in pixels of the square crop source of side ``size``; the true classes (N,)
+    and the teacher's top-1 classes of the whole images (N,), for its top-1 localization."""
 
     module: Tensor
     mean_map: Tensor
     boxes: Tensor
     size: int
+    labels: Tensor
+    mean_map_classes: Tensor
 
 
 def collect_maps(run_dir: str | Path, split: str, batch_size: int = 32) -> CachedMaps:
@@ -66,14 +71,17 @@ def collect_maps(run_dir: str | Path, split: str, batch_size: int = 32) -> Cache
 
 
 def _maps(run: LoadedRun, teacher: ELoPE, dataset: object, batch_size: int) -> CachedMaps:
-    module, mean_map, boxes = [], [], []
-    for images, _, gt in DataLoader(dataset, batch_size=batch_size):
+    module, mean_map, boxes, labels, classes = [], [], [], [], []
+    for images, targets, gt in DataLoader(dataset, batch_size=batch_size):
         images = images.as_subclass(Tensor)
         module.append(run.model.localizer(images).float())
-        whole = resize(images, teacher.spec.image_size)
-        mean_map.append(mean_heatmap(teacher.forward_features(whole)).float())
+        logits, _, heatmaps = teacher.classify_whole(images)  # the mean map of Table 4 and its class
+        mean_map.append(heatmaps)
+        classes.append(logits.argmax(dim=1))
         boxes.append(gt.as_subclass(Tensor).float())
-    return CachedMaps(torch.cat(module), torch.cat(mean_map), torch.cat(boxes), run.spec.crop_source)
+        labels.append(torch.as_tensor(targets).long())
+    cat = torch.cat
+    return CachedMaps(cat(module), cat(mean_map), cat(boxes), run.spec.crop_source, cat(labels), cat(classes))
 
 
 def training_split(run_dir: str | Path) -> str:
@@ -117,6 +125,14 @@ def score_maps(maps: Tensor, gt: Tensor, size: int) -> dict[str, dict[str, float
                 row[str(tau)] = float(hits.sum()) / max(int(valid.sum()), 1)
             table[variant_name(rule, upsample)] = row
     return table
+
+
+def box_acc_curve(maps: Tensor, gt: Tensor, size: int) -> BoxAccCurve:
+    """The :class:`elope.engine.localization_metrics.BoxAccCurve` of cached heatmaps (MaxBoxAccV2's box
+    accuracy at every heatmap threshold and IoU level)."""
+    curve = BoxAccCurve(size)
+    curve.update(maps, gt)
+    return curve
 
 
 def best_tau(row: dict[str, float]) -> float:

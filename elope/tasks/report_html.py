@@ -117,6 +117,38 @@ def _rows_html(rows: Sequence[dict[str, Any]]) -> str:
     return "<tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>" + body
 
 
+def _localization_html(block: dict[str, Any] | None) -> str:
+    """The localization metrics of the field (``evaluate``'s ``localization``), a table; empty without."""
+    rows = []
+    for name, label in (("module", "localization module"), ("mean_map", "teacher's mean feature map")):
+        m = (block or {}).get(name)
+        if not m:
+            continue
+        v2 = m["maxboxacc_v2"] or {}
+        per = v2.get("per_iou") or {}
+        levels = "".join(
+            f"<td>{_pct(per[k]['accuracy'])} (τ {per[k]['tau']:g})</td>" if k in per else "<td>—</td>"
+            for k in ("0.3", "0.5", "0.7")
+        )
+        rows.append(
+            f"<tr><td>{label}</td><td>{_pct(m['gt_known'])}</td><td>{_pct(m['top1_loc'])}</td>"
+            f"<td>{_pct(v2.get('value'))}</td>{levels}</tr>"
+        )
+    if not rows:
+        return ""
+    split = next(
+        (b["maxboxacc_v2"]["selection_split"] for b in block.values() if b and b["maxboxacc_v2"]), None
+    )
+    where = f"chosen on the {html.escape(split)} split" if split else "not measured"
+    return (
+        "<h2>Localization</h2><p>GT-known: IoU ≥ 0.5 with the ground-truth box; top-1 loc: that and the "
+        "right top-1 class; MaxBoxAccV2 (Choe et al., CVPR 2020): box accuracy at IoU 0.3 / 0.5 / 0.7, each at "
+        f"its heatmap threshold τ {where}, never on the evaluated split, averaged.</p><table><tr><th>boxes</th>"
+        "<th>GT-known</th><th>top-1 loc</th><th>MaxBoxAccV2</th><th>IoU ≥ 0.3</th><th>IoU ≥ 0.5</th>"
+        f"<th>IoU ≥ 0.7</th></tr>{''.join(rows)}</table>"
+    )
+
+
 def render_report(
     summary: dict[str, Any],
     rows: Sequence[dict[str, Any]],
@@ -141,6 +173,7 @@ def render_report(
 <h1>Evaluation report</h1><p>{where}</p>
 <p><span class="big">top-1 {_pct(summary["top1"])}</span><span class="big">top-5 {_pct(summary["top5"])}</span>
 mean per-class accuracy {_pct(summary["mean_per_class"])}, {summary["num_images"]} images</p>
+{_localization_html(extra.get("localization"))}
 <h2>Most confused pairs (true → predicted)</h2><ol>{pair_items or "<li>none</li>"}</ol>
 <h2>Confusion matrix</h2><p>confusion.csv holds every count.</p><img src="{confusion}" alt="confusion matrix"
  style="max-width:100%">

@@ -15,7 +15,10 @@ longer side; written once with data seed 0). For each distribution and seed, pai
   construction; with ``init: continue`` a control run is trained (Table 5's control row);
 * localization on the test split: the module's boxes at the run's τ and box rule, and the teacher's mean
   feature map at its own τ chosen on the training boxes with the same rule; and, for the comparisons of
-  box rule, upsampling and τ, the hits of every variant on both splits (:mod:`elope.tasks.localization`).
+  box rule, upsampling and τ, the hits of every variant on both splits (:mod:`elope.tasks.localization`);
+* ``field``: the localization metrics of the field for both (GT-known and top-1 localization at those τ,
+  MaxBoxAccV2 with its thresholds chosen on the training split: :mod:`elope.engine.localization_metrics`).
+  A ``result.json`` written before they existed gets them from its run folder when the suite reads it.
 
 The recipe is ``elope/configs/synthetic.yaml`` (the demo's: its localization settings are the defaults
 under test) at the suite's scale (:data:`SUITE_RECIPE`), then ``--config`` / ``--set``. Nothing is chosen
@@ -37,10 +40,20 @@ from elope.config import load_config
 from elope.data.birds import BIRD_SUITE, write_birds
 from elope.data.synthetic import write_synthetic
 from elope.data.synthetic_knobs import SUITE
+from elope.engine.localization_metrics import max_box_acc_v2, top1_loc_hits
 from elope.engine.train import run_training
+from elope.nn.localization import heatmap_to_box
 from elope.tasks.ablate import TABLE5
 from elope.tasks.evaluate import evaluate_run
-from elope.tasks.localization import best_tau, collect_maps, labels_tau, score_maps, variant_name
+from elope.tasks.localization import (
+    CachedMaps,
+    best_tau,
+    box_acc_curve,
+    collect_maps,
+    labels_tau,
+    score_maps,
+    variant_name,
+)
 
 __all__ = [
     "SUITE_RECIPE",
@@ -68,6 +81,13 @@ SUITE_RECIPE: dict[str, Any] = {
 }
 GAP = TABLE5[0]
 CONTROL = TABLE5[10]
+#: The summary's columns of the localization metrics of the field: ``result["field"][source][metric]``.
+FIELD_COLUMNS = {
+    "module_top1_loc": ("module", "top1_loc"),
+    "mean_map_top1_loc": ("mean_map", "top1_loc"),
+    "module_v2": ("module", "maxboxacc_v2"),
+    "mean_map_v2": ("mean_map", "maxboxacc_v2"),
+}
 
 
 def _write_data(folder: Path, dist: str, recipe: dict[str, Any], config_file: Path | None) -> Path:
@@ -87,18 +107,65 @@ def _train(folder: Path, overrides: dict[str, Any], config_file: Path | None) ->
     run_training(cfg, folder, resume=(folder / "config.yaml").is_file())
 
 
-def _localization(full: Path) -> dict[str, Any]:
-    """Module and teacher boxes of both splits for every variant; the teacher's τ chosen on the training
-    split (the module's τ is the run's)."""
+def _localization(full: Path) -> tuple[dict[str, Any], dict[str, CachedMaps]]:
+    """Module and teacher boxes of both splits for every variant (the teacher's τ chosen on the training
+    split, the module's τ is the run's), and the maps of both splits."""
     out: dict[str, Any] = {}
-    for split in ("trainval", "test"):
-        maps = collect_maps(full, split)
+    maps = {split: collect_maps(full, split) for split in ("trainval", "test")}
+    for split, m in maps.items():
         out[split] = {
-            "module": score_maps(maps.module, maps.boxes, maps.size),
-            "mean_map": score_maps(maps.mean_map, maps.boxes, maps.size),
+            "module": score_maps(m.module, m.boxes, m.size),
+            "mean_map": score_maps(m.mean_map, m.boxes, m.size),
         }
     out["labels_tau"] = labels_tau(full)  # what tau_select=labels would choose (no boxes used)
-    return out
+    return out, maps
+
+
+def _field(result: dict[str, Any], maps: dict[str, CachedMaps], crops: dict[str, Any]) -> dict[str, Any]:
+    """The localization metrics of the field on the test split: the module's GT-known and top-1 localization
+    from ``evaluate`` of the crop pipeline (``crops``: :func:`crop_pipeline`), the teacher's at its τ
+    (:func:`_teacher_at_its_tau`) with its own top-1 class, and MaxBoxAccV2 of both with the thresholds
+    chosen on the training split."""
+    train, test = maps["trainval"], maps["test"]
+    v2 = {
+        name: max_box_acc_v2(
+            box_acc_curve(getattr(train, name), train.boxes, train.size),
+            box_acc_curve(getattr(test, name), test.boxes, test.size),
+        )
+        for name in ("module", "mean_map")
+    }
+    boxes = heatmap_to_box(
+        test.mean_map, result["mean_map_tau"], test.size, upsample=result["upsample"], rule=result["box_rule"]
+    )
+    hits, valid = top1_loc_hits(test.mean_map_classes, test.labels, boxes, test.boxes)
+    module = crops["localization"]["module"]
+    return {
+        "module": {
+            "gt_known": module["gt_known"],
+            "top1_loc": module["top1_loc"],
+            "maxboxacc_v2": v2["module"],
+        },
+        "mean_map": {
+            "gt_known": result["mean_map_iou50"],
+            "top1_loc": float(hits.sum()) / max(int(valid.sum()), 1),
+            "maxboxacc_v2": v2["mean_map"],
+        },
+    }
+
+
+def _with_field(result_file: Path, echo: Any) -> dict[str, Any]:
+    """A finished (distribution, seed): its ``result.json``, the ``field`` metrics added from the run folder
+    (and written) where an older suite left them out and the full run is still there."""
+    result = json.loads(result_file.read_text())
+    full = result_file.parent / "full"
+    if "field" in result or not (full / "model" / "model.json").is_file():
+        return result
+    echo(f"[suite] {result_file.parent}: adding the localization metrics of the field")
+    crops = crop_pipeline(full)
+    _, maps = _localization(crops)
+    result["field"] = _field(result, maps, evaluate_run(crops, progress=False, maxboxacc=False))
+    result_file.write_text(json.dumps(result, indent=1) + "\n")
+    return result
 
 
 def _seed(
@@ -119,7 +186,7 @@ def _seed(
         control = folder / "control"
         _train(control, {**common, **CONTROL.overrides}, config_file)
     crops = crop_pipeline(full)
-    metrics = {name: evaluate_run(path, progress=False) for name, path in
+    metrics = {name: evaluate_run(path, progress=False, maxboxacc=False) for name, path in
                (("full", full), ("crops", crops), ("gap", gap), ("control", control))}  # fmt: skip
     model = json.loads(((crops / "model") if crops == full else crops).joinpath("model.json").read_text())
     model = model["model"]
@@ -134,9 +201,10 @@ def _seed(
         "box_margin": model.get("box_margin", 0.0),
         "decision": _decision(full),
         "test_images": metrics["full"]["num_images"],
-        "localization": _localization(crops),
     }
+    result["localization"], maps = _localization(crops)
     result["mean_map_tau"], result["mean_map_iou50"] = _teacher_at_its_tau(result)
+    result["field"] = _field(result, maps, metrics["crops"])
     result_file.write_text(json.dumps(result, indent=1) + "\n")
     return result
 
@@ -191,7 +259,7 @@ def run_suite(
                 + ", ".join(f"{k} {100 * v:.1f}%" for k, v in r["top1"].items())
             )
         files = sorted((out / dist).glob("seed*/result.json"))
-        results[dist] = [json.loads(f.read_text()) for f in files]
+        results[dist] = [_with_field(f, echo) for f in files]
     summary = summarize_suite(results)
     (out / "suite.json").write_text(json.dumps({"summary": summary, "runs": results}, indent=1) + "\n")
     (out / "suite.md").write_text(suite_table(summary))
@@ -233,9 +301,22 @@ def _summary_row(dist: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     row.update({key: _mean_std(v) for key, v in pct.items()})
     for a, b in (("full", "gap"), ("full", "control"), ("crops", "control"), ("module", "mean_map")):
         row[f"{a}-{b}"] = paired_interval([x - y for x, y in zip(pct[a], pct[b])])
+    field = {col: [_field_value(r, *where) for r in runs] for col, where in FIELD_COLUMNS.items()}
+    complete = {col: v for col, v in field.items() if None not in v}  # a run without them: a dash
+    row.update({col: _mean_std(v) if col in complete else None for col, v in field.items()})
+    both = "module_v2" in complete and "mean_map_v2" in complete
+    diffs = [x - y for x, y in zip(field["module_v2"], field["mean_map_v2"])] if both else []
+    row["module_v2-mean_map_v2"] = paired_interval(diffs)
     row["tau"] = [r["tau"] for r in runs]
     row["whole"] = sum((r.get("decision") or {}).get("choice") == "whole" for r in runs)
     return row
+
+
+def _field_value(result: dict[str, Any], source: str, metric: str) -> float | None:
+    """One metric of ``result["field"]`` in %, None where the run has none."""
+    value = ((result.get("field") or {}).get(source) or {}).get(metric)
+    value = value.get("value") if isinstance(value, dict) else value
+    return None if value is None else 100 * value
 
 
 def _cell(value: tuple[float, ...] | None) -> str:
@@ -257,11 +338,13 @@ def interval_text(diffs: Sequence[float]) -> str:
 
 
 def suite_table(summary: list[dict[str, Any]]) -> str:
-    """The suite as Markdown: one row per distribution."""
+    """The suite as Markdown: one row per distribution (MaxBoxAccV2: each IoU level's heatmap threshold
+    chosen on the training split, the test split read at it)."""
     lines = [
         "| distribution | seeds | GAP % | full % | control % | full − GAP | full − control | crops − control "
-        "| whole chosen | module IoU≥0.5 % | teacher map % | module − map | τ per seed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| whole chosen | module IoU≥0.5 % | teacher map % | module − map | module top-1 loc % "
+        "| teacher top-1 loc % | module MaxBoxAccV2 % | teacher MaxBoxAccV2 % | V2 module − map | τ per seed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary:
         cells = [r["dist"], str(len(r["seeds"]))]
@@ -270,6 +353,7 @@ def suite_table(summary: list[dict[str, Any]]) -> str:
         ]
         cells.append(f"{r['whole']}/{len(r['seeds'])}")
         cells += [_cell(r[k]) for k in ("module", "mean_map", "module-mean_map")]
+        cells += [_cell(r[k]) for k in (*FIELD_COLUMNS, "module_v2-mean_map_v2")]
         cells.append("—" if r["dist"] == "all" else ", ".join(f"{t:g}" for t in r["tau"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
