@@ -50,7 +50,6 @@ from elope.tasks.localization import (
     best_tau,
     box_acc_curve,
     collect_maps,
-    labels_tau,
     score_maps,
     variant_name,
 )
@@ -117,7 +116,6 @@ def _localization(full: Path) -> tuple[dict[str, Any], dict[str, CachedMaps]]:
             "module": score_maps(m.module, m.boxes, m.size),
             "mean_map": score_maps(m.mean_map, m.boxes, m.size),
         }
-    out["labels_tau"] = labels_tau(full)  # what tau_select=labels would choose (no boxes used)
     return out, maps
 
 
