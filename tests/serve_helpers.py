@@ -215,3 +215,61 @@ def read_response(sock: socket.socket) -> tuple[int, bytes]:
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split(b" ", 2)[1]), body
+
+
+# ------------------------------------------------------------------ a small graph with chosen metadata
+def good_metadata(classes: int = 3, side: int = 32) -> dict:
+    """The metadata `elope export` writes for :func:`metadata_graph` (a dynamic batch, no heatmap)."""
+    return {
+        "format": "elope-export",
+        "version": 1,
+        "exported_as": "onnx",
+        "classes": [f"class {i}" for i in range(classes)],
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "input_size": side,
+        "image_size": side,
+        "batch": "dynamic",
+        "tau": 0.3,
+        "outputs": ["scores", "boxes"],
+        "tta": None,
+    }
+
+
+def metadata_graph(path: Path, metadata: dict | str, classes: int = 3, side: int = 32) -> Path:
+    """A small ONNX graph with the inputs and outputs of `elope export` (images (B, 3, side, side) ->
+    scores (B, classes), boxes (B, 4)) and ``metadata`` (a dict, or the raw text) as its ``elope`` entry:
+    what the metadata checks of `elope serve` and `elope predict --model` read, in a few kB."""
+    import json
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = numpy_helper.from_array(rng.normal(size=(3, classes)).astype(np.float32), "w")
+    box = numpy_helper.from_array(np.float32([[0, 0, side, side]]), "box")
+    zero = numpy_helper.from_array(np.zeros((3, 4), np.float32), "zero")
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["images"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["scores"], axis=1),
+        helper.make_node("MatMul", ["flat", "zero"], ["nothing"]),
+        helper.make_node("Add", ["nothing", "box"], ["boxes"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "metadata-graph",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, side, side])],
+        [
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", classes]),
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["batch", 4]),
+        ],
+        initializer=[weights, box, zero],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "elope", metadata if isinstance(metadata, str) else json.dumps(metadata)
+    onnx.save(model, path)
+    return path

@@ -8,8 +8,9 @@ Every module of ``elope/`` is parsed with ``ast``; every import counts, also tho
 lazy import still ties two modules together). The layers, lowest first:
 
     base      elope.failures, elope.config,       messages, the recipe's schema (and its dataset options),
-              elope.outputs, output-path checks, the model's spec (τ, sizes,
-              elope.spec, elope.pixels            normalisation), decoded pixels' tones and orientation
+              elope.outputs, elope.spec,          output-path checks, the model's spec (τ, sizes,
+              elope.pixels,                       normalisation), decoded pixels' tones and orientation,
+              elope.exported                      an exported file's metadata (read and checked once)
     nn        elope.nn                            the paper's parts: pure nn.Modules and functions
     data      elope.data                          datasets, transforms, the procedural set
     deploy    elope.deploy                        the model as one inference graph
@@ -17,7 +18,8 @@ lazy import still ties two modules together). The layers, lowest first:
     engine    elope.engine                        the training recipe
     tasks     elope.tasks                         what the commands do: evaluate, predict, ablate, ...
     serve     elope.serve                         the HTTP server over an exported file (imports no other
-                                                  layer but elope.pixels: tests/test_serve_imports.py)
+                                                  layer but elope.pixels, elope.exported and elope.spec:
+                                                  tests/test_serve_imports.py)
     commands  elope.commands, elope.cli, __main__, the package's __init__ (the public API)
 
 A module may import its own layer and any layer below it, never one above.
@@ -45,6 +47,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "elope.outputs",
             "elope.spec",
             "elope.pixels",
+            "elope.exported",
         ),
     ),
     ("nn", ("elope.nn",)),

@@ -10,13 +10,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from elope.exported import METADATA_KEY  # the ONNX metadata_props key (TorchScript: METADATA_KEY + ".json")
 from elope.nn.model import ELoPE
 from elope.nn.tta import average_scores, check_tta, crop_views
 
 __all__ = ["EMBEDDING_NAME", "INPUT_NAME", "METADATA_KEY", "OUTPUT_NAMES", "OnePassPipeline", "TracingQuiet"]
 
 
-METADATA_KEY = "elope"  # ONNX metadata_props key; the TorchScript extra file is METADATA_KEY + ".json"
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("scores", "boxes", "heatmaps")
 EMBEDDING_NAME = "embeddings"  # the last output with `elope export --embedding` (what `elope serve` returns)

@@ -11,7 +11,6 @@ docs/usage.md ("Deployment") shows the ten lines of plain onnxruntime or torch c
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,9 @@ import torch
 from torch import Tensor
 
 from elope.deploy.device import inference_device
-from elope.deploy.pipeline import INPUT_NAME, METADATA_KEY, TracingQuiet
+from elope.deploy.pipeline import INPUT_NAME, TracingQuiet
+from elope.exported import METADATA_KEY, check_score_width, parse_metadata, read_session, run_in_fixed_batches
 from elope.nn.model import Prediction
-from elope.spec import ModelSpec
 
 __all__ = ["ExportedModel", "is_onnx_file", "read_metadata"]
 
@@ -67,7 +66,8 @@ def _not_exported(path: Path, fmt: str, error: BaseException) -> str:
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The ``elope`` metadata of an exported file, without building a session (ONNX or TorchScript)."""
+    """The ``elope`` metadata of an exported file, without building a session (ONNX or TorchScript), checked
+    by :func:`elope.exported.parse_metadata`."""
     if is_onnx_file(path):
         import onnx
 
@@ -79,11 +79,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         with zipfile.ZipFile(path) as archive:
             names = [n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_KEY}.json")]
             entries = {METADATA_KEY: archive.read(names[0]).decode() if names else ""}
-    if not entries.get(METADATA_KEY):
-        raise ValueError(
-            f"{path} carries no '{METADATA_KEY}' metadata: it was not written by `elope export`."
-        )
-    return json.loads(entries[METADATA_KEY])
+    return parse_metadata(entries.get(METADATA_KEY), str(path)).raw
 
 
 class ExportedModel:
@@ -115,10 +111,6 @@ class ExportedModel:
             raise
         except Exception as error:  # onnxruntime's InvalidProtobuf, torch.jit's "PytorchStreamReader failed"
             raise ValueError(_not_exported(self.path, self.format, error)) from None
-        if not raw:
-            raise ValueError(
-                f"{self.path} carries no '{METADATA_KEY}' metadata: not written by `elope export`."
-            )
         self._read_meta(raw)
 
     def _open(self, threads: int | None) -> str | None:
@@ -139,32 +131,24 @@ class ExportedModel:
             self.module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra)
         return extra[METADATA_KEY + ".json"]
 
-    def _read_meta(self, raw: str) -> None:
-        """The ``elope`` metadata: classes, the spec, batch, outputs (refused, naming the file, when it is
-        not the object ``elope export`` writes or holds out-of-range values)."""
-        try:
-            self.meta: dict[str, Any] = json.loads(raw)
-            self.classes: list[str] = [str(c) for c in self.meta["classes"]]
-            self.num_classes = len(self.classes)
-            self.input_size = int(self.meta["input_size"])
-            self.spec = ModelSpec(
-                image_size=int(self.meta.get("image_size", self.input_size)),
-                crop_source=self.input_size,
-                tau=self.meta["tau"],
-                mean=tuple(self.meta["mean"]),
-                std=tuple(self.meta["std"]),
-                box_margin=self.meta.get("box_margin", 0.0),  # files exported before the margin: none
-            )
-            self.batch: int | None = None if self.meta["batch"] == "dynamic" else int(self.meta["batch"])
-            self.outputs: list[str] = list(self.meta["outputs"])
-            self.tta: str | None = self.meta.get("tta")  # views the scores average over (elope.nn.tta)
-        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as error:
-            raise ValueError(
-                f"{self.path}: its '{METADATA_KEY}' metadata is not what `elope export` writes or holds "
-                f"out-of-range values ({error!r}); export the run again"
-            ) from None
-        if self.num_classes == 0:
-            raise ValueError(f"{self.path}: its '{METADATA_KEY}' metadata lists no classes; export again")
+    def _read_meta(self, raw: str | None) -> None:
+        """The ``elope`` metadata, checked once by :func:`elope.exported.parse_metadata` (the reader
+        ``elope serve`` uses too): refused with one line naming the file when it is not what ``elope export``
+        writes or holds out-of-range values; for ONNX against the graph's outputs and score width."""
+        if self.session is not None:
+            meta = read_session(self.session, str(self.path))
+        else:
+            meta = parse_metadata(raw, str(self.path))
+        self.metadata = meta
+        self.meta: dict[str, Any] = meta.raw
+        self.classes: list[str] = list(meta.classes)
+        self.num_classes = len(self.classes)
+        self.input_size = meta.input_size
+        self.spec = meta.spec
+        self.batch: int | None = meta.batch
+        self.outputs: list[str] = list(meta.outputs)
+        self.tta: str | None = meta.tta  # views the scores average over (elope.nn.tta)
+        self._width_checked = self.session is not None  # TorchScript: checked on the first run
 
     def _run_once(self, images: Tensor) -> list[Tensor]:
         if self.session is not None:
@@ -181,16 +165,11 @@ class ExportedModel:
                 f"{self.path.name} takes normalised images (B, 3, {self.input_size}, {self.input_size}), got "
                 f"{tuple(images.shape)}"
             )
-        if self.batch is None or images.shape[0] == self.batch:
-            return self._run_once(images)
-        parts: list[list[Tensor]] = []
-        for start in range(0, images.shape[0], self.batch):  # fixed batch: chunks, the last one padded
-            chunk = images[start : start + self.batch]
-            n = chunk.shape[0]
-            if n < self.batch:
-                chunk = torch.cat([chunk, chunk[-1:].expand(self.batch - n, *chunk.shape[1:])])
-            parts.append([out[:n] for out in self._run_once(chunk)])
-        return [torch.cat(outs) for outs in zip(*parts)]
+        outputs = run_in_fixed_batches(self._run_once, images, self.batch, torch.cat)
+        if not self._width_checked:
+            check_score_width(self.metadata, int(outputs[0].shape[1]), str(self.path))
+            self._width_checked = True
+        return outputs
 
     def predict(self, images: Tensor, top: int = 1) -> Prediction:
         """Top classes, scores, boxes and heatmaps as :meth:`elope.ELoPE.predict` gives them (at the τ fixed

@@ -1,7 +1,8 @@
 """The exported graph (``elope export``) in an onnxruntime session, and its outputs as JSON answers.
 
 Only onnxruntime and numpy: the file carries everything (class names, mean / std, the input side N, τ)
-in its ``"elope"`` metadata entry (:func:`elope.deploy.export.export_metadata`). The answer of one image is
+in its ``"elope"`` metadata entry (:func:`elope.deploy.export.export_metadata`), read and checked at
+start-up by the torch-free :mod:`elope.exported` (the reader of ``elope predict --model`` too). The answer of one image is
 what ``elope predict --model`` prints: the top classes with softmax scores and the box mapped from the
 N×N input to the photo's stored pixels (:func:`elope.tasks.evaluate.original_box`: scaled, clamped).
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import json
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from elope.exported import METADATA_KEY, read_session, run_in_fixed_batches
 from elope.serve.images import Preprocess
 
 __all__ = ["EMBEDDING_OUTPUT", "HEATMAP_FORMATS", "METADATA_KEY", "ServedModel", "file_sha256"]
 
-METADATA_KEY = "elope"  # elope.deploy.pipeline.METADATA_KEY (not imported: that module imports torch)
 EMBEDDING_OUTPUT = "embeddings"  # an output of this name is served as the embedding; `elope export` has none
 HEATMAP_FORMATS = ("none", "png", "list")
 
@@ -81,18 +81,15 @@ class ServedModel:
                 f"cannot load {self.label} as an ONNX model ({first}): it is truncated or not a file "
                 "written by `elope export --format onnx`; export the run again"
             ) from e
-        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        if not raw:
-            raise ValueError(
-                f"{self.label} carries no '{METADATA_KEY}' metadata: not written by `elope export`"
-            )
-        self.meta: dict[str, Any] = json.loads(raw)
-        self.classes: list[str] = [str(c) for c in self.meta["classes"]]
-        self.input_size = int(self.meta["input_size"])
+        self.metadata = read_session(self.session, self.label)  # checked once (elope.exported)
+        self.meta: dict[str, Any] = self.metadata.raw
+        self.classes: list[str] = list(self.metadata.classes)
+        self.input_size = self.metadata.input_size
         self.input_name = self.session.get_inputs()[0].name
-        self.outputs = [o.name for o in self.session.get_outputs()]
-        self.fixed_batch = None if self.meta.get("batch", "dynamic") == "dynamic" else int(self.meta["batch"])
-        self.preprocess = Preprocess(self.input_size, self.meta["mean"], self.meta["std"], max_pixels)
+        self.outputs = list(self.metadata.outputs)
+        self.fixed_batch = self.metadata.batch
+        spec = self.metadata.spec
+        self.preprocess = Preprocess(self.input_size, spec.mean, spec.std, max_pixels)
         self.onnxruntime = ort.__version__
 
     @property
@@ -102,16 +99,11 @@ class ServedModel:
 
     def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """The graph's outputs, by name, for a normalised batch (B, 3, N, N); a fixed-batch file in chunks."""
-        if self.fixed_batch is None or len(images) == self.fixed_batch:
-            return dict(zip(self.outputs, self.session.run(None, {self.input_name: images})))
-        step, parts = self.fixed_batch, []
-        for start in range(0, len(images), step):
-            chunk = images[start : start + step]
-            n = len(chunk)
-            if n < step:  # the last chunk padded with copies of its last image
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
-            parts.append([out[:n] for out in self.session.run(None, {self.input_name: chunk})])
-        return {name: np.concatenate(outs) for name, outs in zip(self.outputs, zip(*parts))}
+        outs = run_in_fixed_batches(self._run_once, images, self.fixed_batch, np.concatenate)
+        return dict(zip(self.outputs, outs))
+
+    def _run_once(self, images: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self.input_name: images})
 
     def describe(self) -> dict[str, Any]:
         """``GET /model``: what the file is and what it answers."""
@@ -122,11 +114,11 @@ class ServedModel:
             "classes": self.classes,
             "num_classes": len(self.classes),
             "input_size": self.input_size,
-            "image_size": m.get("image_size"),
-            "tau": m.get("tau"),
-            "mean": m.get("mean"),
-            "std": m.get("std"),
-            "batch": m.get("batch"),
+            "image_size": self.metadata.spec.image_size,
+            "tau": self.metadata.spec.tau,
+            "mean": list(self.metadata.spec.mean),
+            "std": list(self.metadata.spec.std),
+            "batch": m.get("batch", "dynamic"),
             "opset": m.get("opset"),
             "outputs": self.outputs,
             "heatmap": "heatmaps" in self.outputs,
@@ -136,7 +128,7 @@ class ServedModel:
             "version": {
                 "server": _server_version(),
                 "onnxruntime": self.onnxruntime,
-                "format": m.get("version"),
+                "format": self.metadata.version,
             },
         }
 
