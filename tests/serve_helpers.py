@@ -273,3 +273,45 @@ def metadata_graph(path: Path, metadata: dict | str, classes: int = 3, side: int
     entry.key, entry.value = "elope", metadata if isinstance(metadata, str) else json.dumps(metadata)
     onnx.save(model, path)
     return path
+
+
+# --------------------------------------------------------------------- large images in few bytes
+def large_image(kind: str, side: int) -> bytes:
+    """A ``side`` x ``side`` image of ``kind`` that compresses to little (rows of a few tones): what an
+    upload under ``--max-upload-mb`` may decode to. Kinds: png16, tiff-int32, tiff-float, png-rgba,
+    png-palette-alpha, png-grey, png-rgb, tiff-cmyk, jpeg, bmp-grey, gif, webp."""
+    x = np.arange(side, dtype=np.uint32)[None, :] // 64
+    y = np.arange(side, dtype=np.uint32)[:, None] // 64
+    tone = np.broadcast_to((x * 5 + y * 3) % 256, (side, side)).astype(np.uint8)
+    if kind == "png16":
+        return encode(Image.fromarray(tone.astype(np.uint16) * 257), "PNG", compress_level=1)
+    if kind == "tiff-int32":
+        return encode(
+            Image.fromarray(tone.astype(np.int32) * 1000, "I"), "TIFF", compression="tiff_adobe_deflate"
+        )
+    if kind == "tiff-float":
+        return encode(
+            Image.fromarray(tone.astype(np.float32) / 7.0, "F"), "TIFF", compression="tiff_adobe_deflate"
+        )
+    rgb = Image.merge("RGB", [Image.fromarray(tone), Image.fromarray(255 - tone), Image.fromarray(tone // 2)])
+    if kind == "png-rgba":
+        return encode(Image.merge("RGBA", [*rgb.split(), Image.fromarray(tone)]), "PNG", compress_level=1)
+    if kind == "png-palette-alpha":
+        palette = rgb.quantize(16)
+        palette.info["transparency"] = 3
+        return encode(palette, "PNG", compress_level=1)
+    if kind == "png-grey":
+        return encode(Image.fromarray(tone), "PNG", compress_level=1)
+    if kind == "png-rgb":
+        return encode(rgb, "PNG", compress_level=1)
+    if kind == "tiff-cmyk":
+        return encode(rgb.convert("CMYK"), "TIFF", compression="tiff_adobe_deflate")
+    if kind == "jpeg":
+        return encode(rgb, "JPEG", quality=50)
+    if kind == "bmp-grey":
+        return encode(Image.fromarray(tone), "BMP")
+    if kind == "gif":
+        return encode(rgb.quantize(16), "GIF")
+    if kind == "webp":
+        return encode(rgb, "WEBP", quality=50, method=0)
+    raise ValueError(kind)

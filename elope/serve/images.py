@@ -9,6 +9,10 @@ resizes to N×N with Pillow's bilinear filter (``torchvision.transforms.v2.Resiz
 ``Image.resize(BILINEAR)``, which is antialiased) and normalises ``(x / 255 - mean) / std``. The same steps
 are written here, with the tones and the orientation from the same torch-free module as the package's
 (:mod:`elope.pixels`); ``tests/test_serve_parity.py`` checks the answers equal ``elope predict --model``'s.
+A grey image (8-bit, 16-bit, integer or float) stays one band until it is N×N (Pillow resizes each band
+alike, so the pixels are the same) and the stored pixels are freed once converted: decoding one image
+takes at most :func:`elope.pixels.decode_bytes` (its stored pixels and one 8-bit copy, about 3 bytes per
+pixel for a 16-bit PNG, 5 for an integer or float TIFF, 8 at most), not a full-size float64 copy.
 
 Every failure is a :class:`BadUpload`: an HTTP status (4xx) and a one-line message naming the image and,
 for a limit, the limit.
@@ -24,9 +28,17 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from elope.pixels import TRANSPOSE, exif_orientation, oriented_size, to_rgb
+from elope.pixels import TRANSPOSE, decode_bytes, exif_orientation, oriented_size, to_8bit, to_rgb
 
-__all__ = ["BadUpload", "Decoded", "Preprocess", "decode_image", "to_rgb"]
+__all__ = [
+    "DEFAULT_MAX_DECODE_BYTES",
+    "FORMATS",
+    "BadUpload",
+    "Decoded",
+    "Preprocess",
+    "decode_image",
+    "to_rgb",
+]
 
 
 class BadUpload(ValueError):
@@ -48,14 +60,23 @@ class Decoded:
 
 
 # ------------------------------------------------------------------------------------------- decoding
+#: The formats the server decodes (Pillow's names; a camera's multi-picture JPEG opens as JPEG, then says
+#: MPO): each one's decoding memory is known from its header (:func:`elope.pixels.decode_bytes`, measured
+#: in tests/test_serve_memory.py).
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+DEFAULT_MAX_DECODE_BYTES = 512 * 2**20
+
+
 @dataclass(frozen=True)
 class Preprocess:
-    """What turns a photo into the graph's input: side ``size``, ``mean`` / ``std``, the pixel limit."""
+    """What turns a photo into the graph's input: side ``size``, ``mean`` / ``std``, the pixel limit and
+    the most bytes decoding one image may take (:func:`elope.pixels.decode_bytes`)."""
 
     size: int
     mean: Sequence[float]
     std: Sequence[float]
     max_pixels: int
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES
 
     def scale_and_bias(self) -> tuple[np.ndarray, np.ndarray]:
         """``x * scale + bias`` = ``(x / 255 - mean) / std`` per channel, in float32 as the package does."""
@@ -72,7 +93,7 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
         raise BadUpload(
             f"image {name!r} ({len(data)} bytes) is not an image Pillow can read: send a JPEG, PNG, WebP, "
@@ -98,6 +119,19 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
     return image
 
 
+def _check_decode_memory(image: Image.Image, stored: tuple[int, int], name: str, limit: int) -> None:
+    """Refuse (413) an image whose decoding would take more than ``limit`` bytes, before decoding it."""
+    need = decode_bytes(image, stored)
+    if need > limit:
+        image.close()
+        raise BadUpload(
+            f"image {name!r} ({image.format} {image.mode}, {stored[0]}x{stored[1]}) would take "
+            f"{need / 2**20:.0f} MiB to decode, over the limit of {limit / 2**20:.0f} MiB (--max-decode-mb; "
+            "send it smaller, or as a JPEG or PNG)",
+            413,
+        )
+
+
 def decode_image(data: bytes, prep: Preprocess, name: str = "image") -> Decoded:
     """Decode, resize and normalise one upload as ``elope predict --model`` does (see the module's notes).
 
@@ -107,18 +141,24 @@ def decode_image(data: bytes, prep: Preprocess, name: str = "image") -> Decoded:
     image = _open(data, name, prep.max_pixels)
     stored = image.size
     try:
-        with image:
-            if image.format == "JPEG":
-                image.draft("RGB", (prep.size, prep.size))
-            rgb = to_rgb(image)  # decodes every pixel: a truncated file fails here
-            orientation = exif_orientation(image)
+        if image.format in ("JPEG", "MPO"):
+            image.draft("RGB", (prep.size, prep.size))
+        _check_decode_memory(image, stored, name, prep.max_decode_bytes)
+        eight = to_8bit(image)  # decodes every pixel, in bounded memory: a truncated file fails here
+        orientation = exif_orientation(image)
+    except BadUpload:
+        raise
     except (OSError, ValueError, SyntaxError, EOFError) as error:
+        image.close()
         raise BadUpload(f"image {name!r} cannot be decoded (truncated or corrupt?): {error}", 400) from None
+    if eight is not image:
+        image.close()  # the stored pixels go before the next full-size copy
     if orientation != 1:  # upright, as elope.data.io.decode_image shows it
-        rgb = rgb.transpose(TRANSPOSE[orientation])
+        eight = eight.transpose(TRANSPOSE[orientation])
     shown = oriented_size(stored, orientation)
-    if rgb.size != (prep.size, prep.size):
-        rgb = rgb.resize((prep.size, prep.size), Image.BILINEAR)
+    if eight.size != (prep.size, prep.size):
+        eight = eight.resize((prep.size, prep.size), Image.BILINEAR)
+    rgb = eight.convert("RGB") if eight.mode == "L" else eight  # grey: resized first, the same pixels
     scale, bias = prep.scale_and_bias()
     pixels = np.asarray(rgb, np.float32).transpose(2, 0, 1)
     return Decoded(np.ascontiguousarray(pixels * scale + bias), (int(shown[0]), int(shown[1])))

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from elope.exported import METADATA_KEY, read_session, run_in_fixed_batches
-from elope.serve.images import Preprocess
+from elope.serve.images import DEFAULT_MAX_DECODE_BYTES, Preprocess
 
 __all__ = ["EMBEDDING_OUTPUT", "HEATMAP_FORMATS", "METADATA_KEY", "ServedModel", "file_sha256"]
 
@@ -51,11 +51,18 @@ class ServedModel:
         source: the ``.onnx`` file, or its bytes (``elope serve --run`` exports into memory).
         threads: onnxruntime intra-op threads (default: onnxruntime's choice, the physical cores).
         max_pixels: the pixel limit of an upload, passed on to :attr:`preprocess`.
+        max_decode_bytes: the most bytes decoding one upload may take (:func:`elope.pixels.decode_bytes`).
         label: how ``/model`` names the file.
     """
 
     def __init__(
-        self, source: str | Path | bytes, *, threads: int | None = None, max_pixels: int, label: str = ""
+        self,
+        source: str | Path | bytes,
+        *,
+        threads: int | None = None,
+        max_pixels: int,
+        max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
+        label: str = "",
     ) -> None:
         import onnxruntime as ort
 
@@ -89,7 +96,7 @@ class ServedModel:
         self.outputs = list(self.metadata.outputs)
         self.fixed_batch = self.metadata.batch
         spec = self.metadata.spec
-        self.preprocess = Preprocess(self.input_size, spec.mean, spec.std, max_pixels)
+        self.preprocess = Preprocess(self.input_size, spec.mean, spec.std, max_pixels, max_decode_bytes)
         self.onnxruntime = ort.__version__
 
     @property
