@@ -44,7 +44,8 @@ def _load(model: Path | None, run_dir: Path | None, threads: int | None, max_pix
         if model is not None:
             return ServedModel(model, threads=threads, max_pixels=max_pixels)
         data = _export_run(run_dir)
-        return ServedModel(data, threads=threads, max_pixels=max_pixels, label=f"{run_dir} (exported)")
+        name = Path(run_dir).resolve().name  # /model names the run, never where it lies
+        return ServedModel(data, threads=threads, max_pixels=max_pixels, label=f"{name} (exported)")
     except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from e
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
@@ -33,6 +34,8 @@ from elope.serve.openapi import openapi_document
 from elope.serve.uploads import Upload, read_body, split_uploads
 
 __all__ = ["Limits", "ServeState", "create_app", "error_response"]
+
+LOG = logging.getLogger("uvicorn.error")  # uvicorn's own log: one line per failure, no stack
 
 
 @dataclass(frozen=True)
@@ -87,21 +90,30 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
 
 
+MAX_TOP_DIGITS = 9  # top beyond 999,999,999 means "every class" as much as any smaller number does
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """A value the client sent, quoted and cut to ``limit`` characters, for a message about it."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 def _options(request: Request, num_classes: int) -> dict[str, Any]:
     """``top`` (at least 1, default 5, at most the classes as ``elope predict``), ``heatmap`` (none | png | list) and ``embedding`` from the query string."""
     query = request.query_params
     unknown = sorted(set(query) - {"top", "heatmap", "embedding"})
     if unknown:
-        raise BadUpload(f"unknown query parameter(s) {', '.join(unknown)}: use top, heatmap, embedding", 400)
+        names = ", ".join(shown(name, 20) for name in unknown[:5])
+        raise BadUpload(f"unknown query parameter(s) {names}: use top, heatmap, embedding", 400)
     top = query.get("top", "5")
-    if not top.isdigit() or int(top) < 1:
-        raise BadUpload(f"top={top!r} is not a whole number of at least 1", 400)
+    if not (top.isascii() and top.isdigit()) or len(top) > MAX_TOP_DIGITS or int(top) < 1:
+        raise BadUpload(f"top={shown(top)} is not a whole number from 1 to 999999999 (ASCII digits)", 400)
     heatmap = query.get("heatmap", "none").lower()
     if heatmap not in HEATMAP_FORMATS:
-        raise BadUpload(f"heatmap={heatmap!r} is not one of {', '.join(HEATMAP_FORMATS)}", 400)
+        raise BadUpload(f"heatmap={shown(heatmap)} is not one of {', '.join(HEATMAP_FORMATS)}", 400)
     embedding = query.get("embedding", "false").lower()
     if embedding not in ("true", "false", "1", "0"):
-        raise BadUpload(f"embedding={embedding!r} is not true or false", 400)
+        raise BadUpload(f"embedding={shown(embedding)} is not true or false", 400)
     return {"top": min(int(top), num_classes), "heatmap": heatmap, "embedding": embedding in ("true", "1")}
 
 
@@ -166,6 +178,9 @@ async def predict(request: Request) -> Response:
         )
     except ClientDisconnect:
         return Response(status_code=400)  # nobody reads it: the client went away mid-upload
+    except Exception as error:  # the model failed (onnxruntime's own errors): a 500 without its text
+        state.refused += 1
+        return internal_error(request, error)
     finally:
         state.in_flight -= 1
     model = state.model
@@ -178,6 +193,14 @@ async def predict(request: Request) -> Response:
         body["notes"] = notes
     body["elapsed_ms"] = round((time.monotonic() - started) * 1e3, 2)
     return JSONResponse(body)
+
+
+def internal_error(request: Request, exc: BaseException) -> Response:
+    """A 500 that names no internal detail (no exception text, path or stack); the server's log gets one
+    line with the exception's type and first line."""
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    LOG.error("%s %s failed: %s: %s", request.method, request.url.path[:80], type(exc).__name__, first)
+    return error_response(500, "internal error; the server keeps serving (the server's log has the details)")
 
 
 def _refuse(state: ServeState, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -231,10 +254,11 @@ def create_app(model: ServedModel, limits: Limits | None = None) -> Starlette:
     async def http_error(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 500)
         detail = getattr(exc, "detail", "")
-        return error_response(status, f"{request.method} {request.url.path}: {detail}")
+        headers = getattr(exc, "headers", None)  # 405: Allow
+        return error_response(status, f"{request.method} {shown(request.url.path, 80)}: {detail}", headers)
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        return error_response(500, f"internal error ({type(exc).__name__}: {exc}); the server keeps serving")
+        return internal_error(request, exc)
 
     routes = [
         Route("/", index, methods=["GET"]),
