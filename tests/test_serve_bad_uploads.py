@@ -80,7 +80,7 @@ CASES = {
     ),
     "too many images": (
         *_multipart([("images", jpeg())] * 4),
-        413,
+        400,
         ["4 images", "limit of 3", "--max-images"],
     ),
     "body over the upload limit": (b"\xff" * 250_000, "image/jpeg", 413, ["200000", "--max-upload-mb"]),

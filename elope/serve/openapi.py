@@ -87,9 +87,26 @@ def _schemas(num_classes: int) -> dict[str, Any]:
     }
 
 
+def _multipart(image: dict[str, Any], most: int) -> dict[str, Any]:
+    """The multipart body: the field ``image`` or ``images``, each once or repeated (on the wire one part
+    and an array of one are the same), ``most`` images in all."""
+    field = {"anyOf": [image, {"type": "array", "items": image, "minItems": 1, "maxItems": most}]}
+    return {
+        "type": "object",
+        "description": f"one or several images, at most {most} in all (--max-images)",
+        "properties": {"image": field, "images": field},
+        "additionalProperties": False,
+        "minProperties": 1,
+    }
+
+
 def _predict(limits: Any, num_classes: int) -> dict[str, Any]:
     query = [
-        ("top", {"type": "integer", "minimum": 1, "default": 5}, f"how many classes (at most {num_classes})"),
+        (
+            "top",
+            {"type": "integer", "minimum": 1, "maximum": 999_999_999, "default": 5},
+            f"how many classes (at most {num_classes})",
+        ),
         ("heatmap", {"enum": ["none", "png", "list"], "default": "none"}, "the heatmap, as a PNG or a list"),
         ("embedding", {"type": "boolean", "default": False}, "the embedding, when the graph has one"),
     ]
@@ -101,13 +118,8 @@ def _predict(limits: Any, num_classes: int) -> dict[str, Any]:
             "required": True,
             "content": {
                 "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "image": image,
-                            "images": {"type": "array", "items": image, "maxItems": limits.max_images},
-                        },
-                    }
+                    "schema": _multipart(image, limits.max_images),
+                    "encoding": {"image": {"contentType": "image/*"}, "images": {"contentType": "image/*"}},
                 },
                 "image/*": {"schema": image},
                 "application/octet-stream": {"schema": image},
@@ -118,11 +130,14 @@ def _predict(limits: Any, num_classes: int) -> dict[str, Any]:
                 "description": "one result per image, in the order sent",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Prediction"}}},
             },
-            "400": _error("empty, truncated or corrupt image; wrong field; bad query"),
+            "400": _error(
+                f"empty, truncated or corrupt image; no image, a wrong field or more than {limits.max_images} "
+                "images; bad query"
+            ),
             "408": _error("the body did not arrive within the request timeout"),
             "413": _error(
-                f"body over {limits.max_upload_bytes} bytes, image over {limits.max_pixels} pixels, or more "
-                f"than {limits.max_images} images"
+                f"body over {limits.max_upload_bytes} bytes, image over {limits.max_pixels} pixels or over "
+                "the decoding memory limit"
             ),
             "415": _error("not an image, or a Content-Type that carries none"),
             "503": _error(

@@ -109,7 +109,7 @@ def split_uploads(body: bytes, content_type: str | None, max_images: int) -> lis
 
     Raises:
         BadUpload: a Content-Type that carries no image (415), a malformed multipart body or no image
-            field (400), too many images (413).
+            field (400), too many images (400: a request the schema refuses, not a body too large).
     """
     kind, options = parse_options_header(content_type or "")
     kind_s = kind.decode("latin-1").lower()
@@ -131,6 +131,6 @@ def split_uploads(body: bytes, content_type: str | None, max_images: int) -> lis
         )
     if len(uploads) > max_images:
         raise BadUpload(
-            f"{len(uploads)} images in one request, over the limit of {max_images} (--max-images)", 413
+            f"{len(uploads)} images in one request, over the limit of {max_images} (--max-images)", 400
         )
     return uploads
