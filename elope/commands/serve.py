@@ -13,7 +13,11 @@ from typing import Any
 
 import click
 
+from elope.commands.options import FiniteFloatRange
+
 __all__ = ["serve_command"]
+
+MAX_THREADS = 128  # onnxruntime's intra-op pool: more takes long to start (and to stop) and gains nothing
 
 
 def _export_run(run_dir: Path) -> bytes:
@@ -35,19 +39,30 @@ def _export_run(run_dir: Path) -> bytes:
         return path.read_bytes()
 
 
-def _load(model: Path | None, run_dir: Path | None, threads: int | None, max_pixels: int) -> Any:
+def _load(
+    model: Path | None,
+    run_dir: Path | None,
+    threads: int | None,
+    max_pixels: int,
+    max_decode_bytes: int = 512 * 2**20,
+) -> Any:
     from elope.serve.model import ServedModel
 
     if (model is None) == (run_dir is None):
         raise click.UsageError("give one of --model FILE.onnx or --run RUN")
+    limits = {"threads": threads, "max_pixels": max_pixels, "max_decode_bytes": max_decode_bytes}
     try:
         if model is not None:
-            return ServedModel(model, threads=threads, max_pixels=max_pixels)
+            return ServedModel(model, **limits)
         data = _export_run(run_dir)
         name = Path(run_dir).resolve().name  # /model names the run, never where it lies
-        return ServedModel(data, threads=threads, max_pixels=max_pixels, label=f"{name} (exported)")
+        return ServedModel(data, label=f"{name} (exported)", **limits)
     except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from e
+
+
+def _bounded(low: float, high: float, unit: str = "") -> str:
+    return f" [{low:g}..{high:g}{unit}]"
 
 
 @click.command("serve", short_help="An HTTP API and a web page over an exported file.")
@@ -58,60 +73,105 @@ def _load(model: Path | None, run_dir: Path | None, threads: int | None, max_pix
 )
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
 @click.option(
-    "--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: its own)."
+    "--threads",
+    type=click.IntRange(1, MAX_THREADS),
+    help="onnxruntime intra-op threads (default: its own)." + _bounded(1, MAX_THREADS),
 )
 @click.option(
-    "--max-batch", default=8, show_default=True, type=click.IntRange(min=1), help="Images per call."
+    "--max-batch",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Images per call." + _bounded(1, 256),
 )
 @click.option(
     "--max-wait-ms",
     default=5.0,
     show_default=True,
-    type=click.FloatRange(min=0),
-    help="How long the oldest queued image waits for others.",
+    type=FiniteFloatRange(0, 10_000),
+    help="How long the oldest queued image waits for others." + _bounded(0, 10_000, " ms"),
 )
 @click.option(
     "--max-queue",
     default=64,
     show_default=True,
-    type=click.IntRange(min=1),
-    help="Images waiting; beyond, 503 with Retry-After.",
+    type=click.IntRange(1, 100_000),
+    help="Images waiting; beyond, 503 with Retry-After." + _bounded(1, 100_000),
 )
-@click.option("--max-images", default=16, show_default=True, type=click.IntRange(min=1), help="Per request.")
+@click.option(
+    "--max-images",
+    default=16,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Per request." + _bounded(1, 256),
+)
 @click.option(
     "--max-upload-mb",
     default=10.0,
     show_default=True,
-    type=click.FloatRange(min=0.001),
-    help="Request body limit in MiB.",
+    type=FiniteFloatRange(0.001, 1024),
+    help="Request body limit in MiB." + _bounded(0.001, 1024),
 )
 @click.option(
     "--max-pixels",
     default=40_000_000,
     show_default=True,
-    type=click.IntRange(min=1),
-    help="Pixels per image, read from the header before decoding (decompression bombs).",
+    type=click.IntRange(1, 100_000_000),
+    help="Pixels per image, read from the header before decoding (decompression bombs)."
+    + _bounded(1, 100_000_000),
+)
+@click.option(
+    "--max-decode-mb",
+    default=512,
+    show_default=True,
+    type=click.IntRange(16, 65_536),
+    help="Memory one image may take to decode, known from its header (elope.pixels.decode_bytes); "
+    "beyond, 413 before decoding." + _bounded(16, 65_536, " MiB"),
 )
 @click.option(
     "--timeout",
     default=30.0,
     show_default=True,
-    type=click.FloatRange(min=0.01),
-    help="Seconds for one request, upload to answer (408 / 504 after).",
+    type=FiniteFloatRange(0.01, 3600),
+    help="Seconds for one request, upload to answer (408 / 504 after)." + _bounded(0.01, 3600, " s"),
 )
 @click.option(
     "--decode-threads",
     default=2,
     show_default=True,
-    type=click.IntRange(min=1),
-    help="Images decoded at once.",
+    type=click.IntRange(1, 64),
+    help="Images decoded at once (memory: this x --max-decode-mb)." + _bounded(1, 64),
 )
 @click.option(
     "--max-in-flight",
     default=128,
     show_default=True,
-    type=click.IntRange(min=1),
-    help="Requests read, decoded or run at once (memory: this × the upload limit); beyond, 503.",
+    type=click.IntRange(1, 100_000),
+    help="Requests read, decoded or run at once (memory: this x the upload limit); beyond, 503."
+    + _bounded(1, 100_000),
+)
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=FiniteFloatRange(0.1, 600),
+    help="Seconds for a request's head (request line and headers) to arrive; then the connection is "
+    "closed (slow clients)." + _bounded(0.1, 600, " s"),
+)
+@click.option(
+    "--keep-alive-timeout",
+    default=5.0,
+    show_default=True,
+    type=FiniteFloatRange(0.1, 600),
+    help="Seconds an idle keep-alive connection stays open." + _bounded(0.1, 600, " s"),
+)
+@click.option(
+    "--max-connections",
+    default=1024,
+    show_default=True,
+    type=click.IntRange(1, 65_536),
+    help="Open connections at most (fewer if the open-file limit allows fewer); past it a new one "
+    "replaces the oldest still waiting for its head." + _bounded(1, 65_536),
 )
 @click.option(
     "--access-log/--no-access-log",
@@ -121,8 +181,9 @@ def _load(model: Path | None, run_dir: Path | None, threads: int | None, max_pix
 )
 def serve_command(model: Path | None, run_dir: Path | None, host: str, port: int, threads: int | None,
                   max_batch: int, max_wait_ms: float, max_queue: int, max_images: int, max_upload_mb: float,
-                  max_pixels: int, timeout: float, decode_threads: int, max_in_flight: int,
-                  access_log: bool) -> None:  # fmt: skip
+                  max_pixels: int, max_decode_mb: int, timeout: float, decode_threads: int,
+                  max_in_flight: int, header_timeout: float, keep_alive_timeout: float,
+                  max_connections: int, access_log: bool) -> None:  # fmt: skip
     """Serve an exported model: POST /predict, the page at /, /health, /model, /openapi.json.
 
     Binds 127.0.0.1 by default; put a reverse proxy in front to reach it from elsewhere (docs/usage.md,
@@ -135,7 +196,7 @@ def serve_command(model: Path | None, run_dir: Path | None, host: str, port: int
         from elope.serve.server import run_server
     except ImportError as e:
         raise click.ClickException(f"{e}: install the serve extra, `pip install 'elope[serve]'`") from e
-    served = _load(model, run_dir, threads, max_pixels)
+    served = _load(model, run_dir, threads, max_pixels, max_decode_mb * 2**20)
     limits = Limits(
         max_upload_bytes=int(max_upload_mb * 2**20),
         max_pixels=max_pixels,
@@ -146,10 +207,20 @@ def serve_command(model: Path | None, run_dir: Path | None, host: str, port: int
         max_wait_ms=max_wait_ms,
         decode_threads=decode_threads,
         max_in_flight=max_in_flight,
+        max_decode_bytes=max_decode_mb * 2**20,
     )
     click.echo(
         f"serving {served.label} ({len(served.classes)} classes, input {served.input_size} px, sha256 "
         f"{served.sha256[:12]}) on http://{host}:{port}/",
         err=True,
     )
-    run_server(create_app(served, limits), host, port, grace_s=timeout, access_log=access_log)
+    run_server(
+        create_app(served, limits),
+        host,
+        port,
+        grace_s=timeout,
+        header_timeout_s=header_timeout,
+        keep_alive_s=keep_alive_timeout,
+        max_connections=max_connections,
+        access_log=access_log,
+    )

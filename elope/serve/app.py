@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
@@ -28,7 +30,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from elope.serve.batching import Batcher, BatcherClosed, QueueFull
-from elope.serve.images import BadUpload, Decoded, decode_image
+from elope.serve.images import DEFAULT_MAX_DECODE_BYTES, BadUpload, Decoded, decode_image
 from elope.serve.model import HEATMAP_FORMATS, ServedModel
 from elope.serve.openapi import openapi_document
 from elope.serve.uploads import Upload, read_body, split_uploads
@@ -53,6 +55,13 @@ class Limits:
     max_in_flight: int = (
         128  # requests being read, decoded or run at once: bounds memory (× max_upload_bytes)
     )
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES  # one image's decoding (elope.pixels.decode_bytes)
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            low = 0 if name == "max_wait_ms" else 1e-9
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < math.inf:
+                raise ValueError(f"Limits.{name} must be a finite number >= {low:g}, got {value!r}")
 
 
 class ServeState:
@@ -63,6 +72,9 @@ class ServeState:
         self.limits = limits
         self.batcher: Batcher | None = None
         self.decoders: anyio.CapacityLimiter | None = None
+        self.preprocess = dataclasses.replace(
+            model.preprocess, max_pixels=limits.max_pixels, max_decode_bytes=limits.max_decode_bytes
+        )
         self.in_flight = 0
         self.answered = 0
         self.refused = 0
@@ -118,7 +130,7 @@ def _options(request: Request, num_classes: int) -> dict[str, Any]:
 
 
 def _decode_all(uploads: list[Upload], state: ServeState) -> list[Decoded]:
-    return [decode_image(u.data, state.model.preprocess, u.name) for u in uploads]
+    return [decode_image(u.data, state.preprocess, u.name) for u in uploads]
 
 
 async def _infer(request: Request, state: ServeState, phase: list[str]) -> tuple[list[Upload], list, list]:

@@ -72,8 +72,8 @@ class Batcher:
     def __init__(
         self, run: Callable[[np.ndarray], Outputs], *, max_batch: int, max_wait_ms: float, max_queue: int
     ) -> None:
-        if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
-            raise ValueError("max_batch and max_queue must be >= 1 and max_wait_ms >= 0")
+        if max_batch < 1 or max_queue < 1 or not 0 <= max_wait_ms < float("inf"):
+            raise ValueError("max_batch and max_queue must be >= 1 and max_wait_ms finite and >= 0")
         self.run_batch = run
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1000.0, max_queue
         self._items: deque[_Item] = deque()
