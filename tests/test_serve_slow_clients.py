@@ -174,3 +174,25 @@ def test_limits_refuse_what_the_options_refuse():
     for bad in ({"max_wait_ms": float("inf")}, {"timeout_s": float("nan")}, {"max_upload_bytes": 0}):
         with pytest.raises(ValueError, match="must be a finite number"):
             Limits(**bad)
+
+
+def test_sigterm_during_start_up_ends_the_process_at_once(served_onnx):
+    """onnxruntime builds its session (64 threads here) in C++ for seconds; SIGTERM is left to the system
+    meanwhile, so it is honoured at once instead of after the build."""
+    import signal
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "elope", "serve", "--model", str(served_onnx), "--threads", "64"]
+    args += ["--port", str(free_port())]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(3.0)  # importing, then building the session
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = proc.stdout.read()
+    assert proc.returncode in (-signal.SIGTERM, 143, 0), (proc.returncode, output[-2000:])
+    assert "Traceback" not in output
