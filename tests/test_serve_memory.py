@@ -145,3 +145,39 @@ def test_strips_give_the_same_pixels_as_one_piece(mode, monkeypatch):
     monkeypatch.setattr(pixels, "STRIP_PIXELS", 777)
     assert pixels.STRIP_PIXELS != STRIP_PIXELS
     assert np.array_equal(np.asarray(to_rgb(image)), whole)
+
+
+def _status(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def test_eight_large_uploads_at_once_stay_under_the_servers_bound(served_onnx):
+    """The server as a whole: 8 requests of a 6000 x 6000 16-bit PNG at once (the issue's 2.3 GB) take at
+    most --decode-threads x decode_bytes (decoding is bounded by the decoding pool) plus each request's body
+    twice (read, then split), plus 64 MiB for the batch and the answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    from serve_helpers import jpeg, server_process
+
+    data = large_image("png16", 6000)
+    with Image.open(__import__("io").BytesIO(data)) as image:
+        from elope.pixels import decode_bytes
+
+        per_image = decode_bytes(image, image.size)
+    with server_process(served_onnx, "--decode-threads", "2", "--timeout", "300") as (proc, url):
+        post = lambda body, kind: httpx.post(  # noqa: E731
+            url + "/predict", content=body, headers={"content-type": kind}, timeout=300
+        )
+        assert post(jpeg(), "image/jpeg").status_code == 200  # warm: the session's first run
+        Path(f"/proc/{proc.pid}/clear_refs").write_text("5")
+        before = _status(proc.pid, "VmRSS")
+        with ThreadPoolExecutor(8) as pool:
+            codes = [r.status_code for r in pool.map(lambda _: post(data, "image/png"), range(8))]
+        growth = _status(proc.pid, "VmHWM") - before
+    assert codes == [200] * 8
+    bound = 2 * per_image + 8 * 2 * len(data) + 64 * 2**20
+    assert growth <= bound, (growth / 2**20, bound / 2**20)
