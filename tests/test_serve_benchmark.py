@@ -57,3 +57,21 @@ def test_ort_profile_smoke():
     profiles = result["profiles"]
     assert set(profiles) == {"plain", "elope-all", "elope-peak"}
     assert "Conv" in profiles["plain"]["kernel_ms_by_op"] and profiles["elope-all"]["ratio_to_plain_wall"] > 0
+
+
+def test_serve_locust_benchmark_smoke(served_onnx, capsys):
+    """benchmarks/serve_locust.py: locust users against a real server, beside onnxruntime directly."""
+    import importlib.util
+
+    if importlib.util.find_spec("locust") is None:  # not imported here: locust patches ssl with gevent
+        pytest.skip("locust is not installed (pip install -e '.[bench]')")
+    from benchmarks import serve_locust
+
+    args = ["--model", str(served_onnx), "--users", "1", "2", "--seconds", "2", "--direct-seconds", "0.2"]
+    result = serve_locust.main([*args, "--max-batch", "4"])
+    assert [level["users"] for level in result["levels"]] == [1, 2]
+    for level in result["levels"]:
+        assert level["failures"] == 0 and level["requests"] > 0 and level["p50_ms"] <= level["p99_ms"]
+        assert level["server_peak_rss_mib"] > 10 and level["ratio_to_direct_b1"] > 0
+    assert result["server_exit_code_after_sigterm"] == 0
+    assert "| users | requests | req/s | p50 ms | p99 ms | failures" in capsys.readouterr().out
