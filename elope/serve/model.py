@@ -123,6 +123,7 @@ class ServedModel:
             "input_size": self.input_size,
             "image_size": self.metadata.spec.image_size,
             "tau": self.metadata.spec.tau,
+            "box_margin": self.metadata.spec.box_margin,
             "mean": list(self.metadata.spec.mean),
             "std": list(self.metadata.spec.std),
             "batch": m.get("batch", "dynamic"),
