@@ -1,9 +1,15 @@
 """Recipe files and ``--set`` overrides as plain dicts, before validation (:mod:`elope.config` validates).
 
-:func:`read_yaml` reads a recipe file (``yaml.safe_load``: no ``!!python`` tags run), :func:`parse_override`
-a ``key=value`` pair (the value parsed as YAML), :func:`set_dotted` sets a dotted key, :func:`deep_merge`
-merges a partial recipe into a whole one. Every problem is a :class:`elope.failures.ConfigError` naming the
-file or key, with echoed input cut short.
+:func:`read_yaml` reads a recipe file, :func:`parse_override` a ``key=value`` pair (the value parsed as
+YAML), :func:`set_dotted` sets a dotted key, :func:`deep_merge` merges a partial recipe into a whole one.
+Every problem is a :class:`elope.failures.ConfigError` naming the file or key, with echoed input cut short.
+
+Both read YAML with :class:`RecipeLoader`, PyYAML's safe loader (no ``!!python`` tags run) with two
+refusals that PyYAML does not make: a key given twice in one mapping (PyYAML silently keeps the last
+value; the message names both lines), and nesting deeper than :data:`MAX_DEPTH` (PyYAML composes nodes
+recursively, so a value nested a few thousand levels deep ends in ``RecursionError``; a recipe is five
+levels deep at most). YAML 1.1 booleans (``yes``, ``on``, ...) stay booleans here; a boolean where the
+recipe expects a number is refused by the schema (:data:`elope.config_options.Int` / ``Float``).
 """
 
 from __future__ import annotations
@@ -17,7 +23,74 @@ import yaml
 
 from elope.failures import ConfigError, short_repr
 
-__all__ = ["deep_merge", "parse_override", "read_yaml", "set_dotted"]
+__all__ = [
+    "MAX_DEPTH",
+    "RecipeLoader",
+    "YamlShapeError",
+    "deep_merge",
+    "load_yaml",
+    "parse_override",
+    "read_yaml",
+    "set_dotted",
+]
+
+#: How deep a recipe's YAML may nest (mappings and lists); the packaged recipes go 4 levels deep.
+MAX_DEPTH = 32
+
+
+class YamlShapeError(yaml.YAMLError):
+    """A key given twice, or nesting deeper than :data:`MAX_DEPTH`: ``str()`` is the sentence to show."""
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a repeated key and nesting deeper than :data:`MAX_DEPTH`."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                line = self.peek_event().start_mark.line + 1
+                raise YamlShapeError(
+                    f"the YAML nests deeper than {MAX_DEPTH} levels (line {line}); a recipe is at most 5 levels deep"
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base` then `key: value` overrides the merged value: YAML's own rule
+                key = self.construct_object(key_node)
+                first = seen.setdefault(key, key_node.start_mark) if _hashable(key) else key_node.start_mark
+                if first is not key_node.start_mark:
+                    raise YamlShapeError(
+                        f"key {short_repr(key)} is given twice in one mapping ({_where(first)} and "
+                        f"{_where(key_node.start_mark)}): keep one"
+                    )
+        return super().construct_mapping(node, deep=deep)
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _where(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def load_yaml(text: str) -> Any:
+    """``text`` parsed by :class:`RecipeLoader` (raises ``yaml.YAMLError``; :class:`YamlShapeError` for a
+    repeated key or too deep a nesting)."""
+    return yaml.load(text, Loader=RecipeLoader)  # a SafeLoader subclass: no tags that run code
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -27,7 +100,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"override {text!r} is not of the form key=value (e.g. loss.lambda=1.0)")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw) if raw.strip() else None
+    except YamlShapeError as e:
+        raise ConfigError(f"override {short_repr(key)}: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"override {key}: cannot parse value {short_repr(raw)}: {e}") from None
     return key, value
@@ -63,9 +138,11 @@ def read_yaml(path: Path) -> dict[str, Any]:
             f"config file {str(path)!r} {'is not a regular file' if path.exists() else 'not found'}"
         )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as e:
         raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {e.start})") from None
+    except YamlShapeError as e:
+        raise ConfigError(f"config file {str(path)!r}: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
     if not isinstance(data, dict):

@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from elope.config.files import read_yaml
-from elope.config.options import check_dataset_options
+from elope.config.options import Float, Int, check_dataset_options
 from elope.failures import ConfigError, short_repr
 from elope.spec import check_box_margin, check_tau
 
@@ -54,27 +54,27 @@ class SyntheticConfig(_Section):
     backbones at 224 px); each knob left ``null`` takes the preset's value (see ``Difficulty``).
     """
 
-    classes: int = Field(6, ge=2, le=72)
-    train: int | list[int] = Field(
+    classes: Int = Field(6, ge=2, le=72)
+    train: Int | list[Int] = Field(
         50, description="training images per class (>= 2), or one count per class: a long-tailed split"
     )
-    test: int = Field(20, ge=1, description="test images per class")
-    size: int = Field(96, ge=32, description="side of the generated images in pixels")
-    seed: int = 0
+    test: Int = Field(20, ge=1, description="test images per class")
+    size: Int = Field(96, ge=32, description="side of the generated images in pixels")
+    seed: Int = 0
     difficulty: str = Field(
         "default", description="a preset of elope.data.synthetic.DIFFICULTIES (checked before a run starts)"
     )
-    object_scale: tuple[float, float] | None = Field(
+    object_scale: tuple[Float, Float] | None = Field(
         None, description="critter width / image side (low, high)"
     )
-    part_scale: float | None = Field(None, ge=0.2, le=1.0)
-    part_contrast: float | None = Field(None, ge=0.05, le=1.0)
-    decoys: tuple[int, int] | None = Field(None, description="(min, max) decoy blobs per image")
-    distractors: int | None = Field(None, ge=0, le=8)
-    clutter: float | None = Field(None, ge=0.0, le=1.0)
+    part_scale: Float | None = Field(None, ge=0.2, le=1.0)
+    part_contrast: Float | None = Field(None, ge=0.05, le=1.0)
+    decoys: tuple[Int, Int] | None = Field(None, description="(min, max) decoy blobs per image")
+    distractors: Int | None = Field(None, ge=0, le=8)
+    clutter: Float | None = Field(None, ge=0.0, le=1.0)
     placement: Literal["anywhere", "centred"] | None = None
-    aspect: float | None = Field(None, ge=0.25, le=4.0, description="frame width / height")
-    lookalikes: int | None = Field(None, ge=0, le=8)
+    aspect: Float | None = Field(None, ge=0.25, le=4.0, description="frame width / height")
+    lookalikes: Int | None = Field(None, ge=0, le=8)
 
     @model_validator(mode="after")
     def _check_ranges(self) -> SyntheticConfig:
@@ -101,30 +101,30 @@ class AugmentConfig(_Section):
     """Training augmentation (Sec. 6 and the authors' release): ±20° rotation, colour jitter 0.4, PCA
     lighting 0.1, plus a horizontal flip (always on)."""
 
-    rotation: float = Field(20.0, ge=0.0, le=180.0)
-    jitter: float = Field(0.4, ge=0.0)
-    lighting: float = Field(0.1, ge=0.0)
+    rotation: Float = Field(20.0, ge=0.0, le=180.0)
+    jitter: Float = Field(0.4, ge=0.0)
+    lighting: Float = Field(0.1, ge=0.0)
 
 
 class DatasetConfig(_Section):
     name: Literal["cub", "cars", "aircraft", "folder", "synthetic"]
     root: str | None = None
-    image_size: int = Field(448, ge=16, le=4096, description="classifier input side (Sec. 6: 448)")
-    crop_source: int | None = Field(
+    image_size: Int = Field(448, ge=16, le=4096, description="classifier input side (Sec. 6: 448)")
+    crop_source: Int | None = Field(
         None,
         ge=16,
         le=8192,
         description="side of the image the crops are cut from (null: 2 × image_size); see "
         "elope.spec.crop_source_size",
     )
-    val_fraction: float = Field(
+    val_fraction: Float = Field(
         0.0,
         ge=0.0,
         lt=1.0,
         description="0: train on the whole training split (the paper's models); > 0: hold out this share "
         "of it for validation (the dataset's own val split where it ships one) and select on it",
     )
-    num_workers: int = Field(4, ge=0, le=256)
+    num_workers: Int = Field(4, ge=0, le=256)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     options: dict[str, Any] = Field(default_factory=dict, description="extra build_dataset options")
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
@@ -139,12 +139,12 @@ class ModelConfig(_Section):
     backbone: str = "resnet50"
     pretrained: bool = True
     weights: str | None = None
-    k: int = Field(4, ge=1, description="K of global k-max pooling, Eq. (3)")
-    embedding_dim: int = Field(512, ge=0, description="0 = plain linear classifier on pooled features")
+    k: Int = Field(4, ge=1, description="K of global k-max pooling, Eq. (3)")
+    embedding_dim: Int = Field(512, ge=0, description="0 = plain linear classifier on pooled features")
     pooling: Literal["gap", "gmp", "gkmp"] = "gkmp"
     localizer: bool = True
-    localizer_input: int = Field(64, ge=16)
-    tau: float = Field(0.3, description="box threshold of Sec. 5 (Table 2), in [0, 1): elope.spec.check_tau")
+    localizer_input: Int = Field(64, ge=16)
+    tau: Float = Field(0.3, description="box threshold of Sec. 5 (Table 2), in [0, 1): elope.spec.check_tau")
     tau_select: Literal["fixed", "boxes", "labels", "auto"] = Field(
         "fixed",
         description="fixed: model.tau (paper); boxes / labels: chosen at the end of stage 2 on the training "
@@ -158,7 +158,7 @@ class ModelConfig(_Section):
         description="all: the box holds every heatmap cell above tau (paper); peak: only the connected "
         "region around the heatmap's peak (ours)",
     )
-    box_margin: float = Field(0.0, description="crop reach beyond the box, share of its side (0: paper)")
+    box_margin: Float = Field(0.0, description="crop reach beyond the box, share of its side (0: paper)")
 
     @field_validator("tau", "box_margin")
     @classmethod
@@ -170,10 +170,10 @@ class LossConfig(_Section):
     variant: Literal["none", "full", "within", "center", "dff"] = Field(
         "full", description="none = cross-entropy only; full = L_w + L_b (Eq. 5); see Table 5"
     )
-    lambda_: float = Field(2.0, alias="lambda", ge=0.0, description="λ of Eq. (1)")
-    alpha: float = Field(0.5, gt=0.0, le=1.0, description="α of Eq. (6)")
-    gamma: float = Field(16.0, ge=0.0, description="γ of Eq. (10)")
-    margin: float = Field(0.75, ge=0.0, description="m of Eq. (10)")
+    lambda_: Float = Field(2.0, alias="lambda", ge=0.0, description="λ of Eq. (1)")
+    alpha: Float = Field(0.5, gt=0.0, le=1.0, description="α of Eq. (6)")
+    gamma: Float = Field(16.0, ge=0.0, description="γ of Eq. (10)")
+    margin: Float = Field(0.75, ge=0.0, description="m of Eq. (10)")
     renormalize_means: bool = False
     localizer_target: Literal["raw", "standardized"] = Field(
         "raw",
@@ -190,13 +190,13 @@ class LossConfig(_Section):
 class StageConfig(_Section):
     """SGD with momentum and a step schedule: lr ÷ (1/lr_decay) every ``lr_step`` epochs."""
 
-    epochs: int = Field(ge=0)
-    batch_size: int = Field(ge=1, description="global batch (all processes together)")
-    lr: float = Field(gt=0.0)
-    lr_step: int = Field(ge=1)
-    lr_decay: float = Field(0.1, gt=0.0, le=1.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    weight_decay: float = Field(1e-3, ge=0.0)
+    epochs: Int = Field(ge=0)
+    batch_size: Int = Field(ge=1, description="global batch (all processes together)")
+    lr: Float = Field(gt=0.0)
+    lr_step: Int = Field(ge=1)
+    lr_decay: Float = Field(0.1, gt=0.0, le=1.0)
+    momentum: Float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: Float = Field(1e-3, ge=0.0)
     init: Literal["continue", "fresh"] = Field(
         "continue",
         description="crop stage only: continue from the stage-1 classifier, or start afresh from the "
@@ -213,7 +213,7 @@ class StagesConfig(_Section):
 
 class TrainConfig(_Section):
     stages: list[StageName] = Field(default_factory=lambda: list(STAGES))
-    seed: int = Field(0, ge=0, lt=2**32, description="what numpy's seeding takes")
+    seed: Int = Field(0, ge=0, lt=2**32, description="what numpy's seeding takes")
     device: str = "auto"
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False
@@ -228,7 +228,7 @@ class TrainConfig(_Section):
     crop_decision: Literal["always", "holdout"] = Field(
         "always", description="always: crop (paper); holdout: crops or whole images by the val split"
     )
-    checkpoint_every_steps: int = Field(500, ge=0, description="0 = only at the end of each epoch")
+    checkpoint_every_steps: Int = Field(500, ge=0, description="0 = only at the end of each epoch")
     deterministic: bool = True
     progress: bool = True
 
