@@ -1,7 +1,8 @@
 """Tiny fake datasets in each real on-disk layout, written by tests (no network, no real data).
 
 Every image is a solid colour that encodes its label (``CLASS_COLOURS[label]``), so a test can tell from
-the pixels that an image arrived with its own label. Box values follow simple formulas documented per
+the pixels that an image arrived with its own label. Each file still holds its own bytes (its path in a
+JPEG comment): ``data check`` reports two files with the same bytes as copies of one image. Box values follow simple formulas documented per
 function, so tests can compare against hand-computed conversions.
 """
 
@@ -42,13 +43,16 @@ BANNER_COLOUR = (255, 255, 255)
 
 
 def write_image(path: Path, size: tuple[int, int], colour: Sequence[int], banner: int = 0) -> Path:
-    """Write a solid-colour JPEG of ``size`` (width, height); ``banner`` white rows at the bottom."""
+    """Write a solid-colour JPEG of ``size`` (width, height); ``banner`` white rows at the bottom; the last
+    three parts of ``path`` in a JPEG comment (the pixels of two images may be equal, their bytes are not)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = np.empty((size[1], size[0], 3), dtype=np.uint8)
     pixels[:] = colour
     if banner:
         pixels[-banner:] = BANNER_COLOUR
-    Image.fromarray(pixels).save(path, format="JPEG", quality=95, subsampling=0)  # 4:4:4, no colour bleed
+    comment = "/".join(path.parts[-3:]).encode()
+    # 4:4:4: no colour bleed
+    Image.fromarray(pixels).save(path, format="JPEG", quality=95, subsampling=0, comment=comment)
     return path
 
 

@@ -82,15 +82,18 @@ def _compare_ids(
             )
 
 
-def _read_classes(class_path: Path, problems: list[Problem]) -> list[str]:
-    """The class names of a level file in file order; a name listed twice is reported and kept once."""
+def _read_classes(class_path: Path, problems: list[Problem]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The class names of a level file in file order and where each is named; a name listed twice is
+    reported and kept once (labels are looked up by name)."""
     classes: list[str] = []
+    sources: list[tuple[str, str]] = []
     for number, (name,) in read_rows(class_path, [("class_name", str)], problems, rest=True):
         if name in classes:
             problems.append(Problem(str(class_path), f"line {number}: class {name!r} is listed twice"))
         else:
             classes.append(name)
-    return classes
+            sources.append((str(class_path), f"line {number}"))
+    return classes, sources
 
 
 def _read_boxes(box_path: Path, problems: list[Problem]) -> dict[str, tuple[int, list[Any]]]:
@@ -149,13 +152,16 @@ def _cross_check(
             _compare_ids(paths[split], labels[split], paths["trainval"], set(labels["trainval"]), problems)
 
 
-def _record(base: Path, boxes: dict[str, tuple[int, list[Any]]], image_id: str, label: int) -> Record:
-    """The record of one image, its 1-based inclusive box turned into pixel edges."""
+def _record(
+    base: Path, boxes: dict[str, tuple[int, list[Any]]], image_id: str, label: int, source: Path, line: int
+) -> Record:
+    """The record of one image (named on ``line`` of ``source``), its 1-based inclusive box turned into
+    pixel edges."""
     box = None
     if image_id in boxes:
         xmin, ymin, xmax, ymax = boxes[image_id][1]
         box = (xmin - 1.0, ymin - 1.0, float(xmax), float(ymax))
-    return Record(base / "images" / f"{image_id}.jpg", label, box, image_id)
+    return Record(base / "images" / f"{image_id}.jpg", label, box, image_id, str(source), f"line {line}")
 
 
 def index_aircraft(
@@ -171,7 +177,7 @@ def index_aircraft(
     class_path = require_file(
         base / ANNOTATION_LEVELS[annotation_level], NAME, f"the {annotation_level} names"
     )
-    classes = _read_classes(class_path, problems)
+    classes, class_sources = _read_classes(class_path, problems)
     class_index = {name: i for i, name in enumerate(classes)}
     box_path = base / "images_box.txt"
     has_boxes = box_path.is_file()
@@ -179,11 +185,16 @@ def index_aircraft(
     labels, paths = _read_labels(base, annotation_level, class_index, problems)
     _cross_check(base, labels, paths, boxes if has_boxes else None, problems)
     splits = {
-        split: [_record(base, boxes, image_id, label) for image_id, (_, label) in table.items()]
+        split: [
+            _record(base, boxes, image_id, label, paths[split], line)
+            for image_id, (line, label) in table.items()
+        ]
         for split, table in labels.items()
     }
     banner = BANNER_HEIGHT if remove_banner else 0
-    return DatasetIndex("aircraft", base, classes, splits, has_boxes, problems, banner=banner)
+    return DatasetIndex(
+        "aircraft", base, classes, splits, has_boxes, problems, banner=banner, class_sources=class_sources
+    )
 
 
 class FGVCAircraft(FGVCDataset):

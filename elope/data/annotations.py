@@ -9,38 +9,25 @@ the first one as an :class:`AnnotationError`. A required file that is missing al
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .duplicates import class_name_problems, same_file_problems
 from .errors import AnnotationError, DatasetNotFoundError
+from .records import Box, Problem, Record
 
-__all__ = ["DatasetIndex", "Problem", "Record", "inside_root", "keyed_rows", "read_rows", "require_file"]
-
-Box = tuple[float, float, float, float]
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One problem found in a dataset: the file concerned and a sentence describing it."""
-
-    path: str
-    problem: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"path": self.path, "problem": self.problem}
-
-
-@dataclass(frozen=True)
-class Record:
-    """One image of a dataset: file, 0-based label, box x1,y1,x2,y2 in stored-image pixels (or None)."""
-
-    path: Path
-    label: int
-    box: Box | None = None
-    key: str = ""
+__all__ = [  # Box, Problem and Record live in elope.data.records; imported from here as well
+    "Box",
+    "DatasetIndex",
+    "Problem",
+    "Record",
+    "inside_root",
+    "keyed_rows",
+    "read_rows",
+    "require_file",
+]
 
 
 @dataclass
@@ -50,6 +37,8 @@ class DatasetIndex:
     ``splits`` holds the splits the dataset itself defines: always ``"train"`` and ``"test"``, plus
     ``"val"`` (and for FGVC-Aircraft ``"trainval"``) where it ships them. ``banner`` is the number of
     pixel rows to remove at the bottom of every image (FGVC-Aircraft's copyright banner).
+    ``class_sources[label]`` is ``(file, where)``: the list file entry that names the class (``classes.txt``,
+    ``line 3``), for the messages about class names (the root where a reader gives none).
     """
 
     name: str
@@ -59,6 +48,7 @@ class DatasetIndex:
     has_boxes: bool
     problems: list[Problem] = field(default_factory=list)
     banner: int = 0
+    class_sources: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         """A classifier needs two classes: fewer (in the class list or among the training labels) is the
@@ -102,8 +92,9 @@ class DatasetIndex:
 
 def _index_problems(index: DatasetIndex, trained: set[int]) -> list[Problem]:
     """What the annotation files say that would make a silently wrong result: a class without training
-    images (the classifier would have a class it never saw), an image listed for training and for testing
-    (a train/test leak), a box with a NaN or infinite coordinate."""
+    images (the classifier would have a class it never saw), a class name that does not print or that
+    another class has, one file listed twice or for training and for testing (a train/test leak; links
+    resolved: :mod:`elope.data.duplicates`), a box with a NaN or infinite coordinate."""
     problems = []
     if index.trainval():
         problems += [
@@ -115,17 +106,8 @@ def _index_problems(index: DatasetIndex, trained: set[int]) -> list[Problem]:
             for label, name in enumerate(index.classes)
             if label not in trained
         ]
-    training = {os.path.normpath(r.path): r.key for r in index.trainval()}
-    for record in index.splits.get("test", []):
-        other = training.get(os.path.normpath(record.path))
-        if other is not None:
-            problems.append(
-                Problem(
-                    str(record.path),
-                    f"listed as a training image (id {other}) and as a test image (id {record.key}): a "
-                    "train/test leak; list each image in one split",
-                )
-            )
+    problems += class_name_problems(index.classes, index.class_sources, index.root)
+    problems += same_file_problems(index.splits, index.classes)
     seen: set[str] = set()
     for records in index.splits.values():
         for r in records:

@@ -114,7 +114,8 @@ def _read_annotations(path: Path, images: Path, num_classes: int, problems: list
                 Problem(str(path), f"{where}: box ({x1}, {y1}, {x2}, {y2}) has x2 < x1 or y2 < y1")
             )
             continue
-        records.append(Record(image, class_id - 1, (x1 - 1.0, y1 - 1.0, float(x2), float(y2)), fname))
+        box = (x1 - 1.0, y1 - 1.0, float(x2), float(y2))
+        records.append(Record(image, class_id - 1, box, fname, str(path), f"annotation {number}"))
     return records
 
 
@@ -123,6 +124,8 @@ def index_cars(root: str | Path) -> DatasetIndex:
     base = find_cars_root(root)
     class_names = np.atleast_1d(_loadmat(base / "devkit" / "cars_meta.mat", "class_names"))
     classes = [str(np.asarray(name).squeeze()) for name in class_names]
+    meta = str(base / "devkit" / "cars_meta.mat")
+    class_sources = [(meta, f"class_names entry {i}") for i in range(1, len(classes) + 1)]
     train_annos = require_file(base / "devkit" / "cars_train_annos.mat", NAME, "the training annotations")
     test_annos = next((p for p in (base / TEST_ANNOS, base / "devkit" / TEST_ANNOS) if p.is_file()), None)
     if test_annos is None:
@@ -137,7 +140,7 @@ def index_cars(root: str | Path) -> DatasetIndex:
         "train": _read_annotations(train_annos, base / "cars_train", len(classes), problems),
         "test": _read_annotations(test_annos, base / "cars_test", len(classes), problems),
     }
-    return DatasetIndex("cars", base, classes, splits, True, problems)
+    return DatasetIndex("cars", base, classes, splits, True, problems, class_sources=class_sources)
 
 
 class StanfordCars(FGVCDataset):

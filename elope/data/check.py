@@ -1,13 +1,16 @@
 """The checks behind ``elope data check``: counts per split and every problem a dataset has.
 
 Problems found: malformed annotation lines (file and line number), labels out of range, ids present in
-one annotation file and not another (all reported by the readers), plus, image by image: missing files,
-unreadable or truncated images (every image is decoded), images over the pixel cap, and boxes outside
-the image (1 pixel of tolerance for the datasets' rounding).
+one annotation file and not another, class names that do not print or that two classes share, one file
+under two entries (all reported by the readers), plus, image by image: missing files, unreadable or
+truncated images (every image is decoded), images over the pixel cap, boxes outside the image (1 pixel of
+tolerance for the datasets' rounding), and two files with the same bytes (a SHA-256 of every file:
+:func:`elope.data.duplicates.same_content_problems`), such as a test image copied from a training one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .annotations import Problem, Record
+from .duplicates import same_content_problems
 from .errors import ImageLoadError
 from .io import DEFAULT_MAX_PIXELS, decode_image, image_dimensions
 from .registry import index_dataset
@@ -89,10 +93,30 @@ def gt_box_problems(dataset: Any) -> list[dict[str, str]]:
     return problems
 
 
-def _check_image(record: Record, decode: bool, max_pixels: int) -> list[Problem]:
+def _sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks (``hashlib.file_digest`` is Python 3.11+)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_image(record: Record, decode: bool, max_pixels: int) -> tuple[list[Problem], str | None]:
+    """The problems of one image, and the SHA-256 of its bytes (None when it cannot be read)."""
     path = str(record.path)
     if not record.path.is_file():
-        return [Problem(path, f"image file is missing (image {record.key})")]
+        return [Problem(path, f"image file is missing (image {record.key})")], None
+    try:
+        digest = _sha256(record.path)
+    except OSError as error:
+        return [Problem(path, f"unreadable image: {error.strerror or error}")], None
+    return _check_pixels(record, decode, max_pixels), digest
+
+
+def _check_pixels(record: Record, decode: bool, max_pixels: int) -> list[Problem]:
+    """Decode (or read the header of) one image; its box must lie inside it."""
+    path = str(record.path)
     try:
         if decode:
             # Draft mode still reads every byte of a JPEG, so truncation is found, at a fraction of the cost.
@@ -150,12 +174,16 @@ def check_dataset(
         for record in records:
             unique.setdefault(record.path, record)
     threads = threads or min(8, os.cpu_count() or 1)
+    digests: dict[Path, str] = {}
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        results: Iterable[list[Problem]] = pool.map(
+        results: Iterable[tuple[list[Problem], str | None]] = pool.map(
             lambda r: _check_image(r, decode, max_pixels), unique.values()
         )
         if progress is not None:
             results = progress(results, total=len(unique), desc="checking images", unit="img")
-        for found in results:
+        for path, (found, digest) in zip(unique, results):
             problems.extend(found)
+            if digest is not None:
+                digests[path] = digest
+    problems += same_content_problems(index.splits, index.classes, digests)
     return CheckReport(name, str(index.root), len(index.classes), splits, problems)

@@ -70,15 +70,21 @@ _IMAGE_TABLES = {
 _BOX_COLUMNS = [("image_id", int), ("x", float), ("y", float), ("width", float), ("height", float)]
 
 
-def _read_classes(path: Path, problems: list[Problem]) -> tuple[list[str], dict[int, int]]:
-    """Class names in id order and ``class_id -> label`` from ``classes.txt``."""
+def _read_classes(
+    path: Path, problems: list[Problem]
+) -> tuple[list[str], dict[int, int], list[tuple[str, str]]]:
+    """Class names in id order, ``class_id -> label`` and where each class is named, from ``classes.txt``."""
     class_rows = keyed_rows(
         path, read_rows(path, [("class_id", int), ("class_name", str)], problems, rest=True), problems
     )
     class_ids = sorted(class_rows)
     if class_ids != list(range(1, len(class_ids) + 1)):
         problems.append(Problem(str(path), f"class ids must be 1..{len(class_ids)} without gaps"))
-    return [class_rows[i][1][0] for i in class_ids], {class_id: i for i, class_id in enumerate(class_ids)}
+    return (
+        [class_rows[i][1][0] for i in class_ids],
+        {class_id: i for i, class_id in enumerate(class_ids)},
+        [(str(path), f"line {class_rows[i][0]}") for i in class_ids],
+    )
 
 
 def _check_values(
@@ -141,7 +147,7 @@ def _split_records(
         if image_id in boxes:
             x, y, width, height = boxes[image_id][1]
             box = (x, y, x + width, y + height)
-        record = Record(path, class_index[class_id], box, str(image_id))
+        record = Record(path, class_index[class_id], box, str(image_id), str(images_path), f"line {number}")
         splits["train" if is_train[image_id][1][0] == 1 else "test"].append(record)
     return splits
 
@@ -154,7 +160,7 @@ def index_cub(root: str | Path) -> DatasetIndex:
         name: require_file(base / name, NAME, f"the annotation file {name}")
         for name in ("images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt")
     }
-    classes, class_index = _read_classes(files["classes.txt"], problems)
+    classes, class_index, class_sources = _read_classes(files["classes.txt"], problems)
     tables = {
         name: keyed_rows(files[name], read_rows(files[name], columns, problems), problems)
         for name, columns in _IMAGE_TABLES.items()
@@ -172,7 +178,7 @@ def index_cub(root: str | Path) -> DatasetIndex:
     if has_boxes:
         _relation("bounding_boxes.txt", boxes, tables["images.txt"], box_path, files["images.txt"], problems)
     splits = _split_records(base, files["images.txt"], tables, boxes, class_index, problems)
-    return DatasetIndex("cub", base, classes, splits, has_boxes, problems)
+    return DatasetIndex("cub", base, classes, splits, has_boxes, problems, class_sources=class_sources)
 
 
 class CUB200(FGVCDataset):

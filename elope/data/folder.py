@@ -75,7 +75,8 @@ def index_folder(root: str | Path) -> DatasetIndex:
                 problems.append(Problem(str(split_dir / name), "class folder holds no images"))
             records += [Record(path, class_index[name], None, str(path.relative_to(root))) for path in images]
         splits[split] = records
-    return DatasetIndex("folder", root, classes, splits, False, problems)
+    sources = [(str(root / "train" / name), "") for name in classes]
+    return DatasetIndex("folder", root, classes, splits, False, problems, class_sources=sources)
 
 
 class ImageFolderDataset(FGVCDataset):
