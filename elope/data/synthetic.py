@@ -71,7 +71,7 @@ from elope.data.synthetic_draw import (
     synthetic_classes,
 )
 from elope.data.synthetic_files import remove_written
-from elope.data.synthetic_knobs import DIFFICULTIES, Difficulty, resolve_difficulty
+from elope.data.synthetic_knobs import DIFFICULTIES, Difficulty, checked_frame, resolve_difficulty
 
 __all__ = [
     "DIFFICULTIES",
@@ -188,7 +188,8 @@ def write_synthetic(
         classes: number of classes (2..72).
         train: training images per class, or a list of one count per class (a long-tailed training
             split; the test split stays balanced). test: test images per class.
-        size: side of the square images in pixels (>= 32). The defaults (10 classes, 30 + 20 images,
+        size: side of the square images in pixels (>= 32); the longer side where the ``aspect`` knob is
+            not 1, whose shorter side must be 32 pixels or more as well. The defaults (10 classes, 30 + 20 images,
             128 px) make 500 images that a small CNN learns on 2 CPU cores in minutes.
         seed: the same seed and arguments give byte-identical files.
         overwrite: replace a dataset this function wrote before (never any other folder).
@@ -204,6 +205,7 @@ def write_synthetic(
     counts = train_counts(train, classes)
     _check_counts(size, test, seed)
     resolved = resolve_difficulty(difficulty, **knobs)  # names and checks every knob
+    checked_frame(size, resolved.aspect)  # the shorter side of a wide (or tall) frame: 32 px at least
     specs = synthetic_classes(classes, seed)
     out = Path(out).expanduser()
     base = _fresh_folder(out, overwrite)

@@ -10,9 +10,11 @@ import numpy as np
 __all__ = [
     "DIFFICULTIES",
     "KNOB_OPTIONS",
+    "MIN_SIDE",
     "PLACEMENTS",
     "SUITE",
     "Difficulty",
+    "checked_frame",
     "frame_size",
     "resolve_difficulty",
 ]
@@ -121,6 +123,25 @@ def frame_size(size: int, aspect: float = 1.0) -> tuple[int, int]:
     return max(1, round(size * aspect)), size
 
 
+#: The shortest side of a procedural image, whatever its aspect: the smallest ``size`` of a square one.
+MIN_SIDE = 32
+
+
+def checked_frame(size: int, aspect: float = 1.0) -> tuple[int, int]:
+    """:func:`frame_size`, refused (``ValueError`` naming both values and the smallest ``size`` that
+    works) when the shorter side would be under :data:`MIN_SIDE` pixels (``size`` 32 at aspect 4: 32x8)."""
+    width, height = frame_size(size, aspect)
+    if min(width, height) >= MIN_SIDE:
+        return width, height
+    smallest = max(size, int(MIN_SIDE * max(aspect, 1.0 / aspect)) - 1)
+    while min(frame_size(smallest, aspect)) < MIN_SIDE:
+        smallest += 1
+    raise ValueError(
+        f"size {size} at aspect {aspect:g} makes {width}x{height} images, whose shorter side is under "
+        f"{MIN_SIDE} pixels: use size >= {smallest} at this aspect, or an aspect nearer 1"
+    )
+
+
 _ORIGINAL = Difficulty()
 
 
@@ -214,16 +235,25 @@ def resolve_difficulty(
     return replace(base, **changes) if changes else base
 
 
-#: The knobs as command-line options of ``elope data synth`` (name → click type, help), one table for the
-#: command instead of a copy of every knob; a tuple of strings is a choice.
-KNOB_OPTIONS: dict[str, tuple[object, str]] = {
-    "object_scale": ((float, float), "Critter width / image side: LOW HIGH [preset]."),
-    "part_scale": (float, "Size of the coloured parts, 0.2-1 [preset]."),
-    "part_contrast": (float, "Part colours vs body colour, 0.05-1 [preset]."),
-    "decoys": ((int, int), "MIN MAX decoy blobs per image [preset]."),
-    "distractors": (int, "Partial critters at the frame edge [preset]."),
-    "clutter": (float, "Contrast of the background shapes, 0-1 [preset]."),
-    "placement": (PLACEMENTS, "anywhere | centred: where the critter stands [preset]."),
-    "aspect": (float, "Frame width / height, 0.25-4; --size is the longer side [preset]."),
-    "lookalikes": (int, "Plain critter shapes (no class colours) on the background, 0-8 [preset]."),
+#: The knobs as command-line options of ``elope data synth``: name → (type, (low, high) bounds of each
+#: value or None, help), one table for the command instead of a copy of every knob; a tuple of types is a
+#: pair, a tuple of strings a choice. The bounds are :class:`Difficulty`'s own checks.
+KNOB_OPTIONS: dict[str, tuple[object, tuple[float, float] | None, str]] = {
+    "object_scale": ((float, float), (0.05, 1.0), "Critter width / image side: LOW HIGH [preset]."),
+    "part_scale": (float, (0.2, 1.0), "Size of the coloured parts [preset]."),
+    "part_contrast": (float, (0.05, 1.0), "Part colours vs body colour [preset]."),
+    "decoys": ((int, int), (0, _MAX_DECOYS), "MIN MAX decoy blobs per image [preset]."),
+    "distractors": (int, (0, _MAX_DISTRACTORS), "Partial critters at the frame edge [preset]."),
+    "clutter": (float, (0.0, 1.0), "Contrast of the background shapes [preset]."),
+    "placement": (PLACEMENTS, None, "anywhere | centred: where the critter stands [preset]."),
+    "aspect": (
+        float,
+        (0.25, 4.0),
+        f"Frame width / height; --size is the longer side, the shorter one at least {MIN_SIDE} px [preset].",
+    ),
+    "lookalikes": (
+        int,
+        (0, _MAX_LOOKALIKES),
+        "Plain critter shapes (no class colours) on the background [preset].",
+    ),
 }

@@ -75,12 +75,12 @@ def _check_synthetic(cfg: Config) -> None:
     """The procedural set's preset and knobs, when the run generates it (``dataset.synthetic``)."""
     if cfg.dataset.name != "synthetic" or cfg.dataset.root is not None:
         return
-    from elope.data.synthetic_knobs import resolve_difficulty
+    from elope.data.synthetic_knobs import checked_frame, resolve_difficulty
 
     s = cfg.dataset.synthetic
     knobs = s.model_dump(exclude={"classes", "train", "test", "size", "seed", "difficulty"})
     try:
-        resolve_difficulty(s.difficulty, **knobs)
+        checked_frame(s.size, resolve_difficulty(s.difficulty, **knobs).aspect)
     except ValueError as error:
         raise ConfigError(f"dataset.synthetic: {error}") from None
 
