@@ -10,6 +10,7 @@ import click
 
 from elope.commands import evaluate_extra as extra
 from elope.commands.options import (
+    BATCH_RANGE,
     checked_output,
     compile_option,
     model_file_option,
@@ -30,10 +31,22 @@ def _pct(value: float | None) -> str:
     return f"{'n/a':>8}" if value is None else f"{100.0 * value:6.2f} %"
 
 
+def trained_on_warning(result: dict[str, Any]) -> str | None:
+    """What ``evaluate`` says when the split holds images the model trained on (``trained_on_split``)."""
+    if not result.get("trained_on_split"):
+        return None
+    return (
+        f"warning: the {result['split']} split holds images this run was trained on: its scores measure how "
+        "well the model fits its training data, not how it does on new images (evaluate --split test)"
+    )
+
+
 def format_report(result: dict[str, Any], worst: int = 5) -> str:
     """The human-readable table printed by ``elope evaluate``."""
+    trained = " (images the model was trained on)" if result.get("trained_on_split") else ""
     lines = [
-        f"{result.get('dataset')}/{result['split']}: {result['num_images']} images, tau {result.get('tau')}",
+        f"{result.get('dataset')}/{result['split']}{trained}: {result['num_images']} images, "
+        f"tau {result.get('tau')}",
         f"  top-1 accuracy (softmax)          {_pct(result['top1'])}",
         f"  mean per-class accuracy           {_pct(result['mean_per_class'])}",
         f"  nearest-class-mean top-1          {_pct(result['ncm_top1'])}",
@@ -84,8 +97,13 @@ def tta_lines(tta: dict[str, Any] | None) -> list[str]:
     return [f"  {label + ' (' + tta['views'] + ' TTA)':<34}{_pct(v)}" for label, v in zip(labels, values)]
 
 
-def _warn_box_problems(problems: list[dict[str, str]]) -> None:
-    """Warn on stderr of the first ten ground-truth boxes outside their image, and count the rest."""
+def _warn(result: dict[str, Any]) -> None:
+    """On stderr: an unfinished run, a split the model trained on, the first ten ground-truth boxes outside
+    their image (and how many more)."""
+    for warning in (result.get("unfinished"), trained_on_warning(result)):
+        if warning:
+            click.echo(warning, err=True)
+    problems = result.get("box_problems", [])
     for problem in problems[:10]:
         click.echo(f"warning: {problem['path']}: {problem['problem']}", err=True)
     if len(problems) > 10:
@@ -161,9 +179,7 @@ def _draw_examples(run_dir: Path, split: str, examples: int, device: str, tau: f
 @click.option(
     "--split", default="test", show_default=True, type=click.Choice(SPLITS), help="Split to evaluate."
 )
-@click.option(
-    "--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="Images per batch."
-)
+@click.option("--batch-size", default=16, show_default=True, type=BATCH_RANGE, help="Images per batch.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda, cuda:1.")
 @renamed_option(
     "--num-workers",
@@ -189,7 +205,7 @@ def _draw_examples(run_dir: Path, split: str, examples: int, device: str, tau: f
     "--examples",
     default=0,
     show_default=True,
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, 256),
     help="Also draw N images with their mean-feature-map and localization-module boxes (Figs. 2, 4, 6) "
     "to RUN/examples_<split>.png.",
 )
@@ -266,10 +282,8 @@ def evaluate_command(
                 num_workers=num_workers, mean_map=mean_map, predictions=predictions, compile_mode=compile_mode,
                 allow_unfinished=allow_unfinished, tta=tta, maxboxacc=maxboxacc,
             )  # fmt: skip
-            if result.get("unfinished"):
-                click.echo(result["unfinished"], err=True)
             extra.add_report_and_retrieval(result, run_dir, report_dir, retrieval, device, tau, batch_size)
-            _warn_box_problems(result.get("box_problems", []))
+            _warn(result)
             _emit(result, json_out)  # the metrics first: a picture that fails to draw cannot lose them
             if examples:
                 _draw_examples(run_dir, split, examples, device, tau)

@@ -18,6 +18,7 @@ import yaml
 from torch import Tensor
 
 from elope.data import build_dataset
+from elope.data.names import class_name_key
 from elope.data.transforms import eval_transform
 from elope.deploy.device import inference_device
 from elope.nn.model import ELoPE, Prediction
@@ -101,6 +102,17 @@ class LoadedRun:
         options = self.split_options(dataset)
         return build_dataset(dataset, root, split, transform=transform, **options), dataset, root
 
+    def trained_on(self, split: str, dataset: str, root: str | Path) -> bool:
+        """Whether ``split`` of ``dataset`` at ``root`` holds images this model was trained on: the run's
+        own data, and any split but ``test`` (``val`` only when the run trained on ``trainval``, which
+        holds it; a run with a validation split trained on ``train`` alone)."""
+        own_root = self.meta.get("root")
+        if split == "test" or dataset != self.meta.get("dataset") or not own_root:
+            return False
+        if Path(root).expanduser().resolve() != Path(own_root).expanduser().resolve():
+            return False
+        return split != "val" or (self.meta.get("splits") or {}).get("train") != "train"
+
     def split_options(self, dataset: str) -> dict[str, Any]:
         """The run's dataset options that define its splits and labels (its validation share and seed,
         FGVC-Aircraft's annotation level), so ``val`` is the split the run validated on."""
@@ -179,6 +191,20 @@ def resolve_model_dir(run_dir: str | Path) -> Path:
     )
 
 
+def _check_class_names(meta_file: Path, classes: list[str]) -> None:
+    """Refuse two classes of one name (:func:`elope.data.names.class_name_key`): ``predict`` would show the
+    name twice and per-class metrics keyed by name would merge them (a model trained before datasets
+    refused such names)."""
+    seen: dict[str, int] = {}
+    for index, name in enumerate(classes):
+        other = seen.setdefault(class_name_key(name), index)
+        if other != index:
+            raise ValueError(
+                f"{meta_file} names classes {other} and {index} both {name!r}: its answers would be ambiguous; "
+                "give each class its own name in the file's 'classes' list"
+            )
+
+
 def load_run(
     run_dir: str | Path,
     device: str | torch.device = "cpu",
@@ -200,5 +226,6 @@ def load_run(
             f"{model_dir / 'model.json'} lists {len(classes)} classes but the classifier has {num_classes} "
             "outputs: the run folder is inconsistent."
         )
+    _check_class_names(model_dir / "model.json", classes)
     means = load_class_means(model_dir, num_classes)
     return LoadedRun(model, meta, classes, None if means is None else means.to(device), model_dir)
