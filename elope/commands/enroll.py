@@ -9,6 +9,15 @@ import click
 from elope.commands.options import checked_output, run_option, user_errors
 
 
+def _class_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--class``: a name that prints (:func:`elope.data.names.class_name_problem`)."""
+    from elope.data.names import class_name_problem
+
+    if value is not None and (problem := class_name_problem(value)) is not None:
+        raise click.BadParameter(f"the class name {problem}: give a name with visible characters only")
+    return value
+
+
 def _classes_from(folder: Path) -> dict[str, list[Path]]:
     """``folder/<class>/<images>``: one class per sub-folder (sorted)."""
     classes = {d.name: [d] for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")}
@@ -19,7 +28,13 @@ def _classes_from(folder: Path) -> dict[str, list[Path]]:
 
 @click.command("enroll", short_help="Add a class from a few images, without retraining.")
 @run_option()
-@click.option("--class", "name", default=None, help="Name of the new class (its images are IMAGE_OR_DIR...).")
+@click.option(
+    "--class",
+    "name",
+    default=None,
+    callback=_class_name,
+    help="Name of the new class (its images are IMAGE_OR_DIR...): visible characters, no control characters.",
+)
 @click.argument("images", nargs=-1, metavar="[IMAGE_OR_DIR...]", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--classes-from",

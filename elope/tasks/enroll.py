@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from elope.data.names import class_name_key, class_name_problem
 from elope.runs.layout import MODEL_DIR
 from elope.runs.loaded import load_run
 from elope.runs.model_folder import write_model_folder
@@ -57,6 +58,24 @@ def _check_out(out: Path) -> None:
         )
 
 
+def _check_names(classes: list[str], images: Mapping[str, Sequence[str | Path]]) -> None:
+    """Refuse a new class name that does not print (:func:`elope.data.names.class_name_problem`: empty,
+    only spaces, a newline or another control character), one that reads as a name the model (or another
+    new class) has (:func:`elope.data.names.class_name_key`), and a class without images."""
+    taken = {class_name_key(name): (name, "one of the model's classes") for name in classes}
+    for name in images:
+        if (problem := class_name_problem(name)) is not None:
+            raise ValueError(f"class name {problem}: give the class a name with visible characters only")
+        key = class_name_key(name)
+        if key in taken:
+            other, what = taken[key]
+            same = "" if other == name else f" (as {other!r})"
+            raise ValueError(f"class {name!r} is already {what}{same}; choose another name")
+        if not images[name]:
+            raise ValueError(f"class {name!r} has no images: pass at least one image file")
+        taken[key] = (name, "the name of another new class")
+
+
 def enroll_classes(
     run_dir: str | Path,
     out: str | Path,
@@ -73,18 +92,14 @@ def enroll_classes(
     """
     out = Path(out)
     _check_out(out)
+    _check_names([], images)  # before the model is read: a name that cannot be printed, or two new ones alike
     run = load_run(run_dir, device)
     if run.means is None:
         raise ValueError(
             f"{run.model_dir} keeps no class means (trained without the class-mean loss, loss.variant none): "
             "enrollment adds class means to those; enroll into a run trained with loss.variant full"
         )
-    taken = set(run.classes)
-    for name in images:
-        if name in taken:
-            raise ValueError(f"class {name!r} is already one of the model's classes; choose another name")
-        if not images[name]:
-            raise ValueError(f"class {name!r} has no images: pass at least one image file")
+    _check_names(list(run.classes), images)
     new_means, norms, enrolled = [], [], []
     for name, files in images.items():
         emb = embed_paths(run_dir, files, device=device, batch_size=batch_size)
