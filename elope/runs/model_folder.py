@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from elope.config import Config
+from elope.failures import short_repr
 from elope.nn.model import ELoPE
 from elope.nn.weights import WeightsError, load_state_dict_file, load_weights, non_finite
 from elope.runs.layout import CLASS_MEANS_FILE
@@ -81,6 +82,22 @@ def model_arguments(meta: dict[str, Any]) -> dict[str, Any]:
     return arguments
 
 
+def _check_version(meta_file: Path, version: object) -> None:
+    """Refuse a ``model.json`` of a version this elope does not know (a newer elope wrote it: reading it as
+    an older layout would load a model that is not the one saved, without a word)."""
+    if isinstance(version, int) and not isinstance(version, bool) and 1 <= version <= VERSION:
+        return
+    if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+        raise WeightsError(
+            f"{meta_file} is of model format version {version}, newer than this elope reads (versions 1 to "
+            f"{VERSION}): upgrade elope (pip install --upgrade elope), or load it with the elope that wrote it"
+        )
+    raise WeightsError(
+        f"{meta_file} has the version {short_repr(version)}, which no elope writes (versions 1 to {VERSION}): "
+        "the file is damaged; restore it from the run's checkpoint or a copy"
+    )
+
+
 def load_model(
     path: str | os.PathLike[str],
     device: str | torch.device = "cpu",
@@ -108,6 +125,7 @@ def load_model(
         raise WeightsError(f"cannot read {meta_file}: {error}") from None
     if not isinstance(meta, dict) or meta.get("format") != _FORMAT or not isinstance(meta.get("model"), dict):
         raise WeightsError(f"{meta_file} is not an elope model description (a JSON object with format/model)")
+    _check_version(meta_file, meta.get("version", 1))
     arguments = model_arguments(meta)
     if tau is not None:
         arguments["tau"] = check_tau(tau)  # a wrong --tau named as such, not as a damaged model.json
