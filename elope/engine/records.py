@@ -10,6 +10,7 @@ from elope.engine.context import Run
 from elope.engine.recipe import start_metrics
 from elope.runs.environment import environment
 from elope.runs.layout import run_paths
+from elope.runs.lock import check_lock_held
 from elope.runs.metrics_log import append_record, open_writer, tb_step, write_scalars
 
 __all__ = ["append_metrics", "describe_data", "epoch_line", "start_records"]
@@ -56,6 +57,7 @@ def append_metrics(run: Run, record: dict[str, Any], step: int) -> None:
     process)."""
     if not run.main:
         return
+    check_lock_held(run.out)  # the folder deleted or moved meanwhile: one clear line, not a new file
     append_record(run_paths(run.out).metrics, record)
     if run.writer is not None:
         write_scalars(run.writer, record, step)

@@ -30,6 +30,7 @@ from elope.runs.checkpoint import (
     set_rng_state,
 )
 from elope.runs.layout import run_paths
+from elope.runs.lock import check_lock_held
 from elope.runs.metrics_log import line_count
 from elope.spec import SPEC_FIELDS
 
@@ -51,6 +52,7 @@ def save_checkpoint(
     says ``same_as_model``), which halves the usual end-of-epoch checkpoint.
     """
     _refuse_non_finite(run, state)
+    check_lock_held(run.out)  # the folder deleted or moved meanwhile: never made again by a mkdir
     rngs = D.all_gather_object(rng_state(), run.dist)
     if run.criterion is not None and run.dist.enabled:
         means = D.all_gather_tensor(run.criterion.means[None], run.dist)

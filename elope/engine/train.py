@@ -85,6 +85,7 @@ from elope.engine.validate import evaluate_split, selection_score
 from elope.failures import Echo, TrainingError, to_stderr
 from elope.runs.environment import environment
 from elope.runs.layout import CROPS_DIR, MODEL_DIR, TEACHER_DIR, run_paths
+from elope.runs.lock import check_lock_held, folder_write_error
 from elope.runs.metrics_log import tb_step
 from elope.runs.model_folder import model_meta, without_localizer, write_model_folder
 
@@ -146,6 +147,10 @@ def run_training(
         if run.writer is not None:
             run.writer.close()
         return run
+    except OSError as error:  # the run folder deleted, moved or made unwritable under the run: one line
+        if (lost := folder_write_error(out, error)) is None:
+            raise
+        raise lost from None
     finally:
         torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
         D.cleanup()
@@ -340,6 +345,7 @@ def write_run_model(run: Run, name: str = MODEL_DIR, *, with_means: bool = True)
     so the pipeline classifies the whole image instead of cropping with an untrained module. ``name``
     ``teacher`` writes the stage-1 classifier to ``RUN/teacher`` in the same format (no class means).
     """
+    check_lock_held(run.out)  # deleted or moved meanwhile: never made again by the mkdir below
     model = run.model if run.localized else without_localizer(run.model)
     means = run.criterion.means if run.criterion is not None and with_means else None
     meta = model_meta(run.cfg, run.classes, run.data.sizes(), run.completed, run.localized)
