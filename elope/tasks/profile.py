@@ -22,11 +22,22 @@ from torch.utils.flop_counter import FlopCounterMode
 from elope.nn.backbones import TORCHVISION_BACKBONES
 from elope.nn.model import ELoPE
 
-__all__ = ["MAX_IMAGE_SIZE", "PAPER_TABLE3", "count_macs", "count_params", "profile_models"]
+__all__ = [
+    "MAX_IMAGE_SIZE",
+    "MAX_WEIGHT_BYTES",
+    "PAPER_TABLE3",
+    "count_macs",
+    "count_params",
+    "profile_models",
+]
 
 #: The largest input side profiled: MACs are counted by running one image, which above this side takes
 #: more memory and time than a count is worth (they grow with the square of the side).
 MAX_IMAGE_SIZE = 2048
+#: The most memory the weights of the models profiled (ELoPE and the baseline, float32) may take. Each
+#: option has its own cap, but the embedding layer and the classifier hold (2048 + C) × D parameters
+#: together: 50,000 classes and a 65,536-wide embedding, each within its cap, make 13 GB.
+MAX_WEIGHT_BYTES = 4 * 2**30
 
 # Table 3 (ResNet-50, 200 classes, 1×3×448×448) and Sec. 5 ("only 220000" parameters).
 PAPER_TABLE3 = {
@@ -68,15 +79,35 @@ def _check_size(backbone: str, image_size: int) -> None:
         )
 
 
+def _check_memory(backbone: str, num_classes: int, image_size: int, embedding_dim: int) -> None:
+    """Refuse models whose weights would take more than :data:`MAX_WEIGHT_BYTES`, counted on the meta
+    device (nothing allocated) before anything is built for real."""
+    with torch.device("meta"):
+        params = count_params(
+            ELoPE(backbone, num_classes, embedding_dim=embedding_dim, image_size=image_size)
+        )
+        if backbone in TORCHVISION_BACKBONES:
+            params += count_params(TORCHVISION_BACKBONES[backbone](num_classes=num_classes))
+    need = 4 * params
+    if need > MAX_WEIGHT_BYTES:
+        raise ValueError(
+            f"--num-classes {num_classes} with --embedding-dim {embedding_dim} makes {params / 1e9:.2f} billion "
+            f"parameters ({need / 2**30:.1f} GiB of weights for ELoPE and the baseline), over profile's limit of "
+            f"{MAX_WEIGHT_BYTES / 2**30:g} GiB: the embedding layer and the classifier hold about "
+            "(2048 + classes) x embedding-dim parameters; lower one of the two"
+        )
+
+
 def profile_models(
     backbone: str = "resnet50", num_classes: int = 200, image_size: int = 448, embedding_dim: int = 512
 ) -> dict[str, dict[str, int]]:
     """MACs and parameters of the baseline, the full ELoPE model and the localization module (Table 3).
 
     Raises ValueError for an input side above :data:`MAX_IMAGE_SIZE`, or too small for the backbone and
-    K = 4 (saying the smallest side that works).
+    K = 4 (saying the smallest side that works), and for weights over :data:`MAX_WEIGHT_BYTES`.
     """
     _check_size(backbone, image_size)
+    _check_memory(backbone, num_classes, image_size, embedding_dim)
     images = torch.zeros(1, 3, image_size, image_size)
     model = ELoPE(backbone, num_classes, embedding_dim=embedding_dim, image_size=image_size).eval()
     result = {
