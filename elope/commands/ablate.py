@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from elope.commands.options import (
+    EPOCHS_RANGE,
     SEED_RANGE,
     checked_output,
     config_option,
@@ -127,14 +128,14 @@ def _k_sweep(out: Path, ks: str, seeds: list[int], shared: dict[str, Any]) -> li
 @click.option(
     "--seed-offset", type=SEED_RANGE, default=0, show_default=True, help="First seed (seeds run from it up)."
 )
-@click.option("--epochs", type=click.IntRange(min=0), help="Epochs of every stage (the shared budget).")
+@click.option("--epochs", type=EPOCHS_RANGE, help="Epochs of every stage (the shared budget).")
 @click.option(
     "--report",
     is_flag=True,
     help="Train nothing: write the table from the row-seeds already finished in OUT.",
 )
 @click.option("--backbone", help="Backbone of every row.")
-@click.option("--image-size", type=click.IntRange(min=16), help="Input side of every row.")
+@click.option("--image-size", type=click.IntRange(16, 4096), help="Input side of every row.")
 @paper_option()
 @overrides_option("Config override for every row.")
 def ablate_command(

@@ -10,13 +10,18 @@ from typing import Any
 
 import click
 
-from elope.commands.options import SEED_RANGE, checked_output, renamed_option
+from elope.commands.options import SEED_RANGE, FiniteFloatRange, checked_output, renamed_option
 from elope.data.birds.presets import BIRD_PRESETS
 from elope.data.errors import DataError
 from elope.data.synthetic_knobs import DIFFICULTIES, KNOB_OPTIONS
 from elope.pixels import DEFAULT_MAX_PIXELS
 
-__all__ = ["data"]
+__all__ = ["MAX_PER_CLASS", "MAX_PIXELS_LIMIT", "data"]
+
+#: ``data synth``: the most images per class and split (72 classes x 10,000 is already 720,000 files).
+MAX_PER_CLASS = 10_000
+#: ``data check --max-pixels``: the largest cap (a billion pixels decode to 3 GB of RGB).
+MAX_PIXELS_LIMIT = 1_000_000_000
 
 
 @click.group("data")
@@ -41,18 +46,22 @@ def data() -> None:
     show_default=True,
     help="FGVC-Aircraft only: which labels to check.",
 )
-@click.option("--no-decode", is_flag=True, help="Only read image headers (fast; misses truncated files).")
+@click.option(
+    "--no-decode",
+    is_flag=True,
+    help="Only read image headers (fast; misses truncated files). Every file is still read once, to find copies.",
+)
 @renamed_option(
     "--threads",
     "--workers",  # the name in elope 0.1.0 (elsewhere --num-workers are DataLoader processes): a hidden alias
     dest="threads",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 256),
     default=None,
     help="Decoding threads [min(8, CPUs)].",
 )
 @click.option(
     "--max-pixels",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_PIXELS_LIMIT),
     default=DEFAULT_MAX_PIXELS,
     show_default=True,
     help="An image with more pixels is a problem (training refuses it too).",
@@ -135,7 +144,7 @@ def _say_what_force_deletes(out: Path) -> None:
 
 
 class _Counts(click.ParamType):
-    """``N`` (every class) or ``N1,N2,...`` (one count per class), each at least 1."""
+    """``N`` (every class) or ``N1,N2,...`` (one count per class), each in 1..:data:`MAX_PER_CLASS`."""
 
     name = "N|N1,N2,..."
 
@@ -146,20 +155,31 @@ class _Counts(click.ParamType):
             counts = [int(part) for part in str(value).split(",")]
         except ValueError:
             self.fail(f"{value!r} is not a count nor a comma-separated list of counts", param, ctx)
-        if min(counts) < 1:
-            self.fail(f"{value!r}: every count must be at least 1", param, ctx)
+        if min(counts) < 1 or max(counts) > MAX_PER_CLASS:
+            self.fail(f"{value!r}: every count must lie in 1..{MAX_PER_CLASS}", param, ctx)
         return counts[0] if len(counts) == 1 else counts
+
+
+def _knob_type(kind: object, bounds: tuple[float, float] | None) -> Any:
+    """The click type of one knob: a choice, or a range (a pair of ranges) within its bounds."""
+    if isinstance(kind, tuple) and all(isinstance(k, str) for k in kind):
+        return click.Choice(kind)
+    if isinstance(kind, tuple):
+        return click.Tuple([_knob_type(k, bounds) for k in kind])
+    low, high = bounds if bounds is not None else (None, None)
+    return click.IntRange(low, high) if kind is int else FiniteFloatRange(low, high)
 
 
 def _knob_options(command: Callable[..., None]) -> Callable[..., None]:
     """One ``--<knob>`` option per difficulty knob of :data:`elope.data.synthetic_knobs.KNOB_OPTIONS`
-    (default: the preset's value)."""
-    for name, (kind, text) in reversed(KNOB_OPTIONS.items()):
-        if isinstance(kind, tuple) and all(isinstance(k, str) for k in kind):
-            kind = click.Choice(kind)
-        command = click.option(f"--{name.replace('_', '-')}", name, type=kind, default=None, help=text)(
-            command
+    (default: the preset's value), bounded as :class:`elope.data.synthetic_knobs.Difficulty` checks it."""
+    for name, (kind, bounds, text) in reversed(KNOB_OPTIONS.items()):
+        if bounds is not None and isinstance(kind, tuple):
+            text = f"{text[:-1]}, each in [{bounds[0]:g}, {bounds[1]:g}]."  # click shows no range of a pair
+        option = click.option(
+            f"--{name.replace('_', '-')}", name, type=_knob_type(kind, bounds), default=None, help=text
         )
+        command = option(command)
     return command
 
 
@@ -173,10 +193,15 @@ def _knob_options(command: Callable[..., None]) -> Callable[..., None]:
     type=_Counts(),
     default="30",
     show_default=True,
-    help="Training images per class, or one count per class, comma-separated (a long-tailed set: 40,40,4,4).",
+    help="Training images per class, or one count per class, comma-separated (a long-tailed set: 40,40,4,4); "
+    "each 1-10000.",
 )
 @click.option(
-    "--test", type=click.IntRange(min=1), default=20, show_default=True, help="Test images per class."
+    "--test",
+    type=click.IntRange(1, MAX_PER_CLASS),
+    default=20,
+    show_default=True,
+    help="Test images per class.",
 )
 @click.option(
     "--size", type=click.IntRange(32, 4096), default=128, show_default=True, help="Image side in pixels."
@@ -242,9 +267,10 @@ def synth_command(
     except OSError as error:  # e.g. a file where a parent folder should be
         raise click.ClickException(f"cannot write the data set to {out}: {error.strerror or error}") from None
     total = (classes * train if isinstance(train, int) else sum(train)) + classes * test
+    width, height = json.loads((root / "elope_synthetic.json").read_text(encoding="utf-8"))["frame"]
     click.echo(
-        f"wrote {total} images ({classes} classes; {train} train + {test} test per class; {size}x{size} px; "
-        f"seed {seed}; "
+        f"wrote {total} images ({classes} classes; {train} train + {test} test per class; {width}x{height} "
+        f"px; seed {seed}; "
         + (f"family birds, preset {preset or 'medium'}" if family == "birds" else f"difficulty {difficulty}")
         + f") to {root / 'CUB_200_2011'}"
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from elope.commands.options import checked_output, overrides_option
+from elope.commands.options import EPOCHS_RANGE, checked_output, overrides_option
 from elope.data.errors import DataError
 from elope.failures import CheckpointError, TrainingError, one_line
 from elope.runs.lock import run_lock
@@ -21,12 +21,12 @@ from elope.runs.lock import run_lock
     help="Folder of the demo's data set, runs, table and pictures (run again: continues).",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--epochs", type=click.IntRange(min=0), help="Epochs of every stage (default: the recipe's).")
+@click.option("--epochs", type=EPOCHS_RANGE, help="Epochs of every stage (default: the recipe's).")
 @click.option(
     "--pictures",
     default=6,
     show_default=True,
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, 256),
     help="Test images drawn with their heatmap and box (0: none).",
 )
 @click.option(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from elope.commands.options import checked_output, model_file_option, run_option, user_errors
+from elope.commands.options import BATCH_RANGE, checked_output, model_file_option, run_option, user_errors
 from elope.data.splits import SPLITS
 
 
@@ -26,9 +26,7 @@ from elope.data.splits import SPLITS
     help="One half of the classes, every image of it (the metric-learning protocol; elope.data.zero_shot).",
 )
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="The .npz file to write.")
-@click.option(
-    "--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="Images per batch."
-)
+@click.option("--batch-size", default=16, show_default=True, type=BATCH_RANGE, help="Images per batch.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda.")
 def embed_command(
     run_dir: Path | None,

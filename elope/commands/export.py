@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from elope.commands.options import checked_output, renamed_option, run_option, tau_option, unfinished_option
-from elope.deploy.formats import FORMATS, OPSET
+from elope.deploy.formats import FORMATS, MAX_OPSET, OPSET
 from elope.failures import TrainingError
 from elope.nn.tta_views import TTA_VIEWS
 from elope.runs.layout import run_files
@@ -47,7 +47,7 @@ class _BatchType(click.ParamType):
     default="1",
     show_default=True,
     type=_BatchType(),
-    help="Batch size of the graph, or 'dynamic'.",
+    help="Batch size of the graph, 1-4096, or 'dynamic'.",
 )
 @renamed_option(
     "--crop-source",
@@ -59,7 +59,13 @@ class _BatchType(click.ParamType):
     "dataset.crop_source). Default: the run's (what `elope predict` feeds).",
 )
 @tau_option("Box threshold τ, fixed in the graph. Default: the run's.")
-@click.option("--opset", default=OPSET, show_default=True, type=click.IntRange(min=OPSET), help="ONNX opset.")
+@click.option(
+    "--opset",
+    default=OPSET,
+    show_default=True,
+    type=click.IntRange(OPSET, MAX_OPSET),
+    help="ONNX opset (the exporter of the installed PyTorch may stop below the maximum: export says so).",
+)
 @click.option(
     "--tta",
     default=None,

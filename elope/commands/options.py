@@ -16,7 +16,9 @@ from elope.outputs import OutputPathError, check_output
 from elope.spec import TAU_RANGE
 
 __all__ = [
+    "BATCH_RANGE",
     "COMPILE_MODES",
+    "EPOCHS_RANGE",
     "SEED_RANGE",
     "FiniteFloatRange",
     "checked_output",
@@ -35,6 +37,10 @@ __all__ = [
 
 #: ``--seed``: what every seeded generator here accepts (numpy's legacy seeding stops at 2**32).
 SEED_RANGE = click.IntRange(0, 2**32 - 1)
+#: ``--batch-size`` of every command: images per batch (``export --batch`` has the same cap).
+BATCH_RANGE = click.IntRange(1, 4096)
+#: ``--epochs`` of every command: epochs of every stage (the paper's longest stage has 90).
+EPOCHS_RANGE = click.IntRange(0, 10_000)
 
 
 class FiniteFloatRange(click.FloatRange):

@@ -39,7 +39,7 @@ def format_prediction(item: dict[str, Any]) -> str:
 @click.argument(
     "images", nargs=-1, required=True, metavar="IMAGE_OR_DIR...", type=click.Path(exists=True, path_type=Path)
 )
-@click.option("--top", default=5, show_default=True, type=click.IntRange(min=1), help="Classes per image.")
+@click.option("--top", default=5, show_default=True, type=click.IntRange(1, 1000), help="Classes per image.")
 @click.option(
     "--save-vis",
     default=None,

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from elope.tasks.profile_limits import MAX_IMAGE_SIZE
+
 
 def _format_table(result: dict[str, dict[str, int]], backbone: str, image_size: int) -> str:
     lines = [f"{'model':<14}{'MACs':>14}{'params':>14}", "-" * 42]
@@ -39,8 +41,8 @@ def _format_table(result: dict[str, dict[str, int]], backbone: str, image_size: 
     "--image-size",
     default=448,
     show_default=True,
-    type=click.IntRange(min=1),
-    help="Input side, at most 2048.",
+    type=click.IntRange(1, MAX_IMAGE_SIZE),
+    help=f"Input side (MACs grow with its square: for a larger side, scale the {MAX_IMAGE_SIZE} figure).",
 )
 @click.option(
     "--embedding-dim",

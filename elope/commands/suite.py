@@ -36,7 +36,7 @@ def _names(text: str) -> list[str]:
     help=f"Distributions, comma-separated. all: the critters ({', '.join(SUITE)}), on which the recipe is "
     f"developed; birds: the held-out family ({', '.join(BIRD_SUITE)}), read once to judge it.",
 )
-@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Paired seeds.")
+@click.option("--seeds", type=click.IntRange(1, 1000), default=3, show_default=True, help="Paired seeds.")
 @click.option(
     "--seed-offset", type=SEED_RANGE, default=0, show_default=True, help="First seed (seeds run from it up)."
 )

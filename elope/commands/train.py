@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from elope.commands.options import (
+    BATCH_RANGE,
+    EPOCHS_RANGE,
     SEED_RANGE,
     checked_output,
     config_option,
@@ -41,11 +43,11 @@ STEP_HOOKS = "step_hooks"
 )
 @click.option(
     "--image-size",
-    type=click.IntRange(min=16),
+    type=click.IntRange(16, 4096),
     help="Classifier input side, dataset.image_size (paper: 448).",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), help="Global batch of every stage (paper: 14).")
-@click.option("--epochs", type=click.IntRange(min=0), help="Epochs of every stage (quick runs).")
+@click.option("--batch-size", type=BATCH_RANGE, help="Global batch of every stage (paper: 14).")
+@click.option("--epochs", type=EPOCHS_RANGE, help="Epochs of every stage (quick runs).")
 @click.option("--stages", help="Comma-separated subset of classifier,localizer,crop,weighted.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
 @click.option("--seed", type=SEED_RANGE, help="Seed of initialisation, data order and augmentation.")

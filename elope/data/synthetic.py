@@ -205,7 +205,7 @@ def write_synthetic(
     counts = train_counts(train, classes)
     _check_counts(size, test, seed)
     resolved = resolve_difficulty(difficulty, **knobs)  # names and checks every knob
-    checked_frame(size, resolved.aspect)  # the shorter side of a wide (or tall) frame: 32 px at least
+    frame = checked_frame(size, resolved.aspect)  # the shorter side of a wide (or tall) frame: 32 px at least
     specs = synthetic_classes(classes, seed)
     out = Path(out).expanduser()
     base = _fresh_folder(out, overwrite)
@@ -223,6 +223,7 @@ def write_synthetic(
             "size": size,
             "seed": seed,
         },
+        "frame": list(frame),  # width, height of every image
         "difficulty": {"preset": difficulty, **resolved.to_dict()},
         "classes": [{"name": s.name, "head": s.head, "wing": s.wing, "tail": s.tail} for s in specs],
     }

@@ -64,6 +64,7 @@ __all__ = [
     "export_model",
     "export_onnx",
     "export_torchscript",
+    "max_opset",
     "register_onnx_symbolics",
 ]
 
@@ -302,14 +303,15 @@ def export_torchscript(
     return path
 
 
-def _max_opset() -> int:
-    """The newest opset the TorchScript-based exporter of this PyTorch writes (what ``export_onnx`` uses)."""
+def max_opset() -> int:
+    """The newest opset the TorchScript-based exporter of this PyTorch writes (what ``export_onnx`` uses;
+    ``elope export --opset``'s upper bound)."""
     try:
         from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
 
         return int(ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
-    except ImportError:  # a PyTorch that moved it: let the exporter say
-        return 10**6
+    except ImportError:  # a PyTorch that moved it: a bound past today's opsets (23), the exporter says more
+        return 30
 
 
 def export_model(
@@ -337,8 +339,8 @@ def export_model(
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
     if batch is not None and batch < 1:
         raise ValueError(f"batch must be positive or None (dynamic), got {batch}")
-    if fmt == "onnx" and not OPSET <= opset <= _max_opset():
-        raise ValueError(f"--opset {opset}: this PyTorch exports opsets {OPSET}..{_max_opset()}")
+    if fmt == "onnx" and not OPSET <= opset <= max_opset():
+        raise ValueError(f"--opset {opset}: this PyTorch exports opsets {OPSET}..{max_opset()}")
     if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in model.parameters()):
         model = copy.deepcopy(model).cpu().float()  # the caller's model stays where it is
     check_tta(tta)

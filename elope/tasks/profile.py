@@ -21,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from elope.nn.backbones import TORCHVISION_BACKBONES
 from elope.nn.model import ELoPE
+from elope.tasks.profile_limits import MAX_IMAGE_SIZE, MAX_WEIGHT_BYTES
 
 __all__ = [
     "MAX_IMAGE_SIZE",
@@ -31,13 +32,6 @@ __all__ = [
     "profile_models",
 ]
 
-#: The largest input side profiled: MACs are counted by running one image, which above this side takes
-#: more memory and time than a count is worth (they grow with the square of the side).
-MAX_IMAGE_SIZE = 2048
-#: The most memory the weights of the models profiled (ELoPE and the baseline, float32) may take. Each
-#: option has its own cap, but the embedding layer and the classifier hold (2048 + C) × D parameters
-#: together: 50,000 classes and a 65,536-wide embedding, each within its cap, make 13 GB.
-MAX_WEIGHT_BYTES = 4 * 2**30
 
 # Table 3 (ResNet-50, 200 classes, 1×3×448×448) and Sec. 5 ("only 220000" parameters).
 PAPER_TABLE3 = {

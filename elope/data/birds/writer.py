@@ -20,7 +20,7 @@ from elope.data.birds.presets import BirdPreset, bird_preset
 from elope.data.birds.scene import render_scene, sample_scene
 from elope.data.birds.species import Species, species_table
 from elope.data.synthetic import METADATA, _check_counts, _fresh_folder, _write_lines, train_counts
-from elope.data.synthetic_knobs import frame_size
+from elope.data.synthetic_knobs import checked_frame
 
 __all__ = ["write_birds"]
 
@@ -97,11 +97,11 @@ def write_birds(
     counts = train_counts(train, classes)
     _check_counts(size, test, seed)
     knobs = bird_preset(preset, scale=object_scale, aspect=aspect)
+    frame = checked_frame(size, knobs.aspect)  # the shorter side 32 px at least, as the critters'
     species = species_table(classes, seed)
     digests = photo_digests()  # fails early, before any folder is made, when scikit-image is missing
     out = Path(out).expanduser()
     base = _fresh_folder(out, overwrite)
-    frame = frame_size(size, knobs.aspect)
     lines = _write_images(base, species, counts, test, frame, seed, knobs)
     for name, rows in lines.items():
         _write_lines(base / name, rows)
