@@ -144,6 +144,8 @@ def class_name_problems(
             continue
         other_file, other_where = _source(sources, first[key], root)
         at = " ".join(part for part in (Path(other_file).name, other_where) if part)
+        if classes[first[key]] != name:  # the same name written differently: show how
+            at = f"{at}; {ascii(classes[first[key]])[1:-1]} and {ascii(name)[1:-1]}".lstrip("; ")
         problems.append(
             Problem(
                 file,
