@@ -221,7 +221,7 @@ def test_negative_max_pixels_is_not_reported_as_a_bomb(cub: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "code", "needle"),
     [
-        (("profile", "--image-size", "100000"), 1, "is above 2048"),
+        (("profile", "--image-size", "100000"), 2, "100000 is not in the range 1<=x<=2048"),
         (("profile", "--image-size", "32"), 1, "the smallest --image-size that works is 33"),
         (("ablate", "--rows", "3-1"), 2, "the range 3-1 is empty"),
         (("ablate", "--study", "k-sweep", "--ks", "0,foo"), 2, "'0' is not a K"),
