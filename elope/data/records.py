@@ -40,8 +40,3 @@ class Record:
     key: str = ""
     source: str = ""
     where: str = ""
-
-    def entry(self) -> str:
-        """How a message names this entry: ``image 3 (images.txt line 3)``, or its key alone."""
-        at = f" ({Path(self.source).name} {self.where})" if self.source and self.where else ""
-        return f"image {self.key}{at}"
