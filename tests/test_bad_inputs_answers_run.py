@@ -179,8 +179,11 @@ def test_lock_release_never_hides_the_error(tmp_path: Path) -> None:
     goes through, not a PermissionError of the release (the file left behind blocks nothing)."""
     _require_unwritable(tmp_path / "scratch")
     folder = tmp_path / "run"
-    with pytest.raises(ZeroDivisionError), run_lock(folder, "elope test"), _unwritable(folder):
-        raise ZeroDivisionError
+    with ExitStack() as restore:  # writable again only after the lock's release
+        with pytest.raises(ZeroDivisionError), run_lock(folder, "elope test"):
+            restore.enter_context(_unwritable(folder))
+            raise ZeroDivisionError
+        assert (folder / ".elope.lock").is_file()  # could not be removed: left behind
     with run_lock(folder, "elope test"):  # a later writer locks the file left behind
         assert (folder / ".elope.lock").is_file()
 
