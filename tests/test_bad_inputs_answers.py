@@ -267,7 +267,7 @@ def test_set_values_that_said_something_else(value: str, tmp_path: Path) -> None
 
 def test_yaml_merge_keys_still_override() -> None:
     """``<<: *base`` then a key of the base: YAML's own override, not a key given twice."""
-    from elope.config_files import load_yaml
+    from elope.config.files import load_yaml
 
     assert load_yaml("base: &b {lr: 1, lr_step: 3}\nstage:\n  <<: *b\n  lr: 2\n")["stage"] == {
         "lr": 2,

@@ -9,7 +9,7 @@ refusals that PyYAML does not make: a key given twice in one mapping (PyYAML sil
 value; the message names both lines), and nesting deeper than :data:`MAX_DEPTH` (PyYAML composes nodes
 recursively, so a value nested a few thousand levels deep ends in ``RecursionError``; a recipe is five
 levels deep at most). YAML 1.1 booleans (``yes``, ``on``, ...) stay booleans here; a boolean where the
-recipe expects a number is refused by the schema (:data:`elope.config_options.Int` / ``Float``).
+recipe expects a number is refused by the schema (:data:`elope.config.options.Int` / ``Float``).
 """
 
 from __future__ import annotations
