@@ -16,9 +16,10 @@ pipeline"), at the run's spec. Reported:
   validation or training split, never on the evaluated one (:mod:`elope.tasks.evaluate_localization`,
   ``docs/architecture.md``, "Evaluation metrics"); null when the dataset has no boxes;
 * ``confused_pairs``: the most frequent off-diagonal entries (true -> predicted) of the confusion matrix;
-* ``trained_on_split`` (with the other keys :func:`evaluate_run` adds): True when the split holds images the model was trained on (the run's own data, a
-  split other than ``test``: :meth:`elope.runs.loaded.LoadedRun.trained_on`); its scores then measure how
-  well the model fits its training data, not its accuracy, and ``elope evaluate`` says so;
+* ``trained_on_split`` (with the other keys :func:`evaluate_run` adds): True when the split holds images
+  the model was trained on (the run's own data, a split other than ``test``:
+  :meth:`elope.runs.loaded.LoadedRun.trained_on`); its scores then measure how well the model fits its
+  training data, not its accuracy, and ``elope evaluate`` says so;
 * ``tta``: with ``tta="flip"`` (``--tta flip``) the same accuracies with the softmax averaged over the views
   of the crop (:mod:`elope.nn.tta`), beside the single-view ones above (which stay what they are without
   it): ``{"views", "top1", "mean_per_class", "ncm_top1", "per_class"}``; null without ``tta``.
@@ -350,8 +351,7 @@ def evaluate_run(
     (``"flip"``) adds ``result["tta"]``, the accuracies with test-time augmentation (:mod:`elope.nn.tta`).
     ``maxboxacc=False`` skips MaxBoxAccV2 and its pass over the selection split (then null).
 
-    ``dataset``/``root`` default to the ones recorded in the run; ``tau`` replaces the run's threshold
-    (:func:`elope.runs.loaded.load_run`: the model is loaded with it).
+    ``dataset``/``root`` default to the run's; ``tau`` replaces its threshold (the model is loaded with it).
     An unfinished run is refused unless ``allow_unfinished`` (``LoadedRun.check_finished``). Returns the
     dict of the module docstring plus ``split``, ``dataset``, ``root``, ``run``, ``tau``, ``skipped``
     (left out with ``skip_unreadable``), ``stages`` (done) and ``unfinished`` (a warning, or None)."""
@@ -382,5 +382,5 @@ def evaluate_run(
     result["localization"] = None if field is None else field.result(run, teacher, where, reading)
     result.update(split=split, dataset=dataset, root=str(root), run=str(Path(run_dir)), tau=run.spec.tau)
     result.update(skipped=skipped, box_problems=box_problems, stages=run.stages_done, unfinished=unfinished)
-    result.update(trained_on_split=run.trained_on(split, dataset, root))  # training images: no test score
+    result.update(trained_on_split=run.trained_on(split, dataset, root))  # training images: not a test
     return result
