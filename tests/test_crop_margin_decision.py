@@ -11,6 +11,7 @@ import torch
 from elope.config import ConfigError, load_config
 from elope.nn.crop import crop_and_resize, expand_boxes
 from elope.nn.model import ELoPE
+from elope.runs.loaded import load_run
 from elope.spec import ModelSpec, check_box_margin
 
 
@@ -117,6 +118,12 @@ def test_decision_keeps_the_winner(tmp_path, monkeypatch, winner):
         assert meta["model"]["localizer"] and not (out / "crops").exists()
         return
     assert not meta["model"]["localizer"] and meta["crop_decision"]["choice"] == "whole"
+    # a finished run: evaluate takes it as it is (it used to call it unfinished at stage classifier)
+    assert load_run(out).check_finished() is None
+    from elope.tasks.evaluate import evaluate_run
+
+    for folder in (out, out / "crops"):  # both evaluate (the suite scores both)
+        assert 0.0 <= evaluate_run(folder, progress=False, maxboxacc=False)["top1"] <= 1.0
     assert json.loads((out / "crops" / "model.json").read_text())["model"]["localizer"]
     for name in ("model.safetensors", "class_means.safetensors"):
         model, teacher = load_file(out / "model" / name), load_file(out / "teacher" / name)

@@ -145,9 +145,12 @@ class LoadedRun:
 
     def stages_missing(self) -> list[str]:
         """Stages the run was started for (its ``config.yaml``; else ``model.json``'s recipe) but that are
-        not in the model; [] for a finished run, a teacher folder, and a run of elope 0.1.0."""
+        not in the model; [] for a finished run (also one whose crop decision chose whole images), a teacher
+        folder, and a run of elope 0.1.0."""
         if self.model_dir.name == TEACHER_DIR or "stages" not in self.meta:
             return []
+        if (self.meta.get("crop_decision") or {}).get("choice") == "whole":
+            return []  # finished: the crop decision made the stage-1 classifier the run's model
         planned = ((self.meta.get("config") or {}).get("train") or {}).get("stages") or []
         config = self.model_dir.parent / "config.yaml"
         if self.model_dir.name == MODEL_DIR and config.is_file():
