@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from elope.spec import ModelSpec
+
 SOURCE = 96  # the exported input side N
 TAU = 0.3
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +34,9 @@ def varied_model(images):
     from elope.nn.model import ELoPE
 
     torch.manual_seed(0)
-    model = ELoPE("resnet18", 3, embedding_dim=16, image_size=64, crop_source=SOURCE, k=2, tau=TAU).eval()
+    model = ELoPE(
+        "resnet18", 3, embedding_dim=16, k=2, spec=ModelSpec(image_size=64, crop_source=SOURCE, tau=TAU)
+    ).eval()
     with torch.no_grad():
         model.localizer.head.weight.zero_()
         model.localizer.head.weight[0, 0, 1, 1] = 1.0

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from elope import ELoPE, LocalizationModule, crop_and_resize, heatmap_to_box, mean_heatmap
+from elope.spec import ModelSpec
 
 
 def block_heatmap(rows, cols, size=14, value=1.0):
@@ -164,4 +165,4 @@ def test_unknown_box_rule():
     with pytest.raises(ValueError, match="box rule"):
         heatmap_to_box(torch.rand(1, 1, 4, 4), 0.3, 8, rule="largest")
     with pytest.raises(ValueError, match="box_rule"):
-        ELoPE("resnet18", 3, box_rule="largest")
+        ELoPE("resnet18", 3, spec=ModelSpec(box_rule="largest"))
