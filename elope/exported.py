@@ -133,16 +133,22 @@ def _load(text: str | None, source: str) -> dict[str, Any]:
 
 
 def _spec(raw: dict[str, Any], source: str) -> ModelSpec:
-    """The spec of the metadata: ``spec`` (version 2 on), or the values version 1 kept at the top level."""
+    """The spec of the metadata: ``spec`` (version 2 on), or the values version 1 kept at the top level
+    (:meth:`elope.spec.ModelSpec.from_legacy`: the box rule and the upsampling were under ``model``, the
+    crop source was ``input_size``; files of elope 0.1.0 have no ``image_size``: the input side)."""
     try:
         if raw["version"] >= 2:
             return ModelSpec.from_dict(raw.get("spec"))  # type: ignore[arg-type]
-        model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
-        flat = {**model, **raw}  # the box rule and the upsampling were under model
-        flat.setdefault("image_size", raw.get("input_size"))  # files of 0.1.0 have none: the input side
-        return ModelSpec.from_legacy(flat, crop_source="input_size")
     except (TypeError, ValueError) as error:
         raise _refuse(source, f"has a spec out of range ({error})") from None
+    model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
+    flat = {**model, **raw}
+    flat.setdefault("image_size", raw.get("input_size"))
+    try:
+        return ModelSpec.from_legacy(flat, crop_source="input_size")
+    except (TypeError, ValueError) as error:
+        problem = str(error).replace("crop_source", "crop_source (input_size in version 1)")
+        raise _refuse(source, f"has a spec out of range ({problem})") from None
 
 
 def parse_metadata(

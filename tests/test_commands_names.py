@@ -47,4 +47,5 @@ def test_export_old_option_name_still_sets_the_crop_source(tmp_path: Path) -> No
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, result.output
         meta = read_metadata(out)
-        assert (meta["input_size"], meta["image_size"], meta["tau"]) == (side, 64, 0.3)
+        spec = meta["spec"]
+        assert (spec["crop_source"], spec["image_size"], spec["tau"]) == (side, 64, 0.3)

@@ -30,7 +30,7 @@ from elope.deploy.pipeline import OnePassPipeline
 from elope.deploy.runtime import ExportedModel, read_metadata
 from elope.nn.model import ELoPE
 from elope.runs.model_folder import save_model
-from elope.spec import ModelSpec
+from elope.spec import SPEC_FIELDS, ModelSpec
 from elope.tasks.predict import predict_paths
 
 
@@ -107,8 +107,11 @@ def test_metadata_carries_what_predict_needs(setup: dict) -> None:
     for (fmt, batch), path in setup["files"].items():
         meta = read_metadata(path)
         assert meta["classes"] == setup["classes"]
-        assert meta["mean"] == pytest.approx(IMAGENET_MEAN) and meta["std"] == pytest.approx(IMAGENET_STD)
-        assert meta["input_size"] == SOURCE and meta["image_size"] == 64 and meta["tau"] == TAU
+        spec = meta["spec"]
+        assert spec["mean"] == pytest.approx(IMAGENET_MEAN) and spec["std"] == pytest.approx(IMAGENET_STD)
+        assert spec["crop_source"] == SOURCE and spec["image_size"] == 64 and spec["tau"] == TAU
+        assert ModelSpec.from_dict(spec) == setup["model"].spec  # written by to_dict, as in model.json
+        assert not set(SPEC_FIELDS) & (set(meta) | set(meta["model"]))  # the spec once, under spec
         assert meta["batch"] == ("dynamic" if batch == "dynamic" else 1)
         assert meta["outputs"] == ["scores", "boxes", "heatmaps"] and meta["exported_as"] == fmt
 
@@ -128,7 +131,7 @@ def test_torchscript_runs_without_elope(setup: dict, tmp_path: Path) -> None:
             extra = {"elope.json": ""}
             module = torch.jit.load(path, _extra_files=extra)
             meta = json.loads(extra["elope.json"])
-            assert meta["input_size"] == images.shape[-1], meta
+            assert meta["spec"]["crop_source"] == images.shape[-1], meta
             with torch.inference_mode():
                 if name == "one":
                     parts = [module(images[i : i + 1]) for i in range(images.shape[0])]
