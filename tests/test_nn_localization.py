@@ -48,9 +48,12 @@ def test_degenerate_heatmaps_give_the_whole_image(fill):
     torch.testing.assert_close(boxes[1], torch.tensor([0.0, 0.0, 200.0, 100.0]))
 
 
-def test_invalid_tau():
+def test_invalid_tau_is_refused_by_the_spec_not_per_batch():
+    """τ is checked once, when a spec is made (issue 27); heatmap_to_box, run on every batch, trusts it."""
     with pytest.raises(ValueError, match="tau"):
-        heatmap_to_box(torch.rand(1, 1, 4, 4), tau=1.0, frame=8)
+        ModelSpec(tau=1.0)
+    boxes = heatmap_to_box(torch.rand(1, 1, 4, 4), tau=1.0, frame=8)  # no cell above: the whole image
+    assert boxes.tolist() == [[0.0, 0.0, 8.0, 8.0]]
 
 
 def test_crop_and_resize_is_exact_on_pixel_grids():
