@@ -33,6 +33,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 __all__ = [
@@ -76,12 +77,9 @@ BOX_RULES: tuple[str, ...] = ("all", "peak")
 
 #: What a file written before a value was recorded meant by its absence: the behaviour of that elope (the
 #: paper's choices). Not the defaults: a default may change, an old file's meaning does not.
-LEGACY_VALUES: Mapping[str, Any] = {
-    "box_margin": 0.0,
-    "box_rule": "all",
-    "heatmap_upsample": False,
-    "localizer_input": 64,
-}
+LEGACY_VALUES: Mapping[str, Any] = MappingProxyType(
+    {"box_margin": 0.0, "box_rule": "all", "heatmap_upsample": False, "localizer_input": 64}
+)
 
 
 def check_tau(tau: Any) -> float:

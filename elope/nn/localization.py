@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from elope.nn.crop import as_height_width
 from elope.nn.upsampled_threshold import minmax_range, upsampled_hits
-from elope.spec import BOX_RULES
+from elope.spec import BOX_RULES, spec_default
 
 __all__ = [
     "BOX_RULES",
@@ -51,7 +51,9 @@ class LocalizationModule(nn.Module):
     every 49 pixels and aliases badly.
     """
 
-    def __init__(self, stem: nn.Module, out_channels: int, input_size: int = 64) -> None:
+    def __init__(
+        self, stem: nn.Module, out_channels: int, input_size: int = spec_default("localizer_input")
+    ) -> None:
         super().__init__()
         if input_size < 8:
             raise ValueError(f"input_size must be at least 8 pixels, got {input_size}")

@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from elope.nn.backbones import TORCHVISION_BACKBONES
 from elope.nn.model import ELoPE
-from elope.spec import ModelSpec
+from elope.spec import ModelSpec, spec_default
 from elope.tasks.profile_limits import MAX_IMAGE_SIZE, MAX_WEIGHT_BYTES
 
 __all__ = [
@@ -94,7 +94,10 @@ def _check_memory(backbone: str, num_classes: int, image_size: int, embedding_di
 
 
 def profile_models(
-    backbone: str = "resnet50", num_classes: int = 200, image_size: int = 448, embedding_dim: int = 512
+    backbone: str = "resnet50",
+    num_classes: int = 200,
+    image_size: int = spec_default("image_size"),
+    embedding_dim: int = 512,
 ) -> dict[str, dict[str, int]]:
     """MACs and parameters of the baseline, the full ELoPE model and the localization module (Table 3).
 
