@@ -160,8 +160,7 @@ def run(
     o = dict(locals(), input_size=input_size or image_size)
     with measuring(threads, flush_denormal), tempfile.TemporaryDirectory() as tmp:
         model, baseline = build_models(backbone, num_classes, image_size)
-        model.box_rule = box_rule
-        model.spec = model.spec.replace(crop_source=o["input_size"])  # the pipeline's input side N
+        model.spec = model.spec.replace(crop_source=o["input_size"], box_rule=box_rule)  # input side N
         sessions = _sessions(model, baseline, Path(tmp), o)
         batches = [_batch(model, baseline, sessions, batch, o) for batch in batch_sizes]
     return {

@@ -54,6 +54,7 @@ from elope.deploy.compiled import COMPILE_MODES
 from elope.nn.backbones import TORCHVISION_BACKBONES
 from elope.nn.losses import ClassMeanLoss
 from elope.nn.model import ELoPE
+from elope.spec import ModelSpec
 
 __all__ = ["AMP_DTYPES", "DEFAULTS", "TINY", "NoDeviceError", "main", "report", "run"]
 
@@ -100,7 +101,9 @@ def setting(device: str, backbone: str, num_classes: int, image_size: int, chann
         torch.backends.cudnn.benchmark = True
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     torch.manual_seed(0)
-    model = ELoPE(backbone, num_classes, image_size=image_size).to(dev, memory_format=memory_format)
+    model = ELoPE(backbone, num_classes, spec=ModelSpec(image_size=image_size)).to(
+        dev, memory_format=memory_format
+    )
     baseline = TORCHVISION_BACKBONES[backbone](num_classes=num_classes).to(dev, memory_format=memory_format)
     return dev, memory_format, model, baseline
 

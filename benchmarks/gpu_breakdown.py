@@ -32,6 +32,7 @@ from elope.nn.crop import crop_and_resize
 from elope.nn.localization import heatmap_to_box
 from elope.nn.losses import ClassMeanLoss
 from elope.nn.model import ELoPE
+from elope.spec import ModelSpec
 
 
 def _timer(device: torch.device) -> Callable[[Callable[[], Any], int, int], float]:
@@ -184,7 +185,9 @@ def run(
         torch.backends.cudnn.benchmark = True
     cl = torch.channels_last
     torch.manual_seed(0)
-    model = ELoPE(backbone, num_classes, image_size=image_size).to(dev, memory_format=cl).eval()
+    model = (
+        ELoPE(backbone, num_classes, spec=ModelSpec(image_size=image_size)).to(dev, memory_format=cl).eval()
+    )
     plain = TORCHVISION_BACKBONES[backbone](num_classes=num_classes).to(dev, memory_format=cl).eval()
     criterion = ClassMeanLoss(num_classes, model.config["embedding_dim"]).to(dev)
     autocast = amp_context(dev, amp) or contextlib.nullcontext

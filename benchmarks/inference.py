@@ -37,6 +37,7 @@ from benchmarks.common import (
 from elope.nn.backbones import TORCHVISION_BACKBONES
 from elope.nn.crop import crop_and_resize
 from elope.nn.model import ELoPE
+from elope.spec import ModelSpec
 from elope.tasks.profile import count_macs
 
 TARGET = 1.03  # issue 5: measured latency ratio ELoPE / backbone
@@ -56,7 +57,9 @@ def build_models(
         raise SystemExit(f"--backbone must be one of {sorted(TORCHVISION_BACKBONES)}, got {backbone!r}")
     torch.manual_seed(0)
     model = ELoPE(
-        backbone, num_classes, image_size=image_size, box_rule=box_rule, heatmap_upsample=upsample
+        backbone,
+        num_classes,
+        spec=ModelSpec(image_size=image_size, box_rule=box_rule, heatmap_upsample=upsample),
     ).eval()
     baseline = TORCHVISION_BACKBONES[backbone](num_classes=num_classes).eval()
     return model, baseline

@@ -74,9 +74,8 @@ def node_times(profile: Path, skip_runs: int) -> tuple[dict[str, float], list[fl
 
 def _export_variant(model: torch.nn.Module, path: Path, input_size: int, variant: str) -> Path:
     rule, upsample = VARIANTS[variant]
-    model.box_rule, model.heatmap_upsample = rule, upsample
     classes = [str(i) for i in range(model.classifier.out_features)]
-    model.spec = model.spec.replace(crop_source=input_size)
+    model.spec = model.spec.replace(crop_source=input_size, box_rule=rule, heatmap_upsample=upsample)
     return export_model(model, path, classes=classes, batch=None)
 
 

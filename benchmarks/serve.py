@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import benchmark_main, environment
+from elope.spec import ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,7 +57,7 @@ def tiny_model(path: Path, num_classes: int = 10, input_size: int = 96) -> Path:
 
     torch.manual_seed(0)
     model = ELoPE(
-        "resnet18", num_classes, embedding_dim=16, image_size=64, crop_source=input_size, k=2
+        "resnet18", num_classes, embedding_dim=16, k=2, spec=ModelSpec(image_size=64, crop_source=input_size)
     ).eval()
     classes = [f"class {i}" for i in range(num_classes)]
     return export_model(model, path, classes=classes, batch=None)

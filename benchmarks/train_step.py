@@ -37,6 +37,7 @@ from benchmarks.common import (
 from elope.nn.backbones import TORCHVISION_BACKBONES
 from elope.nn.losses import ClassMeanLoss
 from elope.nn.model import ELoPE
+from elope.spec import ModelSpec
 
 TARGET = 1.05  # issue 5: measured step-time ratio ELoPE / plain CE
 LAMBDA = 2.0  # Table 2, all three datasets
@@ -113,7 +114,7 @@ def build(backbone: str, num_classes: int, image_size: int) -> tuple[ELoPE, Clas
     if backbone not in TORCHVISION_BACKBONES:
         raise SystemExit(f"--backbone must be one of {sorted(TORCHVISION_BACKBONES)}, got {backbone!r}")
     torch.manual_seed(0)
-    model = ELoPE(backbone, num_classes, image_size=image_size, localizer=False).train()
+    model = ELoPE(backbone, num_classes, localizer=False, spec=ModelSpec(image_size=image_size)).train()
     criterion = ClassMeanLoss(num_classes, model.config["embedding_dim"]).train()
     baseline = TORCHVISION_BACKBONES[backbone](num_classes=num_classes).train()
     return model, criterion, baseline

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # the names for type checkers and editors
     from elope.nn.pooling import GlobalAvgPool2d, GlobalKMaxPool2d, global_kmax_pool
     from elope.nn.weights import WeightsError, load_weights
     from elope.runs.model_folder import load_model, save_model
+    from elope.spec import ModelSpec
 
 # Imported on first use (PEP 562), so that `import elope.serve` and `elope serve --model` stay free of
 # torch: onnxruntime, numpy and Pillow are all a served ONNX file needs.
@@ -46,6 +47,7 @@ _LAZY: dict[str, str] = {
     "GlobalKMaxPool2d": "elope.nn.pooling",
     "LOSS_VARIANTS": "elope.nn.losses",
     "LocalizationModule": "elope.nn.localization",
+    "ModelSpec": "elope.spec",
     "POOLINGS": "elope.nn.model",
     "Prediction": "elope.nn.model",
     "WeightsError": "elope.nn.weights",
@@ -80,6 +82,7 @@ __all__ = [
     "GlobalAvgPool2d",
     "GlobalKMaxPool2d",
     "LocalizationModule",
+    "ModelSpec",
     "Prediction",
     "WeightsError",
     "WithinClassLoss",

@@ -2,16 +2,19 @@
 
 ``elope export`` stores, beside the one-pass graph of Fig. 1 (Hanselmann & Ney, WACV 2020), a JSON object
 under the key :data:`METADATA_KEY` (:func:`elope.deploy.export.export_metadata`): the class names, the
-normalisation, the input side N (the crop source), τ, the batch and the names of the outputs. Two readers
+model's ``spec`` (:meth:`elope.spec.ModelSpec.to_dict`, as in ``model.json``: the normalisation, τ, the
+classifier side and the crop source, which is the graph's input side N), the batch and the names of the
+outputs. Two readers
 use it: ``elope predict / evaluate / embed --model`` (:class:`elope.deploy.runtime.ExportedModel`, with
 torch) and ``elope serve`` (:class:`elope.serve.model.ServedModel`, without torch). Both read it here, so a
 file is accepted or refused the same way by both, with one line naming the file, the value and the fix:
 
 * the format version is known (:data:`FORMAT_VERSION`; a newer one is refused: upgrade elope);
-* ``input_size`` and ``image_size`` lie in :data:`SIDE_RANGE` (a side of 100,000 would need tens of GB);
-* ``mean`` and ``std`` are three finite numbers each, ``std`` positive; τ is a finite number in [0, 1), the
-  box margin one in [0, 1] (0 when the file has none) (:class:`elope.spec.ModelSpec` validates them, as
-  for a run);
+* the spec is valid, checked by :meth:`elope.spec.ModelSpec.from_dict` as for a run: sides in range (a
+  side of 100,000 would need tens of GB), ``mean`` and ``std`` three finite numbers each, ``std``
+  positive, τ in [0, 1), the box margin in [0, 1]. A file of version 1 kept the spec's values at the top
+  level, the crop source as ``input_size`` (:meth:`elope.spec.ModelSpec.from_legacy`; no ``image_size``
+  in files of elope 0.1.0: the input side);
 * the class list is a non-empty list of strings, as long as the graph's score output is wide
   (:func:`check_score_width`; from the ONNX output shape before any work, :func:`read_session`);
 * the batch is ``"dynamic"`` or a whole number in :data:`BATCH_RANGE`; the outputs include ``scores`` and
@@ -24,7 +27,6 @@ for numpy arrays (the server) and tensors (the runtime) alike.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -36,7 +38,6 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "METADATA_KEY",
-    "SIDE_RANGE",
     "ExportMetadata",
     "MetadataError",
     "check_score_width",
@@ -47,8 +48,7 @@ __all__ = [
 
 METADATA_KEY = "elope"  # the ONNX metadata_props key; the TorchScript extra file is METADATA_KEY + ".json"
 FORMAT_NAME = "elope-export"
-FORMAT_VERSION = 1  # the newest version this elope reads (and writes)
-SIDE_RANGE = (16, 4096)  # input_size and image_size, pixels (dataset.image_size <= 4096 too)
+FORMAT_VERSION = 2  # the newest version this elope reads (and writes); 1: the spec's values at the top level
 BATCH_RANGE = (1, 4096)  # a fixed batch (export --batch <= 4096)
 REQUIRED_OUTPUTS = ("scores", "boxes")
 
@@ -86,25 +86,6 @@ def _refuse(source: str, problem: str) -> MetadataError:
 
 def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number JSON allows")
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _side(raw: dict[str, Any], key: str, source: str, default: Any = None) -> int:
-    value = raw.get(key, default)
-    low, high = SIDE_RANGE
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _refuse(source, f"has {key} {value!r}, not a whole number of pixels in {low}..{high}")
-    return value
-
-
-def _channels(raw: dict[str, Any], key: str, source: str) -> tuple[float, ...]:
-    value = raw.get(key)
-    if not isinstance(value, list) or len(value) != 3 or not all(_number(v) for v in value):
-        raise _refuse(source, f"has {key} {value!r}, not three finite numbers (R, G, B)")
-    return tuple(float(v) for v in value)
 
 
 def _batch(raw: dict[str, Any], source: str) -> int | None:
@@ -151,6 +132,25 @@ def _load(text: str | None, source: str) -> dict[str, Any]:
     return raw
 
 
+def _spec(raw: dict[str, Any], source: str) -> ModelSpec:
+    """The spec of the metadata: ``spec`` (version 2 on), or the values version 1 kept at the top level
+    (:meth:`elope.spec.ModelSpec.from_legacy`: the box rule and the upsampling were under ``model``, the
+    crop source was ``input_size``; files of elope 0.1.0 have no ``image_size``: the input side)."""
+    try:
+        if raw["version"] >= 2:
+            return ModelSpec.from_dict(raw.get("spec"))  # type: ignore[arg-type]
+    except (TypeError, ValueError) as error:
+        raise _refuse(source, f"has a spec out of range ({error})") from None
+    model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
+    flat = {**model, **raw}
+    flat.setdefault("image_size", raw.get("input_size"))
+    try:
+        return ModelSpec.from_legacy(flat, crop_source="input_size")
+    except (TypeError, ValueError) as error:
+        problem = str(error).replace("crop_source", "crop_source (input_size in version 1)")
+        raise _refuse(source, f"has a spec out of range ({problem})") from None
+
+
 def parse_metadata(
     text: str | None,
     source: str,
@@ -170,27 +170,17 @@ def parse_metadata(
         MetadataError: one line naming ``source``, the value and the fix.
     """
     raw = _load(text, source)
-    input_size = _side(raw, "input_size", source)
-    image_size = _side(raw, "image_size", source, default=input_size)  # files of 0.1.0 have none
-    mean, std = _channels(raw, "mean", source), _channels(raw, "std", source)
-    if min(std) <= 0:
-        raise _refuse(source, f"has std {list(std)}, not positive")
-    tau, margin = raw.get("tau"), raw.get("box_margin", 0.0)  # files exported before the margin: none
-    if not _number(tau):
-        raise _refuse(source, f"has tau {tau!r}, not a finite number")
-    if not _number(margin):
-        raise _refuse(source, f"has box_margin {margin!r}, not a finite number")
-    try:
-        spec = ModelSpec(image_size, input_size, tau, mean, std, margin)  # type: ignore[arg-type]
-    except ValueError as error:
-        raise _refuse(source, f"is out of range ({error})") from None
+    spec = _spec(raw, source)
+    input_size = spec.crop_source
     classes, outputs = _strings(raw, "classes", source), _strings(raw, "outputs", source)
     if outputs[:2] != REQUIRED_OUTPUTS:
         raise _refuse(source, f"lists outputs {list(outputs)}, which do not begin with scores, boxes")
     if graph_outputs is not None and tuple(graph_outputs) != outputs:
         raise _refuse(source, f"lists outputs {list(outputs)}, but the graph has {list(graph_outputs)}")
     if input_side is not None and input_side != input_size:
-        raise _refuse(source, f"has input_size {input_size}, but the graph takes {input_side} x {input_side}")
+        raise _refuse(
+            source, f"has crop_source {input_size}, but the graph takes {input_side} x {input_side}"
+        )
     tta = raw.get("tta")
     if tta is not None and not isinstance(tta, str):
         raise _refuse(source, f"has tta {tta!r}, not a name or null")

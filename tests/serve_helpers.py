@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from elope.spec import ModelSpec
+
 SOURCE = 96  # the exported input side N
 TAU = 0.3
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +34,9 @@ def varied_model(images):
     from elope.nn.model import ELoPE
 
     torch.manual_seed(0)
-    model = ELoPE("resnet18", 3, embedding_dim=16, image_size=64, crop_source=SOURCE, k=2, tau=TAU).eval()
+    model = ELoPE(
+        "resnet18", 3, embedding_dim=16, k=2, spec=ModelSpec(image_size=64, crop_source=SOURCE, tau=TAU)
+    ).eval()
     with torch.no_grad():
         model.localizer.head.weight.zero_()
         model.localizer.head.weight[0, 0, 1, 1] = 1.0
@@ -222,6 +226,32 @@ def good_metadata(classes: int = 3, side: int = 32) -> dict:
     """The metadata `elope export` writes for :func:`metadata_graph` (a dynamic batch, no heatmap)."""
     return {
         "format": "elope-export",
+        "version": 2,
+        "exported_as": "onnx",
+        "classes": [f"class {i}" for i in range(classes)],
+        "spec": {
+            "image_size": side,
+            "crop_source": side,
+            "tau": 0.3,
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+            "box_margin": 0.0,
+            "box_rule": "all",
+            "heatmap_upsample": False,
+            "localizer_input": 64,
+        },
+        "batch": "dynamic",
+        "outputs": ["scores", "boxes"],
+        "tta": None,
+    }
+
+
+def version_1_metadata(classes: int = 3, side: int = 32) -> dict:
+    """The metadata of :func:`good_metadata` as elope wrote it before the spec was stored whole (export
+    format version 1: the spec's values at the top level, the crop source named ``input_size``, the box
+    rule and the upsampling among the constructor arguments under ``model``, no box margin)."""
+    return {
+        "format": "elope-export",
         "version": 1,
         "exported_as": "onnx",
         "classes": [f"class {i}" for i in range(classes)],
@@ -232,6 +262,12 @@ def good_metadata(classes: int = 3, side: int = 32) -> dict:
         "batch": "dynamic",
         "tau": 0.3,
         "outputs": ["scores", "boxes"],
+        "model": {
+            "backbone": "resnet18",
+            "localizer_input": 64,
+            "heatmap_upsample": False,
+            "box_rule": "all",
+        },
         "tta": None,
     }
 

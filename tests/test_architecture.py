@@ -1,7 +1,7 @@
 """The package's layers: imports run one way (downward), no import circles, no module over 400 lines, no
 function over 60 (the benchmarks too). And the rules of issue 20: no click below the commands, no
 module-global hook lists, no ``sys.path`` edits in the benchmarks, one definition per value of the model's
-spec (τ, image size, crop source, normalisation: resolved in ``elope/spec.py``, never re-derived with
+spec (τ, sides, box rule, upsampling, margin, normalisation: made in ``elope/spec.py``, never re-derived with
 ``x if y is None else z`` below the commands) and τ stored once in ``model.json``.
 
 Every module of ``elope/`` is parsed with ``ast``; every import counts, also those inside functions (a
@@ -302,7 +302,8 @@ def test_no_module_global_hook_lists():
 
 # ------------------------------------------------------------------------------ one definition per value
 # (mean and std also name statistics of results: the normalisation is caught by its other names)
-SPEC_NAMES = {"tau", "image_size", "crop_source", "normalization", "default_normalization"}
+SPEC_NAMES = {"tau", "image_size", "crop_source", "normalization", "default_normalization", "box_rule",
+              "heatmap_upsample", "localizer_input", "box_margin"}  # fmt: skip
 
 
 def spec_rederivations(source: str) -> list[int]:
@@ -360,9 +361,9 @@ def keys_named(data: object, name: str, path: str = "") -> list[str]:
 
 
 def test_tau_and_the_spec_are_stored_once_in_model_json(tmp_path: Path):
-    """model.json stores the model's τ, image size, crop source and normalisation once, under ``model``
-    (the recipe under ``config`` keeps its own ``model.tau`` setting, which ``model.tau_select`` may
-    replace); elope reads them from there."""
+    """model.json stores the model's spec (τ, sides, box rule, upsampling, margin, normalisation) once,
+    under ``spec`` (the recipe under ``config`` keeps its own ``model.tau`` setting, which
+    ``model.tau_select`` may replace); elope reads them from there."""
     import json
 
     from elope.config import load_config
@@ -379,8 +380,9 @@ def test_tau_and_the_spec_are_stored_once_in_model_json(tmp_path: Path):
     saved = json.loads((tmp_path / "model.json").read_text())
     outside_recipe = {k: v for k, v in saved.items() if k != "config"}
     for field in SPEC_FIELDS:
-        assert keys_named(outside_recipe, field) == [f"model.{field}"], field
-    assert saved["model"]["tau"] == 0.45 and saved["config"]["model"]["tau"] == cfg.model.tau != 0.45
+        assert keys_named(outside_recipe, field) == [f"spec.{field}"], field
+    assert saved["spec"]["tau"] == 0.45 and saved["config"]["model"]["tau"] == cfg.model.tau != 0.45
+    assert saved["spec"] == model.spec.to_dict()  # written by the spec, read by ModelSpec.from_dict
     saved["config"]["model"]["tau"] = 0.9  # the recipe's setting is not read back
     (tmp_path / "model.json").write_text(json.dumps(saved))
     assert load_model(tmp_path)[0].spec.tau == 0.45

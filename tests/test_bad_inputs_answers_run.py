@@ -121,8 +121,8 @@ def _edit_meta(run: Path, change: Callable[[dict], None]) -> None:
 @pytest.mark.parametrize(
     ("version", "needle"),
     [
-        (3, "is of model format version 3, newer than this elope reads (versions 1 to 2): upgrade elope"),
-        ("2", "has the version '2', which no elope writes"),
+        (4, "is of model format version 4, newer than this elope reads (versions 1 to 3): upgrade elope"),
+        ("3", "has the version '3', which no elope writes"),
         (0, "has the version 0, which no elope writes"),
     ],
 )

@@ -335,7 +335,7 @@ def test_model_json_that_is_wrong(content: str, needle: str, run: Path, image: P
     meta = run / "model" / "model.json"
     if content == "TAU":
         data = json.loads(meta.read_text())
-        data["model"]["tau"] = 5.0
+        data["spec"]["tau"] = 5.0
         content = json.dumps(data)
     meta.write_text(content)
     for command in (("evaluate", "--run", run), ("predict", "--run", run, image)):

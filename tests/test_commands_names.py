@@ -10,6 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from elope.cli import main
+from elope.spec import ModelSpec
 
 RENAMED = [  # (command, new name, old name)
     (["train"], "--num-workers", "--workers"),
@@ -38,7 +39,7 @@ def test_export_old_option_name_still_sets_the_crop_source(tmp_path: Path) -> No
     from elope.runs.model_folder import save_model
 
     torch.manual_seed(0)
-    model = ELoPE("resnet18", 2, embedding_dim=8, image_size=64, k=2, tau=0.3).eval()
+    model = ELoPE("resnet18", 2, embedding_dim=8, k=2, spec=ModelSpec(image_size=64, tau=0.3)).eval()
     save_model(model, tmp_path / "run" / "model", {"classes": ["a", "b"]})
     for option, side in (("--crop-source", 48), ("--image-size", 40)):
         out = tmp_path / f"{side}.onnx"
@@ -46,4 +47,5 @@ def test_export_old_option_name_still_sets_the_crop_source(tmp_path: Path) -> No
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, result.output
         meta = read_metadata(out)
-        assert (meta["input_size"], meta["image_size"], meta["tau"]) == (side, 64, 0.3)
+        spec = meta["spec"]
+        assert (spec["crop_source"], spec["image_size"], spec["tau"]) == (side, 64, 0.3)

@@ -41,12 +41,17 @@ def test_spec_round_trip_and_old_files():
     spec = ModelSpec(image_size=32, crop_source=64, tau=0.5, box_margin=0.2)
     assert ModelSpec.from_dict(spec.to_dict()) == spec
     old = {k: v for k, v in spec.to_dict().items() if k != "box_margin"}  # a model.json of before
-    assert ModelSpec.from_dict(old).box_margin == 0.0
+    assert ModelSpec.from_legacy(old).box_margin == 0.0
 
 
 def _model(margin: float) -> ELoPE:
     torch.manual_seed(0)
-    model = ELoPE("resnet18", 3, image_size=32, crop_source=64, tau=0.5, box_margin=margin, embedding_dim=8)
+    model = ELoPE(
+        "resnet18",
+        3,
+        embedding_dim=8,
+        spec=ModelSpec(image_size=32, crop_source=64, tau=0.5, box_margin=margin),
+    )
     return model.eval()
 
 
@@ -61,7 +66,7 @@ def test_model_crops_at_the_grown_box_and_reports_the_box_itself():
     torch.testing.assert_close(crops1, expected)
     if not torch.equal(expand_boxes(boxes0, 0.3, (64, 64)), boxes0):  # a box inside the frame grows
         assert not torch.allclose(crops0, crops1)
-    assert grown.config["box_margin"] == 0.3 and ELoPE(**grown.config).spec.box_margin == 0.3
+    assert grown.spec.box_margin == 0.3 and ELoPE(**grown.config, spec=grown.spec).spec.box_margin == 0.3
 
 
 def test_holdout_needs_a_validation_split_where_the_run_crops():

@@ -12,11 +12,12 @@ from click.testing import CliRunner
 from elope.cli import main
 from elope.deploy.compiled import compile_model
 from elope.nn.model import ELoPE
+from elope.spec import ModelSpec
 
 
 def _model() -> ELoPE:
     torch.manual_seed(0)
-    model = ELoPE("resnet18", 4, embedding_dim=8, image_size=64, k=2, tau=0.3).eval()
+    model = ELoPE("resnet18", 4, embedding_dim=8, k=2, spec=ModelSpec(image_size=64, tau=0.3)).eval()
     with torch.no_grad():  # a localized heatmap (one stem channel): boxes other than the whole image
         model.localizer.head.weight.zero_()
         model.localizer.head.weight[0, 0, 1, 1] = 1.0

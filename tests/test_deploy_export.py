@@ -30,6 +30,7 @@ from elope.deploy.pipeline import OnePassPipeline
 from elope.deploy.runtime import ExportedModel, read_metadata
 from elope.nn.model import ELoPE
 from elope.runs.model_folder import save_model
+from elope.spec import SPEC_FIELDS, ModelSpec
 from elope.tasks.predict import predict_paths
 
 
@@ -106,8 +107,11 @@ def test_metadata_carries_what_predict_needs(setup: dict) -> None:
     for (fmt, batch), path in setup["files"].items():
         meta = read_metadata(path)
         assert meta["classes"] == setup["classes"]
-        assert meta["mean"] == pytest.approx(IMAGENET_MEAN) and meta["std"] == pytest.approx(IMAGENET_STD)
-        assert meta["input_size"] == SOURCE and meta["image_size"] == 64 and meta["tau"] == TAU
+        spec = meta["spec"]
+        assert spec["mean"] == pytest.approx(IMAGENET_MEAN) and spec["std"] == pytest.approx(IMAGENET_STD)
+        assert spec["crop_source"] == SOURCE and spec["image_size"] == 64 and spec["tau"] == TAU
+        assert ModelSpec.from_dict(spec) == setup["model"].spec  # written by to_dict, as in model.json
+        assert not set(SPEC_FIELDS) & (set(meta) | set(meta["model"]))  # the spec once, under spec
         assert meta["batch"] == ("dynamic" if batch == "dynamic" else 1)
         assert meta["outputs"] == ["scores", "boxes", "heatmaps"] and meta["exported_as"] == fmt
 
@@ -127,7 +131,7 @@ def test_torchscript_runs_without_elope(setup: dict, tmp_path: Path) -> None:
             extra = {"elope.json": ""}
             module = torch.jit.load(path, _extra_files=extra)
             meta = json.loads(extra["elope.json"])
-            assert meta["input_size"] == images.shape[-1], meta
+            assert meta["spec"]["crop_source"] == images.shape[-1], meta
             with torch.inference_mode():
                 if name == "one":
                     parts = [module(images[i : i + 1]) for i in range(images.shape[0])]
@@ -203,12 +207,13 @@ def test_whole_image_fallback_and_upsampled_heatmap(setup: dict, tmp_path: Path)
     """A constant heatmap gives the whole image in the exported graph too; the optional heatmap upsampling
     before thresholding exports as well."""
     images = setup["images"][:3]
-    flat = ELoPE("resnet18", 3, embedding_dim=16, image_size=64, crop_source=SOURCE, k=2, tau=TAU).eval()
+    flat = ELoPE(
+        "resnet18", 3, embedding_dim=16, k=2, spec=ModelSpec(image_size=64, crop_source=SOURCE, tau=TAU)
+    ).eval()
     with torch.no_grad():
         flat.localizer.head.weight.zero_()
     upsampled = varied_model(setup["images"])
-    upsampled.heatmap_upsample = True  # the attribute ELoPE.localize reads; its config follows
-    assert upsampled.config["heatmap_upsample"]
+    upsampled.spec = upsampled.spec.replace(heatmap_upsample=True)  # what ELoPE.localize reads
     for name, model in (("flat", flat), ("upsampled", upsampled)):
         path = export_model(
             model,
@@ -229,7 +234,7 @@ def test_peak_box_rule_exports_as_one_graph(setup: dict, tmp_path: Path, upsampl
     TorchScript give PyTorch's boxes on every test image, with a dynamic batch."""
     images = setup["images"]
     model = varied_model(images)
-    model.box_rule, model.heatmap_upsample = "peak", upsample
+    model.spec = model.spec.replace(box_rule="peak", heatmap_upsample=upsample)
     reference = OnePassPipeline(model)(images)
     if not upsample:  # the rule matters for these images
         assert not torch.equal(reference[1], OnePassPipeline(varied_model(images))(images)[1])
@@ -248,7 +253,7 @@ def test_export_raises_no_warning_of_ours(setup: dict, tmp_path: Path) -> None:
     """Issue 27: every export printed two UserWarnings of elope.nn.upsampled_threshold (``torch.tensor`` of a
     size that tracing makes a tensor). Warnings raised from elope's own modules are errors here."""
     model = varied_model(setup["images"])
-    model.box_rule, model.heatmap_upsample = "peak", True
+    model.spec = model.spec.replace(box_rule="peak", heatmap_upsample=True)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", module=r"elope(\.|$)")
         for fmt, suffix in (("onnx", "onnx"), ("torchscript", "pt")):

@@ -9,6 +9,7 @@ from torch import nn
 
 from elope.deploy.fuse import fold_batch_norms, fold_batch_norms_, fold_model
 from elope.nn.model import ELoPE
+from elope.spec import ModelSpec
 
 
 def _randomise_batch_norms(model: nn.Module) -> None:
@@ -31,7 +32,7 @@ def _count(module: nn.Module, kind: type) -> int:
 @pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])
 def test_folded_localizer_equals_unfolded(backbone: str) -> None:
     torch.manual_seed(0)
-    model = ELoPE(backbone, 3, embedding_dim=8, image_size=64).eval()
+    model = ELoPE(backbone, 3, embedding_dim=8, spec=ModelSpec(image_size=64)).eval()
     _randomise_batch_norms(model)
     images = torch.randn(2, 3, 96, 80)
     folded = fold_batch_norms(model.localizer)
@@ -44,7 +45,7 @@ def test_folded_localizer_equals_unfolded(backbone: str) -> None:
 
 def test_fold_model_predicts_the_same_and_leaves_the_original() -> None:
     torch.manual_seed(0)
-    model = ELoPE("resnet18", 4, embedding_dim=8, image_size=64, k=2).eval()
+    model = ELoPE("resnet18", 4, embedding_dim=8, k=2, spec=ModelSpec(image_size=64)).eval()
     _randomise_batch_norms(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     images = torch.randn(3, 3, 96, 96)

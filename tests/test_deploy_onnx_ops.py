@@ -13,6 +13,7 @@ from torchvision.ops import roi_align
 
 from elope.deploy.onnx_ops import antialias_weights, reachable_region, separable_roi_align
 from elope.nn.localization import peak_region
+from elope.spec import ModelSpec
 
 
 @pytest.mark.parametrize(
@@ -99,7 +100,9 @@ def test_exported_pipeline_uses_them_and_equals_pytorch(tmp_path):
     from elope.nn.model import ELoPE
 
     torch.manual_seed(0)
-    model = ELoPE("resnet18", 3, embedding_dim=16, image_size=64, k=2, tau=0.3, box_rule="peak").eval()
+    model = ELoPE(
+        "resnet18", 3, embedding_dim=16, k=2, spec=ModelSpec(image_size=64, tau=0.3, box_rule="peak")
+    ).eval()
     with torch.no_grad():
         model.localizer.head.weight.zero_()
         model.localizer.head.weight[0, 0, 1, 1] = 1.0  # blobby heatmaps: boxes that are not the whole image

@@ -201,7 +201,7 @@ def test_tau_chosen_on_the_training_boxes_goes_into_the_model(tiny_data: Path, t
     assert hits[record["tau"]] == max(hits.values())
     assert min(t for t, v in hits.items() if v == max(hits.values())) == record["tau"]
     meta = json.loads((out / "model" / "model.json").read_text())
-    assert meta["model"]["tau"] == record["tau"] and "tau" not in meta  # stored once: the model's spec
+    assert meta["spec"]["tau"] == record["tau"] and "tau" not in meta  # stored once: the model's spec
     assert f"tau {record['tau']:g} (boxes)" in output
 
 

@@ -15,6 +15,7 @@ from elope.engine.distributed import DistInfo
 from elope.engine.plan import LoaderSettings, StagePlan
 from elope.engine.validate import evaluate_split
 from elope.nn.model import ELoPE
+from elope.spec import ModelSpec
 
 
 class _Terminal(io.StringIO):
@@ -43,7 +44,7 @@ def _plan(progress: bool) -> StagePlan:
 @pytest.mark.parametrize("progress", [True, False])
 def test_validation_pass_shows_a_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch, progress: bool) -> None:
     torch.manual_seed(0)
-    model = ELoPE("resnet18", 2, embedding_dim=4, image_size=64, k=2, localizer=False)
+    model = ELoPE("resnet18", 2, embedding_dim=4, k=2, localizer=False, spec=ModelSpec(image_size=64))
     data = [(torch.rand(3, 64, 64), i % 2, torch.full((4,), float("nan"))) for i in range(4)]
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)

@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 
 from elope import ELoPE, WeightsError, available_backbones, build_backbone
 from elope.engine.stages import init_localizer_from_backbone
+from elope.spec import ModelSpec
 
 timm = pytest.importorskip("timm")
 
@@ -63,7 +64,7 @@ def test_efficientnet_map_is_activated():
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "test_byobnet", "mobilenetv3_small_050"])
 def test_localizer_stem_is_initialised_from_the_backbone(name):
     torch.manual_seed(0)
-    m = ELoPE(name, 4, image_size=64, embedding_dim=8)
+    m = ELoPE(name, 4, embedding_dim=8, spec=ModelSpec(image_size=64))
     stem, feats = m.localizer.stem.state_dict(), m.features.state_dict()
     assert stem and all(k in feats and feats[k].shape == v.shape for k, v in stem.items())
     assert m.localizer(torch.randn(2, 3, 64, 64)).shape == (2, 1, 14, 14)
@@ -79,7 +80,7 @@ def test_localizer_stem_is_initialised_from_the_backbone(name):
 
 
 def test_stem_stops_at_stride_4():
-    stem = ELoPE("efficientnet_lite0", 3, image_size=64).localizer.stem
+    stem = ELoPE("efficientnet_lite0", 3, spec=ModelSpec(image_size=64)).localizer.stem
     assert stem(torch.randn(1, 3, 64, 64)).shape == (1, 24, 16, 16)
     assert not any(k.startswith(("body.blocks.2.", "body.conv_head.")) for k in stem.state_dict())
 
@@ -95,7 +96,7 @@ def test_map_size_is_input_over_32(name, size, side):
 def test_every_parameter_gets_a_gradient():
     """Head layers outside forward_features (MobileNetV3's conv_head) are removed: DDP needs no unused ones."""
     torch.manual_seed(0)
-    m = ELoPE("mobilenetv3_small_050", 3, image_size=64, embedding_dim=8, localizer=False)
+    m = ELoPE("mobilenetv3_small_050", 3, embedding_dim=8, localizer=False, spec=ModelSpec(image_size=64))
     assert "conv_head." in m.features.ignored_keys
     F.cross_entropy(m(torch.randn(2, 3, 64, 64)), torch.tensor([0, 1])).backward()
     assert [n for n, p in m.named_parameters() if p.grad is None] == []
@@ -179,7 +180,7 @@ def test_weights_accepts_a_full_timm_state_dict(tmp_path, name, suffix):
         torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
     else:
         save_file({k: v.contiguous() for k, v in state.items()}, path)
-    model = ELoPE(name, 3, weights=path, image_size=64)
+    model = ELoPE(name, 3, weights=path, spec=ModelSpec(image_size=64))
     loaded = model.features.state_dict()
     assert {k.removeprefix("body.") for k in loaded} == {k for k in state if not k.startswith("classifier.")}
     assert all(torch.equal(v, state[k.removeprefix("body.")]) for k, v in loaded.items())
@@ -192,12 +193,14 @@ def test_weights_of_another_timm_model_are_refused(tmp_path):
         WeightsError,
         match=r"(?s)backbone only\) do not fit.*missing in the file.*body.blocks.0.0.*unexpected.*body.stages",
     ):
-        ELoPE("efficientnet_lite0", 3, weights=tmp_path / "byob.safetensors", image_size=64)
+        ELoPE("efficientnet_lite0", 3, weights=tmp_path / "byob.safetensors", spec=ModelSpec(image_size=64))
 
 
 def test_weights_of_a_timm_model_with_an_unused_head_layer(tmp_path):
     """MobileNetV3's conv_head lies outside forward_features: a full state dict still loads."""
     state = timm.create_model("mobilenetv3_small_050").state_dict()
     save_file(state, tmp_path / "mnv3.safetensors")
-    model = ELoPE("mobilenetv3_small_050", 3, weights=tmp_path / "mnv3.safetensors", image_size=64)
+    model = ELoPE(
+        "mobilenetv3_small_050", 3, weights=tmp_path / "mnv3.safetensors", spec=ModelSpec(image_size=64)
+    )
     assert torch.equal(model.features.body.blocks[2][0].conv_dw.weight, state["blocks.2.0.conv_dw.weight"])

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from elope import ELoPE, LocalizationModule, crop_and_resize, heatmap_to_box, mean_heatmap
+from elope.spec import ModelSpec
 
 
 def block_heatmap(rows, cols, size=14, value=1.0):
@@ -47,9 +48,12 @@ def test_degenerate_heatmaps_give_the_whole_image(fill):
     torch.testing.assert_close(boxes[1], torch.tensor([0.0, 0.0, 200.0, 100.0]))
 
 
-def test_invalid_tau():
+def test_invalid_tau_is_refused_by_the_spec_not_per_batch():
+    """τ is checked once, when a spec is made (issue 27); heatmap_to_box, run on every batch, trusts it."""
     with pytest.raises(ValueError, match="tau"):
-        heatmap_to_box(torch.rand(1, 1, 4, 4), tau=1.0, frame=8)
+        ModelSpec(tau=1.0)
+    boxes = heatmap_to_box(torch.rand(1, 1, 4, 4), tau=1.0, frame=8)  # no cell above: the whole image
+    assert boxes.tolist() == [[0.0, 0.0, 8.0, 8.0]]
 
 
 def test_crop_and_resize_is_exact_on_pixel_grids():
@@ -164,4 +168,4 @@ def test_unknown_box_rule():
     with pytest.raises(ValueError, match="box rule"):
         heatmap_to_box(torch.rand(1, 1, 4, 4), 0.3, 8, rule="largest")
     with pytest.raises(ValueError, match="box_rule"):
-        ELoPE("resnet18", 3, box_rule="largest")
+        ELoPE("resnet18", 3, spec=ModelSpec(box_rule="largest"))

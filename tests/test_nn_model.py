@@ -6,8 +6,9 @@ import torch.nn.functional as F
 
 from elope import ELoPE, GlobalAvgPool2d, GlobalKMaxPool2d, create_model
 from elope.engine.stages import enable_weighted_pooling, init_localizer_from_backbone
+from elope.spec import ModelSpec
 
-SMALL = {"image_size": 64}
+SMALL = {"spec": ModelSpec(image_size=64)}
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +112,7 @@ def test_init_localizer_from_backbone():
 
 
 def test_config_rebuilds_the_same_architecture(model):
-    clone = ELoPE(**model.config)
+    clone = ELoPE(**model.config, spec=model.spec)
     clone.load_state_dict(model.state_dict())
     assert create_model("resnet18", 5).config["backbone"] == "resnet18"
 
@@ -119,7 +120,7 @@ def test_config_rebuilds_the_same_architecture(model):
 def test_timm_backbone():
     timm = pytest.importorskip("timm")
     assert timm.is_model("resnet10t")
-    m = ELoPE("resnet10t", 3, image_size=64).eval()
+    m = ELoPE("resnet10t", 3, spec=ModelSpec(image_size=64)).eval()
     assert m.num_features == 512
     assert m(torch.randn(1, 3, 64, 64)).shape == (1, 3)
     assert m.localizer(torch.randn(1, 3, 64, 64)).shape[:2] == (1, 1)
@@ -130,12 +131,12 @@ def test_timm_backbone():
 
 
 def test_crops_keep_the_inputs_memory_format():
-    model = ELoPE("resnet18", 3, image_size=32, embedding_dim=8).eval()
+    model = ELoPE("resnet18", 3, embedding_dim=8, spec=ModelSpec(image_size=32)).eval()
     x = torch.randn(2, 3, 40, 40)
     crops, _, _ = model.crop(x.contiguous(memory_format=torch.channels_last))
     assert crops.shape == (2, 3, 32, 32) and crops.is_contiguous(memory_format=torch.channels_last)
     assert model.crop(x)[0].is_contiguous()  # NCHW in, NCHW out
-    plain = ELoPE("resnet18", 3, image_size=32, embedding_dim=8, localizer=False).eval()
+    plain = ELoPE("resnet18", 3, embedding_dim=8, localizer=False, spec=ModelSpec(image_size=32)).eval()
     assert plain.crop(x.contiguous(memory_format=torch.channels_last))[0].is_contiguous(
         memory_format=torch.channels_last
     )
@@ -143,7 +144,7 @@ def test_crops_keep_the_inputs_memory_format():
 
 def test_predict_restores_the_mode_of_every_submodule():
     """A localizer frozen in eval mode while the classifier trains stays in eval mode after predict."""
-    model = ELoPE("resnet18", 3, embedding_dim=8, image_size=64)
+    model = ELoPE("resnet18", 3, embedding_dim=8, spec=ModelSpec(image_size=64))
     model.train()
     model.localizer.eval()
     model.predict(torch.randn(2, 3, 64, 64))

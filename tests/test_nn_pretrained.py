@@ -13,6 +13,7 @@ from elope.nn.pretrained import (
     convert_lukemelas_state_dict,
     load_offline_weights,
 )
+from elope.spec import ModelSpec
 
 timm = pytest.importorskip("timm")
 needs_lite0 = pytest.mark.skipif(
@@ -127,7 +128,7 @@ def test_converter_checks_every_name_and_shape():
 @needs_lite0
 def test_pretrained_backbone_carries_the_package_weights():
     state = _read_offline_state_dict("efficientnet_lite0")
-    model = ELoPE("efficientnet_lite0", 3, pretrained=True, image_size=64)
+    model = ELoPE("efficientnet_lite0", 3, pretrained=True, spec=ModelSpec(image_size=64))
     body = model.features.body
     torch.testing.assert_close(body.conv_stem.weight, state["_conv_stem.weight"])
     torch.testing.assert_close(body.conv_head.weight, state["_conv_head.weight"])

@@ -9,11 +9,12 @@ from torchvision.models import resnet18
 
 from elope import ELoPE, WeightsError, load_model, load_weights, save_model
 from elope.engine.stages import enable_weighted_pooling
+from elope.spec import ModelSpec
 
 
 def test_save_and_load_model_roundtrip(tmp_path):
     torch.manual_seed(0)
-    model = ELoPE("resnet18", 4, image_size=64, tau=0.2).eval()
+    model = ELoPE("resnet18", 4, spec=ModelSpec(image_size=64, tau=0.2)).eval()
     enable_weighted_pooling(model)
     save_model(model, tmp_path / "model", {"classes": ["a", "b", "c", "d"]})
     loaded, meta = load_model(tmp_path / "model")

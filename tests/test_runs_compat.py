@@ -48,7 +48,8 @@ def test_old_run_loads_with_its_tau_and_size_from_the_model_config():
         saved["std"],
     )
     moved = {k: saved[k] for k in ("crop_source", "mean", "std")}
-    assert dict(run.model.config) == {**saved["model"], **moved, "box_rule": "all", "box_margin": 0.0}
+    described = {**dict(run.model.config), **run.spec.to_dict()}
+    assert described == {**saved["model"], **moved, "box_rule": "all", "box_margin": 0.0}
     assert run.means is not None and run.load_teacher() is not None
 
 

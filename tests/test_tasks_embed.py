@@ -18,6 +18,7 @@ from elope.engine.retrieval import retrieval_metrics
 from elope.nn.model import ELoPE
 from elope.runs import CLASS_MEANS_FILE, load_run
 from elope.runs.model_folder import save_model
+from elope.spec import ModelSpec
 from elope.tasks.embed import Embeddings, embed_paths, embed_split
 from elope.tasks.enroll import enroll_classes
 from elope.tasks.predict import predict_paths
@@ -36,7 +37,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, cub_root: Path) -> Path:
     """A run folder as `elope train` leaves it (random resnet18 at 64 px, class means), without training."""
     classes = list(build_dataset("cub", cub_root, "test").classes)
     torch.manual_seed(0)
-    model = ELoPE("resnet18", len(classes), embedding_dim=EMB, image_size=INPUT, tau=0.3)
+    model = ELoPE("resnet18", len(classes), embedding_dim=EMB, spec=ModelSpec(image_size=INPUT, tau=0.3))
     path = tmp_path_factory.mktemp("run")
     save_model(model.eval(), path / "model", {"classes": classes, "dataset": "cub", "root": str(cub_root)})
     means = torch.nn.functional.normalize(

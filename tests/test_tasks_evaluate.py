@@ -26,6 +26,7 @@ from elope.nn.localization import heatmap_to_box, mean_heatmap
 from elope.nn.model import ELoPE
 from elope.runs import CLASS_MEANS_FILE, load_run
 from elope.runs.model_folder import save_model
+from elope.spec import ModelSpec
 from elope.tasks import evaluate as ev
 from elope.tasks.evaluate import evaluate_run
 
@@ -57,7 +58,7 @@ def make_run(
 ) -> Path:
     """A run folder as `elope train` leaves it, without training: random resnet18 at 64 px (+ class means)."""
     torch.manual_seed(0)
-    model = ELoPE("resnet18", len(classes), embedding_dim=EMB, image_size=INPUT, tau=0.3)
+    model = ELoPE("resnet18", len(classes), embedding_dim=EMB, spec=ModelSpec(image_size=INPUT, tau=0.3))
     meta = {"classes": classes, "dataset": dataset}
     meta["root"] = str(root)
     save_model(model.eval(), path / "model", meta)

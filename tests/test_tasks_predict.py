@@ -15,6 +15,7 @@ from elope.commands.predict import predict_command
 from elope.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from elope.nn.model import ELoPE
 from elope.runs.model_folder import save_model
+from elope.spec import ModelSpec
 from elope.tasks.predict import collect_images, predict_paths
 
 CLASSES = ["alpha", "beta", "gamma"]
@@ -24,7 +25,7 @@ CLASSES = ["alpha", "beta", "gamma"]
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder without training: a random resnet18 ELoPE at 64 px, saved as `elope train` would."""
     torch.manual_seed(0)
-    model = ELoPE("resnet18", len(CLASSES), embedding_dim=16, image_size=64, tau=0.3)
+    model = ELoPE("resnet18", len(CLASSES), embedding_dim=16, spec=ModelSpec(image_size=64, tau=0.3))
     run = tmp_path_factory.mktemp("run")
     meta = {"classes": CLASSES}
     save_model(model.eval(), run / "model", meta)

@@ -21,6 +21,7 @@ from elope.data import build_dataset
 from elope.nn.model import ELoPE
 from elope.runs import CLASS_MEANS_FILE
 from elope.runs.model_folder import save_model
+from elope.spec import ModelSpec
 from elope.tasks.embed import retrieval_run
 from elope.tasks.report import classification_metrics, worst_pairs
 from elope.tasks.report_html import confusion_figure
@@ -31,7 +32,7 @@ EMB, INPUT = 8, 64
 def make_run(path: Path, dataset: str, root: Path) -> Path:
     classes = list(build_dataset(dataset, root, "test").classes)
     torch.manual_seed(0)
-    model = ELoPE("resnet18", len(classes), embedding_dim=EMB, image_size=INPUT, tau=0.3)
+    model = ELoPE("resnet18", len(classes), embedding_dim=EMB, spec=ModelSpec(image_size=INPUT, tau=0.3))
     save_model(model.eval(), path / "model", {"classes": classes, "dataset": dataset, "root": str(root)})
     means = torch.nn.functional.normalize(torch.randn(len(classes), EMB))
     save_file({"means": means.contiguous()}, str(path / "model" / CLASS_MEANS_FILE))

@@ -28,6 +28,7 @@ from train_helpers import run_cli, tiny_args, write_tiny_synthetic
 from elope.engine.context import seed_everything
 from elope.nn.losses import ClassMeanLoss
 from elope.nn.model import ELoPE
+from elope.spec import ModelSpec
 
 # one epoch = 3 steps of a global batch of 4 (2 per process)
 ARGS = ("--stages", "classifier", "--set", "train.freeze_bn=true", "--set", "train.select=last",
@@ -59,7 +60,7 @@ def test_two_processes_match_one_process_on_the_global_batch(tmp_path):
     # the comparison means something: training moved weights and means 100 times the tolerance and more
     seed_everything(0)  # what build_run does before building the model and the loss
     model = ELoPE(
-        "resnet18", 3, embedding_dim=32, image_size=64, tau=0.3, localizer=False
+        "resnet18", 3, embedding_dim=32, localizer=False, spec=ModelSpec(image_size=64, tau=0.3)
     )  # its head: forked
     means = ClassMeanLoss(3, 32).means
     assert (a["model"]["classifier.weight"] - model.classifier.weight).abs().max() > 1e-3

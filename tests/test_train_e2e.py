@@ -60,8 +60,8 @@ def test_all_stages_write_the_run_folder_of_the_contract(full_run):
     meta = json.loads((out / "model" / "model.json").read_text())
     assert meta["model"]["weighted"] is True and meta["model"]["localizer"] is True
     assert meta["localized"] is True and meta["stages"] == ["classifier", "localizer", "crop", "weighted"]
-    assert len(meta["classes"]) == 3 and meta["model"]["image_size"] == 64 and meta["model"]["tau"] == 0.3
-    assert meta["splits"] == {k: header[k] for k in ("train", "val")} and meta["model"]["crop_source"] == 128
+    assert len(meta["classes"]) == 3 and meta["spec"]["image_size"] == 64 and meta["spec"]["tau"] == 0.3
+    assert meta["splits"] == {k: header[k] for k in ("train", "val")} and meta["spec"]["crop_source"] == 128
     teacher = json.loads((out / "teacher" / "model.json").read_text())  # stage 1, the module's teacher
     assert teacher["model"]["localizer"] is False and teacher["stages"] == ["classifier"]
     last = load_checkpoint(out / "checkpoints" / "last.pt")

@@ -17,11 +17,14 @@ from elope.cli import main
 from elope.deploy.pipeline import OnePassPipeline
 from elope.nn.model import ELoPE
 from elope.nn.tta import TTA_VIEWS, check_tta, classify_views, crop_views
+from elope.spec import ModelSpec
 
 
 def _model() -> ELoPE:
     torch.manual_seed(0)
-    return ELoPE("resnet18", 4, embedding_dim=8, image_size=64, crop_source=96, k=2, tau=0.3).eval()
+    return ELoPE(
+        "resnet18", 4, embedding_dim=8, k=2, spec=ModelSpec(image_size=64, crop_source=96, tau=0.3)
+    ).eval()
 
 
 def test_flip_views_average_the_softmax_and_keep_the_single_view():

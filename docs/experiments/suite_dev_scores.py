@@ -111,9 +111,7 @@ def score_run(folder: Path) -> dict:
             xs = torch.cat(images)
             for k in range(0, len(xs), 24):
                 x = xs[k : k + 24]
-                b = heatmap_to_box(
-                    maps[k : k + 24], tau, size, upsample=run.model.heatmap_upsample, rule=rule
-                )
+                b = heatmap_to_box(maps[k : k + 24], tau, size, upsample=run.spec.heatmap_upsample, rule=rule)
                 crops = crop_and_resize(x, b, run.spec.image_size)
                 if TEACHER_CRITERIA:
                     fmap = teacher.forward_features(crops)

@@ -96,7 +96,7 @@ def model_file_option(help: str) -> Decorator:
 
 def tau_option(help: str = "Box threshold τ. Default: the run's.") -> Decorator:
     """``--tau``: the box threshold, in :data:`elope.spec.TAU_RANGE`; None means the run's (its model's
-    spec, ``model.json`` → ``model.tau``)."""
+    spec, ``model.json`` → ``spec.tau``)."""
     return click.option("--tau", default=None, type=FiniteFloatRange(*TAU_RANGE, max_open=True), help=help)
 
 

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from elope.spec import spec_default
 from elope.tasks.profile_limits import MAX_IMAGE_SIZE
 
 
@@ -39,7 +40,7 @@ def _format_table(result: dict[str, dict[str, int]], backbone: str, image_size: 
 )
 @click.option(
     "--image-size",
-    default=448,
+    default=spec_default("image_size"),
     show_default=True,
     type=click.IntRange(1, MAX_IMAGE_SIZE),
     help=f"Input side (MACs grow with its square: for a larger side, scale the {MAX_IMAGE_SIZE} figure).",

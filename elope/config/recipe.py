@@ -22,7 +22,14 @@ from pydantic import (
 from elope.config.files import read_yaml
 from elope.config.options import Float, Int, check_dataset_options
 from elope.failures import ConfigError, short_repr
-from elope.spec import check_box_margin, check_tau
+from elope.spec import (
+    CROP_SOURCE_RANGE,
+    IMAGE_SIZE_RANGE,
+    LOCALIZER_INPUT_RANGE,
+    check_box_margin,
+    check_tau,
+    spec_default,
+)
 
 __all__ = [
     "STAGES",
@@ -109,11 +116,16 @@ class AugmentConfig(_Section):
 class DatasetConfig(_Section):
     name: Literal["cub", "cars", "aircraft", "folder", "synthetic"]
     root: str | None = None
-    image_size: Int = Field(448, ge=16, le=4096, description="classifier input side (Sec. 6: 448)")
+    image_size: Int = Field(
+        spec_default("image_size"),
+        ge=IMAGE_SIZE_RANGE[0],
+        le=IMAGE_SIZE_RANGE[1],
+        description="classifier input side (Sec. 6: 448)",
+    )
     crop_source: Int | None = Field(
-        None,
-        ge=16,
-        le=8192,
+        spec_default("crop_source"),
+        ge=CROP_SOURCE_RANGE[0],
+        le=CROP_SOURCE_RANGE[1],
         description="side of the image the crops are cut from (null: 2 × image_size); see "
         "elope.spec.crop_source_size",
     )
@@ -143,22 +155,29 @@ class ModelConfig(_Section):
     embedding_dim: Int = Field(512, ge=0, description="0 = plain linear classifier on pooled features")
     pooling: Literal["gap", "gmp", "gkmp"] = "gkmp"
     localizer: bool = True
-    localizer_input: Int = Field(64, ge=16)
-    tau: Float = Field(0.3, description="box threshold of Sec. 5 (Table 2), in [0, 1): elope.spec.check_tau")
+    localizer_input: Int = Field(
+        spec_default("localizer_input"), ge=LOCALIZER_INPUT_RANGE[0], le=LOCALIZER_INPUT_RANGE[1]
+    )
+    tau: Float = Field(
+        spec_default("tau"), description="box threshold of Sec. 5 (Table 2), in [0, 1): elope.spec.check_tau"
+    )
     tau_select: Literal["fixed", "boxes", "labels", "auto"] = Field(
         "fixed",
         description="fixed: model.tau (paper); boxes / labels: chosen at the end of stage 2 on the training "
         "split by its boxes / by class labels only; auto: boxes where the training split has them, else labels",
     )
     heatmap_upsample: bool = Field(
-        False, description="upsample the heatmap bilinearly to the image before thresholding (ours)"
+        spec_default("heatmap_upsample"),
+        description="upsample the heatmap bilinearly to the image before thresholding (ours)",
     )
     box_rule: Literal["all", "peak"] = Field(
-        "all",
+        spec_default("box_rule"),
         description="all: the box holds every heatmap cell above tau (paper); peak: only the connected "
         "region around the heatmap's peak (ours)",
     )
-    box_margin: Float = Field(0.0, description="crop reach beyond the box, share of its side (0: paper)")
+    box_margin: Float = Field(
+        spec_default("box_margin"), description="crop reach beyond the box, share of its side (0: paper)"
+    )
 
     @field_validator("tau", "box_margin")
     @classmethod

@@ -24,7 +24,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from elope.spec import IMAGENET_MEAN, IMAGENET_STD, crop_source_size
+from elope.spec import IMAGENET_MEAN, IMAGENET_STD, crop_source_size, spec_default
 
 __all__ = [
     "GREY_WEIGHTS",
@@ -224,7 +224,7 @@ def _check_size(size: int) -> None:
 
 
 def train_transform(
-    size: int = 448,
+    size: int = spec_default("image_size"),
     rotation: float = 20.0,
     jitter: float = 0.4,
     lighting: float = 0.1,
@@ -267,7 +267,9 @@ def train_transform(
 
 
 def eval_transform(
-    size: int = 448, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+    size: int = spec_default("image_size"),
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
 ) -> v2.Compose:
     """Test-time transform of the paper: resize to ``size``×``size`` and normalise."""
     _check_size(size)

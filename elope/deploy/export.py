@@ -32,7 +32,8 @@ Exporter: ``torch.onnx.export(..., dynamo=False)`` (the TorchScript-based export
   PyTorch below covers them like everything else.
 
 Everything ``elope predict --model`` needs travels in the file: the class names and the model's spec (the
-normalisation mean and std, the input size N, τ fixed in the graph, the classifier side), each once — as
+normalisation mean and std, the input side N = its crop source, τ fixed in the graph, the classifier side,
+the box rule...), once — as
 the ONNX ``metadata_props`` entry ``"elope"`` or the TorchScript extra file ``"elope.json"`` (one JSON
 object, :func:`export_metadata`).
 """
@@ -52,10 +53,10 @@ from elope.deploy import onnx_ops
 from elope.deploy.formats import FORMATS, OPSET
 from elope.deploy.onnx_ops import onnx_substitutes, resize_as_matmuls
 from elope.deploy.pipeline import EMBEDDING_NAME, INPUT_NAME, METADATA_KEY, OnePassPipeline, TracingQuiet
+from elope.exported import FORMAT_NAME, FORMAT_VERSION
 from elope.nn.model import ELoPE
 from elope.nn.modes import evaluating
 from elope.nn.tta import check_tta
-from elope.spec import SPEC_FIELDS
 
 __all__ = [
     "FORMATS",
@@ -146,10 +147,11 @@ def export_metadata(
 ) -> dict[str, Any]:
     """The JSON object stored in the exported file: what running it needs, without this package.
 
-    The spec's values appear once each: ``mean``, ``std``, ``input_size`` (the crop source), ``tau`` and
-    ``image_size`` at the top level (what ``elope serve`` and the plain onnxruntime code of docs/usage.md read);
-    ``model`` holds the rest of the constructor arguments. ``tta``: the test-time augmentation baked into
-    the graph (``null``: none; :mod:`elope.nn.tta`).
+    Format version :data:`elope.exported.FORMAT_VERSION`. The model's spec appears once, under ``spec``
+    (:meth:`elope.spec.ModelSpec.to_dict`, as in ``model.json``; the graph's input side N is its
+    ``crop_source``, the normalisation its ``mean`` and ``std``: what ``elope serve`` and the plain
+    onnxruntime code of docs/usage.md read); ``model`` holds the architecture (:attr:`elope.ELoPE.config`).
+    ``tta``: the test-time augmentation baked into the graph (``null``: none; :mod:`elope.nn.tta`).
     """
     from importlib.metadata import PackageNotFoundError, version
 
@@ -158,19 +160,14 @@ def export_metadata(
     except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
         elope_version = "unknown"
     has_heatmaps = model.localizer is not None
-    spec, side = model.spec, model.spec.crop_source
+    side = model.spec.crop_source
     meta: dict[str, Any] = {
-        "format": "elope-export",
-        "version": 1,
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
         "exported_as": fmt,
         "classes": [str(c) for c in classes],
-        "mean": list(spec.mean),
-        "std": list(spec.std),
-        "input_size": side,
+        "spec": model.spec.to_dict(),
         "batch": "dynamic" if batch is None else int(batch),
-        "tau": spec.tau,
-        "box_margin": spec.box_margin,
-        "image_size": spec.image_size,
         "input": f"{INPUT_NAME}: float32 (B, 3, {side}, {side}), RGB in [0, 1] minus mean, over std",
         "outputs": OnePassPipeline(model, tta, embeddings).output_names(),
         "output_meaning": {
@@ -184,7 +181,7 @@ def export_metadata(
                 else {}
             ),
         },
-        "model": {k: v for k, v in model.config.items() if k not in SPEC_FIELDS},
+        "model": dict(model.config),
         "tta": tta,
         "elope_version": elope_version,
         "torch_version": torch.__version__,

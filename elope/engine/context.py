@@ -22,9 +22,8 @@ from elope.data.transforms import eval_transform, train_transform
 from elope.deploy.device import auto_device
 from elope.engine import distributed as D
 from elope.failures import Echo, TrainingError, to_stderr
-from elope.nn.backbones import pretrained_normalization
 from elope.nn.losses import EmbeddingLoss, check_label_range
-from elope.nn.model import ELoPE
+from elope.nn.model import ELoPE, model_spec
 from elope.spec import ModelSpec
 
 __all__ = [
@@ -124,19 +123,21 @@ class RunData:
 
 
 def run_spec(cfg: Config) -> ModelSpec:
-    """The model's spec of a recipe, resolved once when the run is configured: ``dataset.image_size``,
-    ``dataset.crop_source`` (:func:`elope.spec.crop_source_size`), ``model.tau`` (which the end of stage 2
-    may replace, ``model.tau_select``) and the normalisation the backbone's initial weights expect
-    (ImageNet's for ResNets, 0.5/0.5 for the EfficientNet-Lite weights)."""
-    normalization = pretrained_normalization(cfg.model.backbone)
-    d = cfg.dataset
-    return ModelSpec.resolve(
-        d.image_size,
-        cfg.model.tau,
-        d.crop_source,
-        box_margin=cfg.model.box_margin,
-        default_normalization=normalization,
+    """The model's spec of a recipe, made once when the run is configured: ``dataset.image_size`` and
+    ``dataset.crop_source``, ``model.tau`` (which the end of stage 2 may replace, ``model.tau_select``),
+    ``model.box_rule``, ``model.heatmap_upsample``, ``model.box_margin``, ``model.localizer_input``, and
+    the normalisation the backbone's initial weights expect (:func:`elope.nn.model.model_spec`)."""
+    d, m = cfg.dataset, cfg.model
+    spec = ModelSpec(
+        image_size=d.image_size,
+        crop_source=d.crop_source,
+        tau=m.tau,
+        box_margin=m.box_margin,
+        box_rule=m.box_rule,
+        heatmap_upsample=m.heatmap_upsample,
+        localizer_input=m.localizer_input,
     )
+    return model_spec(m.backbone, spec)
 
 
 def dataset_options(cfg: Config) -> dict[str, Any]:

@@ -32,7 +32,6 @@ from elope.runs.checkpoint import (
 from elope.runs.layout import run_paths
 from elope.runs.lock import check_lock_held
 from elope.runs.metrics_log import line_count
-from elope.spec import SPEC_FIELDS
 
 __all__ = ["clone_state", "restore", "resume_stage", "save_checkpoint"]
 
@@ -70,6 +69,7 @@ def save_checkpoint(
             "completed": list(run.completed),
             "model": run.model.state_dict(),
             "model_config": dict(run.model.config),
+            "model_spec": run.model.spec.to_dict(),
             "criterion": None if run.criterion is None else run.criterion.state_dict(),
             "optimizer": None if optimizer is None else optimizer.state_dict(),
             "scheduler": None if scheduler is None else scheduler.state_dict(),
@@ -105,18 +105,27 @@ def _refuse_non_finite(run: Run, state: StageState | None) -> None:
     )
 
 
-def _arch(config: dict[str, Any]) -> dict[str, Any]:
-    """The architecture of a model config: what stages change (weighted pooling) and the spec (τ, chosen at
-    the end of stage 2; the crop source, which ``--allow-change`` may change before the crop stage) left
-    out."""
-    return {k: v for k, v in config.items() if k != "weighted" and k not in SPEC_FIELDS}
+#: What a checkpoint of the same run may hold otherwise: weighted pooling (a stage switches it on), τ
+#: (chosen at the end of stage 2), the crop source (``--allow-change`` before the crop stage), and the sides,
+#: normalisation and margin (never compared: the recipe's guard compares the recipe).
+_NOT_ARCHITECTURE = ("weighted", "image_size", "crop_source", "tau", "mean", "std", "box_margin")
+
+
+def _arch(config: dict[str, Any], spec: dict[str, Any] | None) -> dict[str, Any]:
+    """The architecture of a model config and spec (a checkpoint before the spec was whole kept the spec's
+    values in its config, and no ``model_spec``): the box rule, the upsampling and the localization
+    module's input side with the constructor's arguments, without :data:`_NOT_ARCHITECTURE`."""
+    merged = {**config, **(spec or {})}
+    return {k: v for k, v in merged.items() if k not in _NOT_ARCHITECTURE}
 
 
 def restore(run: Run, ckpt: dict[str, Any], path: Path) -> None:
     """Load model, class means and the τ of the model's spec (chosen at the end of stage 2) from a
     checkpoint, refusing one made for another architecture."""
-    check_model_config(_arch(ckpt["model_config"]), _arch(run.model.config), path)
-    run.model.spec = run.model.spec.replace(tau=ckpt["model_config"]["tau"])
+    saved_spec = ckpt.get("model_spec")
+    saved = _arch(ckpt["model_config"], saved_spec)
+    check_model_config(saved, _arch(dict(run.model.config), run.model.spec.to_dict()), path)
+    run.model.spec = run.model.spec.replace(tau=(saved_spec or ckpt["model_config"])["tau"])
     if ckpt["model_config"].get("weighted") and not run.model.config.get("weighted"):
         enable_weighted_pooling(run.model)
     load_state_strict(run.model, ckpt["model"], f"the model in {path}")

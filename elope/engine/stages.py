@@ -149,15 +149,12 @@ def make_model(cfg: Config, num_classes: int, spec: ModelSpec) -> ELoPE:
     model = ELoPE(
         m.backbone,
         num_classes,
+        spec,
         k=m.k,
         embedding_dim=m.embedding_dim,
         pooling=m.pooling,
         localizer=False,
         pretrained=m.pretrained,
-        **spec.to_dict(),
-        localizer_input=m.localizer_input,
-        heatmap_upsample=m.heatmap_upsample,
-        box_rule=m.box_rule,
     )
     if m.localizer:
         attach_paired_localizer(model)

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from elope.nn.crop import as_height_width
 from elope.nn.upsampled_threshold import minmax_range, upsampled_hits
-from elope.spec import check_tau
+from elope.spec import BOX_RULES, spec_default
 
 __all__ = [
     "BOX_RULES",
@@ -32,7 +32,6 @@ __all__ = [
 ]
 
 HEATMAP_TARGETS = ("raw", "standardized")
-BOX_RULES = ("all", "peak")
 
 
 class LocalizationModule(nn.Module):
@@ -52,7 +51,9 @@ class LocalizationModule(nn.Module):
     every 49 pixels and aliases badly.
     """
 
-    def __init__(self, stem: nn.Module, out_channels: int, input_size: int = 64) -> None:
+    def __init__(
+        self, stem: nn.Module, out_channels: int, input_size: int = spec_default("localizer_input")
+    ) -> None:
         super().__init__()
         if input_size < 8:
             raise ValueError(f"input_size must be at least 8 pixels, got {input_size}")
@@ -146,8 +147,8 @@ def heatmap_to_box(
 
     Args:
         heatmaps: (B, 1, h, w) or (B, h, w).
-        tau: threshold in [0, 1) (:func:`elope.spec.check_tau`); a cell belongs to the object when its
-            normalised value is > τ.
+        tau: threshold in [0, 1); a cell belongs to the object when its normalised value is > τ. Not
+            checked here, on every batch: a model's τ is its spec's, checked once (``elope.spec``).
         frame: the image the boxes refer to, as ``(height, width)`` or one int for a square image.
         upsample: resize the heatmap bilinearly to ``frame`` first, so the box edges fall on pixels
             rather than on cell edges (ours; off by default, as in the authors' release).
@@ -166,7 +167,6 @@ def heatmap_to_box(
     upsampling the whole map: :func:`elope.nn.upsampled_threshold.upsampled_hits`). A heatmap that is
     constant (no cell above τ after normalisation) or holds a non-finite value gives the whole image.
     """
-    check_tau(tau)
     if rule not in BOX_RULES:
         raise ValueError(f"unknown box rule {rule!r}; choose one of {BOX_RULES}")
     if heatmaps.dim() == 4:

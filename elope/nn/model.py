@@ -4,14 +4,14 @@ pipeline").
 
 ``forward`` is the classifier alone (what stages 1, 3 and 4 of the recipe train); ``crop`` and
 ``predict`` run the localization module first, so a whole prediction is one pass through the backbone.
-How an image reaches the model (classifier side, crop source, τ, normalisation) is the model's
+How an image goes through the model (sides, τ, box rule, upsampling, margin, normalisation) is the model's
 :attr:`ELoPE.spec` (:class:`elope.spec.ModelSpec`), the one place every layer reads them from.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple, cast
 
@@ -21,13 +21,13 @@ from torch import Tensor, nn
 from elope.nn.backbones import build_backbone, pretrained_normalization
 from elope.nn.crop import crop_and_resize, expand_boxes, like, resize
 from elope.nn.embedding import EmbeddingHead
-from elope.nn.localization import BOX_RULES, LocalizationModule, heatmap_to_box, mean_heatmap
+from elope.nn.localization import LocalizationModule, heatmap_to_box, mean_heatmap
 from elope.nn.modes import evaluating
 from elope.nn.pooling import GlobalAvgPool2d, GlobalKMaxPool2d
 from elope.nn.weights import load_weights
 from elope.spec import ModelSpec
 
-__all__ = ["POOLINGS", "CropClassification", "ELoPE", "Prediction", "create_model"]
+__all__ = ["POOLINGS", "CropClassification", "ELoPE", "Prediction", "create_model", "model_spec"]
 
 POOLINGS = ("gap", "gmp", "gkmp")
 
@@ -57,6 +57,10 @@ class ELoPE(nn.Module):
     Args:
         backbone: ``resnet18|34|50|101`` (torchvision) or any timm CNN name (with the ``timm`` extra).
         num_classes: number of classes C.
+        spec: how images go through the model (:class:`elope.spec.ModelSpec`: sides, τ, box rule, heatmap
+            upsampling, box margin, normalisation, the localization module's input side); None: the spec's
+            defaults (the paper's). A normalisation left open is what the backbone's pretrained weights
+            expect (:func:`model_spec`).
         k: K of global k-max pooling (Eq. 3; Table 2: 4).
         weighted: learned per-rank weights in the pooling (Eq. 4), the recipe's fourth stage.
         embedding_dim: width of the embedding layer (512); 0 puts the classifier on the pooled features.
@@ -65,29 +69,15 @@ class ELoPE(nn.Module):
         pretrained: initialise the backbone with ImageNet weights (torchvision weights API / timm).
         weights: path of a local ``.safetensors`` or ``.pt`` state dict, either of the whole model or of
             the backbone alone (e.g. an ImageNet ResNet state dict; its ``fc`` is ignored). Offline.
-        image_size: classifier input side; the crops are resized to it (448).
-        tau: box threshold of :func:`heatmap_to_box` (Table 2: 0.3 CUB, 0.2 Cars/Aircraft), in [0, 1).
-        crop_source: side of the square images :meth:`predict` expects, the crop source (default
-            2 × ``image_size``, :func:`elope.spec.crop_source_size`).
-        mean: the normalisation of the images (default: what the backbone's pretrained weights
-            expect, :func:`elope.nn.backbones.pretrained_normalization`).
-        std: as ``mean``.
-        localizer_input: side of the localization module's input (64).
-        heatmap_upsample: upsample the heatmap to the image before thresholding (see
-            :func:`heatmap_to_box`; off in the paper's recipe, as in the authors' release).
-        box_rule: ``all`` (the paper: the box holds every cell above τ) or ``peak`` (ours: only the
-            connected region around the heatmap's peak); see :func:`heatmap_to_box`.
-        box_margin: the crop reaches this share of the box's side beyond it on each side (ours; 0, the
-            paper's crop at the box): :func:`elope.nn.crop.expand_boxes`.
 
-    ``image_size``, ``crop_source``, ``tau``, ``mean``, ``std`` and ``box_margin`` are resolved once into
-    :attr:`spec`.
+    ``ELoPE(**model.config, spec=model.spec)`` rebuilds a model (:attr:`config`, :attr:`spec`).
     """
 
     def __init__(
         self,
         backbone: str,
         num_classes: int,
+        spec: ModelSpec | None = None,
         *,
         k: int = 4,
         weighted: bool = False,
@@ -96,24 +86,10 @@ class ELoPE(nn.Module):
         localizer: bool = True,
         pretrained: bool = False,
         weights: str | os.PathLike[str] | None = None,
-        image_size: int = 448,
-        tau: float = 0.3,
-        crop_source: int | None = None,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        localizer_input: int = 64,
-        heatmap_upsample: bool = False,
-        box_rule: str = "all",
-        box_margin: float = 0.0,
     ) -> None:
         super().__init__()
         _check_arguments(num_classes, embedding_dim, pooling, weighted)
-        normalization = pretrained_normalization(backbone)  # the spec, validated here:
-        spec = ModelSpec.resolve(
-            image_size, tau, crop_source, mean, std, box_margin, default_normalization=normalization
-        )
-        if box_rule not in BOX_RULES:
-            raise ValueError(f"unknown box_rule {box_rule!r}; choose one of {BOX_RULES}")
+        spec = model_spec(backbone, spec)
         net = build_backbone(backbone, pretrained=pretrained)
         self.features = net.features
         self.num_features = net.num_features
@@ -129,11 +105,8 @@ class ELoPE(nn.Module):
         self.k = k
         self.embedding_dim = embedding_dim
         self.pooling = pooling
-        self.spec = spec
-        self.localizer_input = localizer_input
-        self.heatmap_upsample = heatmap_upsample
-        self.box_rule = box_rule
         self.localizer: LocalizationModule | None = None
+        self.spec = spec
         if localizer:
             self.add_localizer()
         if weights is not None:
@@ -141,10 +114,12 @@ class ELoPE(nn.Module):
 
     @property
     def spec(self) -> ModelSpec:
-        """How images reach this model: classifier side, crop source, τ, normalisation (immutable).
+        """How images go through this model: sides, τ, box rule, upsampling, margin, normalisation
+        (immutable, :class:`elope.spec.ModelSpec`).
 
         Replaced as a whole (``model.spec = model.spec.replace(tau=0.5)``), never edited: the end of stage 2
-        installs the τ it chose, a command's ``--tau`` is applied when the model is loaded.
+        installs the τ it chose, a command's ``--tau`` is applied when the model is loaded. Its
+        ``localizer_input`` is the attached localization module's (a module is built for one input side).
         """
         return self._spec
 
@@ -152,15 +127,25 @@ class ELoPE(nn.Module):
     def spec(self, spec: ModelSpec) -> None:
         if not isinstance(spec, ModelSpec):
             raise TypeError(f"spec must be an elope.spec.ModelSpec, got {type(spec).__name__}")
+        if spec.mean is None:
+            raise ValueError(
+                "the model's spec needs its normalisation: elope.nn.model.model_spec fills it in"
+            )
+        if self.localizer is not None and spec.localizer_input != self.localizer.input_size:
+            raise ValueError(
+                f"localizer_input {spec.localizer_input} differs from the attached localization module's "
+                f"input side {self.localizer.input_size}"
+            )
         self._spec = spec
 
     @property
     def config(self) -> Mapping[str, Any]:
-        """The constructor arguments that rebuild this model, ``ELoPE(**config)`` (read only).
+        """The architecture: the constructor arguments beside :attr:`spec` that rebuild this model,
+        ``ELoPE(**model.config, spec=model.spec)`` (read only).
 
-        Read from the model itself (the pooling's weights, whether a localization module is attached, the
-        spec), so it cannot drift from it. ``model.json`` (→ ``model``) and the checkpoints store it: the one
-        place a run's τ, image size, crop source and normalisation are stored.
+        Read from the model itself (the pooling's weights, whether a localization module is attached), so it
+        cannot drift from it. ``model.json`` (→ ``model``, beside ``spec``), the export metadata and the
+        checkpoints store it.
         """
         return MappingProxyType(
             {
@@ -171,17 +156,13 @@ class ELoPE(nn.Module):
                 "embedding_dim": self.embedding_dim,
                 "pooling": self.pooling,
                 "localizer": self.localizer is not None,
-                **self.spec.to_dict(),
-                "localizer_input": self.localizer_input,
-                "heatmap_upsample": self.heatmap_upsample,
-                "box_rule": self.box_rule,
             }
         )
 
     def add_localizer(self) -> LocalizationModule:
         """Attach a new localization module (Sec. 5): a copy of the backbone's stem and first stage as they
         were built (before any ``weights`` file was loaded), and a new 3×3 head (drawn from the global RNG)."""
-        self.localizer = LocalizationModule(self._make_stem(), self._stem_channels, self.localizer_input)
+        self.localizer = LocalizationModule(self._make_stem(), self._stem_channels, self.spec.localizer_input)
         return self.localizer
 
     # -- classifier -------------------------------------------------------------------------------------
@@ -216,9 +197,10 @@ class ELoPE(nn.Module):
 
     def heatmap_box(self, heatmaps: Tensor, tau: float, frame: tuple[int, int] | torch.Size) -> Tensor:
         """The box of a heatmap (the module's, or a mean feature map) at threshold ``tau`` in pixels of an
-        image of ``frame`` = (H, W): :func:`heatmap_to_box` (same arguments, same order) with this model's
-        upsampling and box rule."""
-        return heatmap_to_box(heatmaps, tau, frame, upsample=self.heatmap_upsample, rule=self.box_rule)
+        image of ``frame`` = (H, W): :func:`heatmap_to_box` (same arguments, same order) with the spec's
+        upsampling and box rule (``tau`` in the spec's range: the spec's own, or one of a τ sweep)."""
+        spec = self.spec
+        return heatmap_to_box(heatmaps, tau, frame, upsample=spec.heatmap_upsample, rule=spec.box_rule)
 
     def crop_box(self, boxes: Tensor, frame: tuple[int, int] | torch.Size) -> Tensor:
         """Where the crop of a box is cut in an image of ``frame`` = (H, W): the box grown by the spec's
@@ -232,9 +214,9 @@ class ELoPE(nn.Module):
         Every pipeline of the package crops here (Sec. 5): ``evaluate``, ``predict``, the example sheet,
         validation, the exported and the compiled graphs, and the crop stages of training, with ``images``
         the *crop source* (the original image resized to ``spec.crop_source``; training renders it on the
-        device first, :mod:`elope.data.source`). The localization module sees it resized to 64×64, the box
-        is found relative to it at the spec's τ, and the crop is cut from it by ``roi_align`` in one
-        batched call, so a crop keeps the source's resolution. The crop reaches the spec's ``box_margin``
+        device first, :mod:`elope.data.source`). The localization module sees it resized to
+        ``spec.localizer_input`` (64), the box is found relative to it at the spec's τ, and the crop is cut
+        from it by ``roi_align`` in one batched call, so a crop keeps the source's resolution. The crop reaches the spec's ``box_margin``
         beyond the box (:meth:`crop_box`).
 
         Returns ``(crops, boxes, heatmaps)``, boxes in pixels of ``images`` (the localization's box, without
@@ -325,6 +307,13 @@ def _check_arguments(num_classes: int, embedding_dim: int, pooling: str, weighte
         raise ValueError(f"num_classes must be positive, got {num_classes}")
     if embedding_dim < 0:
         raise ValueError(f"embedding_dim must be >= 0 (0: no embedding layer), got {embedding_dim}")
+
+
+def model_spec(backbone: str, spec: ModelSpec | None = None) -> ModelSpec:
+    """``spec`` (None: the spec's defaults) with the normalisation it leaves open set to what the
+    ``backbone``'s pretrained weights expect (ImageNet's for ResNets, 0.5/0.5 for the EfficientNet-Lite
+    weights: :func:`elope.nn.backbones.pretrained_normalization`)."""
+    return (spec or ModelSpec()).with_normalization(*pretrained_normalization(backbone))
 
 
 def create_model(name: str, num_classes: int, **kwargs: Any) -> ELoPE:

@@ -7,7 +7,8 @@ POSIX and Windows), so a crash while saving leaves the previous checkpoint intac
 as one line naming the file (the previous checkpoint is then still intact: free space and ``--resume``).
 
 What a training checkpoint holds (see ``elope.engine.train``): ``format``, ``stage``, ``epoch``, ``step`` (batches
-done in ``epoch``), ``completed`` (finished stages), ``model`` (state dict), ``model_config``,
+done in ``epoch``), ``completed`` (finished stages), ``model`` (state dict), ``model_config`` (the
+architecture, :attr:`elope.ELoPE.config`), ``model_spec`` (:meth:`elope.spec.ModelSpec.to_dict`),
 ``criterion`` (the class means buffer of ``ClassMeanLoss``), ``optimizer``, ``scheduler``, ``scaler``,
 ``best`` (score, epoch and weights of the best epoch on val), ``accum`` (running sums of the epoch),
 ``rng`` (torch/numpy/python/cuda states, one per process), ``data_seed`` (the data order of epoch ``e`` is

@@ -1,7 +1,7 @@
 """A trained run as ``evaluate``, ``predict``, ``export`` and the example sheet read it: :func:`load_run`.
 
-The model comes from ``RUN/model`` (:func:`elope.runs.model_folder.load_model`) with its spec (τ, image
-size, crop source, normalisation: :attr:`LoadedRun.spec`, stored in ``model.json`` → ``model``); the
+The model comes from ``RUN/model`` (:func:`elope.runs.model_folder.load_model`) with its spec (τ, sides,
+box rule, upsampling, margin, normalisation: :attr:`LoadedRun.spec`, stored in ``model.json`` → ``spec``); the
 dataset and the splits come from the rest of ``model.json``. A :class:`LoadedRun` is a
 :class:`elope.deploy.predictor.Predictor`, as an exported file is.
 """
@@ -50,7 +50,7 @@ class LoadedRun:
 
     @property
     def spec(self) -> ModelSpec:
-        """τ, image size, crop source and normalisation: the model's (``model.json`` → ``model``, with a
+        """τ, sides, box rule, upsampling, margin, normalisation: the model's (``model.json`` → ``spec``, with a
         command's ``--tau`` applied by :func:`load_run`)."""
         return self.model.spec
 

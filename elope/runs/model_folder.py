@@ -1,10 +1,11 @@
 """The model folder (``RUN/model``, ``RUN/teacher``): ``model.safetensors`` + ``model.json``.
 
-``model.json`` holds ``format``, ``version``, ``model`` (:attr:`elope.ELoPE.config`: the constructor
-arguments, the model's spec included: τ, image size, crop source and normalisation are stored there and
-nowhere else) and the run's ``meta`` (``docs/architecture.md``). Version 2; a folder of elope 0.1.0
-(version 1: crop source and normalisation at the top level, τ and image size also copied there) loads
-through :func:`model_arguments`.
+``model.json`` holds ``format``, ``version``, ``model`` (:attr:`elope.ELoPE.config`: the architecture),
+``spec`` (the model's spec, :meth:`elope.spec.ModelSpec.to_dict`: τ, sides, box rule, upsampling, margin
+and normalisation are stored there and nowhere else) and the run's ``meta`` (``docs/architecture.md``).
+Version 3. Older folders load through :func:`model_description`: version 2 kept the spec's values among
+the constructor arguments under ``model``; version 1 (elope 0.1.0) kept the crop source and the
+normalisation at the top level as well, and copies of τ and the image size there.
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ from elope.failures import short_repr
 from elope.nn.model import ELoPE
 from elope.nn.weights import WeightsError, load_state_dict_file, load_weights, non_finite
 from elope.runs.layout import CLASS_MEANS_FILE
-from elope.spec import IMAGENET_MEAN, IMAGENET_STD, check_tau
+from elope.spec import IMAGENET_MEAN, IMAGENET_STD, SPEC_FIELDS, ModelSpec
 
 __all__ = [
     "MODEL_META",
     "MODEL_WEIGHTS",
     "load_class_means",
     "load_model",
-    "model_arguments",
+    "model_description",
     "model_meta",
     "save_model",
     "without_localizer",
@@ -42,7 +43,7 @@ __all__ = [
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_META = "model.json"
 _FORMAT = "elope-model"
-VERSION = 2  # 1: elope 0.1.0 (crop source and normalisation at the top level)
+VERSION = 3  # 2: the spec's values under model; 1: elope 0.1.0 (crop source and normalisation at the top)
 
 
 def save_model(model: nn.Module, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
@@ -60,26 +61,37 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], meta: dict[str, A
     tmp = path / (MODEL_WEIGHTS + ".tmp")
     save_file(state, tmp)
     os.replace(tmp, path / MODEL_WEIGHTS)
-    info = {"format": _FORMAT, "version": VERSION, "model": dict(model.config), **(meta or {})}
+    info = {
+        "format": _FORMAT,
+        "version": VERSION,
+        "model": dict(model.config),
+        "spec": model.spec.to_dict(),
+        **(meta or {}),
+    }
     tmp = path / (MODEL_META + ".tmp")
     tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
     os.replace(tmp, path / MODEL_META)
     return path
 
 
-def model_arguments(meta: dict[str, Any]) -> dict[str, Any]:
-    """The constructor arguments of :class:`elope.ELoPE` a ``model.json`` describes.
+def model_description(meta: dict[str, Any]) -> tuple[dict[str, Any], ModelSpec]:
+    """The architecture (the constructor arguments of :class:`elope.ELoPE` beside the spec) and the spec
+    a ``model.json`` describes; ValueError when they are not an ELoPE model's.
 
-    Version 2 holds them all under ``model``. A folder of elope 0.1.0 (version 1) kept the crop source
-    and the normalisation at the top level (and always recorded them); its τ and image size are read from
-    ``model`` as well, the copies at the top level are ignored.
+    Version 3 holds them under ``model`` and ``spec``. Version 2 kept the spec's values among the
+    arguments under ``model`` (:meth:`elope.spec.ModelSpec.from_legacy`). A folder of elope 0.1.0
+    (version 1) kept the crop source and the normalisation at the top level (and always recorded them);
+    its τ and image size are read from ``model``, the copies at the top level are ignored.
     """
-    arguments = dict(meta["model"])
+    if int(meta.get("version", 1)) >= 3:
+        return dict(meta["model"]), ModelSpec.from_dict(meta.get("spec"))  # type: ignore[arg-type]
+    flat = dict(meta["model"])
     if int(meta.get("version", 1)) < 2:
-        arguments.setdefault("crop_source", meta.get("crop_source"))
-        arguments.setdefault("mean", meta.get("mean") or IMAGENET_MEAN)
-        arguments.setdefault("std", meta.get("std") or IMAGENET_STD)
-    return arguments
+        flat.setdefault("crop_source", meta.get("crop_source"))
+        flat.setdefault("mean", meta.get("mean") or IMAGENET_MEAN)
+        flat.setdefault("std", meta.get("std") or IMAGENET_STD)
+    arguments = {k: v for k, v in flat.items() if k not in SPEC_FIELDS}
+    return arguments, ModelSpec.from_legacy(flat)
 
 
 def _check_version(meta_file: Path, version: object) -> None:
@@ -107,8 +119,9 @@ def load_model(
 ) -> tuple[ELoPE, dict]:
     """Rebuild a model written by :func:`save_model`; returns ``(model in eval mode, meta)``.
 
-    ``tau`` and ``crop_source`` replace the saved ones (a command's ``--tau`` or ``--crop-source``; the
-    run's τ for its teacher): the model is built with them, so its spec is resolved here, once.
+    ``tau`` and ``crop_source`` replace the saved ones in its spec (a command's ``--tau`` or
+    ``--crop-source``; the run's τ for its teacher), checked there (a wrong ``--tau`` is named as such, not
+    as a damaged ``model.json``): the model is built with that spec.
     """
     path = Path(path)
     meta_file = path / MODEL_META
@@ -126,14 +139,15 @@ def load_model(
     if not isinstance(meta, dict) or meta.get("format") != _FORMAT or not isinstance(meta.get("model"), dict):
         raise WeightsError(f"{meta_file} is not an elope model description (a JSON object with format/model)")
     _check_version(meta_file, meta.get("version", 1))
-    arguments = model_arguments(meta)
-    if tau is not None:
-        arguments["tau"] = check_tau(tau)  # a wrong --tau named as such, not as a damaged model.json
-    if crop_source is not None:
-        arguments["crop_source"] = crop_source
     try:
-        model = ELoPE(**arguments)
-    except (TypeError, ValueError) as error:  # an unknown entry, or a value out of range (tau: 5)
+        arguments, spec = model_description(meta)
+    except (TypeError, ValueError) as error:  # a spec missing or out of range (tau: 5)
+        raise WeightsError(f"{meta_file}: the spec does not describe an ELoPE model ({error})") from None
+    overrides = {"tau": tau, "crop_source": crop_source}
+    spec = spec.replace(**{name: value for name, value in overrides.items() if value is not None})
+    try:
+        model = ELoPE(**arguments, spec=spec)
+    except (TypeError, ValueError) as error:  # an unknown entry, or a value out of range
         raise WeightsError(
             f"{meta_file}: the model entry does not describe an ELoPE model ({error})"
         ) from None
@@ -158,7 +172,7 @@ def model_meta(
 ) -> dict[str, Any]:
     """What ``model.json`` holds beside the model's config: classes, the data it was trained on, the stages
     done and the resolved recipe (``config``: the recipe as given; its ``model.tau`` is the recipe's
-    setting, which ``model.tau_select`` may replace; the model's τ is the one in ``model``)."""
+    setting, which ``model.tau_select`` may replace; the model's τ is the one in ``spec``)."""
     return {
         "classes": classes,
         "splits": splits,

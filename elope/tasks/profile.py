@@ -21,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from elope.nn.backbones import TORCHVISION_BACKBONES
 from elope.nn.model import ELoPE
+from elope.spec import ModelSpec, spec_default
 from elope.tasks.profile_limits import MAX_IMAGE_SIZE, MAX_WEIGHT_BYTES
 
 __all__ = [
@@ -78,7 +79,7 @@ def _check_memory(backbone: str, num_classes: int, image_size: int, embedding_di
     device (nothing allocated) before anything is built for real."""
     with torch.device("meta"):
         params = count_params(
-            ELoPE(backbone, num_classes, embedding_dim=embedding_dim, image_size=image_size)
+            ELoPE(backbone, num_classes, embedding_dim=embedding_dim, spec=ModelSpec(image_size=image_size))
         )
         if backbone in TORCHVISION_BACKBONES:
             params += count_params(TORCHVISION_BACKBONES[backbone](num_classes=num_classes))
@@ -93,7 +94,10 @@ def _check_memory(backbone: str, num_classes: int, image_size: int, embedding_di
 
 
 def profile_models(
-    backbone: str = "resnet50", num_classes: int = 200, image_size: int = 448, embedding_dim: int = 512
+    backbone: str = "resnet50",
+    num_classes: int = 200,
+    image_size: int = spec_default("image_size"),
+    embedding_dim: int = 512,
 ) -> dict[str, dict[str, int]]:
     """MACs and parameters of the baseline, the full ELoPE model and the localization module (Table 3).
 
@@ -103,7 +107,9 @@ def profile_models(
     _check_size(backbone, image_size)
     _check_memory(backbone, num_classes, image_size, embedding_dim)
     images = torch.zeros(1, 3, image_size, image_size)
-    model = ELoPE(backbone, num_classes, embedding_dim=embedding_dim, image_size=image_size).eval()
+    model = ELoPE(
+        backbone, num_classes, embedding_dim=embedding_dim, spec=ModelSpec(image_size=image_size)
+    ).eval()
     result = {
         "elope": {"macs": count_macs(model.predict, images), "params": count_params(model)},
         "localization": {

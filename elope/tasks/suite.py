@@ -43,6 +43,7 @@ from elope.data.synthetic_knobs import SUITE
 from elope.engine.localization_metrics import max_box_acc_v2, top1_loc_hits
 from elope.engine.train import run_training
 from elope.nn.localization import heatmap_to_box
+from elope.runs.model_folder import model_description
 from elope.tasks.ablate import TABLE5
 from elope.tasks.evaluate import evaluate_run
 from elope.tasks.localization import (
@@ -186,17 +187,17 @@ def _seed(
     crops = crop_pipeline(full)
     metrics = {name: evaluate_run(path, progress=False, maxboxacc=False) for name, path in
                (("full", full), ("crops", crops), ("gap", gap), ("control", control))}  # fmt: skip
-    model = json.loads(((crops / "model") if crops == full else crops).joinpath("model.json").read_text())
-    model = model["model"]
+    saved = json.loads(((crops / "model") if crops == full else crops).joinpath("model.json").read_text())
+    _, spec = model_description(saved)
     result = {
         "dist": dist,
         "seed": seed,
         "top1": {name: m["top1"] for name, m in metrics.items()},
         "module_iou50": metrics["crops"]["loc_iou50"],
-        "tau": model["tau"],
-        "box_rule": model["box_rule"],
-        "upsample": model["heatmap_upsample"],
-        "box_margin": model.get("box_margin", 0.0),
+        "tau": spec.tau,
+        "box_rule": spec.box_rule,
+        "upsample": spec.heatmap_upsample,
+        "box_margin": spec.box_margin,
         "decision": _decision(full),
         "test_images": metrics["full"]["num_images"],
     }
