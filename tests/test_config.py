@@ -53,11 +53,19 @@ def test_paper_values(dataset, tau):
     ours = load_config(dataset)
     assert (ours.model.tau_select, ours.model.box_rule, ours.model.heatmap_upsample) == ("auto", "peak", True)
     assert ours.loss.localizer_target == "standardized"
-    paper_keys = {"box_rule", "tau_select", "heatmap_upsample"}
+    paper_keys = {"box_rule", "tau_select", "heatmap_upsample", "box_margin"}
     assert {k: v for k, v in ours.model if k not in paper_keys} == {
         k: v for k, v in cfg.model if k not in paper_keys
     }
-    assert ours.stages == cfg.stages and ours.dataset == cfg.dataset and ours.train == cfg.train
+    # and the crop step (issue 28): a margin, and crops only where they beat whole images on held-out
+    # training images (aircraft: its trainval has none to spare, so it always crops)
+    holdout = dataset != "aircraft"
+    assert ours.model.box_margin == 0.15 and cfg.model.box_margin == 0.0
+    assert ours.train.crop_decision == ("holdout" if holdout else "always")
+    assert ours.dataset.val_fraction == (0.1 if holdout else 0.0)
+    assert ours.stages == cfg.stages
+    assert ours.dataset.model_copy(update={"val_fraction": 0.0}) == cfg.dataset
+    assert ours.train.model_copy(update={"crop_decision": "always"}) == cfg.train
 
 
 def test_paper_switch_on_the_command_line_reaches_the_run(tmp_path, synthetic_root):
@@ -182,7 +190,7 @@ def test_cli_reports_config_errors_without_traceback(tmp_path):
 
 def test_select_best_needs_a_validation_split():
     with pytest.raises(ConfigError, match="val_fraction"):
-        load_config("cub", overrides={"train.select": "best"})
+        load_config("cub", overrides={"train.select": "best", "dataset.val_fraction": 0.0})
     cfg = load_config("cub", overrides={"train.select": "best", "dataset.val_fraction": 0.1})
     assert cfg.dataset.val_fraction == 0.1
 

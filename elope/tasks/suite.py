@@ -78,6 +78,12 @@ SUITE_RECIPE: dict[str, Any] = {
     **{f"stages.{s}.lr": 0.01 for s in ("classifier", "crop")},
     **{f"stages.{s}.lr_step": 3 for s in ("classifier", "crop")},
     "train.progress": False,
+    # the shipped recipes' crop step (cub / cars / folder.yaml), fixed on the critters' development draws
+    # (docs/experiments/crop_dev.py) before the held-out birds were run; the critter table of
+    # docs/results.md predates it (margin 0, crops always)
+    "model.box_margin": 0.15,
+    "train.crop_decision": "holdout",
+    "dataset.val_fraction": 0.1,
 }
 GAP = TABLE5[0]
 CONTROL = TABLE5[10]
