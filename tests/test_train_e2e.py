@@ -160,7 +160,7 @@ def test_demo_command_wiring(tmp_path):
 def test_demo_reference_is_the_shipped_multi_seed_json(tmp_path):
     """The demo prints the multi-seed reference from the JSON the package ships (written by
     docs/experiments/demo_seeds.py), and says so when it is missing."""
-    from elope.tasks.demo import REFERENCE, reference_text
+    from elope.tasks.demo import REFERENCE, prediction_interval, reference_text
 
     shipped = json.loads(REFERENCE.read_text())
     assert len(shipped["seeds"]) >= 3 and len(shipped["full"]["runs"]) == len(shipped["seeds"])
@@ -171,6 +171,18 @@ def test_demo_reference_is_the_shipped_multi_seed_json(tmp_path):
     assert f"[95 % CI {low:+.1f}, {high:+.1f}]" in text
     assert f"module {min(shipped['module']['runs']):.1f}-{max(shipped['module']['runs']):.1f} %" in text
     assert "no multi-seed reference" in reference_text(tmp_path / "missing.json")
+    # what a new run should land in: the prediction interval of one more run, from the shipped seeds
+    low, high = prediction_interval(shipped["full"]["runs"])
+    assert f"ELoPE {low:.0f} to {min(high, 100):.0f} %" in text
+
+
+def test_prediction_interval_by_hand():
+    """[1, 2, 3]: mean 2, sd 1, t(0.975, 2) = 4.303; half-width 4.303 * sqrt(4/3) = 4.968."""
+    from elope.tasks.demo import prediction_interval
+
+    low, high = prediction_interval([1.0, 2.0, 3.0])
+    assert low == pytest.approx(2 - 4.968, abs=1e-3) and high == pytest.approx(2 + 4.968, abs=1e-3)
+    assert prediction_interval([99.0, 100.0, 100.0])[1] == 100.0
 
 
 @pytest.mark.slow

@@ -103,15 +103,35 @@ def reference_text(path: Path = REFERENCE) -> str:
     def span(key: str) -> str:
         return f"{min(r[key]['runs']):.1f}-{max(r[key]['runs']):.1f} %"
 
+    def expect(runs: list[float], unit: str = " %") -> str:
+        low, high = prediction_interval(runs)
+        return f"{low:.0f} to {high:.0f}{unit}"
+
+    diffs = [f - g for f, g in zip(r["full"]["runs"], r["gap"]["runs"], strict=True)]
+
     return (
         f"\nOne run is one seed; across {len(r['seeds'])} seeds of this recipe (mean ± std, paired by seed; "
         f"docs/results.md):\n  GAP {ms('gap')}, ELoPE {ms('full')}: ELoPE - GAP {ci('full_minus_gap')}\n"
         f"  boxes with IoU >= 0.5: module {ms('module')}, teacher's mean map {ms('mean_map')}: "
         f"{ci('module_minus_mean_map')}\n"
-        f"  single seeds ranged: GAP {span('gap')}, ELoPE {span('full')}, module {span('module')}. Another seed, "
-        "thread count or machine is another draw from this spread, sometimes outside the range (the CPU sums "
-        "in another order; metrics.jsonl records the environment)."
+        f"  single seeds ranged: GAP {span('gap')}, ELoPE {span('full')}, module {span('module')}.\n"
+        "  Another seed, thread count or machine is another draw from this spread (the CPU sums in another "
+        "order; metrics.jsonl records the environment): 95 % of new runs land in GAP "
+        f"{expect(r['gap']['runs'])}, ELoPE {expect(r['full']['runs'])}, ELoPE - GAP "
+        f"{expect(diffs, ' points')} (prediction intervals of one run from these seeds)."
     )
+
+
+def prediction_interval(runs: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Where one more run lands with probability ``level``, from ``runs`` (a normal model: mean ± t ·
+    sd · sqrt(1 + 1/n)), clipped to [-100, 100] (percentages and differences of them)."""
+    from scipy import stats
+
+    n = len(runs)
+    mean = sum(runs) / n
+    sd = (sum((x - mean) ** 2 for x in runs) / (n - 1)) ** 0.5
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd * (1 + 1 / n) ** 0.5
+    return max(mean - half, -100.0), min(mean + half, 100.0)
 
 
 def _report(out: Path, results: dict[str, dict[str, Any]], echo: Echo) -> None:
