@@ -336,17 +336,99 @@ def test_spec_values_are_not_rederived_below_the_commands():
     assert spec_rederivations("t = model.tau if tau is None else tau\nb = 1 if b is None else b\n") == [1]
 
 
-def test_crop_source_and_tau_range_have_one_definition():
-    """The crop source default (2 × image size) and τ's range are computed in elope/spec.py only."""
-    calls = sorted(
-        module_name(p)
-        for p in PACKAGE.rglob("*.py")
-        for n in ast.walk(ast.parse(p.read_text()))
-        if isinstance(n, ast.Call)
-        and getattr(n.func, "id", getattr(n.func, "attr", None)) == "crop_source_size"
+def _named(node: ast.AST, suffix: str) -> bool:
+    """Whether ``node`` holds a name or attribute ending in ``suffix`` (``tau``, ``spec.tau``, ``int(tau)``)."""
+    return any(
+        (getattr(n, "id", None) or getattr(n, "attr", None) or "").endswith(suffix) for n in ast.walk(node)
     )
-    assert calls == ["elope.spec"]
-    assert "0.0 <= tau < 1.0" not in "".join(p.read_text() for p in PACKAGE.rglob("*.py"))
+
+
+def _number(node: ast.AST, *values: float) -> bool:
+    return (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, (int, float))
+        and not isinstance(node.value, bool)
+        and node.value in values
+    )
+
+
+def tau_range_checks(source: str) -> list[int]:
+    """Lines of ``source`` that check τ against its bounds 0 and 1, in any spelling: a comparison
+    (``0.0 <= tau < 1.0``, ``tau >= 1``, ``not 0 <= cfg.tau < 1``) or pydantic bounds on a ``tau`` field
+    (``tau: float = Field(ge=0, lt=1)``)."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            ordered = any(isinstance(op, (ast.Lt, ast.LtE, ast.Gt, ast.GtE)) for op in node.ops)
+            if (
+                ordered
+                and any(_named(o, "tau") for o in operands)
+                and any(_number(o, 0, 1) for o in operands)
+            ):
+                lines.append(node.lineno)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Call):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            bounds = {
+                k.arg
+                for k in node.value.keywords
+                if k.arg in ("ge", "gt", "le", "lt") and _number(k.value, 0, 1)
+            }
+            if bounds and any(_named(t, "tau") for t in targets):
+                lines.append(node.lineno)
+    return sorted(set(lines))
+
+
+def crop_source_derivations(source: str) -> list[int]:
+    """Lines of ``source`` that compute twice an image size, in any spelling (``2 * image_size``,
+    ``cfg.dataset.image_size * 2``, ``size + size``, ``image_size << 1``), or call ``crop_source_size``."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.BinOp):
+            left, right, op = node.left, node.right, node.op
+            doubled = (
+                (isinstance(op, ast.Mult) and (_number(left, 2) or _number(right, 2)))
+                or (isinstance(op, ast.Add) and ast.dump(left) == ast.dump(right))
+                or (isinstance(op, ast.LShift) and _number(right, 1))
+            )
+            if doubled and (_named(left, "image_size") or _named(right, "image_size")):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Call) and _named(node.func, "crop_source_size"):
+            lines.append(node.lineno)
+    return sorted(set(lines))
+
+
+def test_crop_source_and_tau_range_have_one_definition():
+    """The crop source default (2 × image size) and τ's range are computed in elope/spec.py only (checked
+    on the syntax tree, so another spelling of the same computation is caught too)."""
+    found = {
+        module_name(p): (tau, crop)
+        for p in PACKAGE.rglob("*.py")
+        if module_name(p) != "elope.spec"
+        if any((tau := tau_range_checks(p.read_text()), crop := crop_source_derivations(p.read_text())))
+    }
+    assert found == {}
+
+
+def test_the_one_definition_checks_can_fail():
+    """Each spelling of τ's range check and of the crop source default is seen; a threshold is not."""
+    taus = [
+        "ok = 0.0 <= tau < 1.0",
+        "if tau < 0 or tau >= 1: raise ValueError",
+        "if not 0 <= cfg.model.tau < 1: raise ValueError",
+        "tau: float = Field(0.3, ge=0.0, lt=1.0)",
+    ]
+    assert [tau_range_checks(s) for s in taus] == [[1], [1], [1], [1]]
+    assert tau_range_checks("mask = normalised > tau\nlow, high = 0, 1\n") == []
+    crops = [
+        "n = 2 * int(image_size)",
+        "n = cfg.dataset.image_size * 2",
+        "n = image_size + image_size",
+        "n = spec.image_size << 1",
+        "n = crop_source_size(448)",
+    ]
+    assert [crop_source_derivations(s) for s in crops] == [[1]] * len(crops)
+    assert crop_source_derivations("n = 2 * batch_size\nm = image_size + 1\n") == []
 
 
 def keys_named(data: object, name: str, path: str = "") -> list[str]:
