@@ -245,7 +245,7 @@ def test_pretrained_without_network(cub: Path, tmp_path: Path, monkeypatch: pyte
 
     monkeypatch.setattr(tv_api, "load_state_dict_from_url", offline)
     # the bug back (the URLError escaping) fails here: no skip
-    with pytest.raises(WeightsError, match="resnet18.*--no-pretrained"):
+    with pytest.raises(WeightsError, match=r"resnet18.*--no-pretrained"):
         build_backbone("resnet18", pretrained=True)
     result = invoke(*_args(cub, tmp_path / "out", "--pretrained"))
     assert_clean_exit(result, 1, "resnet18", "--no-pretrained")
