@@ -35,6 +35,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "elope"
 BENCHMARKS = PACKAGE.parent / "benchmarks"
+SOURCES = (PACKAGE, BENCHMARKS)  # the import rules (layers, no circle) and the size rules hold for both
 MAX_LINES = 400
 MAX_FUNCTION_LINES = 60  # from `def` to the last line, the docstring included, decorators not
 
@@ -58,6 +59,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("tasks", ("elope.tasks",)),
     ("serve", ("elope.serve",)),
     ("commands", ("elope.commands", "elope.cli", "elope.__main__", "elope")),
+    ("benchmarks", ("benchmarks",)),
 ]
 
 
@@ -94,11 +96,16 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
             for alias in node.names:  # `from elope.nn import model` imports the module elope.nn.model
                 sub = f"{base}.{alias.name}"
                 found.add(sub if sub in modules else base)
-    return {m for m in found if m == "elope" or m.startswith("elope.")} - {name}
+    return {m for m in found if m.split(".")[0] in ("elope", "benchmarks")} - {name}
+
+
+def source_files() -> list[Path]:
+    """Every module under the rules: the package and the benchmarks."""
+    return sorted(p for root in SOURCES for p in root.rglob("*.py"))
 
 
 def graph() -> dict[str, set[str]]:
-    paths = sorted(PACKAGE.rglob("*.py"))
+    paths = source_files()
     modules = {module_name(p) for p in paths}
     return {module_name(p): imports_of(p, modules) & modules for p in paths}
 
@@ -145,9 +152,7 @@ def test_imports_run_downward_only():
 
 
 def test_no_module_over_400_lines():
-    long = {
-        module_name(p): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES
-    }
+    long = {module_name(p): n for p in source_files() if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines (split them): {long}"
 
 
@@ -172,7 +177,7 @@ def long_functions(source: str, filename: str = "<source>") -> dict[str, int]:
 def test_no_function_over_60_lines():
     long = {
         f"{module_name(p)}.{name}": n
-        for p in sorted(PACKAGE.rglob("*.py"))
+        for p in source_files()
         for name, n in long_functions(p.read_text(), str(p)).items()
     }
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines (split them into named steps): {long}"
@@ -204,23 +209,25 @@ def test_the_checks_can_fail():
     }
 
 
+def test_the_benchmarks_are_in_the_graph():
+    """The benchmarks are modules of the graph: their imports (lazy ones too) count, a circle through them
+    is found (``benchmarks/gpu.py`` ↔ ``gpu_compiled.py`` was one), and the package may not import them."""
+    edges = graph()
+    assert "benchmarks.gpu_compiled" in edges["benchmarks.gpu"]  # imported inside a function
+    assert "elope.nn.model" in edges["benchmarks.gpu_setting"]
+    edges["benchmarks.gpu_compiled"] = edges["benchmarks.gpu_compiled"] | {"benchmarks.gpu"}
+    assert find_cycle(edges) == ["benchmarks.gpu", "benchmarks.gpu_compiled", "benchmarks.gpu"]
+    assert upward_imports({"elope.tasks.profile": {"benchmarks.common"}}) == [
+        "elope.tasks.profile (tasks) imports benchmarks.common (benchmarks)"
+    ]
+
+
 @pytest.mark.parametrize("layer", [name for name, _ in LAYERS])
 def test_every_layer_holds_modules(layer):
     assert any(LAYERS[layer_of(m)][0] == layer for m in graph())
 
 
 # --------------------------------------------------------------------------------- benchmarks (issue 20)
-def test_benchmarks_follow_the_size_rules():
-    sizes = {p.name: len(p.read_text().splitlines()) for p in BENCHMARKS.glob("*.py")}
-    assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
-    long = {
-        f"{p.name}: {name}": n
-        for p in sorted(BENCHMARKS.glob("*.py"))
-        for name, n in long_functions(p.read_text(), str(p)).items()
-    }
-    assert not long, f"benchmark functions over {MAX_FUNCTION_LINES} lines: {long}"
-
-
 def sys_path_edits(source: str) -> list[int]:
     """Lines of ``source`` that touch ``sys.path``."""
     return [
