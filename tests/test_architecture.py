@@ -4,7 +4,7 @@ module-global hook lists, no ``sys.path`` edits in the benchmarks, one definitio
 spec (τ, image size, crop source, normalisation: resolved in ``elope/spec.py``, never re-derived with
 ``x if y is None else z`` below the commands) and τ stored once in ``model.json``.
 
-Every module of ``elope/`` is parsed with ``ast``; every import counts, also those inside functions (a
+Every module of ``elope/`` and ``benchmarks/`` is parsed with ``ast``; every import counts, also those inside functions (a
 lazy import still ties two modules together). The layers, lowest first:
 
     base      elope.failures, elope.config,       messages, the recipe's schema (and its dataset options),
@@ -16,11 +16,14 @@ lazy import still ties two modules together). The layers, lowest first:
     deploy    elope.deploy                        the model as one inference graph
     runs      elope.runs                          the run folder: layout, save, load, guard
     engine    elope.engine                        the training recipe
-    tasks     elope.tasks                         what the commands do: evaluate, predict, ablate, ...
+    tasks     elope.tasks                         the product: evaluate, predict, embed, enroll, report, ...
+    research  elope.research                      the studies: ablate, suite, the localization study, and
+                                                  the scripts of the research record (research.experiments)
     serve     elope.serve                         the HTTP server over an exported file (imports no other
                                                   layer but elope.pixels, elope.exported and elope.spec:
                                                   tests/test_serve_imports.py)
     commands  elope.commands, elope.cli, __main__, the package's __init__ (the public API)
+    benchmarks benchmarks                         timings of the package (may import all of it, never imported)
 
 A module may import its own layer and any layer below it, never one above.
 """
@@ -57,6 +60,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("runs", ("elope.runs",)),
     ("engine", ("elope.engine",)),
     ("tasks", ("elope.tasks",)),
+    ("research", ("elope.research",)),
     ("serve", ("elope.serve",)),
     ("commands", ("elope.commands", "elope.cli", "elope.__main__", "elope")),
     ("benchmarks", ("benchmarks",)),

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from scipy import stats
 
 from elope.cli import main
-from elope.tasks.suite import paired_interval, suite_table, summarize_suite
+from elope.research.suite import paired_interval, suite_table, summarize_suite
 
 # The suite at toy scale: ResNet-18 from scratch at 64 px, 3 species, one epoch per stage.
 TINY = [

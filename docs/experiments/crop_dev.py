@@ -24,8 +24,8 @@ from pathlib import Path
 from elope.config import load_config
 from elope.data.synthetic import write_synthetic
 from elope.engine.train import run_training
+from elope.research.suite import SUITE_RECIPE
 from elope.tasks.evaluate import evaluate_run
-from elope.tasks.suite import SUITE_RECIPE
 
 DEV_SEED = 300
 DEV = {"dataset.val_fraction": 0.1, "train.crop_decision": "holdout"}

@@ -16,9 +16,9 @@ import json
 import statistics
 from pathlib import Path
 
+from elope.research.ablate import TABLE5, run_ablation
+from elope.research.suite import paired_interval
 from elope.runs.environment import environment
-from elope.tasks.ablate import TABLE5, run_ablation
-from elope.tasks.suite import paired_interval
 
 REFERENCE = Path(__file__).resolve().parents[2] / "elope" / "tasks" / "demo_reference.json"
 ROWS = {"gap": TABLE5[0], "full": TABLE5[9]}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from scipy import stats
 
-from elope.tasks.ablate import TABLE5
+from elope.research.ablate import TABLE5
 
 # (claim, row with the component, row without it); rows as numbered in Table 5 (1-based)
 CLAIMS = (

@@ -25,8 +25,8 @@ from typing import Any
 
 from practitioner_runs import CONDITIONS, RAW, SEEDS, SYNTHETIC, train
 
+from elope.research.suite import paired_interval
 from elope.tasks.evaluate import evaluate_run
-from elope.tasks.suite import paired_interval
 
 #: the species with 4 training images (the even ones, 0-based odd labels); the others have 40
 RARE = [c for c, n in enumerate(SYNTHETIC["train"]) if n == min(SYNTHETIC["train"])]

@@ -21,7 +21,7 @@ from elope.config import load_config
 from elope.engine.train import run_training
 
 DEV_SEED = 100
-# the suite's common recipe (fixed before the suite ran; see elope/tasks/suite.py)
+# the suite's common recipe (fixed before the suite ran; see elope/research/suite.py)
 COMMON = {
     "dataset.image_size": 224,
     "dataset.crop_source": 448,

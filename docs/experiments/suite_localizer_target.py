@@ -25,8 +25,8 @@ import yaml
 
 from elope.config import load_config
 from elope.engine.train import run_training
-from elope.tasks.localization import best_tau, collect_maps, score_maps, variant_name
-from elope.tasks.suite import interval_text, mean_std_text
+from elope.research.localization import best_tau, collect_maps, score_maps, variant_name
+from elope.research.suite import interval_text, mean_std_text
 
 
 def _stage1_copy(full: Path, folder: Path) -> None:

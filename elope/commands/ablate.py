@@ -1,4 +1,4 @@
-"""``elope ablate``: the rows of Table 5 or the K sweep of Fig. 7 (:mod:`elope.tasks.ablate`)."""
+"""``elope ablate``: the rows of Table 5 or the K sweep of Fig. 7 (:mod:`elope.research.ablate`)."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def _common_overrides(
 
 def _k_sweep(out: Path, ks: str, seeds: list[int], shared: dict[str, Any]) -> list[dict[str, Any]]:
     """Run the K sweep of Fig. 7 for the K values of ``--ks`` ('all' = H·W), plot it and print its table."""
-    from elope.tasks.ablate import (
+    from elope.research.ablate import (
         feature_map_positions,
         format_markdown,
         k_sweep_rows,
@@ -160,7 +160,7 @@ def ablate_command(
     Prints, and writes as Markdown and JSON under OUT, test top-1 accuracy (mean ± std over seeds) with the
     paper's CUB numbers beside each row.
     """
-    from elope.tasks.ablate import TABLE5, format_markdown, run_ablation  # torch: not for --help
+    from elope.research.ablate import TABLE5, format_markdown, run_ablation  # torch: not for --help
 
     try:
         common = _common_overrides(overrides, backbone, image_size)

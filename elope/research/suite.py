@@ -15,7 +15,7 @@ longer side; written once with data seed 0). For each distribution and seed, pai
   construction; with ``init: continue`` a control run is trained (Table 5's control row);
 * localization on the test split: the module's boxes at the run's τ and box rule, and the teacher's mean
   feature map at its own τ chosen on the training boxes with the same rule; and, for the comparisons of
-  box rule, upsampling and τ, the hits of every variant on both splits (:mod:`elope.tasks.localization`);
+  box rule, upsampling and τ, the hits of every variant on both splits (:mod:`elope.research.localization`);
 * ``field``: the localization metrics of the field for both (GT-known and top-1 localization at those τ,
   MaxBoxAccV2 with its thresholds chosen on the training split: :mod:`elope.engine.localization_metrics`).
   A ``result.json`` written before they existed gets them from its run folder when the suite reads it.
@@ -43,9 +43,8 @@ from elope.data.synthetic_knobs import SUITE
 from elope.engine.localization_metrics import max_box_acc_v2, top1_loc_hits
 from elope.engine.train import run_training
 from elope.nn.localization import heatmap_to_box
-from elope.tasks.ablate import TABLE5
-from elope.tasks.evaluate import evaluate_run
-from elope.tasks.localization import (
+from elope.research.ablate import TABLE5
+from elope.research.localization import (
     CachedMaps,
     best_tau,
     box_acc_curve,
@@ -53,6 +52,7 @@ from elope.tasks.localization import (
     score_maps,
     variant_name,
 )
+from elope.tasks.evaluate import evaluate_run
 
 __all__ = [
     "SUITE_RECIPE",
