@@ -159,7 +159,7 @@ def test_demo_command_wiring(tmp_path):
 
 def test_demo_reference_is_the_shipped_multi_seed_json(tmp_path):
     """The demo prints the multi-seed reference from the JSON the package ships (written by
-    docs/experiments/demo_seeds.py), and says so when it is missing."""
+    elope/research/experiments/demo_seeds.py), and says so when it is missing."""
     from elope.tasks.demo import REFERENCE, reference_text
 
     shipped = json.loads(REFERENCE.read_text())

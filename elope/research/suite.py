@@ -67,7 +67,7 @@ __all__ = [
 
 #: The suite's scale: 224-px classifier input (a 7x7 last map), crops cut from the 448-px original, 4
 #: epochs per classifier stage at lr 0.01 (the demo's 0.03 diverged on the development sets' small critters),
-#: the recipe's 20 localizer epochs. Fixed on development sets (``docs/experiments/suite_dev.py``: the same
+#: the recipe's 20 localizer epochs. Fixed on development sets (``elope/research/experiments/suite_dev.py``: the same
 #: distributions, another data seed, training splits only) before any suite run.
 SUITE_RECIPE: dict[str, Any] = {
     "dataset.image_size": 224,

@@ -12,7 +12,7 @@ test split:
   chosen on the training boxes (``auto``) and τ chosen by class labels only (``labels``);
 * the module against its teacher's mean map (each at its own τ, the recipe's variant).
 
-    python docs/experiments/suite_localization.py --suite runs/suite > docs/experiments/cpu/suite/localization.md
+    python -m elope.research.experiments.suite_localization --suite runs/suite > docs/experiments/cpu/suite/localization.md
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ table: per distribution, mean ± std of IoU ≥ 0.5 for each target and the pair
 t-interval. Each pair is also kept in ``raw-target/pair.json``, so two processes can share the work
 (``--keys``) and the merged file is rebuilt from what both finished.
 
-    python docs/experiments/suite_localizer_target.py --suite runs/suite [--keys small/seed0,medium/seed0]
+    python -m elope.research.experiments.suite_localizer_target --suite runs/suite [--keys small/seed0,medium/seed0]
 """
 
 from __future__ import annotations

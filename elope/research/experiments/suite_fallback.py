@@ -12,7 +12,7 @@ Two readings, kept apart:
   measured rows with the recipe as it is now (τ by the labels where the boxes are all missed), and the τ
   each run used.
 
-    python docs/experiments/suite_fallback.py --suite docs/experiments/cpu/suite --fresh docs/experiments/cpu/fresh
+    python -m elope.research.experiments.suite_fallback --suite docs/experiments/cpu/suite --fresh docs/experiments/cpu/fresh
 """
 
 from __future__ import annotations
