@@ -10,7 +10,8 @@ lazy import still ties two modules together). The layers, lowest first:
     base      elope.failures, elope.config,       messages, the recipe's schema (and its dataset options),
               elope.outputs, elope.spec,          output-path checks, the model's spec (τ, sizes,
               elope.pixels,                       normalisation), decoded pixels' tones and orientation,
-              elope.exported                      an exported file's metadata (read and checked once)
+              elope.exported,                     an exported file's metadata (read and checked once),
+              elope.device                        devices by name (train and inference alike)
     nn        elope.nn                            the paper's parts: pure nn.Modules and functions
     data      elope.data                          datasets, transforms, the procedural set
     deploy    elope.deploy                        the model as one inference graph
@@ -52,6 +53,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "elope.spec",
             "elope.pixels",
             "elope.exported",
+            "elope.device",
         ),
     ),
     ("nn", ("elope.nn",)),
@@ -211,6 +213,21 @@ def test_the_checks_can_fail():
         "long": MAX_FUNCTION_LINES + 1,
         "C.m": MAX_FUNCTION_LINES + 1,
     }
+
+
+def test_training_does_not_import_deploy():
+    """The training recipe (``elope.engine``) imports no module of ``elope.deploy`` (the inference graph):
+    what both need, device selection, is in the base (``elope.device``)."""
+    edges = graph()
+    found = sorted(
+        f"{source} imports {target}"
+        for source, targets in edges.items()
+        if source.startswith("elope.engine")
+        for target in targets
+        if target.startswith("elope.deploy")
+    )
+    assert found == []
+    assert "elope.device" in edges["elope.engine.train"]
 
 
 def test_the_benchmarks_are_in_the_graph():

@@ -19,7 +19,7 @@ from torch import Tensor
 from elope.config import Config
 from elope.data import build_dataset
 from elope.data.transforms import eval_transform, train_transform
-from elope.deploy.device import auto_device
+from elope.device import auto_device
 from elope.engine import distributed as D
 from elope.failures import Echo, TrainingError, to_stderr
 from elope.nn.backbones import pretrained_normalization
@@ -166,7 +166,7 @@ class StageState:
 
 
 def resolve_device(name: str, dist: D.DistInfo) -> torch.device:
-    """``train.device`` as this process's device: ``auto`` (:func:`elope.deploy.device.auto_device`) or
+    """``train.device`` as this process's device: ``auto`` (:func:`elope.device.auto_device`) or
     ``cuda`` → the process's GPU (its local rank), ``cuda:N`` → that GPU; refused without CUDA."""
     name = auto_device(name)
     if name.startswith("cuda"):

@@ -53,7 +53,7 @@ import torch
 
 from elope.config import STAGES, Config
 from elope.data.synthetic import write_synthetic
-from elope.deploy.device import auto_device
+from elope.device import auto_device
 from elope.engine import distributed as D
 from elope.engine.context import (
     Run,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from elope.data import build_dataset
-from elope.deploy.device import auto_device
+from elope.device import auto_device
 from elope.engine.recipe import resolve_config
 from elope.engine.train import run_training
 from elope.failures import Echo
