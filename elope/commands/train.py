@@ -95,8 +95,9 @@ def train_command(
     allow_changes: tuple[str, ...],
 ) -> None:
     """Train ELoPE: classifier, localizer, crop and weighted stages (Sec. 5-6 of the paper)."""
-    from elope.engine.recipe import resolve_config, shortcut_notes  # torch: imported here, not for --help
-    from elope.engine.train import run_training
+    from elope.config import shortcut_notes
+    from elope.engine.train import run_training  # torch: imported here, not for --help
+    from elope.runs.recipe import resolve_config
 
     options = {
         "dataset.root": None if root is None else str(root),

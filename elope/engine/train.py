@@ -55,6 +55,7 @@ from elope.config import STAGES, Config
 from elope.data.synthetic import write_synthetic
 from elope.device import auto_device
 from elope.engine import distributed as D
+from elope.engine.checkpointing import restore, resume_stage, save_checkpoint
 from elope.engine.context import (
     Run,
     RunData,
@@ -69,9 +70,7 @@ from elope.engine.localizer_check import check_localizer, describe_check
 from elope.engine.loop import StepHook, stage_loader, train_one_epoch
 from elope.engine.plan import StagePlan, plan_stage
 from elope.engine.preflight import check_model_settings
-from elope.engine.recipe import open_run
 from elope.engine.records import append_metrics, epoch_line, start_records
-from elope.engine.resume import clone_state, restore, resume_stage, save_checkpoint
 from elope.engine.stages import (
     begin_stage,
     make_model_and_loss,
@@ -83,11 +82,13 @@ from elope.engine.stages import (
 )
 from elope.engine.validate import evaluate_split, selection_score
 from elope.failures import Echo, TrainingError, to_stderr
+from elope.runs.checkpoint import clone_state
 from elope.runs.environment import environment
 from elope.runs.layout import CROPS_DIR, MODEL_DIR, TEACHER_DIR, run_paths
 from elope.runs.lock import check_lock_held, folder_write_error
 from elope.runs.metrics_log import tb_step
 from elope.runs.model_folder import model_meta, without_localizer, write_model_folder
+from elope.runs.start import open_run
 
 __all__ = [
     "TrainingError",
@@ -112,7 +113,7 @@ def run_training(
 ) -> Run:
     """Run (or resume) the configured stages in ``out``; returns the finished :class:`Run`.
 
-    ``out`` is locked and guarded by :func:`elope.engine.recipe.open_run` (one writer, never overwritten,
+    ``out`` is locked and guarded by :func:`elope.runs.start.open_run` (one writer, never overwritten,
     a resume keeps its recipe but ``allow``); backbone and input size are checked before anything is read.
     ``echo`` receives the lines for the user (progress, warnings); ``hooks`` are called after every
     training step with the stage's :class:`StageState` (tests: a kill at a given step).

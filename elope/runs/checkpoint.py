@@ -21,6 +21,7 @@ import random
 import shutil
 import tempfile
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 from elope.failures import CheckpointError, is_no_space, no_space_message, torch_load_message
+from elope.spec import SPEC_FIELDS
 
 FORMAT = "elope-checkpoint-1"
 
@@ -156,3 +158,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def architecture(config: dict[str, Any]) -> dict[str, Any]:
+    """The architecture of a model config: what stages change (weighted pooling) and the spec (τ, chosen at
+    the end of stage 2; the crop source, which ``--allow-change`` may change before the crop stage) left
+    out."""
+    return {k: v for k, v in config.items() if k != "weighted" and k not in SPEC_FIELDS}
+
+
+def clone_state(module: torch.nn.Module) -> OrderedDict[str, torch.Tensor]:
+    """A CPU copy of ``module``'s state (the best epoch's weights, kept while training goes on)."""
+    return OrderedDict((k, v.detach().clone().cpu()) for k, v in module.state_dict().items())

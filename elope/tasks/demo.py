@@ -25,9 +25,9 @@ from typing import Any
 
 from elope.data import build_dataset
 from elope.device import auto_device
-from elope.engine.recipe import resolve_config
 from elope.engine.train import run_training
 from elope.failures import Echo
+from elope.runs.recipe import resolve_config
 from elope.tasks.evaluate import evaluate_run
 from elope.tasks.examples import localization_examples
 from elope.tasks.predict import predict_paths

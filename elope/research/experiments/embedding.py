@@ -38,11 +38,11 @@ from scipy import stats
 
 from elope.data import build_dataset
 from elope.data.synthetic import write_synthetic
-from elope.engine.recipe import resolve_config
 from elope.engine.retrieval import retrieval_metrics
 from elope.engine.train import run_training
 from elope.research.experiments import RECORD
 from elope.runs.loaded import load_run
+from elope.runs.recipe import resolve_config
 from elope.tasks.embed import class_means, embed_dataset
 from elope.tasks.enroll import enroll_classes
 

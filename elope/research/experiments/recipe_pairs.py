@@ -45,7 +45,7 @@ def _train(
     folder: Path, overrides: dict, stages: list[str], base: dict | None = None, allow: tuple[str, ...] = ()
 ) -> None:
     """``allow``: recipe keys of stages not started yet that may differ from the copied run's (recorded in
-    its metrics.jsonl; elope.engine.recipe)."""
+    its metrics.jsonl; elope.runs.resume)."""
     cfg = load_config("synthetic", overrides={**overrides, "train.stages": stages}, base=base)
     run_training(cfg, folder, resume=(folder / "checkpoints" / "last.pt").is_file(), allow=allow)
 

@@ -1,5 +1,9 @@
-"""Checkpoint and exact resume: what ``checkpoints/<stage>.pt`` and ``checkpoints/last.pt`` hold and how a
-run continues from them (``elope.runs.checkpoint`` writes and reads the files atomically and safely).
+"""The live run into a checkpoint and back: what ``checkpoints/<stage>.pt`` and ``checkpoints/last.pt`` hold
+and how a run continues from them. What stays here needs the engine (the run's :class:`Run` and
+:class:`StageState`, the processes of :mod:`elope.engine.distributed`, weighted pooling's structural change);
+the rest of resuming is :mod:`elope.runs`: the files written and read atomically, the RNG states and the
+architecture check (:mod:`elope.runs.checkpoint`), what a resume may change (:mod:`elope.runs.resume`),
+the folder opened for it (:mod:`elope.runs.start`, :mod:`elope.runs.guard`).
 
 Exactness: the data order of an epoch is a function of (seed, epoch) and each item's augmentation of
 (seed, epoch, index) (``elope.engine.sampling``); the checkpoint carries model, optimizer, scheduler,
@@ -8,12 +12,10 @@ class means, the best epoch so far, the epoch's running sums and every process's
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
 
 from elope.engine import distributed as D
 from elope.engine.context import Run, StageState
@@ -23,8 +25,10 @@ from elope.nn.weights import non_finite
 from elope.runs.checkpoint import (
     FORMAT,
     CheckpointError,
+    architecture,
     atomic_save,
     check_model_config,
+    clone_state,
     load_state_strict,
     rng_state,
     set_rng_state,
@@ -32,9 +36,8 @@ from elope.runs.checkpoint import (
 from elope.runs.layout import run_paths
 from elope.runs.lock import check_lock_held
 from elope.runs.metrics_log import line_count
-from elope.spec import SPEC_FIELDS
 
-__all__ = ["clone_state", "restore", "resume_stage", "save_checkpoint"]
+__all__ = ["restore", "resume_stage", "save_checkpoint"]
 
 
 def save_checkpoint(
@@ -105,17 +108,10 @@ def _refuse_non_finite(run: Run, state: StageState | None) -> None:
     )
 
 
-def _arch(config: dict[str, Any]) -> dict[str, Any]:
-    """The architecture of a model config: what stages change (weighted pooling) and the spec (τ, chosen at
-    the end of stage 2; the crop source, which ``--allow-change`` may change before the crop stage) left
-    out."""
-    return {k: v for k, v in config.items() if k != "weighted" and k not in SPEC_FIELDS}
-
-
 def restore(run: Run, ckpt: dict[str, Any], path: Path) -> None:
     """Load model, class means and the τ of the model's spec (chosen at the end of stage 2) from a
     checkpoint, refusing one made for another architecture."""
-    check_model_config(_arch(ckpt["model_config"]), _arch(run.model.config), path)
+    check_model_config(architecture(ckpt["model_config"]), architecture(run.model.config), path)
     run.model.spec = run.model.spec.replace(tau=ckpt["model_config"]["tau"])
     if ckpt["model_config"].get("weighted") and not run.model.config.get("weighted"):
         enable_weighted_pooling(run.model)
@@ -148,7 +144,3 @@ def resume_stage(
     rngs = ckpt["rng"]
     set_rng_state(rngs[run.dist.rank] if len(rngs) == run.dist.world_size else rngs[0])
     return StageState(stage, ckpt["epoch"], ckpt["step"], best, dict(ckpt["accum"]))
-
-
-def clone_state(module: nn.Module) -> OrderedDict[str, Tensor]:
-    return OrderedDict((k, v.detach().clone().cpu()) for k, v in module.state_dict().items())
