@@ -476,7 +476,7 @@ def test_tau_and_the_spec_are_stored_once_in_model_json(tmp_path: Path):
     import json
 
     from elope.config import load_config
-    from elope.engine.context import run_spec
+    from elope.engine.run_spec import run_spec
     from elope.engine.stages import make_model
     from elope.runs.model_folder import load_model, model_meta, save_model
     from elope.spec import SPEC_FIELDS

@@ -199,7 +199,8 @@ def test_the_crop_stage_can_start_fresh(data, tmp_path):
     """`stages.crop.init: fresh` (the release): backbone, heads and class means as a new run draws them,
     the trained localization module kept."""
     from elope.config import load_config
-    from elope.engine.context import run_spec, seed_everything
+    from elope.engine.run_spec import run_spec
+    from elope.engine.sampling import seed_everything
     from elope.engine.stages import make_model_and_loss
 
     out = tmp_path / "run"

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 from elope.engine import distributed as D
-from elope.engine.context import Run, StageState
+from elope.engine.run import Run
+from elope.engine.stage_state import StageState
 from elope.engine.stages import enable_weighted_pooling
 from elope.failures import TrainingError
 from elope.nn.weights import non_finite

@@ -21,15 +21,18 @@ from tqdm import tqdm
 from elope.data.source import SourceCollate
 from elope.data.workers import usable_workers
 from elope.engine import distributed as D
-from elope.engine.context import RunData, StageState, check_labels
 from elope.engine.plan import LoaderSettings, StagePlan
+from elope.engine.run import RunData
 from elope.engine.sampling import EpochSampler, SeededItems
+from elope.engine.stage_state import StageState
 from elope.engine.steps import train_step
-from elope.nn.losses import EmbeddingLoss
+from elope.failures import TrainingError
+from elope.nn.losses import EmbeddingLoss, check_label_range
 from elope.nn.model import ELoPE
 
 __all__ = [
     "StepHook",
+    "check_labels",
     "epoch_metrics",
     "make_loader",
     "merge_accum",
@@ -207,3 +210,13 @@ def merge_accum(state: StageState, local: dict[str, float], dist: D.DistInfo) ->
         # the time is the same wall clock on every process: keep rank-averaged
         state.accum[k] = state.accum.get(k, 0.0) + (v / dist.world_size if k == "time" else v)
         local[k] = 0.0
+
+
+def check_labels(labels: Tensor, num_classes: int) -> None:
+    """Labels must index a class (:func:`elope.nn.losses.check_label_range`); checked on the CPU tensor the
+    loader yields (no device synchronisation), so an out-of-range label is a clear error instead of a CUDA
+    scatter assertion."""
+    try:
+        check_label_range(labels, num_classes)
+    except ValueError as error:
+        raise TrainingError(f"{error}: the dataset's class list and its labels disagree") from None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from elope.engine.context import Run
+from elope.engine.run import Run
 from elope.runs.environment import environment
 from elope.runs.layout import run_paths
 from elope.runs.lock import check_lock_held

@@ -18,8 +18,8 @@ from torch import Tensor, nn
 
 from elope.data.source import SourceBatch, render_sources
 from elope.engine import distributed as D
-from elope.engine.context import StageState
 from elope.engine.plan import StagePlan
+from elope.engine.stage_state import StageState
 from elope.failures import TrainingError
 from elope.nn.localization import heatmap_loss, mean_heatmap
 from elope.nn.losses import EmbeddingLoss

@@ -56,21 +56,16 @@ from elope.data.synthetic import write_synthetic
 from elope.device import auto_device
 from elope.engine import distributed as D
 from elope.engine.checkpointing import restore, resume_stage, save_checkpoint
-from elope.engine.context import (
-    Run,
-    RunData,
-    StageState,
-    resolve_device,
-    run_spec,
-    run_splits,
-    seed_everything,
-)
 from elope.engine.crop_decision import applies, decide_crops, describe_decision
 from elope.engine.localizer_check import check_localizer, describe_check
 from elope.engine.loop import StepHook, stage_loader, train_one_epoch
 from elope.engine.plan import StagePlan, plan_stage
 from elope.engine.preflight import check_model_settings
 from elope.engine.records import append_metrics, epoch_line, start_records
+from elope.engine.run import Run, RunData, run_splits
+from elope.engine.run_spec import run_spec
+from elope.engine.sampling import seed_everything
+from elope.engine.stage_state import StageState
 from elope.engine.stages import (
     begin_stage,
     make_model_and_loss,
@@ -127,7 +122,7 @@ def run_training(
     )
     lock = ExitStack()
     try:
-        device = resolve_device(cfg.train.device, dist)
+        device = D.resolve_device(cfg.train.device, dist)
         _check_run_settings(cfg, dist, device)
         ckpt, changes = open_run(
             cfg, out, lock, dist.is_main, resume=resume, force=force, allow=allow, echo=echo
@@ -200,7 +195,7 @@ def prepare_data(cfg: Config, out: Path, dist: D.DistInfo) -> Config:
 
 def build_run(cfg: Config, out: Path, dist: D.DistInfo, device: torch.device, echo: Echo = to_stderr) -> Run:
     """Datasets (train and, with ``val_fraction > 0``, val; never test), the model's spec
-    (:func:`elope.engine.context.run_spec`), model and class-mean loss, seeded with ``train.seed``."""
+    (:func:`elope.engine.run_spec.run_spec`), model and class-mean loss, seeded with ``train.seed``."""
     spec = run_spec(cfg)
     data = RunData(cfg, run_splits(cfg), spec)
     train_set = data.get("train", spec.image_size)
