@@ -75,6 +75,7 @@ from elope.engine.stages import (
     set_train_mode,
     trainable,
 )
+from elope.engine.steps import Learner
 from elope.engine.validate import evaluate_split, selection_score
 from elope.failures import Echo, TrainingError, to_stderr
 from elope.runs.checkpoint import clone_state
@@ -244,6 +245,7 @@ def run_stage(
     if run.criterion is not None:
         D.broadcast_tensor_(run.criterion.means, run.dist)
     val_set = run.data.get("val", plan.input_size)
+    learner = Learner(run.model, net, run.criterion, optimizer, scaler, run.dist)
 
     def checkpoint() -> None:
         save_checkpoint(run, state, optimizer, scheduler, scaler)
@@ -251,10 +253,7 @@ def run_stage(
     while state.epoch < plan.settings.epochs:
         lr = optimizer.param_groups[0]["lr"]
         loader = stage_loader(run.data, plan, state)
-        train = train_one_epoch(
-            run.model, net, run.criterion, optimizer, scaler, loader, plan, state, run.dist,
-            checkpoint=checkpoint, hooks=hooks,
-        )  # fmt: skip
+        train = train_one_epoch(learner, loader, plan, state, checkpoint=checkpoint, hooks=hooks)
         scheduler.step()
         end_epoch(run, plan, state, lr, train, val_set)
         checkpoint()
