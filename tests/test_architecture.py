@@ -215,6 +215,33 @@ def test_the_checks_can_fail():
     }
 
 
+def layer_imports(edges: dict[str, set[str]]) -> dict[str, set[str]]:
+    """``layer -> the other layers its modules import``."""
+    found: dict[str, set[str]] = {name: set() for name, _ in LAYERS}
+    for source, targets in edges.items():
+        here = LAYERS[layer_of(source)][0]
+        found[here] |= {LAYERS[layer_of(t)][0] for t in targets} - {here}
+    return found
+
+
+def documented_layer_imports(text: str) -> dict[str, set[str]]:
+    """The table between ``<!-- imports: begin -->`` and ``<!-- imports: end -->`` of docs/architecture.md."""
+    table = text.split("<!-- imports: begin -->")[1].split("<!-- imports: end -->")[0]
+    rows = [line.strip("| ").split(" | ") for line in table.splitlines() if line.startswith("| `")]
+    return {
+        layer.strip("`"): set() if cell.strip() == "nothing" else {c.strip() for c in cell.split(",")}
+        for layer, cell in rows
+    }
+
+
+def test_the_docs_state_who_imports_what():
+    """docs/architecture.md's table of which layer imports which is the import graph's."""
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    assert documented_layer_imports(doc) == layer_imports(graph())
+    wrong = doc.replace("| `serve` | base |", "| `serve` | nothing |")
+    assert documented_layer_imports(wrong) != layer_imports(graph())  # the check can fail
+
+
 def test_training_does_not_import_deploy():
     """The training recipe (``elope.engine``) imports no module of ``elope.deploy`` (the inference graph):
     what both need, device selection, is in the base (``elope.device``)."""
