@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -42,19 +42,18 @@ from benchmarks.common import (
     AMP_DTYPES,
     NoDeviceError,
     amp_context,
-    bench_device,
     benchmark_main,
     environment,
     interleaved,
     measuring,
     time_ratios,
 )
+from benchmarks.gpu_setting import peak_memory, repeat, setting
 from benchmarks.train_step import elope_step_fn, make_optimizer, plain_step_fn
 from elope.deploy.compiled import COMPILE_MODES
 from elope.nn.backbones import TORCHVISION_BACKBONES
 from elope.nn.losses import ClassMeanLoss
 from elope.nn.model import ELoPE
-from elope.spec import ModelSpec
 
 __all__ = ["AMP_DTYPES", "DEFAULTS", "TINY", "NoDeviceError", "main", "report", "run"]
 
@@ -67,45 +66,6 @@ DEFAULTS = {
     "rounds": 10,
 }
 TINY = {"backbone": "resnet18", "image_size": 64, "train_batch": 2, "infer_batch": 2, "steps": 2, "rounds": 2}
-
-
-def repeat(fn: Callable[[], Any], steps: int) -> Callable[[], None]:
-    """``fn`` called ``steps`` times: one timed block."""
-
-    def block() -> None:
-        for _ in range(steps):
-            fn()
-
-    return block
-
-
-def peak_memory(fn: Callable[[], Any], device: torch.device) -> dict[str, float] | None:
-    """Peak allocated memory (MiB) over two calls of ``fn`` run alone; None off CUDA."""
-    if device.type != "cuda":
-        return None
-    torch.cuda.synchronize(device)
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    fn()
-    fn()
-    torch.cuda.synchronize(device)
-    peak = torch.cuda.max_memory_allocated(device)
-    return {"peak_mb": peak / 2**20, "delta_mb": (peak - before) / 2**20}
-
-
-def setting(device: str, backbone: str, num_classes: int, image_size: int, channels_last: bool) -> tuple:
-    """The device, memory format, seeded ELoPE and plain network of a GPU benchmark (cuDNN autotuned)."""
-    dev = bench_device(device, "gpu.py")
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    torch.manual_seed(0)
-    model = ELoPE(backbone, num_classes, spec=ModelSpec(image_size=image_size)).to(
-        dev, memory_format=memory_format
-    )
-    baseline = TORCHVISION_BACKBONES[backbone](num_classes=num_classes).to(dev, memory_format=memory_format)
-    return dev, memory_format, model, baseline
 
 
 def _contenders(

@@ -7,7 +7,7 @@ For each batch of ``--infer-batches`` (default 32 and 128) the plain network and
 dynamic=False)``; ``reduce-overhead`` = CUDA graphs), and the training step at ``--train-batch`` eager and
 with both networks compiled (``--no-train`` skips it). Ratios: ELoPE / plain per batch, eager and compiled
 (target <= 1.05), and eager / compiled speed-ups. The set-up and the ratio report are those of every
-benchmark (:mod:`benchmarks.common`, :func:`benchmarks.gpu.setting`).
+benchmark (:mod:`benchmarks.common`, :func:`benchmarks.gpu_setting.setting`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from benchmarks.common import amp_context, environment, interleaved, measuring, time_ratios
-from benchmarks.gpu import peak_memory, repeat, setting
+from benchmarks.gpu_setting import peak_memory, repeat, setting
 from benchmarks.train_step import elope_step_fn, make_optimizer, plain_step_fn
 from elope.deploy.compiled import compile_model, compile_module
 from elope.nn.losses import ClassMeanLoss

@@ -18,7 +18,7 @@ Every value the pipeline of Fig. 1 (Hanselmann & Ney, WACV 2020) needs beside th
 * ``heatmap_upsample``: upsample the heatmap to the image before thresholding (ours; off in the paper);
 * ``localizer_input``: the side of the localization module's input (Sec. 5: 64).
 
-A spec is made once: from the recipe when a run is configured (:func:`elope.engine.context.run_spec`),
+A spec is made once: from the recipe when a run is configured (:func:`elope.engine.run_spec.run_spec`),
 from ``model.json`` when a model is loaded (:func:`elope.runs.model_folder.load_model`, where a command's
 ``--tau`` is applied) or from an exported file's metadata (:mod:`elope.exported`). Both files store it
 once, written by :meth:`ModelSpec.to_dict` under the key ``spec`` and read by :meth:`ModelSpec.from_dict`;

@@ -15,7 +15,7 @@ import sys
 
 from elope.cli import main
 from elope.commands.train import STEP_HOOKS
-from elope.engine.context import StageState
+from elope.engine.stage_state import StageState
 
 
 def kill_at(target: str) -> None:

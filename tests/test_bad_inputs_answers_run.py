@@ -26,7 +26,7 @@ from train_helpers import tiny_args, write_tiny_synthetic
 
 from elope.cli import main
 from elope.commands.train import STEP_HOOKS
-from elope.engine.context import StageState
+from elope.engine.stage_state import StageState
 from elope.runs.lock import run_lock
 
 

@@ -238,17 +238,15 @@ def test_pretrained_without_network(cub: Path, tmp_path: Path, monkeypatch: pyte
     import torchvision.models._api as tv_api
 
     from elope.nn.backbones import build_backbone
+    from elope.nn.weights import WeightsError
 
     def offline(*args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(tv_api, "load_state_dict_from_url", offline)
-    try:
+    # the bug back (the URLError escaping) fails here: no skip
+    with pytest.raises(WeightsError, match=r"resnet18.*--no-pretrained"):
         build_backbone("resnet18", pretrained=True)
-    except urllib.error.URLError:
-        pytest.skip("the offline --pretrained fix (elope/nn/backbones.py) is not in this tree yet")
-    except ValueError:
-        pass  # the fix: a WeightsError naming the ways out
     result = invoke(*_args(cub, tmp_path / "out", "--pretrained"))
     assert_clean_exit(result, 1, "resnet18", "--no-pretrained")
     assert len(error_lines(result)) == 1

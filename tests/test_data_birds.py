@@ -196,7 +196,7 @@ def test_missing_scikit_image_is_one_clear_line(tmp_path: Path, monkeypatch: pyt
 
 def test_suite_lists_the_bird_family_apart_and_writes_it(tmp_path: Path) -> None:
     from elope.commands.suite import _names
-    from elope.tasks.suite import _write_data
+    from elope.research.suite import _write_data
 
     assert _names("birds") == list(BIRD_SUITE) and not set(_names("all")) & set(BIRD_SUITE)
     assert _names("birds-small,small") == ["birds-small", "small"]

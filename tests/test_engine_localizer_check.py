@@ -169,9 +169,9 @@ def _flatten_hooks(monkeypatch) -> list:
     seen: list = []  # the run's model, remembered at its first training step
     original = loop.train_step
 
-    def remember(model, *args, **kwargs):
-        seen[:] = [model]
-        return original(model, *args, **kwargs)
+    def remember(learner, *args, **kwargs):  # learner: engine/steps.py: Learner
+        seen[:] = [learner.model]
+        return original(learner, *args, **kwargs)
 
     def flatten(state) -> None:
         if state.stage == "localizer":

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from elope.engine.context import StageState
 from elope.engine.distributed import DistInfo
 from elope.engine.sampling import EpochSampler, SeededItems
+from elope.engine.stage_state import StageState
 from elope.engine.stages import plan_stages
 from elope.engine.steps import check_finite
 from elope.engine.validate import selection_score
@@ -190,7 +190,8 @@ def test_selection_prefers_higher_top1_and_lower_localizer_loss():
 
 
 def test_out_of_range_labels_are_a_clear_error_checked_on_the_cpu():
-    from elope.engine.context import TrainingError, check_labels
+    from elope.engine.loop import check_labels
+    from elope.failures import TrainingError
 
     check_labels(torch.tensor([0, 2, 1]), 3)
     for bad in (torch.tensor([0, 3]), torch.tensor([-1, 0])):

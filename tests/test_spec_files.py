@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from elope.engine.resume import _arch
 from elope.nn.model import ELoPE
+from elope.runs.checkpoint import architecture as _arch
 from elope.runs.model_folder import load_model, save_model
 from elope.spec import IMAGENET_MEAN, IMAGENET_STD, LEGACY_VALUES, SPEC_FIELDS, ModelSpec
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from elope.cli import main
 from elope.commands.ablate import _parse_rows
 from elope.config import load_config
-from elope.tasks.ablate import TABLE5, format_markdown, k_sweep_rows, summarize
+from elope.research.ablate import TABLE5, format_markdown, k_sweep_rows, summarize
 
 
 def test_table5_rows_match_the_paper():
@@ -113,7 +113,7 @@ def test_ablate_rows_end_to_end_then_report(tmp_path):
 def test_k_sweep_plot_skips_rows_without_results(tmp_path):
     from PIL import Image
 
-    from elope.tasks.ablate import plot_k_sweep
+    from elope.research.ablate import plot_k_sweep
 
     rows = k_sweep_rows([1, 4, 16])
     runs = {"K=1": [{"seed": 0, "epochs": 2, "top1": 0.5}], "K=16": [{"seed": 0, "epochs": 2, "top1": 0.25}]}

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from scipy import stats
 
 from elope.cli import main
-from elope.tasks.suite import paired_interval, suite_table, summarize_suite
+from elope.research.suite import paired_interval, suite_table, summarize_suite
 
 # The suite at toy scale: ResNet-18 from scratch at 64 px, 3 species, one epoch per stage.
 TINY = [
@@ -105,7 +105,8 @@ def test_one_distribution_one_seed_end_to_end_and_resumed(tmp_path: Path):
     assert first.exit_code == 0, first.output
     result = json.loads((out / "wide" / "seed0" / "result.json").read_text())
     assert set(result["top1"]) == {"gap", "full", "crops", "control"} and result["test_images"] == 9
-    assert result["decision"] is None and result["box_margin"] == 0.0  # the recipe's defaults: the paper's
+    # the shipped recipes' crop step (issue 28): a margin, and the decision on the held-out images
+    assert result["decision"]["choice"] in ("crops", "whole") and result["box_margin"] == 0.15
     assert result["box_rule"] in ("all", "peak") and 0 <= result["module_iou50"] <= 1
     for split in ("trainval", "test"):
         assert set(result["localization"][split]["module"]) == {

@@ -25,7 +25,7 @@ import pytest
 import torch
 from train_helpers import run_cli, tiny_args, write_tiny_synthetic
 
-from elope.engine.context import seed_everything
+from elope.engine.sampling import seed_everything
 from elope.nn.losses import ClassMeanLoss
 from elope.nn.model import ELoPE
 from elope.spec import ModelSpec

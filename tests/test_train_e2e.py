@@ -159,7 +159,7 @@ def test_demo_command_wiring(tmp_path):
 
 def test_demo_reference_is_the_shipped_multi_seed_json(tmp_path):
     """The demo prints the multi-seed reference from the JSON the package ships (written by
-    docs/experiments/demo_seeds.py), and says so when it is missing."""
+    elope/research/experiments/demo_seeds.py), and says so when it is missing."""
     from elope.tasks.demo import REFERENCE, prediction_interval, reference_text
 
     shipped = json.loads(REFERENCE.read_text())
@@ -211,7 +211,8 @@ def test_the_crop_stage_can_start_fresh(data, tmp_path):
     """`stages.crop.init: fresh` (the release): backbone, heads and class means as a new run draws them,
     the trained localization module kept."""
     from elope.config import load_config
-    from elope.engine.context import run_spec, seed_everything
+    from elope.engine.run_spec import run_spec
+    from elope.engine.sampling import seed_everything
     from elope.engine.stages import make_model_and_loss
 
     out = tmp_path / "run"

@@ -1,8 +1,9 @@
-"""``elope ablate``: the rows of Table 5 or the K sweep of Fig. 7 (:mod:`elope.tasks.ablate`)."""
+"""``elope ablate``: the rows of Table 5 or the K sweep of Fig. 7 (:mod:`elope.research.ablate`)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def _common_overrides(
 
 def _k_sweep(out: Path, ks: str, seeds: list[int], shared: dict[str, Any]) -> list[dict[str, Any]]:
     """Run the K sweep of Fig. 7 for the K values of ``--ks`` ('all' = H·W), plot it and print its table."""
-    from elope.tasks.ablate import (
+    from elope.research.ablate import (
         feature_map_positions,
         format_markdown,
         k_sweep_rows,
@@ -100,6 +101,27 @@ def _k_sweep(out: Path, ks: str, seeds: list[int], shared: dict[str, Any]) -> li
     plot_k_sweep(summary, k_values, out / "k_sweep.png", positions)
     click.echo(format_markdown(summary, title))
     return summary
+
+
+@dataclass(frozen=True)
+class AblateOptions:
+    """The options of ``elope ablate`` as click parses them (one field per option, named by its ``dest``)."""
+
+    dataset: str
+    root: Path | None
+    out: Path
+    study: str
+    config_file: Path | None
+    rows: str | None
+    ks: str
+    seeds: int
+    seed_offset: int
+    epochs: int | None
+    report: bool
+    backbone: str | None
+    image_size: int | None
+    paper: bool
+    overrides: tuple[str, ...]
 
 
 @click.command("ablate", short_help="The rows of Table 5, or the K sweep of Fig. 7.")
@@ -138,56 +160,41 @@ def _k_sweep(out: Path, ks: str, seeds: list[int], shared: dict[str, Any]) -> li
 @click.option("--image-size", type=click.IntRange(16, 4096), help="Input side of every row.")
 @paper_option()
 @overrides_option("Config override for every row.")
-def ablate_command(
-    dataset: str,
-    root: Path | None,
-    out: Path,
-    study: str,
-    config_file: Path | None,
-    rows: str | None,
-    ks: str,
-    seeds: int,
-    seed_offset: int,
-    epochs: int | None,
-    report: bool,
-    backbone: str | None,
-    image_size: int | None,
-    paper: bool,
-    overrides: tuple[str, ...],
-) -> None:
+def ablate_command(**given: Any) -> None:
     """Train and evaluate the rows of the paper's Table 5 (or a K sweep, Fig. 7) with one shared budget.
 
     Prints, and writes as Markdown and JSON under OUT, test top-1 accuracy (mean ± std over seeds) with the
     paper's CUB numbers beside each row.
     """
-    from elope.tasks.ablate import TABLE5, format_markdown, run_ablation  # torch: not for --help
+    o = AblateOptions(**given)
+    from elope.research.ablate import TABLE5, format_markdown, run_ablation  # torch: not for --help
 
     try:
-        common = _common_overrides(overrides, backbone, image_size)
+        common = _common_overrides(o.overrides, o.backbone, o.image_size)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
     shared: dict[str, Any] = {
-        "dataset": dataset,
-        "root": root,
-        "epochs": epochs,
-        "overrides": {**(PAPER_LOCALIZATION if paper else {}), **common},
-        "config_file": config_file,
-        "train": not report,
+        "dataset": o.dataset,
+        "root": o.root,
+        "epochs": o.epochs,
+        "overrides": {**(PAPER_LOCALIZATION if o.paper else {}), **common},
+        "config_file": o.config_file,
+        "train": not o.report,
     }
-    seed_list = list(range(seed_offset, seed_offset + seeds))
+    seed_list = list(range(o.seed_offset, o.seed_offset + o.seeds))
     if seed_list[-1] >= 2**32:
         raise click.BadParameter(f"the last seed, {seed_list[-1]}, is not below 2**32", param_hint="--seeds")
-    selected = [TABLE5[i] for i in _parse_rows(rows, len(TABLE5))] if study == "table5" else []
-    if study == "k-sweep":
-        _parse_ks(ks, 1 << 30)
-    checked_output(out, "--out", kind="dir")
+    selected = [TABLE5[i] for i in _parse_rows(o.rows, len(TABLE5))] if o.study == "table5" else []
+    if o.study == "k-sweep":
+        _parse_ks(o.ks, 1 << 30)
+    checked_output(o.out, "--out", kind="dir")
     try:
-        with run_lock(out, "elope ablate"):
-            if study == "table5":
-                summary = run_ablation(out, selected, seed_list, **shared, echo=stderr_echo)
+        with run_lock(o.out, "elope ablate"):
+            if o.study == "table5":
+                summary = run_ablation(o.out, selected, seed_list, **shared, echo=stderr_echo)
                 click.echo(format_markdown(summary, "Ablation (Table 5)"))
             else:
-                summary = _k_sweep(out, ks, seed_list, shared)
+                summary = _k_sweep(o.out, o.ks, seed_list, shared)
     except (ConfigError, TrainingError, ValueError, DataError, CheckpointError) as error:
         raise click.ClickException(one_line(error)) from error
     if any(e["top1"] is None or math.isnan(e["top1"]) for e in summary):

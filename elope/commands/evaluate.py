@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,32 @@ def _draw_examples(run_dir: Path, split: str, examples: int, device: str, tau: f
     click.echo(f"examples drawn to {sheet}", err=True)
 
 
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """The options of ``elope evaluate`` as click parses them (one field per option, named by its ``dest``)."""
+
+    run_dir: Path | None
+    model_file: Path | None
+    report_dir: Path | None
+    retrieval: bool
+    dataset: str | None
+    root: Path | None
+    split: str
+    batch_size: int
+    device: str
+    num_workers: int
+    tau: float | None
+    skip_unreadable: bool
+    json_out: str | None
+    examples: int
+    mean_map: bool
+    predictions: Path | None
+    compile_mode: str | None
+    allow_unfinished: bool
+    tta: str | None
+    maxboxacc: bool
+
+
 @click.command("evaluate", short_help="Accuracy and localization of a run on a split.")
 @run_option(required=False)
 @model_file_option(
@@ -241,51 +268,37 @@ def _draw_examples(run_dir: Path, split: str, examples: int, device: str, tau: f
     "only; with --mean-map also the teacher), never on the evaluated split.",
 )
 @unfinished_option()
-def evaluate_command(
-    run_dir: Path | None,
-    model_file: Path | None,
-    report_dir: Path | None,
-    retrieval: bool,
-    dataset: str | None,
-    root: Path | None,
-    split: str,
-    batch_size: int,
-    device: str,
-    num_workers: int,
-    tau: float | None,
-    skip_unreadable: bool,
-    json_out: str | None,
-    examples: int,
-    mean_map: bool,
-    predictions: Path | None,
-    compile_mode: str | None,
-    allow_unfinished: bool,
-    tta: str | None,
-    maxboxacc: bool,
-) -> None:
+def evaluate_command(**given: Any) -> None:
     """Evaluate a trained run: top-1, per-class and nearest-class-mean accuracy, localization (Table 4).
 
     Example: elope evaluate --run runs/cub --json metrics.json --report report/
     """
     from elope.tasks.evaluate import UnreadableImageError, evaluate_run  # torch: not for --help
 
-    predictions = extra.report_predictions(run_dir, model_file, report_dir, predictions, retrieval, tta)
-    if model_file is not None:  # an exported file: top-1, top-5, per class, --report
+    o = EvaluateOptions(**given)
+    run_dir, split, device, tau = o.run_dir, o.split, o.device, o.tau
+    predictions = extra.report_predictions(
+        run_dir, o.model_file, o.report_dir, o.predictions, o.retrieval, o.tta
+    )
+    if o.model_file is not None:  # an exported file: top-1, top-5, per class, --report
         return extra.evaluate_model_file(
-            model_file, dataset, root, split, report_dir, json_out, device, batch_size
+            o.model_file, o.dataset, o.root, split, o.report_dir, o.json_out, device, o.batch_size
         )
-    outputs = _outputs(run_dir, split, json_out, examples, predictions)
+    outputs = _outputs(run_dir, split, o.json_out, o.examples, predictions)
     try:
         with writers_lock(outputs, "elope evaluate"):
             result = evaluate_run(
-                run_dir, dataset, root, split, batch_size, device, skip_unreadable, tau=tau,
-                num_workers=num_workers, mean_map=mean_map, predictions=predictions, compile_mode=compile_mode,
-                allow_unfinished=allow_unfinished, tta=tta, maxboxacc=maxboxacc,
+                run_dir, o.dataset, o.root, split, o.batch_size, device, o.skip_unreadable, tau=tau,
+                num_workers=o.num_workers, mean_map=o.mean_map, predictions=predictions,
+                compile_mode=o.compile_mode, allow_unfinished=o.allow_unfinished, tta=o.tta,
+                maxboxacc=o.maxboxacc,
             )  # fmt: skip
-            extra.add_report_and_retrieval(result, run_dir, report_dir, retrieval, device, tau, batch_size)
+            extra.add_report_and_retrieval(
+                result, run_dir, o.report_dir, o.retrieval, device, tau, o.batch_size
+            )
             _warn(result)
-            _emit(result, json_out)  # the metrics first: a picture that fails to draw cannot lose them
-            if examples:
-                _draw_examples(run_dir, split, examples, device, tau)
+            _emit(result, o.json_out)  # the metrics first: a picture that fails to draw cannot lose them
+            if o.examples:
+                _draw_examples(run_dir, split, o.examples, device, tau)
     except (FileNotFoundError, ValueError, DataError, UnreadableImageError, TrainingError) as e:
         raise click.ClickException(one_line(e)) from e  # without a DataLoader worker's traceback

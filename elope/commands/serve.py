@@ -9,6 +9,7 @@ it the same way; that path needs torch and the deploy extra.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,31 @@ def _load(
         return _interruptible(lambda: ServedModel(data, label=f"{name} (exported)", **limits))
     except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from e
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """The options of ``elope serve`` as click parses them (one field per option, named by its ``dest``)."""
+
+    model: Path | None
+    run_dir: Path | None
+    host: str
+    port: int
+    threads: int | None
+    max_batch: int
+    max_wait_ms: float
+    max_queue: int
+    max_images: int
+    max_upload_mb: float
+    max_pixels: int
+    max_decode_mb: int
+    timeout: float
+    decode_threads: int
+    max_in_flight: int
+    header_timeout: float
+    keep_alive_timeout: float
+    max_connections: int
+    access_log: bool
 
 
 @click.command("serve", short_help="An HTTP API and a web page over an exported file.")
@@ -190,11 +216,7 @@ def _load(
     show_default=True,
     help="Log one line per request (uvicorn's).",
 )
-def serve_command(model: Path | None, run_dir: Path | None, host: str, port: int, threads: int | None,
-                  max_batch: int, max_wait_ms: float, max_queue: int, max_images: int, max_upload_mb: float,
-                  max_pixels: int, max_decode_mb: int, timeout: float, decode_threads: int,
-                  max_in_flight: int, header_timeout: float, keep_alive_timeout: float,
-                  max_connections: int, access_log: bool) -> None:  # fmt: skip
+def serve_command(**given: Any) -> None:
     """Serve an exported model: POST /predict, the page at /, /health, /model, /openapi.json.
 
     Binds 127.0.0.1 by default; put a reverse proxy in front to reach it from elsewhere (docs/usage.md,
@@ -202,36 +224,37 @@ def serve_command(model: Path | None, run_dir: Path | None, host: str, port: int
 
     Example: elope serve --model cub.onnx --port 8000, then open http://127.0.0.1:8000/
     """
+    o = ServeOptions(**given)
     try:
         from elope.serve.app import Limits, create_app
         from elope.serve.server import run_server
     except ImportError as e:
         raise click.ClickException(f"{e}: install the serve extra, `pip install 'elope[serve]'`") from e
-    served = _load(model, run_dir, threads, max_pixels, max_decode_mb * 2**20)
+    served = _load(o.model, o.run_dir, o.threads, o.max_pixels, o.max_decode_mb * 2**20)
     limits = Limits(
-        max_upload_bytes=int(max_upload_mb * 2**20),
-        max_pixels=max_pixels,
-        max_images=max_images,
-        timeout_s=timeout,
-        max_queue=max_queue,
-        max_batch=max_batch,
-        max_wait_ms=max_wait_ms,
-        decode_threads=decode_threads,
-        max_in_flight=max_in_flight,
-        max_decode_bytes=max_decode_mb * 2**20,
+        max_upload_bytes=int(o.max_upload_mb * 2**20),
+        max_pixels=o.max_pixels,
+        max_images=o.max_images,
+        timeout_s=o.timeout,
+        max_queue=o.max_queue,
+        max_batch=o.max_batch,
+        max_wait_ms=o.max_wait_ms,
+        decode_threads=o.decode_threads,
+        max_in_flight=o.max_in_flight,
+        max_decode_bytes=o.max_decode_mb * 2**20,
     )
     click.echo(
         f"serving {served.label} ({len(served.classes)} classes, input {served.input_size} px, sha256 "
-        f"{served.sha256[:12]}) on http://{host}:{port}/",
+        f"{served.sha256[:12]}) on http://{o.host}:{o.port}/",
         err=True,
     )
     run_server(
         create_app(served, limits),
-        host,
-        port,
-        grace_s=timeout,
-        header_timeout_s=header_timeout,
-        keep_alive_s=keep_alive_timeout,
-        max_connections=max_connections,
-        access_log=access_log,
+        o.host,
+        o.port,
+        grace_s=o.timeout,
+        header_timeout_s=o.header_timeout,
+        keep_alive_s=o.keep_alive_timeout,
+        max_connections=o.max_connections,
+        access_log=o.access_log,
     )

@@ -1,4 +1,4 @@
-"""``elope suite``: the generalization suite (:mod:`elope.tasks.suite`)."""
+"""``elope suite``: the generalization suite (:mod:`elope.research.suite`)."""
 
 from __future__ import annotations
 
@@ -65,8 +65,8 @@ def suite_command(
     (--seed-offset); 8 distributions x 3 seeds: about 5-6 hours of both cores.
     """
     from elope.commands.options import user_errors
+    from elope.research.suite import run_suite, suite_table
     from elope.runs.lock import run_lock
-    from elope.tasks.suite import run_suite, suite_table
 
     names = _names(dists)
     if seed_offset + seeds > 2**32:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -23,6 +25,31 @@ from elope.config import DATASETS
 #: ``ctx.obj`` key of the step hooks a caller of the command line passes in (``main(obj={STEP_HOOKS:
 #: [...]})``; tests/kill_at_step.py), handed to :func:`elope.engine.train.run_training`.
 STEP_HOOKS = "step_hooks"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """The options of ``elope train`` as click parses them (one field per option, named by its ``dest``)."""
+
+    dataset: str | None
+    root: Path | None
+    out: Path
+    config_file: Path | None
+    backbone: str | None
+    pretrained: bool | None
+    weights: str | None
+    image_size: int | None
+    batch_size: int | None
+    epochs: int | None
+    stages: str | None
+    device: str | None
+    seed: int | None
+    num_workers: int | None
+    resume: bool
+    force: bool
+    paper: bool
+    overrides: tuple[str, ...]
+    allow_changes: tuple[str, ...]
 
 
 @click.command("train", short_help="Train the four stages of the recipe.")
@@ -73,52 +100,38 @@ STEP_HOOKS = "step_hooks"
     "recipe. Only keys of stages not started yet (stages.<stage>.*, loss.localizer_target, "
     "dataset.crop_source); recorded in metrics.jsonl.",
 )
-def train_command(
-    dataset: str | None,
-    root: Path | None,
-    out: Path,
-    config_file: Path | None,
-    backbone: str | None,
-    pretrained: bool | None,
-    weights: str | None,
-    image_size: int | None,
-    batch_size: int | None,
-    epochs: int | None,
-    stages: str | None,
-    device: str | None,
-    seed: int | None,
-    num_workers: int | None,
-    resume: bool,
-    force: bool,
-    paper: bool,
-    overrides: tuple[str, ...],
-    allow_changes: tuple[str, ...],
-) -> None:
+def train_command(**given: Any) -> None:
     """Train ELoPE: classifier, localizer, crop and weighted stages (Sec. 5-6 of the paper)."""
-    from elope.engine.recipe import resolve_config, shortcut_notes  # torch: imported here, not for --help
-    from elope.engine.train import run_training
+    from elope.config import shortcut_notes
+    from elope.engine.train import run_training  # torch: imported here, not for --help
+    from elope.runs.recipe import resolve_config
 
+    o = TrainOptions(**given)
+    stages = None if o.stages is None else [s.strip() for s in o.stages.split(",") if s.strip()]
     options = {
-        "dataset.root": None if root is None else str(root),
-        "model.backbone": backbone,
-        "model.pretrained": pretrained,
-        "model.weights": weights,
-        "dataset.image_size": image_size,
-        "train.stages": None if stages is None else [s.strip() for s in stages.split(",") if s.strip()],
-        "train.device": device,
-        "train.seed": seed,
-        "dataset.num_workers": num_workers,
+        "dataset.root": None if o.root is None else str(o.root),
+        "model.backbone": o.backbone,
+        "model.pretrained": o.pretrained,
+        "model.weights": o.weights,
+        "dataset.image_size": o.image_size,
+        "train.stages": stages,
+        "train.device": o.device,
+        "train.seed": o.seed,
+        "dataset.num_workers": o.num_workers,
     }
-    pairs = [(k, v) for k, v in options.items() if v is not None] + list(overrides)
-    if allow_changes and not resume:
+    pairs = [(k, v) for k, v in options.items() if v is not None] + list(o.overrides)
+    if o.allow_changes and not o.resume:
         raise click.UsageError("--allow-change applies to --resume only")
-    checked_output(out, "--out", kind="dir")
+    checked_output(o.out, "--out", kind="dir")
     with user_errors():
         cfg = resolve_config(
-            out, dataset, config_file, pairs, epochs=epochs, batch_size=batch_size, resume=resume, paper=paper
-        )
-        for note in shortcut_notes(overrides, epochs, batch_size):  # a shortcut replaced a --set value
+            o.out, o.dataset, o.config_file, pairs,
+            epochs=o.epochs, batch_size=o.batch_size, resume=o.resume, paper=o.paper,
+        )  # fmt: skip
+        for note in shortcut_notes(o.overrides, o.epochs, o.batch_size):  # a shortcut replaced a --set value
             click.echo(note, err=True)
         hooks = (click.get_current_context().obj or {}).get(STEP_HOOKS, ())
-        run_training(cfg, out, resume=resume, force=force, allow=allow_changes, echo=stderr_echo, hooks=hooks)
-    click.echo(f"done: {out / 'model'}", err=True)
+        run_training(
+            cfg, o.out, resume=o.resume, force=o.force, allow=o.allow_changes, echo=stderr_echo, hooks=hooks
+        )
+    click.echo(f"done: {o.out / 'model'}", err=True)

@@ -39,6 +39,7 @@ __all__ = [  # ConfigError, parse_override and set_dotted are re-exported: calle
     "load_config",
     "parse_override",
     "set_dotted",
+    "shortcut_notes",
 ]
 
 DATASETS = ("cub", "cars", "aircraft", "folder", "synthetic")
@@ -109,3 +110,19 @@ def load_config(
             for stage in STAGES:
                 set_dotted(data, f"stages.{stage}.{field}", value)
     return Config.from_dict(data)
+
+
+def shortcut_notes(overrides: Iterable[Any], epochs: int | None, batch_size: int | None) -> list[str]:
+    """One line per ``--set stages.S.epochs|batch_size=V`` that ``--epochs`` / ``--batch-size`` replaces
+    (a shortcut sets that field of every stage, so it wins)."""
+    notes = []
+    for item in overrides:
+        key, value = parse_override(item) if isinstance(item, str) else item
+        field = key.rpartition(".")[2]
+        shortcut = {"epochs": epochs, "batch_size": batch_size}.get(field)
+        if key.startswith("stages.") and shortcut is not None and value != shortcut:
+            flag = "--" + field.replace("_", "-")
+            notes.append(
+                f"note: {flag} {shortcut} replaces --set {key}={short_repr(value)} (it sets every stage)"
+            )
+    return notes

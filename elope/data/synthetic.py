@@ -26,7 +26,7 @@ original set is too easy: EfficientNet-Lite0 fine-tuned 3 epochs with global ave
 224 px reaches 98.5 % on 24 classes. The preset ``difficulty="fine"`` (``elope data synth --difficulty
 fine``, recipe key ``dataset.synthetic.difficulty``) sets critters 20-40 % of the frame width, parts 0.7
 the size in shades 40 % of the way from the body colour, 4-8 decoys and one partial critter. Measured with
-``python docs/experiments/synthetic_difficulty.py`` (docs/experiments/synthetic_difficulty.json): 24
+``python -m elope.research.experiments.synthetic_difficulty`` (docs/experiments/synthetic_difficulty.json): 24
 classes (chance 4.2 %), 30 training + 20 test images per class at 224 px, ImageNet Lite0; probe = logistic
 regression on its frozen GAP features, fine-tuned = GAP baseline, 3 epochs (SGD, lr 0.02, batch 16):
 

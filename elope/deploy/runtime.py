@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from elope.deploy.device import inference_device
 from elope.deploy.pipeline import INPUT_NAME, TracingQuiet
+from elope.device import inference_device
 from elope.exported import METADATA_KEY, check_score_width, parse_metadata, read_session, run_in_fixed_batches
 from elope.nn.model import Prediction
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from elope.engine.context import Run
 from elope.engine.plan import StagePlan
+from elope.engine.run import Run
 from elope.engine.validate import evaluate_split
 from elope.runs.layout import run_paths
 from elope.runs.model_folder import load_class_means, load_model

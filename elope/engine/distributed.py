@@ -41,6 +41,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from elope.device import auto_device
+from elope.failures import TrainingError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -144,3 +147,16 @@ def convert_sync_bn(module: nn.Module, device: torch.device) -> nn.Module:
     if device.type != "cuda":
         raise ValueError("train.sync_bn needs CUDA devices (SyncBatchNorm has no CPU implementation)")
     return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+
+
+def resolve_device(name: str, dist: DistInfo) -> torch.device:
+    """``train.device`` as this process's device: ``auto`` (:func:`elope.device.auto_device`) or
+    ``cuda`` → the process's GPU (its local rank), ``cuda:N`` → that GPU; refused without CUDA."""
+    name = auto_device(name)
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise TrainingError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+        index = int(name.split(":")[1]) if ":" in name else dist.local_rank
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
+    return torch.device("cpu")

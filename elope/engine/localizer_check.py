@@ -34,10 +34,11 @@ from torch import Tensor
 
 from elope.config import Config
 from elope.engine import distributed as D
-from elope.engine.context import Run, run_spec
 from elope.engine.loop import make_loader, pass_progress
 from elope.engine.metrics import iou_hits
 from elope.engine.plan import StagePlan
+from elope.engine.run import Run
+from elope.engine.run_spec import run_spec
 from elope.engine.stages import make_model
 from elope.engine.steps import to_device
 from elope.failures import TrainingError

@@ -2,8 +2,9 @@
 (:func:`elope.engine.steps.train_step`), the running sums of all processes and the mid-epoch checkpoints.
 
 :func:`train_one_epoch` takes what it works with as arguments, as ``train_one_epoch(model, criterion,
-optimizer, data_loader, device, ...)`` does in torchvision's references: the model, what the stage trains,
-the loss, the optimiser, the loader, the stage's plan and position, and the callables it calls back (the
+optimizer, data_loader, device, ...)`` does in torchvision's references: what it trains with (the
+:class:`elope.engine.steps.Learner`: the model, what the stage trains, the loss, the optimiser, the scaler,
+the processes), the loader, the stage's plan and position, and the callables it calls back (the
 checkpoint writer, step hooks).
 """
 
@@ -14,22 +15,24 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from elope.data.source import SourceCollate
 from elope.data.workers import usable_workers
 from elope.engine import distributed as D
-from elope.engine.context import RunData, StageState, check_labels
 from elope.engine.plan import LoaderSettings, StagePlan
+from elope.engine.run import RunData
 from elope.engine.sampling import EpochSampler, SeededItems
-from elope.engine.steps import train_step
-from elope.nn.losses import EmbeddingLoss
-from elope.nn.model import ELoPE
+from elope.engine.stage_state import StageState
+from elope.engine.steps import Learner, train_step
+from elope.failures import TrainingError
+from elope.nn.losses import check_label_range
 
 __all__ = [
     "StepHook",
+    "check_labels",
     "epoch_metrics",
     "make_loader",
     "merge_accum",
@@ -95,31 +98,28 @@ def stage_loader(data: RunData, plan: StagePlan, state: StageState) -> DataLoade
 
 
 def train_one_epoch(
-    model: ELoPE,
-    net: nn.Module,
-    criterion: EmbeddingLoss | None,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
+    learner: Learner,
     loader: DataLoader,
     plan: StagePlan,
     state: StageState,
-    dist: D.DistInfo,
     *,
     checkpoint: Callable[[], None],
     hooks: Sequence[StepHook] = (),
 ) -> dict[str, float]:
-    """Train epoch ``state.epoch`` from batch ``state.step`` on; returns the epoch's train metrics.
+    """Train epoch ``state.epoch`` from batch ``state.step`` on with ``learner`` (model, what the stage
+    trains, loss, optimiser, scaler, processes); returns the epoch's train metrics.
 
     ``checkpoint`` writes ``last.pt``: called every ``plan.checkpoint_every`` steps (the epoch's sums merged
     into ``state`` first) so a kill loses little; ``hooks`` are called after every step.
     """
+    dist = learner.dist
     local = {"loss": 0.0, "ce": 0.0, "le": 0.0, "correct": 0.0, "n": 0.0, "time": 0.0}
     bar = _progress_bar(plan, state, loader)
     tick = time.perf_counter()
     for images, labels, _boxes in bar:
-        check_labels(labels, model.num_classes)
+        check_labels(labels, learner.model.num_classes)
         batch = (images, labels)
-        loss, parts = train_step(model, net, criterion, optimizer, scaler, batch, plan, state, dist)
+        loss, parts = train_step(learner, batch, plan, state)
         _add_batch(local, loss, parts, float(labels.shape[0]))
         now = time.perf_counter()
         local["time"] += now - tick
@@ -135,7 +135,7 @@ def train_one_epoch(
         tick = time.perf_counter()
     bar.close()
     merge_accum(state, local, dist)
-    return epoch_metrics(state, with_le=criterion is not None)
+    return epoch_metrics(state, with_le=learner.criterion is not None)
 
 
 def _add_batch(local: dict[str, float], loss: Tensor, parts: dict[str, Any], n: float) -> None:
@@ -207,3 +207,13 @@ def merge_accum(state: StageState, local: dict[str, float], dist: D.DistInfo) ->
         # the time is the same wall clock on every process: keep rank-averaged
         state.accum[k] = state.accum.get(k, 0.0) + (v / dist.world_size if k == "time" else v)
         local[k] = 0.0
+
+
+def check_labels(labels: Tensor, num_classes: int) -> None:
+    """Labels must index a class (:func:`elope.nn.losses.check_label_range`); checked on the CPU tensor the
+    loader yields (no device synchronisation), so an out-of-range label is a clear error instead of a CUDA
+    scatter assertion."""
+    try:
+        check_label_range(labels, num_classes)
+    except ValueError as error:
+        raise TrainingError(f"{error}: the dataset's class list and its labels disagree") from None

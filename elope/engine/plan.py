@@ -17,7 +17,7 @@ from torch import Tensor
 
 from elope.config import StageConfig
 from elope.engine.balance import class_weights
-from elope.engine.context import Run
+from elope.engine.run import Run
 
 __all__ = ["LoaderSettings", "StagePlan", "autocast", "plan_stage"]
 

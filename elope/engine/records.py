@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from elope.engine.context import Run
-from elope.engine.recipe import start_metrics
+from elope.engine.run import Run
 from elope.runs.environment import environment
 from elope.runs.layout import run_paths
 from elope.runs.lock import check_lock_held
 from elope.runs.metrics_log import append_record, open_writer, tb_step, write_scalars
+from elope.runs.start import start_metrics
 
 __all__ = ["append_metrics", "describe_data", "epoch_line", "start_records"]
 
@@ -32,7 +32,7 @@ def describe_data(run: Run) -> dict[str, Any]:
 def start_records(
     run: Run, ckpt: dict[str, Any] | None, todo: list[str], changes: dict[str, tuple[Any, Any]]
 ) -> None:
-    """``metrics.jsonl`` (:func:`elope.engine.recipe.start_metrics`), ``config.yaml``, the TensorBoard
+    """``metrics.jsonl`` (:func:`elope.runs.start.start_metrics`), ``config.yaml``, the TensorBoard
     writer, and what the run will do (main process)."""
     paths, cfg, data = run_paths(run.out), run.cfg, describe_data(run)
     for note in start_metrics(run.out, data, ckpt, changes, run.completed):

@@ -154,3 +154,10 @@ class EpochSampler(Sampler[tuple[int, ...]]):
 
     def __len__(self) -> int:
         return max(0, len(self._positions()) - self.skip_batches * self.local_batch)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (the run's ``train.seed``)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from elope.config import STAGES, Config, StageConfig
-from elope.engine.context import Run
+from elope.engine.run import Run
 from elope.failures import TrainingError
 from elope.nn.losses import LOSSES, EmbeddingLoss
 from elope.nn.model import ELoPE
@@ -142,7 +142,7 @@ def restart_classifier(run: Run) -> None:
 
 
 def make_model(cfg: Config, num_classes: int, spec: ModelSpec) -> ELoPE:
-    """The recipe's model on the CPU: ``model.*`` of the config with ``spec`` (:func:`elope.engine.context.
+    """The recipe's model on the CPU: ``model.*`` of the config with ``spec`` (:func:`elope.engine.run_spec.
     run_spec`), the localization module attached by :func:`attach_paired_localizer`, then ``model.weights``
     loaded."""
     m = cfg.model

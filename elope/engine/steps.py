@@ -5,11 +5,13 @@ module (:func:`stage_batch`: :func:`elope.data.source.render_sources`, then :met
 loss is L = L_CE + λ L_e (Eq. 1) with the class-mean loss on the batch gathered from all processes
 (:func:`classifier_loss`), or, in stage 2, the smooth L1 to the frozen classifier's mean heatmap
 (:func:`localizer_loss`, Sec. 5); then the NaN guard, backward and the SGD step. Everything the step needs
-comes in as arguments; what the stage is, is its :class:`elope.engine.plan.StagePlan`.
+comes in as arguments (what it trains with: a :class:`Learner`); what the stage is, is its
+:class:`elope.engine.plan.StagePlan`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,14 +20,15 @@ from torch import Tensor, nn
 
 from elope.data.source import SourceBatch, render_sources
 from elope.engine import distributed as D
-from elope.engine.context import StageState
 from elope.engine.plan import StagePlan
+from elope.engine.stage_state import StageState
 from elope.failures import TrainingError
 from elope.nn.localization import heatmap_loss, mean_heatmap
 from elope.nn.losses import EmbeddingLoss
 from elope.nn.model import ELoPE
 
 __all__ = [
+    "Learner",
     "check_finite",
     "classifier_loss",
     "localizer_loss",
@@ -36,23 +39,31 @@ __all__ = [
 ]
 
 
-def train_step(
-    model: ELoPE,
-    net: nn.Module,
-    criterion: EmbeddingLoss | None,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    batch: tuple[Tensor | SourceBatch, Tensor],
-    plan: StagePlan,
-    state: StageState,
-    dist: D.DistInfo,
-) -> tuple[Tensor, dict[str, Any]]:
-    """One optimisation step of the stage on a batch from its loader: the loss and its parts.
+@dataclass(frozen=True)
+class Learner:
+    """What a stage's steps train with, made once per stage (``engine/train.py: run_stage``).
 
     ``model`` is the whole model (its frozen localization module crops, its frozen classifier is the
     localizer's teacher); ``net`` is what the stage trains (the model or its localization module, wrapped
-    for DDP).
+    for DDP); ``criterion`` the class-mean loss (None for ``loss.variant: none``); the optimiser, the
+    gradient scaler and the processes.
     """
+
+    model: ELoPE
+    net: nn.Module
+    criterion: EmbeddingLoss | None
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    dist: D.DistInfo
+
+
+def train_step(
+    learner: Learner, batch: tuple[Tensor | SourceBatch, Tensor], plan: StagePlan, state: StageState
+) -> tuple[Tensor, dict[str, Any]]:
+    """One optimisation step of the stage on a batch from its loader: the loss and its parts."""
+    model, net, criterion, optimizer, scaler, dist = (
+        learner.model, learner.net, learner.criterion, learner.optimizer, learner.scaler, learner.dist
+    )  # fmt: skip
     images, labels = stage_batch(model, *batch, plan)
     if plan.stage == "localizer":
         loss, parts = localizer_loss(model, net, images, plan)

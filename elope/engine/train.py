@@ -53,25 +53,19 @@ import torch
 
 from elope.config import STAGES, Config
 from elope.data.synthetic import write_synthetic
-from elope.deploy.device import auto_device
+from elope.device import auto_device
 from elope.engine import distributed as D
-from elope.engine.context import (
-    Run,
-    RunData,
-    StageState,
-    resolve_device,
-    run_spec,
-    run_splits,
-    seed_everything,
-)
+from elope.engine.checkpointing import restore, resume_stage, save_checkpoint
 from elope.engine.crop_decision import applies, decide_crops, describe_decision
 from elope.engine.localizer_check import check_localizer, describe_check
 from elope.engine.loop import StepHook, stage_loader, train_one_epoch
 from elope.engine.plan import StagePlan, plan_stage
 from elope.engine.preflight import check_model_settings
-from elope.engine.recipe import open_run
 from elope.engine.records import append_metrics, epoch_line, start_records
-from elope.engine.resume import clone_state, restore, resume_stage, save_checkpoint
+from elope.engine.run import Run, RunData, run_splits
+from elope.engine.run_spec import run_spec
+from elope.engine.sampling import seed_everything
+from elope.engine.stage_state import StageState
 from elope.engine.stages import (
     begin_stage,
     make_model_and_loss,
@@ -81,13 +75,16 @@ from elope.engine.stages import (
     set_train_mode,
     trainable,
 )
+from elope.engine.steps import Learner
 from elope.engine.validate import evaluate_split, selection_score
 from elope.failures import Echo, TrainingError, to_stderr
+from elope.runs.checkpoint import clone_state
 from elope.runs.environment import environment
 from elope.runs.layout import CROPS_DIR, MODEL_DIR, TEACHER_DIR, run_paths
 from elope.runs.lock import check_lock_held, folder_write_error
 from elope.runs.metrics_log import tb_step
 from elope.runs.model_folder import model_meta, without_localizer, write_model_folder
+from elope.runs.start import open_run
 
 __all__ = [
     "TrainingError",
@@ -112,7 +109,7 @@ def run_training(
 ) -> Run:
     """Run (or resume) the configured stages in ``out``; returns the finished :class:`Run`.
 
-    ``out`` is locked and guarded by :func:`elope.engine.recipe.open_run` (one writer, never overwritten,
+    ``out`` is locked and guarded by :func:`elope.runs.start.open_run` (one writer, never overwritten,
     a resume keeps its recipe but ``allow``); backbone and input size are checked before anything is read.
     ``echo`` receives the lines for the user (progress, warnings); ``hooks`` are called after every
     training step with the stage's :class:`StageState` (tests: a kill at a given step).
@@ -126,7 +123,7 @@ def run_training(
     )
     lock = ExitStack()
     try:
-        device = resolve_device(cfg.train.device, dist)
+        device = D.resolve_device(cfg.train.device, dist)
         _check_run_settings(cfg, dist, device)
         ckpt, changes = open_run(
             cfg, out, lock, dist.is_main, resume=resume, force=force, allow=allow, echo=echo
@@ -199,7 +196,7 @@ def prepare_data(cfg: Config, out: Path, dist: D.DistInfo) -> Config:
 
 def build_run(cfg: Config, out: Path, dist: D.DistInfo, device: torch.device, echo: Echo = to_stderr) -> Run:
     """Datasets (train and, with ``val_fraction > 0``, val; never test), the model's spec
-    (:func:`elope.engine.context.run_spec`), model and class-mean loss, seeded with ``train.seed``."""
+    (:func:`elope.engine.run_spec.run_spec`), model and class-mean loss, seeded with ``train.seed``."""
     spec = run_spec(cfg)
     data = RunData(cfg, run_splits(cfg), spec)
     train_set = data.get("train", spec.image_size)
@@ -248,6 +245,7 @@ def run_stage(
     if run.criterion is not None:
         D.broadcast_tensor_(run.criterion.means, run.dist)
     val_set = run.data.get("val", plan.input_size)
+    learner = Learner(run.model, net, run.criterion, optimizer, scaler, run.dist)
 
     def checkpoint() -> None:
         save_checkpoint(run, state, optimizer, scheduler, scaler)
@@ -255,10 +253,7 @@ def run_stage(
     while state.epoch < plan.settings.epochs:
         lr = optimizer.param_groups[0]["lr"]
         loader = stage_loader(run.data, plan, state)
-        train = train_one_epoch(
-            run.model, net, run.criterion, optimizer, scaler, loader, plan, state, run.dist,
-            checkpoint=checkpoint, hooks=hooks,
-        )  # fmt: skip
+        train = train_one_epoch(learner, loader, plan, state, checkpoint=checkpoint, hooks=hooks)
         scheduler.step()
         end_epoch(run, plan, state, lr, train, val_set)
         checkpoint()

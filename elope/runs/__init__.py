@@ -2,6 +2,12 @@
 (:mod:`.guard`), checkpoint files (:mod:`.checkpoint`), the model folder and ``model.json``
 (:mod:`.model_folder`), ``metrics.jsonl`` and TensorBoard (:mod:`.metrics_log`), and a trained run as the
 commands read it (:mod:`.loaded`: :class:`LoadedRun`, :func:`load_run`).
+
+Resuming is here too, as far as it does not need the live training run: the recipe of a run, fresh or
+resumed (:mod:`.recipe`), what a resume may change (:mod:`.resume`), the folder opened for training
+(:mod:`.start`), checkpoint files, RNG states and the architecture check (:mod:`.checkpoint`);
+:mod:`elope.engine.checkpointing` puts the live run (model, optimizer, the position in a stage, every
+process's RNG) into a checkpoint and back.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import random
 import shutil
 import tempfile
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +158,22 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+#: What a checkpoint of the same run may hold otherwise: weighted pooling (a stage switches it on), τ
+#: (chosen at the end of stage 2), the crop source (``--allow-change`` before the crop stage), and the sides,
+#: normalisation and margin (never compared: the recipe's guard compares the recipe).
+_NOT_ARCHITECTURE = ("weighted", "image_size", "crop_source", "tau", "mean", "std", "box_margin")
+
+
+def architecture(config: dict[str, Any], spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The architecture of a model config and spec (a checkpoint before the spec was whole kept the spec's
+    values in its config, and no ``model_spec``): the box rule, the upsampling and the localization
+    module's input side with the constructor's arguments, without :data:`_NOT_ARCHITECTURE`."""
+    merged = {**config, **(spec or {})}
+    return {k: v for k, v in merged.items() if k not in _NOT_ARCHITECTURE}
+
+
+def clone_state(module: torch.nn.Module) -> OrderedDict[str, torch.Tensor]:
+    """A CPU copy of ``module``'s state (the best epoch's weights, kept while training goes on)."""
+    return OrderedDict((k, v.detach().clone().cpu()) for k, v in module.state_dict().items())

@@ -20,7 +20,7 @@ from torch import Tensor
 from elope.data import build_dataset
 from elope.data.names import class_name_key
 from elope.data.transforms import eval_transform
-from elope.deploy.device import inference_device
+from elope.device import inference_device
 from elope.nn.model import ELoPE, Prediction
 from elope.runs.layout import MODEL_DIR, TEACHER_DIR
 from elope.runs.lock import lock_holder
@@ -216,7 +216,7 @@ def load_run(
     crop_source: int | None = None,
 ) -> LoadedRun:
     """Load ``RUN/model`` with :func:`elope.runs.model_folder.load_model`, in eval mode on ``device``
-    (checked first: :func:`elope.deploy.device.inference_device`); ``tau`` and ``crop_source`` (a command's
+    (checked first: :func:`elope.device.inference_device`); ``tau`` and ``crop_source`` (a command's
     ``--tau``, ``export --crop-source``) replace the run's in the model's spec."""
     device = inference_device(device)
     model_dir = resolve_model_dir(run_dir)

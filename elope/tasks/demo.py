@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from elope.data import build_dataset
-from elope.deploy.device import auto_device
-from elope.engine.recipe import resolve_config
+from elope.device import auto_device
 from elope.engine.train import run_training
 from elope.failures import Echo
+from elope.runs.recipe import resolve_config
 from elope.tasks.evaluate import evaluate_run
 from elope.tasks.examples import localization_examples
 from elope.tasks.predict import predict_paths
@@ -88,7 +88,7 @@ REFERENCE = Path(__file__).with_name("demo_reference.json")
 
 def reference_text(path: Path = REFERENCE) -> str:
     """What this run should be compared with: the demo recipe's means and paired 95 % intervals over
-    several seeds (``docs/experiments/demo_seeds.py`` writes ``demo_reference.json``)."""
+    several seeds (``elope/research/experiments/demo_seeds.py`` writes ``demo_reference.json``)."""
     if not path.is_file():
         return "(no multi-seed reference shipped with this version)"
     r = json.loads(path.read_text())

@@ -20,30 +20,24 @@ resolved recipe with the one the run was trained with: the checkpoint's (``check
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Mapping
-from contextlib import ExitStack
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from elope.config import STAGES, Config, ConfigError, load_config, parse_override
-from elope.failures import Echo, TrainingError, short_repr, to_stderr
-from elope.runs.guard import open_run_folder, read_run_config
+from elope.config import STAGES, Config, ConfigError
+from elope.failures import TrainingError, short_repr
+from elope.runs.guard import read_run_config
 from elope.runs.layout import run_paths
-from elope.runs.lock import run_lock
-from elope.runs.metrics_log import append_record, truncate_metrics
+from elope.runs.metrics_log import append_record
 
 __all__ = [
     "SESSION_KEYS",
     "check_dataset_root",
     "check_recipe_change",
     "check_same_data",
-    "open_run",
     "record_recipe_change",
-    "resolve_config",
     "resume_changes",
-    "shortcut_notes",
     "stages_of",
-    "start_metrics",
 ]
 
 SESSION_KEYS = (
@@ -153,54 +147,6 @@ def resume_changes(
     return changes
 
 
-def open_run(
-    cfg: Config,
-    out: Path,
-    lock: ExitStack,
-    is_main: bool = True,
-    *,
-    resume: bool,
-    force: bool,
-    allow: Collection[str] = (),
-    echo: Echo = to_stderr,
-) -> tuple[dict[str, Any] | None, dict[str, tuple[Any, Any]]]:
-    """Lock ``out`` for the run (the lock joins ``lock``; the main process only), check it
-    (:func:`elope.runs.guard.open_run_folder`: the checkpoint to resume from, or None; ``--force`` says
-    through ``echo`` what it deleted) and, on resume, the recipe (:func:`resume_changes`). Returns
-    ``(checkpoint, allowed changes)``."""
-    if is_main:
-        lock.enter_context(run_lock(out, "elope train"))
-    generated = cfg.dataset.root is None
-    ckpt = open_run_folder(
-        out, resume=resume, force=force, generated_data=generated, is_main=is_main, echo=echo
-    )
-    return ckpt, resume_changes(cfg, out, ckpt, resume, allow)
-
-
-def start_metrics(
-    out: Path,
-    data: dict[str, Any],
-    ckpt: Mapping[str, Any] | None,
-    changes: Mapping[str, tuple[Any, Any]],
-    completed: list[str],
-) -> list[str]:
-    """``metrics.jsonl`` as the run starts (main process): a fresh run writes the data line; one resumed
-    from ``ckpt`` checks that the data found is the run's (:func:`check_same_data`) and cuts the file back
-    to the checkpoint's records (``metrics_lines``), and to whole records (a kill in the middle of a line
-    leaves a broken one); an allowed recipe change is appended (:func:`record_recipe_change`). Returns what
-    to tell the user."""
-    path = run_paths(out).metrics
-    notes: list[str | None] = []
-    if ckpt is not None:
-        check_same_data(path, data)
-        _, note = truncate_metrics(path, int(ckpt["metrics_lines"]), data)
-        notes.append(note)
-    else:
-        path.write_text(json.dumps(data) + "\n")
-    notes.append(record_recipe_change(out, changes, completed))
-    return [n for n in notes if n]
-
-
 def record_recipe_change(
     out: Path, changes: Mapping[str, tuple[Any, Any]], completed: list[str]
 ) -> str | None:
@@ -256,43 +202,4 @@ def check_same_data(metrics: Path, data: Mapping[str, Any]) -> None:
     raise TrainingError(
         f"the data at {data['root']} is not the data this run was trained on ({metrics}: {differ}); "
         "resume with the run's data (--root), or start a new run"
-    )
-
-
-def shortcut_notes(overrides: Iterable[Any], epochs: int | None, batch_size: int | None) -> list[str]:
-    """One line per ``--set stages.S.epochs|batch_size=V`` that ``--epochs`` / ``--batch-size`` replaces
-    (a shortcut sets that field of every stage, so it wins)."""
-    notes = []
-    for item in overrides:
-        key, value = parse_override(item) if isinstance(item, str) else item
-        field = key.rpartition(".")[2]
-        shortcut = {"epochs": epochs, "batch_size": batch_size}.get(field)
-        if key.startswith("stages.") and shortcut is not None and value != shortcut:
-            flag = "--" + field.replace("_", "-")
-            notes.append(
-                f"note: {flag} {shortcut} replaces --set {key}={short_repr(value)} (it sets every stage)"
-            )
-    return notes
-
-
-def resolve_config(
-    out: Path,
-    dataset: str | None,
-    config_file: Path | None = None,
-    overrides: Iterable[Any] = (),
-    *,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    resume: bool = False,
-    paper: bool = False,
-) -> Config:
-    """The recipe of a run: the packaged one (fresh run) or ``RUN/config.yaml`` (``resume``), overridden;
-    ``paper``: the paper's localization step (:data:`elope.config.PAPER_LOCALIZATION`)."""
-    base = None
-    if resume:
-        base = read_run_config(out / "config.yaml")
-        if dataset is not None and dataset != base["dataset"]["name"]:
-            raise ConfigError(f"{out} was trained on {base['dataset']['name']!r}, not {dataset!r}")
-    return load_config(
-        dataset, config_file, list(overrides), epochs=epochs, batch_size=batch_size, base=base, paper=paper
     )

@@ -1,43 +1,30 @@
-"""The run context of ``elope train``: what every stage of the recipe shares.
+"""The run of ``elope train``: what every stage of the recipe shares.
 
 :class:`Run` (config, run folder, device, processes, model, class-mean loss, data, classes, completed
-stages), :class:`RunData` (the splits, built once per input size), :class:`StageState` (the position
-inside a stage), and the small helpers every stage calls (device, seeding, label check).
+stages) and its data, :class:`RunData` (the splits, built once per input size: :func:`run_splits`,
+:func:`dataset_options`). The model's spec of the recipe is :mod:`elope.engine.run_spec`, the position
+inside a stage :mod:`elope.engine.stage_state`, the process's device :mod:`elope.engine.distributed`,
+seeding :mod:`elope.engine.sampling`, the label check :mod:`elope.engine.loop`.
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor
 
 from elope.config import Config
 from elope.data import build_dataset
 from elope.data.transforms import eval_transform, train_transform
-from elope.deploy.device import auto_device
 from elope.engine import distributed as D
-from elope.failures import Echo, TrainingError, to_stderr
-from elope.nn.losses import EmbeddingLoss, check_label_range
-from elope.nn.model import ELoPE, model_spec
+from elope.failures import Echo, to_stderr
+from elope.nn.losses import EmbeddingLoss
+from elope.nn.model import ELoPE
 from elope.spec import ModelSpec
 
-__all__ = [
-    "Run",
-    "RunData",
-    "StageState",
-    "TrainingError",
-    "check_labels",
-    "dataset_options",
-    "resolve_device",
-    "run_spec",
-    "run_splits",
-    "seed_everything",
-]
+__all__ = ["Run", "RunData", "dataset_options", "run_splits"]
 
 
 @dataclass
@@ -122,24 +109,6 @@ class RunData:
         }
 
 
-def run_spec(cfg: Config) -> ModelSpec:
-    """The model's spec of a recipe, made once when the run is configured: ``dataset.image_size`` and
-    ``dataset.crop_source``, ``model.tau`` (which the end of stage 2 may replace, ``model.tau_select``),
-    ``model.box_rule``, ``model.heatmap_upsample``, ``model.box_margin``, ``model.localizer_input``, and
-    the normalisation the backbone's initial weights expect (:func:`elope.nn.model.model_spec`)."""
-    d, m = cfg.dataset, cfg.model
-    spec = ModelSpec(
-        image_size=d.image_size,
-        crop_source=d.crop_source,
-        tau=m.tau,
-        box_margin=m.box_margin,
-        box_rule=m.box_rule,
-        heatmap_upsample=m.heatmap_upsample,
-        localizer_input=m.localizer_input,
-    )
-    return model_spec(m.backbone, spec)
-
-
 def dataset_options(cfg: Config) -> dict[str, Any]:
     """``build_dataset`` options of a recipe: ``dataset.options`` plus the validation share."""
     options = dict(cfg.dataset.options)
@@ -153,43 +122,3 @@ def run_splits(cfg: Config) -> dict[str, str | None]:
     if cfg.dataset.val_fraction > 0:
         return {"train": "train", "val": "val"}
     return {"train": "trainval", "val": None}
-
-
-@dataclass
-class StageState:
-    """Position inside a stage plus what the epoch has summed so far (all processes together)."""
-
-    stage: str
-    epoch: int = 0  # epochs finished
-    step: int = 0  # local batches done inside ``epoch``
-    best: dict[str, Any] | None = None  # {"score", "epoch", "model", "criterion"}
-    accum: dict[str, float] = field(default_factory=dict)
-
-
-def resolve_device(name: str, dist: D.DistInfo) -> torch.device:
-    """``train.device`` as this process's device: ``auto`` (:func:`elope.deploy.device.auto_device`) or
-    ``cuda`` → the process's GPU (its local rank), ``cuda:N`` → that GPU; refused without CUDA."""
-    name = auto_device(name)
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise TrainingError(f"device {name!r} requested but CUDA is not available; use --device cpu")
-        index = int(name.split(":")[1]) if ":" in name else dist.local_rank
-        torch.cuda.set_device(index)
-        return torch.device("cuda", index)
-    return torch.device("cpu")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def check_labels(labels: Tensor, num_classes: int) -> None:
-    """Labels must index a class (:func:`elope.nn.losses.check_label_range`); checked on the CPU tensor the
-    loader yields (no device synchronisation), so an out-of-range label is a clear error instead of a CUDA
-    scatter assertion."""
-    try:
-        check_label_range(labels, num_classes)
-    except ValueError as error:
-        raise TrainingError(f"{error}: the dataset's class list and its labels disagree") from None

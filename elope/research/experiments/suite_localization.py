@@ -2,7 +2,7 @@
 
 Every ``SUITE/<dist>/seed<k>/result.json`` holds the share of boxes with IoU ≥ 0.5 of the full run's module
 and of its teacher's mean map for every τ of the grid, both box rules and with and without heatmap
-upsampling, on the training and the test split (``elope.tasks.localization``), and the τ that the labels
+upsampling, on the training and the test split (``elope.research.localization``), and the τ that the labels
 criterion would choose. Nothing here trains; every choice is made on the training split and scored on the
 test split:
 
@@ -12,7 +12,7 @@ test split:
   chosen on the training boxes (``auto``) and τ chosen by class labels only (``labels``);
 * the module against its teacher's mean map (each at its own τ, the recipe's variant).
 
-    python docs/experiments/suite_localization.py --suite runs/suite > docs/experiments/cpu/suite/localization.md
+    python -m elope.research.experiments.suite_localization --suite runs/suite > docs/experiments/cpu/suite/localization.md
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from elope.tasks.localization import best_tau
-from elope.tasks.suite import interval_text, mean_std_text
+from elope.research.localization import best_tau
+from elope.research.suite import interval_text, mean_std_text
 
 VARIANTS = ("all/cells", "all/up", "peak/cells", "peak/up")
 FIXED = ("0.2", "0.3", "0.6")

@@ -4,7 +4,7 @@ Rows with the same seed share everything the recipe draws before they differ (sa
 stage 1 where their stage 1 is the same), so each claim is tested on per-seed differences: mean, standard
 deviation and a 95 % t-interval (docs/results.md, "Table 5 rows from ImageNet features").
 
-    python docs/experiments/paired_claims.py runs/ablation-pretrained
+    python -m elope.research.experiments.paired_claims runs/ablation-pretrained
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from scipy import stats
 
-from elope.tasks.ablate import TABLE5
+from elope.research.ablate import TABLE5
 
 # (claim, row with the component, row without it); rows as numbered in Table 5 (1-based)
 CLAIMS = (

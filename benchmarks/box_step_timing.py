@@ -5,7 +5,7 @@ from the few pixels that decide them (``elope.nn.upsampled_threshold``); the ref
 map with ``F.interpolate`` and thresholds every pixel, as the code before it did. Both on the same smooth
 random 14×14 maps, interleaved, one thread; the paper's step (every cell above τ, no upsampling) for scale.
 
-    PYTHONPATH=. python docs/experiments/box_step_timing.py
+    python -m benchmarks.box_step_timing
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ that same stage 1 with several budgets and both targets (the run folder after st
 in each copy). ``suite_dev_scores.py`` then scores boxes of every module and of the teacher's mean map for
 every τ and box rule on the training split.
 
-    python docs/experiments/suite_dev.py --out runs/suite-dev --dists small,medium,large,cluttered
+    python -m elope.research.experiments.suite_dev --out runs/suite-dev --dists small,medium,large,cluttered
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from elope.config import load_config
 from elope.engine.train import run_training
 
 DEV_SEED = 100
-# the suite's common recipe (fixed before the suite ran; see elope/tasks/suite.py)
+# the suite's common recipe (fixed before the suite ran; see elope/research/suite.py)
 COMMON = {
     "dataset.image_size": 224,
     "dataset.crop_source": 448,

@@ -1,7 +1,7 @@
 """How much of the object the boxes of a trained run keep, and the best IoU a box of whole feature-map cells
 can reach (docs/results.md, "Localization (Table 4)").
 
-    python docs/experiments/box_coverage.py RUN [RUN ...]
+    python -m elope.research.experiments.box_coverage RUN [RUN ...]
 
 For every test image of each run's dataset: the fraction of the ground-truth box inside the localization
 module's box and inside the mean-feature-map box, and the box's share of the image; then, from the

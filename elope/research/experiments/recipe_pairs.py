@@ -17,7 +17,7 @@ Every variant is evaluated on the test split with ``elope evaluate``; the teache
 measured once per seed. Writes ``OUT/pairs.json`` and prints a Markdown table with mean ± std over seeds
 and, for each variant against ``source-2x``, the mean paired difference with a 95 % t-interval.
 
-    python docs/experiments/recipe_pairs.py --out runs/pairs --seeds 3
+    python -m elope.research.experiments.recipe_pairs --out runs/pairs --seeds 3
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _train(
     folder: Path, overrides: dict, stages: list[str], base: dict | None = None, allow: tuple[str, ...] = ()
 ) -> None:
     """``allow``: recipe keys of stages not started yet that may differ from the copied run's (recorded in
-    its metrics.jsonl; elope.engine.recipe)."""
+    its metrics.jsonl; elope.runs.resume)."""
     cfg = load_config("synthetic", overrides={**overrides, "train.stages": stages}, base=base)
     run_training(cfg, folder, resume=(folder / "checkpoints" / "last.pt").is_file(), allow=allow)
 

@@ -1,6 +1,6 @@
 """How hard the procedural set is for an ImageNet backbone: linear probes and short fine-tunes of Lite0.
 
-    python docs/experiments/synthetic_difficulty.py [--settings original fine ...] [--merge] [--out JSON]
+    python -m elope.research.experiments.synthetic_difficulty [--settings original fine ...] [--merge] [--out JSON]
 
 For each candidate setting of :class:`elope.data.synthetic.Difficulty` (``SETTINGS`` below) this writes the
 set (24 classes, 30 training + 20 test images per class, 224 px, seed 0; generation time measured at 224
@@ -43,6 +43,7 @@ from elope.data import build_dataset, eval_transform, write_synthetic
 from elope.data.synthetic import DIFFICULTIES, resolve_difficulty
 from elope.nn.crop import crop_and_resize
 from elope.nn.localization import heatmap_to_box, mean_heatmap
+from elope.research.experiments import RECORD
 
 SIZE = 224
 TAU = 0.3
@@ -178,6 +179,29 @@ def grid_bound(gts: torch.Tensor, cells: int) -> float:
     return float((box_iou(gts, boxes).amax(dim=1) >= 0.5).float().mean())
 
 
+def finetune_all(name: str, model, train: dict, test: dict, args: argparse.Namespace, result: dict) -> None:
+    """Fine-tune on the whole images and/or the crops (``--finetune-on``); the accuracies into ``result``."""
+    gts = test["gts"]
+    for kind, key in (("full", "x"), ("crop", "crops")):
+        if kind not in args.finetune_on:
+            continue
+        tune_started = time.perf_counter()
+        accuracy, tuned_boxes = finetune(
+            model,
+            {"x": train[key], "labels": train["labels"]},
+            {"x": test[key], "labels": test["labels"]},
+            args.finetune_epochs,
+            args.seed,
+        )
+        result[f"finetuned_{kind}"] = round(accuracy, 4)
+        if kind == "full":
+            tuned_iou = box_iou(tuned_boxes, gts).diagonal()
+            result["finetuned_loc_iou50"] = round(float((tuned_iou >= 0.5).float().mean()), 4)
+            result["finetuned_loc_mean_iou"] = round(float(tuned_iou.mean()), 4)
+        result[f"finetune_{kind}_seconds"] = round(time.perf_counter() - tune_started, 1)
+        print(f"{name:<14} fine-tuned GAP on {kind} images: {accuracy:.3f}", flush=True)
+
+
 def run_setting(name: str, model, mean, std, args: argparse.Namespace, work: Path) -> dict:
     preset, knobs = SETTINGS[name]
     root = work / name
@@ -226,24 +250,7 @@ def run_setting(name: str, model, mean, std, args: argparse.Namespace, work: Pat
         "seconds": round(time.perf_counter() - started, 1),
     }
     if keep:
-        for kind, key in (("full", "x"), ("crop", "crops")):
-            if kind not in args.finetune_on:
-                continue
-            tune_started = time.perf_counter()
-            accuracy, tuned_boxes = finetune(
-                model,
-                {"x": train[key], "labels": train["labels"]},
-                {"x": test[key], "labels": test["labels"]},
-                args.finetune_epochs,
-                args.seed,
-            )
-            result[f"finetuned_{kind}"] = round(accuracy, 4)
-            if kind == "full":
-                tuned_iou = box_iou(tuned_boxes, gts).diagonal()
-                result["finetuned_loc_iou50"] = round(float((tuned_iou >= 0.5).float().mean()), 4)
-                result["finetuned_loc_mean_iou"] = round(float(tuned_iou.mean()), 4)
-            result[f"finetune_{kind}_seconds"] = round(time.perf_counter() - tune_started, 1)
-            print(f"{name:<14} fine-tuned GAP on {kind} images: {accuracy:.3f}", flush=True)
+        finetune_all(name, model, train, test, args, result)
         result["seconds"] = round(time.perf_counter() - started, 1)
     print(
         f"{name:<14} (a) full {result['probe_full']:.3f}  (b) crop {result['probe_crop']:.3f}  "
@@ -265,7 +272,7 @@ def main() -> None:
         "--finetune-epochs", type=int, default=3, help="fine-tune the GAP baseline (d, e); 0: skip"
     )
     parser.add_argument("--finetune-on", nargs="+", default=["full", "crop"], choices=["full", "crop"])
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
+    parser.add_argument("--out", type=Path, default=RECORD / "synthetic_difficulty.json")
     parser.add_argument("--merge", action="store_true", help="keep the other settings already in --out")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -295,7 +302,7 @@ def main() -> None:
         for name in args.settings:
             result = run_setting(name, model, mean, std, args, Path(work))
             result["command"] = (
-                f"python docs/experiments/synthetic_difficulty.py --settings {name} --classes {args.classes} "
+                f"python -m elope.research.experiments.synthetic_difficulty --settings {name} --classes {args.classes} "
                 f"--train {args.train} --test {args.test} --seed {args.seed} "
                 f"--finetune-epochs {args.finetune_epochs} --finetune-on {' '.join(args.finetune_on)}"
             )

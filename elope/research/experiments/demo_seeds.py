@@ -6,7 +6,7 @@ recipe (``elope/configs/synthetic.yaml``) for seeds 0..N-1 as two rows of ``elop
 baseline and the full method, paired by seed), and writes their means, standard deviations and the paired
 95 % intervals to ``elope/tasks/demo_reference.json``, which ``elope demo`` prints beside its own run.
 
-    python docs/experiments/demo_seeds.py --out runs/demo-seeds --seeds 5
+    python -m elope.research.experiments.demo_seeds --out runs/demo-seeds --seeds 5
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import json
 import statistics
 from pathlib import Path
 
+from elope.research.ablate import TABLE5, run_ablation
+from elope.research.suite import paired_interval
 from elope.runs.environment import environment
-from elope.tasks.ablate import TABLE5, run_ablation
-from elope.tasks.suite import paired_interval
 
-REFERENCE = Path(__file__).resolve().parents[2] / "elope" / "tasks" / "demo_reference.json"
+REFERENCE = Path(__file__).resolve().parents[2] / "tasks" / "demo_reference.json"
 ROWS = {"gap": TABLE5[0], "full": TABLE5[9]}
 
 

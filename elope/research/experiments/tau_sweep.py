@@ -6,7 +6,7 @@ scored (IoU ≥ 0.5, Sec. 5) on the **training** split, where τ is chosen, and 
 only reported. Each method gets its own τ (the best on the training split, mean over seeds), so the mean
 map is not judged at the module's threshold.
 
-    python docs/experiments/tau_sweep.py --out runs/pairs --seeds 3 --taus 0.4,0.5,0.6,0.7,0.8
+    python -m elope.research.experiments.tau_sweep --out runs/pairs --seeds 3 --taus 0.4,0.5,0.6,0.7,0.8
 """
 
 from __future__ import annotations

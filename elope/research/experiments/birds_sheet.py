@@ -1,6 +1,6 @@
 """Contact sheets of the bird family: one PNG per preset, rows x columns images with their boxes.
 
-    PYTHONPATH=. python docs/experiments/birds_sheet.py --out /tmp/birds_sheets [--size 448] [--cell 224]
+    python -m elope.research.experiments.birds_sheet --out /tmp/birds_sheets [--size 448] [--cell 224]
 
 Each cell is one image (class ``k mod classes``, its own seed) scaled to ``--cell`` pixels with the
 ground-truth box in green; the title names the preset. ``--presets`` picks some presets (default: all).

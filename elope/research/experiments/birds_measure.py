@@ -1,6 +1,6 @@
 """What each bird preset draws, measured (the table of docs/data-families.md).
 
-    PYTHONPATH=. python docs/experiments/birds_measure.py [--images 30] [--size 448] [--seed 7]
+    python -m elope.research.experiments.birds_measure [--images 30] [--size 448] [--seed 7]
 
 Per preset over ``--images`` scenes: the box's longer side / the frame's (5th-95th percentile, median),
 the class parts' share of the bird's pixels, the share of the bird hidden by occluders (mean, max), the

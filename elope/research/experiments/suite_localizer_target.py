@@ -10,7 +10,7 @@ table: per distribution, mean ± std of IoU ≥ 0.5 for each target and the pair
 t-interval. Each pair is also kept in ``raw-target/pair.json``, so two processes can share the work
 (``--keys``) and the merged file is rebuilt from what both finished.
 
-    python docs/experiments/suite_localizer_target.py --suite runs/suite [--keys small/seed0,medium/seed0]
+    python -m elope.research.experiments.suite_localizer_target --suite runs/suite [--keys small/seed0,medium/seed0]
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import yaml
 
 from elope.config import load_config
 from elope.engine.train import run_training
-from elope.tasks.localization import best_tau, collect_maps, score_maps, variant_name
-from elope.tasks.suite import interval_text, mean_std_text
+from elope.research.localization import best_tau, collect_maps, score_maps, variant_name
+from elope.research.suite import interval_text, mean_std_text
 
 
 def _stage1_copy(full: Path, folder: Path) -> None:

@@ -9,8 +9,8 @@ the decision chose whole images, else ``RUN/model``), the decided model (``RUN/m
 classifier on whole images (``RUN/teacher``, the control). One ``result.json`` per (distribution, seed,
 margin); the script resumes where it stopped.
 
-    python docs/experiments/crop_dev.py --out runs/crop-dev --dists small,centred,lookalikes,cluttered
-    python docs/experiments/crop_dev.py --out runs/crop-dev --report
+    python -m elope.research.experiments.crop_dev --out runs/crop-dev --dists small,centred,lookalikes,cluttered
+    python -m elope.research.experiments.crop_dev --out runs/crop-dev --report
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pathlib import Path
 from elope.config import load_config
 from elope.data.synthetic import write_synthetic
 from elope.engine.train import run_training
+from elope.research.suite import SUITE_RECIPE
 from elope.tasks.evaluate import evaluate_run
-from elope.tasks.suite import SUITE_RECIPE
 
 DEV_SEED = 300
 DEV = {"dataset.val_fraction": 0.1, "train.crop_decision": "holdout"}

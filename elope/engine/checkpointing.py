@@ -1,5 +1,9 @@
-"""Checkpoint and exact resume: what ``checkpoints/<stage>.pt`` and ``checkpoints/last.pt`` hold and how a
-run continues from them (``elope.runs.checkpoint`` writes and reads the files atomically and safely).
+"""The live run into a checkpoint and back: what ``checkpoints/<stage>.pt`` and ``checkpoints/last.pt`` hold
+and how a run continues from them. What stays here needs the engine (the run's :class:`Run` and
+:class:`StageState`, the processes of :mod:`elope.engine.distributed`, weighted pooling's structural change);
+the rest of resuming is :mod:`elope.runs`: the files written and read atomically, the RNG states and the
+architecture check (:mod:`elope.runs.checkpoint`), what a resume may change (:mod:`elope.runs.resume`),
+the folder opened for it (:mod:`elope.runs.start`, :mod:`elope.runs.guard`).
 
 Exactness: the data order of an epoch is a function of (seed, epoch) and each item's augmentation of
 (seed, epoch, index) (``elope.engine.sampling``); the checkpoint carries model, optimizer, scheduler,
@@ -8,23 +12,24 @@ class means, the best epoch so far, the epoch's running sums and every process's
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
 
 from elope.engine import distributed as D
-from elope.engine.context import Run, StageState
+from elope.engine.run import Run
+from elope.engine.stage_state import StageState
 from elope.engine.stages import enable_weighted_pooling
 from elope.failures import TrainingError
 from elope.nn.weights import non_finite
 from elope.runs.checkpoint import (
     FORMAT,
     CheckpointError,
+    architecture,
     atomic_save,
     check_model_config,
+    clone_state,
     load_state_strict,
     rng_state,
     set_rng_state,
@@ -33,7 +38,7 @@ from elope.runs.layout import run_paths
 from elope.runs.lock import check_lock_held
 from elope.runs.metrics_log import line_count
 
-__all__ = ["clone_state", "restore", "resume_stage", "save_checkpoint"]
+__all__ = ["restore", "resume_stage", "save_checkpoint"]
 
 
 def save_checkpoint(
@@ -105,26 +110,12 @@ def _refuse_non_finite(run: Run, state: StageState | None) -> None:
     )
 
 
-#: What a checkpoint of the same run may hold otherwise: weighted pooling (a stage switches it on), τ
-#: (chosen at the end of stage 2), the crop source (``--allow-change`` before the crop stage), and the sides,
-#: normalisation and margin (never compared: the recipe's guard compares the recipe).
-_NOT_ARCHITECTURE = ("weighted", "image_size", "crop_source", "tau", "mean", "std", "box_margin")
-
-
-def _arch(config: dict[str, Any], spec: dict[str, Any] | None) -> dict[str, Any]:
-    """The architecture of a model config and spec (a checkpoint before the spec was whole kept the spec's
-    values in its config, and no ``model_spec``): the box rule, the upsampling and the localization
-    module's input side with the constructor's arguments, without :data:`_NOT_ARCHITECTURE`."""
-    merged = {**config, **(spec or {})}
-    return {k: v for k, v in merged.items() if k not in _NOT_ARCHITECTURE}
-
-
 def restore(run: Run, ckpt: dict[str, Any], path: Path) -> None:
     """Load model, class means and the τ of the model's spec (chosen at the end of stage 2) from a
     checkpoint, refusing one made for another architecture."""
     saved_spec = ckpt.get("model_spec")
-    saved = _arch(ckpt["model_config"], saved_spec)
-    check_model_config(saved, _arch(dict(run.model.config), run.model.spec.to_dict()), path)
+    saved = architecture(ckpt["model_config"], saved_spec)
+    check_model_config(saved, architecture(dict(run.model.config), run.model.spec.to_dict()), path)
     run.model.spec = run.model.spec.replace(tau=(saved_spec or ckpt["model_config"])["tau"])
     if ckpt["model_config"].get("weighted") and not run.model.config.get("weighted"):
         enable_weighted_pooling(run.model)
@@ -157,7 +148,3 @@ def resume_stage(
     rngs = ckpt["rng"]
     set_rng_state(rngs[run.dist.rank] if len(rngs) == run.dist.world_size else rngs[0])
     return StageState(stage, ckpt["epoch"], ckpt["step"], best, dict(ckpt["accum"]))
-
-
-def clone_state(module: nn.Module) -> OrderedDict[str, Tensor]:
-    return OrderedDict((k, v.detach().clone().cpu()) for k, v in module.state_dict().items())

@@ -12,7 +12,7 @@ Two readings, kept apart:
   measured rows with the recipe as it is now (τ by the labels where the boxes are all missed), and the τ
   each run used.
 
-    python docs/experiments/suite_fallback.py --suite docs/experiments/cpu/suite --fresh docs/experiments/cpu/fresh
+    python -m elope.research.experiments.suite_fallback --suite docs/experiments/cpu/suite --fresh docs/experiments/cpu/fresh
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import json
 from pathlib import Path
 
 from elope.engine.localizer_check import MISSING_IOU50
-from elope.tasks.localization import variant_name
-from elope.tasks.suite import interval_text, mean_std_text
+from elope.research.localization import variant_name
+from elope.research.suite import interval_text, mean_std_text
 
 #: The fallback that was tried: skip the crop stage where the module's boxes reach IoU >= 0.5 on under 5 % of
 #: the training boxes at the chosen τ (set after the suite's first 13 runs; withdrawn, see docs/results.md).

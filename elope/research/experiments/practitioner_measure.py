@@ -12,7 +12,7 @@ single-view and the flip-averaged accuracies in one pass; its JSON is kept as
 * (b) test-time augmentation: flip-averaged minus single-view top-1 and mean per-class accuracy, paired by
   run, for each condition.
 
-    OMP_NUM_THREADS=1 python docs/experiments/practitioner_measure.py --out runs/practitioner
+    OMP_NUM_THREADS=1 python -m elope.research.experiments.practitioner_measure --out runs/practitioner
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from practitioner_runs import CONDITIONS, RAW, SEEDS, SYNTHETIC, train
-
+from elope.research.experiments.practitioner_runs import CONDITIONS, RAW, SEEDS, SYNTHETIC, train
+from elope.research.suite import paired_interval
 from elope.tasks.evaluate import evaluate_run
-from elope.tasks.suite import paired_interval
 
 #: the species with 4 training images (the even ones, 0-based odd labels); the others have 40
 RARE = [c for c, n in enumerate(SYNTHETIC["train"]) if n == min(SYNTHETIC["train"])]

@@ -8,7 +8,7 @@ crops, and two separability scores of the crops' features (leave-one-out nearest
 between / within scatter ratio) in the ImageNet backbone (the crop stage's starting point) and in the
 teacher. Writes ``OUT/scores.json``.
 
-    python docs/experiments/suite_dev_scores.py --out runs/suite-dev
+    python -m elope.research.experiments.suite_dev_scores --out runs/suite-dev
 """
 
 from __future__ import annotations
@@ -64,6 +64,26 @@ def fisher(features: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 @torch.no_grad()
+def box_rows(maps: torch.Tensor, mm: torch.Tensor, gts: torch.Tensor, size: int) -> dict:
+    """IoU >= 0.5 and whole-image boxes of the module's maps and the mean maps, per rule, upsampling and τ."""
+    rows = {}
+    for kind, m in (("module", maps), ("mean_map", mm)):
+        for rule in ("all", "peak"):
+            for up in (False, True):
+                key = f"{kind}/{rule}/{'up' if up else 'cells'}"
+                row = {}
+                for tau in TAUS:
+                    b = heatmap_to_box(m, tau, size, upsample=up, rule=rule)
+                    hits, valid = iou_hits(b, gts)
+                    area = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])) / size**2
+                    row[str(tau)] = {
+                        "iou50": float(hits.sum() / valid.sum()),
+                        "whole": float((area > 0.8).float().mean()),
+                    }
+                rows[key] = row
+    return rows
+
+
 def score_run(folder: Path) -> dict:
     run = load_run(folder)
     teacher = run.load_teacher()
@@ -85,21 +105,7 @@ def score_run(folder: Path) -> dict:
         labels.append(y)
         images.append(x)
     maps, mm, gts, labels = torch.cat(maps), torch.cat(mm), torch.cat(gts), torch.cat(labels)
-    out = {"boxes": {}, "labels": {}}
-    for kind, m in (("module", maps), ("mean_map", mm)):
-        for rule in ("all", "peak"):
-            for up in (False, True):
-                key = f"{kind}/{rule}/{'up' if up else 'cells'}"
-                row = {}
-                for tau in TAUS:
-                    b = heatmap_to_box(m, tau, size, upsample=up, rule=rule)
-                    hits, valid = iou_hits(b, gts)
-                    area = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])) / size**2
-                    row[str(tau)] = {
-                        "iou50": float(hits.sum() / valid.sum()),
-                        "whole": float((area > 0.8).float().mean()),
-                    }
-                out["boxes"][key] = row
+    out = {"boxes": box_rows(maps, mm, gts, size), "labels": {}}
     contrast = 1 - (
         (maps - maps.amin((2, 3), True))
         / (maps.amax((2, 3), True) - maps.amin((2, 3), True)).clamp_min(1e-12)

@@ -15,7 +15,7 @@ but for the loss: the paper's class-mean loss (``loss.variant full``, Eqs. 5-10)
   classes weighted by the inverse of their image counts). For the
   cross-entropy model (no trained class means) the old means are computed from its training images.
 
-    OMP_NUM_THREADS=1 python docs/experiments/embedding.py OUT [--seeds 0 1 2]
+    OMP_NUM_THREADS=1 python -m elope.research.experiments.embedding OUT [--seeds 0 1 2]
 
 writes ``OUT/<variant>-seed<s>/`` (the runs), ``OUT/data`` and the JSON results to
 ``docs/experiments/cpu/embedding/``; ``--summary`` prints the tables of docs/results-embedding.md,
@@ -38,14 +38,15 @@ from scipy import stats
 
 from elope.data import build_dataset
 from elope.data.synthetic import write_synthetic
-from elope.engine.recipe import resolve_config
 from elope.engine.retrieval import retrieval_metrics
 from elope.engine.train import run_training
+from elope.research.experiments import RECORD
 from elope.runs.loaded import load_run
+from elope.runs.recipe import resolve_config
 from elope.tasks.embed import class_means, embed_dataset
 from elope.tasks.enroll import enroll_classes
 
-RESULTS = Path(__file__).parent / "cpu" / "embedding"
+RESULTS = RECORD / "cpu" / "embedding"
 SPECIES, TRAIN, TEST, SIZE = 16, 24, 12, 128
 NEW_SPECIES, SHOTS, POOL = 4, (1, 5, 10), 10
 VARIANTS = {"cross-entropy": "none", "class-mean": "full"}

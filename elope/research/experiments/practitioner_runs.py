@@ -9,7 +9,7 @@ images for the odd species and 4 for the even ones (264 images), a balanced test
 It is written once into ``OUT/longtail/data`` and every run reads it; runs are paired by ``train.seed``
 (same initialisation of the new layers, same data). A finished run (``model/model.json``) is kept.
 
-    python docs/experiments/practitioner_runs.py --out runs/practitioner   # train every run
+    python -m elope.research.experiments.practitioner_runs --out runs/practitioner   # train every run
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from typing import Any
 from elope.config import load_config
 from elope.data.synthetic import write_synthetic
 from elope.engine.train import run_training
+from elope.research.experiments import RECORD
 
 SEEDS = (0, 1, 2)
-RAW = Path(__file__).resolve().parent / "cpu" / "practitioner"
+RAW = RECORD / "cpu" / "practitioner"
 
 #: the procedural set: 40 training images for the odd species, 4 for the even ones; 30 test images each
 SYNTHETIC: dict[str, Any] = {"train": [40, 4] * 6, "test": 30, "size": 192}

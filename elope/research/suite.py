@@ -15,7 +15,7 @@ longer side; written once with data seed 0). For each distribution and seed, pai
   construction; with ``init: continue`` a control run is trained (Table 5's control row);
 * localization on the test split: the module's boxes at the run's τ and box rule, and the teacher's mean
   feature map at its own τ chosen on the training boxes with the same rule; and, for the comparisons of
-  box rule, upsampling and τ, the hits of every variant on both splits (:mod:`elope.tasks.localization`);
+  box rule, upsampling and τ, the hits of every variant on both splits (:mod:`elope.research.localization`);
 * ``field``: the localization metrics of the field for both (GT-known and top-1 localization at those τ,
   MaxBoxAccV2 with its thresholds chosen on the training split: :mod:`elope.engine.localization_metrics`).
   A ``result.json`` written before they existed gets them from its run folder when the suite reads it.
@@ -43,10 +43,8 @@ from elope.data.synthetic_knobs import SUITE
 from elope.engine.localization_metrics import max_box_acc_v2, top1_loc_hits
 from elope.engine.train import run_training
 from elope.nn.localization import heatmap_to_box
-from elope.runs.model_folder import model_description
-from elope.tasks.ablate import TABLE5
-from elope.tasks.evaluate import evaluate_run
-from elope.tasks.localization import (
+from elope.research.ablate import TABLE5
+from elope.research.localization import (
     CachedMaps,
     best_tau,
     box_acc_curve,
@@ -54,6 +52,8 @@ from elope.tasks.localization import (
     score_maps,
     variant_name,
 )
+from elope.runs.model_folder import model_description
+from elope.tasks.evaluate import evaluate_run
 
 __all__ = [
     "SUITE_RECIPE",
@@ -68,7 +68,7 @@ __all__ = [
 
 #: The suite's scale: 224-px classifier input (a 7x7 last map), crops cut from the 448-px original, 4
 #: epochs per classifier stage at lr 0.01 (the demo's 0.03 diverged on the development sets' small critters),
-#: the recipe's 20 localizer epochs. Fixed on development sets (``docs/experiments/suite_dev.py``: the same
+#: the recipe's 20 localizer epochs. Fixed on development sets (``elope/research/experiments/suite_dev.py``: the same
 #: distributions, another data seed, training splits only) before any suite run.
 SUITE_RECIPE: dict[str, Any] = {
     "dataset.image_size": 224,
@@ -79,7 +79,7 @@ SUITE_RECIPE: dict[str, Any] = {
     **{f"stages.{s}.lr_step": 3 for s in ("classifier", "crop")},
     "train.progress": False,
     # the shipped recipes' crop step (cub / cars / folder.yaml), fixed on the critters' development draws
-    # (docs/experiments/crop_dev.py) before the held-out birds were run; the critter table of
+    # (elope/research/experiments/crop_dev.py) before the held-out birds were run; the critter table of
     # docs/results.md predates it (margin 0, crops always)
     "model.box_margin": 0.15,
     "train.crop_decision": "holdout",

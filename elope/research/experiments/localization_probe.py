@@ -7,7 +7,7 @@ the localization module, picks τ for the module and for the teacher's mean map 
 which knob to turn, not a result; the chosen recipe is then measured with 3 seeds (``recipe_pairs.py``,
 ``tau_sweep.py``).
 
-    python docs/experiments/localization_probe.py --out runs/probe --variants base,obj45_loc20
+    python -m elope.research.experiments.localization_probe --out runs/probe --variants base,obj45_loc20
 """
 
 from __future__ import annotations

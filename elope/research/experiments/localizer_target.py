@@ -6,7 +6,7 @@ each seed the localization stage is trained again from that same classifier with
 and the module's boxes are scored on the test split (Table 4, IoU >= 0.5), together with the contrast of
 its heatmaps (mean per-image standard deviation of the min-max normalised map: 0 for a flat map).
 
-    python docs/experiments/localizer_target.py --out runs/pairs --seeds 3
+    python -m elope.research.experiments.localizer_target --out runs/pairs --seeds 3
 """
 
 from __future__ import annotations
