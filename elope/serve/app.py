@@ -267,6 +267,8 @@ def create_app(model: ServedModel, limits: Limits | None = None) -> Starlette:
         status = getattr(exc, "status_code", 500)
         detail = getattr(exc, "detail", "")
         headers = getattr(exc, "headers", None)  # 405: Allow
+        if headers and "Allow" in headers:  # Starlette joins a set: one order, whatever the hash seed
+            headers = {**headers, "Allow": ", ".join(sorted(m.strip() for m in headers["Allow"].split(",")))}
         return error_response(status, f"{request.method} {shown(request.url.path, 80)}: {detail}", headers)
 
     async def server_error(request: Request, exc: Exception) -> Response:
