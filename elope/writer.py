@@ -84,6 +84,7 @@ class Session:
     claimed: list[str] = field(default_factory=list)
 
     def owns(self, real: str) -> bool:
+        """Whether ``real`` (a real path) lies in a folder this command owns."""
         return any(_inside(real, folder) for folder in self.own)
 
     def holds(self, real: str) -> bool:
@@ -132,10 +133,7 @@ def _refuse(option: str, path: Path, problem: str, fix: str = "choose another pa
     return WriteRefusedError(f"{option} {path}: {problem}; {fix}")
 
 
-def refusal(path: PathLike, option: str = "output", *, folder: bool = False) -> None:
-    """Raise :class:`WriteRefusedError` when the current rules refuse writing ``path`` (a file; with
-    ``folder`` a folder files will be written in)."""
-    path, rules = Path(path), _current()
+def _refuse_link(path: Path, option: str) -> None:
     if os.path.islink(path):
         raise _refuse(
             option,
@@ -143,16 +141,21 @@ def refusal(path: PathLike, option: str = "output", *, folder: bool = False) -> 
             f"is a symbolic link (to {os.readlink(path)}); elope never writes through a link",
             "remove the link or choose another path",
         )
+
+
+def refusal(path: PathLike, option: str = "output", *, folder: bool = False) -> None:
+    """Raise :class:`WriteRefusedError` when the current rules refuse writing ``path`` (a file; with
+    ``folder`` a folder files will be written in)."""
+    path, rules = Path(path), _current()
+    _refuse_link(path, option)
     real = _real(path)
-    for name in rules.inputs:
+    for name in (*rules.inputs, *rules.read):
         if real == name:
             raise _refuse(option, path, f"is {name}, which this command reads: it must not be overwritten")
     for name in rules.read:
-        if _inside(real, name) and not rules.owns(real):
+        if _inside(real, name) and not rules.owns(name):  # a data set made in an own folder is the command's
             raise _refuse(
-                option,
-                path,
-                f"lies in {name}, which this command reads (a run or data set): it is not written",
+                option, path, f"lies in {name}, which this command reads: it must not be overwritten"
             )
     if folder or not rules.checked or rules.force or rules.owns(real) or not os.path.lexists(path):
         return
@@ -171,8 +174,9 @@ def claim(path: PathLike | None, option: str, *, kind: str = "file") -> Path | N
     if path is None:
         return None
     path = Path(path)
+    _refuse_link(path, option)
+    check_output(path, option, kind=kind)  # first: its answers (a folder, a FIFO) are the more precise
     refusal(path, option, folder=kind == "dir")
-    check_output(path, option, kind=kind)
     rules = _current()
     if _SESSIONS:
         missing = [p for p in path.parents if not p.exists()]
@@ -221,10 +225,11 @@ _MODE = 0o666 & ~_umask()  # what open() gives a new file: the files written loo
 
 
 @contextmanager
-def write_with(path: PathLike) -> Iterator[Path]:
+def write_with(path: PathLike, *, durable: bool = True) -> Iterator[Path]:
     """A temporary path in ``path``'s folder for a library that writes a file by name (``onnx.save``,
     ``savefig``, ``save_file``, PIL's ``save`` with a ``format``); moved over ``path`` when the block ends
-    without an error, removed otherwise."""
+    without an error, removed otherwise. ``durable=False`` (thousands of images of a data set) leaves out
+    the ``fsync``: still atomic for a killed process, not for a power loss."""
     path = Path(path)
     refusal(path)
     make_folder(path.parent)
@@ -236,13 +241,15 @@ def write_with(path: PathLike) -> Iterator[Path]:
         try:
             yield tmp
             os.chmod(tmp, _MODE)
-            _fsync(tmp)
+            if durable:
+                _fsync(tmp)
             refusal(path)  # again: a link or a foreign file put there during the work
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync(path.parent)
+        if durable:
+            _fsync(path.parent)
         _after(path, existed)
 
 

@@ -13,6 +13,7 @@ from elope.commands.options import (
     SEED_RANGE,
     checked_output,
     config_option,
+    output_rules,
     overrides_option,
     paper_option,
     stderr_echo,
@@ -180,6 +181,7 @@ def ablate_command(
     selected = [TABLE5[i] for i in _parse_rows(rows, len(TABLE5))] if study == "table5" else []
     if study == "k-sweep":
         _parse_ks(ks, 1 << 30)
+    output_rules("elope ablate", inputs=[config_file], read=[root], own=[out])
     checked_output(out, "--out", kind="dir")
     try:
         with run_lock(out, "elope ablate"):

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from elope.commands.options import BATCH_RANGE, checked_output, model_file_option, run_option, user_errors
+from elope.commands.options import (
+    BATCH_RANGE,
+    checked_output,
+    force_option,
+    model_file_option,
+    output_rules,
+    run_option,
+    user_errors,
+)
 from elope.data.splits import SPLITS
 
 
@@ -28,6 +36,7 @@ from elope.data.splits import SPLITS
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="The .npz file to write.")
 @click.option("--batch-size", default=16, show_default=True, type=BATCH_RANGE, help="Images per batch.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda.")
+@force_option()
 def embed_command(
     run_dir: Path | None,
     model_file: Path | None,
@@ -39,14 +48,17 @@ def embed_command(
     out: Path,
     batch_size: int,
     device: str,
+    force: bool,
 ) -> None:
     """Write the embedding of every image of a split (or of IMAGE_OR_DIR...) with labels, paths and the
     class means to an .npz (format: elope/tasks/embed.py, docs/usage.md "Reports, the embedding").
 
     Example: elope embed --run runs/cub --split test --out emb.npz
     """
+    from elope.runs.layout import read_by_run
     from elope.tasks.embed import embed_paths, embed_split
 
+    output_rules("elope embed", read=[model_file, *images, *read_by_run(run_dir, root)], force=force)
     checked_output(out, "--out")
     if (run_dir is None) == (model_file is None):
         raise click.UsageError("pass either --run RUN or --model FILE (from `elope export --embedding`).")

@@ -8,12 +8,15 @@ from typing import Any
 
 import click
 
+from elope import writer
 from elope.commands import evaluate_extra as extra
 from elope.commands.options import (
     BATCH_RANGE,
     checked_output,
     compile_option,
+    force_option,
     model_file_option,
+    output_rules,
     renamed_option,
     run_option,
     tau_option,
@@ -23,7 +26,7 @@ from elope.data.errors import DataError
 from elope.data.splits import SPLITS
 from elope.failures import TrainingError, one_line
 from elope.nn.tta_views import TTA_VIEWS
-from elope.runs.layout import run_files
+from elope.runs.layout import read_by_run
 from elope.runs.lock import writers_lock
 
 
@@ -117,9 +120,7 @@ def _emit(result: dict[str, Any], json_out: str | None) -> None:
         return
     click.echo(format_report(result))
     if json_out:
-        path = Path(json_out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        path = writer.write_text(json_out, json.dumps(result, indent=2) + "\n")
         click.echo(f"metrics written to {path}", err=True)
 
 
@@ -127,10 +128,9 @@ def _outputs(
     run_dir: Path, split: str, json_out: str | None, examples: int, predictions: Path | None
 ) -> list[Path]:
     """Every file the command will write, checked before the work (one message shape)."""
-    keep = run_files(run_dir)
     paths = [
-        checked_output(None if json_out == "-" else json_out, "--json", keep=keep),
-        checked_output(predictions, "--predictions", keep=keep),
+        checked_output(None if json_out == "-" else json_out, "--json"),
+        checked_output(predictions, "--predictions"),
         checked_output(run_dir / f"examples_{split}.png", "--examples") if examples else None,
     ]
     if json_out and predictions and Path(json_out).resolve() == Path(predictions).resolve():
@@ -241,6 +241,7 @@ def _draw_examples(run_dir: Path, split: str, examples: int, device: str, tau: f
     "only; with --mean-map also the teacher), never on the evaluated split.",
 )
 @unfinished_option()
+@force_option()
 def evaluate_command(
     run_dir: Path | None,
     model_file: Path | None,
@@ -262,6 +263,7 @@ def evaluate_command(
     allow_unfinished: bool,
     tta: str | None,
     maxboxacc: bool,
+    force: bool,
 ) -> None:
     """Evaluate a trained run: top-1, per-class and nearest-class-mean accuracy, localization (Table 4).
 
@@ -269,6 +271,7 @@ def evaluate_command(
     """
     from elope.tasks.evaluate import UnreadableImageError, evaluate_run  # torch: not for --help
 
+    output_rules("elope evaluate", inputs=[model_file], read=read_by_run(run_dir, root), force=force)
     predictions = extra.report_predictions(run_dir, model_file, report_dir, predictions, retrieval, tta)
     if model_file is not None:  # an exported file: top-1, top-5, per class, --report
         return extra.evaluate_model_file(

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from elope import writer
 from elope.commands.options import checked_output
 from elope.failures import one_line
 
@@ -97,6 +98,7 @@ def evaluate_model_file(
 
     if not dataset or not root:
         raise click.UsageError("--model needs --dataset and --root (an exported file records no dataset).")
+    checked_output(None if json_out == "-" else json_out, "--json")
     import tempfile
 
     try:
@@ -113,7 +115,7 @@ def evaluate_model_file(
         raise click.ClickException(one_line(error)) from None
     text = json.dumps(result, indent=2)
     if json_out and json_out != "-":
-        Path(json_out).write_text(text + "\n")
+        writer.write_text(json_out, text + "\n")
     click.echo(
         text if json_out == "-" else f"top-1 {100 * result['top1']:.2f} %, top-5 {100 * result['top5']:.2f} %"
     )

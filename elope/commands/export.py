@@ -8,11 +8,19 @@ from typing import Any
 
 import click
 
-from elope.commands.options import checked_output, renamed_option, run_option, tau_option, unfinished_option
+from elope.commands.options import (
+    checked_output,
+    force_option,
+    output_rules,
+    renamed_option,
+    run_option,
+    tau_option,
+    unfinished_option,
+)
 from elope.deploy.formats import FORMATS, MAX_OPSET, OPSET
 from elope.failures import TrainingError
 from elope.nn.tta_views import TTA_VIEWS
-from elope.runs.layout import run_files
+from elope.runs.layout import read_by_run
 from elope.runs.lock import writers_lock
 
 
@@ -81,6 +89,7 @@ class _BatchType(click.ParamType):
     "`elope serve` answers with it.",
 )
 @unfinished_option()
+@force_option()
 def export_command(
     run_dir: Path,
     fmt: str,
@@ -93,6 +102,7 @@ def export_command(
     no_check: bool,
     embedding: bool,
     allow_unfinished: bool,
+    force: bool,
 ) -> None:
     """Write the whole one-pass pipeline (Fig. 1) of a trained run as one ONNX or TorchScript graph.
 
@@ -102,7 +112,8 @@ def export_command(
 
     Example: elope export --run runs/cub --format onnx --out cub.onnx --batch dynamic
     """
-    checked_output(out, "--out", keep=run_files(run_dir))
+    output_rules("elope export", read=read_by_run(run_dir), force=force)
+    checked_output(out, "--out")
     try:
         with writers_lock([out], "elope export"):
             _export(

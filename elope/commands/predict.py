@@ -12,7 +12,9 @@ import click
 from elope.commands.options import (
     checked_output,
     compile_option,
+    force_option,
     model_file_option,
+    output_rules,
     run_option,
     tau_option,
     unfinished_option,
@@ -50,6 +52,7 @@ def format_prediction(item: dict[str, Any]) -> str:
 @tau_option("Box threshold τ. Default: the run's.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda.")
 @unfinished_option()
+@force_option()
 def predict_command(
     run_dir: Path | None,
     model_file: Path | None,
@@ -61,6 +64,7 @@ def predict_command(
     tau: float | None,
     device: str,
     allow_unfinished: bool,
+    force: bool,
 ) -> None:
     """Top classes and the box for each IMAGE_OR_DIR (folders are searched recursively).
 
@@ -72,6 +76,13 @@ def predict_command(
         raise click.UsageError("pass either --run RUN or --model FILE (from `elope export`).")
     if model_file is not None and compile_mode is not None:
         raise click.UsageError("--compile applies to --run; an exported --model is already one graph.")
+    from elope.runs.layout import read_by_run
+
+    # image files are inputs; a folder of images may take the pictures (predict checks their names)
+    files = [p for p in images if not p.is_dir()]
+    output_rules(
+        "elope predict", inputs=[model_file, *files], read=read_by_run(run_dir, dataset=False), force=force
+    )
     checked_output(save_vis, "--save-vis", kind="dir")
     skipped: list[Any] = []
     notes: list[str] = []

@@ -12,6 +12,7 @@ from elope.commands.options import (
     SEED_RANGE,
     checked_output,
     config_option,
+    output_rules,
     overrides_option,
     paper_option,
     renamed_option,
@@ -112,6 +113,7 @@ def train_command(
     pairs = [(k, v) for k, v in options.items() if v is not None] + list(overrides)
     if allow_changes and not resume:
         raise click.UsageError("--allow-change applies to --resume only")
+    output_rules("elope train", read=[root], own=[out])
     checked_output(out, "--out", kind="dir")
     with user_errors():
         cfg = resolve_config(

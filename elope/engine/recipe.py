@@ -25,6 +25,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from elope import writer
 from elope.config import STAGES, Config, ConfigError, load_config, parse_override
 from elope.failures import Echo, TrainingError, short_repr, to_stderr
 from elope.runs.guard import open_run_folder, read_run_config
@@ -196,7 +197,7 @@ def start_metrics(
         _, note = truncate_metrics(path, int(ckpt["metrics_lines"]), data)
         notes.append(note)
     else:
-        path.write_text(json.dumps(data) + "\n")
+        writer.write_text(path, json.dumps(data) + "\n")
     notes.append(record_recipe_change(out, changes, completed))
     return [n for n in notes if n]
 
