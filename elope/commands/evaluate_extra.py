@@ -12,6 +12,17 @@ import click
 from elope import writer
 from elope.commands.options import checked_output
 from elope.failures import one_line
+from elope.outputs import OutputPathError
+
+#: The files ``--report DIR`` writes (``elope/tasks/report.py``).
+REPORT_FILES = (
+    "report.html",
+    "metrics.json",
+    "per_class.csv",
+    "confusion.csv",
+    "confusion.png",
+    "predictions.jsonl",
+)
 
 
 def report_predictions(
@@ -35,6 +46,11 @@ def report_predictions(
     if report_dir is None:
         return predictions
     checked_output(report_dir, "--report", kind="dir")
+    try:  # a file of the user's where the report writes one: refused now, not after the work
+        for name in REPORT_FILES[:-1] if predictions else REPORT_FILES:
+            writer.refusal(report_dir / name, "--report")
+    except OutputPathError as error:
+        raise click.ClickException(str(error)) from None
     return predictions or report_dir / "predictions.jsonl"
 
 
