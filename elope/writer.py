@@ -18,7 +18,8 @@ a path, :func:`append_text` for logs) is then checked against these rules:
   ``os.replace``-d over the path: a process killed mid-write leaves the old file (and a ``.elope-tmp``
   file beside it), never a truncated one;
 * **one writer per output**: :func:`claim` (before the work) or the write itself takes the output's lock
-  (:mod:`elope.written`); a second process writing the same output is refused at once, in one line;
+  (:mod:`elope.written`); a second process writing the same output is refused at once, in one line (the
+  other ranks of a distributed run, ``RANK`` > 0, claim without locking: rank 0 holds the lock);
 * a replaced file is **said** on standard error (``replaced PATH``).
 
 Without a session (the Python API) the rules are: no links, atomic, one writer per output; the caller
@@ -178,7 +179,7 @@ def claim(path: PathLike | None, option: str, *, kind: str = "file") -> Path | N
     check_output(path, option, kind=kind)  # first: its answers (a folder, a FIFO) are the more precise
     refusal(path, option, folder=kind == "dir")
     rules = _current()
-    if _SESSIONS:
+    if _SESSIONS and os.environ.get("RANK", "0") == "0":  # torchrun's other ranks: rank 0 holds the lock
         missing = [p for p in path.parents if not p.exists()]
         if missing:  # the lock lies beside the output; folders made for it go again if left empty
             make_folder(path.parent)
