@@ -49,6 +49,7 @@ __all__ = [
     "claim",
     "make_folder",
     "open_write",
+    "refusal",
     "session",
     "write_bytes",
     "write_text",
@@ -210,7 +211,7 @@ def _write_lock(path: Path) -> Iterator[None]:
 def make_folder(path: PathLike) -> Path:
     """``mkdir -p path`` under the rules (a link or a folder read by the command is refused)."""
     path = Path(path)
-    if not path.is_dir() or os.path.islink(path):
+    if not path.is_dir():  # an existing folder (also through a link above the output) is used as it is
         refusal(path, folder=True)
         path.mkdir(parents=True, exist_ok=True)
     return path

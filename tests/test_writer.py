@@ -169,3 +169,14 @@ def test_claim_makes_and_removes_the_lock_folder(tmp_path: Path) -> None:
         writer.claim(tmp_path / "a" / "b" / "m.json", "--json")
         assert lock_path(tmp_path / "a" / "b" / "m.json").exists()
     assert not (tmp_path / "a").exists()
+
+
+def test_a_link_above_the_output_is_followed(tmp_path: Path) -> None:
+    """Only the output itself may not be a link: a folder reached through one (``runs -> /big/disk``) is
+    written in as usual."""
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "runs").symlink_to(tmp_path / "disk")
+    with writer.session("t"):
+        writer.claim(tmp_path / "runs" / "m.json", "--json")
+        writer.write_text(tmp_path / "runs" / "m.json", "{}")
+    assert (tmp_path / "disk" / "m.json").read_text() == "{}"
