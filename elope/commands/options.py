@@ -56,19 +56,13 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
-def checked_output(
-    path: str | os.PathLike[str] | None, option: str, *, kind: str = "file", keep: Iterable[Any] = ()
-) -> Path | None:
+def checked_output(path: str | os.PathLike[str] | None, option: str, *, kind: str = "file") -> Path | None:
     """:func:`elope.writer.claim` as a click error (None passes through): every output path is checked
     (:func:`elope.outputs.check_output`, the writer's rules of :func:`output_rules`) and locked before the
-    work, with one message shape. ``keep``: more files the path must not be."""
+    work, with one message shape."""
     if path is None:
         return None
     try:
-        if any(os.path.realpath(kept) == os.path.realpath(path) for kept in keep):
-            raise OutputPathError(
-                f"{option} {path}: is {path}, which this command reads: it must not be overwritten"
-            )
         return writer.claim(path, option, kind=kind)
     except OutputPathError as error:
         raise click.ClickException(str(error)) from None

@@ -24,7 +24,6 @@ __all__ = [
     "TEACHER_DIR",
     "RunPaths",
     "read_by_run",
-    "run_files",
     "run_paths",
 ]
 
@@ -76,17 +75,6 @@ class RunPaths:
 def run_paths(out: str | Path) -> RunPaths:
     """The layout of the run folder ``out``."""
     return RunPaths(Path(out))
-
-
-def run_files(out: str | Path) -> list[Path]:
-    """The files a run wrote in ``out`` (its recipe, records, checkpoints and model folders), which no
-    output of ``evaluate``, ``predict`` or ``export`` may overwrite; ``out`` may be a model folder itself."""
-    out = Path(out)
-    found = [out / name for name in ("config.yaml", "metrics.jsonl", "model.json", "model.safetensors")]
-    for folder in (out / MODEL_DIR, out / TEACHER_DIR, out / CROPS_DIR, out / "checkpoints"):
-        if folder.is_dir():
-            found += list(folder.iterdir())
-    return [p for p in found if p.is_file()]
 
 
 def read_by_run(
