@@ -16,6 +16,8 @@ from contextlib import contextmanager
 
 import click
 
+from elope.outputs import OutputPathError
+
 # name -> "module:attribute" of a click command. Keep sorted by the order of the recipe.
 COMMANDS: dict[str, str] = {
     "data": "elope.commands.data:data",
@@ -63,6 +65,8 @@ class _LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("\ninterrupted (Ctrl-C); a training run continues with --resume", err=True)
             raise click.exceptions.Exit(130) from None
+        except OutputPathError as error:  # the writer refused a write during the work: one line
+            raise click.ClickException(str(error)) from None
         except OSError as error:
             from elope.failures import is_no_space
 

@@ -1,6 +1,7 @@
 """Output paths, checked before any work starts (``docs/reliability.md``, "Output paths").
 
-Every command checks each path it will write with :func:`check_output` first, so a path that cannot be
+Every command checks each path it will write with :func:`check_output` first (through
+:func:`elope.writer.claim`, which then applies the writer's rules), so a path that cannot be
 written is refused in one line before a model is trained, evaluated or exported, never as a traceback
 after the work. One message shape for every command and every problem::
 
@@ -19,7 +20,6 @@ import errno
 import os
 import stat
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = ["OutputPathError", "check_output", "file_kind"]
@@ -96,7 +96,6 @@ def check_output(
     option: str,
     *,
     kind: str = "file",
-    keep: Iterable[str | os.PathLike[str]] = (),
 ) -> Path:
     """Refuse an output path that cannot be written, before any work; returns it as a ``Path``.
 
@@ -104,8 +103,9 @@ def check_output(
         path: the path the command will write.
         option: how the user named it (``--json``, ``--out``), for the message.
         kind: ``file`` (a file is written there) or ``dir`` (a folder is made there, files written in it).
-        keep: files that must not be overwritten (a run's own model, the input images); a ``path`` that is
-            one of them (links resolved) is refused.
+
+    What the command reads (its inputs, a run's files, a data set) is the writer's part
+    (:func:`elope.writer.claim` runs this check, then its rules).
 
     Raises:
         OutputPathError: one line, ``{option} {path}: {problem}; {fix}``.
@@ -113,7 +113,6 @@ def check_output(
     path = Path(path)
     if kind not in ("file", "dir"):
         raise ValueError(f"kind must be 'file' or 'dir', got {kind!r}")
-    _check_keep(path, option, keep)
     info = _stat(path, option, path)
     if info is None:
         _try_write_in(_existing_parent(path, option), option, path)
@@ -135,10 +134,3 @@ def check_output(
             "choose another path, or fix its permissions",
         ) from None
     return path
-
-
-def _check_keep(path: Path, option: str, keep: Iterable[str | os.PathLike[str]]) -> None:
-    target = os.path.realpath(path)
-    for kept in keep:
-        if os.path.realpath(kept) == target:
-            raise _fail(option, path, f"is {kept}, which this command reads: it must not be overwritten")

@@ -9,7 +9,8 @@ Every module of ``elope/`` and ``benchmarks/`` is parsed with ``ast``; every imp
 lazy import still ties two modules together). The layers, lowest first:
 
     base      elope.failures, elope.config,       messages, the recipe's schema (and its dataset options),
-              elope.outputs, elope.spec,          output-path checks, the model's spec (τ, sizes,
+              elope.outputs, elope.writer,        output-path checks, the one writer of every file, the
+              elope.written, elope.spec,          model's spec (τ, sizes,
               elope.pixels,                       normalisation), decoded pixels' tones and orientation,
               elope.exported,                     an exported file's metadata (read and checked once),
               elope.device                        devices by name (train and inference alike)
@@ -51,6 +52,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "elope.failures",
             "elope.config",
             "elope.outputs",
+            "elope.written",
+            "elope.writer",
             "elope.spec",
             "elope.pixels",
             "elope.exported",
@@ -286,7 +289,6 @@ OVER_THE_LIMIT = {
     "elope.tasks.evaluate.evaluate_run": 16,  # issue 27 item 2: one evaluation loop over a Predictor
     "elope.tasks.predict.predict_paths": 12,  # the same
     "elope.research.ablate.run_ablation": 12,
-    "elope.commands.export.export_command": 11,  # the export options: with the spec's export metadata
     "elope.commands.export._export": 11,
     "elope.commands.data.synth_command": 11,  # 10 options and **knobs
 }
@@ -420,7 +422,8 @@ def mutable_globals(source: str) -> list[str]:
 
 #: Process-wide state that must be global: which run folders this process has locked, counted so that a
 #: nested command (``elope suite`` around ``run_training``) re-enters its own lock (flock is per process).
-PROCESS_STATE = {"elope.runs.lock": ["_HELD"]}
+#: The writer's sessions (the rules of the running command) and the outputs this process locks, alike.
+PROCESS_STATE = {"elope.runs.lock": ["_HELD"], "elope.writer": ["_SESSIONS"], "elope.written": ["_HELD"]}
 
 
 def test_no_module_global_hook_lists():

@@ -175,7 +175,7 @@ def test_cli_reports_config_errors_without_traceback(tmp_path):
             "--dataset",
             "cub",
             "--root",
-            str(tmp_path),
+            str(tmp_path / "data"),  # not above --out: a run inside the data set it reads is refused
             "--out",
             str(tmp_path / "run"),
             "--set",

@@ -14,6 +14,7 @@ from elope.commands.options import (
     SEED_RANGE,
     checked_output,
     config_option,
+    output_rules,
     overrides_option,
     paper_option,
     stderr_echo,
@@ -187,6 +188,7 @@ def ablate_command(**given: Any) -> None:
     selected = [TABLE5[i] for i in _parse_rows(o.rows, len(TABLE5))] if o.study == "table5" else []
     if o.study == "k-sweep":
         _parse_ks(o.ks, 1 << 30)
+    output_rules("elope ablate", inputs=[o.config_file], read=[o.root], own=[o.out])
     checked_output(o.out, "--out", kind="dir")
     try:
         with run_lock(o.out, "elope ablate"):

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from elope.commands.options import SEED_RANGE, FiniteFloatRange, checked_output, renamed_option
+from elope.commands.options import SEED_RANGE, FiniteFloatRange, checked_output, output_rules, renamed_option
 from elope.data.birds.presets import BIRD_PRESETS
 from elope.data.errors import DataError
 from elope.data.synthetic_knobs import DIFFICULTIES, KNOB_OPTIONS
@@ -257,6 +257,7 @@ def synth_command(
         if family == "birds"
         else _critter_writer(preset, difficulty, knobs)
     )
+    output_rules("elope data synth", own=[out])
     checked_output(out, "--out", kind="dir")
     if force:
         _say_what_force_deletes(out)

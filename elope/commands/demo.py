@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from elope.commands.options import EPOCHS_RANGE, checked_output, overrides_option
+from elope.commands.options import EPOCHS_RANGE, checked_output, output_rules, overrides_option
 from elope.data.errors import DataError
 from elope.failures import CheckpointError, TrainingError, one_line
 from elope.runs.lock import run_lock
@@ -48,6 +48,7 @@ def demo_command(
     """
     from elope.tasks.demo import run_demo  # torch: imported here, not for --help
 
+    output_rules("elope demo", own=[out])
     checked_output(out, "--out", kind="dir")
     try:
         with run_lock(out, "elope demo"):

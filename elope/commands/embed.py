@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
-from elope.commands.options import BATCH_RANGE, checked_output, model_file_option, run_option, user_errors
+from elope.commands.options import (
+    BATCH_RANGE,
+    checked_output,
+    force_option,
+    model_file_option,
+    output_rules,
+    run_option,
+    user_errors,
+)
 from elope.data.splits import SPLITS
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """The options of ``elope embed``, as click passes them."""
+
+    run_dir: Path | None
+    model_file: Path | None
+    images: tuple[Path, ...]
+    split: str
+    dataset: str | None
+    root: Path | None
+    zero_shot: str | None
+    out: Path
+    batch_size: int
+    device: str
+    force: bool
 
 
 @click.command("embed", short_help="Embeddings of a split or of image files, to .npz.")
@@ -28,25 +55,31 @@ from elope.data.splits import SPLITS
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="The .npz file to write.")
 @click.option("--batch-size", default=16, show_default=True, type=BATCH_RANGE, help="Images per batch.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda.")
-def embed_command(
-    run_dir: Path | None,
-    model_file: Path | None,
-    images: tuple[Path, ...],
-    split: str,
-    dataset: str | None,
-    root: Path | None,
-    zero_shot: str | None,
-    out: Path,
-    batch_size: int,
-    device: str,
-) -> None:
+@force_option()
+def embed_command(**given: Any) -> None:
     """Write the embedding of every image of a split (or of IMAGE_OR_DIR...) with labels, paths and the
     class means to an .npz (format: elope/tasks/embed.py, docs/usage.md "Reports, the embedding").
 
     Example: elope embed --run runs/cub --split test --out emb.npz
     """
+    o = EmbedOptions(**given)
+    run_dir, model_file, images, split, dataset, root, zero_shot, out, batch_size, device, force = (
+        o.run_dir,
+        o.model_file,
+        o.images,
+        o.split,
+        o.dataset,
+        o.root,
+        o.zero_shot,
+        o.out,
+        o.batch_size,
+        o.device,
+        o.force,
+    )
+    from elope.runs.layout import read_by_run
     from elope.tasks.embed import embed_paths, embed_split
 
+    output_rules("elope embed", read=[model_file, *images, *read_by_run(run_dir, root)], force=force)
     checked_output(out, "--out")
     if (run_dir is None) == (model_file is None):
         raise click.UsageError("pass either --run RUN or --model FILE (from `elope export --embedding`).")

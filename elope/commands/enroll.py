@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from elope.commands.options import checked_output, run_option, user_errors
+from elope.commands.options import checked_output, output_rules, run_option, user_errors
+from elope.runs.layout import read_by_run
 
 
 def _class_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -66,6 +67,9 @@ def enroll_command(
         raise click.UsageError(f"--class {name}: pass its image files or folders")
     if classes_from is not None and images:
         raise click.UsageError("--classes-from takes no IMAGE arguments")
+    output_rules(
+        "elope enroll", read=[*images, classes_from, *read_by_run(run_dir, dataset=False)], own=[out]
+    )
     checked_output(out, "--out", kind="dir")
     new = {name: list(images)} if name is not None else _classes_from(classes_from)
     with user_errors():

@@ -9,12 +9,15 @@ from typing import Any
 
 import click
 
+from elope import writer
 from elope.commands import evaluate_extra as extra
 from elope.commands.options import (
     BATCH_RANGE,
     checked_output,
     compile_option,
+    force_option,
     model_file_option,
+    output_rules,
     renamed_option,
     run_option,
     tau_option,
@@ -24,7 +27,7 @@ from elope.data.errors import DataError
 from elope.data.splits import SPLITS
 from elope.failures import TrainingError, one_line
 from elope.nn.tta_views import TTA_VIEWS
-from elope.runs.layout import run_files
+from elope.runs.layout import read_by_run
 from elope.runs.lock import writers_lock
 
 
@@ -118,9 +121,7 @@ def _emit(result: dict[str, Any], json_out: str | None) -> None:
         return
     click.echo(format_report(result))
     if json_out:
-        path = Path(json_out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        path = writer.write_text(json_out, json.dumps(result, indent=2) + "\n")
         click.echo(f"metrics written to {path}", err=True)
 
 
@@ -128,10 +129,9 @@ def _outputs(
     run_dir: Path, split: str, json_out: str | None, examples: int, predictions: Path | None
 ) -> list[Path]:
     """Every file the command will write, checked before the work (one message shape)."""
-    keep = run_files(run_dir)
     paths = [
-        checked_output(None if json_out == "-" else json_out, "--json", keep=keep),
-        checked_output(predictions, "--predictions", keep=keep),
+        checked_output(None if json_out == "-" else json_out, "--json"),
+        checked_output(predictions, "--predictions"),
         checked_output(run_dir / f"examples_{split}.png", "--examples") if examples else None,
     ]
     if json_out and predictions and Path(json_out).resolve() == Path(predictions).resolve():
@@ -173,6 +173,7 @@ class EvaluateOptions:
     allow_unfinished: bool
     tta: str | None
     maxboxacc: bool
+    force: bool
 
 
 @click.command("evaluate", short_help="Accuracy and localization of a run on a split.")
@@ -268,6 +269,7 @@ class EvaluateOptions:
     "only; with --mean-map also the teacher), never on the evaluated split.",
 )
 @unfinished_option()
+@force_option()
 def evaluate_command(**given: Any) -> None:
     """Evaluate a trained run: top-1, per-class and nearest-class-mean accuracy, localization (Table 4).
 
@@ -277,6 +279,7 @@ def evaluate_command(**given: Any) -> None:
 
     o = EvaluateOptions(**given)
     run_dir, split, device, tau = o.run_dir, o.split, o.device, o.tau
+    output_rules("elope evaluate", inputs=[o.model_file], read=read_by_run(run_dir, o.root), force=o.force)
     predictions = extra.report_predictions(
         run_dir, o.model_file, o.report_dir, o.predictions, o.retrieval, o.tta
     )

@@ -9,8 +9,20 @@ from typing import Any
 
 import click
 
+from elope import writer
 from elope.commands.options import checked_output
 from elope.failures import one_line
+from elope.outputs import OutputPathError
+
+#: The files ``--report DIR`` writes (``elope/tasks/report.py``).
+REPORT_FILES = (
+    "report.html",
+    "metrics.json",
+    "per_class.csv",
+    "confusion.csv",
+    "confusion.png",
+    "predictions.jsonl",
+)
 
 
 def report_predictions(
@@ -34,6 +46,11 @@ def report_predictions(
     if report_dir is None:
         return predictions
     checked_output(report_dir, "--report", kind="dir")
+    try:  # a file of the user's where the report writes one: refused now, not after the work
+        for name in REPORT_FILES[:-1] if predictions else REPORT_FILES:
+            writer.refusal(report_dir / name, "--report")
+    except OutputPathError as error:
+        raise click.ClickException(str(error)) from None
     return predictions or report_dir / "predictions.jsonl"
 
 
@@ -97,6 +114,7 @@ def evaluate_model_file(
 
     if not dataset or not root:
         raise click.UsageError("--model needs --dataset and --root (an exported file records no dataset).")
+    checked_output(None if json_out == "-" else json_out, "--json")
     import tempfile
 
     try:
@@ -113,7 +131,7 @@ def evaluate_model_file(
         raise click.ClickException(one_line(error)) from None
     text = json.dumps(result, indent=2)
     if json_out and json_out != "-":
-        Path(json_out).write_text(text + "\n")
+        writer.write_text(json_out, text + "\n")
     click.echo(
         text if json_out == "-" else f"top-1 {100 * result['top1']:.2f} %, top-5 {100 * result['top5']:.2f} %"
     )

@@ -3,16 +3,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from elope.commands.options import checked_output, renamed_option, run_option, tau_option, unfinished_option
+from elope.commands.options import (
+    checked_output,
+    force_option,
+    output_rules,
+    renamed_option,
+    run_option,
+    tau_option,
+    unfinished_option,
+)
 from elope.deploy.formats import FORMATS, MAX_OPSET, OPSET
 from elope.failures import TrainingError
 from elope.nn.tta_views import TTA_VIEWS
-from elope.runs.layout import run_files
+from elope.runs.layout import read_by_run
 from elope.runs.lock import writers_lock
 
 
@@ -29,6 +38,24 @@ class _BatchType(click.ParamType):
         if not 1 <= number <= 4096:
             self.fail(f"batch must lie in 1..4096 (or be 'dynamic'), got {number}", param, ctx)
         return number
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """The options of ``elope export``, as click passes them."""
+
+    run_dir: Path
+    fmt: str
+    out: Path
+    batch: int | None
+    crop_source: int | None
+    tau: float | None
+    opset: int
+    tta: str | None
+    no_check: bool
+    embedding: bool
+    allow_unfinished: bool
+    force: bool
 
 
 @click.command("export", short_help="The one-pass pipeline as one ONNX or TorchScript file.")
@@ -81,19 +108,8 @@ class _BatchType(click.ParamType):
     "`elope serve` answers with it.",
 )
 @unfinished_option()
-def export_command(
-    run_dir: Path,
-    fmt: str,
-    out: Path,
-    batch: int | None,
-    crop_source: int | None,
-    tau: float | None,
-    opset: int,
-    tta: str | None,
-    no_check: bool,
-    embedding: bool,
-    allow_unfinished: bool,
-) -> None:
+@force_option()
+def export_command(**given: Any) -> None:
     """Write the whole one-pass pipeline (Fig. 1) of a trained run as one ONNX or TorchScript graph.
 
     The graph takes a normalised (B, 3, N, N) batch and returns softmax scores (B, C), boxes (B, 4) in
@@ -102,7 +118,23 @@ def export_command(
 
     Example: elope export --run runs/cub --format onnx --out cub.onnx --batch dynamic
     """
-    checked_output(out, "--out", keep=run_files(run_dir))
+    o = ExportOptions(**given)
+    run_dir, fmt, out, batch, crop_source, tau, opset, tta, no_check, embedding, allow_unfinished, force = (
+        o.run_dir,
+        o.fmt,
+        o.out,
+        o.batch,
+        o.crop_source,
+        o.tau,
+        o.opset,
+        o.tta,
+        o.no_check,
+        o.embedding,
+        o.allow_unfinished,
+        o.force,
+    )
+    output_rules("elope export", read=read_by_run(run_dir), force=force)
+    checked_output(out, "--out")
     try:
         with writers_lock([out], "elope export"):
             _export(

@@ -11,8 +11,9 @@ from typing import Any
 
 import click
 
+from elope import writer
 from elope.failures import ConfigError, TrainingError, one_line
-from elope.outputs import OutputPathError, check_output
+from elope.outputs import OutputPathError
 from elope.spec import TAU_RANGE
 
 __all__ = [
@@ -24,7 +25,9 @@ __all__ = [
     "checked_output",
     "compile_option",
     "config_option",
+    "force_option",
     "model_file_option",
+    "output_rules",
     "overrides_option",
     "paper_option",
     "renamed_option",
@@ -53,17 +56,42 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
-def checked_output(
-    path: str | os.PathLike[str] | None, option: str, *, kind: str = "file", keep: Iterable[Any] = ()
-) -> Path | None:
-    """:func:`elope.outputs.check_output` as a click error (None passes through): every output path is
-    checked before the work, with one message shape."""
+def checked_output(path: str | os.PathLike[str] | None, option: str, *, kind: str = "file") -> Path | None:
+    """:func:`elope.writer.claim` as a click error (None passes through): every output path is checked
+    (:func:`elope.outputs.check_output`, the writer's rules of :func:`output_rules`) and locked before the
+    work, with one message shape."""
     if path is None:
         return None
     try:
-        return check_output(path, option, kind=kind, keep=keep)
+        return writer.claim(path, option, kind=kind)
     except OutputPathError as error:
         raise click.ClickException(str(error)) from None
+
+
+def output_rules(
+    command: str,
+    *,
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+    read: Iterable[str | os.PathLike[str] | None] = (),
+    own: Iterable[str | os.PathLike[str] | None] = (),
+    force: bool = False,
+) -> None:
+    """The writer's rules (:func:`elope.writer.session`) for the rest of the running click command: the
+    files and folders it reads, the folders it owns, ``--force``. Call it before :func:`checked_output`."""
+    context = click.get_current_context()
+    context.with_resource(
+        writer.session(command, inputs=inputs, read=read, own=own, force=force, echo=stderr_echo)
+    )
+
+
+def force_option() -> Decorator:
+    """``--force``: consent to replace an existing output file that elope did not write (parameter
+    ``force``)."""
+    return click.option(
+        "--force",
+        is_flag=True,
+        help="Replace an existing output file that elope did not write (without it such a file is refused).",
+    )
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

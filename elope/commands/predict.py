@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,9 @@ import click
 from elope.commands.options import (
     checked_output,
     compile_option,
+    force_option,
     model_file_option,
+    output_rules,
     run_option,
     tau_option,
     unfinished_option,
@@ -30,6 +33,23 @@ def format_prediction(item: dict[str, Any]) -> str:
     lines = [f"{item['path']}  box [{box}]"]
     lines += [f"  {i + 1}. {c['score']:.3f}  {c['class']}" for i, c in enumerate(item["classes"])]
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """The options of ``elope predict``, as click passes them."""
+
+    run_dir: Path | None
+    model_file: Path | None
+    compile_mode: str | None
+    images: tuple[Path, ...]
+    top: int
+    save_vis: Path | None
+    as_json: bool
+    tau: float | None
+    device: str
+    allow_unfinished: bool
+    force: bool
 
 
 @click.command("predict", short_help="Top classes and the box for image files.")
@@ -50,50 +70,51 @@ def format_prediction(item: dict[str, Any]) -> str:
 @tau_option("Box threshold τ. Default: the run's.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda.")
 @unfinished_option()
-def predict_command(
-    run_dir: Path | None,
-    model_file: Path | None,
-    compile_mode: str | None,
-    images: tuple[Path, ...],
-    top: int,
-    save_vis: Path | None,
-    as_json: bool,
-    tau: float | None,
-    device: str,
-    allow_unfinished: bool,
-) -> None:
+@force_option()
+def predict_command(**given: Any) -> None:
     """Top classes and the box for each IMAGE_OR_DIR (folders are searched recursively).
 
     Example: elope predict --run runs/cub photos/ --top 3 --save-vis vis/
     """
+    o = PredictOptions(**given)
     from elope.tasks.predict import predict_paths  # torch: imported here, not for --help
 
-    if (run_dir is None) == (model_file is None):
+    if (o.run_dir is None) == (o.model_file is None):
         raise click.UsageError("pass either --run RUN or --model FILE (from `elope export`).")
-    if model_file is not None and compile_mode is not None:
+    if o.model_file is not None and o.compile_mode is not None:
         raise click.UsageError("--compile applies to --run; an exported --model is already one graph.")
-    checked_output(save_vis, "--save-vis", kind="dir")
+    from elope.runs.layout import read_by_run
+
+    # image files are inputs; a folder of images may take the pictures (predict checks their names)
+    files = [p for p in o.images if not p.is_dir()]
+    output_rules(
+        "elope predict",
+        inputs=[o.model_file, *files],
+        read=read_by_run(o.run_dir, dataset=False),
+        force=o.force,
+    )
+    checked_output(o.save_vis, "--save-vis", kind="dir")
     skipped: list[Any] = []
     notes: list[str] = []
     try:
-        with writers_lock([save_vis], "elope predict"):
+        with writers_lock([o.save_vis], "elope predict"):
             results = predict_paths(
-                run_dir,
-                images,
-                top=top,
-                save_vis=save_vis,
-                device=device,
-                tau=tau,
-                progress=not as_json,
-                model=model_file,
-                compile_mode=compile_mode,
-                allow_unfinished=allow_unfinished,
+                o.run_dir,
+                o.images,
+                top=o.top,
+                save_vis=o.save_vis,
+                device=o.device,
+                tau=o.tau,
+                progress=not o.as_json,
+                model=o.model_file,
+                compile_mode=o.compile_mode,
+                allow_unfinished=o.allow_unfinished,
                 skipped=skipped,
                 notes=notes,
             )
     except (FileNotFoundError, ValueError, ImportError, DataError, TrainingError) as e:
         raise click.ClickException(str(e)) from e
-    _report(results, skipped, notes, as_json)
+    _report(results, skipped, notes, o.as_json)
 
 
 def _report(results: list[dict[str, Any]], skipped: list[Any], notes: list[str], as_json: bool) -> None:

@@ -64,7 +64,7 @@ def suite_command(
     Measured on a 2-core VM: 13-59 minutes per distribution and seed, two single-threaded runs side by side
     (--seed-offset); 8 distributions x 3 seeds: about 5-6 hours of both cores.
     """
-    from elope.commands.options import user_errors
+    from elope.commands.options import output_rules, user_errors
     from elope.research.suite import run_suite, suite_table
     from elope.runs.lock import run_lock
 
@@ -75,6 +75,7 @@ def suite_command(
         changes = {**(PAPER_LOCALIZATION if paper else {}), **dict(parse_override(o) for o in overrides)}
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
+    output_rules("elope suite", inputs=[config_file], own=[out])
     checked_output(out, "--out", kind="dir")
     with user_errors(), run_lock(out, "elope suite"):
         summary = run_suite(

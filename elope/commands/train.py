@@ -14,6 +14,7 @@ from elope.commands.options import (
     SEED_RANGE,
     checked_output,
     config_option,
+    output_rules,
     overrides_option,
     paper_option,
     renamed_option,
@@ -122,6 +123,7 @@ def train_command(**given: Any) -> None:
     pairs = [(k, v) for k, v in options.items() if v is not None] + list(o.overrides)
     if o.allow_changes and not o.resume:
         raise click.UsageError("--allow-change applies to --resume only")
+    output_rules("elope train", read=[o.root], own=[o.out])
     checked_output(o.out, "--out", kind="dir")
     with user_errors():
         cfg = resolve_config(

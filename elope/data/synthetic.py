@@ -61,6 +61,7 @@ from typing import Any
 
 import numpy as np
 
+from elope import writer
 from elope.data.synthetic_draw import (
     HEAD_COLOURS,
     MAX_CLASSES,
@@ -124,7 +125,7 @@ def _fresh_folder(out: Path, overwrite: bool) -> Path:
             )
             raise FileExistsError(f"{base} already exists; {reason}")
         remove_written(out)  # only what an earlier call wrote: files the user added are kept
-    (base / "images").mkdir(parents=True, exist_ok=True)
+    writer.make_folder(base / "images")
     return base
 
 
@@ -147,13 +148,14 @@ def _write_images(
     images = lines["images.txt"]
     for c, spec in enumerate(specs):
         folder = f"{c + 1:03d}.{spec.name}"
-        (base / "images" / folder).mkdir(exist_ok=True)
+        writer.make_folder(base / "images" / folder)
         for split, count, offset in (("train", train[c], 0), ("test", test, train[c])):
             for k in range(count):
                 rng = np.random.default_rng([seed, _SPLIT_CODES[split], c, k])
                 image, (x1, y1, x2, y2) = render(size, spec, rng, resolved)
                 name = f"{folder}/{spec.name}_{offset + k + 1:04d}.jpg"
-                image.save(base / "images" / name, format="JPEG", quality=90)
+                with writer.write_with(base / "images" / name, durable=False) as tmp:
+                    image.save(tmp, format="JPEG", quality=90)
                 image_id = len(images) + 1
                 images.append(f"{image_id} {name}")
                 lines["image_class_labels.txt"].append(f"{image_id} {c + 1}")
@@ -166,7 +168,7 @@ def _write_images(
 
 def _write_lines(path: Path, lines: list[str]) -> None:
     """One annotation file: ``lines``, each ended by a newline."""
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    writer.write_text(path, "\n".join(lines) + "\n")
 
 
 def write_synthetic(
@@ -227,5 +229,5 @@ def write_synthetic(
         "difficulty": {"preset": difficulty, **resolved.to_dict()},
         "classes": [{"name": s.name, "head": s.head, "wing": s.wing, "tail": s.tail} for s in specs],
     }
-    (out / METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+    writer.write_text(out / METADATA, json.dumps(metadata, indent=2) + "\n")
     return out

@@ -49,6 +49,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from elope import writer
 from elope.deploy import onnx_ops
 from elope.deploy.formats import FORMATS, OPSET
 from elope.deploy.onnx_ops import onnx_substitutes, resize_as_matmuls
@@ -217,28 +218,28 @@ def export_onnx(
 
     register_onnx_symbolics(opset)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     pipeline = OnePassPipeline(model, tta, embeddings)
     names = pipeline.output_names()
     dynamic_axes = None if batch else {name: {0: "batch"} for name in [INPUT_NAME, *names]}
-    with evaluating(model), torch.no_grad(), TracingQuiet(), onnx_substitutes():
-        torch.onnx.export(
-            pipeline,
-            (_example(batch, model.spec.crop_source),),
-            str(path),
-            dynamo=False,
-            opset_version=opset,
-            input_names=[INPUT_NAME],
-            output_names=names,
-            dynamic_axes=dynamic_axes,
-            do_constant_folding=True,
-        )
-    proto = onnx.load(str(path))
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
-    proto.doc_string = "ELoPE one-pass pipeline (Hanselmann & Ney, WACV 2020, Fig. 1), exported by elope"
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+    with writer.write_with(path) as tmp:  # a kill mid-export leaves the old file, never half a new one
+        with evaluating(model), torch.no_grad(), TracingQuiet(), onnx_substitutes():
+            torch.onnx.export(
+                pipeline,
+                (_example(batch, model.spec.crop_source),),
+                str(tmp),
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=names,
+                dynamic_axes=dynamic_axes,
+                do_constant_folding=True,
+            )
+        proto = onnx.load(str(tmp))
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+        proto.doc_string = "ELoPE one-pass pipeline (Hanselmann & Ney, WACV 2020, Fig. 1), exported by elope"
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
     return path
 
 
@@ -286,7 +287,6 @@ def export_torchscript(
     torchvision`` in Python, libtorchvision in C++), not this package.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     pipeline = OnePassPipeline(model, tta)
     side = model.spec.crop_source
     with evaluating(model), torch.no_grad(), TracingQuiet():
@@ -294,9 +294,9 @@ def export_torchscript(
     guard = (_GuardWithHeatmaps if pipeline.has_heatmaps else _GuardWithoutHeatmaps)(
         traced, side, int(batch or 0)
     )
-    with TracingQuiet():
+    with TracingQuiet(), writer.write_with(path) as tmp:
         scripted = torch.jit.script(guard)
-        torch.jit.save(scripted, str(path), _extra_files={METADATA_KEY + ".json": json.dumps(metadata)})
+        torch.jit.save(scripted, str(tmp), _extra_files={METADATA_KEY + ".json": json.dumps(metadata)})
     return path
 
 

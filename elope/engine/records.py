@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from elope import writer
 from elope.engine.run import Run
 from elope.runs.environment import environment
 from elope.runs.layout import run_paths
@@ -37,7 +38,7 @@ def start_records(
     paths, cfg, data = run_paths(run.out), run.cfg, describe_data(run)
     for note in start_metrics(run.out, data, ckpt, changes, run.completed):
         run.echo(note)
-    paths.config.write_text(cfg.to_yaml())
+    writer.write_text(paths.config, cfg.to_yaml())
     val = data["val"]
     run.echo(
         f"data: {data['dataset']} at {data['root']}: {len(run.classes)} classes; train on "

@@ -51,6 +51,7 @@ from typing import Any
 
 import torch
 
+from elope import writer
 from elope.config import STAGES, Config
 from elope.data.synthetic import write_synthetic
 from elope.device import auto_device
@@ -129,7 +130,7 @@ def run_training(
             cfg, out, lock, dist.is_main, resume=resume, force=force, allow=allow, echo=echo
         )
         if dist.is_main:
-            out.mkdir(parents=True, exist_ok=True)
+            writer.make_folder(out)
         D.barrier(dist)
         run = build_run(prepare_data(cfg, out, dist), out, dist, device, echo)
         in_progress = None

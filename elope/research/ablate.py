@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from elope import writer
 from elope.failures import Echo, to_stderr
 
 __all__ = ["TABLE5", "AblationRow", "k_sweep_rows", "run_ablation", "summarize"]
@@ -138,7 +139,7 @@ def _train_and_evaluate(
             key: metrics.get(key) for key in ("top1", "ncm_top1", "loc_iou50", "mean_map_iou50", "num_images")
         },
     }
-    result_file.write_text(json.dumps(result, indent=2) + "\n")
+    writer.write_text(result_file, json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -216,7 +217,8 @@ def plot_k_sweep(
     ax.set_title(f"K sweep (cf. Fig. 7){suffix}; mean ± std over n seeds", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with writer.write_with(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 
@@ -247,7 +249,7 @@ def run_ablation(
     """
     from elope.config import load_config
 
-    out.mkdir(parents=True, exist_ok=True)
+    writer.make_folder(out)
     if not train:
         seeds = []
     common = dict(overrides or {})
@@ -274,6 +276,6 @@ def run_ablation(
         files = sorted((out / row.slug).glob("seed*/result.json"))
         results[row.name] = [json.loads(f.read_text()) for f in files]
     summary = summarize(rows, results)
-    (out / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / f"{name}.md").write_text(format_markdown(summary, title))
+    writer.write_text(out / f"{name}.json", json.dumps(summary, indent=2) + "\n")
+    writer.write_text(out / f"{name}.md", format_markdown(summary, title))
     return summary

@@ -36,6 +36,7 @@ from typing import Any
 
 from scipy import stats
 
+from elope import writer
 from elope.config import load_config
 from elope.data.birds import BIRD_SUITE, write_birds
 from elope.data.synthetic import write_synthetic
@@ -169,7 +170,7 @@ def _with_field(result_file: Path, echo: Any) -> dict[str, Any]:
     crops = crop_pipeline(full)
     _, maps = _localization(crops)
     result["field"] = _field(result, maps, evaluate_run(crops, progress=False, maxboxacc=False))
-    result_file.write_text(json.dumps(result, indent=1) + "\n")
+    writer.write_text(result_file, json.dumps(result, indent=1) + "\n")
     return result
 
 
@@ -210,7 +211,7 @@ def _seed(
     result["localization"], maps = _localization(crops)
     result["mean_map_tau"], result["mean_map_iou50"] = _teacher_at_its_tau(result)
     result["field"] = _field(result, maps, metrics["crops"])
-    result_file.write_text(json.dumps(result, indent=1) + "\n")
+    writer.write_text(result_file, json.dumps(result, indent=1) + "\n")
     return result
 
 
@@ -266,8 +267,8 @@ def run_suite(
         files = sorted((out / dist).glob("seed*/result.json"))
         results[dist] = [_with_field(f, echo) for f in files]
     summary = summarize_suite(results)
-    (out / "suite.json").write_text(json.dumps({"summary": summary, "runs": results}, indent=1) + "\n")
-    (out / "suite.md").write_text(suite_table(summary))
+    writer.write_text(out / "suite.json", json.dumps({"summary": summary, "runs": results}, indent=1) + "\n")
+    writer.write_text(out / "suite.md", suite_table(summary))
     return summary
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import tempfile
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from elope import writer
 from elope.failures import CheckpointError, is_no_space, no_space_message, torch_load_message
 
 FORMAT = "elope-checkpoint-1"
@@ -42,49 +42,19 @@ def atomic_save(obj: Any, path: str | Path, *also: str | Path) -> None:
     """
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as error:
-        if is_no_space(error):
-            raise CheckpointError(no_space_message(path)) from None
-        raise
-    tmps = [Path(tmp)]
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with writer.open_write(path, "wb") as f:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        for other in also:
-            extra = Path(other).with_name(f".{Path(other).name}.{os.getpid()}.tmp")
-            extra.unlink(missing_ok=True)
-            try:
-                os.link(tmp, extra)
-            except OSError:
-                shutil.copyfile(tmp, extra)
-            tmps.append(extra)
-        for src, dst in zip(tmps, [path, *map(Path, also)]):
-            os.replace(src, dst)
+        for other in also:  # the same bytes under another name (end-of-stage and last.pt)
+            with writer.write_with(other) as tmp:
+                try:
+                    tmp.unlink()
+                    os.link(path, tmp)
+                except OSError:
+                    shutil.copyfile(path, tmp)
     except BaseException as error:
-        for t in tmps:
-            t.unlink(missing_ok=True)
         if is_no_space(error):  # torch reports a full disk as "enforce fail ... unexpected pos"
             raise CheckpointError(no_space_message(path)) from None
         raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (no-op where directories cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

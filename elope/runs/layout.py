@@ -13,10 +13,19 @@ RUN/crops/                  the crop pipeline, where the crop decision chose who
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CLASS_MEANS_FILE", "CROPS_DIR", "MODEL_DIR", "TEACHER_DIR", "RunPaths", "run_files", "run_paths"]
+__all__ = [
+    "CLASS_MEANS_FILE",
+    "CROPS_DIR",
+    "MODEL_DIR",
+    "TEACHER_DIR",
+    "RunPaths",
+    "read_by_run",
+    "run_paths",
+]
 
 MODEL_DIR = "model"  # RUN/model: what `evaluate`, `predict` and `export` load
 TEACHER_DIR = "teacher"  # RUN/teacher: the stage-1 classifier, the localization module's teacher
@@ -68,12 +77,27 @@ def run_paths(out: str | Path) -> RunPaths:
     return RunPaths(Path(out))
 
 
-def run_files(out: str | Path) -> list[Path]:
-    """The files a run wrote in ``out`` (its recipe, records, checkpoints and model folders), which no
-    output of ``evaluate``, ``predict`` or ``export`` may overwrite; ``out`` may be a model folder itself."""
-    out = Path(out)
-    found = [out / name for name in ("config.yaml", "metrics.jsonl", "model.json", "model.safetensors")]
-    for folder in (out / MODEL_DIR, out / TEACHER_DIR, out / CROPS_DIR, out / "checkpoints"):
-        if folder.is_dir():
-            found += list(folder.iterdir())
-    return [p for p in found if p.is_file()]
+def read_by_run(
+    run_dir: str | Path | None, root: str | Path | None = None, *, dataset: bool = True
+) -> list[Path]:
+    """What a command that reads the run ``run_dir`` must never write into (:mod:`elope.writer`, ``read``):
+    its recipe, records and lock, its model, teacher, crops, checkpoints and TensorBoard folders (the whole
+    folder when ``run_dir`` is a model folder), and the data set it reads: ``root``, else the one its
+    ``model.json`` records (``dataset=False``: a command that reads no data set). Other files of the run folder (``examples_test.png``, an ``--json`` written
+    there) are not the run's."""
+    if run_dir is None:
+        return [Path(root)] if root is not None else []
+    out = Path(run_dir)
+    if (out / "model.json").is_file():
+        meta_file, found = out / "model.json", [out]
+    else:
+        meta_file = out / MODEL_DIR / "model.json"
+        paths = run_paths(out)
+        found = [paths.config, paths.metrics, out / ".elope.lock", paths.model, paths.teacher, paths.crops]
+        found += [paths.checkpoints, paths.tensorboard]
+    if root is None and dataset:
+        try:
+            root = json.loads(meta_file.read_text(encoding="utf-8")).get("root")
+        except (OSError, ValueError, AttributeError):
+            root = None
+    return found + ([Path(root)] if root else [])

@@ -4,10 +4,10 @@ same scalars in TensorBoard (``RUN/tensorboard``), with steps counted through th
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from elope import writer
 from elope.config import STAGES, Config
 
 __all__ = ["append_record", "line_count", "open_writer", "tb_step", "truncate_metrics", "write_scalars"]
@@ -15,10 +15,7 @@ __all__ = ["append_record", "line_count", "open_writer", "tb_step", "truncate_me
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line to ``metrics.jsonl`` and sync it to disk (a kill loses no finished epoch)."""
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    writer.append_text(path, json.dumps(record) + "\n")
 
 
 def line_count(path: Path) -> int:
@@ -66,7 +63,7 @@ def truncate_metrics(path: Path, lines: int, data: dict[str, Any] | None = None)
     if not path.is_file():
         if data is None:
             return 0, None
-        path.write_text(json.dumps(data) + "\n")
+        writer.write_text(path, json.dumps(data) + "\n")
         return 1, f"{path} was missing: started it again with the data line (its epoch records are lost)"
     kept = path.read_bytes().splitlines(keepends=True)[:lines]
     whole = _whole_records(kept)
@@ -81,10 +78,7 @@ def truncate_metrics(path: Path, lines: int, data: dict[str, Any] | None = None)
     body = b"".join(kept[:whole])
     if whole == 0 and data is not None:
         body, whole = (json.dumps(data) + "\n").encode(), 1
-    with open(path, "wb") as f:
-        f.write(body)
-        f.flush()
-        os.fsync(f.fileno())
+    writer.write_bytes(path, body)
     return whole, note
 
 

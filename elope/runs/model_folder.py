@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from elope import writer
 from elope.config import Config
 from elope.failures import short_repr
 from elope.nn.model import ELoPE
@@ -57,10 +58,9 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], meta: dict[str, A
         raise WeightsError(
             f"not saved to {path}: {len(bad)} weight tensor(s) are NaN or infinite ({bad[0]}, ...)"
         )
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / (MODEL_WEIGHTS + ".tmp")
-    save_file(state, tmp)
-    os.replace(tmp, path / MODEL_WEIGHTS)
+    writer.make_folder(path)
+    with writer.write_with(path / MODEL_WEIGHTS) as tmp:
+        save_file(state, tmp)
     info = {
         "format": _FORMAT,
         "version": VERSION,
@@ -68,9 +68,7 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], meta: dict[str, A
         "spec": model.spec.to_dict(),
         **(meta or {}),
     }
-    tmp = path / (MODEL_META + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
-    os.replace(tmp, path / MODEL_META)
+    writer.write_text(path / MODEL_META, json.dumps(info, indent=2, default=str) + "\n")
     return path
 
 
@@ -190,12 +188,11 @@ def write_model_folder(
 ) -> None:
     """Write a model folder (``RUN/model``, ``RUN/teacher``): the class means for nearest-class-mean
     classification when given (else an older means file is removed), then the model (:func:`save_model`)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    writer.make_folder(folder)
     means_file = folder / CLASS_MEANS_FILE
     if means is not None:
-        tmp = folder / (CLASS_MEANS_FILE + ".tmp")
-        save_file({"means": means.detach().float().contiguous().cpu()}, str(tmp))
-        os.replace(tmp, means_file)
+        with writer.write_with(means_file) as tmp:
+            save_file({"means": means.detach().float().contiguous().cpu()}, str(tmp))
     else:
         means_file.unlink(missing_ok=True)
     save_model(model, folder, meta)

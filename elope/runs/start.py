@@ -12,6 +12,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from elope import writer
 from elope.config import Config
 from elope.failures import Echo, to_stderr
 from elope.runs.guard import open_run_folder
@@ -66,6 +67,6 @@ def start_metrics(
         _, note = truncate_metrics(path, int(ckpt["metrics_lines"]), data)
         notes.append(note)
     else:
-        path.write_text(json.dumps(data) + "\n")
+        writer.write_text(path, json.dumps(data) + "\n")
     notes.append(record_recipe_change(out, changes, completed))
     return [n for n in notes if n]

@@ -23,6 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from elope import writer
 from elope.data import build_dataset
 from elope.device import auto_device
 from elope.engine.train import run_training
@@ -141,7 +142,7 @@ def _report(out: Path, results: dict[str, dict[str, Any]], echo: Echo) -> None:
     echo("\nTest split (elope evaluate):")
     echo(format_demo_table(results))
     echo(reference_text())
-    (out / "demo_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    writer.write_text(out / "demo_results.json", json.dumps(results, indent=2) + "\n")
 
 
 def run_demo(

@@ -38,6 +38,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from elope import writer
 from elope.data import build_dataset
 from elope.data.io import load_image
 from elope.data.transforms import eval_transform
@@ -72,9 +73,8 @@ class Embeddings:
     def save(self, path: str | Path) -> Path:
         """Write the ``.npz`` (no pickled objects: strings as unicode arrays, ``meta`` as JSON)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": EMBEDDINGS_FORMAT, "version": 1, **self.meta}
-        with open(path, "wb") as f:  # np.savez would append .npz to a name without it
+        with writer.open_write(path, "wb") as f:  # np.savez would append .npz to a name without it
             np.savez(
                 f,
                 embeddings=self.embeddings.astype(np.float32),

@@ -47,6 +47,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from elope import writer
 from elope.data.check import gt_box_problems
 from elope.data.errors import ImageLoadError
 from elope.data.io import image_dimensions
@@ -236,8 +237,7 @@ def _predictions_file(predictions: str | Path | None) -> Iterator[TextIO | None]
     if predictions is None:
         yield None
         return
-    Path(predictions).parent.mkdir(parents=True, exist_ok=True)
-    with open(predictions, "w") as lines_out:
+    with writer.open_write(predictions, "w") as lines_out:
         yield lines_out
 
 

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from elope import writer
 from elope.data.files import IMAGE_EXTENSIONS, Skipped, walk_images
 from elope.data.io import load_image
 from elope.data.transforms import eval_transform
@@ -105,6 +106,8 @@ def _vis_targets(files: list[Path], folder: Path) -> list[Path]:
         raise ValueError(
             f"--save-vis {folder}: the picture {clash} would overwrite that input image; choose another folder"
         )
+    for target in targets:  # a link, or a file of the user's: refused before any work (elope.writer)
+        writer.refusal(target, "--save-vis")
     return targets
 
 

@@ -28,6 +28,7 @@ from typing import Any, TextIO
 import numpy as np
 from torch.utils.data import DataLoader
 
+from elope import writer
 from elope.data import build_dataset
 from elope.data.transforms import eval_transform
 from elope.deploy.predictor import Predictor
@@ -121,16 +122,16 @@ def worst_misclassified(items: Sequence[dict[str, Any]], count: int) -> list[dic
 
 
 def _write_csvs(folder: Path, metrics: dict[str, Any], classes: Sequence[str]) -> None:
-    with open(folder / "per_class.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["class", "precision", "recall", "f1", "support"])
-        writer.writeheader()
+    with writer.open_write(folder / "per_class.csv", "w", newline="", encoding="utf-8") as f:
+        table = csv.DictWriter(f, fieldnames=["class", "precision", "recall", "f1", "support"])
+        table.writeheader()
         for row in metrics["rows"]:
-            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    with open(folder / "confusion.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["true \\ predicted", *classes])
+            table.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    with writer.open_write(folder / "confusion.csv", "w", newline="", encoding="utf-8") as f:
+        lines = csv.writer(f)
+        lines.writerow(["true \\ predicted", *classes])
         for name, row in zip(classes, metrics["matrix"]):
-            writer.writerow([name, *row.tolist()])
+            lines.writerow([name, *row.tolist()])
 
 
 def write_report(
@@ -149,21 +150,20 @@ def write_report(
     from elope.tasks.report_html import confusion_figure, gallery_pictures, render_report
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    writer.make_folder(folder)
     items = read_predictions(predictions or folder / PREDICTIONS_FILE)
     metrics = classification_metrics(items, classes)
     _write_csvs(folder, metrics, classes)
     pairs = worst_pairs(metrics["matrix"], classes, k=10)
-    confusion_figure(metrics["matrix"], classes, pairs).savefig(
-        folder / "confusion.png", format="png", bbox_inches="tight"
-    )
+    with writer.write_with(folder / "confusion.png") as tmp:
+        confusion_figure(metrics["matrix"], classes, pairs).savefig(tmp, format="png", bbox_inches="tight")
     summary = {k: v for k, v in metrics.items() if k not in ("matrix", "rows")}
     if extra is not None:
         summary["evaluate"] = extra
-    (folder / "metrics.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    writer.write_text(folder / "metrics.json", json.dumps(summary, indent=2, default=str) + "\n")
     pictures = gallery_pictures(predictor, worst_misclassified(items, gallery)) if predictor else []
     page = render_report(summary, metrics["rows"], pairs, folder / "confusion.png", pictures)
-    (folder / "report.html").write_text(page, encoding="utf-8")
+    writer.write_text(folder / "report.html", page)
     return folder / "report.html"
 
 
@@ -206,8 +206,7 @@ def evaluate_exported(
     from elope.deploy.runtime import ExportedModel
 
     model = ExportedModel(model_file, device)
-    Path(predictions).parent.mkdir(parents=True, exist_ok=True)
-    with open(predictions, "w", encoding="utf-8") as lines_out:
+    with writer.open_write(predictions, "w", encoding="utf-8") as lines_out:
         exported_predictions(model, dataset, root, split, lines_out, batch_size)
     metrics = classification_metrics(read_predictions(predictions), model.classes)
     result = {k: v for k, v in metrics.items() if k not in ("matrix", "rows")}

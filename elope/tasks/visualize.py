@@ -25,6 +25,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
+from elope import writer
+
 __all__ = [
     "BOX_COLOR",
     "GT_BOX_COLOR",
@@ -162,9 +164,9 @@ def save_prediction_figure(
 ) -> Path:
     """Write :func:`overlay_heatmap` as a PNG to ``path`` (parent folders created) and return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig = overlay_heatmap(image, heatmap, box, gt_box, title, dpi=dpi)
-    fig.savefig(path, format="png")
+    with writer.write_with(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path
 
 
@@ -211,6 +213,6 @@ def save_example_sheet(
             ax.set_axis_off()
     fig.tight_layout(pad=0.3)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
+    with writer.write_with(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path

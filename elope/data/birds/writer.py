@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from elope import writer
 from elope.data.birds.backgrounds import photo_digests
 from elope.data.birds.presets import BirdPreset, bird_preset
 from elope.data.birds.scene import render_scene, sample_scene
@@ -47,13 +48,14 @@ def _write_images(
     images = lines["images.txt"]
     for c, spec in enumerate(species):
         folder = f"{c + 1:03d}.{spec.name}"
-        (base / "images" / folder).mkdir(exist_ok=True)
+        writer.make_folder(base / "images" / folder)
         for split, count, offset in (("train", train[c], 0), ("test", test, train[c])):
             for k in range(count):
                 rng = np.random.default_rng([seed, _SPLIT_CODES[split], c, k, _FAMILY_CODE])
                 rendered = render_scene(sample_scene(rng, preset, frame), spec)
                 name = f"{folder}/{spec.name}_{offset + k + 1:04d}.jpg"
-                rendered.image.save(base / "images" / name, format="JPEG", quality=90)
+                with writer.write_with(base / "images" / name, durable=False) as tmp:
+                    rendered.image.save(tmp, format="JPEG", quality=90)
                 image_id = len(images) + 1
                 x1, y1, x2, y2 = rendered.box
                 images.append(f"{image_id} {name}")
@@ -122,5 +124,5 @@ def write_birds(
         "backgrounds": {"package": "scikit-image", "photographs": digests},
         "classes": [s.to_dict() for s in species],
     }
-    (out / METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+    writer.write_text(out / METADATA, json.dumps(metadata, indent=2) + "\n")
     return out

@@ -1,0 +1,215 @@
+"""Bad inputs, third round, section 1 (issue 26, ``docs/reliability.md``, "Third round: one writer"): no
+command destroys an input, a run or a data set, writes through a link, leaves half a file, or loses one
+of two results written at once. Each case failed on the code before ``elope/writer.py``.
+
+One tiny run (ResNet-18 at 40 px on a fake CUB, classifier and localizer, 1 epoch each) is trained once
+and copied.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from bad_inputs import assert_clean_exit, copy_run, invoke, tree_hash
+from fake_datasets import make_fake_cub
+from PIL import Image
+from train_helpers import tiny_args
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cub(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_fake_cub(tmp_path_factory.mktemp("cub") / "cub")
+
+
+@pytest.fixture(scope="module")
+def trained(cub: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("trained") / "run"
+    args = tiny_args(cub, out, "--image-size", "40", "--stages", "classifier,localizer")
+    assert_clean_exit(invoke(*args), 0, "done:")
+    return out
+
+
+@pytest.fixture
+def run(trained: Path, tmp_path: Path) -> Path:
+    return copy_run(trained, tmp_path / "run")
+
+
+@pytest.fixture
+def data(cub: Path, tmp_path: Path) -> Path:
+    """A private copy of the fake CUB (the tests try to overwrite it)."""
+    return copy_run(cub, tmp_path / "cub")
+
+
+def _photo(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("name", ["metrics.jsonl", "model/class_means.safetensors", "model/model.json"])
+def test_embed_never_replaces_a_file_of_the_run(run: Path, name: str) -> None:
+    before = tree_hash(run)
+    result = invoke("embed", "--run", run, "--out", run / name)
+    assert_clean_exit(result, 1, "which this command reads: it must not be overwritten")
+    assert_clean_exit(invoke("embed", "--run", run, "--out", run / name, "--force"), 1, "this command reads")
+    assert tree_hash(run) == before
+
+
+def test_embed_never_replaces_its_input_photo(run: Path, tmp_path: Path) -> None:
+    photo = _photo(tmp_path / "photo.jpg")
+    data = photo.read_bytes()
+    result = invoke("embed", "--run", run, photo, "--out", photo)
+    assert_clean_exit(result, 1, "which this command reads")
+    assert_clean_exit(
+        invoke("embed", "--run", run, photo, "--out", photo, "--force"), 1, "this command reads"
+    )
+    assert photo.read_bytes() == data
+
+
+def test_embed_and_evaluate_never_write_into_the_data_set(run: Path, data: Path) -> None:
+    before = tree_hash(data)
+    labels = data / "CUB_200_2011" / "image_class_labels.txt"
+    result = invoke("embed", "--run", run, "--root", data, "--out", labels)
+    assert_clean_exit(result, 1, "which this command reads")
+    images = data / "CUB_200_2011" / "images.txt"
+    result = invoke("evaluate", "--run", run, "--root", data, "--json", images)
+    assert_clean_exit(result, 1, "which this command reads")
+    result = invoke("evaluate", "--run", run, "--root", data, "--json", images, "--force")
+    assert_clean_exit(result, 1, "which this command reads")
+    result = invoke("evaluate", "--run", run, "--root", data, "--json", data / "new.json")
+    assert_clean_exit(result, 1, "which this command reads")  # a new file in a data set too
+    assert tree_hash(data) == before
+
+
+def test_the_data_set_the_run_records_is_protected_too(run: Path, cub: Path) -> None:
+    """Without --root the data set is the one the run's model.json names."""
+    before = tree_hash(cub)
+    target = cub / "CUB_200_2011" / "train_test_split.txt"
+    assert_clean_exit(invoke("evaluate", "--run", run, "--json", target), 1, "which this command reads")
+    assert tree_hash(cub) == before
+
+
+def test_predict_never_overwrites_a_picture_of_the_user(run: Path, tmp_path: Path) -> None:
+    photo = _photo(tmp_path / "in" / "a.jpg")
+    vis = tmp_path / "vis"
+    vis.mkdir()
+    (vis / "a.png").write_bytes(b"the user's picture")
+    result = invoke("predict", "--run", run, photo, "--save-vis", vis)
+    assert_clean_exit(result, 1, "a.png: exists and was not written by elope", "--force")
+    assert (vis / "a.png").read_bytes() == b"the user's picture"
+    result = invoke("predict", "--run", run, photo, "--save-vis", vis, "--force")
+    assert_clean_exit(result, 0, f"replaced {vis / 'a.png'}")
+    assert (vis / "a.png").read_bytes().startswith(b"\x89PNG")
+    assert_clean_exit(invoke("predict", "--run", run, photo, "--save-vis", vis), 0)  # elope's own now
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        lambda r, out: ("evaluate", "--run", r, "--json", out),
+        lambda r, out: ("evaluate", "--run", r, "--predictions", out),
+        lambda r, out: ("embed", "--run", r, "--out", out),
+        lambda r, out: ("export", "--run", r, "--out", out, "--no-check"),
+    ],
+    ids=["evaluate --json", "evaluate --predictions", "embed --out", "export --out"],
+)
+def test_a_link_is_never_written_through(run: Path, tmp_path: Path, command) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not elope's")
+    link = run / "out.bin"
+    link.symlink_to(outside)
+    result = invoke(*command(run, link))
+    assert_clean_exit(result, 1, "is a symbolic link")
+    assert outside.read_text() == "not elope's" and link.is_symlink()
+
+
+def test_a_foreign_file_needs_force(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "metrics.json"
+    out.write_text("my notes")
+    assert_clean_exit(invoke("evaluate", "--run", run, "--json", out), 1, "not written by elope")
+    assert out.read_text() == "my notes"
+    assert_clean_exit(invoke("evaluate", "--run", run, "--json", out, "--force"), 0, f"replaced {out}")
+    assert '"top1"' in out.read_text()
+
+
+def _child(code: str, *args: str | Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+KILLED_IN_ONNX_SAVE = """
+import os, signal, sys
+import onnx
+def half(proto, path, *args, **kwargs):  # write half the file, then die (a kill, a power cut)
+    data = proto.SerializeToString()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+    os.kill(os.getpid(), signal.SIGKILL)
+onnx.save = half
+from elope.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_export_killed_mid_write_leaves_the_old_file(run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    good = tmp_path / "good.onnx"
+    assert_clean_exit(invoke("export", "--run", run, "--out", good, "--no-check"), 0)
+    before = good.read_bytes()
+    child = _child(KILLED_IN_ONNX_SAVE, "export", "--run", run, "--out", good, "--no-check")
+    child.wait(timeout=300)
+    assert child.returncode == -signal.SIGKILL
+    assert good.read_bytes() == before
+
+
+HOLDS_THE_OUTPUT = """
+import sys, time
+import elope.commands.options as options
+checked = options.checked_output
+def slow(path, option, **kwargs):  # the command's work, made long: it holds its outputs meanwhile
+    found = checked(path, option, **kwargs)
+    if path is not None and option == sys.argv[1]:
+        print("claimed", flush=True)
+        time.sleep(120)
+    return found
+options.checked_output = slow
+from elope.cli import main
+main(sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize(
+    ("option", "command"),
+    [
+        ("--out", lambda r, out: ("export", "--run", r, "--out", out, "--no-check")),
+        ("--json", lambda r, out: ("evaluate", "--run", r, "--json", out)),
+    ],
+    ids=["export", "evaluate"],
+)
+def test_two_writers_of_one_output_the_second_is_refused(run: Path, tmp_path: Path, option, command) -> None:
+    out = tmp_path / "same.out"
+    child = _child(HOLDS_THE_OUTPUT, option, *command(run, out))
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "claimed"
+        result = invoke(*command(run, out))
+        assert_clean_exit(result, 1, f"process {child.pid}", "is writing it now")
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert not out.exists()
+    assert_clean_exit(invoke(*command(run, out)), 0)  # the lock of the killed process blocks nothing
