@@ -20,7 +20,7 @@ import contextlib
 import errno
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -83,7 +83,8 @@ def lock_path(path: str | os.PathLike[str]) -> Path:
     return path.parent / f".{path.name}.elope-lock"
 
 
-def _holder(fd: int) -> str:
+def holder_text(fd: int) -> str:
+    """Who holds the lock file open at ``fd``: ``process PID (COMMAND)``, from the line its holder wrote."""
     try:
         text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
     except OSError:
@@ -92,20 +93,21 @@ def _holder(fd: int) -> str:
     return f"process {pid} ({command or 'elope'})" if pid.isdigit() else "another process"
 
 
-def _take(lock: Path, command: str, option: str, output: Path) -> int | None:
-    """The locked descriptor of ``lock``; None where this file system cannot lock."""
+def take_flock(
+    lock: Path, command: str, busy: Callable[[str], Exception], changing: Exception, flags: int = 0
+) -> int | None:
+    """The descriptor of the lock file ``lock``, exclusively flock-ed and holding ``PID COMMAND``; None
+    where this file system cannot lock. Another holder: ``busy(holder_text)`` is raised. The output locks
+    (:func:`output_lock`) and the run folder's lock (:mod:`elope.runs.lock`) both take theirs here."""
     for _ in range(20):
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | flags, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
-            holder = _holder(fd)
+            holder = holder_text(fd)
             os.close(fd)
             if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise OutputLockedError(
-                    f"{option} {output}: {holder} is writing it now; wait for it to finish (or stop it), "
-                    "then run this again, or choose another path"
-                ) from None
+                raise busy(holder) from None
             return None  # ENOLCK, EOPNOTSUPP: no locks here
         try:
             same = os.stat(lock).st_ino == os.fstat(fd).st_ino
@@ -116,7 +118,21 @@ def _take(lock: Path, command: str, option: str, output: Path) -> int | None:
             os.pwrite(fd, f"{os.getpid()} {command}\n".encode(), 0)
             return fd
         os.close(fd)
-    raise OutputLockedError(f"{option} {output}: could not lock {lock}: it keeps changing")
+    raise changing
+
+
+def _take(lock: Path, command: str, option: str, output: Path) -> int | None:
+    """The locked descriptor of the output's ``lock``; None where this file system cannot lock."""
+    return take_flock(
+        lock,
+        command,
+        lambda holder: OutputLockedError(
+            f"{option} {output}: {holder} is writing it now; wait for it to finish (or stop it), "
+            "then run this again, or choose another path"
+        ),
+        OutputLockedError(f"{option} {output}: could not lock {lock}: it keeps changing"),
+        getattr(os, "O_NOFOLLOW", 0),
+    )
 
 
 @contextmanager

@@ -41,7 +41,7 @@ WRITER_BLOCKS = {"writer.write_with", "writer.open_write"}
 
 #: (module, call) -> why it does not go through the writer.
 ALLOWED = {
-    ("elope.runs.lock", "os.open"): "the run folder's lock file: flock needs an open descriptor",
+    ("elope.runs.lock", "os.open"): "reads who holds a run folder's lock (opened read-only, flock shared)",
     ("elope.runs.lock", "mkdir"): "the run folder made for its lock (removed again if left empty)",
     ("elope.engine.train", "os.replace"): "a generated data set (a folder) moved into place as a whole",
     ("elope.runs.metrics_log", "SummaryWriter"): "TensorBoard's event files: TensorBoard's own writer, "

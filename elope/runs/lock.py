@@ -26,6 +26,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from elope.failures import TrainingError
+from elope.written import holder_text, take_flock
 
 try:
     import fcntl
@@ -109,15 +110,6 @@ def folder_write_error(folder: str | os.PathLike[str], error: OSError) -> Traini
     )
 
 
-def _holder_text(fd: int) -> str:
-    try:
-        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
-    except OSError:
-        text = ""
-    pid, _, command = text.partition(" ")
-    return f"process {pid} ({command or 'elope'})" if pid.isdigit() else "another process"
-
-
 def _make_dirs(folder: Path) -> list[Path]:
     """``mkdir -p folder``; returns the folders it made, deepest first (removed again if left empty)."""
     missing = [p for p in [folder, *folder.parents] if not p.exists()]
@@ -127,29 +119,15 @@ def _make_dirs(folder: Path) -> list[Path]:
 
 def _try_lock(path: Path, command: str) -> int | None:
     """The locked descriptor of ``path``; None when flock is not available here."""
-    for _ in range(20):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            holder = _holder_text(fd)
-            os.close(fd)
-            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise RunLockedError(
-                    f"{path.parent} is in use by {holder}, which writes into it: wait for it to finish "
-                    f"(or stop it), then run this again; one writer per run folder"
-                ) from None
-            return None  # ENOLCK, EOPNOTSUPP: this file system cannot lock
-        try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:  # not removed by the last holder between our open and our flock
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()} {command}\n".encode(), 0)
-            return fd
-        os.close(fd)
-    raise RunLockedError(f"could not lock {path}: it keeps changing; is another elope writing there?")
+    return take_flock(
+        path,
+        command,
+        lambda holder: RunLockedError(
+            f"{path.parent} is in use by {holder}, which writes into it: wait for it to finish "
+            f"(or stop it), then run this again; one writer per run folder"
+        ),
+        RunLockedError(f"could not lock {path}: it keeps changing; is another elope writing there?"),
+    )
 
 
 @contextmanager
@@ -217,7 +195,7 @@ def lock_holder(folder: str | os.PathLike[str]) -> str | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:
-        return _holder_text(fd)
+        return holder_text(fd)
     finally:
         os.close(fd)
     return None
