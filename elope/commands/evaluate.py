@@ -19,6 +19,7 @@ from elope.commands.options import (
     tau_option,
     unfinished_option,
 )
+from elope.config import DATASETS
 from elope.data.errors import DataError
 from elope.data.splits import SPLITS
 from elope.failures import TrainingError, one_line
@@ -171,7 +172,7 @@ def _draw_examples(run_dir: Path, split: str, examples: int, device: str, tau: f
 @click.option(
     "--dataset",
     default=None,
-    help="Dataset name (cub, cars, aircraft, folder, synthetic). Default: the run's.",
+    help=f"Dataset name ({', '.join(DATASETS)}). Default: the run's.",
 )
 @click.option(
     "--root", default=None, type=click.Path(path_type=Path), help="Dataset root. Default: the run's."

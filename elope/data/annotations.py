@@ -39,6 +39,9 @@ class DatasetIndex:
     pixel rows to remove at the bottom of every image (FGVC-Aircraft's copyright banner).
     ``class_sources[label]`` is ``(file, where)``: the list file entry that names the class (``classes.txt``,
     ``line 3``), for the messages about class names (the root where a reader gives none).
+    ``taxonomy[label]`` is what the dataset says about the class beyond its name, for reports: its
+    original id and its ranks (iNaturalist: ``kingdom`` ... ``genus``; NABirds: its ancestors in
+    ``hierarchy.txt``), empty where the dataset has none.
     """
 
     name: str
@@ -49,6 +52,7 @@ class DatasetIndex:
     problems: list[Problem] = field(default_factory=list)
     banner: int = 0
     class_sources: list[tuple[str, str]] = field(default_factory=list)
+    taxonomy: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         """A classifier needs two classes: fewer (in the class list or among the training labels) is the

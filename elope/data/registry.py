@@ -12,6 +12,7 @@ from .base import SPLITS, FGVCDataset
 from .cars import StanfordCars, index_cars
 from .cub import CUB200, index_cub
 from .folder import ImageFolderDataset, index_folder
+from .nabirds import NABirds, index_nabirds
 
 __all__ = ["DATASETS", "build_dataset", "index_dataset"]
 
@@ -23,6 +24,7 @@ DATASETS: dict[str, type[FGVCDataset]] = {
     "aircraft": FGVCAircraft,
     "folder": ImageFolderDataset,
     "synthetic": CUB200,
+    "nabirds": NABirds,
 }
 
 _INDEXERS = {
@@ -31,6 +33,7 @@ _INDEXERS = {
     "aircraft": index_aircraft,
     "folder": index_folder,
     "synthetic": index_cub,
+    "nabirds": index_nabirds,
 }
 
 
