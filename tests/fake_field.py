@@ -72,3 +72,57 @@ def make_fake_nabirds(
     for name, content in files.items():
         (base / name).write_text("\n".join(content) + "\n")
     return root
+
+
+#: (WordNet id, breed) of the fake Stanford Dogs classes, labels 1..3 in the lists
+DOG_BREEDS = [("n02085620", "Chihuahua"), ("n02085782", "Japanese_spaniel"), ("n02086240", "Shih-Tzu")]
+
+
+def _voc_xml(
+    folder: str, filename: str, size: tuple[int, int], boxes: list[tuple[int, int, int, int]]
+) -> str:
+    objects = "".join(
+        f"<object><name>dog</name><pose>Unspecified</pose><truncated>0</truncated><difficult>0</difficult>"
+        f"<bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>"
+        for a, b, c, d in boxes
+    )
+    return (
+        f"<annotation><folder>{folder}</folder><filename>{filename}</filename><source><database>ImageNet "
+        f"database</database></source><size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth>"
+        f"</size><segment>0</segment>{objects}</annotation>"
+    )
+
+
+def make_fake_dogs(
+    root: Path, train_per_class: int = 4, test_per_class: int = 2, image_size: tuple[int, int] = (60, 40)
+) -> Path:
+    """Stanford Dogs layout directly under ``root`` (``Images/``, ``Annotation/``, ``lists/*.mat``); returns it.
+
+    Image ``n`` (1-based over the train list, then over the test list; class by class) is
+    ``Images/<wnid>-<breed>/<wnid>_<n>.jpg`` with the VOC box ``xmin = n, ymin = 2, xmax = n + 20, ymax = 30``
+    (pixel edges ``(n - 1, 1, n + 20, 30)``); image 1 of each list also holds a smaller second dog.
+    """
+    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
+        files, annotations, labels = [], [], []
+        for c, (wnid, breed) in enumerate(DOG_BREEDS):
+            for _ in range(per_class):
+                n = len(files) + 1
+                name = f"{wnid}-{breed}/{wnid}_{n + (1000 if split == 'test' else 0)}"
+                write_image(root / "Images" / f"{name}.jpg", image_size, CLASS_COLOURS[c])
+                boxes = [(n, 2, n + 20, 30)] + ([(1, 1, 5, 5)] if n == 1 else [])
+                xml = root / "Annotation" / name
+                xml.parent.mkdir(parents=True, exist_ok=True)
+                xml.write_text(_voc_xml(wnid, name.split("/")[1], image_size, boxes))
+                files.append(f"{name}.jpg")
+                annotations.append(name)
+                labels.append(c + 1)
+        (root / "lists").mkdir(parents=True, exist_ok=True)
+        scipy.io.savemat(
+            root / "lists" / f"{split}_list.mat",
+            {
+                "file_list": np.array(files, dtype=object)[:, None],
+                "annotation_list": np.array(annotations, dtype=object)[:, None],
+                "labels": np.array(labels, dtype=np.float64)[:, None],
+            },
+        )
+    return root

@@ -61,7 +61,7 @@ def test_clean_tree_passes_data_check(fake_nabirds: Path) -> None:
 def test_damage_is_reported(fake_nabirds: Path) -> None:
     base = fake_nabirds / "nabirds"
     lines = (base / "images.txt").read_text().splitlines()
-    first_id, first_name = lines[0].split()
+    first_name = lines[0].split()[1]
     second_id = lines[1].split()[0]
     third_id = lines[2].split()[0]
     (base / "images" / first_name).unlink()  # a missing image

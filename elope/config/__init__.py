@@ -41,7 +41,7 @@ __all__ = [  # ConfigError, parse_override and set_dotted are re-exported: calle
     "set_dotted",
 ]
 
-DATASETS = ("cub", "cars", "aircraft", "folder", "synthetic", "nabirds")
+DATASETS = ("cub", "cars", "aircraft", "folder", "synthetic", "nabirds", "dogs")
 
 #: ``--paper``: the localization step exactly as the paper and the authors' release have it, where the
 #: packaged recipes depart from it (docs/architecture.md says why, with the paired results): every heatmap

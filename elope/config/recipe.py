@@ -114,7 +114,7 @@ class AugmentConfig(_Section):
 
 
 class DatasetConfig(_Section):
-    name: Literal["cub", "cars", "aircraft", "folder", "synthetic", "nabirds"]
+    name: Literal["cub", "cars", "aircraft", "folder", "synthetic", "nabirds", "dogs"]
     root: str | None = None
     image_size: Int = Field(
         spec_default("image_size"),

@@ -11,6 +11,7 @@ from .annotations import DatasetIndex
 from .base import SPLITS, FGVCDataset
 from .cars import StanfordCars, index_cars
 from .cub import CUB200, index_cub
+from .dogs import StanfordDogs, index_dogs
 from .folder import ImageFolderDataset, index_folder
 from .nabirds import NABirds, index_nabirds
 
@@ -25,6 +26,7 @@ DATASETS: dict[str, type[FGVCDataset]] = {
     "folder": ImageFolderDataset,
     "synthetic": CUB200,
     "nabirds": NABirds,
+    "dogs": StanfordDogs,
 }
 
 _INDEXERS = {
@@ -34,6 +36,7 @@ _INDEXERS = {
     "folder": index_folder,
     "synthetic": index_cub,
     "nabirds": index_nabirds,
+    "dogs": index_dogs,
 }
 
 
