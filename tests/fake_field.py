@@ -17,6 +17,7 @@ from fake_datasets import CLASS_COLOURS, write_image
 
 __all__ = [
     "DOG_BREEDS",
+    "INAT_SPECIES",
     "NABIRDS_CLASSES",
     "PET_BREEDS",
     "make_fake_dogs",
@@ -125,4 +126,99 @@ def make_fake_dogs(
                 "labels": np.array(labels, dtype=np.float64)[:, None],
             },
         )
+    return root
+
+
+#: (id, name, supercategory, kingdom, phylum, class, order, family, genus) of the fake iNaturalist species
+INAT_SPECIES = [
+    (0, "Abies concolor", "Plantae", "Plantae", "Tracheophyta", "Pinopsida", "Pinales", "Pinaceae", "Abies"),
+    (1, "Turdus migratorius", "Aves", "Animalia", "Chordata", "Aves", "Passeriformes", "Turdidae", "Turdus"),
+    (
+        2,
+        "Danaus plexippus",
+        "Insecta",
+        "Animalia",
+        "Arthropoda",
+        "Insecta",
+        "Lepidoptera",
+        "Nymphalidae",
+        "Danaus",
+    ),
+]
+_RANK_NAMES = ("kingdom", "phylum", "class", "order", "family", "genus")
+
+
+def _inat_category(year: int, species: tuple) -> dict:
+    cid, name, supercategory, *ranks = species
+    category = {"id": cid, "name": name, "supercategory": supercategory}
+    if year == 2021:
+        taxonomy = dict(zip(_RANK_NAMES, ranks))
+        category.update(taxonomy, specific_epithet=name.split()[1], common_name=f"common {name}")
+        category["image_dir_name"] = f"{cid:05d}_" + "_".join([*ranks, name.split()[1]])
+    return category
+
+
+def _inat_file(year: int, split: str, species: tuple, n: int) -> str:
+    cid, name, supercategory, *_ = species
+    token = uuid.UUID(int=n * 104729 + year).hex
+    if year == 2017:
+        return f"train_val_images/{supercategory}/{name}/{token}.jpg"
+    if year == 2018:
+        return f"train_val2018/{supercategory}/{cid}/{token}.jpg"
+    return f"{split}/{_inat_category(2021, species)['image_dir_name']}/{uuid.UUID(hex=token)}.jpg"
+
+
+def make_fake_inat(
+    root: Path,
+    year: int,
+    train_per_class: int = 4,
+    val_per_class: int = 2,
+    image_size: tuple[int, int] = (48, 32),
+) -> Path:
+    """One iNaturalist year's layout directly under ``root`` (the JSON files beside the image folders).
+
+    The species of ``INAT_SPECIES`` (category ids 0..2, listed in the JSON in reverse order; labels 0..2).
+    Image ``n`` (1-based, training images class by class, then validation ones) has the id ``n``. 2017: the
+    Aves images (label 1) have the box ``[n, 2, 10, 6]`` (pixel edges ``(n, 2, n + 10, 8)``): the training
+    ones in ``train_2017_bboxes.json`` (image 5 also with a smaller second box), the validation ones in
+    ``val2017.json`` itself. 2018: ``categories.json`` holds the full taxonomy, the training JSON only names.
+    """
+    names = {2017: ("train2017.json", "val2017.json"), 2018: ("train2018.json", "val2018.json")}
+    files = names.get(year, ("train.json", "val.json"))
+    categories = [_inat_category(year, s) for s in reversed(INAT_SPECIES)]
+    n = 0
+    for split, per_class, json_name in (
+        ("train", train_per_class, files[0]),
+        ("val", val_per_class, files[1]),
+    ):
+        images, annotations, boxes = [], [], []
+        for label, species in enumerate(INAT_SPECIES):
+            for _ in range(per_class):
+                n += 1
+                file_name = _inat_file(year, split, species, n)
+                write_image(root / file_name, image_size, CLASS_COLOURS[label])
+                images.append(
+                    {"id": n, "file_name": file_name, "width": image_size[0], "height": image_size[1]}
+                )
+                annotation = {"id": n, "image_id": n, "category_id": species[0]}
+                if year == 2017 and label == 1:
+                    box = {"id": n, "image_id": n, "category_id": 1, "bbox": [n, 2, 10, 6], "area": 60}
+                    if split == "val":
+                        annotation = box
+                    else:
+                        boxes += [box] + ([{**box, "bbox": [1, 1, 3, 3]}] if n == 5 else [])
+                annotations.append(annotation)
+        content = {
+            "info": {"year": year},
+            "images": images,
+            "annotations": annotations,
+            "categories": categories,
+        }
+        (root / json_name).write_text(json.dumps(content))
+        if year == 2017 and split == "train":
+            box_content = {"images": images, "annotations": boxes, "categories": categories}
+            (root / "train_2017_bboxes.json").write_text(json.dumps(box_content))
+    if year == 2018:
+        full = [{"id": s[0], "name": s[1], **dict(zip(_RANK_NAMES, s[3:]))} for s in INAT_SPECIES]
+        (root / "categories.json").write_text(json.dumps(full))
     return root

@@ -13,6 +13,7 @@ from .cars import StanfordCars, index_cars
 from .cub import CUB200, index_cub
 from .dogs import StanfordDogs, index_dogs
 from .folder import ImageFolderDataset, index_folder
+from .inat import INat2017, INat2018, INat2021, index_inat2017, index_inat2018, index_inat2021
 from .nabirds import NABirds, index_nabirds
 
 __all__ = ["DATASETS", "build_dataset", "index_dataset"]
@@ -27,6 +28,9 @@ DATASETS: dict[str, type[FGVCDataset]] = {
     "synthetic": CUB200,
     "nabirds": NABirds,
     "dogs": StanfordDogs,
+    "inat2017": INat2017,
+    "inat2018": INat2018,
+    "inat2021": INat2021,
 }
 
 _INDEXERS = {
@@ -37,6 +41,9 @@ _INDEXERS = {
     "synthetic": index_cub,
     "nabirds": index_nabirds,
     "dogs": index_dogs,
+    "inat2017": index_inat2017,
+    "inat2018": index_inat2018,
+    "inat2021": index_inat2021,
 }
 
 
