@@ -222,3 +222,59 @@ def make_fake_inat(
         full = [{"id": s[0], "name": s[1], **dict(zip(_RANK_NAMES, s[3:]))} for s in INAT_SPECIES]
         (root / "categories.json").write_text(json.dumps(full))
     return root
+
+
+def make_fake_flowers(
+    root: Path, per_split: tuple[int, int, int] = (2, 2, 2), image_size: tuple[int, int] = (40, 30)
+) -> Path:
+    """Oxford Flowers-102 layout directly under ``root``; returns it.
+
+    Three classes with the labels 1, 2 and 3 in ``imagelabels.mat``; images are numbered in shuffled class
+    order (image ``n`` has label ``(n * 2) % 3 + 1``, as the real set mixes classes); ``setid.mat`` gives each
+    class ``per_split`` = (train, val, test) images, in that order.
+    """
+    total = 3 * sum(per_split)
+    labels = [(n * 2) % 3 + 1 for n in range(1, total + 1)]
+    for n, label in enumerate(labels, start=1):
+        write_image(root / "jpg" / f"image_{n:05d}.jpg", image_size, CLASS_COLOURS[label - 1])
+    ids: dict[str, list[int]] = {"trnid": [], "valid": [], "tstid": []}
+    for label in (1, 2, 3):
+        numbers = [n for n, lab in enumerate(labels, start=1) if lab == label]
+        for key, count in zip(ids, per_split):
+            ids[key] += numbers[:count]
+            numbers = numbers[count:]
+    scipy.io.savemat(root / "imagelabels.mat", {"labels": np.array([labels], dtype=np.uint8)})
+    scipy.io.savemat(root / "setid.mat", {k: np.array([sorted(v)], dtype=np.uint16) for k, v in ids.items()})
+    return root
+
+
+#: (breed as the image names spell it, class id, species 1 cat / 2 dog, breed id within the species)
+PET_BREEDS = [("Abyssinian", 1, 1, 1), ("american_bulldog", 2, 2, 1), ("Bengal", 6, 1, 2)]
+
+
+def make_fake_pets(
+    root: Path, trainval_per_class: int = 4, test_per_class: int = 2, image_size: tuple[int, int] = (48, 36)
+) -> Path:
+    """Oxford-IIIT Pet layout directly under ``root`` (``images/``, ``annotations/``); returns it.
+
+    The breeds of ``PET_BREEDS`` (class ids 1, 2, 6: labels 0, 1, 2). Image ``<breed>_<k>`` (k from 1, trainval
+    first) of the ``n``-th trainval image overall has the head box ``xmin = n, ymin = 3, xmax = n + 12,
+    ymax = 20`` in ``annotations/xmls/<name>.xml`` (pixel edges ``(n - 1, 2, n + 12, 20)``); test images
+    have none, as in the real set.
+    """
+    lists: dict[str, list[str]] = {"trainval.txt": [], "test.txt": []}
+    n = 0
+    for c, (breed, class_id, species, breed_id) in enumerate(PET_BREEDS):
+        for k in range(1, trainval_per_class + test_per_class + 1):
+            name = f"{breed}_{k}"
+            write_image(root / "images" / f"{name}.jpg", image_size, CLASS_COLOURS[c])
+            split = "trainval.txt" if k <= trainval_per_class else "test.txt"
+            lists[split].append(f"{name} {class_id} {species} {breed_id}")
+            if split == "trainval.txt":
+                n += 1
+                xml = root / "annotations" / "xmls" / f"{name}.xml"
+                xml.parent.mkdir(parents=True, exist_ok=True)
+                xml.write_text(_voc_xml("OXIIIT", f"{name}.jpg", image_size, [(n, 3, n + 12, 20)]))
+    for file, lines in lists.items():
+        (root / "annotations" / file).write_text("\n".join(lines) + "\n")
+    return root

@@ -52,6 +52,8 @@ DATASETS = (
     "inat2017",
     "inat2018",
     "inat2021",
+    "flowers102",
+    "pets",
 )
 
 #: ``--paper``: the localization step exactly as the paper and the authors' release have it, where the

@@ -125,6 +125,8 @@ class DatasetConfig(_Section):
         "inat2017",
         "inat2018",
         "inat2021",
+        "flowers102",
+        "pets",
     ]
     root: str | None = None
     image_size: Int = Field(

@@ -21,7 +21,7 @@ from .annotations import DatasetIndex, Problem, Record, inside_root
 from .base import FGVCDataset
 from .errors import DatasetNotFoundError
 from .layout import find_root
-from .matfile import as_int, load_mat_variables
+from .matfile import as_int, load_mat_variables, shown
 from .voc import read_voc_box
 
 __all__ = ["StanfordDogs", "find_dogs_root", "index_dogs"]
@@ -60,7 +60,7 @@ def _entries(path: Path, problems: list[Problem]) -> list[tuple[str, str, int]]:
         try:
             label = as_int(label)
         except ValueError:
-            problems.append(Problem(str(path), f"entry {number} ({file}): label {label!r} is not an integer"))
+            problems.append(Problem(str(path), f"entry {number} ({file}): label {shown(label)} is not an integer"))
             continue
         if not 1 <= label <= NUM_CLASSES:
             problems.append(

@@ -11,7 +11,7 @@ import scipy.io
 
 from .errors import DatasetNotFoundError
 
-__all__ = ["as_int", "load_mat_variables"]
+__all__ = ["as_int", "load_mat_variables", "shown"]
 
 
 def load_mat_variables(path: Path, keys: tuple[str, ...], dataset: str) -> dict[str, np.ndarray]:
@@ -46,3 +46,9 @@ def as_int(value: Any) -> int:
     if float(number) != int(number):
         raise ValueError(value)
     return int(number)
+
+
+def shown(value: Any) -> str:
+    """``value`` as a message shows it: ``103``, not ``np.uint8(103)``."""
+    array = np.asarray(value)
+    return str(array.item()) if array.size == 1 else repr(value)

@@ -12,9 +12,11 @@ from .base import SPLITS, FGVCDataset
 from .cars import StanfordCars, index_cars
 from .cub import CUB200, index_cub
 from .dogs import StanfordDogs, index_dogs
+from .flowers import Flowers102, index_flowers
 from .folder import ImageFolderDataset, index_folder
 from .inat import INat2017, INat2018, INat2021, index_inat2017, index_inat2018, index_inat2021
 from .nabirds import NABirds, index_nabirds
+from .pets import OxfordPets, index_pets
 
 __all__ = ["DATASETS", "build_dataset", "index_dataset"]
 
@@ -31,6 +33,8 @@ DATASETS: dict[str, type[FGVCDataset]] = {
     "inat2017": INat2017,
     "inat2018": INat2018,
     "inat2021": INat2021,
+    "flowers102": Flowers102,
+    "pets": OxfordPets,
 }
 
 _INDEXERS = {
@@ -44,6 +48,8 @@ _INDEXERS = {
     "inat2017": index_inat2017,
     "inat2018": index_inat2018,
     "inat2021": index_inat2021,
+    "flowers102": index_flowers,
+    "pets": index_pets,
 }
 
 
