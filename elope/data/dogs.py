@@ -60,7 +60,9 @@ def _entries(path: Path, problems: list[Problem]) -> list[tuple[str, str, int]]:
         try:
             label = as_int(label)
         except ValueError:
-            problems.append(Problem(str(path), f"entry {number} ({file}): label {shown(label)} is not an integer"))
+            problems.append(
+                Problem(str(path), f"entry {number} ({file}): label {shown(label)} is not an integer")
+            )
             continue
         if not 1 <= label <= NUM_CLASSES:
             problems.append(

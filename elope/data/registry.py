@@ -74,11 +74,12 @@ def build_dataset(
     """Build a dataset by name.
 
     Args:
-        name: ``cub``, ``cars``, ``aircraft``, ``folder`` or ``synthetic``.
+        name: ``cub``, ``cars``, ``aircraft``, ``folder``, ``synthetic``, ``nabirds``, ``dogs``, ``inat2017``,
+            ``inat2018``, ``inat2021``, ``flowers102`` or ``pets`` (:data:`DATASETS`).
         root: where the dataset lies, exactly as its authors distribute it (see each class).
         split: ``train``, ``val``, ``test`` or ``trainval``. ``trainval`` is the dataset's own training
             split; ``train``/``val`` are a seeded stratified split of it (``val_fraction=0.1``, ``seed=0``)
-            unless the dataset ships a validation split (aircraft, ``folder`` with ``val/``). The test split
+            unless the dataset ships a validation split (aircraft, flowers102, ``folder`` with ``val/``). The test split
             is for the final evaluation only, never for choosing anything.
         transform: a ``torchvision.transforms.v2`` transform applied to image and box together, e.g.
             :func:`elope.data.train_transform` / :func:`elope.data.eval_transform`.
