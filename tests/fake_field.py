@@ -151,6 +151,8 @@ _RANK_NAMES = ("kingdom", "phylum", "class", "order", "family", "genus")
 def _inat_category(year: int, species: tuple) -> dict:
     cid, name, supercategory, *ranks = species
     category = {"id": cid, "name": name, "supercategory": supercategory}
+    if year == 2018:  # names obfuscated in the competition's files; categories.json has them
+        category["name"] = f"obfuscated{cid * 7919:08x}"
     if year == 2021:
         taxonomy = dict(zip(_RANK_NAMES, ranks))
         category.update(taxonomy, specific_epithet=name.split()[1], common_name=f"common {name}")
@@ -181,7 +183,7 @@ def make_fake_inat(
     Image ``n`` (1-based, training images class by class, then validation ones) has the id ``n``. 2017: the
     Aves images (label 1) have the box ``[n, 2, 10, 6]`` (pixel edges ``(n, 2, n + 10, 8)``): the training
     ones in ``train_2017_bboxes.json`` (image 5 also with a smaller second box), the validation ones in
-    ``val2017.json`` itself. 2018: ``categories.json`` holds the full taxonomy, the training JSON only names.
+    ``val2017.json`` itself. 2018: the JSON files name the species obfuscated; ``categories.json`` holds the names and the taxonomy.
     """
     names = {2017: ("train2017.json", "val2017.json"), 2018: ("train2018.json", "val2018.json")}
     files = names.get(year, ("train.json", "val.json"))

@@ -60,6 +60,13 @@ def test_2017_boxes_from_the_box_file_and_the_json(tmp_path: Path) -> None:
     assert all(math.isnan(v) for v in train[0][2].tolist())  # Plantae: no box
 
 
+def test_2018_names_from_categories_json_else_obfuscated(tmp_path: Path) -> None:
+    root = make_fake_inat(tmp_path / "inat", 2018)
+    (root / "categories.json").unlink()
+    index = index_dataset("inat2018", root)
+    assert index.classes[1] == f"obfuscated{7919:08x}" and "kingdom" not in index.taxonomy[1]
+
+
 def test_damage_is_reported(tmp_path: Path) -> None:
     root = make_fake_inat(tmp_path / "inat", 2021)
     content = json.loads((root / "train.json").read_text())

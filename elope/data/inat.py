@@ -7,7 +7,7 @@ every image by its path under ``root``)::
     inat2017  train2017.json, val2017.json   train_val_images/<supercategory>/<name>/<id>.jpg
               train_2017_bboxes.json, val_2017_bboxes.json   (optional: the boxes of some supercategories)
     inat2018  train2018.json, val2018.json   train_val2018/<supercategory>/<category id>/<id>.jpg
-              categories.json                (optional: the taxonomy of every category)
+              categories.json                (optional: the un-obfuscated names and taxonomy, released apart)
     inat2021  train.json, val.json           train/<image_dir_name>/<uuid>.jpg, val/<image_dir_name>/...
 
 Each JSON holds ``images`` (``id``, ``file_name``), ``annotations`` (``image_id``, ``category_id``, and in
@@ -64,8 +64,10 @@ def _is_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def read_json(path: Path, title: str) -> dict[str, Any]:
-    """A COCO-style JSON file; one that does not parse names its line and column."""
+def read_json(
+    path: Path, title: str, keys: tuple[str, ...] = ("images", "annotations", "categories")
+) -> dict[str, Any]:
+    """A COCO-style JSON file holding the lists ``keys``; one that does not parse names its line and column."""
     try:
         with path.open("rb") as file:
             content = json.load(file)
@@ -76,12 +78,10 @@ def read_json(path: Path, title: str) -> dict[str, Any]:
         ) from None
     except (OSError, UnicodeDecodeError) as error:
         raise DatasetNotFoundError(f"{title}: cannot read {path}: {error}", str(path)) from None
-    if not isinstance(content, dict) or not all(
-        isinstance(content.get(key), list) for key in ("images", "annotations", "categories")
-    ):
+    if not isinstance(content, dict) or not all(isinstance(content.get(key), list) for key in keys):
         raise DatasetNotFoundError(
-            f"{title}: {path} is not a COCO-style file: expected an object with the lists 'images', "
-            "'annotations' and 'categories'",
+            f"{title}: {path} is not a COCO-style file: expected an object with the list(s) "
+            f"{', '.join(repr(k) for k in keys)}",
             str(path),
         )
     return content
@@ -213,7 +213,7 @@ def _split(
     images = _images(path, content["images"], problems)
     category, boxes = _annotations(path, content["annotations"], images, problems)
     if box_file is not None and box_file.is_file():
-        extra = read_json(box_file, path.name)
+        extra = read_json(box_file, path.name, ("annotations",))
         _, more = _annotations(box_file, extra["annotations"], images, problems)
         for image_id, box in more.items():
             if image_id not in boxes or _area(box) > _area(boxes[image_id]):
@@ -240,7 +240,7 @@ def _split(
 
 
 def _extra_taxonomy(base: Path, title: str) -> dict[int, dict[str, Any]]:
-    """iNat2018's ``categories.json`` (the full taxonomy, released apart), by id; empty where absent."""
+    """iNat2018's ``categories.json`` (names and taxonomy un-obfuscated, released apart), by id; empty where absent."""
     path = base / "categories.json"
     if not path.is_file():
         return {}

@@ -157,11 +157,11 @@ def _records(
             )
     for image_id, (number, (image_name,)) in tables["images.txt"].items():
         path = inside_root(base / "images", image_name, files["images.txt"], f"line {number}", problems)
-        if path is None or image_id not in labels or flags.get(image_id, (0, (2,)))[1][0] not in (0, 1):
-            continue
-        class_id = labels[image_id][1][0]
-        if class_id not in class_index:
-            continue
+        if path is None or image_id not in labels or image_id not in flags:
+            continue  # reported: a path outside the root, an image without a label or split line
+        class_id, flag = labels[image_id][1][0], flags[image_id][1][0]
+        if class_id not in class_index or flag not in (0, 1):
+            continue  # reported: a class id out of range, a split flag other than 0 or 1
         box = None
         if image_id in boxes:
             x, y, width, height = boxes[image_id][1]
@@ -169,7 +169,7 @@ def _records(
         record = Record(
             path, class_index[class_id], box, image_id, str(files["images.txt"]), f"line {number}"
         )
-        splits["train" if flags[image_id][1][0] == 1 else "test"].append(record)
+        splits["train" if flag == 1 else "test"].append(record)
     return splits
 
 
