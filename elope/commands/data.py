@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from elope.commands.options import SEED_RANGE, FiniteFloatRange, checked_output, output_rules, renamed_option
+from elope.config import DATASETS
 from elope.data.birds.presets import BIRD_PRESETS
 from elope.data.errors import DataError
 from elope.data.synthetic_knobs import DIFFICULTIES, KNOB_OPTIONS
@@ -34,7 +35,7 @@ def data() -> None:
     "--dataset",
     "name",
     required=True,
-    type=click.Choice(["cub", "cars", "aircraft", "folder", "synthetic"]),
+    type=click.Choice(DATASETS),
     help="Dataset layout (synthetic = the CUB layout written by `elope data synth`).",
 )
 @click.option("--root", required=True, type=click.Path(path_type=Path), help="Where the dataset lies.")

@@ -23,6 +23,7 @@ from elope.commands.options import (
     tau_option,
     unfinished_option,
 )
+from elope.config import DATASETS
 from elope.data.errors import DataError
 from elope.data.splits import SPLITS
 from elope.failures import TrainingError, one_line
@@ -199,7 +200,7 @@ class EvaluateOptions:
 @click.option(
     "--dataset",
     default=None,
-    help="Dataset name (cub, cars, aircraft, folder, synthetic). Default: the run's.",
+    help=f"Dataset name ({', '.join(DATASETS)}). Default: the run's.",
 )
 @click.option(
     "--root", default=None, type=click.Path(path_type=Path), help="Dataset root. Default: the run's."

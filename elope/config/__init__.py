@@ -42,7 +42,20 @@ __all__ = [  # ConfigError, parse_override and set_dotted are re-exported: calle
     "shortcut_notes",
 ]
 
-DATASETS = ("cub", "cars", "aircraft", "folder", "synthetic")
+DATASETS = (
+    "cub",
+    "cars",
+    "aircraft",
+    "folder",
+    "synthetic",
+    "nabirds",
+    "dogs",
+    "inat2017",
+    "inat2018",
+    "inat2021",
+    "flowers102",
+    "pets",
+)
 
 #: ``--paper``: the localization step exactly as the paper and the authors' release have it, where the
 #: packaged recipes depart from it (docs/architecture.md says why, with the paired results): every heatmap

@@ -114,7 +114,20 @@ class AugmentConfig(_Section):
 
 
 class DatasetConfig(_Section):
-    name: Literal["cub", "cars", "aircraft", "folder", "synthetic"]
+    name: Literal[
+        "cub",
+        "cars",
+        "aircraft",
+        "folder",
+        "synthetic",
+        "nabirds",
+        "dogs",
+        "inat2017",
+        "inat2018",
+        "inat2021",
+        "flowers102",
+        "pets",
+    ]
     root: str | None = None
     image_size: Int = Field(
         spec_default("image_size"),

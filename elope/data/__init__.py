@@ -1,7 +1,8 @@
 """Datasets, transforms and splits for ELoPE (Sec. 6 and Table 1 of the paper).
 
 ``build_dataset(name, root, split, transform)`` reads CUB-200-2011, Stanford Cars and FGVC-Aircraft
-exactly as their authors distribute them, your own class folders, or the procedural set written by
+exactly as their authors distribute them, NABirds, Stanford Dogs, iNaturalist 2017 / 2018 / 2021, Oxford
+Flowers-102 and Oxford-IIIT Pet as well, your own class folders, or the procedural set written by
 ``write_synthetic``. ``dataset[i]`` is ``(image, label, box)``; see :class:`FGVCDataset`.
 """
 
@@ -17,9 +18,14 @@ if TYPE_CHECKING:  # the names for type checkers and editors
     from .cars import StanfordCars
     from .check import CheckReport, check_dataset
     from .cub import CUB200
+    from .dogs import StanfordDogs
     from .errors import AnnotationError, DataError, DatasetNotFoundError, ImageLoadError
+    from .flowers import Flowers102
     from .folder import ImageFolderDataset
+    from .inat import INat2017, INat2018, INat2021
     from .io import DEFAULT_MAX_PIXELS, image_dimensions, load_image, load_image_tensor
+    from .nabirds import NABirds
+    from .pets import OxfordPets
     from .registry import DATASETS, build_dataset, index_dataset
     from .splits import stratified_split
     from .synthetic import write_synthetic
@@ -46,14 +52,21 @@ _LAZY: dict[str, str] = {
     "DatasetNotFoundError": "elope.data.errors",
     "FGVCAircraft": "elope.data.aircraft",
     "FGVCDataset": "elope.data.base",
+    "Flowers102": "elope.data.flowers",
     "IMAGENET_MEAN": "elope.data.transforms",
     "IMAGENET_STD": "elope.data.transforms",
+    "INat2017": "elope.data.inat",
+    "INat2018": "elope.data.inat",
+    "INat2021": "elope.data.inat",
     "ImageFolderDataset": "elope.data.folder",
     "ImageLoadError": "elope.data.errors",
+    "NABirds": "elope.data.nabirds",
+    "OxfordPets": "elope.data.pets",
     "Problem": "elope.data.annotations",
     "Record": "elope.data.annotations",
     "SPLITS": "elope.data.base",
     "StanfordCars": "elope.data.cars",
+    "StanfordDogs": "elope.data.dogs",
     "ToNormalizedTensor": "elope.data.transforms",
     "build_dataset": "elope.data.registry",
     "check_dataset": "elope.data.check",
@@ -83,11 +96,18 @@ __all__ = [
     "DatasetNotFoundError",
     "FGVCAircraft",
     "FGVCDataset",
+    "Flowers102",
+    "INat2017",
+    "INat2018",
+    "INat2021",
     "ImageFolderDataset",
     "ImageLoadError",
+    "NABirds",
+    "OxfordPets",
     "Problem",
     "Record",
     "StanfordCars",
+    "StanfordDogs",
     "ToNormalizedTensor",
     "build_dataset",
     "check_dataset",

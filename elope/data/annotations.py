@@ -9,6 +9,7 @@ the first one as an :class:`AnnotationError`. A required file that is missing al
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,9 @@ class DatasetIndex:
     pixel rows to remove at the bottom of every image (FGVC-Aircraft's copyright banner).
     ``class_sources[label]`` is ``(file, where)``: the list file entry that names the class (``classes.txt``,
     ``line 3``), for the messages about class names (the root where a reader gives none).
+    ``taxonomy[label]`` is what the dataset says about the class beyond its name, for reports: its
+    original id and its ranks (iNaturalist: ``kingdom`` ... ``genus``; NABirds: its ancestors in
+    ``hierarchy.txt``), empty where the dataset has none.
     """
 
     name: str
@@ -49,6 +53,7 @@ class DatasetIndex:
     problems: list[Problem] = field(default_factory=list)
     banner: int = 0
     class_sources: list[tuple[str, str]] = field(default_factory=list)
+    taxonomy: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         """A classifier needs two classes: fewer (in the class list or among the training labels) is the
@@ -118,6 +123,15 @@ def _index_problems(index: DatasetIndex, trained: set[int]) -> list[Problem]:
     return problems
 
 
+def _climbs_out(name: str) -> bool:
+    """Whether ``name`` is absolute or holds a ``..`` part: on POSIX with string operations (a list of
+    2.7 million names, iNaturalist 2021's, is checked in a fraction of the time ``Path`` takes)."""
+    if os.name != "posix":
+        path = Path(name)
+        return path.is_absolute() or ".." in path.parts
+    return name.startswith("/") or ".." in name.split("/")
+
+
 def inside_root(folder: Path, name: str, source: Path, where: str, problems: list[Problem]) -> Path | None:
     """``folder / name`` when ``name`` is a relative path that stays inside ``folder``, else None.
 
@@ -125,7 +139,7 @@ def inside_root(folder: Path, name: str, source: Path, where: str, problems: lis
     outside the dataset; that is recorded as a problem of ``source`` at ``where`` (e.g. "line 3") instead.
     Links inside the dataset folder are followed as usual (only the name is checked).
     """
-    if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+    if not name or _climbs_out(name):
         problems.append(
             Problem(
                 str(source),

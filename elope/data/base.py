@@ -101,6 +101,9 @@ class FGVCDataset(Dataset):
         self.transform = transform
         self.classes: list[str] = classes
         self.class_to_idx: dict[str, int] = {name: i for i, name in enumerate(self.classes)}
+        by_name = dict(zip(index.classes, index.taxonomy))
+        #: per class (as ``classes``): its original id and ranks where the dataset has them, else ``{}``
+        self.taxonomy: list[dict[str, str]] = [by_name.get(name, {}) for name in classes]
         self.samples: list[tuple[str, int]] = [(str(r.path), r.label) for r in records]
         self.targets: list[int] = [r.label for r in records]
         self.has_boxes: bool = index.has_boxes

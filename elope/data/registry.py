@@ -11,7 +11,12 @@ from .annotations import DatasetIndex
 from .base import SPLITS, FGVCDataset
 from .cars import StanfordCars, index_cars
 from .cub import CUB200, index_cub
+from .dogs import StanfordDogs, index_dogs
+from .flowers import Flowers102, index_flowers
 from .folder import ImageFolderDataset, index_folder
+from .inat import INat2017, INat2018, INat2021, index_inat2017, index_inat2018, index_inat2021
+from .nabirds import NABirds, index_nabirds
+from .pets import OxfordPets, index_pets
 
 __all__ = ["DATASETS", "build_dataset", "index_dataset"]
 
@@ -23,6 +28,13 @@ DATASETS: dict[str, type[FGVCDataset]] = {
     "aircraft": FGVCAircraft,
     "folder": ImageFolderDataset,
     "synthetic": CUB200,
+    "nabirds": NABirds,
+    "dogs": StanfordDogs,
+    "inat2017": INat2017,
+    "inat2018": INat2018,
+    "inat2021": INat2021,
+    "flowers102": Flowers102,
+    "pets": OxfordPets,
 }
 
 _INDEXERS = {
@@ -31,6 +43,13 @@ _INDEXERS = {
     "aircraft": index_aircraft,
     "folder": index_folder,
     "synthetic": index_cub,
+    "nabirds": index_nabirds,
+    "dogs": index_dogs,
+    "inat2017": index_inat2017,
+    "inat2018": index_inat2018,
+    "inat2021": index_inat2021,
+    "flowers102": index_flowers,
+    "pets": index_pets,
 }
 
 
@@ -55,11 +74,12 @@ def build_dataset(
     """Build a dataset by name.
 
     Args:
-        name: ``cub``, ``cars``, ``aircraft``, ``folder`` or ``synthetic``.
+        name: ``cub``, ``cars``, ``aircraft``, ``folder``, ``synthetic``, ``nabirds``, ``dogs``, ``inat2017``,
+            ``inat2018``, ``inat2021``, ``flowers102`` or ``pets`` (:data:`DATASETS`).
         root: where the dataset lies, exactly as its authors distribute it (see each class).
         split: ``train``, ``val``, ``test`` or ``trainval``. ``trainval`` is the dataset's own training
             split; ``train``/``val`` are a seeded stratified split of it (``val_fraction=0.1``, ``seed=0``)
-            unless the dataset ships a validation split (aircraft, ``folder`` with ``val/``). The test split
+            unless the dataset ships a validation split (aircraft, flowers102, ``folder`` with ``val/``). The test split
             is for the final evaluation only, never for choosing anything.
         transform: a ``torchvision.transforms.v2`` transform applied to image and box together, e.g.
             :func:`elope.data.train_transform` / :func:`elope.data.eval_transform`.
