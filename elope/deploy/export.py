@@ -67,6 +67,7 @@ __all__ = [
     "export_torchscript",
     "max_opset",
     "register_onnx_symbolics",
+    "save_onnx",
 ]
 
 # onnxruntime 1.32, 2 threads: antialiased Resize 896 -> 64 px 9.5 ms, as MatMuls 2.1 ms; 448 -> 64 px 0.42 ms
@@ -233,13 +234,24 @@ def export_onnx(
             dynamic_axes=dynamic_axes,
             do_constant_folding=True,
         )
-    proto = onnx.load(str(path))
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    return save_onnx(onnx.load(str(path)), path, metadata)
+
+
+def save_onnx(proto: Any, path: str | Path, metadata: dict[str, Any]) -> Path:
+    """Write the ONNX model ``proto`` to ``path`` with ``metadata`` as its only ``"elope"`` entry (an entry it
+    carried is replaced), after ``onnx.checker``: the one place an exported ONNX file is written (float32 by
+    :func:`export_onnx`, int8 by :func:`elope.deploy.quantize.quantize_int8`)."""
+    import onnx
+
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key != METADATA_KEY]
+    del proto.metadata_props[:]
+    for key, value in [*kept, (METADATA_KEY, json.dumps(metadata))]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
     proto.doc_string = "ELoPE one-pass pipeline (Hanselmann & Ney, WACV 2020, Fig. 1), exported by elope"
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
-    return path
+    return Path(path)
 
 
 class _GuardWithHeatmaps(nn.Module):
