@@ -101,6 +101,18 @@ def test_only_the_classifying_network_is_quantized(exported: dict) -> None:
     names = classifier_nodes(onnx.load(str(exported["fp32"])))
     assert names and all(n.startswith("/model/") for n in names)
     assert any(n.endswith("/Gemm") for n in names) and any(n.endswith("/Conv") for n in names)
+    assert not any("classifier" in n for n in names)
+
+
+def test_the_last_layer_of_every_view_stays_float(synthetic_root: Path, tmp_path: Path) -> None:
+    """With test-time views (``--tta flip``) the network is traced twice (``/model/classifier_1/...``)."""
+    from elope.deploy.export import export_model
+
+    model, classes = tiny_model(synthetic_root)
+    path = export_model(model, tmp_path / "flip.onnx", classes=classes, batch=None, tta="flip")
+    names = classifier_nodes(onnx.load(str(path)))
+    assert any("conv1_1/" in n for n in names)  # the second view's backbone is quantized too
+    assert not any("classifier" in n for n in names)
 
 
 def test_calibration_batches_fit_a_fixed_batch() -> None:

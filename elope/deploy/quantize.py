@@ -52,7 +52,7 @@ QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 #: node names of the classifying network: ``/model/...`` (and ``/model_1/...`` for a second call, e.g. a
 #: test-time view); the box step's nodes are named ``/localizer/...`` or at the top level
 CLASSIFIER_SCOPE = re.compile(r"^/model(_\d+)?/")
-LAST_LAYER = "/classifier/"  # the classifier's Gemm, kept float32 (classifier_nodes)
+LAST_LAYER = re.compile(r"/classifier(_\d+)?/")  # the classifier's Gemm (each view's), kept float32
 CHECK_IMAGES = 64  # test images `elope export --quantize int8` compares int8 and float32 on
 CALIBRATION_BATCH = 8  # images per calibration run of a dynamic-batch graph (min/max do not depend on it)
 
@@ -64,7 +64,7 @@ def classifier_nodes(proto: Any) -> list[str]:
     return [
         n.name
         for n in proto.graph.node
-        if n.op_type in QUANTIZED_OPS and CLASSIFIER_SCOPE.match(n.name) and LAST_LAYER not in n.name
+        if n.op_type in QUANTIZED_OPS and CLASSIFIER_SCOPE.match(n.name) and not LAST_LAYER.search(n.name)
     ]
 
 
