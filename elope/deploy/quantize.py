@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ __all__ = [
     "QUANTIZED_OPS",
     "classifier_nodes",
     "quantization_metadata",
+    "quantize_graph",
     "quantize_int8",
     "sample_split",
     "unshare_weights",
@@ -153,18 +154,18 @@ def quantization_metadata(nodes: int, calibration: int, source: str) -> dict[str
     }
 
 
-def quantize_int8(
+def quantize_graph(
     float_path: str | Path,
-    path: str | Path,
-    metadata: dict[str, Any],
     calibration: Tensor,
     *,
     batch: int | None,
-    source: str = "training images",
-) -> Path:
-    """Quantize the float32 pipeline at ``float_path`` (written by :func:`elope.deploy.export.export_onnx`
-    with ``batch``) to int8 at ``path``, calibrated on ``calibration`` (normalised images (n, 3, N, N), as
-    the graph takes them); ``metadata`` (the float32 file's) gains ``quantization``. Returns ``path``."""
+    select: Callable[[Any], list[str]] = classifier_nodes,
+) -> tuple[Any, list[str]]:
+    """The ONNX graph at ``float_path`` (input ``images``, batch ``batch`` or dynamic) statically quantized
+    as the module describes, calibrated on ``calibration`` (normalised images, as the graph takes them):
+    returns the quantized ``onnx.ModelProto`` (not written anywhere) and the names of the nodes quantized,
+    those ``select(proto)`` names (:func:`classifier_nodes`; the benchmark passes its own for a plain
+    network)."""
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -178,7 +179,7 @@ def quantize_int8(
             prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
             quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
             model = onnx.load(str(prepared))
-            nodes = classifier_nodes(model)
+            nodes = select(model)
             unshare_weights(model, nodes)
             quantize_static(
                 model,
@@ -191,9 +192,25 @@ def quantize_int8(
                 op_types_to_quantize=list(QUANTIZED_OPS),
                 nodes_to_quantize=nodes,
             )
-            proto = onnx.load(str(quantized))
+            return onnx.load(str(quantized)), nodes
     finally:
         logging.getLogger().setLevel(quiet)
+
+
+def quantize_int8(
+    float_path: str | Path,
+    path: str | Path,
+    metadata: dict[str, Any],
+    calibration: Tensor,
+    *,
+    batch: int | None,
+    source: str = "training images",
+) -> Path:
+    """Quantize the float32 pipeline at ``float_path`` (written by :func:`elope.deploy.export.export_onnx`
+    with ``batch``) to int8 at ``path`` (:func:`quantize_graph`), calibrated on ``calibration``
+    (normalised images (n, 3, N, N), as the graph takes them); ``metadata`` (the float32 file's) gains
+    ``quantization``. Returns ``path``."""
+    proto, nodes = quantize_graph(float_path, calibration, batch=batch)
     meta = {**metadata, "quantization": quantization_metadata(len(nodes), len(calibration), source)}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return save_onnx(proto, path, meta)
