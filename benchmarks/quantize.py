@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import benchmark_main, environment, interleaved, measuring
+from benchmarks.common import benchmark_main, environment, interleaved, measuring, num_threads
 from benchmarks.export import _session, export_plain
 from benchmarks.inference import build_models
 from elope.deploy.check import check_quantized
@@ -51,7 +51,8 @@ PLAIN_LAST_LAYER = re.compile(r"^/fc/")  # torchvision ResNets' last layer, kept
 
 # ------------------------------------------------------------------------------------------- accuracy
 def train_tiny(folder: Path, classes: int, epochs: int, seed: int = 0) -> Path:
-    """A tiny run of the procedural set (ResNet-18 from scratch, 64 px, all four stages), in ``folder``."""
+    """A tiny run of the procedural set (ResNet-18 from scratch, 64 px, all four stages), in ``folder``; one
+    torch thread (not measured; more threads only fight over a shared machine's cores)."""
     from elope.cli import main as cli
     from elope.data.synthetic import write_synthetic
 
@@ -64,7 +65,8 @@ def train_tiny(folder: Path, classes: int, epochs: int, seed: int = 0) -> Path:
         "--set", "model.embedding_dim=32", "--set", "dataset.crop_source=null",
         "--set", "model.tau=0.3", "--set", "model.tau_select=fixed",
     ]  # fmt: skip
-    cli(args, standalone_mode=False)
+    with num_threads(1):
+        cli(args, standalone_mode=False)
     return run
 
 
