@@ -1,8 +1,9 @@
 """int8 on the CPU (issue 30, item 3): what ``elope export --quantize int8`` costs in accuracy and gains in
 speed, against float32 and against a plain ResNet-50 quantized the same way, in one run.
 
-Accuracy: a trained run (``--run``), or when none is given a tiny run trained here on the procedural set
-(ResNet-18, ``--train-classes`` classes, ``--train-epochs`` epochs per stage, 64 px). Its pipeline is exported
+Accuracy: a trained run (``--run``), or when none is given a run trained here on the procedural set with
+the demo's recipe (``elope demo``: ImageNet EfficientNet-Lite0, 160 px crops of 320 px images;
+``--train-classes`` classes, ``--train-epochs`` epochs per stage, default the recipe's; a few minutes). Its pipeline is exported
 to ONNX in float32 and quantized to int8 exactly as the command does (:mod:`elope.deploy.quantize`:
 onnxruntime static quantization, QDQ, per-channel int8 weights, calibrated on ``--calibration-images``
 training images); both run on the test split (all of it, or ``--test-images`` evenly spaced): top-1 of each,
@@ -16,7 +17,7 @@ float32 and int8, quantized with the same settings (its ``Conv`` / ``MatMul`` / 
 last layer, calibrated on the same random images). Reported: ms/image and the paired ratios int8 / float32
 for each network, and ELoPE / plain in each precision.
 
-    python -m benchmarks.quantize                                     # tiny trained run; resnet50 at 224 px
+    python -m benchmarks.quantize                                     # the demo's run; resnet50 at 224 px
     python -m benchmarks.quantize --run runs/cub --image-size 448 --json quantize.json
 """
 
@@ -50,21 +51,20 @@ PLAIN_LAST_LAYER = re.compile(r"^/fc/")  # torchvision ResNets' last layer, kept
 
 
 # ------------------------------------------------------------------------------------------- accuracy
-def train_tiny(folder: Path, classes: int, epochs: int, seed: int = 0) -> Path:
-    """A tiny run of the procedural set (ResNet-18 from scratch, 64 px, all four stages), in ``folder``; one
-    torch thread (not measured; more threads only fight over a shared machine's cores)."""
+def train_run(folder: Path, classes: int, epochs: int | None, seed: int = 0) -> Path:
+    """A small run of the procedural set with the demo's recipe (``elope/configs/synthetic.yaml``: ImageNet
+    EfficientNet-Lite0, 160 px crops from 320 px images, all four stages; ``classes`` classes, ``epochs`` per
+    stage or the recipe's), in ``folder``; one torch thread (not measured; more threads only fight over a
+    shared machine's cores)."""
     from elope.cli import main as cli
-    from elope.data.synthetic import write_synthetic
 
-    root = write_synthetic(folder / "data", classes=classes, train=24, test=10, size=64, seed=seed)
     run = folder / "run"
     args = [
-        "train", "--dataset", "synthetic", "--root", str(root), "--out", str(run), "--backbone", "resnet18",
-        "--no-pretrained", "--image-size", "64", "--batch-size", "8", "--epochs", str(epochs),
-        "--num-workers", "0", "--seed", str(seed), "--set", "train.progress=false",
-        "--set", "model.embedding_dim=32", "--set", "dataset.crop_source=null",
-        "--set", "model.tau=0.3", "--set", "model.tau_select=fixed",
+        "train", "--dataset", "synthetic", "--out", str(run), "--seed", str(seed),
+        "--set", f"dataset.synthetic.classes={classes}", "--set", "train.progress=false",
     ]  # fmt: skip
+    if epochs is not None:
+        args += ["--epochs", str(epochs)]
     with num_threads(1):
         cli(args, standalone_mode=False)
     return run
@@ -149,8 +149,8 @@ def speed(sessions: dict[str, Any], o: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ run
 def run(
     run_dir: str | None = None,
-    train_classes: int = 5,
-    train_epochs: int = 3,
+    train_classes: int = 12,
+    train_epochs: int | None = None,
     calibration_images: int = 64,
     test_images: int = 0,
     backbone: str = "resnet50",
@@ -169,7 +169,7 @@ def run(
     o = dict(locals())
     with measuring(threads, flush_denormal), tempfile.TemporaryDirectory(prefix="elope-bench-int8-") as tmp:
         folder = Path(tmp)
-        trained = Path(run_dir) if run_dir else train_tiny(folder, train_classes, train_epochs)
+        trained = Path(run_dir) if run_dir else train_run(folder, train_classes, train_epochs)
         result_accuracy = accuracy(trained, calibration_images, test_images, folder)
         result_speed = speed(speed_sessions(o, folder), o)
     settings = ("backbone", "image_size", "num_classes", "speed_calibration", "threads")
@@ -189,7 +189,7 @@ def run(
 def report(result: dict[str, Any]) -> str:
     """Human-readable summary of :func:`run`'s result."""
     env, acc, sp = result["environment"], result["accuracy"], result["speed"]
-    where = "a tiny run trained here" if result["trained_here"] else acc["run"]
+    where = "a run trained here" if result["trained_here"] else acc["run"]
     ms = sp["ms_per_image"]
     return "\n".join(
         [
@@ -211,9 +211,13 @@ def report(result: dict[str, Any]) -> str:
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", dest="run_dir", default=None, help="trained run (default: train a tiny one)")
-    parser.add_argument("--train-classes", type=int, default=5, help="classes of the tiny procedural run")
-    parser.add_argument("--train-epochs", type=int, default=3, help="epochs per stage of the tiny run")
+    parser.add_argument(
+        "--run", dest="run_dir", default=None, help="trained run (default: train one, the demo's recipe)"
+    )
+    parser.add_argument("--train-classes", type=int, default=12, help="classes of the procedural run")
+    parser.add_argument(
+        "--train-epochs", type=int, default=None, help="epochs per stage (default: the recipe's)"
+    )
     parser.add_argument("--calibration-images", type=int, default=64, help="training images to calibrate on")
     parser.add_argument("--test-images", type=int, default=0, help="test images (0: the whole split)")
     parser.add_argument("--backbone", default="resnet50", choices=sorted(TORCHVISION_BACKBONES))
