@@ -289,7 +289,6 @@ OVER_THE_LIMIT = {
     "elope.tasks.evaluate.evaluate_run": 16,  # issue 27 item 2: one evaluation loop over a Predictor
     "elope.tasks.predict.predict_paths": 12,  # the same
     "elope.research.ablate.run_ablation": 12,
-    "elope.commands.export._export": 11,
     "elope.commands.data.synth_command": 11,  # 10 options and **knobs
 }
 

@@ -15,6 +15,7 @@ pytest.importorskip("onnxruntime")
 
 from benchmarks import export as export_bench
 from benchmarks import gpu
+from benchmarks import quantize as quantize_bench
 
 
 def test_export_benchmark_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -40,3 +41,32 @@ def test_gpu_compiled_mode_cpu_smoke(tmp_path: Path) -> None:
     for key in ("infer_time_b2", "infer_time_b2_compiled", "elope_infer_b2_speedup", "train_time_compiled"):
         assert result["ratio"][key] > 0, key
     assert json.loads(out.read_text())["benchmark"] == "gpu-compiled"
+
+
+def test_quantize_benchmark_smoke(
+    synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """benchmarks/quantize.py on a given run (the tiny model of the serve tests): accuracy float32 / int8 on
+    its test split, and the four speed contenders with their ratios."""
+    from serve_helpers import tiny_model
+
+    from elope.runs.model_folder import save_model
+
+    model, classes = tiny_model(synthetic_root)
+    save_model(
+        model,
+        tmp_path / "run" / "model",
+        {"classes": classes, "dataset": "synthetic", "root": str(synthetic_root)},
+    )
+    out = tmp_path / "quantize.json"
+    args = "--calibration-images 4 --backbone resnet18 --image-size 64 --num-classes 3 --repeats 1 --warmup 0"
+    result = quantize_bench.main(
+        [*args.split(), "--run", str(tmp_path / "run"), "--threads", "1", "--json", str(out)]
+    )
+    accuracy = result["accuracy"]
+    assert accuracy["images"] == 6 and accuracy["calibration_images"] == 4
+    assert 0.0 <= accuracy["agreement"] <= 1.0 and accuracy["boxes_max_px"] <= 0.5
+    assert set(result["speed"]["ms_per_image"]) == {"elope_fp32", "elope_int8", "plain_fp32", "plain_int8"}
+    assert result["speed"]["ratio"]["elope int8 / float32"]["median_paired_ratio"] > 0
+    assert json.loads(out.read_text())["benchmark"] == "quantize"
+    assert "elope / plain, int8" in capsys.readouterr().out

@@ -1,5 +1,7 @@
 """Checking an exported graph against PyTorch (``elope export`` runs it after writing the file): top-1 equal,
-scores within 1e-4 relative, boxes within 0.5 px where no heatmap cell lies at the threshold.
+scores within 1e-4 relative, boxes within 0.5 px where no heatmap cell lies at the threshold. An int8 file
+(``elope export --quantize int8``) is checked against its float32 graph instead, on labelled test images:
+top-1 agreement, accuracy of both, boxes (:func:`check_quantized`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from elope.deploy.runtime import ExportedModel
 from elope.nn.model import ELoPE
 from elope.nn.modes import evaluating
 
-__all__ = ["ExportCheckError", "check_export", "compare_outputs"]
+__all__ = ["MIN_AGREEMENT", "ExportCheckError", "check_export", "check_quantized", "compare_outputs"]
+
+#: the least top-1 agreement of an int8 file with its float32 graph that :func:`check_quantized` accepts
+MIN_AGREEMENT = 0.9
 
 
 class ExportCheckError(RuntimeError):
@@ -112,3 +117,45 @@ def check_export(
             ):
                 raise ExportCheckError(f"{path}: the exported graph differs from PyTorch: {report}")
     return reports
+
+
+def _run_chunked(model: ExportedModel, images: Tensor, chunk: int = 8) -> list[Tensor]:
+    """The file's outputs on ``images``, ``chunk`` images at a time (bounded memory at large inputs)."""
+    parts = [model.run(images[i : i + chunk]) for i in range(0, len(images), chunk)]
+    return [torch.cat(outputs) for outputs in zip(*parts)]
+
+
+def check_quantized(
+    float_path: str | Path,
+    int8_path: str | Path,
+    images: Tensor,
+    labels: Tensor | None = None,
+    *,
+    min_agreement: float = MIN_AGREEMENT,
+    boxes_px: float = 0.5,
+) -> dict[str, Any]:
+    """Run the int8 file and the float32 graph it was quantized from on ``images`` (normalised, as the graph
+    takes them) and compare: ``agreement`` (share of images with the same top-1), ``accuracy_float32`` and
+    ``accuracy_int8`` with ``labels`` (``accuracy_change``: int8 minus float32, in points), the largest score
+    difference and ``boxes_max_px``. Raises :class:`ExportCheckError` below ``min_agreement`` or when a box
+    moves by more than ``boxes_px`` (the box step stays float32: :mod:`elope.deploy.quantize`)."""
+    reference = _run_chunked(ExportedModel(float_path), images)
+    got = _run_chunked(ExportedModel(int8_path), images)
+    ref_top, top = reference[0].argmax(dim=1), got[0].argmax(dim=1)
+    report: dict[str, Any] = {
+        "images": len(images),
+        "agreement": float((ref_top == top).float().mean()),
+        "scores_max_abs": float((reference[0] - got[0]).abs().max()),
+        "boxes_max_px": float((reference[1] - got[1]).abs().max()),
+    }
+    if labels is not None:
+        report["accuracy_float32"] = float((ref_top == labels).float().mean())
+        report["accuracy_int8"] = float((top == labels).float().mean())
+        report["accuracy_change"] = 100.0 * (report["accuracy_int8"] - report["accuracy_float32"])
+    if report["agreement"] < min_agreement or not report["boxes_max_px"] <= boxes_px:
+        raise ExportCheckError(
+            f"{int8_path}: the int8 graph departs from float32 (top-1 agreement {report['agreement']:.3f}, "
+            f"at least {min_agreement} wanted; boxes within {boxes_px} px): {report}. Calibrate on more "
+            "images (--calibration-images) or export float32 (--quantize none)"
+        )
+    return report

@@ -68,6 +68,7 @@ __all__ = [
     "export_torchscript",
     "max_opset",
     "register_onnx_symbolics",
+    "save_onnx",
 ]
 
 # onnxruntime 1.32, 2 threads: antialiased Resize 896 -> 64 px 9.5 ms, as MatMuls 2.1 ms; 448 -> 64 px 0.42 ms
@@ -235,12 +236,35 @@ def export_onnx(
                 do_constant_folding=True,
             )
         proto = onnx.load(str(tmp))
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
-        proto.doc_string = "ELoPE one-pass pipeline (Hanselmann & Ney, WACV 2020, Fig. 1), exported by elope"
-        onnx.checker.check_model(proto)
+        stamp_onnx(proto, metadata)
         onnx.save(proto, str(tmp))
-    return path
+    return Path(path)
+
+
+def stamp_onnx(proto: Any, metadata: dict[str, Any]) -> None:
+    """Give the ONNX model ``proto`` ``metadata`` as its only ``"elope"`` entry (an entry it carried is
+    replaced) and the pipeline's doc string, then run ``onnx.checker``: every exported ONNX file (float32
+    by :func:`export_onnx`, int8 by :func:`save_onnx`) is stamped here."""
+    import onnx
+
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key != METADATA_KEY]
+    del proto.metadata_props[:]
+    for key, value in [*kept, (METADATA_KEY, json.dumps(metadata))]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.doc_string = "ELoPE one-pass pipeline (Hanselmann & Ney, WACV 2020, Fig. 1), exported by elope"
+    onnx.checker.check_model(proto)
+
+
+def save_onnx(proto: Any, path: str | Path, metadata: dict[str, Any]) -> Path:
+    """Write the ONNX model ``proto`` (the int8 graph of :func:`elope.deploy.quantize.quantize_int8`) to
+    ``path``, stamped with ``metadata`` (:func:`stamp_onnx`), through the writer (atomic)."""
+    import onnx
+
+    stamp_onnx(proto, metadata)
+    with writer.write_with(path) as tmp:
+        onnx.save(proto, str(tmp))
+    return Path(path)
 
 
 class _GuardWithHeatmaps(nn.Module):
