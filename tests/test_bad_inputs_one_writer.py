@@ -213,3 +213,22 @@ def test_two_writers_of_one_output_the_second_is_refused(run: Path, tmp_path: Pa
         child.wait()
     assert not out.exists()
     assert_clean_exit(invoke(*command(run, out)), 0)  # the lock of the killed process blocks nothing
+
+
+def test_data_synth_never_writes_into_a_run_folder(tmp_path):
+    """Found by the fresh sweep: ``data synth --out RUN --force`` wrote a data set among a run's files, and
+    ``--out RUN/data --force`` would delete the data the run was trained on. Refused, --force or not."""
+    from click.testing import CliRunner
+
+    from elope.cli import main
+
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    (run / "config.yaml").write_text("dataset: {}\n")
+    (run / "metrics.jsonl").write_text("{}\n")
+    (run / "data" / "kept.txt").write_text("the run's data\n")
+    for out in (run, run / "data", run / "data" / "new"):
+        result = CliRunner().invoke(main, ["data", "synth", "--out", str(out), "--force", "--classes", "2"])
+        assert result.exit_code == 1 and "never written into a run" in result.output, result.output
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "data", "metrics.jsonl"]
+    assert [p.name for p in (run / "data").iterdir()] == ["kept.txt"]
