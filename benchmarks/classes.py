@@ -15,7 +15,7 @@ against one ResNet-50 training step at the same batch (measured at ``--backbone-
 linearly to the batch; ``--backbone-batch 0`` skips it).
 
 **Peak memory**: each configuration runs in a fresh process (``--probe``) whose peak resident set size
-(``resource.getrusage``) is read after a few steps; reported beside that of a process that only built the
+(``VmHWM``) is read after a few steps; reported beside that of a process that only built the
 inputs, so the difference is what the configuration adds.
 
 **Evaluation** at the largest C, streamed: synthetic embeddings (near their class mean plus noise),
@@ -31,12 +31,14 @@ the logits instead would take N × C × 4 bytes (4 GB at 100,000 × 10,000).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -132,7 +134,13 @@ def streamed_evaluation(num_classes: int, dim: int, images: int, batch: int) -> 
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size in MB (Linux: ``ru_maxrss`` is in kB)."""
+    """This process's peak resident set size in MB: ``VmHWM`` of ``/proc/self/status`` (Linux), which a
+    fresh ``exec`` starts again (``ru_maxrss`` does not: it keeps the forking parent's size), else
+    ``ru_maxrss``."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
