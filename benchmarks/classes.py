@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -164,10 +165,13 @@ def probe(spec: str) -> dict[str, Any]:
     return out
 
 
-def run_probe(spec: str, threads: int | None) -> dict[str, Any]:
-    """:func:`probe` in a fresh interpreter (``python -m benchmarks.classes --probe SPEC``)."""
+def run_probe(spec: str, threads: int | None, fixed_mmap: bool = False) -> dict[str, Any]:
+    """:func:`probe` in a fresh interpreter (``python -m benchmarks.classes --probe SPEC``); ``fixed_mmap``:
+    with glibc's ``MALLOC_MMAP_THRESHOLD_`` fixed at 1 MB (every large block mapped and unmapped on its
+    own), which takes out the heap's fragmentation from the peak."""
     command = [sys.executable, "-m", "benchmarks.classes", "--probe", spec, "--threads", str(threads or 0)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    env = {**os.environ, **({"MALLOC_MMAP_THRESHOLD_": str(1 << 20)} if fixed_mmap else {})}
+    done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -217,6 +221,9 @@ def measure_memory(
         {f"eval C={classes[-1]} N={n}": f"eval:{classes[-1]}:{dim}:{n}:{eval_batch}" for n in eval_sizes}
     )
     probes = {name: run_probe(spec, threads) for name, spec in specs.items()}
+    for n in eval_sizes:
+        spec = f"eval:{classes[-1]}:{dim}:{n}:{eval_batch}"
+        probes[f"eval C={classes[-1]} N={n} mmap 1MB"] = run_probe(spec, threads, fixed_mmap=True)
     out: dict[str, Any] = {"baseline_peak_rss_mb": base, "peak_rss_mb": {}, "added_mb": {}}
     for name, result in probes.items():
         out["peak_rss_mb"][name] = result["peak_rss_mb"]
