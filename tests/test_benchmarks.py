@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import common, gpu, gpu_breakdown, inference, pooling, train_step
+from benchmarks import classes, common, gpu, gpu_breakdown, inference, pooling, train_step
 
 
 def test_interleaved_rotates_and_ratios() -> None:
@@ -97,6 +97,28 @@ def test_pooling_smoke(capsys: pytest.CaptureFixture[str]) -> None:
         assert result[mode]["sort_vs_topk"] > 0
     assert result["faster_of_sort_and_topk"] in {"sort", "topk"}
     assert "faster of sort and topk" in capsys.readouterr().out
+
+
+def test_classes_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 29 item 3 in a tiny configuration (no memory processes); a probe in this process."""
+    result = classes.main(
+        ["--classes", "20", "300", "--dim", "8", "--batch", "8", "--repeats", "2", "--warmup", "0",
+         "--backbone-batch", "0", "--eval-images", "500", "--eval-batch", "64", "--no-memory", "--threads", "1"]
+    )  # fmt: skip
+    assert set(result["step"]["median_ms"]) == {"C=20", "C=300", "C=300 allrows"}
+    assert result["step"]["ratio_vs_first"]["C=20"] == 1.0
+    (evaluation,) = result["memory"]["evaluation"].values()
+    assert evaluation["num_images"] == 500 and 0.0 < evaluation["top1"] < 1.0
+    assert "former all-rows loss" in capsys.readouterr().out
+    assert classes.probe("train:30:8:8")["peak_rss_mb"] > 0
+
+
+def test_classes_all_rows_loss_equals_the_shipped_one() -> None:
+    labels = classes.balanced_labels(50, 12, 4, seed=0)
+    x = torch.randn(12, 8)
+    shipped, former = classes.ClassMeanLoss(50, 8), classes.AllRowsLoss(50, 8)
+    former.means.copy_(shipped.means)
+    assert torch.equal(shipped(x, labels), former(x, labels)) and torch.equal(shipped.means, former.means)
 
 
 def test_gpu_script_cpu_smoke() -> None:

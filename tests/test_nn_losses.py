@@ -15,10 +15,13 @@ ALPHA, GAMMA, MARGIN = 0.5, 16.0, 0.75
 
 def variant_loss(embeddings, labels, means, *, variant="full", update=True, **options):
     """``(loss, μ^t)`` of the class the recipe's ``loss.variant`` names, with ``means`` as μ^{t-1}: its
-    ``compute_loss`` (training mode: update), on float32-or-wider inputs as ``forward`` gives them."""
+    ``compute_loss`` (training mode: update), on float32-or-wider inputs as ``forward`` gives them; the
+    per-sample means μ^t_{c_n} it returns are written into the rows of the (C, dim) means, as ``forward``
+    writes them into the buffer."""
     loss_fn = LOSSES[variant](means.shape[0], means.shape[1], **options).train(update)
     dtype = torch.promote_types(embeddings.dtype, torch.float32)
-    return loss_fn.compute_loss(embeddings.to(dtype), labels, means.to(dtype))
+    loss, rows = loss_fn.compute_loss(embeddings.to(dtype), labels, means.to(dtype))
+    return loss, means.to(dtype).index_put((labels,), rows)
 
 
 def reference(

@@ -39,6 +39,12 @@ sampler (they are unit vectors already, so this differs from re-normalising all 
 
 In training mode a loss module stores μ^t (detached) in its buffer ``means``; in eval mode the buffer is left
 unchanged and the loss is computed with it as is.
+
+Scale (issue 29): a step touches only the classes of the batch. The update and both terms are computed in
+"slot" space (:func:`update_batch_means`: one row per sample, the class's first sample holding its mean), so
+time and memory are O(N² + N·dim) whatever C, and the results equal the C-row computation bit for bit (the
+same sums in the same order; ``tests/test_nn_losses_scale.py``). At C = 10,000, dim 512 the loss adds no
+C-sized tensor to the graph (``benchmarks/classes.py``).
 """
 
 from __future__ import annotations
@@ -57,10 +63,12 @@ __all__ = [
     "DFFLoss",
     "EmbeddingLoss",
     "WithinClassLoss",
+    "batch_slots",
     "between_class_loss",
     "check_embeddings",
     "check_label_range",
     "class_mean_loss",
+    "update_batch_means",
     "update_class_means",
     "within_class_loss",
 ]
@@ -90,6 +98,29 @@ def _one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
     """δ(c_n, c) as an (N, C) matrix; unlike ``F.one_hot`` it does not read the labels back to the host."""
     onehot = torch.zeros(labels.shape[0], num_classes, dtype=dtype, device=labels.device)
     return onehot.scatter_(1, labels[:, None], 1.0)
+
+
+def batch_slots(labels: Tensor) -> Tensor:
+    """For each sample n the index of the first sample of the batch with the same class, (N,).
+
+    The classes of a batch in a space of N "slots" (slot j stands for the class of sample j where j is its
+    first sample): the mean update and L_b then touch N rows, not C, with the same sums in the same order.
+    Computed on the device (no read-back, no host synchronisation)."""
+    same = (labels[:, None] == labels[None, :]).to(torch.uint8)
+    return same.argmax(dim=1)  # the first maximum: the first sample of the class
+
+
+def update_batch_means(
+    features: Tensor, labels: Tensor, means: Tensor, alpha: float
+) -> tuple[Tensor, Tensor]:
+    """Eqs. (6)-(7) for the classes of the batch only: ``(slot_means, slots)`` with ``slot_means`` (N, dim)
+    and ``slot_means[slots]`` = μ^t_{c_n} (rows of :func:`update_class_means`, bit for bit; a slot that is
+    no class's first sample holds an unused row). Time and memory O(N² + N·dim) whatever the number of
+    classes C (the full update is O(C·dim) forward and backward: 10,000 classes × 512 = 20 MB a tensor)."""
+    slots = batch_slots(labels)
+    slot_means = means[labels]  # slot j: the mean of the class of sample j
+    updated = update_class_means(features, slots, slot_means, alpha)
+    return updated, slots
 
 
 def between_class_loss(means: Tensor, labels: Tensor, gamma: float, margin: float, squared: bool) -> Tensor:
@@ -147,23 +178,28 @@ def within_class_loss(f: Tensor, labels: Tensor, means: Tensor) -> Tensor:
 
 def _normalised_update(
     x: Tensor, labels: Tensor, means: Tensor, alpha: float, update: bool, renormalize: bool
-) -> tuple[Tensor, Tensor]:
-    """f(x_n) (l2-normalised) and μ^t (Eqs. 6-7 when ``update``, optionally re-normalised)."""
+) -> tuple[Tensor, Tensor, Tensor]:
+    """f(x_n) (l2-normalised), μ^t of the batch's classes in slot space and the slots
+    (:func:`update_batch_means`; Eqs. 6-7 when ``update``, optionally re-normalised)."""
     f = F.normalize(x, dim=1)
-    new_means = update_class_means(f, labels, means, alpha) if update else means
-    if update and renormalize:  # only the classes of the batch: an absent class keeps its mean bit for bit
-        present = _one_hot(labels, means.shape[0], f.dtype).sum(dim=0)[:, None] > 0
-        new_means = torch.where(present, F.normalize(new_means, dim=1), new_means)
-    return f, new_means
+    if not update:
+        return f, means[labels], batch_slots(labels)
+    slot_means, slots = update_batch_means(f, labels, means, alpha)
+    if renormalize:  # only the classes of the batch: an absent class keeps its mean bit for bit
+        slot_means = F.normalize(slot_means, dim=1)
+    return f, slot_means, slots
 
 
 def _class_mean_terms(
     x: Tensor, labels: Tensor, means: Tensor, hyper: EmbeddingLoss | _Hyper, update: bool, squared: bool
 ) -> tuple[Tensor, Tensor]:
-    """L_w + L_b with the updated means, Eqs. (5)-(10) (``squared=False``: the DFF form of L_b)."""
-    f, new_means = _normalised_update(x, labels, means, hyper.alpha, update, hyper.renormalize_means)
-    loss = within_class_loss(f, labels, new_means)
-    return loss + between_class_loss(new_means, labels, hyper.gamma, hyper.margin, squared=squared), new_means
+    """L_w + L_b with the updated means, Eqs. (5)-(10) (``squared=False``: the DFF form of L_b), and
+    μ^t_{c_n} per sample (N, dim). Computed in slot space (:func:`update_batch_means`): L_b over the slots
+    equals L_b over the classes (a pair of slots is a pair of classes)."""
+    f, slot_means, slots = _normalised_update(x, labels, means, hyper.alpha, update, hyper.renormalize_means)
+    loss = within_class_loss(f, slots, slot_means)
+    loss = loss + between_class_loss(slot_means, slots, hyper.gamma, hyper.margin, squared=squared)
+    return loss, slot_means[slots]
 
 
 @dataclass(frozen=True)
@@ -208,12 +244,14 @@ def class_mean_loss(
         renormalize_means: l2-normalise μ^t after the update (authors' release; not in the paper).
 
     Returns:
-        ``(loss, new_means)``: the scalar loss (float32 or wider) and μ^t, still attached to the graph.
+        ``(loss, new_means)``: the scalar loss (float32 or wider) and μ^t (C, dim), still attached to the
+        graph (the loss itself touches only the batch's classes; this function alone builds the C rows).
     """
     check_embeddings(embeddings, labels, means.shape[0])
     x, means = _as_float32(embeddings, means)
     hyper = _Hyper(alpha, gamma, margin, renormalize_means)
-    return _class_mean_terms(x, labels, means, hyper, update, squared=True)
+    loss, rows = _class_mean_terms(x, labels, means, hyper, update, squared=True)
+    return loss, (means.index_put((labels,), rows) if update else means)
 
 
 class EmbeddingLoss(nn.Module):
@@ -252,18 +290,20 @@ class EmbeddingLoss(nn.Module):
         self.register_buffer("means", F.normalize(torch.randn(num_classes, dim), dim=1))
 
     def compute_loss(self, x: Tensor, labels: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
-        """``(loss, μ^t)`` for embeddings ``x`` (N, dim), float32 or wider, and the means μ^{t-1}
-        (``means``, not the buffer: this computes, it stores nothing); μ^t is ``means`` itself in eval mode
-        (``self.training`` False)."""
+        """``(loss, μ^t_{c_n})`` for embeddings ``x`` (N, dim), float32 or wider, and the means μ^{t-1}
+        (``means``, not the buffer: this computes, it stores nothing): the updated mean of each sample's
+        class, (N, dim), which :meth:`forward` writes into the buffer's rows (only the batch's classes
+        change: the step costs O(N·dim), not O(C·dim)); ``means[labels]`` in eval mode (``self.training``
+        False)."""
         raise NotImplementedError
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         check_embeddings(embeddings, labels, self.num_classes)
         x, means = _as_float32(embeddings, self.means)
-        loss, new_means = self.compute_loss(x, labels, means)
-        if self.training:
+        loss, rows = self.compute_loss(x, labels, means)
+        if self.training:  # only the batch's classes change (a class's rows all hold the same μ^t)
             with torch.no_grad():
-                self.means.copy_(new_means.detach())
+                self.means.index_copy_(0, labels, rows.detach().to(self.means.dtype))
         return loss
 
     def extra_repr(self) -> str:
@@ -285,8 +325,10 @@ class WithinClassLoss(EmbeddingLoss):
     """L_w of Eq. (9) alone, with the updated means (Table 5)."""
 
     def compute_loss(self, x: Tensor, labels: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
-        f, new_means = _normalised_update(x, labels, means, self.alpha, self.training, self.renormalize_means)
-        return within_class_loss(f, labels, new_means), new_means
+        f, slot_means, slots = _normalised_update(
+            x, labels, means, self.alpha, self.training, self.renormalize_means
+        )
+        return within_class_loss(f, slots, slot_means), slot_means[slots]
 
 
 class DFFLoss(EmbeddingLoss):
@@ -303,8 +345,10 @@ class CenterLoss(EmbeddingLoss):
 
     def compute_loss(self, x: Tensor, labels: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
         loss = within_class_loss(x, labels, means)
-        new_means = update_class_means(x.detach(), labels, means, self.alpha) if self.training else means
-        return loss, new_means
+        if not self.training:
+            return loss, means[labels]
+        slot_means, slots = update_batch_means(x.detach(), labels, means, self.alpha)
+        return loss, slot_means[slots]
 
 
 #: The recipe's ``loss.variant`` → its loss class (``none``: cross-entropy only, no class).

@@ -287,7 +287,7 @@ def _tta_accumulator(tta: str | None, acc: EvalAccumulator) -> tuple[str, EvalAc
     """The views and an accumulator of their accuracies (classes, no boxes), None without ``tta``."""
     if tta is None:
         return None
-    return tta, EvalAccumulator(acc.confusion.shape[0], with_ncm=acc.with_ncm, with_boxes=False)
+    return tta, EvalAccumulator(acc.num_classes, with_ncm=acc.with_ncm, with_boxes=False)
 
 
 def _tta_metrics(tta: tuple[str, EvalAccumulator] | None, run: LoadedRun) -> dict[str, Any] | None:
