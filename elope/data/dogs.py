@@ -141,8 +141,9 @@ class StanfordDogs(FGVCDataset):
         root: the folder holding ``Images/``, ``Annotation/`` and the list files.
         split: ``train``, ``val``, ``test`` or ``trainval``; Dogs has no validation split, so train/val are
             carved from the training images (``val_fraction``, ``seed``).
-        transform, val_fraction, seed, skip_unreadable, max_pixels, decode_size, zero_shot: see
-            :class:`elope.data.base.FGVCDataset`.
+
+    The other options (``transform``, ``val_fraction``, ``seed``, ``skip_unreadable``, ``max_pixels``,
+    ``decode_size``, ``zero_shot``) are those of :class:`elope.data.base.FGVCDataset`.
     """
 
     build_index = staticmethod(index_dogs)

@@ -114,8 +114,10 @@ class Flowers102(FGVCDataset):
     Args:
         root: the folder holding ``jpg/``, ``imagelabels.mat`` and ``setid.mat`` (or ``flowers-102/``).
         split: ``train``, ``val`` (the official ones), ``test`` or ``trainval`` (train + val).
-        transform, val_fraction, seed, skip_unreadable, max_pixels, decode_size, zero_shot: see
-            :class:`elope.data.base.FGVCDataset` (``val_fraction`` is unused: the split is the dataset's).
+
+    The other options (``transform``, ``val_fraction``, ``seed``, ``skip_unreadable``, ``max_pixels``,
+    ``decode_size``, ``zero_shot``) are those of :class:`elope.data.base.FGVCDataset` (``val_fraction`` is
+    unused: the split is the dataset's).
     """
 
     build_index = staticmethod(index_flowers)

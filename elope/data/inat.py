@@ -312,8 +312,9 @@ class INat2017(FGVCDataset):
     Args:
         root: the folder holding ``train2017.json``, ``val2017.json`` and ``train_val_images/``.
         split: ``train``, ``val``, ``test`` (the competition's val) or ``trainval`` (its train).
-        transform, val_fraction, seed, skip_unreadable, max_pixels, decode_size, zero_shot: see
-            :class:`elope.data.base.FGVCDataset`.
+
+    The other options (``transform``, ``val_fraction``, ``seed``, ``skip_unreadable``, ``max_pixels``,
+    ``decode_size``, ``zero_shot``) are those of :class:`elope.data.base.FGVCDataset`.
     """
 
     build_index = staticmethod(index_inat2017)

@@ -120,8 +120,9 @@ class OxfordPets(FGVCDataset):
         root: the folder holding ``images/`` and ``annotations/`` (or ``oxford-iiit-pet/``).
         split: ``train``, ``val``, ``test`` or ``trainval``; train/val are carved from trainval
             (``val_fraction``, ``seed``).
-        transform, val_fraction, seed, skip_unreadable, max_pixels, decode_size, zero_shot: see
-            :class:`elope.data.base.FGVCDataset`.
+
+    The other options (``transform``, ``val_fraction``, ``seed``, ``skip_unreadable``, ``max_pixels``,
+    ``decode_size``, ``zero_shot``) are those of :class:`elope.data.base.FGVCDataset`.
     """
 
     build_index = staticmethod(index_pets)
