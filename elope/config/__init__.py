@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from elope.config.files import deep_merge, parse_override, read_yaml, set_dotted
-from elope.config.recipe import STAGES, Config, StageConfig, SyntheticConfig
+from elope.config.recipe import DATASETS, STAGES, Config, StageConfig, SyntheticConfig
 from elope.failures import ConfigError, short_repr
 
 __all__ = [  # ConfigError, parse_override and set_dotted are re-exported: callers import them from here
@@ -42,20 +42,6 @@ __all__ = [  # ConfigError, parse_override and set_dotted are re-exported: calle
     "shortcut_notes",
 ]
 
-DATASETS = (
-    "cub",
-    "cars",
-    "aircraft",
-    "folder",
-    "synthetic",
-    "nabirds",
-    "dogs",
-    "inat2017",
-    "inat2018",
-    "inat2021",
-    "flowers102",
-    "pets",
-)
 
 #: ``--paper``: the localization step exactly as the paper and the authors' release have it, where the
 #: packaged recipes depart from it (docs/architecture.md says why, with the paired results): every heatmap

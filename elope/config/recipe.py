@@ -113,21 +113,25 @@ class AugmentConfig(_Section):
     lighting: Float = Field(0.1, ge=0.0)
 
 
+#: The recipes' dataset names (``elope/configs/<name>.yaml``; ``elope.data.registry`` reads each).
+DATASETS = (
+    "cub",
+    "cars",
+    "aircraft",
+    "folder",
+    "synthetic",
+    "nabirds",
+    "dogs",
+    "inat2017",
+    "inat2018",
+    "inat2021",
+    "flowers102",
+    "pets",
+)
+
+
 class DatasetConfig(_Section):
-    name: Literal[
-        "cub",
-        "cars",
-        "aircraft",
-        "folder",
-        "synthetic",
-        "nabirds",
-        "dogs",
-        "inat2017",
-        "inat2018",
-        "inat2021",
-        "flowers102",
-        "pets",
-    ]
+    name: Literal[DATASETS]  # type: ignore[valid-type]
     root: str | None = None
     image_size: Int = Field(
         spec_default("image_size"),

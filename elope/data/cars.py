@@ -26,6 +26,7 @@ import scipy.io
 from .annotations import DatasetIndex, Problem, Record, inside_root, require_file
 from .base import FGVCDataset
 from .errors import DatasetNotFoundError
+from .matfile import as_int
 
 __all__ = ["StanfordCars", "find_cars_root", "index_cars"]
 
@@ -63,16 +64,6 @@ def _loadmat(path: Path, key: str) -> Any:
     return content[key]
 
 
-def _as_int(value: Any) -> int:
-    array = np.asarray(value)
-    if array.size != 1 or not np.issubdtype(array.dtype, np.number):
-        raise ValueError(value)
-    number = array.item()
-    if float(number) != int(number):
-        raise ValueError(value)
-    return int(number)
-
-
 def _read_annotations(path: Path, images: Path, num_classes: int, problems: list[Problem]) -> list[Record]:
     annotations = np.atleast_1d(_loadmat(path, "annotations"))
     names = annotations.dtype.names or ()
@@ -89,7 +80,7 @@ def _read_annotations(path: Path, images: Path, num_classes: int, problems: list
         fname = str(np.asarray(annotation["fname"]).squeeze())
         where = f"annotation {number} ({fname})"
         try:
-            x1, y1, x2, y2, class_id = (_as_int(annotation[field]) for field in FIELDS[:5])
+            x1, y1, x2, y2, class_id = (as_int(annotation[field]) for field in FIELDS[:5])
         except ValueError:
             problems.append(Problem(str(path), f"{where}: bbox_x1..bbox_y2 and class must be integers"))
             continue
