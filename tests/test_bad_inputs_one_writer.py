@@ -232,3 +232,34 @@ def test_data_synth_never_writes_into_a_run_folder(tmp_path):
         assert result.exit_code == 1 and "never written into a run" in result.output, result.output
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "data", "metrics.jsonl"]
     assert [p.name for p in (run / "data").iterdir()] == ["kept.txt"]
+
+
+@pytest.mark.parametrize("folder", ["model", "checkpoints", "tensorboard"])
+def test_train_force_never_deletes_a_file_no_run_writes(cub: Path, tmp_path: Path, folder: str) -> None:
+    """Found by the fresh sweep after the writer (S-W1): ``train --out U --force`` on a folder of the user
+    that held ``model/weights.bin`` (or any file in a folder named like a run's) deleted it with the whole
+    folder. Refused now, nothing changed; a real run's files are still deleted by ``--force``."""
+    out = tmp_path / "mine"
+    (out / folder).mkdir(parents=True)
+    (out / folder / "weights.bin").write_bytes(b"the user's weights")
+    (out / "config.yaml").write_text("# my notes\n")
+    before = tree_hash(out)
+    result = invoke(*tiny_args(cub, out, "--force", epochs=0))
+    assert_clean_exit(
+        result, 1, "holds files that no run writes", f"{folder}/weights.bin", "Nothing was changed"
+    )
+    assert tree_hash(out) == before
+
+
+def test_train_force_keeps_the_user_files_in_the_generated_data(tmp_path: Path) -> None:
+    """S-W1 too: ``--force`` on a run that generated ``RUN/data`` deleted all of ``data/``, also a file
+    the user had put there; now only the files of the generated set go."""
+    from elope.data.synthetic import write_synthetic
+    from elope.runs.guard import open_run_folder
+
+    out = tmp_path / "run"
+    write_synthetic(out / "data", classes=2, train=1, test=1, size=32, seed=0)
+    (out / "data" / "mine.txt").write_text("keep me\n")
+    (out / "config.yaml").write_text("dataset: {}\n")
+    assert open_run_folder(out, force=True, generated_data=True, echo=lambda _: None) is None
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["mine.txt"]
