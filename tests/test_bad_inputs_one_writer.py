@@ -263,3 +263,24 @@ def test_train_force_keeps_the_user_files_in_the_generated_data(tmp_path: Path) 
     (out / "config.yaml").write_text("dataset: {}\n")
     assert open_run_folder(out, force=True, generated_data=True, echo=lambda _: None) is None
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["mine.txt"]
+
+
+def test_data_synth_force_never_deletes_an_image_of_the_user(tmp_path: Path) -> None:
+    """Found by the fresh sweep after the writer (S-W13, S-W14): ``data synth --force`` deleted every file
+    its ``images.txt`` listed: an image the user had added to the set (and listed), or the images of a real
+    CUB tree beside a copied ``elope_synthetic.json``. Only names the generator gives are deleted now."""
+    synth = ["data", "synth", "--classes", "2", "--train", "1", "--test", "1", "--size", "32", "--force"]
+    made = tmp_path / "made"
+    assert_clean_exit(invoke(*synth, "--out", made), 0)
+    mine = made / "CUB_200_2011" / "images" / "003.mine" / "me.jpg"
+    _photo(mine)
+    with open(made / "CUB_200_2011" / "images.txt", "a", encoding="utf-8") as f:
+        f.write("99 003.mine/me.jpg\n")
+    cub = tmp_path / "cub"
+    theirs = _photo(cub / "CUB_200_2011" / "images" / "001.Albatross" / "Albatross_0046_18.jpg")
+    (cub / "CUB_200_2011" / "images.txt").write_text("1 001.Albatross/Albatross_0046_18.jpg\n")
+    (cub / "elope_synthetic.json").write_bytes((made / "elope_synthetic.json").read_bytes())
+    for out, photo in ((made, mine), (cub, theirs)):
+        before = photo.read_bytes()
+        assert_clean_exit(invoke(*synth, "--out", out), 0)
+        assert photo.read_bytes() == before
