@@ -284,3 +284,20 @@ def test_data_synth_force_never_deletes_an_image_of_the_user(tmp_path: Path) -> 
         before = photo.read_bytes()
         assert_clean_exit(invoke(*synth, "--out", out), 0)
         assert photo.read_bytes() == before
+
+
+@pytest.mark.parametrize(("command", "table"), [("suite", "suite.md"), ("ablate", "ablation.md")])
+def test_suite_and_ablate_never_replace_a_table_of_the_user(tmp_path: Path, command: str, table: str) -> None:
+    """Found by the fresh sweep after the writer (S-W17): ``suite --out DIR --report`` (and ``ablate``)
+    replaced the user's ``DIR/suite.md`` without a word (the command owned all of ``DIR``). Refused now,
+    before the work; the command's own table is replaced as before."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / table).write_text("my own table\n")
+    before = tree_hash(out)
+    assert_clean_exit(invoke(command, "--out", out, "--report"), 1, "exists and was not written by elope")
+    assert tree_hash(out) == before
+    if command == "suite":
+        fresh = tmp_path / "fresh"
+        for _ in range(2):
+            assert_clean_exit(invoke(command, "--out", fresh, "--report"), 0, "written:")
