@@ -301,3 +301,18 @@ def test_suite_and_ablate_never_replace_a_table_of_the_user(tmp_path: Path, comm
         fresh = tmp_path / "fresh"
         for _ in range(2):
             assert_clean_exit(invoke(command, "--out", fresh, "--report"), 0, "written:")
+
+
+def test_demo_never_replaces_a_file_of_the_user(tmp_path: Path) -> None:
+    """Found by the fresh sweep after the writer (S-W24): ``demo --out DIR`` on a folder of the user that
+    held ``demo_results.json`` replaced it at the end (the demo owned all of ``DIR``). Refused before the
+    work when ``DIR`` holds no earlier demo; nothing changed."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "demo_results.json").write_text('{"mine": 1}\n')
+    before = tree_hash(out)
+    result = invoke(
+        "demo", "--out", out, "--epochs", "0", "--pictures", "0", "--no-baseline", "--device", "cpu"
+    )
+    assert_clean_exit(result, 1, "holds no earlier demo")
+    assert tree_hash(out) == before
