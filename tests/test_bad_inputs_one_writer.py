@@ -316,3 +316,15 @@ def test_demo_never_replaces_a_file_of_the_user(tmp_path: Path) -> None:
     )
     assert_clean_exit(result, 1, "holds no earlier demo")
     assert tree_hash(out) == before
+
+
+def test_train_force_never_deletes_a_config_yaml_that_is_no_recipe(tmp_path: Path) -> None:
+    """S-W26: ``train --out DIR --force`` on a folder whose only run-like file was the user's
+    ``config.yaml`` (not a recipe at all) replaced it. Refused now, nothing changed."""
+    from elope.failures import TrainingError
+    from elope.runs.guard import open_run_folder
+
+    (tmp_path / "config.yaml").write_text("my notes: [\n")
+    with pytest.raises(TrainingError, match="not a run's recipe"):
+        open_run_folder(tmp_path, force=True, echo=lambda _: None)
+    assert (tmp_path / "config.yaml").read_text() == "my notes: [\n"

@@ -150,6 +150,8 @@ _WRITER_FILES = (".elope-written", "*.elope-lock", "*.elope-tmp")
 def _foreign_files(out: Path, names: list[str]) -> list[str]:
     """The files (and folders) inside the run's folders ``names`` that a run does not write: the user's."""
     foreign = []
+    if names == ["config.yaml"] and not _run_config(out / "config.yaml"):  # alone: nothing says a run
+        foreign.append("config.yaml (not a run's recipe)")
     for name in names:
         path = out / name
         if name not in _RUN_FILES or path.is_symlink() or not path.is_dir():
@@ -162,6 +164,15 @@ def _foreign_files(out: Path, names: list[str]) -> list[str]:
             if not ours:
                 foreign.append(f"{name}/{entry.name}" + ("/" if entry.is_dir() else ""))
     return foreign
+
+
+def _run_config(path: Path) -> bool:
+    """Whether ``path`` reads as a run's saved recipe (a file a run wrote, not the user's notes)."""
+    try:
+        read_run_config(path)
+    except ConfigError:
+        return False
+    return True
 
 
 def _remove_outputs(folder: RunFolder, generated_data: bool) -> list[str]:
