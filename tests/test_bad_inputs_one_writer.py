@@ -260,7 +260,7 @@ def test_train_force_keeps_the_user_files_in_the_generated_data(tmp_path: Path) 
     out = tmp_path / "run"
     write_synthetic(out / "data", classes=2, train=1, test=1, size=32, seed=0)
     (out / "data" / "mine.txt").write_text("keep me\n")
-    (out / "config.yaml").write_text("dataset: {}\n")
+    (out / "config.yaml").write_text("dataset:\n  name: synthetic\n")
     assert open_run_folder(out, force=True, generated_data=True, echo=lambda _: None) is None
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["mine.txt"]
 
