@@ -84,10 +84,17 @@ class Session:
     echo: Callable[[str], None] | None = None
     locks: ExitStack = field(default_factory=ExitStack)
     claimed: list[str] = field(default_factory=list)
+    own_top: bool = True  # False: the files directly in an owned folder are checked like any other
 
     def owns(self, real: str) -> bool:
         """Whether ``real`` (a real path) lies in a folder this command owns."""
         return any(_inside(real, folder) for folder in self.own)
+
+    def owns_file(self, real: str) -> bool:
+        """Whether the file ``real`` is the command's to replace freely: in an owned folder, and, for a
+        command whose folder collects runs (``suite``, ``ablate``: ``own_top`` False), below its top (its
+        ``suite.md`` may be a file of the user's; a fresh sweep after the writer, reliability S-W17)."""
+        return self.owns(real) and (self.own_top or os.path.dirname(real) not in self.own)
 
     def holds(self, real: str) -> bool:
         return any(_inside(real, folder) for folder in self.claimed)
@@ -112,9 +119,11 @@ def session(
     own: Iterable[PathLike | None] = (),
     force: bool = False,
     echo: Callable[[str], None] | None = None,
+    own_top: bool = True,
 ) -> Iterator[Session]:
     """The rules of the command ``command`` for every write in the ``with`` block (None entries skipped);
-    the locks its :func:`claim` s took are released at its end."""
+    the locks its :func:`claim` s took are released at its end. ``own_top`` False: the files directly in
+    an owned folder are not the command's (see :meth:`Session.owns_file`)."""
     current = Session(
         command,
         tuple(_real(p) for p in inputs if p is not None),
@@ -122,6 +131,7 @@ def session(
         tuple(_real(p) for p in own if p is not None),
         force,
         echo=echo,
+        own_top=own_top,
     )
     _SESSIONS.append(current)
     try:
@@ -159,7 +169,7 @@ def refusal(path: PathLike, option: str = "output", *, folder: bool = False) -> 
             raise _refuse(
                 option, path, f"lies in {name}, which this command reads: it must not be overwritten"
             )
-    if folder or not rules.checked or rules.force or rules.owns(real) or not os.path.lexists(path):
+    if folder or not rules.checked or rules.force or rules.owns_file(real) or not os.path.lexists(path):
         return
     if os.path.isfile(path) and not is_written(path):
         raise _refuse(
@@ -257,7 +267,7 @@ def write_with(path: PathLike, *, durable: bool = True) -> Iterator[Path]:
 
 def _after(path: Path, existed: bool) -> None:
     rules = _current()
-    if rules.owns(_real(path)) or not rules.checked:
+    if rules.owns_file(_real(path)) or not rules.checked:
         return
     record_written(path)
     if existed:

@@ -232,3 +232,99 @@ def test_data_synth_never_writes_into_a_run_folder(tmp_path):
         assert result.exit_code == 1 and "never written into a run" in result.output, result.output
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "data", "metrics.jsonl"]
     assert [p.name for p in (run / "data").iterdir()] == ["kept.txt"]
+
+
+@pytest.mark.parametrize("folder", ["model", "checkpoints", "tensorboard"])
+def test_train_force_never_deletes_a_file_no_run_writes(cub: Path, tmp_path: Path, folder: str) -> None:
+    """Found by the fresh sweep after the writer (S-W1): ``train --out U --force`` on a folder of the user
+    that held ``model/weights.bin`` (or any file in a folder named like a run's) deleted it with the whole
+    folder. Refused now, nothing changed; a real run's files are still deleted by ``--force``."""
+    out = tmp_path / "mine"
+    (out / folder).mkdir(parents=True)
+    (out / folder / "weights.bin").write_bytes(b"the user's weights")
+    (out / "config.yaml").write_text("# my notes\n")
+    before = tree_hash(out)
+    result = invoke(*tiny_args(cub, out, "--force", epochs=0))
+    assert_clean_exit(
+        result, 1, "holds files that no run writes", f"{folder}/weights.bin", "Nothing was changed"
+    )
+    assert tree_hash(out) == before
+
+
+def test_train_force_keeps_the_user_files_in_the_generated_data(tmp_path: Path) -> None:
+    """S-W1 too: ``--force`` on a run that generated ``RUN/data`` deleted all of ``data/``, also a file
+    the user had put there; now only the files of the generated set go."""
+    from elope.data.synthetic import write_synthetic
+    from elope.runs.guard import open_run_folder
+
+    out = tmp_path / "run"
+    write_synthetic(out / "data", classes=2, train=1, test=1, size=32, seed=0)
+    (out / "data" / "mine.txt").write_text("keep me\n")
+    (out / "config.yaml").write_text("dataset:\n  name: synthetic\n")
+    assert open_run_folder(out, force=True, generated_data=True, echo=lambda _: None) is None
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["mine.txt"]
+
+
+def test_data_synth_force_never_deletes_an_image_of_the_user(tmp_path: Path) -> None:
+    """Found by the fresh sweep after the writer (S-W13, S-W14): ``data synth --force`` deleted every file
+    its ``images.txt`` listed: an image the user had added to the set (and listed), or the images of a real
+    CUB tree beside a copied ``elope_synthetic.json``. Only names the generator gives are deleted now."""
+    synth = ["data", "synth", "--classes", "2", "--train", "1", "--test", "1", "--size", "32", "--force"]
+    made = tmp_path / "made"
+    assert_clean_exit(invoke(*synth, "--out", made), 0)
+    mine = made / "CUB_200_2011" / "images" / "003.mine" / "me.jpg"
+    _photo(mine)
+    with open(made / "CUB_200_2011" / "images.txt", "a", encoding="utf-8") as f:
+        f.write("99 003.mine/me.jpg\n")
+    cub = tmp_path / "cub"
+    theirs = _photo(cub / "CUB_200_2011" / "images" / "001.Albatross" / "Albatross_0046_18.jpg")
+    (cub / "CUB_200_2011" / "images.txt").write_text("1 001.Albatross/Albatross_0046_18.jpg\n")
+    (cub / "elope_synthetic.json").write_bytes((made / "elope_synthetic.json").read_bytes())
+    for out, photo in ((made, mine), (cub, theirs)):
+        before = photo.read_bytes()
+        assert_clean_exit(invoke(*synth, "--out", out), 0)
+        assert photo.read_bytes() == before
+
+
+@pytest.mark.parametrize(("command", "table"), [("suite", "suite.md"), ("ablate", "ablation.md")])
+def test_suite_and_ablate_never_replace_a_table_of_the_user(tmp_path: Path, command: str, table: str) -> None:
+    """Found by the fresh sweep after the writer (S-W17): ``suite --out DIR --report`` (and ``ablate``)
+    replaced the user's ``DIR/suite.md`` without a word (the command owned all of ``DIR``). Refused now,
+    before the work; the command's own table is replaced as before."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / table).write_text("my own table\n")
+    before = tree_hash(out)
+    assert_clean_exit(invoke(command, "--out", out, "--report"), 1, "exists and was not written by elope")
+    assert tree_hash(out) == before
+    if command == "suite":
+        fresh = tmp_path / "fresh"
+        for _ in range(2):
+            assert_clean_exit(invoke(command, "--out", fresh, "--report"), 0, "written:")
+
+
+def test_demo_never_replaces_a_file_of_the_user(tmp_path: Path) -> None:
+    """Found by the fresh sweep after the writer (S-W24): ``demo --out DIR`` on a folder of the user that
+    held ``demo_results.json`` replaced it at the end (the demo owned all of ``DIR``). Refused before the
+    work when ``DIR`` holds no earlier demo; nothing changed."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "demo_results.json").write_text('{"mine": 1}\n')
+    before = tree_hash(out)
+    result = invoke(
+        "demo", "--out", out, "--epochs", "0", "--pictures", "0", "--no-baseline", "--device", "cpu"
+    )
+    assert_clean_exit(result, 1, "holds no earlier demo")
+    assert tree_hash(out) == before
+
+
+def test_train_force_never_deletes_a_config_yaml_that_is_no_recipe(tmp_path: Path) -> None:
+    """S-W26: ``train --out DIR --force`` on a folder whose only run-like file was the user's
+    ``config.yaml`` (not a recipe at all) replaced it. Refused now, nothing changed."""
+    from elope.failures import TrainingError
+    from elope.runs.guard import open_run_folder
+
+    (tmp_path / "config.yaml").write_text("my notes: [\n")
+    with pytest.raises(TrainingError, match="not a run's recipe"):
+        open_run_folder(tmp_path, force=True, echo=lambda _: None)
+    assert (tmp_path / "config.yaml").read_text() == "my notes: [\n"

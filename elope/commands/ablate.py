@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from elope import writer
 from elope.commands.options import (
     EPOCHS_RANGE,
     SEED_RANGE,
@@ -188,8 +189,15 @@ def ablate_command(**given: Any) -> None:
     selected = [TABLE5[i] for i in _parse_rows(o.rows, len(TABLE5))] if o.study == "table5" else []
     if o.study == "k-sweep":
         _parse_ks(o.ks, 1 << 30)
-    output_rules("elope ablate", inputs=[o.config_file], read=[o.root], own=[o.out])
+    output_rules("elope ablate", inputs=[o.config_file], read=[o.root], own=[o.out], own_top=False)
     checked_output(o.out, "--out", kind="dir")
+    names = (
+        ("ablation.md", "ablation.json")
+        if o.study == "table5"
+        else ("k_sweep.md", "k_sweep.json", "k_sweep.png")
+    )
+    for name in names:  # before the work: a table of the user's there is refused
+        writer.refusal(o.out / name, "--out")
     try:
         with run_lock(o.out, "elope ablate"):
             if o.study == "table5":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -9,6 +10,7 @@ import click
 from elope.commands.options import EPOCHS_RANGE, checked_output, output_rules, overrides_option
 from elope.data.errors import DataError
 from elope.failures import CheckpointError, TrainingError, one_line
+from elope.runs.guard import inspect_run_folder
 from elope.runs.lock import run_lock
 
 
@@ -50,6 +52,7 @@ def demo_command(
 
     output_rules("elope demo", own=[out])
     checked_output(out, "--out", kind="dir")
+    _refuse_files_of_the_user(out)
     try:
         with run_lock(out, "elope demo"):
             run_demo(out, device, epochs, pictures, baseline, overrides, echo=click.echo)
@@ -62,3 +65,16 @@ def demo_command(
         FileExistsError,
     ) as error:
         raise click.ClickException(one_line(error)) from None
+
+
+def _refuse_files_of_the_user(out: Path) -> None:
+    """A folder that holds no run (of an earlier demo) is not the demo's: its ``demo_results.json`` or
+    ``examples_test.png`` is the user's and is never replaced (a fresh sweep after the writer, S-W24)."""
+    if not out.is_dir() or inspect_run_folder(out).holds_run:
+        return
+    for name in ("demo_results.json", "examples_test.png", "predictions"):
+        if os.path.lexists(out / name):
+            raise click.ClickException(
+                f"--out {out / name}: exists and {out} holds no earlier demo, so it is not elope's; move it "
+                "away or choose another --out"
+            )

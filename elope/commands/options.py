@@ -75,12 +75,16 @@ def output_rules(
     read: Iterable[str | os.PathLike[str] | None] = (),
     own: Iterable[str | os.PathLike[str] | None] = (),
     force: bool = False,
+    own_top: bool = True,
 ) -> None:
     """The writer's rules (:func:`elope.writer.session`) for the rest of the running click command: the
-    files and folders it reads, the folders it owns, ``--force``. Call it before :func:`checked_output`."""
+    files and folders it reads, the folders it owns, ``--force``, whether the files directly in an owned
+    folder are the command's (``own_top``). Call it before :func:`checked_output`."""
     context = click.get_current_context()
     context.with_resource(
-        writer.session(command, inputs=inputs, read=read, own=own, force=force, echo=stderr_echo)
+        writer.session(
+            command, inputs=inputs, read=read, own=own, force=force, echo=stderr_echo, own_top=own_top
+        )
     )
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from elope import writer
 from elope.commands.options import SEED_RANGE, checked_output, config_option, overrides_option, paper_option
 from elope.config import PAPER_LOCALIZATION, ConfigError, parse_override
 from elope.data.birds.presets import BIRD_SUITE
@@ -75,8 +76,10 @@ def suite_command(
         changes = {**(PAPER_LOCALIZATION if paper else {}), **dict(parse_override(o) for o in overrides)}
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
-    output_rules("elope suite", inputs=[config_file], own=[out])
+    output_rules("elope suite", inputs=[config_file], own=[out], own_top=False)
     checked_output(out, "--out", kind="dir")
+    for name in ("suite.md", "suite.json"):  # before the work: a table of the user's there is refused
+        writer.refusal(out / name, "--out")
     with user_errors(), run_lock(out, "elope suite"):
         summary = run_suite(
             out,

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
 from elope.config import DATASETS, STAGES, ConfigError
 from elope.config.files import read_yaml
+from elope.data.synthetic_files import remove_written
 from elope.failures import Echo, TrainingError, to_stderr
 from elope.runs.checkpoint import CheckpointError, load_checkpoint
 
@@ -133,13 +135,59 @@ def _error(message: str) -> Exception:
     return TrainingError(message)  # the error every caller of run_training reports
 
 
+#: The files a run writes in each of its folders (``fnmatch`` patterns); the writer's own files (its record,
+#: locks, temporaries) anywhere. ``--force`` deletes a folder only when it holds nothing else.
+_RUN_FILES = {
+    "checkpoints": ("*.pt",),
+    "model": ("model.json", "*.safetensors"),
+    "teacher": ("model.json", "*.safetensors"),
+    "tensorboard": ("events.out.tfevents.*",),
+    "predictions": ("*.png",),
+}
+_WRITER_FILES = (".elope-written", "*.elope-lock", "*.elope-tmp")
+
+
+def _foreign_files(out: Path, names: list[str]) -> list[str]:
+    """The files (and folders) inside the run's folders ``names`` that a run does not write: the user's."""
+    foreign = []
+    if names == ["config.yaml"] and not _run_config(out / "config.yaml"):  # alone: nothing says a run
+        foreign.append("config.yaml (not a run's recipe)")
+    for name in names:
+        path = out / name
+        if name not in _RUN_FILES or path.is_symlink() or not path.is_dir():
+            continue
+        for entry in sorted(path.iterdir()):
+            patterns = (*_RUN_FILES[name], *_WRITER_FILES)
+            ours = (
+                entry.is_file() and not entry.is_symlink() and any(fnmatch(entry.name, p) for p in patterns)
+            )
+            if not ours:
+                foreign.append(f"{name}/{entry.name}" + ("/" if entry.is_dir() else ""))
+    return foreign
+
+
+def _run_config(path: Path) -> bool:
+    """Whether ``path`` reads as a run's saved recipe (a file a run wrote, not the user's notes)."""
+    try:
+        read_run_config(path)
+    except ConfigError:
+        return False
+    return True
+
+
 def _remove_outputs(folder: RunFolder, generated_data: bool) -> list[str]:
-    """Delete the earlier run's outputs (and its generated data set); returns what was deleted."""
+    """Delete the earlier run's outputs (and the files of its generated data set); returns what was deleted.
+    A run folder holding files a run does not write (``model/weights.bin`` of the user) is refused first,
+    nothing deleted (a fresh sweep after the writer, reliability S-W1)."""
     out = folder.out
     names = list(folder.present)
-    data = out / _DATA
-    if generated_data and (data / "elope_synthetic.json").is_file():
-        names.append(_DATA)
+    foreign = _foreign_files(out, names)
+    if foreign:
+        raise _error(
+            f"--force deletes only what a run writes, and {out} holds files that no run writes: "
+            f"{', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}; move them away or choose another "
+            "--out. Nothing was changed."
+        )
     removed = []
     for name in names:  # checkpoints first: a folder killed half-way through is refused, never resumed
         path = out / name
@@ -147,9 +195,13 @@ def _remove_outputs(folder: RunFolder, generated_data: bool) -> list[str]:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
-        removed.append(
-            name + ("/" if name in ("checkpoints", "model", "teacher", "tensorboard", _DATA) else "")
-        )
+        removed.append(name + ("/" if name in _RUN_FILES else ""))
+    data = out / _DATA
+    if generated_data and (data / "elope_synthetic.json").is_file():
+        remove_written(data)  # only the files of the set: anything the user put there is kept
+        if data.is_dir() and not any(data.iterdir()):
+            data.rmdir()
+        removed.append(_DATA + "/")
     return removed
 
 
