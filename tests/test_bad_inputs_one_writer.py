@@ -297,7 +297,9 @@ def test_suite_and_ablate_never_replace_a_table_of_the_user(tmp_path: Path, comm
     before = tree_hash(out)
     assert_clean_exit(invoke(command, "--out", out, "--report"), 1, "exists and was not written by elope")
     assert tree_hash(out) == before
-    if command == "suite":
+    if command == "suite":  # --force: the user's consent, as for every other output (the message offers it)
+        assert_clean_exit(invoke(command, "--out", out, "--report", "--force"), 0, "written:")
+        assert (out / table).read_text() != "my own table\n"
         fresh = tmp_path / "fresh"
         for _ in range(2):
             assert_clean_exit(invoke(command, "--out", fresh, "--report"), 0, "written:")

@@ -15,6 +15,7 @@ from elope.commands.options import (
     SEED_RANGE,
     checked_output,
     config_option,
+    force_option,
     output_rules,
     overrides_option,
     paper_option,
@@ -124,6 +125,7 @@ class AblateOptions:
     image_size: int | None
     paper: bool
     overrides: tuple[str, ...]
+    force: bool
 
 
 @click.command("ablate", short_help="The rows of Table 5, or the K sweep of Fig. 7.")
@@ -162,6 +164,7 @@ class AblateOptions:
 @click.option("--image-size", type=click.IntRange(16, 4096), help="Input side of every row.")
 @paper_option()
 @overrides_option("Config override for every row.")
+@force_option()
 def ablate_command(**given: Any) -> None:
     """Train and evaluate the rows of the paper's Table 5 (or a K sweep, Fig. 7) with one shared budget.
 
@@ -189,7 +192,9 @@ def ablate_command(**given: Any) -> None:
     selected = [TABLE5[i] for i in _parse_rows(o.rows, len(TABLE5))] if o.study == "table5" else []
     if o.study == "k-sweep":
         _parse_ks(o.ks, 1 << 30)
-    output_rules("elope ablate", inputs=[o.config_file], read=[o.root], own=[o.out], own_top=False)
+    output_rules(
+        "elope ablate", inputs=[o.config_file], read=[o.root], own=[o.out], own_top=False, force=o.force
+    )
     checked_output(o.out, "--out", kind="dir")
     names = (
         ("ablation.md", "ablation.json")

@@ -10,7 +10,6 @@ import click
 from elope.commands.options import EPOCHS_RANGE, checked_output, output_rules, overrides_option
 from elope.data.errors import DataError
 from elope.failures import CheckpointError, TrainingError, one_line
-from elope.runs.guard import inspect_run_folder
 from elope.runs.lock import run_lock
 
 
@@ -70,6 +69,8 @@ def demo_command(
 def _refuse_files_of_the_user(out: Path) -> None:
     """A folder that holds no run (of an earlier demo) is not the demo's: its ``demo_results.json`` or
     ``examples_test.png`` is the user's and is never replaced (a fresh sweep after the writer, S-W24)."""
+    from elope.runs.guard import inspect_run_folder  # torch: imported here, not for --help
+
     if not out.is_dir() or inspect_run_folder(out).holds_run:
         return
     for name in ("demo_results.json", "examples_test.png", "predictions"):

@@ -7,7 +7,14 @@ from pathlib import Path
 import click
 
 from elope import writer
-from elope.commands.options import SEED_RANGE, checked_output, config_option, overrides_option, paper_option
+from elope.commands.options import (
+    SEED_RANGE,
+    checked_output,
+    config_option,
+    force_option,
+    overrides_option,
+    paper_option,
+)
 from elope.config import PAPER_LOCALIZATION, ConfigError, parse_override
 from elope.data.birds.presets import BIRD_SUITE
 from elope.data.synthetic_knobs import SUITE
@@ -47,6 +54,7 @@ def _names(text: str) -> list[str]:
 @config_option("YAML file with any subset of the recipe's keys, applied to every run.")
 @paper_option()
 @overrides_option("Recipe override for every run (after the suite's scale).")
+@force_option()
 def suite_command(
     out: Path,
     dists: str,
@@ -56,6 +64,7 @@ def suite_command(
     config_file: Path | None,
     paper: bool,
     overrides: tuple[str, ...],
+    force: bool,
 ) -> None:
     """The method on procedural distributions nobody tuned it on: for each distribution and seed, the GAP
     baseline, the full method and the budget-matched control on whole images, with the localization
@@ -76,7 +85,7 @@ def suite_command(
         changes = {**(PAPER_LOCALIZATION if paper else {}), **dict(parse_override(o) for o in overrides)}
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
-    output_rules("elope suite", inputs=[config_file], own=[out], own_top=False)
+    output_rules("elope suite", inputs=[config_file], own=[out], own_top=False, force=force)
     checked_output(out, "--out", kind="dir")
     for name in ("suite.md", "suite.json"):  # before the work: a table of the user's there is refused
         writer.refusal(out / name, "--out")
