@@ -330,3 +330,31 @@ def test_train_force_never_deletes_a_config_yaml_that_is_no_recipe(tmp_path: Pat
     with pytest.raises(TrainingError, match="not a run's recipe"):
         open_run_folder(tmp_path, force=True, echo=lambda _: None)
     assert (tmp_path / "config.yaml").read_text() == "my notes: [\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "what"),
+    [
+        ("metrics.jsonl", "my lab notes\n", "not a run's log"),
+        ("result.json", '{"a": 1}\n', "not an ablation"),
+    ],
+)
+def test_train_force_never_deletes_a_log_or_result_of_the_user(
+    tmp_path: Path, name: str, text: str, what: str
+) -> None:
+    """Left open by the fresh sweep, fixed after it: ``train --out DIR --force`` deleted a top-level
+    ``metrics.jsonl`` or ``result.json`` of the user's by its name. Refused now, nothing changed; a run's
+    own log (its data line first) and an ablation row's result still go."""
+    from elope.failures import TrainingError
+    from elope.runs.guard import _written_by_a_run, open_run_folder
+
+    (tmp_path / name).write_text(text)
+    with pytest.raises(TrainingError, match=what):
+        open_run_folder(tmp_path, force=True, echo=lambda _: None)
+    assert (tmp_path / name).read_text() == text
+    ours = {
+        "metrics.jsonl": '{"event": "data", "dataset": "cub"}\n',
+        "result.json": '{"row": "r", "seed": 0, "top1": 0.5}',
+    }
+    (tmp_path / name).write_text(ours[name])
+    assert _written_by_a_run(tmp_path / name)

@@ -152,6 +152,9 @@ def _foreign_files(out: Path, names: list[str]) -> list[str]:
     foreign = []
     if names == ["config.yaml"] and not _run_config(out / "config.yaml"):  # alone: nothing says a run
         foreign.append("config.yaml (not a run's recipe)")
+    for name, what in (("metrics.jsonl", "not a run's log"), ("result.json", "not an ablation row's result")):
+        if name in names and not _written_by_a_run(out / name):
+            foreign.append(f"{name} ({what})")
     for name in names:
         path = out / name
         if name not in _RUN_FILES or path.is_symlink() or not path.is_dir():
@@ -164,6 +167,26 @@ def _foreign_files(out: Path, names: list[str]) -> list[str]:
             if not ours:
                 foreign.append(f"{name}/{entry.name}" + ("/" if entry.is_dir() else ""))
     return foreign
+
+
+def _written_by_a_run(path: Path) -> bool:
+    """Whether the top-level ``metrics.jsonl`` / ``result.json`` reads as a run wrote it: the log opens with
+    its data line (``{"event": "data", ...}``, or is empty: a run killed before its first line), the result
+    is an ablation row's (``row``, ``seed``, ``top1``); a file of the user's by that name is not deleted
+    (a fresh sweep after the writer)."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with path.open("rb") as handle:
+            head = handle.readline(1 << 20) if path.name == "metrics.jsonl" else handle.read(1 << 20)
+        if not head.strip():
+            return path.name == "metrics.jsonl"
+        data = json.loads(head)
+    except (OSError, ValueError):
+        return False
+    if path.name == "metrics.jsonl":
+        return isinstance(data, dict) and data.get("event") == "data"
+    return isinstance(data, dict) and {"row", "seed", "top1"} <= set(data)
 
 
 def _run_config(path: Path) -> bool:
