@@ -18,15 +18,13 @@ before any arithmetic.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import scipy.io
 
 from .annotations import DatasetIndex, Problem, Record, inside_root, require_file
 from .base import FGVCDataset
 from .errors import DatasetNotFoundError
-from .matfile import as_int
+from .matfile import as_int, load_mat_variables
 
 __all__ = ["StanfordCars", "find_cars_root", "index_cars"]
 
@@ -49,23 +47,8 @@ def find_cars_root(root: str | Path) -> Path:
     )
 
 
-def _loadmat(path: Path, key: str) -> Any:
-    try:
-        content = scipy.io.loadmat(str(path), squeeze_me=True)
-    except Exception as error:  # scipy raises ValueError, MatReadError, OSError, ... for broken files
-        raise DatasetNotFoundError(
-            f"{NAME}: cannot read {path} as a MATLAB file: {error}", str(path)
-        ) from None
-    if key not in content:
-        raise DatasetNotFoundError(
-            f"{NAME}: {path} has no variable {key!r} (found {sorted(k for k in content if not k.startswith('__'))})",
-            str(path),
-        )
-    return content[key]
-
-
 def _read_annotations(path: Path, images: Path, num_classes: int, problems: list[Problem]) -> list[Record]:
-    annotations = np.atleast_1d(_loadmat(path, "annotations"))
+    annotations = load_mat_variables(path, ("annotations",), NAME)["annotations"]
     names = annotations.dtype.names or ()
     missing = [field for field in FIELDS if field not in names]
     if missing:
@@ -113,7 +96,7 @@ def _read_annotations(path: Path, images: Path, num_classes: int, problems: list
 def index_cars(root: str | Path) -> DatasetIndex:
     """Read the Stanford Cars devkit ``.mat`` files into a :class:`DatasetIndex` (no image is opened)."""
     base = find_cars_root(root)
-    class_names = np.atleast_1d(_loadmat(base / "devkit" / "cars_meta.mat", "class_names"))
+    class_names = load_mat_variables(base / "devkit" / "cars_meta.mat", ("class_names",), NAME)["class_names"]
     classes = [str(np.asarray(name).squeeze()) for name in class_names]
     meta = str(base / "devkit" / "cars_meta.mat")
     class_sources = [(meta, f"class_names entry {i}") for i in range(1, len(classes) + 1)]

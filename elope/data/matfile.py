@@ -1,4 +1,4 @@
-"""MATLAB files of the datasets' list files (Stanford Dogs' ``train_list.mat``, Flowers-102's
+"""MATLAB files of the datasets' list files (Stanford Cars' devkit, Stanford Dogs' ``train_list.mat``, Flowers-102's
 ``imagelabels.mat`` and ``setid.mat``): one variable read, or the reason it cannot be, naming the file."""
 
 from __future__ import annotations
