@@ -58,6 +58,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "elope.pixels",
             "elope.exported",
             "elope.device",
+            "elope.lazy",
         ),
     ),
     ("nn", ("elope.nn",)),

@@ -8,8 +8,9 @@ Flowers-102 and Oxford-IIIT Pet as well, your own class folders, or the procedur
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from elope.lazy import lazy_exports
 
 if TYPE_CHECKING:  # the names for type checkers and editors
     from .aircraft import ANNOTATION_LEVELS, FGVCAircraft
@@ -123,15 +124,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """The public names of ``__all__``, imported from their modules on first access."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -12,8 +12,9 @@ process's RNG) into a checkpoint and back.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from elope.lazy import lazy_exports
 
 if TYPE_CHECKING:  # the names for type checkers and editors
     from elope.runs.layout import CLASS_MEANS_FILE, MODEL_DIR, TEACHER_DIR, RunPaths, run_paths
@@ -49,15 +50,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """The public names of ``__all__``, imported from their modules on first access."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
