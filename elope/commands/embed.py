@@ -63,43 +63,40 @@ def embed_command(**given: Any) -> None:
     Example: elope embed --run runs/cub --split test --out emb.npz
     """
     o = EmbedOptions(**given)
-    run_dir, model_file, images, split, dataset, root, zero_shot, out, batch_size, device, force = (
-        o.run_dir,
-        o.model_file,
-        o.images,
-        o.split,
-        o.dataset,
-        o.root,
-        o.zero_shot,
-        o.out,
-        o.batch_size,
-        o.device,
-        o.force,
-    )
     from elope.runs.layout import read_by_run
     from elope.tasks.embed import embed_paths, embed_split
 
-    output_rules("elope embed", read=[model_file, *images, *read_by_run(run_dir, root)], force=force)
-    checked_output(out, "--out")
-    if (run_dir is None) == (model_file is None):
+    output_rules(
+        "elope embed", read=[o.model_file, *o.images, *read_by_run(o.run_dir, o.root)], force=o.force
+    )
+    checked_output(o.out, "--out")
+    if (o.run_dir is None) == (o.model_file is None):
         raise click.UsageError("pass either --run RUN or --model FILE (from `elope export --embedding`).")
-    if model_file is not None and not images:
+    if o.model_file is not None and not o.images:
         raise click.UsageError("--model embeds image files: pass IMAGE_OR_DIR... (a split needs --run)")
-    if images and (dataset or root or zero_shot):
+    if o.images and (o.dataset or o.root or o.zero_shot):
         raise click.UsageError("--dataset/--root/--zero-shot choose a split; not with IMAGE_OR_DIR arguments")
     with user_errors():
         try:
-            if images:
-                result = embed_paths(run_dir, images, device=device, batch_size=batch_size, model=model_file)
+            if o.images:
+                result = embed_paths(
+                    o.run_dir, o.images, device=o.device, batch_size=o.batch_size, model=o.model_file
+                )
             else:
-                options = {"zero_shot": zero_shot} if zero_shot else None
+                options = {"zero_shot": o.zero_shot} if o.zero_shot else None
                 result = embed_split(
-                    run_dir, split, dataset, root, batch_size=batch_size, device=device, options=options
+                    o.run_dir,
+                    o.split,
+                    o.dataset,
+                    o.root,
+                    batch_size=o.batch_size,
+                    device=o.device,
+                    options=options,
                 )
         except (FileNotFoundError, ValueError) as error:
             raise click.ClickException(str(error)) from None
-        result.save(out)
+        result.save(o.out)
     n, dim = result.embeddings.shape
     click.echo(
-        f"{n} embeddings of dimension {dim} ({len(result.means)} class means) written to {out}", err=True
+        f"{n} embeddings of dimension {dim} ({len(result.means)} class means) written to {o.out}", err=True
     )
