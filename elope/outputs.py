@@ -22,7 +22,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["OutputPathError", "check_output", "file_kind"]
+__all__ = ["OutputPathError", "check_output", "enclosing_run", "file_kind"]
 
 
 class OutputPathError(ValueError):
@@ -134,3 +134,20 @@ def check_output(
             "choose another path, or fix its permissions",
         ) from None
     return path
+
+
+def _looks_like_run(folder: Path) -> bool:
+    """A run folder: its resolved ``config.yaml`` and a ``metrics.jsonl`` or a saved ``model/model.json``
+    (``elope.runs.layout``)."""
+    return (folder / "config.yaml").is_file() and (
+        (folder / "metrics.jsonl").is_file() or (folder / "model" / "model.json").is_file()
+    )
+
+
+def enclosing_run(path: str | os.PathLike[str]) -> Path | None:
+    """The run folder that ``path`` lies in (it or the nearest folder above it), or None."""
+    path = Path(os.path.abspath(path))
+    for folder in [path, *path.parents]:
+        if folder.is_dir() and _looks_like_run(folder):
+            return folder
+    return None

@@ -14,6 +14,10 @@ a path, :func:`append_text` for logs) is then checked against these rules:
   size and modification time of each file it wrote; a file changed since, by anyone, is no longer
   elope's). Inside a folder the session ``own`` s (the run folder of ``train``, the set of ``data synth``,
   the ``--out`` of ``demo`` / ``suite`` / ``ablate`` / ``enroll``) the command replaces its own files freely;
+* an owned folder never lies in a **run folder** (:func:`elope.outputs.enclosing_run`), ``--force`` or not,
+  unless it is the run the command trains (``run``: ``train``, ``demo``) or lies in a folder that an
+  enclosing command owns (the runs ``demo``, ``suite`` and ``ablate`` train inside their ``--out``): a data
+  set, a demo or an enrolled model written into a run would replace or mix with the run's files;
 * **atomic**: the bytes go to a temporary file in the same folder, are flushed and ``fsync``-ed, then
   ``os.replace``-d over the path: a process killed mid-write leaves the old file (and a ``.elope-tmp``
   file beside it), never a truncated one;
@@ -39,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from elope.outputs import OutputPathError, check_output
+from elope.outputs import OutputPathError, check_output, enclosing_run
 from elope.written import is_written, output_lock, record_written
 
 __all__ = [
@@ -120,15 +124,22 @@ def session(
     force: bool = False,
     echo: Callable[[str], None] | None = None,
     own_top: bool = True,
+    run: PathLike | None = None,
 ) -> Iterator[Session]:
     """The rules of the command ``command`` for every write in the ``with`` block (None entries skipped);
     the locks its :func:`claim` s took are released at its end. ``own_top`` False: the files directly in
-    an owned folder are not the command's (see :meth:`Session.owns_file`)."""
+    an owned folder are not the command's (see :meth:`Session.owns_file`). ``run``: the run folder the
+    command trains (owned too); any other owned folder in a run folder is refused here."""
+    owned = [p for p in (*own, run) if p is not None]
+    reads = tuple(_real(p) for p in read if p is not None)
+    for folder in owned:  # one in a folder read is refused by claim, in the words of that rule
+        if not any(_inside(_real(folder), name) for name in reads):
+            _refuse_in_a_run(command, Path(folder), run)
     current = Session(
         command,
         tuple(_real(p) for p in inputs if p is not None),
-        tuple(_real(p) for p in read if p is not None),
-        tuple(_real(p) for p in own if p is not None),
+        reads,
+        tuple(_real(p) for p in owned),
         force,
         echo=echo,
         own_top=own_top,
@@ -143,6 +154,22 @@ def session(
 
 def _refuse(option: str, path: Path, problem: str, fix: str = "choose another path") -> WriteRefusedError:
     return WriteRefusedError(f"{option} {path}: {problem}; {fix}")
+
+
+def _refuse_in_a_run(command: str, folder: Path, run: PathLike | None) -> None:
+    """Refuse an owned ``folder`` that lies in a run folder, unless that run is ``run`` or lies in a folder
+    an enclosing session owns (see the module's docstring)."""
+    found = enclosing_run(folder)
+    if found is None or (run is not None and _real(found) == _real(run)):
+        return
+    if any(outer.owns(_real(found)) for outer in _SESSIONS):
+        return
+    raise _refuse(
+        "output",
+        folder,
+        f"lies in the run folder {found}; a folder {command} makes is never written into a run "
+        "(--force or not)",
+    )
 
 
 def _refuse_link(path: Path, option: str) -> None:

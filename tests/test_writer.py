@@ -180,3 +180,37 @@ def test_a_link_above_the_output_is_followed(tmp_path: Path) -> None:
         writer.claim(tmp_path / "runs" / "m.json", "--json")
         writer.write_text(tmp_path / "runs" / "m.json", "{}")
     assert (tmp_path / "disk" / "m.json").read_text() == "{}"
+
+
+def _a_run(folder: Path) -> Path:
+    """A folder that looks like a run (``elope.outputs.enclosing_run``): config.yaml and metrics.jsonl."""
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text("dataset: {}\n")
+    (folder / "metrics.jsonl").write_text("{}\n")
+    return folder
+
+
+def _refused_in_a_run(command: str, **rules: object) -> None:
+    with pytest.raises(writer.WriteRefusedError, match=r"lies in the run folder .*never written into a run"):
+        writer.session(command, **rules).__enter__()  # refused on entry: nothing to leave
+
+
+def test_an_owned_folder_in_a_run_is_refused_unless_it_is_the_run_trained(tmp_path: Path) -> None:
+    run = _a_run(tmp_path / "R")
+    for own in (run, run / "data", run / "sub" / "deeper"):  # data synth / enroll / demo --out into a run
+        _refused_in_a_run("elope data synth", own=[own], force=True)
+    with writer.session("elope train", run=run):  # --resume / --force: the run itself
+        writer.write_text(run / "x.txt", "ok")
+    _refused_in_a_run("elope train", run=run / "nested")  # a run inside another run
+    with writer.session("elope data synth", own=[tmp_path / "elsewhere"]):
+        pass
+
+
+def test_a_run_an_enclosing_command_owns_may_hold_its_sub_runs(tmp_path: Path) -> None:
+    demo = _a_run(tmp_path / "demo")  # an earlier demo's --out: itself a run, its baselines inside
+    with writer.session("elope demo", run=demo):
+        with writer.session("elope train", run=demo / "baseline-gap"):
+            writer.write_text(demo / "baseline-gap" / "config.yaml", "ok")
+        with writer.session("elope data synth", own=[demo / "data"]):
+            pass
+    _refused_in_a_run("elope train", run=demo / "baseline-gap2")  # the same, with no demo around it

@@ -258,7 +258,6 @@ def synth_command(
         if family == "birds"
         else _critter_writer(preset, difficulty, knobs)
     )
-    _refuse_a_run(out)
     output_rules("elope data synth", own=[out])
     checked_output(out, "--out", kind="dir")
     if force:
@@ -279,19 +278,6 @@ def synth_command(
     )
     click.echo(f"metadata: {root / 'elope_synthetic.json'}")
     click.echo(f"use it with: --dataset synthetic --root {root}")
-
-
-def _refuse_a_run(out: Path) -> None:
-    """A data set is never written into a run folder, --force or not (``--out RUN/data --force`` would
-    delete the data the run was trained on)."""
-    from elope.runs.lock import enclosing_run
-
-    run = enclosing_run(out)
-    if run is not None:
-        raise click.ClickException(
-            f"--out {out}: lies in the run folder {run}; a data set is never written into a run (--force "
-            "or not): choose another path"
-        )
 
 
 def _critter_writer(preset: str | None, difficulty: str, knobs: dict[str, Any]) -> Callable[..., Path]:

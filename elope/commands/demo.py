@@ -49,7 +49,7 @@ def demo_command(
     """
     from elope.tasks.demo import run_demo  # torch: imported here, not for --help
 
-    output_rules("elope demo", own=[out])
+    output_rules("elope demo", run=out)
     checked_output(out, "--out", kind="dir")
     _refuse_files_of_the_user(out)
     try:

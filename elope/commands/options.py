@@ -76,16 +76,20 @@ def output_rules(
     own: Iterable[str | os.PathLike[str] | None] = (),
     force: bool = False,
     own_top: bool = True,
+    run: str | os.PathLike[str] | None = None,
 ) -> None:
     """The writer's rules (:func:`elope.writer.session`) for the rest of the running click command: the
     files and folders it reads, the folders it owns, ``--force``, whether the files directly in an owned
-    folder are the command's (``own_top``). Call it before :func:`checked_output`."""
+    folder are the command's (``own_top``), the run folder it trains (``run``). Call it before
+    :func:`checked_output`."""
     context = click.get_current_context()
-    context.with_resource(
-        writer.session(
-            command, inputs=inputs, read=read, own=own, force=force, echo=stderr_echo, own_top=own_top
-        )
+    rules = writer.session(
+        command, inputs=inputs, read=read, own=own, force=force, echo=stderr_echo, own_top=own_top, run=run
     )
+    try:
+        context.with_resource(rules)
+    except OutputPathError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def force_option() -> Decorator:

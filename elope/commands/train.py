@@ -123,7 +123,7 @@ def train_command(**given: Any) -> None:
     pairs = [(k, v) for k, v in options.items() if v is not None] + list(o.overrides)
     if o.allow_changes and not o.resume:
         raise click.UsageError("--allow-change applies to --resume only")
-    output_rules("elope train", read=[o.root], own=[o.out])
+    output_rules("elope train", read=[o.root], run=o.out)
     checked_output(o.out, "--out", kind="dir")
     with user_errors():
         cfg = resolve_config(

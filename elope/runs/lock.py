@@ -26,6 +26,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from elope.failures import TrainingError
+from elope.outputs import enclosing_run
 from elope.written import holder_text, take_flock
 
 try:
@@ -198,21 +199,6 @@ def lock_holder(folder: str | os.PathLike[str]) -> str | None:
         return holder_text(fd)
     finally:
         os.close(fd)
-    return None
-
-
-def _looks_like_run(folder: Path) -> bool:
-    return (folder / "config.yaml").is_file() and (
-        (folder / "metrics.jsonl").is_file() or (folder / "model" / "model.json").is_file()
-    )
-
-
-def enclosing_run(path: str | os.PathLike[str]) -> Path | None:
-    """The run folder that ``path`` lies in (it or the nearest folder above it), or None."""
-    path = Path(os.path.abspath(path))
-    for folder in [path, *path.parents]:
-        if folder.is_dir() and _looks_like_run(folder):
-            return folder
     return None
 
 
