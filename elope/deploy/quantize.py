@@ -161,12 +161,14 @@ def quantize_graph(
     *,
     batch: int | None,
     select: Callable[[Any], list[str]] = classifier_nodes,
+    settings: dict[str, Any] | None = None,
 ) -> tuple[Any, list[str]]:
     """The ONNX graph at ``float_path`` (input ``images``, batch ``batch`` or dynamic) statically quantized
     as the module describes, calibrated on ``calibration`` (normalised images, as the graph takes them):
     returns the quantized ``onnx.ModelProto`` (not written anywhere) and the names of the nodes quantized,
     those ``select(proto)`` names (:func:`classifier_nodes`; the benchmark passes its own for a plain
-    network)."""
+    network). ``settings``: keyword arguments of ``quantize_static`` over these defaults (calibration method,
+    ``extra_options``; the study of ``elope.research.experiments.int8_settings``)."""
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -182,16 +184,19 @@ def quantize_graph(
             model = onnx.load(str(prepared))
             nodes = select(model)
             unshare_weights(model, nodes)
+            defaults = {
+                "quant_format": QuantFormat.QDQ,
+                "per_channel": True,
+                "activation_type": QuantType.QUInt8,
+                "weight_type": QuantType.QInt8,
+                "op_types_to_quantize": list(QUANTIZED_OPS),
+                "nodes_to_quantize": nodes,
+            }
             quantize_static(
                 model,
                 str(quantized),
                 _Reader(_batches(calibration, batch)),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                op_types_to_quantize=list(QUANTIZED_OPS),
-                nodes_to_quantize=nodes,
+                **{**defaults, **(settings or {})},
             )
             return onnx.load(str(quantized)), nodes
     finally:
