@@ -16,6 +16,7 @@ lazy import still ties two modules together). The layers, lowest first:
               elope.device                        devices by name (train and inference alike)
     nn        elope.nn                            the paper's parts: pure nn.Modules and functions
     data      elope.data                          datasets, transforms, the procedural set
+    evaluation elope.evaluation                   the one evaluation loop over a Predictor, the metrics
     deploy    elope.deploy                        the model as one inference graph
     runs      elope.runs                          the run folder: layout, save, load, guard
     engine    elope.engine                        the training recipe
@@ -63,6 +64,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("nn", ("elope.nn",)),
     ("data", ("elope.data",)),
+    ("evaluation", ("elope.evaluation",)),
     ("deploy", ("elope.deploy",)),
     ("runs", ("elope.runs",)),
     ("engine", ("elope.engine",)),

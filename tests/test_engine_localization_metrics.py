@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from elope.engine.localization_metrics import (
+from elope.evaluation.localization_metrics import (
     BoxAccCurve,
     LocalizationAccumulator,
     best_component_iou,

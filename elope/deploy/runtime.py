@@ -3,7 +3,7 @@
 The file holds the whole test-time path of Fig. 1 (Hanselmann & Ney, WACV 2020; ``docs/architecture.md``,
 "The pipeline") and, as metadata, the class names, the normalisation, the input size and τ
 (:func:`elope.deploy.export.export_metadata`). :class:`ExportedModel` runs it and gives the same
-:class:`elope.Prediction` as :meth:`elope.ELoPE.predict`; it is a :class:`elope.deploy.predictor.Predictor`
+:class:`elope.Prediction` as :meth:`elope.ELoPE.predict`; it is a :class:`elope.evaluation.predictor.Predictor`
 (its :attr:`~ExportedModel.spec` read from the metadata), so ``elope predict --model FILE`` reads, resizes
 and normalises images exactly as with ``--run RUN``. Nothing here is needed to *deploy* the file: the
 docs/usage.md ("Deployment") shows the ten lines of plain onnxruntime or torch code that do the same.
@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from elope.deploy.pipeline import INPUT_NAME, TracingQuiet
+from elope.deploy.pipeline import EMBEDDING_NAME, INPUT_NAME, TracingQuiet
 from elope.device import inference_device
+from elope.evaluation.outputs import BatchOutputs, Want
 from elope.exported import METADATA_KEY, check_score_width, parse_metadata, read_session, run_in_fixed_batches
 from elope.nn.model import Prediction
 
@@ -178,3 +179,26 @@ class ExportedModel:
         scores, classes = outputs[0].topk(min(top, self.num_classes), dim=1)
         heatmaps = outputs[self.outputs.index("heatmaps")] if "heatmaps" in self.outputs else None
         return Prediction(classes, scores, outputs[1], heatmaps)
+
+    def prepare(self, images: Tensor) -> Tensor:
+        """A loader's batch as :meth:`run` takes it (it moves the images itself)."""
+        return images.as_subclass(Tensor)
+
+    def predict_batch(self, images: Tensor, want: Want) -> BatchOutputs:
+        """What ``want`` asks of a batch, from the graph's outputs (the one-pass pipeline only: the file
+        holds nothing else; ``embeddings`` from a file of ``elope export --embedding``, refused otherwise)."""
+        if want.pipeline != "crops":
+            raise ValueError(f"{self.path.name} holds the one-pass pipeline only, not {want.pipeline!r}")
+        if want.embeddings and EMBEDDING_NAME not in self.outputs:
+            raise ValueError(
+                f"{self.path} has no '{EMBEDDING_NAME}' output (outputs {self.outputs}): export the run again "
+                "with `elope export --embedding`"
+            )
+        outputs = dict(zip(self.outputs, self.run(images)))
+        out = BatchOutputs(boxes=outputs["boxes"], heatmaps=outputs.get("heatmaps"))
+        if want.top:
+            out.top_scores, out.top_classes = outputs["scores"].topk(min(want.top, self.num_classes), dim=1)
+            out.predictions = out.top_classes[:, 0]
+        if want.embeddings:
+            out.embeddings = outputs[EMBEDDING_NAME].float()
+        return out

@@ -35,7 +35,7 @@ from torch import Tensor
 from elope.config import Config
 from elope.engine import distributed as D
 from elope.engine.loop import make_loader, pass_progress
-from elope.engine.metrics import iou_hits
+from elope.evaluation.metrics import iou_hits
 from elope.engine.plan import StagePlan
 from elope.engine.run import Run
 from elope.engine.run_spec import run_spec

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from elope.engine import distributed as D
 from elope.engine.loop import make_loader, pass_progress
-from elope.engine.metrics import iou_hits
+from elope.evaluation.metrics import iou_hits
 from elope.engine.plan import StagePlan
 from elope.engine.steps import localizer_target, to_device
 from elope.nn.localization import heatmap_loss

@@ -6,7 +6,7 @@ one-pass pipeline reads it; :func:`score_maps` turns cached heatmaps into the sh
 for each τ of :data:`elope.engine.localizer_check.TAU_GRID`, each box rule and with and without heatmap
 upsampling. ``elope suite`` reads both splits: τ for the teacher's map is chosen on the training split
 (:func:`best_tau`), the test split only reported; so are MaxBoxAccV2's thresholds (:func:`box_acc_curve`,
-:func:`elope.engine.localization_metrics.max_box_acc_v2`).
+:func:`elope.evaluation.localization_metrics.max_box_acc_v2`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from elope.config import Config
 from elope.engine.distributed import DistInfo
-from elope.engine.localization_metrics import BoxAccCurve
+from elope.evaluation.localization_metrics import BoxAccCurve
 from elope.engine.localizer_check import (
     TAU_GRID,
     choose_tau,
@@ -28,7 +28,7 @@ from elope.engine.localizer_check import (
     reference_features,
     score_batch,
 )
-from elope.engine.metrics import iou_hits
+from elope.evaluation.metrics import iou_hits
 from elope.nn.localization import BOX_RULES, heatmap_to_box
 from elope.nn.model import ELoPE
 from elope.runs.loaded import LoadedRun, load_run
@@ -128,7 +128,7 @@ def score_maps(maps: Tensor, gt: Tensor, size: int) -> dict[str, dict[str, float
 
 
 def box_acc_curve(maps: Tensor, gt: Tensor, size: int) -> BoxAccCurve:
-    """The :class:`elope.engine.localization_metrics.BoxAccCurve` of cached heatmaps (MaxBoxAccV2's box
+    """The :class:`elope.evaluation.localization_metrics.BoxAccCurve` of cached heatmaps (MaxBoxAccV2's box
     accuracy at every heatmap threshold and IoU level)."""
     curve = BoxAccCurve(size)
     curve.update(maps, gt)

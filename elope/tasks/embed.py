@@ -249,12 +249,12 @@ def retrieval_run(
     batch_size: int = 16,
     device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """``evaluate --retrieval``: Recall@1/2/4/8 and MAP@R (:func:`elope.engine.retrieval.retrieval_metrics`)
+    """``evaluate --retrieval``: Recall@1/2/4/8 and MAP@R (:func:`elope.evaluation.retrieval.retrieval_metrics`)
     of the run's embedding on ``split``. A run trained on the ``seen`` half of the classes
     (``dataset.options.zero_shot: seen``) is measured on every image of the ``unseen`` half instead: the
     zero-shot protocol (``classes: unseen``, ``split`` then ignored); any other run on the split's own
     classes (``classes: same``)."""
-    from elope.engine.retrieval import retrieval_metrics
+    from elope.evaluation.retrieval import retrieval_metrics
 
     run = load_run(run_dir, device)
     name = dataset or run.meta.get("dataset") or ""

@@ -3,7 +3,7 @@
 Each image is decoded and resized to the crop source of the model's spec (``spec.crop_source``), exactly
 as ``elope evaluate`` and the crop stages of training read it, and given to the model's ``predict`` (the
 one-pass pipeline of Fig. 1, ``docs/architecture.md``): a run folder's :class:`elope.ELoPE` or an
-exported file, both a :class:`elope.deploy.predictor.Predictor`. Boxes are reported in pixels of the
+exported file, both a :class:`elope.evaluation.predictor.Predictor`. Boxes are reported in pixels of the
 original image. ``--save-vis`` writes the heatmap overlaid and the box drawn, as in the paper's Figs. 4
 and 6.
 """
@@ -23,7 +23,7 @@ from elope import writer
 from elope.data.files import IMAGE_EXTENSIONS, Skipped, walk_images
 from elope.data.io import load_image
 from elope.data.transforms import eval_transform
-from elope.deploy.predictor import Predictor
+from elope.evaluation.predictor import Predictor
 from elope.runs.loaded import LoadedRun, load_run
 from elope.tasks.evaluate import UNREADABLE_ERRORS, original_box
 

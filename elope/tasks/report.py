@@ -14,7 +14,7 @@ Written into ``DIR`` from the per-image predictions of the one-pass pipeline (th
 
 The numbers are computed from the same predictions as ``evaluate``'s (top-1 equals ``evaluate --json``'s
 ``top1``). A run folder and an exported file (``--model``: :func:`exported_predictions`) are both a
-:class:`elope.deploy.predictor.Predictor` and give the same report.
+:class:`elope.evaluation.predictor.Predictor` and give the same report.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from elope import writer
 from elope.data import build_dataset
 from elope.data.transforms import eval_transform
-from elope.deploy.predictor import Predictor
+from elope.evaluation.predictor import Predictor
 from elope.tasks.evaluate import BatchOutputs, prediction_lines
 
 __all__ = [
