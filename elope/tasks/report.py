@@ -31,8 +31,10 @@ from torch.utils.data import DataLoader
 from elope import writer
 from elope.data import build_dataset
 from elope.data.transforms import eval_transform
+from elope.evaluation.loop import iterate
+from elope.evaluation.outputs import Want
 from elope.evaluation.predictor import Predictor
-from elope.tasks.evaluate import BatchOutputs, prediction_lines
+from elope.tasks.evaluate import prediction_lines
 
 __all__ = [
     "PREDICTIONS_FILE",
@@ -181,9 +183,9 @@ def exported_predictions(
         )
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
     done = 0
-    for images, labels, gt_boxes in loader:
-        pred = predictor.predict(images.to(predictor.device), top=5)
-        out = BatchOutputs(pred.classes[:, 0], pred.classes, pred.scores, pred.boxes, None, None)
+    for (_, labels, gt_boxes), out in iterate(predictor, loader, Want(top=5)):
+        if out is None:  # never from a plain dataset (no image left out)
+            continue
         indices = list(range(done, done + len(labels)))
         for line in prediction_lines(out, labels, gt_boxes, indices, ds, spec.crop_source):
             lines_out.write(line + "\n")
