@@ -41,8 +41,8 @@ from elope.config import load_config
 from elope.data.birds import BIRD_SUITE, write_birds
 from elope.data.synthetic import write_synthetic
 from elope.data.synthetic_knobs import SUITE
-from elope.evaluation.localization_metrics import max_box_acc_v2, top1_loc_hits
 from elope.engine.train import run_training
+from elope.evaluation.localization_metrics import max_box_acc_v2, top1_loc_hits
 from elope.nn.localization import heatmap_to_box
 from elope.research.ablate import TABLE5
 from elope.research.localization import (

@@ -260,6 +260,15 @@ def _metrics(
     return result
 
 
+def _loader(ds: Any, batch_size: int, workers: int, skip_unreadable: bool) -> tuple[_Guarded, DataLoader]:
+    """The split's images with their indices, an unreadable one left out (``skip_unreadable``) or refused."""
+    guarded = _Guarded(ds, skip_unreadable)
+    loader = DataLoader(
+        guarded, batch_size=batch_size, num_workers=usable_workers(workers), collate_fn=_collate
+    )
+    return guarded, loader
+
+
 def _check_arguments(split: str, batch_size: int, tta: str | None) -> None:
     """``evaluate_run``'s arguments checked before anything is loaded."""
     if split not in SPLITS:
@@ -310,10 +319,7 @@ def evaluate_run(
     _check_classes(run.classes, ds, f"dataset {dataset!r} at {root} ({split})")
     with_boxes = bool(getattr(ds, "has_boxes", False))
     box_problems = gt_box_problems(ds) if with_boxes else []  # clipped, or left out when wholly outside
-    guarded = _Guarded(ds, skip_unreadable)
-    loader = DataLoader(
-        guarded, batch_size=batch_size, num_workers=usable_workers(num_workers), collate_fn=_collate
-    )
+    guarded, loader = _loader(ds, batch_size, num_workers, skip_unreadable)
     teacher = run.load_teacher() if mean_map and with_boxes else None
     acc = EvalAccumulator(len(run.classes), with_ncm=run.means is not None, with_boxes=with_boxes)
     views = _tta_accumulator(tta, acc)

@@ -38,8 +38,8 @@ from scipy import stats
 
 from elope.data import build_dataset
 from elope.data.synthetic import write_synthetic
-from elope.evaluation.retrieval import retrieval_metrics
 from elope.engine.train import run_training
+from elope.evaluation.retrieval import retrieval_metrics
 from elope.research.experiments import RECORD
 from elope.runs.loaded import load_run
 from elope.runs.recipe import resolve_config
