@@ -18,10 +18,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from elope.deploy.pipeline import EMBEDDING_NAME, INPUT_NAME, TracingQuiet
+from elope.deploy.pipeline import EMBEDDING_NAME, TracingQuiet
 from elope.device import inference_device
 from elope.evaluation.outputs import BatchOutputs, Want
-from elope.exported import METADATA_KEY, check_score_width, parse_metadata, read_session, run_in_fixed_batches
+from elope.exported import (
+    METADATA_KEY,
+    ExportedSession,
+    check_score_width,
+    open_session,
+    parse_metadata,
+    run_in_fixed_batches,
+)
 from elope.nn.model import Prediction
 
 __all__ = ["ExportedModel", "is_onnx_file", "read_metadata"]
@@ -118,28 +125,20 @@ class ExportedModel:
         """Build the onnxruntime session or load the TorchScript module; returns the raw metadata."""
         self.session, self.module = None, None
         if self.format == "onnx":
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            if threads:
-                options.intra_op_num_threads = threads
-            self.session = ort.InferenceSession(
-                str(self.path), options, providers=_onnx_providers(self.device)
-            )
-            return self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+            providers = _onnx_providers(self.device)
+            self.session = open_session(str(self.path), providers=providers, threads=threads)
+            return None  # read with the session's graph (elope.exported.ExportedSession)
         extra = {METADATA_KEY + ".json": ""}
         with TracingQuiet():  # torch.jit.load's deprecation notice
             self.module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra)
         return extra[METADATA_KEY + ".json"]
 
     def _read_meta(self, raw: str | None) -> None:
-        """The ``elope`` metadata, checked once by :func:`elope.exported.parse_metadata` (the reader
-        ``elope serve`` uses too): refused with one line naming the file when it is not what ``elope export``
-        writes or holds out-of-range values; for ONNX against the graph's outputs and score width."""
-        if self.session is not None:
-            meta = read_session(self.session, str(self.path))
-        else:
-            meta = parse_metadata(raw, str(self.path))
+        """The ``elope`` metadata, checked once by :mod:`elope.exported` (the reader ``elope serve`` uses
+        too): refused with one line naming the file when it is not what ``elope export`` writes or holds
+        out-of-range values; for ONNX against the graph's outputs and score width."""
+        self.exported = None if self.session is None else ExportedSession(self.session, str(self.path))
+        meta = parse_metadata(raw, str(self.path)) if self.exported is None else self.exported.metadata
         self.metadata = meta
         self.meta: dict[str, Any] = meta.raw
         self.classes: list[str] = list(meta.classes)
@@ -151,10 +150,7 @@ class ExportedModel:
         self.tta: str | None = meta.tta  # views the scores average over (elope.nn.tta)
         self._width_checked = self.session is not None  # TorchScript: checked on the first run
 
-    def _run_once(self, images: Tensor) -> list[Tensor]:
-        if self.session is not None:
-            array = np.ascontiguousarray(images.detach().cpu().float().numpy())
-            return [torch.from_numpy(np.asarray(a)) for a in self.session.run(None, {INPUT_NAME: array})]
+    def _run_script(self, images: Tensor) -> list[Tensor]:
         with torch.inference_mode():
             return list(self.module(images.to(self.device, torch.float32)))
 
@@ -166,7 +162,11 @@ class ExportedModel:
                 f"{self.path.name} takes normalised images (B, 3, {self.input_size}, {self.input_size}), got "
                 f"{tuple(images.shape)}"
             )
-        outputs = run_in_fixed_batches(self._run_once, images, self.batch, torch.cat)
+        if self.exported is not None:
+            array = np.ascontiguousarray(images.detach().cpu().float().numpy())
+            outputs = [torch.from_numpy(np.asarray(a)) for a in self.exported.run(array).values()]
+        else:
+            outputs = run_in_fixed_batches(self._run_script, images, self.batch, torch.cat)
         if not self._width_checked:
             check_score_width(self.metadata, int(outputs[0].shape[1]), str(self.path))
             self._width_checked = True
