@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -63,6 +64,7 @@ from elope.tasks.evaluate_localization import FieldLocalization, field_localizat
 __all__ = [
     "SPLITS",
     "UNREADABLE_ERRORS",
+    "EvaluateSettings",
     "UnreadableImageError",
     "evaluate_run",
     "gt_box_problems",
@@ -279,60 +281,72 @@ def _check_arguments(split: str, batch_size: int, tta: str | None) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- main
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """How :func:`evaluate_run` reads the split and what it measures besides the pipeline's metrics (its
+    keyword arguments; a name not here is refused)."""
+
+    batch_size: int = 16
+    num_workers: int = 0  # DataLoader processes
+    skip_unreadable: bool = False  # an unreadable image left out (listed under ``skipped``), else an error
+    progress: bool = True
+    mean_map: bool = False  # the teacher's mean feature map too (Table 4's other row)
+    predictions: str | Path | None = None  # a JSON-lines file, one line per image
+    compile_mode: str | None = None  # torch.compile (elope.deploy.compiled.compile_model)
+    allow_unfinished: bool = False
+    tta: str | None = None  # test-time augmentation (elope.nn.tta): result["tta"]
+    maxboxacc: bool = True  # MaxBoxAccV2 and its pass over the selection split
+
+
 def evaluate_run(
     run_dir: str | Path,
     dataset: str | None = None,
     root: str | Path | None = None,
     split: str = "test",
-    batch_size: int = 16,
     device: str | torch.device = "cpu",
-    skip_unreadable: bool = False,
     *,
     tau: float | None = None,
-    num_workers: int = 0,
-    progress: bool = True,
-    mean_map: bool = False,
-    predictions: str | Path | None = None,
-    compile_mode: str | None = None,
-    allow_unfinished: bool = False,
-    tta: str | None = None,
-    maxboxacc: bool = True,
+    **settings: Any,
 ) -> dict[str, Any]:
     """Evaluate the trained model of ``run_dir`` on a split (``test`` by default) and return the metrics.
 
-    ``mean_map`` also measures the teacher's mean-feature-map boxes (one more backbone pass per image);
-    ``predictions`` names a JSON-lines file to write one line per image to. ``compile_mode`` runs the
-    model through ``torch.compile`` in that mode (:func:`elope.deploy.compiled.compile_model`); ``tta``
-    (``"flip"``) adds ``result["tta"]``, the accuracies with test-time augmentation (:mod:`elope.nn.tta`).
-    ``maxboxacc=False`` skips MaxBoxAccV2 and its pass over the selection split (then null).
+    ``settings`` (:class:`EvaluateSettings`): ``mean_map`` also measures the teacher's mean-feature-map
+    boxes (one more backbone pass per image); ``predictions`` names a JSON-lines file to write one line per
+    image to. ``compile_mode`` runs the model through ``torch.compile`` in that mode
+    (:func:`elope.deploy.compiled.compile_model`); ``tta`` (``"flip"``) adds ``result["tta"]``, the
+    accuracies with test-time augmentation (:mod:`elope.nn.tta`). ``maxboxacc=False`` skips MaxBoxAccV2
+    and its pass over the selection split (then null).
 
     ``dataset``/``root`` default to the run's; ``tau`` replaces its threshold (the model is loaded with it).
     An unfinished run is refused unless ``allow_unfinished`` (``LoadedRun.check_finished``). Returns the
     dict of the module docstring plus ``split``, ``dataset``, ``root``, ``run``, ``tau``, ``skipped``
     (left out with ``skip_unreadable``), ``stages`` (done) and ``unfinished`` (a warning, or None)."""
-    _check_arguments(split, batch_size, tta)
+    o = EvaluateSettings(**settings)
+    _check_arguments(split, o.batch_size, o.tta)
     run = load_run(run_dir, device, tau=tau)
-    unfinished = run.check_finished(allow_unfinished)
-    if compile_mode is not None:
-        run.model = compile_model(run.model, compile_mode)
+    unfinished = run.check_finished(o.allow_unfinished)
+    if o.compile_mode is not None:
+        run.model = compile_model(run.model, o.compile_mode)
     ds, dataset, root = run.load_dataset(split, dataset, root)
     _check_classes(run.classes, ds, f"dataset {dataset!r} at {root} ({split})")
     with_boxes = bool(getattr(ds, "has_boxes", False))
     box_problems = gt_box_problems(ds) if with_boxes else []  # clipped, or left out when wholly outside
-    guarded, loader = _loader(ds, batch_size, num_workers, skip_unreadable)
-    teacher = run.load_teacher() if mean_map and with_boxes else None
+    guarded, loader = _loader(ds, o.batch_size, o.num_workers, o.skip_unreadable)
+    teacher = run.load_teacher() if o.mean_map and with_boxes else None
     acc = EvalAccumulator(len(run.classes), with_ncm=run.means is not None, with_boxes=with_boxes)
-    views = _tta_accumulator(tta, acc)
-    field = field_localization(run, with_boxes=with_boxes, mean_map=teacher is not None, maxboxacc=maxboxacc)
-    predictor = run.predictor(teacher=teacher, tta=tta)
-    with _predictions_file(predictions) as lines_out:
-        bar = f"evaluate {split}" if progress else None
+    views = _tta_accumulator(o.tta, acc)
+    field = field_localization(
+        run, with_boxes=with_boxes, mean_map=teacher is not None, maxboxacc=o.maxboxacc
+    )
+    predictor = run.predictor(teacher=teacher, tta=o.tta)
+    with _predictions_file(o.predictions) as lines_out:
+        bar = f"evaluate {split}" if o.progress else None
         passes = iterate(predictor, loader, Want(embeddings=acc.with_ncm), progress=bar)
         skipped = _accumulate(run, passes, guarded, acc, lines_out, tta=views, field=field)
     if acc.num_images == 0:
         raise ValueError(f"no image of {dataset!r} at {root} ({split}) could be evaluated.")
     result = _metrics(acc, run, teacher, views)
-    where, reading = (split, dataset, root), (batch_size, num_workers, skip_unreadable)
+    where, reading = (split, dataset, root), (o.batch_size, o.num_workers, o.skip_unreadable)
     result["localization"] = None if field is None else field.result(run, teacher, where, reading)
     result.update(split=split, dataset=dataset, root=str(root), run=str(Path(run_dir)), tau=run.spec.tau)
     result.update(skipped=skipped, box_problems=box_problems, stages=run.stages_done, unfinished=unfinished)
