@@ -289,7 +289,6 @@ MAX_PARAMETERS = 10  # every parameter counts (positional, keyword-only, *args, 
 #: function leaves the list once it is within the limit). A click command takes ``**given`` and builds its
 #: options object (``TrainOptions``, ``EvaluateOptions``, ...) instead of one parameter per option.
 OVER_THE_LIMIT = {
-    "elope.tasks.predict.predict_paths": 12,  # issue 27 item 2
     "elope.research.ablate.run_ablation": 12,
     "elope.commands.data.synth_command": 11,  # 10 options and **knobs
 }
