@@ -174,11 +174,9 @@ class ExportedModel:
 
     def predict(self, images: Tensor, top: int = 1) -> Prediction:
         """Top classes, scores, boxes and heatmaps as :meth:`elope.ELoPE.predict` gives them (at the τ fixed
-        in the graph, ``spec.tau``)."""
-        outputs = self.run(images)
-        scores, classes = outputs[0].topk(min(top, self.num_classes), dim=1)
-        heatmaps = outputs[self.outputs.index("heatmaps")] if "heatmaps" in self.outputs else None
-        return Prediction(classes, scores, outputs[1], heatmaps)
+        in the graph, ``spec.tau``): :meth:`predict_batch` with the ``top`` classes."""
+        out = self.predict_batch(images, Want(top=top))
+        return Prediction(out.top_classes, out.top_scores, out.boxes, out.heatmaps)
 
     def prepare(self, images: Tensor) -> Tensor:
         """A loader's batch as :meth:`run` takes it (it moves the images itself)."""
