@@ -20,7 +20,7 @@ inputs, so the difference is what the configuration adds.
 
 **Evaluation** at the largest C, streamed: synthetic embeddings (near their class mean plus noise),
 ``--eval-batch`` at a time, through the classifier (top-1) and nearest class mean, into
-``elope.engine.metrics.EvalAccumulator`` (top-1, mean per class, NCM, confused pairs; the noise puts
+``elope.evaluation.metrics.EvalAccumulator`` (top-1, mean per class, NCM, confused pairs; the noise puts
 top-1 near 0.54, so about 46,000 errors reach the confused-pair table). Nothing of size
 N is held; its peak memory at N = 10,000 and N = ``--eval-images`` (100,000) shows it flat in N. Holding
 the logits instead would take N × C × 4 bytes (4 GB at 100,000 × 10,000).
@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmarks.common import benchmark_main, environment, interleaved, measuring
-from elope.engine.metrics import EvalAccumulator, nearest_class_mean
+from elope.evaluation.metrics import EvalAccumulator, nearest_class_mean
 from elope.nn.embedding import EmbeddingHead
 from elope.nn.losses import ClassMeanLoss, between_class_loss, update_class_means, within_class_loss
 

@@ -4,8 +4,9 @@ Global k-max pooling (Sec. 3), an embedding layer trained with a class-mean loss
 lightweight localization module that crops the image before the backbone sees it (Sec. 5).
 
 The package is layered, imports running downward only (``docs/architecture.md``, checked by
-``tests/test_architecture.py``): ``nn`` (the paper's parts) ← ``data`` ← ``deploy`` ← ``runs`` (the run
-folder) ← ``engine`` (the training recipe) ← ``tasks`` (evaluate, predict, ablate, ...) ← ``commands``.
+``tests/test_architecture.py``): ``nn`` (the paper's parts) ← ``data`` ← ``evaluation`` (the one loop
+over a dataset, the metrics) ← ``deploy`` ← ``runs`` (the run folder) ← ``engine`` (the training recipe) ←
+``tasks`` (evaluate, predict, ablate, ...) ← ``commands``.
 """
 
 from __future__ import annotations

@@ -21,7 +21,10 @@ file is accepted or refused the same way by both, with one line naming the file,
   ``boxes`` and are the graph's own; JSON's NaN and Infinity are refused anywhere in the object.
 
 :func:`run_in_fixed_batches` runs a fixed-batch graph on any number of images (the last chunk padded),
-for numpy arrays (the server) and tensors (the runtime) alike.
+for numpy arrays and tensors (a TorchScript file) alike. :func:`open_session` builds the onnxruntime
+session of an ONNX file and :class:`ExportedSession` holds it with its checked metadata and runs it on numpy
+arrays, outputs by name: the one reader of an ONNX file, for ``elope serve`` (on the CPU) and
+:class:`elope.deploy.runtime.ExportedModel` (any device) alike.
 """
 
 from __future__ import annotations
@@ -35,12 +38,15 @@ from elope.spec import ModelSpec
 
 __all__ = [
     "BATCH_RANGE",
+    "EMBEDDING_OUTPUT",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "METADATA_KEY",
     "ExportMetadata",
+    "ExportedSession",
     "MetadataError",
     "check_score_width",
+    "open_session",
     "parse_metadata",
     "read_session",
     "run_in_fixed_batches",
@@ -51,6 +57,9 @@ FORMAT_NAME = "elope-export"
 FORMAT_VERSION = 2  # the newest version this elope reads (and writes); 1: the spec's values at the top level
 BATCH_RANGE = (1, 4096)  # a fixed batch (export --batch <= 4096)
 REQUIRED_OUTPUTS = ("scores", "boxes")
+EMBEDDING_OUTPUT = (
+    "embeddings"  # the last output with `elope export --embedding` (what `elope serve` returns)
+)
 
 Array = TypeVar("Array")
 
@@ -235,3 +244,43 @@ def run_in_fixed_batches(
             chunk = concat([chunk] + [chunk[-1:]] * (batch - n))
         parts.append([out[:n] for out in run(chunk)])  # type: ignore[index]
     return [concat(list(outs)) for outs in zip(*parts)]
+
+
+def open_session(
+    model: str | bytes, *, providers: Sequence[Any], threads: int | None = None, inter_op: int | None = None
+) -> Any:
+    """An onnxruntime ``InferenceSession`` of an ONNX file (its path, or its bytes) on ``providers``, with
+    ``threads`` intra-op threads (default: onnxruntime's choice) and ``inter_op`` inter-op threads. What
+    onnxruntime raises for a file it cannot load is left to the caller to phrase."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    if inter_op:
+        options.inter_op_num_threads = inter_op
+    return ort.InferenceSession(model, options, providers=list(providers))
+
+
+class ExportedSession:
+    """An onnxruntime session of a file of ``elope export`` with its checked metadata
+    (:func:`read_session`; refused with a :class:`MetadataError` naming ``source``).
+
+    ``run(images)`` gives the graph's outputs by name for a normalised float32 batch (B, 3, N, N), any B:
+    a fixed-batch file runs in chunks (:func:`run_in_fixed_batches`)."""
+
+    def __init__(self, session: Any, source: str) -> None:
+        self.session = session
+        self.metadata = read_session(session, source)
+        self.input_name: str = session.get_inputs()[0].name
+        self.outputs: tuple[str, ...] = self.metadata.outputs
+
+    def run(self, images: Any) -> dict[str, Any]:
+        """The outputs (numpy arrays) by name."""
+        import numpy as np
+
+        outs = run_in_fixed_batches(self._run_once, images, self.metadata.batch, np.concatenate)
+        return dict(zip(self.outputs, outs))
+
+    def _run_once(self, images: Any) -> list[Any]:
+        return self.session.run(None, {self.input_name: images})

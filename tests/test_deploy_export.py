@@ -261,9 +261,9 @@ def test_export_raises_no_warning_of_ours(setup: dict, tmp_path: Path) -> None:
 
 
 def test_run_folder_and_exported_file_are_one_kind_of_predictor(setup: dict) -> None:
-    """LoadedRun and ExportedModel satisfy elope.deploy.predictor.Predictor with the same spec (the file's
+    """LoadedRun and ExportedModel satisfy elope.evaluation.predictor.Predictor with the same spec (the file's
     read back from its metadata) and the same predictions."""
-    from elope.deploy.predictor import Predictor
+    from elope.evaluation.predictor import Predictor
     from elope.runs.loaded import load_run
 
     run, exported = load_run(setup["run"]), ExportedModel(setup["files"]["onnx", "dynamic"])

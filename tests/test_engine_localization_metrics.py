@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from elope.engine.localization_metrics import (
+from elope.engine.localizer_check import TAU_GRID
+from elope.evaluation.localization_metrics import (
     BoxAccCurve,
     LocalizationAccumulator,
     best_component_iou,
@@ -15,7 +16,6 @@ from elope.engine.localization_metrics import (
     max_box_acc_v2,
     top1_loc_hits,
 )
-from elope.engine.localizer_check import TAU_GRID
 from elope.nn.localization import heatmap_to_box
 
 NAN = float("nan")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from elope.engine.metrics import EvalAccumulator, PairCounts, confused_pairs, per_class_accuracy
+from elope.evaluation.metrics import EvalAccumulator, PairCounts, confused_pairs, per_class_accuracy
 
 
 def _dense_reference(labels: torch.Tensor, preds: torch.Tensor, c: int, names: list[str]) -> dict:

@@ -216,6 +216,6 @@ def test_fixed_batch_file_runs_in_chunks(served, tmp_path, synthetic_root):
     fixed = ServedModel(export_tiny_model(synthetic_root, tmp_path / "b2.onnx", batch=2), max_pixels=10**7)
     images = np.random.default_rng(0).normal(size=(3, 3, 96, 96)).astype(np.float32)
     out, ref = fixed.run(images), served.run(images)
-    assert fixed.fixed_batch == 2 and out["scores"].shape == (3, 3)
+    assert fixed.metadata.batch == 2 and out["scores"].shape == (3, 3)
     np.testing.assert_allclose(out["scores"], ref["scores"], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(out["boxes"], ref["boxes"], atol=0.5)

@@ -23,7 +23,7 @@ from elope.data.io import to_rgb as package_to_rgb
 from elope.serve import images
 from elope.serve.app import Limits, create_app
 from elope.serve.images import to_rgb
-from elope.serve.model import METADATA_KEY, ServedModel
+from elope.serve.model import ServedModel
 from elope.tasks.predict import predict_paths
 
 
@@ -111,7 +111,15 @@ def test_every_mode_decodes_to_rgb_of_its_size(mode):
         assert np.array_equal(np.asarray(rgb)[..., 0], grey) and np.array_equal(np.asarray(rgb)[..., 2], grey)
 
 
-def test_metadata_key_is_the_exporters():
-    from elope.deploy.pipeline import METADATA_KEY as exported
+def test_serve_reads_an_exported_file_with_the_runtimes_reader():
+    """One reader of an exported file: ``elope serve`` and ``deploy/runtime.py`` both open it through
+    ``elope.exported`` (the session, its metadata, the fixed-batch chunks), neither on its own."""
+    import inspect
 
-    assert exported == METADATA_KEY
+    from elope.deploy import runtime
+    from elope.serve import model
+
+    for module in (runtime, model):
+        text = inspect.getsource(module)
+        assert "ExportedSession(" in text and "open_session(" in text, module.__name__
+        assert "SessionOptions" not in text and "custom_metadata_map" not in text, module.__name__

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 
 from elope.cli import main
 from elope.data import build_dataset
-from elope.engine.retrieval import retrieval_metrics
+from elope.evaluation.retrieval import retrieval_metrics
 from elope.nn.model import ELoPE
 from elope.runs import CLASS_MEANS_FILE, load_run
 from elope.runs.model_folder import save_model

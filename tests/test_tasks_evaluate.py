@@ -15,19 +15,20 @@ from safetensors.torch import save_file
 
 from elope.commands.evaluate import evaluate_command
 from elope.data import build_dataset, eval_transform
-from elope.engine.metrics import (
+from elope.evaluation.metrics import (
     EvalAccumulator,
     confused_pairs,
     iou_hits,
     nearest_class_mean,
     per_class_accuracy,
 )
+from elope.evaluation.model_predictor import ModelPredictor
+from elope.evaluation.outputs import BatchOutputs, Want
 from elope.nn.localization import heatmap_to_box, mean_heatmap
 from elope.nn.model import ELoPE
 from elope.runs import CLASS_MEANS_FILE, load_run
 from elope.runs.model_folder import save_model
 from elope.spec import ModelSpec
-from elope.tasks import evaluate as ev
 from elope.tasks.evaluate import evaluate_run
 
 NUM_CLASSES, TEST_PER_CLASS, INPUT, EMB = 3, 2, 64, 8
@@ -129,7 +130,9 @@ def test_accumulator_over_batches():
 
 
 # ------------------------------------------------------------------------------------ the pipeline
-def test_run_batch_is_model_predict_with_the_embedding_kept(run_dir: Path, monkeypatch: pytest.MonkeyPatch):
+def test_predict_batch_is_model_predict_with_the_embedding_kept(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
     from elope.runs.model_folder import load_model
 
     model, _ = load_model(run_dir / "model")
@@ -143,7 +146,8 @@ def test_run_batch_is_model_predict_with_the_embedding_kept(run_dir: Path, monke
     seen: list[tuple[int, ...]] = []
     features = teacher.forward_features
     monkeypatch.setattr(teacher, "forward_features", lambda x: seen.append(tuple(x.shape)) or features(x))
-    out = ev.run_batch(model, images, embeddings=True, teacher=teacher, top=3)
+    predictor = ModelPredictor(model, [], teacher=teacher)
+    out = predictor.predict_batch(images, Want(top=3, embeddings=True))
     assert out.predictions.tolist() == ref.classes[:, 0].tolist()
     assert out.top_classes.tolist() == ref.classes.tolist()
     assert torch.allclose(out.top_scores, ref.scores)
@@ -178,20 +182,12 @@ def _fake_outputs(monkeypatch: pytest.MonkeyPatch, labels: list[int], gt: torch.
     teacher_preds[2] = (labels[2] + 1) % c
     state = {"i": 0}
 
-    def fake(
-        model: Any,
-        images: torch.Tensor,
-        *,
-        embeddings: bool,
-        teacher: Any = None,
-        top: int = 5,
-        tta: str | None = None,
-    ) -> ev.BatchOutputs:
+    def fake(self: ModelPredictor, images: torch.Tensor, want: Want) -> BatchOutputs:
         i, b = state["i"], images.shape[0]
         state["i"] += b
-        assert embeddings and teacher is not None and tta is None and i + b <= n
+        assert want.embeddings and self.teacher is not None and self.tta is None and i + b <= n
         top_classes = preds[i : i + b, None]
-        return ev.BatchOutputs(
+        return BatchOutputs(
             preds[i : i + b],
             top_classes,
             torch.ones(b, 1),
@@ -201,7 +197,7 @@ def _fake_outputs(monkeypatch: pytest.MonkeyPatch, labels: list[int], gt: torch.
             mean_map_predictions=teacher_preds[i : i + b],
         )
 
-    monkeypatch.setattr(ev, "run_batch", fake)
+    monkeypatch.setattr(ModelPredictor, "predict_batch", fake)
 
 
 def test_metrics_with_known_model_outputs(run_dir: Path, cub_root: Path, classes: list[str], monkeypatch):
@@ -268,7 +264,7 @@ def test_evaluate_real_model_json_keys_and_types(run_dir: Path, classes: list[st
 def test_maxboxacc_thresholds_are_chosen_on_another_split(run_dir: Path, monkeypatch: pytest.MonkeyPatch):
     """The test split is read once (the evaluation pass); MaxBoxAccV2's thresholds come from a pass over the
     training split; the reported values are the test split's curve read at them."""
-    from elope.engine import localization_metrics as lm
+    from elope.evaluation import localization_metrics as lm
     from elope.runs.loaded import LoadedRun
 
     loaded: list[str] = []

@@ -292,10 +292,10 @@ def evaluate_command(**given: Any) -> None:
     try:
         with writers_lock(outputs, "elope evaluate"):
             result = evaluate_run(
-                run_dir, o.dataset, o.root, split, o.batch_size, device, o.skip_unreadable, tau=tau,
-                num_workers=o.num_workers, mean_map=o.mean_map, predictions=predictions,
-                compile_mode=o.compile_mode, allow_unfinished=o.allow_unfinished, tta=o.tta,
-                maxboxacc=o.maxboxacc,
+                run_dir, o.dataset, o.root, split, device, tau=tau, batch_size=o.batch_size,
+                skip_unreadable=o.skip_unreadable, num_workers=o.num_workers, mean_map=o.mean_map,
+                predictions=predictions, compile_mode=o.compile_mode, allow_unfinished=o.allow_unfinished,
+                tta=o.tta, maxboxacc=o.maxboxacc,
             )  # fmt: skip
             extra.add_report_and_retrieval(
                 result, run_dir, o.report_dir, o.retrieval, device, tau, o.batch_size

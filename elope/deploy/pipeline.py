@@ -10,7 +10,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from elope.exported import METADATA_KEY  # the ONNX metadata_props key (TorchScript: METADATA_KEY + ".json")
+from elope.exported import (  # METADATA_KEY: ONNX metadata_props (TorchScript: + ".json")
+    EMBEDDING_OUTPUT,
+    METADATA_KEY,
+)
 from elope.nn.model import ELoPE
 from elope.nn.tta import average_scores, check_tta, crop_views
 
@@ -19,7 +22,9 @@ __all__ = ["EMBEDDING_NAME", "INPUT_NAME", "METADATA_KEY", "OUTPUT_NAMES", "OneP
 
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("scores", "boxes", "heatmaps")
-EMBEDDING_NAME = "embeddings"  # the last output with `elope export --embedding` (what `elope serve` returns)
+EMBEDDING_NAME = (
+    EMBEDDING_OUTPUT  # the last output with `elope export --embedding` (what `elope serve` returns)
+)
 
 
 class OnePassPipeline(nn.Module):

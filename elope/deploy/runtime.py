@@ -3,7 +3,7 @@
 The file holds the whole test-time path of Fig. 1 (Hanselmann & Ney, WACV 2020; ``docs/architecture.md``,
 "The pipeline") and, as metadata, the class names, the normalisation, the input size and τ
 (:func:`elope.deploy.export.export_metadata`). :class:`ExportedModel` runs it and gives the same
-:class:`elope.Prediction` as :meth:`elope.ELoPE.predict`; it is a :class:`elope.deploy.predictor.Predictor`
+:class:`elope.Prediction` as :meth:`elope.ELoPE.predict`; it is a :class:`elope.evaluation.predictor.Predictor`
 (its :attr:`~ExportedModel.spec` read from the metadata), so ``elope predict --model FILE`` reads, resizes
 and normalises images exactly as with ``--run RUN``. Nothing here is needed to *deploy* the file: the
 docs/usage.md ("Deployment") shows the ten lines of plain onnxruntime or torch code that do the same.
@@ -18,9 +18,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from elope.deploy.pipeline import INPUT_NAME, TracingQuiet
+from elope.deploy.pipeline import EMBEDDING_NAME, TracingQuiet
 from elope.device import inference_device
-from elope.exported import METADATA_KEY, check_score_width, parse_metadata, read_session, run_in_fixed_batches
+from elope.evaluation.outputs import BatchOutputs, Want
+from elope.exported import (
+    METADATA_KEY,
+    ExportedSession,
+    check_score_width,
+    open_session,
+    parse_metadata,
+    run_in_fixed_batches,
+)
 from elope.nn.model import Prediction
 
 __all__ = ["ExportedModel", "is_onnx_file", "read_metadata"]
@@ -117,28 +125,20 @@ class ExportedModel:
         """Build the onnxruntime session or load the TorchScript module; returns the raw metadata."""
         self.session, self.module = None, None
         if self.format == "onnx":
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            if threads:
-                options.intra_op_num_threads = threads
-            self.session = ort.InferenceSession(
-                str(self.path), options, providers=_onnx_providers(self.device)
-            )
-            return self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+            providers = _onnx_providers(self.device)
+            self.session = open_session(str(self.path), providers=providers, threads=threads)
+            return None  # read with the session's graph (elope.exported.ExportedSession)
         extra = {METADATA_KEY + ".json": ""}
         with TracingQuiet():  # torch.jit.load's deprecation notice
             self.module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra)
         return extra[METADATA_KEY + ".json"]
 
     def _read_meta(self, raw: str | None) -> None:
-        """The ``elope`` metadata, checked once by :func:`elope.exported.parse_metadata` (the reader
-        ``elope serve`` uses too): refused with one line naming the file when it is not what ``elope export``
-        writes or holds out-of-range values; for ONNX against the graph's outputs and score width."""
-        if self.session is not None:
-            meta = read_session(self.session, str(self.path))
-        else:
-            meta = parse_metadata(raw, str(self.path))
+        """The ``elope`` metadata, checked once by :mod:`elope.exported` (the reader ``elope serve`` uses
+        too): refused with one line naming the file when it is not what ``elope export`` writes or holds
+        out-of-range values; for ONNX against the graph's outputs and score width."""
+        self.exported = None if self.session is None else ExportedSession(self.session, str(self.path))
+        meta = parse_metadata(raw, str(self.path)) if self.exported is None else self.exported.metadata
         self.metadata = meta
         self.meta: dict[str, Any] = meta.raw
         self.classes: list[str] = list(meta.classes)
@@ -150,10 +150,7 @@ class ExportedModel:
         self.tta: str | None = meta.tta  # views the scores average over (elope.nn.tta)
         self._width_checked = self.session is not None  # TorchScript: checked on the first run
 
-    def _run_once(self, images: Tensor) -> list[Tensor]:
-        if self.session is not None:
-            array = np.ascontiguousarray(images.detach().cpu().float().numpy())
-            return [torch.from_numpy(np.asarray(a)) for a in self.session.run(None, {INPUT_NAME: array})]
+    def _run_script(self, images: Tensor) -> list[Tensor]:
         with torch.inference_mode():
             return list(self.module(images.to(self.device, torch.float32)))
 
@@ -165,7 +162,11 @@ class ExportedModel:
                 f"{self.path.name} takes normalised images (B, 3, {self.input_size}, {self.input_size}), got "
                 f"{tuple(images.shape)}"
             )
-        outputs = run_in_fixed_batches(self._run_once, images, self.batch, torch.cat)
+        if self.exported is not None:
+            array = np.ascontiguousarray(images.detach().cpu().float().numpy())
+            outputs = [torch.from_numpy(np.asarray(a)) for a in self.exported.run(array).values()]
+        else:
+            outputs = run_in_fixed_batches(self._run_script, images, self.batch, torch.cat)
         if not self._width_checked:
             check_score_width(self.metadata, int(outputs[0].shape[1]), str(self.path))
             self._width_checked = True
@@ -173,8 +174,29 @@ class ExportedModel:
 
     def predict(self, images: Tensor, top: int = 1) -> Prediction:
         """Top classes, scores, boxes and heatmaps as :meth:`elope.ELoPE.predict` gives them (at the τ fixed
-        in the graph, ``spec.tau``)."""
-        outputs = self.run(images)
-        scores, classes = outputs[0].topk(min(top, self.num_classes), dim=1)
-        heatmaps = outputs[self.outputs.index("heatmaps")] if "heatmaps" in self.outputs else None
-        return Prediction(classes, scores, outputs[1], heatmaps)
+        in the graph, ``spec.tau``): :meth:`predict_batch` with the ``top`` classes."""
+        out = self.predict_batch(images, Want(top=top))
+        return Prediction(out.top_classes, out.top_scores, out.boxes, out.heatmaps)
+
+    def prepare(self, images: Tensor) -> Tensor:
+        """A loader's batch as :meth:`run` takes it (it moves the images itself)."""
+        return images.as_subclass(Tensor)
+
+    def predict_batch(self, images: Tensor, want: Want) -> BatchOutputs:
+        """What ``want`` asks of a batch, from the graph's outputs (the one-pass pipeline only: the file
+        holds nothing else; ``embeddings`` from a file of ``elope export --embedding``, refused otherwise)."""
+        if want.pipeline != "crops":
+            raise ValueError(f"{self.path.name} holds the one-pass pipeline only, not {want.pipeline!r}")
+        if want.embeddings and EMBEDDING_NAME not in self.outputs:
+            raise ValueError(
+                f"{self.path} has no '{EMBEDDING_NAME}' output (outputs {self.outputs}): export the run again "
+                "with `elope export --embedding`"
+            )
+        outputs = dict(zip(self.outputs, self.run(images)))
+        out = BatchOutputs(boxes=outputs["boxes"], heatmaps=outputs.get("heatmaps"))
+        if want.top:
+            out.top_scores, out.top_classes = outputs["scores"].topk(min(want.top, self.num_classes), dim=1)
+            out.predictions = out.top_classes[:, 0]
+        if want.embeddings:
+            out.embeddings = outputs[EMBEDDING_NAME].float()
+        return out

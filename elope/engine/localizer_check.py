@@ -34,13 +34,13 @@ from torch import Tensor
 
 from elope.config import Config
 from elope.engine import distributed as D
-from elope.engine.loop import make_loader, pass_progress
-from elope.engine.metrics import iou_hits
+from elope.engine.loop import evaluation_pass, make_loader
 from elope.engine.plan import StagePlan
 from elope.engine.run import Run
 from elope.engine.run_spec import run_spec
 from elope.engine.stages import make_model
-from elope.engine.steps import to_device
+from elope.evaluation.metrics import iou_hits
+from elope.evaluation.outputs import Want
 from elope.failures import TrainingError
 from elope.nn.crop import crop_and_resize
 from elope.nn.model import ELoPE
@@ -220,11 +220,13 @@ class _Sums:
 
 
 def score_batch(
-    model: ELoPE, sums: _Sums, images: Tensor, labels: Tensor, gt: Tensor, reference: torch.nn.Module | None
+    model: ELoPE, sums: _Sums, batch: list[Any], heatmaps: Tensor, reference: torch.nn.Module | None
 ) -> None:
-    """One batch of the pass: the module's heatmaps once, then the boxes (and crops) at every τ."""
+    """One batch of the pass, ``(images, labels, gt)`` and the module's heatmaps of its images (computed
+    once, :class:`elope.evaluation.outputs.Want` ``heatmaps``): the boxes (and crops) at every τ."""
+    images, labels, gt = batch
     size = images.shape[-2:]
-    heatmaps = model.localizer(images).float()
+    heatmaps = heatmaps.float()
     sums.contrast += float(heatmap_contrast(heatmaps).sum())
     _, valid = iou_hits(torch.zeros_like(gt), gt)
     sums.boxes += float(valid.sum())
@@ -255,10 +257,14 @@ def measure_localizer(run: Run, plan: StagePlan, *, with_labels: bool) -> Locali
     reference = reference_features(run.cfg, len(run.classes)).to(plan.device) if with_labels else None
     sums = new_sums(len(run.classes), None if reference is None else model.num_features)
     loader = make_loader(dataset, max(1, plan.local_batch), plan.loader, epoch=0, shuffle=False)
+    want = Want(pipeline="heatmaps", top=0, boxes=False)
     with evaluating(model):
-        for images, labels, gt in pass_progress(loader, plan, "[localizer] check on the training split"):
-            with plan.autocast():
-                score_batch(model, sums, to_device(images, plan), labels, gt, reference)
+        for batch, out in evaluation_pass(
+            model, loader, plan, "[localizer] check on the training split", want
+        ):
+            if out is not None and out.heatmaps is not None:
+                with plan.autocast():
+                    score_batch(model, sums, batch, out.heatmaps, reference)
     return sums.result(run.dist)
 
 

@@ -11,7 +11,7 @@ checkpoint writer, step hooks).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -27,16 +27,20 @@ from elope.engine.run import RunData
 from elope.engine.sampling import EpochSampler, SeededItems
 from elope.engine.stage_state import StageState
 from elope.engine.steps import Learner, train_step
+from elope.evaluation.loop import iterate
+from elope.evaluation.model_predictor import ModelPredictor
+from elope.evaluation.outputs import BatchOutputs, Want
 from elope.failures import TrainingError
 from elope.nn.losses import check_label_range
+from elope.nn.model import ELoPE
 
 __all__ = [
     "StepHook",
     "check_labels",
     "epoch_metrics",
+    "evaluation_pass",
     "make_loader",
     "merge_accum",
-    "pass_progress",
     "stage_loader",
     "train_one_epoch",
 ]
@@ -147,18 +151,18 @@ def _add_batch(local: dict[str, float], loss: Tensor, parts: dict[str, Any], n: 
     local["n"] += n
 
 
-def pass_progress(loader: DataLoader, plan: StagePlan, desc: str) -> Any:
-    """``loader`` with a progress bar on standard error, for a pass that trains nothing (validation, the
-    check at the end of stage 2), which takes minutes on a CPU: shown like the training bar, on the main
-    process with ``train.progress`` and only on a terminal; gone when the pass ends."""
-    return tqdm(
-        loader,
-        desc=desc,
-        unit="batch",
-        leave=False,
-        dynamic_ncols=True,
-        disable=None if plan.progress else True,
+def evaluation_pass(
+    model: ELoPE, loader: DataLoader, plan: StagePlan, desc: str, want: Want
+) -> Iterator[tuple[list[Any], BatchOutputs | None]]:
+    """A pass that trains nothing (validation, the check at the end of stage 2) through the one loop
+    (:func:`elope.evaluation.loop.iterate`): the model at the stage's device, memory layout and precision,
+    without gradients (a model still training: no inference tensors), and a progress bar on standard
+    error, which takes minutes on a CPU: shown like the training bar, on the main process with
+    ``train.progress`` and only on a terminal; gone when the pass ends."""
+    predictor = ModelPredictor(
+        model, [], autocast=plan.autocast, grad_mode=torch.no_grad, channels_last=plan.channels_last
     )
+    return iterate(predictor, loader, want, progress=desc if plan.progress else None, leave=False)
 
 
 def _progress_bar(plan: StagePlan, state: StageState, loader: DataLoader) -> Any:

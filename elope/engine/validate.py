@@ -4,16 +4,17 @@ and which epoch is best (``train.select: best``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 
 from elope.engine import distributed as D
-from elope.engine.loop import make_loader, pass_progress
-from elope.engine.metrics import iou_hits
+from elope.engine.loop import evaluation_pass, make_loader
 from elope.engine.plan import StagePlan
-from elope.engine.steps import localizer_target, to_device
+from elope.engine.steps import localizer_target
+from elope.evaluation.metrics import iou_hits
+from elope.evaluation.outputs import BatchOutputs, Want
 from elope.nn.localization import heatmap_loss
 from elope.nn.model import ELoPE
 from elope.nn.modes import evaluating
@@ -31,42 +32,46 @@ def evaluate_split(model: ELoPE, dataset: Any, plan: StagePlan, dist: D.DistInfo
     """
     loader = make_loader(dataset, max(1, plan.local_batch), plan.loader, epoch=0, shuffle=False)
     sums = torch.zeros(5, dtype=torch.float64)  # loss*n, correct, n, iou hits, boxes
+    want = Want(pipeline=_pipeline(plan), top=0)
     with evaluating(model):
-        for images, labels, gt in pass_progress(loader, plan, f"[{plan.stage}] validation"):
-            images, labels = to_device(images, plan), labels.to(plan.device)
+        for (images, labels, gt), out in evaluation_pass(
+            model, loader, plan, f"[{plan.stage}] validation", want
+        ):
+            if out is None:
+                continue  # never: validation reads a plain dataset
+            labels = labels.to(plan.device)
             with plan.autocast():
-                loss, correct, boxes = _batch(model, images, labels, plan)
+                loss, correct = _batch(model, images, labels, out, plan)
             n = labels.shape[0]
             sums[:3] += torch.tensor([float(loss) * n, correct, n], dtype=torch.float64)
-            if boxes is not None:
-                hits, has = iou_hits(boxes.cpu(), gt)
+            if out.boxes is not None:  # the module's (localizer, crop stages)
+                hits, has = iou_hits(out.boxes.cpu(), gt)
                 sums[3:] += torch.tensor([float(hits.sum()), float(has.sum())], dtype=torch.float64)
     sums = D.all_reduce_sum(sums, dist)
     n = max(float(sums[2]), 1.0)
-    out = {"loss": float(sums[0]) / n}
+    metrics = {"loss": float(sums[0]) / n}
     if plan.stage != "localizer":
-        out["top1"] = float(sums[1]) / n
+        metrics["top1"] = float(sums[1]) / n
     if sums[4] > 0:
-        out["loc_iou50"] = float(sums[3]) / float(sums[4])
-    return out
+        metrics["loc_iou50"] = float(sums[3]) / float(sums[4])
+    return metrics
+
+
+def _pipeline(plan: StagePlan) -> str:
+    """What the stage's network sees: the localization module alone, its crops, or the whole image."""
+    return "heatmaps" if plan.stage == "localizer" else "crops" if plan.crops else "whole"
 
 
 def _batch(
-    model: ELoPE, images: torch.Tensor, labels: torch.Tensor, plan: StagePlan
-) -> tuple[torch.Tensor, int, torch.Tensor | None]:
-    """One validation batch: its mean loss, correct answers and the module's boxes (None: no boxes)."""
+    model: ELoPE, images: torch.Tensor, labels: torch.Tensor, out: BatchOutputs, plan: StagePlan
+) -> tuple[torch.Tensor, int]:
+    """One validation batch from its outputs: its mean loss and correct answers."""
     if plan.stage == "localizer":
-        boxes, heat = model.localize(images)
-        heat = heat.float()
+        heat = cast(torch.Tensor, out.heatmaps).float()  # the localizer stage's model has its module
         target = localizer_target(model, images, tuple(heat.shape[-2:]))
-        return heatmap_loss(heat, target, plan.heatmap_target), 0, boxes
-    boxes = None
-    if plan.crops:
-        logits, boxes, _, _ = model.classify_crops(images)
-    else:
-        logits = model(images)
-    logits = logits.float()
-    return F.cross_entropy(logits, labels), int((logits.argmax(1) == labels).sum()), boxes
+        return heatmap_loss(heat, target, plan.heatmap_target), 0
+    logits = cast(torch.Tensor, out.logits).float()  # the crops and whole pipelines classify
+    return F.cross_entropy(logits, labels), int((logits.argmax(1) == labels).sum())
 
 
 def selection_score(stage: str, val: dict[str, float]) -> tuple[float, ...]:

@@ -6,7 +6,7 @@ one-pass pipeline reads it; :func:`score_maps` turns cached heatmaps into the sh
 for each τ of :data:`elope.engine.localizer_check.TAU_GRID`, each box rule and with and without heatmap
 upsampling. ``elope suite`` reads both splits: τ for the teacher's map is chosen on the training split
 (:func:`best_tau`), the test split only reported; so are MaxBoxAccV2's thresholds (:func:`box_acc_curve`,
-:func:`elope.engine.localization_metrics.max_box_acc_v2`).
+:func:`elope.evaluation.localization_metrics.max_box_acc_v2`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from torch.utils.data import DataLoader
 
 from elope.config import Config
 from elope.engine.distributed import DistInfo
-from elope.engine.localization_metrics import BoxAccCurve
 from elope.engine.localizer_check import (
     TAU_GRID,
     choose_tau,
@@ -28,10 +27,12 @@ from elope.engine.localizer_check import (
     reference_features,
     score_batch,
 )
-from elope.engine.metrics import iou_hits
+from elope.evaluation.localization_metrics import BoxAccCurve
+from elope.evaluation.loop import iterate
+from elope.evaluation.metrics import iou_hits
+from elope.evaluation.outputs import Want
 from elope.nn.localization import BOX_RULES, heatmap_to_box
-from elope.nn.model import ELoPE
-from elope.runs.loaded import LoadedRun, load_run
+from elope.runs.loaded import load_run
 
 __all__ = [
     "CachedMaps",
@@ -64,20 +65,16 @@ def collect_maps(run_dir: str | Path, split: str, batch_size: int = 32) -> Cache
     run = load_run(run_dir)  # models are built outside inference mode (timm backbones trace a backward)
     if run.model.localizer is None:
         raise ValueError(f"{run_dir} has no trained localization module")
-    teacher = run.load_teacher()
+    predictor = run.predictor(teacher=run.load_teacher())
     dataset, _, _ = run.load_dataset(split)
-    with torch.inference_mode():
-        return _maps(run, teacher, dataset, batch_size)
-
-
-def _maps(run: LoadedRun, teacher: ELoPE, dataset: object, batch_size: int) -> CachedMaps:
     module, mean_map, boxes, labels, classes = [], [], [], [], []
-    for images, targets, gt in DataLoader(dataset, batch_size=batch_size):
-        images = images.as_subclass(Tensor)
-        module.append(run.model.localizer(images).float())
-        logits, _, heatmaps = teacher.classify_whole(images)  # the mean map of Table 4 and its class
-        mean_map.append(heatmaps)
-        classes.append(logits.argmax(dim=1))
+    loader = DataLoader(dataset, batch_size=batch_size)
+    for (_, targets, gt), out in iterate(predictor, loader, Want(pipeline="heatmaps", top=0, boxes=False)):
+        if out is None or out.heatmaps is None or out.mean_map_heatmaps is None:
+            continue  # never: a plain dataset, a run with a module and a teacher
+        module.append(out.heatmaps.float())
+        mean_map.append(out.mean_map_heatmaps)  # the mean map of Table 4 and the teacher's class
+        classes.append(out.mean_map_predictions)
         boxes.append(gt.as_subclass(Tensor).float())
         labels.append(torch.as_tensor(targets).long())
     cat = torch.cat
@@ -98,10 +95,13 @@ def labels_tau(run_dir: str | Path, batch_size: int = 32) -> dict[str, object]:
     reference = reference_features(cfg, len(run.classes))
     dataset, _, _ = run.load_dataset(training_split(run_dir))
     sums = new_sums(len(run.classes), run.model.num_features)
+    loader = DataLoader(dataset, batch_size=batch_size)
     with torch.inference_mode():
-        for images, labels, gt in DataLoader(dataset, batch_size=batch_size):
-            images, gt = images.as_subclass(Tensor), gt.as_subclass(Tensor)
-            score_batch(run.model, sums, images, labels, gt, reference)
+        for (images, labels, gt), out in iterate(run, loader, Want(pipeline="heatmaps", top=0, boxes=False)):
+            if out is not None and out.heatmaps is not None:
+                score_batch(
+                    run.model, sums, [images, labels, gt.as_subclass(Tensor)], out.heatmaps, reference
+                )
     check = sums.result(DistInfo())
     tau, _ = choose_tau(check, "labels", cfg.model.tau)
     scores = {str(t): v for t, v in zip(TAU_GRID, check.separability or []) if v is not None}
@@ -128,7 +128,7 @@ def score_maps(maps: Tensor, gt: Tensor, size: int) -> dict[str, dict[str, float
 
 
 def box_acc_curve(maps: Tensor, gt: Tensor, size: int) -> BoxAccCurve:
-    """The :class:`elope.engine.localization_metrics.BoxAccCurve` of cached heatmaps (MaxBoxAccV2's box
+    """The :class:`elope.evaluation.localization_metrics.BoxAccCurve` of cached heatmaps (MaxBoxAccV2's box
     accuracy at every heatmap threshold and IoU level)."""
     curve = BoxAccCurve(size)
     curve.update(maps, gt)

@@ -17,7 +17,7 @@ longer side; written once with data seed 0). For each distribution and seed, pai
   feature map at its own τ chosen on the training boxes with the same rule; and, for the comparisons of
   box rule, upsampling and τ, the hits of every variant on both splits (:mod:`elope.research.localization`);
 * ``field``: the localization metrics of the field for both (GT-known and top-1 localization at those τ,
-  MaxBoxAccV2 with its thresholds chosen on the training split: :mod:`elope.engine.localization_metrics`).
+  MaxBoxAccV2 with its thresholds chosen on the training split: :mod:`elope.evaluation.localization_metrics`).
   A ``result.json`` written before they existed gets them from its run folder when the suite reads it.
 
 The recipe is ``elope/configs/synthetic.yaml`` (the demo's: its localization settings are the defaults
@@ -41,8 +41,8 @@ from elope.config import load_config
 from elope.data.birds import BIRD_SUITE, write_birds
 from elope.data.synthetic import write_synthetic
 from elope.data.synthetic_knobs import SUITE
-from elope.engine.localization_metrics import max_box_acc_v2, top1_loc_hits
 from elope.engine.train import run_training
+from elope.evaluation.localization_metrics import max_box_acc_v2, top1_loc_hits
 from elope.nn.localization import heatmap_to_box
 from elope.research.ablate import TABLE5
 from elope.research.localization import (

@@ -3,7 +3,7 @@
 The model comes from ``RUN/model`` (:func:`elope.runs.model_folder.load_model`) with its spec (τ, sides,
 box rule, upsampling, margin, normalisation: :attr:`LoadedRun.spec`, stored in ``model.json`` → ``spec``); the
 dataset and the splits come from the rest of ``model.json``. A :class:`LoadedRun` is a
-:class:`elope.deploy.predictor.Predictor`, as an exported file is.
+:class:`elope.evaluation.predictor.Predictor`, as an exported file is.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from elope.data import build_dataset
 from elope.data.names import class_name_key
 from elope.data.transforms import eval_transform
 from elope.device import inference_device
+from elope.evaluation.model_predictor import ModelPredictor
+from elope.evaluation.outputs import BatchOutputs, Want
 from elope.nn.model import ELoPE, Prediction
 from elope.runs.layout import MODEL_DIR, TEACHER_DIR
 from elope.runs.lock import lock_holder
@@ -61,6 +63,19 @@ class LoadedRun:
     def predict(self, images: Tensor, top: int = 1) -> Prediction:
         """:meth:`elope.ELoPE.predict` on normalised crop sources (B, 3, N, N), N = ``spec.crop_source``."""
         return self.model.predict(images, top=top)
+
+    def predictor(self, *, teacher: ELoPE | None = None, tta: str | None = None) -> ModelPredictor:
+        """The run's model as a :class:`ModelPredictor` for a pass over a dataset (with its ``teacher``,
+        :meth:`load_teacher`, and the test-time augmentation ``tta``)."""
+        return ModelPredictor(self.model, self.classes, teacher=teacher, tta=tta)
+
+    def prepare(self, images: Tensor) -> Tensor:
+        """A loader's batch on the model's device."""
+        return self.predictor().prepare(images)
+
+    def predict_batch(self, images: Tensor, want: Want) -> BatchOutputs:
+        """What ``want`` asks of a prepared batch (:meth:`ModelPredictor.predict_batch`)."""
+        return self.predictor().predict_batch(images, want)
 
     def load_teacher(self) -> ELoPE:
         """The run's stage-1 classifier (``RUN/teacher``), the localization module's teacher, in eval mode,

@@ -19,12 +19,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from elope.exported import METADATA_KEY, read_session, run_in_fixed_batches
+from elope.exported import EMBEDDING_OUTPUT, ExportedSession, open_session
 from elope.serve.images import DEFAULT_MAX_DECODE_BYTES, Preprocess
 
-__all__ = ["EMBEDDING_OUTPUT", "HEATMAP_FORMATS", "METADATA_KEY", "ServedModel", "file_sha256"]
+__all__ = ["EMBEDDING_OUTPUT", "HEATMAP_FORMATS", "ServedModel", "file_sha256"]
 
-EMBEDDING_OUTPUT = "embeddings"  # an output of this name is served as the embedding; `elope export` has none
 HEATMAP_FORMATS = ("none", "png", "list")
 
 
@@ -66,10 +65,6 @@ class ServedModel:
     ) -> None:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
         if isinstance(source, bytes):
             self.sha256, self.label = hashlib.sha256(source).hexdigest(), label or "<memory>"
             model: bytes | str = source
@@ -81,20 +76,19 @@ class ServedModel:
                 )
             self.sha256, self.label, model = file_sha256(path), label or path.name, str(path)
         try:
-            self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+            session = open_session(model, providers=["CPUExecutionProvider"], threads=threads, inter_op=1)
         except Exception as e:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             raise ValueError(
                 f"cannot load {self.label} as an ONNX model ({first}): it is truncated or not a file "
                 "written by `elope export --format onnx`; export the run again"
             ) from e
-        self.metadata = read_session(self.session, self.label)  # checked once (elope.exported)
+        self.exported = ExportedSession(session, self.label)  # the one reader (elope.exported)
+        self.metadata = self.exported.metadata
         self.meta: dict[str, Any] = self.metadata.raw
         self.classes: list[str] = list(self.metadata.classes)
         self.input_size = self.metadata.input_size
-        self.input_name = self.session.get_inputs()[0].name
         self.outputs = list(self.metadata.outputs)
-        self.fixed_batch = self.metadata.batch
         spec = self.metadata.spec
         self.preprocess = Preprocess(self.input_size, spec.mean, spec.std, max_pixels, max_decode_bytes)
         self.onnxruntime = ort.__version__
@@ -106,11 +100,7 @@ class ServedModel:
 
     def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """The graph's outputs, by name, for a normalised batch (B, 3, N, N); a fixed-batch file in chunks."""
-        outs = run_in_fixed_batches(self._run_once, images, self.fixed_batch, np.concatenate)
-        return dict(zip(self.outputs, outs))
-
-    def _run_once(self, images: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(None, {self.input_name: images})
+        return self.exported.run(images)
 
     def describe(self) -> dict[str, Any]:
         """``GET /model``: what the file is and what it answers."""

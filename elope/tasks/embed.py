@@ -26,7 +26,7 @@ key                shape, dtype                what
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,13 +36,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from elope import writer
 from elope.data import build_dataset
 from elope.data.io import load_image
 from elope.data.transforms import eval_transform
+from elope.evaluation.loop import iterate
+from elope.evaluation.outputs import Want
+from elope.evaluation.predictor import Predictor
 from elope.runs.loaded import LoadedRun, load_run
+from elope.spec import ModelSpec
 from elope.tasks.predict import find_images
 
 __all__ = [
@@ -119,17 +122,21 @@ def class_means(embeddings: Tensor, labels: Tensor, num_classes: int) -> Tensor:
     return F.normalize(sums, dim=1)
 
 
-@torch.inference_mode()
-def _embed_batch(run: LoadedRun, images: Tensor) -> Tensor:
-    """Raw embeddings of the crops of normalised crop sources (B, 3, N, N): the pipeline of Fig. 1."""
-    return run.model.classify_crops(images.to(run.device), return_embeddings=True).embeddings.float().cpu()
+def _embeddings(source: Predictor, batches: Iterable[Sequence[Any]], progress: str | None = None) -> Tensor:
+    """(N, D) raw embeddings of the crops of every batch (normalised crop sources first in each), in
+    order: the pipeline of Fig. 1 through the one loop (:func:`elope.evaluation.loop.iterate`), a run's
+    model or a file of ``elope export --embedding`` alike."""
+    parts = []
+    for _, out in iterate(source, batches, Want(top=0, embeddings=True), progress=progress):
+        if out is not None and out.embeddings is not None:
+            parts.append(out.embeddings.float().cpu())
+    return torch.cat(parts)
 
 
 def embed_dataset(run: LoadedRun, ds: Any, batch_size: int = 16, *, progress: bool = False) -> Tensor:
     """(N, D) raw embeddings of every image of ``ds`` (items ``(image, label, box)``), in order."""
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
-    parts = [_embed_batch(run, images) for images, _, _ in tqdm(loader, disable=not progress, desc="embed")]
-    return torch.cat(parts)
+    return _embeddings(run, loader, "embed" if progress else None)
 
 
 def _means(run: LoadedRun, emb: Tensor, labels: Tensor, classes: list[str]) -> tuple[Tensor, list[str], str]:
@@ -183,18 +190,19 @@ def embed_split(
     )
 
 
-def _exported_embedder(model_file: str | Path, device: str | torch.device) -> Any:
-    """An exported file (``elope export --embedding``) with its ``embeddings`` output, refused otherwise."""
-    from elope.deploy.pipeline import EMBEDDING_NAME
+def _exported(model_file: str | Path, device: str | torch.device) -> Predictor:
     from elope.deploy.runtime import ExportedModel
 
-    exported = ExportedModel(model_file, device)
-    if EMBEDDING_NAME not in exported.outputs:
-        raise ValueError(
-            f"{model_file} has no '{EMBEDDING_NAME}' output (outputs {exported.outputs}): export the run again "
-            "with `elope export --embedding`"
-        )
-    return exported
+    return ExportedModel(model_file, device)
+
+
+def _file_batches(files: list[Path], spec: ModelSpec, batch_size: int) -> Iterator[tuple[Tensor]]:
+    """Image files as batches of normalised crop sources (an unreadable file is an error naming it)."""
+    transform = eval_transform(spec.crop_source, spec.mean, spec.std)
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        images = [transform(load_image(p, draft_size=spec.crop_source)[0]).as_subclass(Tensor) for p in chunk]
+        yield (torch.stack(images),)
 
 
 def embed_paths(
@@ -211,17 +219,8 @@ def embed_paths(
     files, _ = find_images(paths)
     if not files:
         raise FileNotFoundError(f"no images found in {', '.join(map(str, paths))}")
-    source: Any = _exported_embedder(model, device) if model is not None else load_run(run_dir, device)
-    spec = source.spec
-    transform = eval_transform(spec.crop_source, spec.mean, spec.std)
-    parts = []
-    for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        batch = torch.stack(
-            [transform(load_image(p, draft_size=spec.crop_source)[0]).as_subclass(Tensor) for p in chunk]
-        )
-        parts.append(_embed_batch(source, batch) if model is None else source.run(batch)[-1].float())
-    emb = torch.cat(parts)
+    source: Any = _exported(model, device) if model is not None else load_run(run_dir, device)
+    emb = _embeddings(source, _file_batches(files, source.spec, batch_size))
     labels = torch.full((len(files),), -1, dtype=torch.long)
     if model is None:
         means, mean_classes, origin = _means(source, emb, labels, list(source.classes))
@@ -249,12 +248,12 @@ def retrieval_run(
     batch_size: int = 16,
     device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """``evaluate --retrieval``: Recall@1/2/4/8 and MAP@R (:func:`elope.engine.retrieval.retrieval_metrics`)
+    """``evaluate --retrieval``: Recall@1/2/4/8 and MAP@R (:func:`elope.evaluation.retrieval.retrieval_metrics`)
     of the run's embedding on ``split``. A run trained on the ``seen`` half of the classes
     (``dataset.options.zero_shot: seen``) is measured on every image of the ``unseen`` half instead: the
     zero-shot protocol (``classes: unseen``, ``split`` then ignored); any other run on the split's own
     classes (``classes: same``)."""
-    from elope.engine.retrieval import retrieval_metrics
+    from elope.evaluation.retrieval import retrieval_metrics
 
     run = load_run(run_dir, device)
     name = dataset or run.meta.get("dataset") or ""

@@ -45,7 +45,6 @@ import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from elope import writer
 from elope.data.check import gt_box_problems
@@ -54,22 +53,23 @@ from elope.data.io import image_dimensions
 from elope.data.splits import SPLITS
 from elope.data.workers import usable_workers
 from elope.deploy.compiled import compile_model
-from elope.engine.metrics import EvalAccumulator, nearest_class_mean
+from elope.evaluation.loop import iterate
+from elope.evaluation.metrics import EvalAccumulator, nearest_class_mean
+from elope.evaluation.outputs import BatchOutputs, Want
 from elope.nn.model import ELoPE
-from elope.nn.tta import check_tta, classify_views
+from elope.nn.tta import check_tta
 from elope.runs.loaded import LoadedRun, load_run
 from elope.tasks.evaluate_localization import FieldLocalization, field_localization
 
 __all__ = [
     "SPLITS",
     "UNREADABLE_ERRORS",
-    "BatchOutputs",
+    "EvaluateSettings",
     "UnreadableImageError",
     "evaluate_run",
     "gt_box_problems",
     "original_box",
     "prediction_lines",
-    "run_batch",
 ]
 
 # What counts as "this image cannot be read": elope.data.io raises ImageLoadError (an OSError) naming the
@@ -82,56 +82,7 @@ UNREADABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-# ------------------------------------------------------------------------------------------------ model
-@dataclass
-class BatchOutputs:
-    predictions: Tensor  # (B,) softmax argmax
-    top_classes: Tensor  # (B, top) best classes, best first
-    top_scores: Tensor  # (B, top) their softmax scores
-    boxes: Tensor  # (B, 4) localizer boxes in input pixels
-    embeddings: Tensor | None  # (B, dim) raw embeddings of the crops
-    mean_map_boxes: Tensor | None  # (B, 4) boxes from the teacher's mean feature map of the whole image
-    tta_predictions: Tensor | None = None  # (B,) argmax of the softmax averaged over the views (elope.nn.tta)
-    tta_embeddings: Tensor | None = None  # (B, dim) mean of the views' l2-normalised embeddings
-    heatmaps: Tensor | None = None  # (B, 1, h, w) the localization module's heatmaps (None without one)
-    mean_map_heatmaps: Tensor | None = None  # (B, 1, h, w) the teacher's mean feature maps
-    mean_map_predictions: Tensor | None = None  # (B,) the teacher's top-1 class of the whole image
-
-
-@torch.inference_mode()
-def run_batch(
-    model: ELoPE,
-    images: Tensor,
-    *,
-    embeddings: bool,
-    teacher: ELoPE | None = None,
-    top: int = 5,
-    tta: str | None = None,
-) -> BatchOutputs:
-    """One pass of the test pipeline on a batch of normalised crop sources, at the model's spec.
-
-    ``model.classify_crops`` localizes, crops (Sec. 5) and classifies the crop once: the softmax and the
-    embedding for the nearest class mean come from the same forward pass (this is ``model.predict`` with the
-    embedding kept). With a ``teacher`` (the stage-1 classifier, loaded at the run's τ) its mean feature
-    map of the whole image gives the Table 4 baseline box, and its classifier (same pass) the class for
-    its top-1 localization. With ``tta`` the views of the same crop are classified too
-    (:func:`elope.nn.tta.classify_views`); the single-view outputs do not change.
-    """
-    views = None if tta is None else classify_views(model, images, tta, return_embeddings=embeddings)
-    logits, boxes, heatmaps, emb = (
-        views[:4] if views is not None else model.classify_crops(images, return_embeddings=embeddings)
-    )
-    scores, classes = logits.float().softmax(dim=1).topk(min(top, logits.shape[1]), dim=1)
-    whole = None if teacher is None else teacher.classify_whole(images)
-    out = BatchOutputs(classes[:, 0], classes, scores, boxes, emb, None if whole is None else whole[1])
-    out.heatmaps = heatmaps
-    if whole is not None:
-        out.mean_map_predictions, out.mean_map_heatmaps = whole[0].argmax(dim=1), whole[2]
-    if views is not None:
-        out.tta_predictions, out.tta_embeddings = views.scores.argmax(dim=1), views.view_embeddings
-    return out
-
-
+# ------------------------------------------------------------------------------------------------ lines
 def original_box(box: Tensor, source: int, size: tuple[int, int]) -> list[float]:
     """A box in pixels of the square crop source mapped to the original image of ``size`` (W, H), clamped."""
     w, h = size
@@ -243,25 +194,22 @@ def _predictions_file(predictions: str | Path | None) -> Iterator[TextIO | None]
 
 def _accumulate(
     run: LoadedRun,
-    batches: Iterable[Any],
+    passes: Iterable[tuple[list[Any], BatchOutputs | None]],
     guarded: _Guarded,
     acc: EvalAccumulator,
     lines_out: TextIO | None,
     *,
-    teacher: ELoPE | None,
     tta: tuple[str, EvalAccumulator] | None = None,
     field: FieldLocalization | None = None,
 ) -> list[dict[str, str]]:
-    """Run every batch through the pipeline into ``acc`` (and ``lines_out``; with ``tta``, its views'
-    accuracies into its accumulator; with ``field``, the localization metrics of the field); returns the
-    skipped images."""
+    """Every batch of the pass (:func:`elope.evaluation.loop.iterate`) into ``acc`` (and ``lines_out``;
+    with ``tta``, its views' accuracies into its accumulator; with ``field``, the localization metrics of
+    the field); returns the skipped images."""
     skipped: list[dict[str, str]] = []
-    for images, labels, gt_boxes, indices, bad in batches:
+    for (_, labels, gt_boxes, indices, bad), out in passes:
         skipped += [{"path": guarded.path(i), "error": msg} for i, msg in bad]
-        if images is None:
+        if out is None:
             continue
-        views = None if tta is None else tta[0]
-        out = run_batch(run.model, images.to(run.device), embeddings=acc.with_ncm, teacher=teacher, tta=views)
         if tta is not None and out.tta_predictions is not None:
             tta_ncm = (
                 None if out.tta_embeddings is None else nearest_class_mean(out.tta_embeddings, run.means)
@@ -314,6 +262,15 @@ def _metrics(
     return result
 
 
+def _loader(ds: Any, batch_size: int, workers: int, skip_unreadable: bool) -> tuple[_Guarded, DataLoader]:
+    """The split's images with their indices, an unreadable one left out (``skip_unreadable``) or refused."""
+    guarded = _Guarded(ds, skip_unreadable)
+    loader = DataLoader(
+        guarded, batch_size=batch_size, num_workers=usable_workers(workers), collate_fn=_collate
+    )
+    return guarded, loader
+
+
 def _check_arguments(split: str, batch_size: int, tta: str | None) -> None:
     """``evaluate_run``'s arguments checked before anything is loaded."""
     if split not in SPLITS:
@@ -324,61 +281,72 @@ def _check_arguments(split: str, batch_size: int, tta: str | None) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- main
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """How :func:`evaluate_run` reads the split and what it measures besides the pipeline's metrics (its
+    keyword arguments; a name not here is refused)."""
+
+    batch_size: int = 16
+    num_workers: int = 0  # DataLoader processes
+    skip_unreadable: bool = False  # an unreadable image left out (listed under ``skipped``), else an error
+    progress: bool = True
+    mean_map: bool = False  # the teacher's mean feature map too (Table 4's other row)
+    predictions: str | Path | None = None  # a JSON-lines file, one line per image
+    compile_mode: str | None = None  # torch.compile (elope.deploy.compiled.compile_model)
+    allow_unfinished: bool = False
+    tta: str | None = None  # test-time augmentation (elope.nn.tta): result["tta"]
+    maxboxacc: bool = True  # MaxBoxAccV2 and its pass over the selection split
+
+
 def evaluate_run(
     run_dir: str | Path,
     dataset: str | None = None,
     root: str | Path | None = None,
     split: str = "test",
-    batch_size: int = 16,
     device: str | torch.device = "cpu",
-    skip_unreadable: bool = False,
     *,
     tau: float | None = None,
-    num_workers: int = 0,
-    progress: bool = True,
-    mean_map: bool = False,
-    predictions: str | Path | None = None,
-    compile_mode: str | None = None,
-    allow_unfinished: bool = False,
-    tta: str | None = None,
-    maxboxacc: bool = True,
+    **settings: Any,
 ) -> dict[str, Any]:
     """Evaluate the trained model of ``run_dir`` on a split (``test`` by default) and return the metrics.
 
-    ``mean_map`` also measures the teacher's mean-feature-map boxes (one more backbone pass per image);
-    ``predictions`` names a JSON-lines file to write one line per image to. ``compile_mode`` runs the
-    model through ``torch.compile`` in that mode (:func:`elope.deploy.compiled.compile_model`); ``tta``
-    (``"flip"``) adds ``result["tta"]``, the accuracies with test-time augmentation (:mod:`elope.nn.tta`).
-    ``maxboxacc=False`` skips MaxBoxAccV2 and its pass over the selection split (then null).
+    ``settings`` (:class:`EvaluateSettings`): ``mean_map`` also measures the teacher's mean-feature-map
+    boxes (one more backbone pass per image); ``predictions`` names a JSON-lines file to write one line per
+    image to. ``compile_mode`` runs the model through ``torch.compile`` in that mode
+    (:func:`elope.deploy.compiled.compile_model`); ``tta`` (``"flip"``) adds ``result["tta"]``, the
+    accuracies with test-time augmentation (:mod:`elope.nn.tta`). ``maxboxacc=False`` skips MaxBoxAccV2
+    and its pass over the selection split (then null).
 
     ``dataset``/``root`` default to the run's; ``tau`` replaces its threshold (the model is loaded with it).
     An unfinished run is refused unless ``allow_unfinished`` (``LoadedRun.check_finished``). Returns the
     dict of the module docstring plus ``split``, ``dataset``, ``root``, ``run``, ``tau``, ``skipped``
     (left out with ``skip_unreadable``), ``stages`` (done) and ``unfinished`` (a warning, or None)."""
-    _check_arguments(split, batch_size, tta)
+    o = EvaluateSettings(**settings)
+    _check_arguments(split, o.batch_size, o.tta)
     run = load_run(run_dir, device, tau=tau)
-    unfinished = run.check_finished(allow_unfinished)
-    if compile_mode is not None:
-        run.model = compile_model(run.model, compile_mode)
+    unfinished = run.check_finished(o.allow_unfinished)
+    if o.compile_mode is not None:
+        run.model = compile_model(run.model, o.compile_mode)
     ds, dataset, root = run.load_dataset(split, dataset, root)
     _check_classes(run.classes, ds, f"dataset {dataset!r} at {root} ({split})")
     with_boxes = bool(getattr(ds, "has_boxes", False))
     box_problems = gt_box_problems(ds) if with_boxes else []  # clipped, or left out when wholly outside
-    guarded = _Guarded(ds, skip_unreadable)
-    loader = DataLoader(
-        guarded, batch_size=batch_size, num_workers=usable_workers(num_workers), collate_fn=_collate
-    )
-    teacher = run.load_teacher() if mean_map and with_boxes else None
+    guarded, loader = _loader(ds, o.batch_size, o.num_workers, o.skip_unreadable)
+    teacher = run.load_teacher() if o.mean_map and with_boxes else None
     acc = EvalAccumulator(len(run.classes), with_ncm=run.means is not None, with_boxes=with_boxes)
-    views = _tta_accumulator(tta, acc)
-    field = field_localization(run, with_boxes=with_boxes, mean_map=teacher is not None, maxboxacc=maxboxacc)
-    with _predictions_file(predictions) as lines_out:
-        batches = tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=None if progress else True)
-        skipped = _accumulate(run, batches, guarded, acc, lines_out, teacher=teacher, tta=views, field=field)
+    views = _tta_accumulator(o.tta, acc)
+    field = field_localization(
+        run, with_boxes=with_boxes, mean_map=teacher is not None, maxboxacc=o.maxboxacc
+    )
+    predictor = run.predictor(teacher=teacher, tta=o.tta)
+    with _predictions_file(o.predictions) as lines_out:
+        bar = f"evaluate {split}" if o.progress else None
+        passes = iterate(predictor, loader, Want(embeddings=acc.with_ncm), progress=bar)
+        skipped = _accumulate(run, passes, guarded, acc, lines_out, tta=views, field=field)
     if acc.num_images == 0:
         raise ValueError(f"no image of {dataset!r} at {root} ({split}) could be evaluated.")
     result = _metrics(acc, run, teacher, views)
-    where, reading = (split, dataset, root), (batch_size, num_workers, skip_unreadable)
+    where, reading = (split, dataset, root), (o.batch_size, o.num_workers, o.skip_unreadable)
     result["localization"] = None if field is None else field.result(run, teacher, where, reading)
     result.update(split=split, dataset=dataset, root=str(root), run=str(Path(run_dir)), tau=run.spec.tau)
     result.update(skipped=skipped, box_problems=box_problems, stages=run.stages_done, unfinished=unfinished)

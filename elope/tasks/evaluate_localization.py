@@ -1,5 +1,5 @@
 """``elope evaluate``'s ``localization`` block: the localization metrics of the field
-(:mod:`elope.engine.localization_metrics`) for the localization module and for its teacher's mean feature
+(:mod:`elope.evaluation.localization_metrics`) for the localization module and for its teacher's mean feature
 map (Table 4's two rows).
 
 GT-known and top-1 localization accuracy come from the evaluation pass itself. MaxBoxAccV2 needs a second,
@@ -13,11 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from elope.engine.localization_metrics import BoxAccCurve, LocalizationAccumulator
+from elope.evaluation.localization_metrics import BoxAccCurve, LocalizationAccumulator
+from elope.evaluation.loop import iterate
+from elope.evaluation.outputs import Want
 from elope.nn.model import ELoPE
 from elope.runs.loaded import LoadedRun
 
@@ -55,7 +56,7 @@ class FieldLocalization:
         self.mean_map = LocalizationAccumulator(frame) if mean_map else None
 
     def update(self, labels: Tensor, gt_boxes: Tensor, out: Any) -> None:
-        """Add a batch of :class:`elope.tasks.evaluate.BatchOutputs`."""
+        """Add a batch of :class:`elope.evaluation.outputs.BatchOutputs`."""
         keep = self.maxboxacc
         if self.module is not None:
             maps = out.heatmaps if keep else None
@@ -89,7 +90,6 @@ class FieldLocalization:
             "mean_map": None if self.mean_map is None else self.mean_map.result(curves[1], split),
         }
 
-    @torch.inference_mode()
     def _selection(
         self, run: LoadedRun, teacher: ELoPE | None, dataset: Any, batch_size: int, workers: int
     ) -> tuple[BoxAccCurve | None, BoxAccCurve | None]:
@@ -97,10 +97,13 @@ class FieldLocalization:
         a teacher, its mean feature maps, as the evaluation pass computes them."""
         module = BoxAccCurve(self.frame) if self.module is not None else None
         mean_map = BoxAccCurve(self.frame) if self.mean_map is not None and teacher is not None else None
-        for images, _, gt in DataLoader(dataset, batch_size=batch_size, num_workers=workers):
-            images, gt = images.as_subclass(Tensor).to(run.device), gt.as_subclass(Tensor)
-            if module is not None:
-                module.update(run.model.localizer(images), gt)
-            if mean_map is not None and teacher is not None:
-                mean_map.update(teacher.mean_map(images)[1], gt)
+        predictor = run.predictor(teacher=teacher if mean_map is not None else None)
+        want = Want(pipeline="heatmaps", top=0, boxes=False)
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+        for (_, _, gt), out in iterate(predictor, loader, want):
+            gt = gt.as_subclass(Tensor)
+            if module is not None and out is not None and out.heatmaps is not None:
+                module.update(out.heatmaps, gt)
+            if mean_map is not None and out is not None and out.mean_map_heatmaps is not None:
+                mean_map.update(out.mean_map_heatmaps, gt)
         return module, mean_map

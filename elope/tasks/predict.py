@@ -3,7 +3,7 @@
 Each image is decoded and resized to the crop source of the model's spec (``spec.crop_source``), exactly
 as ``elope evaluate`` and the crop stages of training read it, and given to the model's ``predict`` (the
 one-pass pipeline of Fig. 1, ``docs/architecture.md``): a run folder's :class:`elope.ELoPE` or an
-exported file, both a :class:`elope.deploy.predictor.Predictor`. Boxes are reported in pixels of the
+exported file, both a :class:`elope.evaluation.predictor.Predictor`. Boxes are reported in pixels of the
 original image. ``--save-vis`` writes the heatmap overlaid and the box drawn, as in the paper's Figs. 4
 and 6.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,18 @@ from elope import writer
 from elope.data.files import IMAGE_EXTENSIONS, Skipped, walk_images
 from elope.data.io import load_image
 from elope.data.transforms import eval_transform
-from elope.deploy.predictor import Predictor
+from elope.evaluation.predictor import Predictor
 from elope.runs.loaded import LoadedRun, load_run
 from elope.tasks.evaluate import UNREADABLE_ERRORS, original_box
 
-__all__ = ["IMAGE_EXTENSIONS", "collect_images", "find_images", "predict_image", "predict_paths"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "PredictSettings",
+    "collect_images",
+    "find_images",
+    "predict_image",
+    "predict_paths",
+]
 
 
 def find_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[Skipped]]:
@@ -154,22 +162,30 @@ def _save_vis(
     return str(save_prediction_figure(target, image, heatmap, shown, title=_title(classes)))
 
 
+@dataclass(frozen=True)
+class PredictSettings:
+    """What :func:`predict_paths` takes besides the images (its keyword arguments; a name not here is
+    refused)."""
+
+    tau: float | None = None  # replaces the run's τ (an exported file's may only be repeated)
+    progress: bool = False
+    model: str | Path | None = None  # a file of `elope export` instead of the run
+    compile_mode: str | None = None  # torch.compile (elope.deploy.compiled.compile_model)
+    allow_unfinished: bool = False
+    skipped: list[Skipped] | None = None  # receives the files of the folders that were not read
+    notes: list[str] | None = None  # receives the warning of an unfinished run
+
+
 def predict_paths(
     run_dir: str | Path | None,
     paths: Iterable[str | Path],
     top: int = 5,
     save_vis: str | Path | None = None,
     device: str | torch.device = "cpu",
-    *,
-    tau: float | None = None,
-    progress: bool = False,
-    model: str | Path | None = None,
-    compile_mode: str | None = None,
-    allow_unfinished: bool = False,
-    skipped: list[Skipped] | None = None,
-    notes: list[str] | None = None,
+    **settings: Any,
 ) -> list[dict[str, Any]]:
-    """Predict every image in ``paths`` (files or folders) with the model of ``run_dir``.
+    """Predict every image in ``paths`` (files or folders) with the model of ``run_dir``; ``settings``:
+    :class:`PredictSettings`.
 
     ``model`` instead names a file written by ``elope export`` (run with onnxruntime or TorchScript,
     :mod:`elope.deploy.runtime`; ``run_dir`` is then ignored); ``compile_mode`` runs the run's model through
@@ -182,22 +198,25 @@ def predict_paths(
     reason (:class:`elope.data.files.Skipped`). An unfinished run is refused unless ``allow_unfinished``
     (then ``notes`` receives the warning).
     """
+    o = PredictSettings(**settings)
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}.")
     files, left = find_images(paths)
-    if skipped is not None:
-        skipped += left
+    if o.skipped is not None:
+        o.skipped.extend(left)
     if not files:
         raise FileNotFoundError(
             f"no images (.jpg, .png, .tif, .gif, .webp, .bmp, ... {len(IMAGE_EXTENSIONS)} extensions) found in "
             f"{', '.join(map(str, paths))}."
         )
     targets = _vis_targets(files, Path(save_vis)) if save_vis is not None else None
-    run = _load_predictor(run_dir, device, model, compile_mode, tau)
+    run = _load_predictor(run_dir, device, o.model, o.compile_mode, o.tau)
     if isinstance(run, LoadedRun):  # a run folder (an exported file is finished by definition)
-        (notes if notes is not None else []).extend(filter(None, [run.check_finished(allow_unfinished)]))
+        (o.notes if o.notes is not None else []).extend(
+            filter(None, [run.check_finished(o.allow_unfinished)])
+        )
     results: list[dict[str, Any]] = []
-    for index, path in enumerate(tqdm(files, desc="predict", unit="image", disable=not progress)):
+    for index, path in enumerate(tqdm(files, desc="predict", unit="image", disable=not o.progress)):
         try:
             image, stored = load_image(path, draft_size=run.spec.crop_source)  # as the datasets decode
         except UNREADABLE_ERRORS as e:

@@ -14,7 +14,7 @@ Written into ``DIR`` from the per-image predictions of the one-pass pipeline (th
 
 The numbers are computed from the same predictions as ``evaluate``'s (top-1 equals ``evaluate --json``'s
 ``top1``). A run folder and an exported file (``--model``: :func:`exported_predictions`) are both a
-:class:`elope.deploy.predictor.Predictor` and give the same report.
+:class:`elope.evaluation.predictor.Predictor` and give the same report.
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ from torch.utils.data import DataLoader
 from elope import writer
 from elope.data import build_dataset
 from elope.data.transforms import eval_transform
-from elope.deploy.predictor import Predictor
-from elope.tasks.evaluate import BatchOutputs, prediction_lines
+from elope.evaluation.loop import iterate
+from elope.evaluation.outputs import Want
+from elope.evaluation.predictor import Predictor
+from elope.tasks.evaluate import prediction_lines
 
 __all__ = [
     "PREDICTIONS_FILE",
@@ -181,9 +183,9 @@ def exported_predictions(
         )
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
     done = 0
-    for images, labels, gt_boxes in loader:
-        pred = predictor.predict(images.to(predictor.device), top=5)
-        out = BatchOutputs(pred.classes[:, 0], pred.classes, pred.scores, pred.boxes, None, None)
+    for (_, labels, gt_boxes), out in iterate(predictor, loader, Want(top=5)):
+        if out is None:  # never from a plain dataset (no image left out)
+            continue
         indices = list(range(done, done + len(labels)))
         for line in prediction_lines(out, labels, gt_boxes, indices, ds, spec.crop_source):
             lines_out.write(line + "\n")

@@ -16,7 +16,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from elope.data.io import load_image
-from elope.deploy.predictor import Predictor
+from elope.evaluation.predictor import Predictor
 
 __all__ = ["confusion_figure", "data_uri", "gallery_pictures", "render_report"]
 

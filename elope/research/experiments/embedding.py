@@ -6,7 +6,7 @@ but for the loss: the paper's class-mean loss (``loss.variant full``, Eqs. 5-10)
 (``loss.variant none``). Measured on each:
 
 * retrieval on the held-out species (every image of the ``unseen`` half): Recall@1/2/4/8 and MAP@R
-  (elope.engine.retrieval), the zero-shot protocol of metric learning;
+  (elope.evaluation.retrieval), the zero-shot protocol of metric learning;
 * enrollment: 4 held-out species are added from 1, 5 or 10 images each (the nearest class mean,
   ``elope enroll``'s rule: elope.tasks.enroll), the model then answers over the 8 + 4 classes; accuracy on
   held-out images of the old species (the seen half's validation split, never trained on) and on the other
@@ -38,8 +38,8 @@ from scipy import stats
 
 from elope.data import build_dataset
 from elope.data.synthetic import write_synthetic
-from elope.engine.retrieval import retrieval_metrics
 from elope.engine.train import run_training
+from elope.evaluation.retrieval import retrieval_metrics
 from elope.research.experiments import RECORD
 from elope.runs.loaded import load_run
 from elope.runs.recipe import resolve_config

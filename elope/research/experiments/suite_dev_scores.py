@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from elope.engine.metrics import iou_hits
+from elope.evaluation.metrics import iou_hits
 from elope.nn.backbones import build_backbone
 from elope.nn.crop import crop_and_resize
 from elope.nn.localization import heatmap_to_box, mean_heatmap

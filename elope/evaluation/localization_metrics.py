@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import Tensor
 
-from elope.engine.metrics import IOU_THRESHOLD, iou_hits
+from elope.evaluation.metrics import IOU_THRESHOLD, iou_hits
 from elope.nn.crop import as_height_width
 from elope.nn.upsampled_threshold import minmax_range
 
@@ -70,7 +70,7 @@ def top1_loc_hits(
     predictions: Tensor, labels: Tensor, boxes: Tensor, gt_boxes: Tensor
 ) -> tuple[Tensor, Tensor]:
     """Top-1 localization per image: ``(hits, valid)``, bool (B,): the top-1 class is right and the box
-    has IoU >= 0.5 (:func:`elope.engine.metrics.iou_hits`, whose ``valid`` it returns)."""
+    has IoU >= 0.5 (:func:`elope.evaluation.metrics.iou_hits`, whose ``valid`` it returns)."""
     hits, valid = iou_hits(boxes.cpu(), gt_boxes.cpu(), IOU_THRESHOLD)
     return hits & (predictions.cpu().long() == labels.cpu().long()), valid
 
@@ -141,7 +141,7 @@ def best_component_iou(
 ) -> Tensor:
     """(B, T): per image and τ, the largest IoU of any component's box with the ground-truth box (the
     best match of MaxBoxAccV2; :func:`component_boxes`). Images without a valid box count as 0; which
-    images have one: :func:`elope.engine.metrics.iou_hits`."""
+    images have one: :func:`elope.evaluation.metrics.iou_hits`."""
     gt = gt_boxes.detach().float().cpu()
     best = torch.zeros(len(gt), len(thresholds))
     for start in range(0, len(gt), _IMAGES_PER_CHUNK):
