@@ -61,7 +61,7 @@ def draw(out: Path) -> dict:
     n = len(LAYERS)
     widest = max(m["lines"].values())
     fig, ax = plt.subplots(figsize=(11, 0.9 * n + 1.6))
-    ax.set_xlim(-4.2, 10.5)
+    ax.set_xlim(-5.6, 10.6)
     ax.set_ylim(-0.8, n)
     ax.axis("off")
     for i, (name, _) in enumerate(LAYERS):
