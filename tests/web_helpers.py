@@ -38,7 +38,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         ".onnx": "application/octet-stream",
     }
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

@@ -114,7 +114,9 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> ExportMetadata:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as error:  # onnx's DecodeError and friends
-        raise MetadataError(f"{path} is not an ONNX file ({str(error)[:80]}); export it with `elope export`") from None
+        raise MetadataError(
+            f"{path} is not an ONNX file ({str(error)[:80]}); export it with `elope export`"
+        ) from None
     entries = {p.key: p.value for p in proto.metadata_props}
     outputs = [o.name for o in proto.graph.output]
     return parse_metadata(entries.get(METADATA_KEY), str(path), graph_outputs=outputs)
