@@ -63,7 +63,9 @@ def _fake_dist(folder: Path) -> Path:
 def test_ci_installs_the_pinned_onnxruntime_web() -> None:
     """.ci/run installs the release the page is made for, where ort_dist() looks (.ci/web)."""
     ci = (REPO / ".ci" / "run").read_text()
-    assert f"npm install --silent --no-audit --no-fund --prefix .ci/web onnxruntime-web@{ORT_WEB_VERSION}" in ci
+    assert (
+        f"npm install --silent --no-audit --no-fund --prefix .ci/web onnxruntime-web@{ORT_WEB_VERSION}" in ci
+    )
 
 
 def test_web_writes_the_static_folder(served_onnx: Path, tmp_path: Path) -> None:
