@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 from serve_helpers import encode, jpeg, photo
-from web_helpers import CHROMIUM, DRIVER, REPO, browser, call_page, ort_dist, static_server
+from web_helpers import CHROMIUM, DRIVER, REPO, call_page, chromium, ort_dist, static_server
 
 pytest.importorskip("onnx")
 
@@ -141,10 +141,10 @@ def page(served_onnx: Path, tmp_path_factory: pytest.TempPathFactory):
     for name, make in {**EXACT, **DRAFTED}.items():
         (site / name).write_bytes(make())
     with static_server(site) as url:
-        driver = browser()
+        driver = chromium()
         try:
             driver.get(url + "/")
-            assert call_page(driver, "elopeWeb.ready") is True
+            assert call_page(driver, "return await elopeWeb.ready;") is True
             yield site, driver
         finally:
             driver.quit()
@@ -168,7 +168,7 @@ def _python_answers(served_onnx: Path, site: Path, names: list[str]) -> dict[str
 
 
 def _differences(driver, name: str, python: dict) -> dict:
-    got = call_page(driver, f"elopeWeb.predictUrl('{name}', {{withInput: true}})")
+    got = call_page(driver, "return await elopeWeb.predictUrl(arguments[0], {withInput: true});", name)
     ours, theirs = got["classes"], python["classes"]
     return {
         "order_equal": [c["index"] for c in ours] == [c["index"] for c in theirs],
@@ -228,3 +228,18 @@ def test_page_draws_the_box_and_top5_of_an_uploaded_photo(page, served_onnx: Pat
     driver.save_screenshot(str(out))
     assert _red_pixel_on_box(driver)
     assert out.stat().st_size > 10_000
+
+
+@needs_browser
+@pytest.mark.slow
+def test_browser_benchmark_smoke(tmp_path: Path) -> None:
+    """benchmarks/browser.py in a tiny configuration: the four contenders timed, the ratios reported (no
+    timing asserted)."""
+    from benchmarks import browser as browser_bench
+
+    out = tmp_path / "browser.json"
+    args = "--backbone resnet18 --image-size 32 --input-size 48 --num-classes 3 --repeats 1 --warmup 0"
+    result = browser_bench.main([*args.split(), "--ort", str(DIST), "--json", str(out)])
+    assert set(result["median_ms"]) == {"web_elope", "web_plain", "ort_elope", "ort_plain"}
+    assert result["ratio"]["web_elope / web_plain"] > 0 and result["page"]["threads"] == 1
+    assert json.loads(out.read_text())["benchmark"] == "browser"
