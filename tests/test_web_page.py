@@ -238,7 +238,7 @@ def test_browser_benchmark_smoke(tmp_path: Path) -> None:
     from benchmarks import browser as browser_bench
 
     out = tmp_path / "browser.json"
-    args = "--backbone resnet18 --image-size 32 --input-size 48 --num-classes 3 --repeats 1 --warmup 0"
+    args = "--backbone resnet18 --image-size 64 --input-size 64 --num-classes 3 --repeats 1 --warmup 0"
     result = browser_bench.main([*args.split(), "--ort", str(DIST), "--json", str(out)])
     assert set(result["median_ms"]) == {"web_elope", "web_plain", "ort_elope", "ort_plain"}
     assert result["ratio"]["web_elope / web_plain"] > 0 and result["page"]["threads"] == 1
