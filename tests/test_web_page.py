@@ -11,6 +11,7 @@ the command's folder, refusals and messages.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -22,9 +23,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 from serve_helpers import encode, jpeg, photo
-from web_helpers import CHROMIUM, DRIVER, REPO, call_page, chromium, ort_dist, static_server
 
 pytest.importorskip("onnx")
+
+from web_helpers import CHROMIUM, DRIVER, REPO, call_page, chromium, ort_dist, static_server
 
 from elope.cli import main
 from elope.deploy.web import ORT_FILES, ORT_WEB_VERSION, PAGE_FILES
@@ -33,9 +35,9 @@ PAGE = REPO / "elope" / "deploy" / "web_page"
 NODE = shutil.which("node")
 DIST = ort_dist()
 needs_browser = pytest.mark.skipif(
-    not (CHROMIUM and DRIVER and DIST),
-    reason="needs Debian's chromium and chromium-driver and onnxruntime-web "
-    f"(npm install --prefix .ci/web onnxruntime-web@{ORT_WEB_VERSION}; .ci/run installs all three)",
+    not (CHROMIUM and DRIVER and DIST and importlib.util.find_spec("selenium")),
+    reason="needs Debian's chromium and chromium-driver, selenium and onnxruntime-web "
+    f"(npm install --prefix .ci/web onnxruntime-web@{ORT_WEB_VERSION}; .ci/run installs them)",
 )
 
 #: Photos whose decoded pixels are the same in the browser and in Pillow: PNG, and JPEG too small for
