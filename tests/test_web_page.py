@@ -245,3 +245,19 @@ def test_browser_benchmark_smoke(tmp_path: Path) -> None:
     assert set(result["median_ms"]) == {"web_elope", "web_plain", "ort_elope", "ort_plain"}
     assert result["ratio"]["web_elope / web_plain"] > 0 and result["page"]["threads"] == 1
     assert json.loads(out.read_text())["benchmark"] == "browser"
+
+
+@needs_browser
+def test_page_says_why_a_file_is_not_classified(page, tmp_path: Path) -> None:
+    """A file the browser cannot decode: the page says so, and no box or classes stay shown."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _, driver = page
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a photo")
+    driver.find_element(By.ID, "file").send_keys(str(bad))
+    WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "status").text in ("done", "failed"))
+    assert driver.find_element(By.ID, "status").text == "failed"
+    assert "cannot decode this file as an image" in driver.find_element(By.ID, "error").text
+    assert not driver.find_elements(By.CSS_SELECTOR, "ol#results li")
