@@ -48,9 +48,24 @@ EXACT = {
     "small.png": lambda: encode(photo(60, 50, 6), "PNG"),  # enlarged
     "grey.png": lambda: encode(photo(200, 170, 8).convert("L"), "PNG"),
     "small.jpg": lambda: jpeg(150, 120, 7),
+    "rotated.jpg": lambda: _rotated_jpeg(),  # EXIF orientation 6: shown 110 x 150
+    "alpha.png": lambda: _translucent_png(),  # alpha over white
 }
 #: JPEGs Python decodes at 1/2 or 1/4 scale (draft mode) and the browser at full size.
 DRAFTED = {"photo.jpg": lambda: jpeg(480, 360, 4), "big.jpg": lambda: jpeg(1000, 800, 9)}
+
+
+def _rotated_jpeg() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encode(photo(150, 110, 10), "JPEG", quality=90, exif=exif.tobytes())
+
+
+def _translucent_png() -> bytes:
+    image = photo(130, 100, 11).convert("RGBA")
+    alpha = np.tile(np.linspace(0, 255, 130, dtype=np.uint8), (100, 1))
+    image.putalpha(Image.fromarray(alpha))
+    return encode(image, "PNG")
 
 
 def _fake_dist(folder: Path) -> Path:
