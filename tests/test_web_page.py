@@ -78,8 +78,11 @@ def _fake_dist(folder: Path) -> Path:
 
 
 def test_ci_installs_the_pinned_onnxruntime_web() -> None:
-    """.ci/run installs the release the page is made for, where ort_dist() looks (.ci/web)."""
+    """.ci/run installs the release the page is made for, where ort_dist() looks (.ci/web), and `elope web
+    --help` names the same release."""
     ci = (REPO / ".ci" / "run").read_text()
+    help_text = " ".join(CliRunner().invoke(main, ["web", "--help"], terminal_width=200).output.split())
+    assert f"npm install onnxruntime-web@{ORT_WEB_VERSION}" in help_text
     assert (
         f"npm install --silent --no-audit --no-fund --prefix .ci/web onnxruntime-web@{ORT_WEB_VERSION}" in ci
     )
