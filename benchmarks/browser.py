@@ -46,6 +46,7 @@ from elope.nn.backbones import TORCHVISION_BACKBONES
 
 TIMING_SCRIPT = """
 const [repeats, warmup, side] = arguments;
+await elopeWeb.ready;  // the page's own session first: onnxruntime-web initialises its WebAssembly once
 const make = (f) => ort.InferenceSession.create(f, {executionProviders: ["wasm"], graphOptimizationLevel: "all"});
 const sessions = {web_elope: await make("model.onnx"), web_plain: await make("plain.onnx")};
 const data = Float32Array.from({length: 3 * side * side}, (_, i) => Math.sin(i));
