@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "embed": "elope.commands.embed:embed_command",
     "enroll": "elope.commands.enroll:enroll_command",
     "serve": "elope.commands.serve:serve_command",
+    "web": "elope.commands.web:web_command",
     "demo": "elope.commands.demo:demo_command",
     "profile": "elope.commands.profile:profile_command",
     "ablate": "elope.commands.ablate:ablate_command",

@@ -1,0 +1,214 @@
+// The page of `elope web`: the exported one-pass graph (model.onnx) run by onnxruntime-web (WebAssembly) in the
+// browser, its metadata (model.json: class names, input side N, mean / std, τ) read beside it. A photo is
+// decoded by the browser (EXIF orientation applied, no colour conversion, alpha over white), resized and
+// normalised by elope-preprocess.js exactly as `elope predict --model` does in Python, and the top-5 and the
+// box are drawn on it (the drawing of `elope serve`'s page). window.elopeWeb is what the tests and the
+// benchmark drive: predictBlob, predictUrl, time.
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const canvas = $("canvas"), ctx = canvas.getContext("2d");
+  const P = window.ElopePreprocess;
+  let photo = null, answer = null;
+
+  ort.env.wasm.wasmPaths = new URL("./", document.baseURI).href;
+  ort.env.wasm.numThreads = window.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+
+  async function loadModel() {
+    const meta = await (await fetch("model.json")).json();
+    const session = await ort.InferenceSession.create("model.onnx", {
+      executionProviders: ["wasm"],
+      graphOptimizationLevel: "all",
+    });
+    return { meta, session };
+  }
+
+  const ready = loadModel();
+
+  // The photo's pixels as the browser decodes them: upright, not colour-managed, alpha over white.
+  async function decode(blob) {
+    let bitmap;
+    try {
+      bitmap = await createImageBitmap(blob, { imageOrientation: "from-image", colorSpaceConversion: "none", premultiplyAlpha: "none" });
+    } catch (e) {
+      throw new Error(`the browser cannot decode this file as an image (${e.message})`);
+    }
+    const work = document.createElement("canvas");
+    work.width = bitmap.width; work.height = bitmap.height;
+    const c = work.getContext("2d", { willReadFrequently: true });
+    c.fillStyle = "#fff"; c.fillRect(0, 0, work.width, work.height);
+    c.drawImage(bitmap, 0, 0);
+    const rgba = c.getImageData(0, 0, work.width, work.height, { colorSpace: "srgb" }).data;
+    return { bitmap, rgb: P.dropAlpha(rgba), width: work.width, height: work.height };
+  }
+
+  // The graph's input for decoded pixels: (B, 3, N, N), the image repeated for a fixed batch B > 1.
+  function inputTensor(rgb, width, height, meta) {
+    const n = meta.spec.crop_source;
+    const one = P.normalise(P.resizeRGB(rgb, width, height, n), n, meta.spec.mean, meta.spec.std);
+    const batch = meta.batch === "dynamic" ? 1 : meta.batch;
+    const data = new Float32Array(batch * one.length);
+    for (let b = 0; b < batch; b++) data.set(one, b * one.length);
+    return { one, tensor: new ort.Tensor("float32", data, [batch, 3, n, n]) };
+  }
+
+  async function run(tensor) {
+    const { session } = await ready;
+    return session.run({ [session.inputNames[0]]: tensor });
+  }
+
+  // Top classes, box (pixels of the photo) and heatmap of the graph's outputs for one image.
+  function answerOf(out, meta, width, height, top) {
+    const c = meta.classes.length, scores = out.scores.data.slice(0, c);
+    const order = Array.from(scores.keys()).sort((a, b) => scores[b] - scores[a] || a - b).slice(0, top);
+    const classes = order.map((i) => ({ class: meta.classes[i], index: i, score: scores[i] }));
+    const box = P.originalBox(out.boxes.data.slice(0, 4), meta.spec.crop_source, width, height);
+    let heatmap = null;
+    if (out.heatmaps) {
+      const [, , h, w] = out.heatmaps.dims;
+      heatmap = Array.from({ length: h }, (_, y) => Array.from(out.heatmaps.data.slice(y * w, (y + 1) * w)));
+    }
+    return { classes, box, size: [width, height], heatmap };
+  }
+
+  async function predictBlob(blob, options = {}) {
+    const { meta } = await ready;
+    const start = performance.now();
+    const image = await decode(blob);
+    const { one, tensor } = inputTensor(image.rgb, image.width, image.height, meta);
+    const graphStart = performance.now();
+    const out = await run(tensor);
+    const graphMs = performance.now() - graphStart;
+    const result = answerOf(out, meta, image.width, image.height, options.top || 5);
+    result.graph_ms = graphMs;
+    result.elapsed_ms = performance.now() - start;
+    if (options.withInput) result.input = Array.from(one);
+    result.bitmap = image.bitmap;
+    return result;
+  }
+
+  async function predictUrl(url, options = {}) {
+    const result = await predictBlob(await (await fetch(url)).blob(), options);
+    delete result.bitmap;  // not serialisable: what selenium gets back is plain data
+    return result;
+  }
+
+  // Median wall time (ms) of `repeats` runs of the graph on one random input, after `warmup` runs.
+  async function time(repeats = 5, warmup = 1) {
+    const { meta } = await ready;
+    const n = meta.spec.crop_source, batch = meta.batch === "dynamic" ? 1 : meta.batch;
+    const data = Float32Array.from({ length: batch * 3 * n * n }, () => Math.random() * 2 - 1);
+    const tensor = new ort.Tensor("float32", data, [batch, 3, n, n]);
+    for (let i = 0; i < warmup; i++) await run(tensor);
+    const times = [];
+    for (let i = 0; i < repeats; i++) {
+      const t0 = performance.now(); await run(tensor); times.push(performance.now() - t0);
+    }
+    const sorted = [...times].sort((a, b) => a - b);
+    return { times_ms: times, median_ms: sorted[Math.floor(sorted.length / 2)], threads: ort.env.wasm.numThreads };
+  }
+
+  // ------------------------------------------------------------------ drawing (as `elope serve`'s page)
+  function colour(v) {  // dark blue → teal → yellow → red ramp for the heatmap
+    const stops = [[0, [20, 30, 90]], [0.35, [20, 140, 160]], [0.65, [250, 220, 60]], [1, [230, 40, 40]]];
+    for (let i = 1; i < stops.length; i++) {
+      const [t1, c1] = stops[i], [t0, c0] = stops[i - 1];
+      if (v <= t1) { const f = (v - t0) / (t1 - t0); return c0.map((c, k) => Math.round(c + f * (c1[k] - c))); }
+    }
+    return stops[stops.length - 1][1];
+  }
+
+  function heatLayer(grid) {  // min-max normalised, coloured, a small canvas scaled up smoothly when drawn
+    const h = grid.length, w = grid[0].length, flat = grid.flat();
+    const lo = Math.min(...flat), hi = Math.max(...flat), span = hi > lo ? hi - lo : 1;
+    const layer = document.createElement("canvas"); layer.width = w; layer.height = h;
+    const img = layer.getContext("2d").createImageData(w, h);
+    flat.forEach((v, i) => { const c = colour((v - lo) / span); img.data.set([c[0], c[1], c[2], 255], 4 * i); });
+    layer.getContext("2d").putImageData(img, 0, 0);
+    return layer;
+  }
+
+  function draw() {
+    if (!photo) return;
+    const scale = Math.min(960 / photo.width, 440 / photo.height);  // small photos enlarged, large ones shrunk
+    canvas.width = Math.round(photo.width * scale); canvas.height = Math.round(photo.height * scale);
+    ctx.drawImage(photo, 0, 0, canvas.width, canvas.height);
+    canvas.dataset.boxDrawn = "false";
+    const r = answer;
+    if (!r) return;
+    const sx = canvas.width / r.size[0], sy = canvas.height / r.size[1];
+    if ($("heat").checked && r.heatmap) {
+      ctx.save(); ctx.globalAlpha = 0.45; ctx.imageSmoothingEnabled = true;
+      ctx.drawImage(heatLayer(r.heatmap), 0, 0, canvas.width, canvas.height); ctx.restore();
+    }
+    if ($("showbox").checked) {
+      const [x1, y1, x2, y2] = [r.box[0] * sx, r.box[1] * sy, r.box[2] * sx, r.box[3] * sy];
+      ctx.lineWidth = Math.max(3, canvas.width / 200); ctx.strokeStyle = "#ff3d57";
+      ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+      const label = `${r.classes[0].class} ${(100 * r.classes[0].score).toFixed(1)}%`;
+      ctx.font = "600 14px system-ui, sans-serif";
+      const tw = ctx.measureText(label).width + 10, ty = y1 > 24 ? y1 - 22 : y1;
+      ctx.fillStyle = "#ff3d57"; ctx.fillRect(x1, ty, tw, 22);
+      ctx.fillStyle = "#fff"; ctx.fillText(label, x1 + 5, ty + 16);
+      canvas.dataset.boxDrawn = "true";
+      canvas.dataset.box = JSON.stringify([x1, y1, x2, y2].map(Math.round));
+    }
+  }
+
+  function showResults(r, name) {
+    $("top1").textContent = r.classes[0].class;
+    $("top1score").textContent = `score ${(100 * r.classes[0].score).toFixed(1)} %`;
+    $("results").innerHTML = "";
+    for (const c of r.classes) {
+      const li = document.createElement("li");
+      li.innerHTML = `<div class="row"><span class="name"></span><span class="score"></span></div><div class="bar"><span></span></div>`;
+      li.querySelector(".name").textContent = c.class;
+      li.querySelector(".score").textContent = `${(100 * c.score).toFixed(1)} %`;
+      li.querySelector(".bar span").style.width = `${Math.max(0.5, 100 * c.score).toFixed(1)}%`;
+      $("results").appendChild(li);
+    }
+    $("boxtext").textContent = `box ${r.box.map((v) => Math.round(v)).join(", ")} px`;
+    $("details").textContent = `${name} · ${r.size[0]}×${r.size[1]} px · graph ${r.graph_ms.toFixed(0)} ms, ` +
+      `in all ${r.elapsed_ms.toFixed(0)} ms (in this browser)`;
+  }
+
+  async function handle(file) {
+    if (!file) return;
+    $("error").style.display = "none"; answer = null; $("status").textContent = "classifying…";
+    $("top1").textContent = ""; $("top1score").textContent = ""; $("results").innerHTML = ""; $("boxtext").textContent = "";
+    try {
+      const r = await predictBlob(file);
+      photo = r.bitmap; answer = r;
+      $("placeholder").style.display = "none"; canvas.style.display = "block";
+      showResults(r, file.name); draw();
+      $("status").textContent = "done";
+    } catch (e) {
+      photo = null; canvas.style.display = "none"; $("placeholder").style.display = "";
+      $("error").textContent = e.message; $("error").style.display = "block"; $("status").textContent = "failed";
+    }
+  }
+
+  ready.then(({ meta }) => {
+    const s = meta.spec;
+    $("model").textContent = `${meta.file || "model.onnx"} · ${meta.classes.length} classes · input ${s.crop_source} px · ` +
+      `τ ${s.tau} · onnxruntime-web ${ort.env.versions ? ort.env.versions.web || "" : ""} (wasm, ${ort.env.wasm.numThreads} thread${ort.env.wasm.numThreads > 1 ? "s" : ""})`;
+    $("status").textContent = "ready: no photo yet";
+  }).catch((e) => {
+    $("model").textContent = "model not loaded";
+    $("error").textContent = `cannot load the model: ${e.message} (serve this folder over http, e.g. python -m http.server; file:// cannot load WebAssembly)`;
+    $("error").style.display = "block"; $("status").textContent = "failed";
+  });
+
+  const drop = $("drop"), input = $("file");
+  drop.addEventListener("click", () => input.click());
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") input.click(); });
+  input.addEventListener("change", () => handle(input.files[0]));
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); handle(e.dataTransfer.files[0]); });
+  $("heat").addEventListener("change", draw);
+  $("showbox").addEventListener("change", draw);
+
+  window.elopeWeb = { ready: ready.then(() => true), predictBlob, predictUrl, time };
+})();
