@@ -127,6 +127,7 @@ DATASETS = (
     "inat2021",
     "flowers102",
     "pets",
+    "shards",
 )
 
 
