@@ -1,4 +1,5 @@
-"""``elope data``: ``check`` a dataset, ``synth`` the procedural fine-grained set."""
+"""``elope data``: ``check`` a dataset, ``synth`` the procedural fine-grained set, ``shard`` a dataset as tar
+shards (:mod:`elope.commands.data_shard`)."""
 
 from __future__ import annotations
 
@@ -324,3 +325,13 @@ def _bird_writer(difficulty: str, preset: str | None, knobs: dict[str, Any]) -> 
     return lambda *args, **kw: write_birds(
         *args, **kw, preset=preset or "medium", object_scale=scale, aspect=aspect
     )
+
+
+def _add_shard() -> None:
+    """``elope data shard`` lives in its own module (:mod:`elope.commands.data_shard`)."""
+    from elope.commands.data_shard import shard_command
+
+    data.add_command(shard_command)
+
+
+_add_shard()

@@ -164,5 +164,17 @@ def write_shards(
             s: _write_split(out, s, r, index.classes, shard_size, seed, progress) for s, r in splits.items()
         },
     }
+    before = _files_of(out)
     writer.write_text(out / MANIFEST, json.dumps(manifest, separators=(",", ":")))
+    for stale in before - _files_of(out):  # an earlier set's shards this one has no more of (--force)
+        (out / stale).unlink(missing_ok=True)
     return manifest
+
+
+def _files_of(out: Path) -> set[str]:
+    """The shard files the manifest in ``out`` lists (none without one)."""
+    try:
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        return {shard["file"] for part in manifest["splits"].values() for shard in part["shards"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()

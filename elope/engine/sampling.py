@@ -156,6 +156,50 @@ class EpochSampler(Sampler[tuple[int, ...]]):
         return max(0, len(self._positions()) - self.skip_batches * self.local_batch)
 
 
+class ShardSampler(EpochSampler):
+    """The order of a shard set's epoch (:mod:`elope.data.shards`): each process reads its own shards.
+
+    The epoch's order is the shards in a permutation seeded with ``seed + epoch``, each shard's items in a
+    permutation drawn next from the same generator (the writer shuffled the split across the shards
+    already, so a shard is a random share of it). Process ``r`` of ``W`` takes the ``r``-th contiguous
+    block of ``size // W`` items of that order, cut to the epoch's ``size // global_batch`` steps of
+    ``global_batch / W``: it reads a run of whole shards (the two at its block's ends shared with its
+    neighbours), never all of them. One process reads the whole order, so the number of steps, the set of
+    items of an epoch (when the global batch divides the split) and each item's augmentation
+    (:class:`SeededItems`) do not depend on ``W``; which items meet in a global batch does.
+
+    Resume skips ``skip_batches`` local batches, as :class:`EpochSampler` does. Without shuffling
+    (evaluation) the order is :class:`EpochSampler`'s.
+
+    Args:
+        shard_of: the shard of each item (``ShardDataset.shard_of``).
+        global_batch: see :class:`EpochSampler`; the other arguments too (no ``labels``: class-balanced
+            draws read every shard, :class:`EpochSampler` does them).
+    """
+
+    def __init__(self, shard_of: Sequence[int], global_batch: int, **options: Any) -> None:
+        super().__init__(len(shard_of), global_batch, **options)
+        self.shard_of = list(shard_of)
+
+    def _order(self) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        members: dict[int, list[int]] = {}
+        for i, shard in enumerate(self.shard_of):
+            members.setdefault(shard, []).append(i)
+        shards = sorted(members)
+        order: list[int] = []
+        for s in torch.randperm(len(shards), generator=g).tolist():
+            items = members[shards[s]]
+            order += [items[j] for j in torch.randperm(len(items), generator=g).tolist()]
+        return order
+
+    def _positions(self) -> list[int]:
+        if not self.shuffle:
+            return super()._positions()
+        start = self.rank * (self.size // self.world_size)
+        return list(range(start, start + (self.size // self.global_batch) * self.local_batch))
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's generators (the run's ``train.seed``)."""
     random.seed(seed)
