@@ -36,7 +36,18 @@ from .base import FGVCDataset
 from .errors import AnnotationError, DatasetNotFoundError, ImageLoadError
 from .shard_store import ShardStore
 
-__all__ = ["FORMAT", "HEADER", "MANIFEST", "VERSION", "ShardDataset", "index_shards", "read_manifest"]
+__all__ = [
+    "FORMAT",
+    "HEADER",
+    "MANIFEST",
+    "VERSION",
+    "ShardDataset",
+    "index_shards",
+    "read_manifest",
+    "read_member",
+    "shard_images",
+    "shard_set_root",
+]
 
 MANIFEST = "shards.json"
 FORMAT = "elope-shards"
@@ -139,18 +150,45 @@ class ShardDataset(FGVCDataset):
         self.shard_of: list[int] = [number[w[0]] for w in self._where]
 
     def image_bytes(self, i: int) -> bytes:
-        """Image ``i``'s bytes from its shard, after checking that the tar header before them names it."""
-        shard, offset, size, member = self._where[i]
-        data = self.store.read(shard, offset - HEADER, size + HEADER)
-        name = data[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
-        if len(data) != size + HEADER or name != member:
-            found = (
-                f"member {name!r}" if len(data) == size + HEADER else f"{len(data)} of {size + HEADER} bytes"
-            )
-            where = self.store.where(shard)
-            raise ImageLoadError(
-                f"{where}: expected {member} at byte {offset - HEADER}, found {found}: the shard was damaged "
-                f"or replaced since its manifest was written; {_FIX}",
-                where,
-            )
-        return data[HEADER:]
+        """Image ``i``'s bytes from its shard (:func:`read_member`)."""
+        return read_member(self.store, self._where[i])
+
+
+def read_member(store: ShardStore, location: tuple[str, int, int, str]) -> bytes:
+    """The bytes of the image at ``location`` (shard, offset, size, member name) of the set at ``store``,
+    after checking that the tar header before them names it."""
+    shard, offset, size, member = location
+    data = store.read(shard, offset - HEADER, size + HEADER)
+    name = data[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+    if len(data) != size + HEADER or name != member:
+        found = f"member {name!r}" if len(data) == size + HEADER else f"{len(data)} of {size + HEADER} bytes"
+        where = store.where(shard)
+        raise ImageLoadError(
+            f"{where}: expected {member} at byte {offset - HEADER}, found {found}: the shard was damaged "
+            f"or replaced since its manifest was written; {_FIX}",
+            where,
+        )
+    return data[HEADER:]
+
+
+def shard_images(path: str | Path) -> dict[Path, tuple[str, int, int, str]] | None:
+    """The images of a shard set's folder, or of one of its ``.tar`` shards, by name (``SHARD/MEMBER``):
+    their locations for :func:`read_member` with ``ShardStore(shard_set_root(path))``; None when ``path``
+    is neither (``elope predict`` reads shards so)."""
+    path = Path(path)
+    root = shard_set_root(path)
+    if root is None:
+        return None
+    where: dict[str, tuple[str, int, int, str]] = {}
+    index_shards(root, where)
+    return {Path(name): loc for name, loc in where.items() if path.is_dir() or loc[0] == path.name}
+
+
+def shard_set_root(path: str | Path) -> Path | None:
+    """The shard set's folder when ``path`` is one or is a ``.tar`` file in one; else None."""
+    path = Path(path)
+    if path.is_dir():
+        return path if (path / MANIFEST).is_file() else None
+    if path.suffix == ".tar" and (path.parent / MANIFEST).is_file():
+        return path.parent
+    return None
