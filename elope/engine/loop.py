@@ -62,7 +62,9 @@ def make_loader(
     order = dict(seed=settings.seed, epoch=epoch, rank=settings.rank, world_size=settings.world_size)
     shard_of = getattr(dataset, "shard_of", None)  # a shard set: each process reads its own shards
     if shard_of is not None and shuffle and not settings.balanced:
-        sampler: EpochSampler = ShardSampler(shard_of, batch, **order, skip_batches=skip)
+        sampler: EpochSampler = ShardSampler(
+            shard_of, batch, **order, skip_batches=skip, streams=settings.streams
+        )
     else:
         balanced = dataset.targets if settings.balanced and shuffle else None
         sampler = EpochSampler(
