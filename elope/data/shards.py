@@ -103,9 +103,9 @@ def _records(
         s["key"], s["ext"], s["label"], s["box"], s["id"], s["shard"], s["offset"], s["size"], strict=True
     ):
         member = f"{key}.{ext}"
-        path = f"{store.where(files[shard])}/{member}"
-        where[path] = (files[shard], offset, size, member)
-        records.append(Record(Path(path), label, None if box is None else tuple(box), key=image_id))
+        path = Path(f"{store.where(files[shard])}/{member}")  # as the dataset's samples name it
+        where[str(path)] = (files[shard], offset, size, member)
+        records.append(Record(path, label, None if box is None else tuple(box), key=image_id))
     return records
 
 
