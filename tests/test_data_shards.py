@@ -180,3 +180,16 @@ def test_a_resumed_epoch_continues_where_it_stopped():
     whole = list(ShardSampler(SHARD_OF, 8, seed=5, epoch=1, rank=1, world_size=2))
     resumed = list(ShardSampler(SHARD_OF, 8, seed=5, epoch=1, rank=1, world_size=2, skip_batches=3))
     assert resumed == whole[3 * 4 :] and len(resumed) == 2 * 4
+
+
+def test_the_webdataset_library_reads_the_shards(shards):
+    wds = pytest.importorskip("webdataset")
+    manifest = json.loads((shards / "shards.json").read_text())
+    columns = manifest["splits"]["test"]["samples"]
+    urls = [str(shards / s["file"]) for s in manifest["splits"]["test"]["shards"]]
+    samples = list(wds.WebDataset(urls, shardshuffle=False))
+    assert sorted(s["__key__"] for s in samples) == sorted(columns["key"])
+    for sample in samples:
+        at = columns["key"].index(sample["__key__"])
+        assert int(sample["cls"]) == columns["label"][at] == json.loads(sample["json"])["label"]
+        assert len(sample[columns["ext"][at]]) == columns["size"][at]
