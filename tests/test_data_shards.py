@@ -193,3 +193,12 @@ def test_the_webdataset_library_reads_the_shards(shards):
         at = columns["key"].index(sample["__key__"])
         assert int(sample["cls"]) == columns["label"][at] == json.loads(sample["json"])["label"]
         assert len(sample[columns["ext"][at]]) == columns["size"][at]
+
+
+def test_dataloader_workers_read_their_own_file_handles(shards):
+    dataset = build_dataset("shards", shards, "trainval")
+    dataset[0]  # the parent opens a shard first: workers must not share its file offset
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2, collate_fn=list)
+    items = [item for batch in loader for item in batch]
+    assert [label for _, label, _ in items] == dataset.targets
+    assert all(torch.equal(image, dataset[i][0]) for i, (image, _, _) in enumerate(items))
