@@ -117,6 +117,7 @@ def run(
         **{"batch_size": batch_size, "workers": workers, "threads": threads, "repeats": repeats},
         "write_shards_s": shard_s,
         "images_per_s": rates,
+        "epoch_s": {name: list(seconds) for name, seconds in timings.items()},  # per repetition
         "ratio_shards_vs_folder": {
             kind: timings.ratio(f"folder {kind}", f"shards {kind}")["median_paired_ratio"]
             for kind in ("bytes", "train")
