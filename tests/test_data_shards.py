@@ -4,12 +4,14 @@ and after a resume (:class:`elope.engine.sampling.ShardSampler`)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import itertools
 import json
 import tarfile
 import threading
+from typing import ClassVar
 
 import pytest
 import torch
@@ -101,22 +103,55 @@ def test_a_missing_or_damaged_shard_is_named_with_the_fix(source, tmp_path):
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
+    """Python's file server: no Range requests (the whole file is answered), one connection a request."""
+
     def log_message(self, *args: object) -> None:
         pass
 
 
-def test_a_shard_set_is_read_from_a_url(source, shards):
-    handler = functools.partial(_Quiet, directory=str(shards))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+class _Ranges(_Quiet):
+    """A file server that answers Range requests (206) on kept-alive HTTP/1.1 connections, and counts
+    them by the client's port."""
+
+    protocol_version = "HTTP/1.1"
+    ports: ClassVar[list[int]] = []
+
+    def do_GET(self) -> None:
+        ranged = self.headers.get("Range")
+        if ranged is None:
+            return super().do_GET()
+        start, end = map(int, ranged.removeprefix("bytes=").split("-"))
+        with open(self.translate_path(self.path), "rb") as f:
+            f.seek(start)
+            data = f.read(end - start + 1)
+        self.send_response(206)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        _Ranges.ports.append(self.client_address[1])
+
+
+@contextlib.contextmanager
+def _serving(handler, folder):
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(folder))
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+
+
+def test_a_shard_set_is_read_from_a_url(source, shards):
+    with _serving(_Ranges, shards) as url:
+        _same_items(build_dataset("synthetic", source, "test"), build_dataset("shards", url, "test"))
+        assert len(_Ranges.ports) == 6 and len(set(_Ranges.ports)) == 1  # a range a image, one connection
+    with _serving(_Quiet, shards) as url:  # no Range support: the whole shard, cut
         _same_items(build_dataset("synthetic", source, "test"), build_dataset("shards", url, "test"))
         # a click path option collapses the URL's //; file: URLs are local paths
         assert len(build_dataset("shards", url.replace("//", "/", 1), "test")) == 6
-        assert len(build_dataset("shards", f"file://{shards}", "test")) == 6
-    finally:
-        server.shutdown()
+    assert len(build_dataset("shards", f"file://{shards}", "test")) == 6
 
 
 def test_the_command_writes_a_set_and_refuses_to_overwrite_one(source, tmp_path):
