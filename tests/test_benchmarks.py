@@ -212,3 +212,16 @@ def test_gpu_breakdown_profiles_five_calls_each_in_its_mode(monkeypatch) -> None
     tables = gpu_breakdown._profiles(model, calls, contextlib.nullcontext, torch.device("cpu"), 3)
     assert tables == {"elope_predict": "cuda_time_total 3", "elope_train_step": "cuda_time_total 3"}
     assert seen == [("predict", False, True)] * 5 + [("step", True, False)] * 5
+
+
+def test_shards_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 29 item 2 in a tiny configuration: shards against the folder, both pipelines, their ratios."""
+    from benchmarks import shards
+
+    result = shards.main(
+        ["--num-images", "20", "--image-size", "64", "--input-size", "32", "--shard-size", "5",
+         "--batch-size", "4", "--repeats", "1", "--threads", "1"]
+    )  # fmt: skip
+    assert set(result["images_per_s"]) == {"folder bytes", "folder train", "shards bytes", "shards train"}
+    assert result["images"] == 20 and all(r > 0 for r in result["ratio_shards_vs_folder"].values())
+    assert "shards / folder, train" in capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""``elope data``: ``check`` a dataset, ``synth`` the procedural fine-grained set."""
+"""``elope data``: ``check`` a dataset, ``synth`` the procedural fine-grained set, ``shard`` a dataset as tar
+shards (:mod:`elope.commands.data_shard`)."""
 
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ def data() -> None:
     "--dataset",
     "name",
     required=True,
-    type=click.Choice(DATASETS),
-    help="Dataset layout (synthetic = the CUB layout written by `elope data synth`).",
+    type=click.Choice([name for name in DATASETS if name != "shards"]),
+    help="Dataset layout (synthetic = the CUB layout written by `elope data synth`). A shard set is checked "
+    "when it is read (its manifest and every shard's size); check the dataset it was written from.",
 )
 @click.option("--root", required=True, type=click.Path(path_type=Path), help="Where the dataset lies.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
@@ -310,3 +312,13 @@ def _bird_writer(difficulty: str, preset: str | None, knobs: dict[str, Any]) -> 
     return lambda *args, **kw: write_birds(
         *args, **kw, preset=preset or "medium", object_scale=scale, aspect=aspect
     )
+
+
+def _add_shard() -> None:
+    """``elope data shard`` lives in its own module (:mod:`elope.commands.data_shard`)."""
+    from elope.commands.data_shard import shard_command
+
+    data.add_command(shard_command)
+
+
+_add_shard()

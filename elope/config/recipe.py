@@ -127,6 +127,7 @@ DATASETS = (
     "inat2021",
     "flowers102",
     "pets",
+    "shards",
 )
 
 
@@ -154,6 +155,14 @@ class DatasetConfig(_Section):
         "of it for validation (the dataset's own val split where it ships one) and select on it",
     )
     num_workers: Int = Field(4, ge=0, le=256)
+    shard_streams: Int = Field(
+        0,
+        ge=0,
+        le=65536,
+        description="a shard set's training order (elope.engine.sampling.ShardSampler): the epoch cut into "
+        "this many streams, each global batch an equal slice of each; the same value gives the same batches "
+        "on any number of processes that divides it (0: one stream per process)",
+    )
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     options: dict[str, Any] = Field(default_factory=dict, description="extra build_dataset options")
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)

@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # the names for type checkers and editors
     from .nabirds import NABirds
     from .pets import OxfordPets
     from .registry import DATASETS, build_dataset, index_dataset
+    from .shard_write import write_shards
+    from .shards import ShardDataset
     from .splits import stratified_split
     from .synthetic import write_synthetic
     from .transforms import (
@@ -66,6 +68,7 @@ _LAZY: dict[str, str] = {
     "Problem": "elope.data.annotations",
     "Record": "elope.data.annotations",
     "SPLITS": "elope.data.base",
+    "ShardDataset": "elope.data.shards",
     "StanfordCars": "elope.data.cars",
     "StanfordDogs": "elope.data.dogs",
     "ToNormalizedTensor": "elope.data.transforms",
@@ -79,6 +82,7 @@ _LAZY: dict[str, str] = {
     "load_image_tensor": "elope.data.io",
     "stratified_split": "elope.data.splits",
     "train_transform": "elope.data.transforms",
+    "write_shards": "elope.data.shard_write",
     "write_synthetic": "elope.data.synthetic",
 }
 
@@ -107,6 +111,7 @@ __all__ = [
     "OxfordPets",
     "Problem",
     "Record",
+    "ShardDataset",
     "StanfordCars",
     "StanfordDogs",
     "ToNormalizedTensor",
@@ -120,6 +125,7 @@ __all__ = [
     "load_image_tensor",
     "stratified_split",
     "train_transform",
+    "write_shards",
     "write_synthetic",
 ]
 

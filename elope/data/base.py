@@ -122,6 +122,11 @@ class FGVCDataset(Dataset):
         """Read the dataset's annotation files under ``root`` (each dataset class provides this)."""
         raise NotImplementedError
 
+    def image_bytes(self, i: int) -> bytes | None:
+        """The bytes of image ``i`` where they do not lie in a file of their own (a shard set:
+        :mod:`elope.data.shards`); None: read ``samples[i]``'s path."""
+        return None
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)
@@ -159,7 +164,9 @@ class FGVCDataset(Dataset):
 
     def _load(self, i: int) -> tuple[Any, int, torch.Tensor]:
         path, label = self.samples[i]
-        decoded = decode_image(path, max_pixels=self.max_pixels, draft_size=self._draft_size())
+        decoded = decode_image(
+            path, max_pixels=self.max_pixels, draft_size=self._draft_size(), data=self.image_bytes(i)
+        )
         image, (stored_w, stored_h) = decoded.image, decoded.size  # upright (EXIF orientation applied)
         width, height = image.size
         scale_x, scale_y = width / stored_w, height / stored_h

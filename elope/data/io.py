@@ -20,6 +20,7 @@ stored size, the one such boxes are checked against; ``image_dimensions(path, or
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import warnings
@@ -49,17 +50,19 @@ __all__ = [
 ]
 
 
-def _open(path: str | os.PathLike, max_pixels: int) -> Image.Image:
-    """Open an image lazily (header only) and refuse it when it has more than ``max_pixels`` pixels."""
+def _open(path: str | os.PathLike, max_pixels: int, data: bytes | None = None) -> Image.Image:
+    """Open an image lazily (header only) and refuse it when it has more than ``max_pixels`` pixels;
+    ``data``: the file's bytes (a member of a shard), ``path`` then only names it in the messages."""
     path = Path(path)
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
-    _regular_file(path)
+    if data is None:
+        _regular_file(path)
     try:
         with warnings.catch_warnings():
             # Our own cap below replaces PIL's global warning threshold.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(path if data is None else io.BytesIO(data))
     except FileNotFoundError:
         raise ImageLoadError(f"image file not found: {path}", str(path)) from None
     except Image.DecompressionBombError as error:
@@ -137,10 +140,15 @@ class Decoded(NamedTuple):
 
 
 def decode_image(
-    path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
+    path: str | os.PathLike,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: int | None = None,
+    data: bytes | None = None,
 ) -> Decoded:
-    """Decode an image to RGB with its EXIF orientation applied (see :func:`load_image`)."""
-    image = _open(path, max_pixels)
+    """Decode an image to RGB with its EXIF orientation applied (see :func:`load_image`); ``data``: decode
+    these bytes instead of reading ``path`` (an image inside a shard), which then names it in messages."""
+    image = _open(path, max_pixels, data)
     stored_size = image.size
     try:
         with image:

@@ -17,11 +17,13 @@ from .folder import ImageFolderDataset, index_folder
 from .inat import INat2017, INat2018, INat2021, index_inat2017, index_inat2018, index_inat2021
 from .nabirds import NABirds, index_nabirds
 from .pets import OxfordPets, index_pets
+from .shards import ShardDataset, index_shards
 
 __all__ = ["DATASETS", "build_dataset", "index_dataset"]
 
 #: name -> dataset class. "synthetic" is the procedural set of :mod:`elope.data.synthetic`, which is
-#: written in the CUB-200-2011 layout and read by the CUB reader.
+#: written in the CUB-200-2011 layout and read by the CUB reader. "shards" is any of them written as tar
+#: shards by ``elope data shard`` (:mod:`elope.data.shards`): its root is a folder or a URL.
 DATASETS: dict[str, type[FGVCDataset]] = {
     "cub": CUB200,
     "cars": StanfordCars,
@@ -35,6 +37,7 @@ DATASETS: dict[str, type[FGVCDataset]] = {
     "inat2021": INat2021,
     "flowers102": Flowers102,
     "pets": OxfordPets,
+    "shards": ShardDataset,
 }
 
 _INDEXERS = {
@@ -50,6 +53,7 @@ _INDEXERS = {
     "inat2021": index_inat2021,
     "flowers102": index_flowers,
     "pets": index_pets,
+    "shards": index_shards,
 }
 
 
@@ -75,7 +79,7 @@ def build_dataset(
 
     Args:
         name: ``cub``, ``cars``, ``aircraft``, ``folder``, ``synthetic``, ``nabirds``, ``dogs``, ``inat2017``,
-            ``inat2018``, ``inat2021``, ``flowers102`` or ``pets`` (:data:`DATASETS`).
+            ``inat2018``, ``inat2021``, ``flowers102``, ``pets`` or ``shards`` (:data:`DATASETS`).
         root: where the dataset lies, exactly as its authors distribute it (see each class).
         split: ``train``, ``val``, ``test`` or ``trainval``. ``trainval`` is the dataset's own training
             split; ``train``/``val`` are a seeded stratified split of it (``val_fraction=0.1``, ``seed=0``)

@@ -24,7 +24,7 @@ from elope.data.workers import usable_workers
 from elope.engine import distributed as D
 from elope.engine.plan import LoaderSettings, StagePlan
 from elope.engine.run import RunData
-from elope.engine.sampling import EpochSampler, SeededItems
+from elope.engine.sampling import EpochSampler, SeededItems, ShardSampler
 from elope.engine.stage_state import StageState
 from elope.engine.steps import Learner, train_step
 from elope.evaluation.loop import iterate
@@ -60,19 +60,20 @@ def make_loader(
     skip: int = 0,
     collate: Any = None,
 ) -> DataLoader:
-    """A loader over ``dataset`` in the run's seeded order (:class:`elope.engine.sampling.EpochSampler`):
-    ``batch`` is the global batch when shuffling (training), the per-process batch otherwise."""
-    sampler = EpochSampler(
-        len(dataset),
-        batch,
-        seed=settings.seed,
-        epoch=epoch,
-        rank=settings.rank,
-        world_size=settings.world_size,
-        shuffle=shuffle,
-        skip_batches=skip,
-        labels=dataset.targets if settings.balanced and shuffle else None,
-    )
+    """A loader over ``dataset`` in the run's seeded order (:class:`elope.engine.sampling.EpochSampler`; a
+    shard set's training order: :class:`elope.engine.sampling.ShardSampler`): ``batch`` is the global batch
+    when shuffling (training), the per-process batch otherwise."""
+    order = dict(seed=settings.seed, epoch=epoch, rank=settings.rank, world_size=settings.world_size)
+    shard_of = getattr(dataset, "shard_of", None)  # a shard set: each process reads its own shards
+    if shard_of is not None and shuffle and not settings.balanced:
+        sampler: EpochSampler = ShardSampler(
+            shard_of, batch, **order, skip_batches=skip, streams=settings.streams
+        )
+    else:
+        balanced = dataset.targets if settings.balanced and shuffle else None
+        sampler = EpochSampler(
+            len(dataset), batch, **order, shuffle=shuffle, skip_batches=skip, labels=balanced
+        )
     return DataLoader(
         SeededItems(dataset, settings.seed),
         batch_size=sampler.local_batch,

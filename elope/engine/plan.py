@@ -34,6 +34,7 @@ class LoaderSettings:
     rank: int  # this process ...
     world_size: int  # ... of that many
     balanced: bool = False  # train.sampler == "balanced": class-balanced draws (engine/sampling.py)
+    streams: int = 0  # dataset.shard_streams: a shard set's streams (0: one per process; engine/sampling.py)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ def plan_stage(run: Run, stage: str) -> StagePlan:
             rank=run.dist.rank,
             world_size=run.dist.world_size,
             balanced=cfg.train.sampler == "balanced",
+            streams=cfg.dataset.shard_streams,
         ),
         class_weights=_weights(
             class_weights(run.train_set.targets, run.model.num_classes, cfg.loss.class_weights), run

@@ -17,6 +17,9 @@ image), but each draw picks a class uniformly and then one of its images uniform
 as common ones. The draws are cut into global batches and shards exactly as the permutation is, and an
 image drawn twice in an epoch gets two augmentations: its key carries the draw's position
 (``(epoch, index, position)``, :func:`item_seed`).
+
+A shard set (``--dataset shards``) is read in shard order instead (:class:`ShardSampler`): each process
+reads its own runs of shards, the permutation of the shards seeded by ``seed + epoch`` as above.
 """
 
 from __future__ import annotations
@@ -154,6 +157,68 @@ class EpochSampler(Sampler[tuple[int, ...]]):
 
     def __len__(self) -> int:
         return max(0, len(self._positions()) - self.skip_batches * self.local_batch)
+
+
+class ShardSampler(EpochSampler):
+    """The order of a shard set's epoch (:mod:`elope.data.shards`): each process reads its own shards.
+
+    The epoch's order is the shards in a permutation seeded with ``seed + epoch``, each shard's items in a
+    permutation drawn next from the same generator (the writer shuffled the split across the shards
+    already, so a shard is a random share of it). That order is cut into ``streams`` contiguous streams of
+    ``size // streams`` items; global batch ``t`` is the ``t``-th slice of ``global_batch / streams`` items
+    of each stream, in stream order, for ``size // global_batch`` steps. Process ``r`` of ``W`` reads
+    streams ``r * streams / W`` to ``(r + 1) * streams / W - 1``: runs of whole shards (the two at each
+    stream's ends shared with the neighbours), never all of them.
+
+    ``streams`` 0 (the default) is one stream per process: the batches then depend on ``W`` (the set of
+    items of an epoch does not, when the global batch divides the split). A fixed ``streams``
+    (``dataset.shard_streams``) gives the same global batches on 1, 2, ... processes that divide it, as
+    the canonical node count of MosaicML's StreamingDataset does: the same run on another number of
+    machines. Each item's augmentation is seeded by its key (:class:`SeededItems`) in every case.
+
+    Resume skips ``skip_batches`` local batches, as :class:`EpochSampler` does. Without shuffling
+    (evaluation) the order is :class:`EpochSampler`'s.
+
+    Args:
+        shard_of: the shard of each item (``ShardDataset.shard_of``).
+        global_batch: see :class:`EpochSampler`; the other arguments too (no ``labels``: class-balanced
+            draws read every shard, :class:`EpochSampler` does them).
+        streams: see above; a multiple of the number of processes that divides ``global_batch``.
+    """
+
+    def __init__(
+        self, shard_of: Sequence[int], global_batch: int, *, streams: int = 0, **options: Any
+    ) -> None:
+        super().__init__(len(shard_of), global_batch, **options)
+        self.shard_of = list(shard_of)
+        self.streams = int(streams) or self.world_size
+        if self.shuffle and (self.streams % self.world_size or global_batch % self.streams):
+            raise ValueError(
+                f"dataset.shard_streams={self.streams} must be a multiple of the {self.world_size} processes "
+                f"and divide the batch size {global_batch}"
+            )
+
+    def _order(self) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        members: dict[int, list[int]] = {}
+        for i, shard in enumerate(self.shard_of):
+            members.setdefault(shard, []).append(i)
+        shards = sorted(members)
+        order: list[int] = []
+        for s in torch.randperm(len(shards), generator=g).tolist():
+            items = members[shards[s]]
+            order += [items[j] for j in torch.randperm(len(items), generator=g).tolist()]
+        return order
+
+    def _positions(self) -> list[int]:
+        if not self.shuffle:
+            return super()._positions()
+        length, piece = self.size // self.streams, self.global_batch // self.streams
+        mine = range(
+            self.rank * self.streams // self.world_size, (self.rank + 1) * self.streams // self.world_size
+        )
+        steps = self.size // self.global_batch
+        return [j * length + t * piece + k for t in range(steps) for j in mine for k in range(piece)]
 
 
 def seed_everything(seed: int) -> None:

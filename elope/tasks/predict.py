@@ -22,7 +22,9 @@ from tqdm import tqdm
 
 from elope import writer
 from elope.data.files import IMAGE_EXTENSIONS, Skipped, walk_images
-from elope.data.io import load_image
+from elope.data.io import decode_image
+from elope.data.shard_store import ShardStore
+from elope.data.shards import read_member, shard_images, shard_set_root
 from elope.data.transforms import eval_transform
 from elope.evaluation.predictor import Predictor
 from elope.runs.loaded import LoadedRun, load_run
@@ -38,9 +40,13 @@ __all__ = [
 ]
 
 
-def find_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[Skipped]]:
+def find_images(
+    paths: Iterable[str | Path], shards: dict[Path, Any] | None = None
+) -> tuple[list[Path], list[Skipped]]:
     """Image files named in ``paths`` (files as given, folders searched recursively, sorted, links
-    followed) and every file a folder holds that was skipped, with the reason.
+    followed) and every file a folder holds that was skipped, with the reason. A shard set's folder, or one
+    of its ``.tar`` shards (``elope data shard``), gives the images inside, named ``SHARD/MEMBER``;
+    ``shards`` receives where each lies (:func:`elope.data.shards.read_member`).
 
     Inside folders only :data:`elope.data.files.IMAGE_EXTENSIONS` (any case; the set every command reads)
     are taken (:func:`elope.data.files.walk_images`); a file named explicitly is always taken, so a broken
@@ -49,7 +55,12 @@ def find_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[Skipped]]
     found: list[Path] = []
     skipped: list[Skipped] = []
     for p in map(Path, paths):
-        if p.is_dir():
+        in_shards = shard_images(p)
+        if in_shards is not None:  # a shard set's folder or one of its .tar files: the images inside
+            found += sorted(in_shards)
+            if shards is not None:
+                shards.update({name: (shard_set_root(p), loc) for name, loc in in_shards.items()})
+        elif p.is_dir():
             images, left = walk_images(p, hidden=True)
             found += images
             skipped += left
@@ -176,6 +187,19 @@ class PredictSettings:
     notes: list[str] | None = None  # receives the warning of an unfinished run
 
 
+def _decode(
+    path: Path, draft_size: int, shards: dict[Path, Any], stores: dict[Path, ShardStore]
+) -> tuple[Image.Image, tuple[int, int]]:
+    """``path`` decoded as the datasets decode it (draft mode to the crop source), from its shard when it
+    lies in one: the image and its full size as shown."""
+    data = None
+    if path in shards:
+        root, location = shards[path]
+        data = read_member(stores.setdefault(root, ShardStore(root)), location)
+    decoded = decode_image(path, draft_size=draft_size, data=data)
+    return decoded.image, decoded.size
+
+
 def predict_paths(
     run_dir: str | Path | None,
     paths: Iterable[str | Path],
@@ -193,7 +217,7 @@ def predict_paths(
 
     Returns one dict per image: ``path``, ``classes`` (``[{"class", "index", "score"}]``, best first),
     ``box`` ``[x1, y1, x2, y2]`` in pixels of the original image, ``size`` ``[width, height]`` and, with
-    ``save_vis``, ``vis`` (the PNG written). An image that cannot be read gives ``{"path", "error"}`` and
+    ``save_vis``, ``vis`` (the PNG written). A shard set's folder or ``.tar`` shard in ``paths`` gives its images. An image that cannot be read gives ``{"path", "error"}`` and
     the others go on. ``skipped`` (a list) receives every file of the folders that was not read, with the
     reason (:class:`elope.data.files.Skipped`). An unfinished run is refused unless ``allow_unfinished``
     (then ``notes`` receives the warning).
@@ -201,7 +225,9 @@ def predict_paths(
     o = PredictSettings(**settings)
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}.")
-    files, left = find_images(paths)
+    shards: dict[Path, Any] = {}
+    stores: dict[Path, ShardStore] = {}  # one per shard set: its open files
+    files, left = find_images(paths, shards)
     if o.skipped is not None:
         o.skipped.extend(left)
     if not files:
@@ -218,7 +244,7 @@ def predict_paths(
     results: list[dict[str, Any]] = []
     for index, path in enumerate(tqdm(files, desc="predict", unit="image", disable=not o.progress)):
         try:
-            image, stored = load_image(path, draft_size=run.spec.crop_source)  # as the datasets decode
+            image, stored = _decode(path, run.spec.crop_source, shards, stores)
         except UNREADABLE_ERRORS as e:
             results.append({"path": str(path), "error": f"{type(e).__name__}: {e}"})
             continue

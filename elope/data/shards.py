@@ -1,0 +1,194 @@
+"""A dataset written as WebDataset tar shards, read back: ``--dataset shards --root FOLDER_OR_URL``.
+
+``elope data shard`` (:mod:`elope.data.shard_write`) writes any dataset as a *shard set*::
+
+    FOLDER/shards.json            the manifest (below)
+    FOLDER/train-00000.tar ...    one series of tar files per split the dataset defines
+    FOLDER/test-00000.tar ...
+
+Each sample of a tar file is three members in the WebDataset convention (one key, several extensions):
+``KEY.jpg`` (or the image's own extension: its bytes, unchanged), ``KEY.cls`` (the 0-based label as text)
+and ``KEY.json`` (``label``, ``class``, ``box`` x1,y1,x2,y2 in stored pixels or null, ``id``: the image's
+id in the source dataset). Any WebDataset reader reads them; elope reads them by byte range instead.
+
+The manifest (``format: elope-shards``, ``version``) holds the source dataset (name, root, options), the
+class names and taxonomy, whether boxes are present, the banner to remove (FGVC-Aircraft), and per split
+its shards (file, image count, bytes, SHA-256) and its samples *in the source dataset's order*, with the
+shard, byte offset and size of each image. Reading the samples in source order keeps every split what the
+source dataset gives (the seeded ``train``/``val`` split of ``trainval`` selects the same images), while
+the images themselves lie shuffled across the shards (the writer's seed), so that a shard is a random
+share of the split: :class:`elope.engine.sampling.ShardSampler` reads whole shards per process.
+
+Checks: the manifest's format and version; every shard present with the size the manifest says (else a
+:class:`DatasetNotFoundError` naming the shard and the fix) before anything is read; and for every image
+read, the tar header before its bytes names it (else an :class:`ImageLoadError`: the shard was damaged or
+replaced).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .annotations import DatasetIndex, Record
+from .base import FGVCDataset
+from .errors import AnnotationError, DatasetNotFoundError, ImageLoadError
+from .shard_store import ShardStore
+
+__all__ = [
+    "FORMAT",
+    "HEADER",
+    "MANIFEST",
+    "VERSION",
+    "ShardDataset",
+    "index_shards",
+    "read_manifest",
+    "read_member",
+    "shard_images",
+    "shard_set_root",
+]
+
+MANIFEST = "shards.json"
+FORMAT = "elope-shards"
+VERSION = 1
+HEADER = 512  # a USTAR tar header: each member's bytes follow one (names under 100 characters)
+
+_FIX = "write the shard set again: `elope data shard ... --out FOLDER --force`"
+
+
+def read_manifest(store: ShardStore) -> dict[str, Any]:
+    """The manifest of the shard set at ``store``, its format checked."""
+    where = store.where(MANIFEST)
+    try:
+        manifest = json.loads(store.read_all(MANIFEST))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise AnnotationError(f"{where}: not a JSON manifest ({error}); {_FIX}", where) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise AnnotationError(f"{where}: not the manifest of an elope shard set; {_FIX}", where)
+    if manifest.get("version") != VERSION:
+        raise AnnotationError(
+            f"{where}: shard set version {manifest.get('version')!r}, this elope reads version {VERSION}; "
+            f"{_FIX}",
+            where,
+        )
+    return manifest
+
+
+def check_shards(store: ShardStore, manifest: dict[str, Any]) -> None:
+    """Every shard of the manifest is there with its size: the first one that is not is named."""
+    for split, part in manifest["splits"].items():
+        for shard in part["shards"]:
+            size = store.size(shard["file"])
+            if size != shard["bytes"]:
+                state = (
+                    "is missing" if size is None else f"has {size} bytes, the manifest says {shard['bytes']}"
+                )
+                raise DatasetNotFoundError(
+                    f"shard set {store.root}: shard {store.where(shard['file'])} of split {split!r} {state} "
+                    f"(copied incompletely or damaged); copy it again from where the set was written, or {_FIX}",
+                    store.where(shard["file"]),
+                )
+
+
+def _records(
+    store: ShardStore, part: dict[str, Any], where: dict[str, tuple[str, int, int, str]]
+) -> list[Record]:
+    """The records of one split in source order; ``where`` receives each image's shard, offset, size and
+    member name, by the record's path (``SHARD/MEMBER``, a name for messages: no such file exists)."""
+    files = [shard["file"] for shard in part["shards"]]
+    s = part["samples"]
+    records = []
+    for key, ext, label, box, image_id, shard, offset, size in zip(
+        s["key"], s["ext"], s["label"], s["box"], s["id"], s["shard"], s["offset"], s["size"], strict=True
+    ):
+        member = f"{key}.{ext}"
+        path = Path(f"{store.where(files[shard])}/{member}")  # as the dataset's samples name it
+        where[str(path)] = (files[shard], offset, size, member)
+        records.append(Record(path, label, None if box is None else tuple(box), key=image_id))
+    return records
+
+
+def index_shards(root: str | Path, where: dict[str, tuple[str, int, int, str]] | None = None) -> DatasetIndex:
+    """The shard set at ``root`` (a folder or URL) as a :class:`DatasetIndex`; its shards are checked."""
+    store = ShardStore(root)
+    manifest = read_manifest(store)
+    check_shards(store, manifest)
+    where = {} if where is None else where
+    splits = {split: _records(store, part, where) for split, part in manifest["splits"].items()}
+    source = manifest["source"]
+    return DatasetIndex(
+        name=f"shard set of {source['dataset']}",
+        root=Path(store.root),
+        classes=list(manifest["classes"]),
+        splits=splits,
+        has_boxes=bool(manifest["has_boxes"]),
+        banner=int(manifest.get("banner", 0)),
+        taxonomy=[dict(t) for t in manifest.get("taxonomy", [])],
+    )
+
+
+class ShardDataset(FGVCDataset):
+    """A shard set (see the module) read like the dataset it was written from: same splits, classes,
+    boxes and items (``dataset[i] -> (image, label, box)``). ``root``: its folder or URL.
+
+    ``shard_of[i]`` is the shard (an index into ``shard_files``) that holds item ``i``: what
+    :class:`elope.engine.sampling.ShardSampler` orders an epoch by.
+    """
+
+    def build_index(self, root: str | Path) -> DatasetIndex:
+        self._locations: dict[str, tuple[str, int, int, str]] = {}
+        self.store = ShardStore(root)
+        return index_shards(root, self._locations)
+
+    def __init__(self, root: str | Path, split: str = "train", transform: Any = None, **options: Any) -> None:
+        super().__init__(root, split, transform, **options)
+        self._where = [self._locations[path] for path, _ in self.samples]
+        del self._locations
+        self.shard_files: list[str] = sorted({w[0] for w in self._where})
+        number = {name: i for i, name in enumerate(self.shard_files)}
+        self.shard_of: list[int] = [number[w[0]] for w in self._where]
+
+    def image_bytes(self, i: int) -> bytes:
+        """Image ``i``'s bytes from its shard (:func:`read_member`)."""
+        return read_member(self.store, self._where[i])
+
+
+def read_member(store: ShardStore, location: tuple[str, int, int, str]) -> bytes:
+    """The bytes of the image at ``location`` (shard, offset, size, member name) of the set at ``store``,
+    after checking that the tar header before them names it."""
+    shard, offset, size, member = location
+    data = store.read(shard, offset - HEADER, size + HEADER)
+    name = data[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+    if len(data) != size + HEADER or name != member:
+        found = f"member {name!r}" if len(data) == size + HEADER else f"{len(data)} of {size + HEADER} bytes"
+        where = store.where(shard)
+        raise ImageLoadError(
+            f"{where}: expected {member} at byte {offset - HEADER}, found {found}: the shard was damaged "
+            f"or replaced since its manifest was written; {_FIX}",
+            where,
+        )
+    return data[HEADER:]
+
+
+def shard_images(path: str | Path) -> dict[Path, tuple[str, int, int, str]] | None:
+    """The images of a shard set's folder, or of one of its ``.tar`` shards, by name (``SHARD/MEMBER``):
+    their locations for :func:`read_member` with ``ShardStore(shard_set_root(path))``; None when ``path``
+    is neither (``elope predict`` reads shards so)."""
+    path = Path(path)
+    root = shard_set_root(path)
+    if root is None:
+        return None
+    where: dict[str, tuple[str, int, int, str]] = {}
+    index_shards(root, where)
+    return {Path(name): loc for name, loc in where.items() if path.is_dir() or loc[0] == path.name}
+
+
+def shard_set_root(path: str | Path) -> Path | None:
+    """The shard set's folder when ``path`` is one or is a ``.tar`` file in one; else None."""
+    path = Path(path)
+    if path.is_dir():
+        return path if (path / MANIFEST).is_file() else None
+    if path.suffix == ".tar" and (path.parent / MANIFEST).is_file():
+        return path.parent
+    return None
