@@ -25,7 +25,7 @@ from elope.serve.app import Limits, create_app
 from elope.serve.batching import BatcherClosed, QueueFull
 from elope.serve.model import ServedModel
 
-__all__ = ["INSTALL", "ReplicaBase", "ServeBatcher", "build_application", "require_serve"]
+__all__ = ["INSTALL", "ReplicaBase", "ServeBatcher", "build_application", "require_serve", "run_on_ray"]
 
 INSTALL = 'pip install "elope[ray]"'
 Outputs = dict[str, np.ndarray]
@@ -142,3 +142,42 @@ def build_application(
         ray_actor_options={"num_cpus": threads or 1},
     )(serve.ingress()(ElopeReplica))
     return deployment.bind(model, label, asdict(limits), threads)
+
+
+def _wait_for_stop() -> None:
+    """Block until SIGTERM or Ctrl-C."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_on_ray(application: Any, host: str, port: int, address: str | None = None) -> None:
+    """Serve ``application`` (:func:`build_application`) on Ray Serve's proxy at ``host:port`` until
+    SIGTERM or Ctrl-C (blocks). ``address`` None: a local Ray started here and stopped after; ``auto`` or
+    ``ray://host:port``: that cluster, where the application is deleted again on the way out."""
+    import logging
+
+    import ray
+
+    serve = require_serve()
+    local = address in (None, "local")
+    if not ray.is_initialized():
+        ray.init(address=None if local else address, include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        serve.start(http_options={"host": host, "port": port})
+        serve.run(application, name="elope", route_prefix="/")
+        _wait_for_stop()
+    finally:
+        if local:
+            serve.shutdown()
+        else:
+            serve.delete("elope")
+        ray.shutdown()
