@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -72,15 +71,11 @@ def test_options_that_need_model_and_out(served_onnx, synthetic_root, tmp_path):
     assert vis.exit_code == 2 and "--json" in vis.output
 
 
-def test_missing_ray_names_the_extra(served_onnx, synthetic_root, tmp_path):
+def test_missing_ray_names_the_extra(served_onnx, synthetic_root, tmp_path, monkeypatch):
     """Without Ray (its import blocked), --ray says which extra to install, in one line."""
-    code = (
-        "import sys; sys.modules['ray'] = None; from elope.cli import main; "
-        f"main(['predict', '--model', {str(served_onnx)!r}, '--ray', {str(synthetic_root)!r}, "
-        f"'--out', {str(tmp_path / 'o')!r}])"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 1 and 'pip install "elope[ray]"' in out.stderr, out.stderr
+    monkeypatch.setitem(sys.modules, "ray", None)
+    result = _predict("--model", served_onnx, "--ray", synthetic_root, "--out", tmp_path / "o")
+    assert result.exit_code == 1 and 'pip install "elope[ray]"' in result.output, result.output
 
 
 def test_serve_batcher_refuses_past_its_queue():
