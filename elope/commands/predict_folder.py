@@ -105,15 +105,24 @@ def _write(o: FolderOptions, folder: Any, run: Any) -> int:
         return predict_to_folder(folder, lambda: run, top=o.top, batch_size=o.batch_size, progress=o.progress)
     from elope.tasks.ray_predict import predict_on_ray
 
-    return predict_on_ray(
-        folder,
-        o.model_file,
-        top=o.top,
-        address=o.ray_address,
-        actors=o.actors,
-        batch_size=o.batch_size,
-        progress=o.progress,
-    )
+    try:
+        return predict_on_ray(
+            folder,
+            o.model_file,
+            top=o.top,
+            address=o.ray_address,
+            actors=o.actors,
+            batch_size=o.batch_size,
+            progress=o.progress,
+        )
+    except Exception as e:  # Ray's own errors (a worker that failed, a cluster not reached): one line
+        if not type(e).__module__.startswith("ray"):
+            raise
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise click.ClickException(
+            f"Ray failed ({type(e).__name__}: {first}); the parts written so far stay, run the command again "
+            "to go on"
+        ) from e
 
 
 def predict_folder(o: FolderOptions) -> None:

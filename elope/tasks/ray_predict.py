@@ -88,13 +88,11 @@ class RayPredictor:
         return {"part": np.asarray(batch["part"]), "line": np.asarray(lines, dtype=object)}
 
 
-def _quiet(ray: Any, progress: bool) -> None:
+def _quiet(ray: Any) -> None:
     """Ray Data's own progress bars and INFO lines off (the command shows one tqdm bar)."""
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
-    context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    del progress
 
 
 def _dataset(ray: Any, parts: list[Part], model: str, top: int, options: dict[str, Any]) -> Any:
@@ -143,7 +141,7 @@ def predict_on_ray(
     lines: dict[int, list[dict[str, Any]]] = {part.index: [] for part in pending}
     written = 0
     with ray_session(address, num_cpus=local_cpus) as ray:
-        _quiet(ray, progress)
+        _quiet(ray)
         dataset = _dataset(ray, pending, str(Path(model).resolve()), top, options)
         total = sum(len(part.files) for part in pending)
         with tqdm(total=total, desc="predict (ray)", unit="image", disable=not progress) as bar:
