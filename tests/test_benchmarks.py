@@ -212,3 +212,15 @@ def test_gpu_breakdown_profiles_five_calls_each_in_its_mode(monkeypatch) -> None
     tables = gpu_breakdown._profiles(model, calls, contextlib.nullcontext, torch.device("cpu"), 3)
     assert tables == {"elope_predict": "cuda_time_total 3", "elope_train_step": "cuda_time_total 3"}
     assert seen == [("predict", False, True)] * 5 + [("step", True, False)] * 5
+
+
+def test_ray_predict_rates_and_sameness() -> None:
+    """benchmarks.ray_predict's steady rate drops the small run out; its check tells other answers apart
+    (Ray itself runs in tests/test_ray.py)."""
+    from benchmarks import ray_predict
+
+    rates = ray_predict._rates(100, 12.0, 20, 10.0)
+    assert rates["wall_images_per_s"] == 100 / 12.0 and rates["steady_images_per_s"] == 80 / 2.0
+    item = {"path": "a.jpg", "classes": [{"index": 1, "score": 0.6}, {"index": 0, "score": 0.4}]}
+    other = {"path": "a.jpg", "classes": [{"index": 0, "score": 0.6}, {"index": 1, "score": 0.4}]}
+    assert ray_predict._same([item], [item]) and not ray_predict._same([item], [other])
