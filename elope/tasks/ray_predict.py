@@ -68,8 +68,9 @@ def ray_session(address: str | None, *, num_cpus: int | None = None) -> Iterator
 
 
 class RayPredictor:
-    """The actor of the pool: one onnxruntime session of the exported file; ``__call__`` a batch of paths
-    (a Ray Data batch ``{"path", "file", "part"}``: as given, absolute) -> their lines ``{"part", "line"}`` (JSON of the item)."""
+    """The actor of the pool: one onnxruntime session of the exported file; ``__call__``: a batch of paths
+    (a Ray Data batch ``{"path", "file", "part"}``: as given, absolute) -> their lines ``{"part", "line"}``
+    (the JSON of each item)."""
 
     def __init__(self, model: str, top: int, threads: int | None) -> None:
         from elope.deploy.runtime import ExportedModel
