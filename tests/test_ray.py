@@ -91,3 +91,23 @@ def test_ray_serve_answers_as_elope_serve(local_ray, served_onnx, synthetic_root
             assert refused.status_code == 415 and refused.json()["status"] == 415
     finally:
         serve.shutdown()
+
+
+def test_serve_command_hands_the_file_to_ray_serve(served_onnx, monkeypatch):
+    """``elope serve --backend ray``: the file's bytes, its name, the limits and the replicas reach the Ray
+    Serve application (serving itself: the test above); Ray's options need the ray backend."""
+    from elope.serve import ray_serve
+
+    seen = {}
+    monkeypatch.setattr(
+        ray_serve, "run_on_ray", lambda app, host, port, address: seen.update(app=app, port=port)
+    )
+    args = ["serve", "--model", str(served_onnx), "--backend", "ray", "--replicas", "3", "--max-batch", "4"]
+    result = CliRunner().invoke(main, [*args, "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    deployment = seen["app"]._bound_deployment  # Ray Serve's Application: the bound deployment
+    data, label, limits, _threads = deployment.init_args
+    assert deployment.num_replicas == 3 and seen["port"] == 8123
+    assert data == served_onnx.read_bytes() and label == served_onnx.name and limits["max_batch"] == 4
+    builtin = CliRunner().invoke(main, ["serve", "--model", str(served_onnx), "--replicas", "2"])
+    assert builtin.exit_code == 2 and "--backend ray" in builtin.output
