@@ -143,13 +143,14 @@ class RssSampler(threading.Thread):
 
 
 def start_server(model: Path, port: int, options: Sequence[str]) -> subprocess.Popen:
-    """``elope serve`` in a subprocess; returns once ``/health`` answers (at most 60 s)."""
+    """``elope serve`` in a subprocess; returns once ``/health`` answers (at most 180 s: ``--backend ray``
+    starts Ray and its replicas first)."""
     import urllib.request
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     args = [sys.executable, "-m", "elope", "serve", "--model", str(model), "--port", str(port), *options]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
@@ -157,7 +158,7 @@ def start_server(model: Path, port: int, options: Sequence[str]) -> subprocess.P
         except OSError:
             time.sleep(0.2)
     proc.kill()
-    raise RuntimeError("elope serve did not start within 60 s")
+    raise RuntimeError("elope serve did not start within 180 s")
 
 
 # ------------------------------------------------------------------------------------------ clients

@@ -351,3 +351,58 @@ def large_image(kind: str, side: int) -> bytes:
     if kind == "webp":
         return encode(rgb, "WEBP", quality=50, method=0)
     raise ValueError(kind)
+
+
+# --------------------------------------------------------------------- parity with `elope predict --model`
+def _rotated_exif(orientation: int) -> bytes:
+    """An EXIF block with only the orientation tag (274), as a phone camera writes it."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif.tobytes()
+
+
+def parity_files(folder: Path, synthetic_root: Path) -> list[Path]:
+    """Photos of every kind the parity tests send (written to ``folder``) and four procedural JPEGs:
+    JPEGs small and large (draft decoding), PNGs with alpha, palette, grey and 16 bits, CMYK, BMP, WebP, a
+    JPEG with an EXIF rotation."""
+    rgba = photo(130, 100, 7).convert("RGBA")
+    rgba.putalpha(Image.fromarray(np.tile(np.linspace(0, 255, 130, dtype=np.uint8), (100, 1))))
+    palette = photo(100, 80, 8).convert("P", palette=Image.Palette.ADAPTIVE, colors=32)
+    palette.info["transparency"] = 0
+    made = {
+        "large.jpg": encode(photo(900, 700, 1), "JPEG", quality=92),  # draft decoding at 1/4
+        "wide.jpg": encode(photo(400, 150, 2), "JPEG", quality=85),
+        "alpha.png": encode(rgba, "PNG"),
+        "palette.png": encode(palette, "PNG", transparency=0),
+        "grey.png": encode(photo(70, 90, 9).convert("L"), "PNG"),
+        "sixteen.png": png16(),
+        "cmyk.jpg": cmyk_jpeg(),
+        "photo.bmp": encode(photo(64, 64, 10), "BMP"),
+        "photo.webp": encode(photo(120, 80, 11), "WEBP", lossless=True),
+        "phone.jpg": encode(photo(160, 90, 13), "JPEG", quality=90, exif=_rotated_exif(6)),  # shown 90x160
+    }
+    paths = sorted((synthetic_root / "CUB_200_2011" / "images").rglob("*.jpg"))[:4]
+    for name, data in made.items():
+        (folder / name).write_bytes(data)
+        paths.append(folder / name)
+    return paths
+
+
+def upload(path: Path) -> dict:
+    """The multipart ``files`` of one image for ``POST /predict``."""
+    return {"image": (path.name, path.read_bytes())}
+
+
+def assert_answers_equal(post, paths: list[Path], expected: list[dict]) -> None:
+    """``post(path)`` (the JSON body of ``POST /predict?top=3`` with that image) answers as ``expected``
+    (``elope predict --model``'s items): size and top-k identical, scores within 1e-4, boxes within 0.5 px;
+    and the files do not all get the same answer (the comparison can fail)."""
+    for path, want in zip(paths, expected):
+        result = post(path)["results"][0]
+        assert result["size"] == want["size"], path.name
+        assert [c["index"] for c in result["classes"]] == [c["index"] for c in want["classes"]], path.name
+        np.testing.assert_allclose(
+            [c["score"] for c in result["classes"]], [c["score"] for c in want["classes"]], atol=1e-4
+        )
+        np.testing.assert_allclose(result["box"], want["box"], atol=0.5, err_msg=path.name)
+    assert len({tuple(c["index"] for c in w["classes"]) for w in expected}) > 1

@@ -225,3 +225,15 @@ def test_shards_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(result["images_per_s"]) == {"folder bytes", "folder train", "shards bytes", "shards train"}
     assert result["images"] == 20 and all(r > 0 for r in result["ratio_shards_vs_folder"].values())
     assert "shards / folder, train" in capsys.readouterr().out
+
+
+def test_ray_predict_rates_and_sameness() -> None:
+    """benchmarks.ray_predict's steady rate drops the small run out; its check tells other answers apart
+    (Ray itself runs in tests/test_ray.py)."""
+    from benchmarks import ray_predict
+
+    rates = ray_predict._rates(100, 12.0, 20, 10.0)
+    assert rates["wall_images_per_s"] == 100 / 12.0 and rates["steady_images_per_s"] == 80 / 2.0
+    item = {"path": "a.jpg", "classes": [{"index": 1, "score": 0.6}, {"index": 0, "score": 0.4}]}
+    other = {"path": "a.jpg", "classes": [{"index": 0, "score": 0.6}, {"index": 1, "score": 0.4}]}
+    assert ray_predict._same([item], [item]) and not ray_predict._same([item], [other])

@@ -14,7 +14,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("httpx")
 pytest.importorskip("onnxruntime")
 
-from serve_helpers import cmyk_jpeg, encode, photo, png16
+from serve_helpers import assert_answers_equal, parity_files, photo, png16, upload
 from starlette.testclient import TestClient
 
 from elope import pixels
@@ -27,53 +27,14 @@ from elope.serve.model import ServedModel
 from elope.tasks.predict import predict_paths
 
 
-def _rotated_exif(orientation: int) -> bytes:
-    """An EXIF block with only the orientation tag (274), as a phone camera writes it."""
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    return exif.tobytes()
-
-
-def _files(folder, synthetic_root):
-    rgba = photo(130, 100, 7).convert("RGBA")
-    rgba.putalpha(Image.fromarray(np.tile(np.linspace(0, 255, 130, dtype=np.uint8), (100, 1))))
-    palette = photo(100, 80, 8).convert("P", palette=Image.Palette.ADAPTIVE, colors=32)
-    palette.info["transparency"] = 0
-    made = {
-        "large.jpg": encode(photo(900, 700, 1), "JPEG", quality=92),  # draft decoding at 1/4
-        "wide.jpg": encode(photo(400, 150, 2), "JPEG", quality=85),
-        "alpha.png": encode(rgba, "PNG"),
-        "palette.png": encode(palette, "PNG", transparency=0),
-        "grey.png": encode(photo(70, 90, 9).convert("L"), "PNG"),
-        "sixteen.png": png16(),
-        "cmyk.jpg": cmyk_jpeg(),
-        "photo.bmp": encode(photo(64, 64, 10), "BMP"),
-        "photo.webp": encode(photo(120, 80, 11), "WEBP", lossless=True),
-        "phone.jpg": encode(photo(160, 90, 13), "JPEG", quality=90, exif=_rotated_exif(6)),  # shown 90x160
-    }
-    paths = sorted((synthetic_root / "CUB_200_2011" / "images").rglob("*.jpg"))[:4]
-    for name, data in made.items():
-        (folder / name).write_bytes(data)
-        paths.append(folder / name)
-    return paths
-
-
 def test_answers_equal_elope_predict_model(served_onnx, synthetic_root, tmp_path):
-    paths = _files(tmp_path, synthetic_root)
+    paths = parity_files(tmp_path, synthetic_root)
     expected = predict_paths(None, paths, top=3, model=served_onnx)
     served = ServedModel(served_onnx, max_pixels=10**8)
     with TestClient(create_app(served, Limits())) as client:
-        for path, want in zip(paths, expected):
-            got = client.post("/predict?top=3", files={"image": (path.name, path.read_bytes())}).json()
-            result = got["results"][0]
-            assert result["size"] == want["size"], path.name
-            assert [c["index"] for c in result["classes"]] == [c["index"] for c in want["classes"]], path.name
-            np.testing.assert_allclose(
-                [c["score"] for c in result["classes"]], [c["score"] for c in want["classes"]], atol=1e-4
-            )
-            np.testing.assert_allclose(result["box"], want["box"], atol=0.5, err_msg=path.name)
-    tops = {tuple(c["index"] for c in w["classes"]) for w in expected}
-    assert len(tops) > 1  # the files do not all get the same answer: the comparison can fail
+        assert_answers_equal(
+            lambda path: client.post("/predict?top=3", files=upload(path)).json(), paths, expected
+        )
 
 
 def _modes() -> dict[str, Image.Image]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from elope.commands.options import (
     tau_option,
     unfinished_option,
 )
+from elope.commands.predict_folder import FolderOptions, folder_options, is_ray_address, predict_folder
 from elope.data.errors import DataError
 from elope.failures import TrainingError
 from elope.runs.lock import writers_lock
@@ -50,6 +51,17 @@ class PredictOptions:
     device: str
     allow_unfinished: bool
     force: bool
+    out: Path | None
+    ray_address: str | None
+    actors: int
+    batch_size: int
+    part_size: int
+
+
+def _with_folder_options(command: Any) -> Any:
+    for option in reversed(folder_options()):
+        command = option(command)
+    return command
 
 
 @click.command("predict", short_help="Top classes and the box for image files.")
@@ -57,7 +69,11 @@ class PredictOptions:
 @model_file_option("Instead of --run: a file written by `elope export` (.onnx runs with onnxruntime).")
 @compile_option("Run the model through torch.compile (optionally: the mode; reduce-overhead = CUDA graphs).")
 @click.argument(
-    "images", nargs=-1, required=True, metavar="IMAGE_OR_DIR...", type=click.Path(exists=True, path_type=Path)
+    "images",
+    nargs=-1,
+    required=False,
+    metavar="IMAGE_OR_DIR...",
+    type=click.Path(exists=True, path_type=Path),
 )
 @click.option("--top", default=5, show_default=True, type=click.IntRange(1, 1000), help="Classes per image.")
 @click.option(
@@ -71,16 +87,25 @@ class PredictOptions:
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda.")
 @unfinished_option()
 @force_option()
+@_with_folder_options
 def predict_command(**given: Any) -> None:
     """Top classes and the box for each IMAGE_OR_DIR (folders are searched recursively).
 
     Example: elope predict --run runs/cub photos/ --top 3 --save-vis vis/
+
+    Many images: elope predict --model cub.onnx photos/ --out results/ [--ray [ADDRESS]] writes one JSON
+    line per image in part files (a list.txt of paths is a SOURCE too); a second run skips the parts written.
     """
-    o = PredictOptions(**given)
+    o = _ray_source(PredictOptions(**given))
     from elope.tasks.predict import predict_paths  # torch: imported here, not for --help
 
     if (o.run_dir is None) == (o.model_file is None):
         raise click.UsageError("pass either --run RUN or --model FILE (from `elope export`).")
+    if not o.images:
+        raise click.UsageError("Missing argument 'IMAGE_OR_DIR...'.")
+    if o.out is not None or o.ray_address is not None:
+        _predict_to_folder(o)
+        return
     if o.model_file is not None and o.compile_mode is not None:
         raise click.UsageError("--compile applies to --run; an exported --model is already one graph.")
     from elope.runs.layout import read_by_run
@@ -115,6 +140,42 @@ def predict_command(**given: Any) -> None:
     except (FileNotFoundError, ValueError, ImportError, DataError, TrainingError) as e:
         raise click.ClickException(str(e)) from e
     _report(results, skipped, notes, o.as_json)
+
+
+def _ray_source(o: PredictOptions) -> PredictOptions:
+    """``--ray photos/``: click gave the optional value the first SOURCE; it goes back to the images."""
+    if o.ray_address is None or is_ray_address(o.ray_address):
+        return o
+    return replace(o, images=(Path(o.ray_address), *o.images), ray_address="local")
+
+
+def _predict_to_folder(o: PredictOptions) -> None:
+    """``--out FOLDER`` (with or without ``--ray``): :func:`elope.commands.predict_folder.predict_folder`."""
+    if o.out is None or o.model_file is None:
+        raise click.UsageError("--ray and --out need --model FILE (from `elope export`) and --out FOLDER.")
+    if o.save_vis is not None or o.as_json or o.compile_mode is not None:
+        raise click.UsageError("--out writes JSON lines: --save-vis, --json and --compile do not apply.")
+    if o.ray_address is not None and o.device != "cpu":
+        raise click.UsageError("--ray runs onnxruntime on the actors' CPUs: leave --device at cpu.")
+    folders = [p for p in o.images if p.is_dir()]
+    output_rules("elope predict", inputs=[o.model_file], read=folders, own=[o.out], force=o.force)
+    checked_output(o.out, "--out", kind="dir")
+    options = FolderOptions(
+        model_file=o.model_file,
+        sources=o.images,
+        out=o.out,
+        ray_address=o.ray_address,
+        top=o.top,
+        tau=o.tau,
+        device=o.device,
+        actors=o.actors,
+        batch_size=o.batch_size,
+        part_size=o.part_size,
+    )
+    try:
+        predict_folder(options)
+    except (FileNotFoundError, ValueError, ImportError, DataError, OSError) as e:
+        raise click.ClickException(str(e)) from e
 
 
 def _report(results: list[dict[str, Any]], skipped: list[Any], notes: list[str], as_json: bool) -> None:

@@ -63,6 +63,7 @@ def _load(
     threads: int | None,
     max_pixels: int,
     max_decode_bytes: int = 512 * 2**20,
+    exported: bytes | None = None,
 ) -> Any:
     from elope.serve.model import ServedModel
 
@@ -72,7 +73,7 @@ def _load(
     try:
         if model is not None:
             return _interruptible(lambda: ServedModel(model, **limits))
-        data = _export_run(run_dir)
+        data = exported if exported is not None else _export_run(run_dir)
         name = Path(run_dir).resolve().name  # /model names the run, never where it lies
         return _interruptible(lambda: ServedModel(data, label=f"{name} (exported)", **limits))
     except (FileNotFoundError, ValueError) as e:
@@ -102,6 +103,9 @@ class ServeOptions:
     keep_alive_timeout: float
     max_connections: int
     access_log: bool
+    backend: str
+    replicas: int
+    ray_address: str | None
 
 
 @click.command("serve", short_help="An HTTP API and a web page over an exported file.")
@@ -216,6 +220,27 @@ class ServeOptions:
     show_default=True,
     help="Log one line per request (uvicorn's).",
 )
+@click.option(
+    "--backend",
+    type=click.Choice(["builtin", "ray"]),
+    default="builtin",
+    show_default=True,
+    help="builtin: this process (uvicorn), the default for one machine; ray: Ray Serve, with --replicas and "
+    "Ray Serve's batching (--max-batch, --max-wait-ms), so a cluster scales it "
+    "(`pip install \"elope[ray]\"`; the connection options above are then Ray's proxy's).",
+)
+@click.option(
+    "--replicas",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 4096),
+    help="With --backend ray: replicas, each with its own onnxruntime session.",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    help="With --backend ray: a cluster (auto, ray://HOST:PORT); default: a local Ray started here.",
+)
 def serve_command(**given: Any) -> None:
     """Serve an exported model: POST /predict, the page at /, /health, /model, /openapi.json.
 
@@ -230,7 +255,11 @@ def serve_command(**given: Any) -> None:
         from elope.serve.server import run_server
     except ImportError as e:
         raise click.ClickException(f"{e}: install the serve extra, `pip install 'elope[serve]'`") from e
-    served = _load(o.model, o.run_dir, o.threads, o.max_pixels, o.max_decode_mb * 2**20)
+    if o.backend != "ray" and (o.replicas != 1 or o.ray_address is not None):
+        raise click.UsageError("--replicas and --ray-address need --backend ray")
+    exported = _export_run(o.run_dir) if o.backend == "ray" and o.run_dir and not o.model else None
+    served = _load(o.model, o.run_dir, o.threads, o.max_pixels, o.max_decode_mb * 2**20, exported)
+    data = (exported or _model_bytes(o.model, served.sha256)) if o.backend == "ray" else None
     limits = Limits(
         max_upload_bytes=int(o.max_upload_mb * 2**20),
         max_pixels=o.max_pixels,
@@ -248,6 +277,9 @@ def serve_command(**given: Any) -> None:
         f"{served.sha256[:12]}) on http://{o.host}:{o.port}/",
         err=True,
     )
+    if o.backend == "ray":
+        _serve_on_ray(data, served.label, limits, o)
+        return
     run_server(
         create_app(served, limits),
         o.host,
@@ -258,3 +290,25 @@ def serve_command(**given: Any) -> None:
         max_connections=o.max_connections,
         access_log=o.access_log,
     )
+
+
+def _model_bytes(model: Path, sha256: str) -> bytes:
+    """``--model``'s bytes for Ray Serve's replicas, read again: checked to be the file just loaded."""
+    import hashlib
+
+    data = model.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise click.ClickException(f"{model} changed while it was loaded: start again")
+    return data
+
+
+def _serve_on_ray(data: bytes, label: str, limits: Any, o: ServeOptions) -> None:
+    """``--backend ray``: the model's bytes to Ray Serve's replicas (:mod:`elope.serve.ray_serve`)."""
+    try:
+        from elope.serve.ray_serve import build_application, run_on_ray
+
+        application = build_application(data, label, limits, replicas=o.replicas, threads=o.threads)
+    except ImportError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"on Ray Serve: {o.replicas} replica(s)", err=True)
+    run_on_ray(application, o.host, o.port, o.ray_address)

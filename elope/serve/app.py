@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from importlib.resources import files
 from typing import Any
@@ -67,10 +67,13 @@ class Limits:
 class ServeState:
     """The model, the limits and, while the app runs (its lifespan), the batcher and the counters."""
 
-    def __init__(self, model: ServedModel, limits: Limits) -> None:
+    def __init__(
+        self, model: ServedModel, limits: Limits, make_batcher: Callable[[], Any] | None = None
+    ) -> None:
         self.model = model
         self.limits = limits
-        self.batcher: Batcher | None = None
+        self.make_batcher = make_batcher  # another batcher (Ray Serve's: elope.serve.ray_serve)
+        self.batcher: Any = None
         self.decoders: anyio.CapacityLimiter | None = None
         self.preprocess = dataclasses.replace(
             model.preprocess, max_pixels=limits.max_pixels, max_decode_bytes=limits.max_decode_bytes
@@ -81,15 +84,18 @@ class ServeState:
         self.started = time.monotonic()
 
     def open(self) -> None:
-        """Start the batcher's worker thread and the decoding pool."""
+        """Start the batcher's worker thread (or make the batcher given) and the decoding pool."""
         lim = self.limits
+        self.decoders = anyio.CapacityLimiter(lim.decode_threads)
+        if self.make_batcher is not None:
+            self.batcher = self.make_batcher()
+            return
         self.batcher = Batcher(
             lambda batch: self.model.run(batch),
             max_batch=lim.max_batch,
             max_wait_ms=lim.max_wait_ms,
             max_queue=lim.max_queue,
         )
-        self.decoders = anyio.CapacityLimiter(lim.decode_threads)
 
     def close(self) -> None:
         """Finish the queued images and stop the worker (after the server stopped taking requests)."""
@@ -243,9 +249,13 @@ async def model_info(request: Request) -> Response:
     return JSONResponse({**state.model.describe(), "limits": asdict(state.limits)})
 
 
-def create_app(model: ServedModel, limits: Limits | None = None) -> Starlette:
-    """The Starlette application serving ``model`` under ``limits``; run it with uvicorn (:mod:`.server`)."""
-    state = ServeState(model, limits or Limits())
+def create_app(
+    model: ServedModel, limits: Limits | None = None, *, make_batcher: Callable[[], Any] | None = None
+) -> Starlette:
+    """The Starlette application serving ``model`` under ``limits``; run it with uvicorn (:mod:`.server`).
+    ``make_batcher``: builds, at start-up, another batcher with :class:`~.batching.Batcher`'s ``submit``,
+    ``stats`` and ``close`` (Ray Serve's batching in :mod:`.ray_serve`)."""
+    state = ServeState(model, limits or Limits(), make_batcher)
     page = files("elope.serve").joinpath("page.html").read_text(encoding="utf-8")
     document = openapi_document(model, state.limits)
 

@@ -22,19 +22,23 @@ from tqdm import tqdm
 
 from elope import writer
 from elope.data.files import IMAGE_EXTENSIONS, Skipped, walk_images
-from elope.data.io import decode_image
+from elope.data.io import decode_image, load_image
 from elope.data.shard_store import ShardStore
 from elope.data.shards import read_member, shard_images, shard_set_root
 from elope.data.transforms import eval_transform
 from elope.evaluation.predictor import Predictor
 from elope.runs.loaded import LoadedRun, load_run
+from elope.spec import ModelSpec
 from elope.tasks.evaluate import UNREADABLE_ERRORS, original_box
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "PredictSettings",
     "collect_images",
+    "decode_source",
     "find_images",
+    "load_predictor",
+    "predict_batch",
     "predict_image",
     "predict_paths",
 ]
@@ -76,10 +80,8 @@ def collect_images(paths: Iterable[str | Path]) -> list[Path]:
     return find_images(paths)[0]
 
 
-def _source(image: Image.Image, predictor: Predictor) -> torch.Tensor:
-    """PIL RGB -> the normalised crop source (3, N, N) of the predictor's spec: the datasets' eval
-    transform."""
-    spec = predictor.spec
+def _source(image: Image.Image, spec: ModelSpec) -> torch.Tensor:
+    """PIL RGB -> the normalised crop source (3, N, N) of a model's spec: the datasets' eval transform."""
     return eval_transform(spec.crop_source, spec.mean, spec.std)(image).as_subclass(torch.Tensor)
 
 
@@ -92,15 +94,45 @@ def predict_image(
 ) -> tuple[list[dict[str, Any]], list[float], torch.Tensor | None]:
     """Classify one PIL image: ``(classes, box, heatmap)``; box ``[x1, y1, x2, y2]`` in pixels of an image
     of ``size`` ``(W, H)`` (default: the image's own; pass the stored size of a draft-decoded JPEG)."""
-    x = _source(image.convert("RGB"), run).to(run.device)
+    x = _source(image.convert("RGB"), run.spec).to(run.device)
     pred = run.predict(x[None], top=top)
-    classes = [
-        {"class": run.classes[int(i)], "index": int(i), "score": float(s)}
-        for i, s in zip(pred.classes[0].tolist(), pred.scores[0].tolist())
-    ]
-    box = original_box(pred.boxes[0].cpu(), run.spec.crop_source, size or image.size)
+    classes, box = _answer(run, pred, 0, size or image.size)
     heatmap = None if pred.heatmaps is None else pred.heatmaps[0].float().cpu()
     return classes, box, heatmap
+
+
+def _answer(
+    run: Predictor, pred: Any, row: int, size: tuple[int, int]
+) -> tuple[list[dict[str, Any]], list[float]]:
+    """The classes and the box (in pixels of an image of ``size``) of row ``row`` of a prediction."""
+    classes = [
+        {"class": run.classes[int(i)], "index": int(i), "score": float(s)}
+        for i, s in zip(pred.classes[row].tolist(), pred.scores[row].tolist())
+    ]
+    return classes, original_box(pred.boxes[row].cpu(), run.spec.crop_source, size)
+
+
+def decode_source(path: str | Path, spec: ModelSpec) -> tuple[torch.Tensor, tuple[int, int]] | str:
+    """One image file as ``elope predict`` reads it for a model of ``spec``: the normalised crop source
+    (3, N, N) and the stored ``(W, H)``, or the error text of a file that cannot be read."""
+    try:
+        image, stored = load_image(path, draft_size=spec.crop_source)  # as the datasets decode
+    except UNREADABLE_ERRORS as e:
+        return f"{type(e).__name__}: {e}"
+    return _source(image.convert("RGB"), spec), stored
+
+
+def predict_batch(
+    run: Predictor, paths: list[str], sources: torch.Tensor, sizes: list[tuple[int, int]], top: int
+) -> list[dict[str, Any]]:
+    """The items of :func:`predict_paths` (``path``, ``classes``, ``box``, ``size``) for decoded images
+    (:func:`decode_source`) run as one batch (B, 3, N, N): the answers of one image at a time."""
+    pred = run.predict(sources.to(run.device), top=top)
+    items = []
+    for row, (path, size) in enumerate(zip(paths, sizes)):
+        classes, box = _answer(run, pred, row, size)
+        items.append({"path": str(path), "classes": classes, "box": box, "size": list(size)})
+    return items
 
 
 def _vis_targets(files: list[Path], folder: Path) -> list[Path]:
@@ -130,7 +162,7 @@ def _vis_targets(files: list[Path], folder: Path) -> list[Path]:
     return targets
 
 
-def _load_predictor(
+def load_predictor(
     run_dir: str | Path | None,
     device: str | torch.device,
     model: str | Path | None,
@@ -236,7 +268,7 @@ def predict_paths(
             f"{', '.join(map(str, paths))}."
         )
     targets = _vis_targets(files, Path(save_vis)) if save_vis is not None else None
-    run = _load_predictor(run_dir, device, o.model, o.compile_mode, o.tau)
+    run = load_predictor(run_dir, device, o.model, o.compile_mode, o.tau)
     if isinstance(run, LoadedRun):  # a run folder (an exported file is finished by definition)
         (o.notes if o.notes is not None else []).extend(
             filter(None, [run.check_finished(o.allow_unfinished)])

@@ -1,0 +1,113 @@
+"""The ``ray`` extra on a local Ray (2 CPUs, started once for the module): ``elope predict --ray`` writes the
+answers of ``elope predict --model`` with Ray Data (2 actors), and Ray Serve (2 replicas) answers the parity
+checks of ``elope serve`` with ``/health``, ``/model`` and the page. Slow (Ray's start, its workers'
+imports: about a minute here); the fast checks of the same code are in tests/test_predict_parts.py."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from serve_helpers import assert_answers_equal, free_port, parity_files, upload
+
+pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+pytest.importorskip("ray.serve")
+
+import ray
+from ray import serve
+
+from elope.cli import main
+from elope.serve.app import Limits
+from elope.serve.model import ServedModel
+from elope.serve.ray_serve import build_application
+from elope.tasks.predict import predict_paths
+from elope.tasks.predict_parts import find_sources, read_lines
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for the module: 2 CPUs, no dashboard."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_data_lines_equal_predict_model(local_ray, served_onnx, synthetic_root, tmp_path):
+    images = synthetic_root / "CUB_200_2011" / "images"
+    out = tmp_path / "results"
+    args = ["predict", "--model", served_onnx, "--ray", images, "--out", out, "--top", 3]
+    result = CliRunner().invoke(
+        main, [*map(str, [*args, "--actors", 2, "--batch-size", 4, "--part-size", 7])]
+    )
+    assert result.exit_code == 0, result.output
+    assert "3 part(s) written now, 0 already there" in result.output
+    files, _ = find_sources([images])
+    expected = predict_paths(None, files, top=3, model=served_onnx)
+    got = read_lines(out)
+    assert [g["path"] for g in got] == [e["path"] for e in expected] and len(got) == 18
+    for g, e in zip(got, expected):  # the same decoding and session: the same numbers
+        assert g["size"] == e["size"] and [c["class"] for c in g["classes"]] == [
+            c["class"] for c in e["classes"]
+        ]
+        np.testing.assert_allclose(
+            [c["score"] for c in g["classes"]], [c["score"] for c in e["classes"]], atol=1e-6
+        )
+        np.testing.assert_allclose(g["box"], e["box"], atol=1e-4)
+    assert len({tuple(c["index"] for c in e["classes"]) for e in expected}) > 1
+
+
+def test_ray_serve_answers_as_elope_serve(local_ray, served_onnx, synthetic_root, tmp_path):
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        limits = Limits(max_batch=4, max_wait_ms=20)
+        serve.run(
+            build_application(served_onnx.read_bytes(), served_onnx.name, limits, replicas=2),
+            name="elope",
+            route_prefix="/",
+        )
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=60) as client:
+            paths = parity_files(tmp_path, synthetic_root)
+            expected = predict_paths(None, paths, top=3, model=served_onnx)
+            assert_answers_equal(
+                lambda p: client.post("/predict?top=3", files=upload(p)).json(), paths, expected
+            )
+            described = ServedModel(served_onnx, max_pixels=10**8).describe()
+            model = client.get("/model").json()
+            assert model["sha256"] == described["sha256"] and model["file"] == served_onnx.name
+            assert model["classes"] == described["classes"] and model["limits"]["max_batch"] == 4
+            health = client.get("/health").json()
+            assert health["status"] == "ok" and health["backend"] == "ray"
+            page = client.get("/")
+            assert page.status_code == 200 and "<html" in page.text.lower()
+            refused = client.post("/predict", content=b"junk", headers={"content-type": "image/jpeg"})
+            assert refused.status_code == 415 and refused.json()["status"] == 415
+    finally:
+        serve.shutdown()
+
+
+def test_serve_command_hands_the_file_to_ray_serve(served_onnx, monkeypatch):
+    """``elope serve --backend ray``: the file's bytes, its name, the limits and the replicas reach the Ray
+    Serve application (serving itself: the test above); Ray's options need the ray backend."""
+    from elope.serve import ray_serve
+
+    seen = {}
+    monkeypatch.setattr(
+        ray_serve, "run_on_ray", lambda app, host, port, address: seen.update(app=app, port=port)
+    )
+    args = ["serve", "--model", str(served_onnx), "--backend", "ray", "--replicas", "3", "--max-batch", "4"]
+    result = CliRunner().invoke(main, [*args, "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    deployment = seen["app"]._bound_deployment  # Ray Serve's Application: the bound deployment
+    data, label, limits, _threads = deployment.init_args
+    assert deployment.num_replicas == 3 and seen["port"] == 8123
+    assert data == served_onnx.read_bytes() and label == served_onnx.name and limits["max_batch"] == 4
+    builtin = CliRunner().invoke(main, ["serve", "--model", str(served_onnx), "--replicas", "2"])
+    assert builtin.exit_code == 2 and "--backend ray" in builtin.output
