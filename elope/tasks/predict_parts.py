@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from elope import writer
 from elope.data.files import Skipped
-from elope.deploy.predictor import Predictor
+from elope.evaluation.predictor import Predictor
 from elope.tasks.predict import decode_source, find_images, predict_batch
 
 __all__ = [
