@@ -4,8 +4,11 @@ image and the fix, with the exit status of the other layouts' checks."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -36,7 +39,7 @@ def shard_set(clean: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(clean, tmp_path / "set"))
 
 
-def _check(root: Path, *extra: str) -> tuple[int, dict]:
+def _check(root: Path | str, *extra: str) -> tuple[int, dict]:
     result = CliRunner().invoke(data, ["check", "--dataset", "shards", "--root", str(root), "--json", *extra])
     return result.exit_code, json.loads(result.stdout) if result.stdout.strip() else result.stderr
 
@@ -132,3 +135,27 @@ def test_a_label_out_of_range_is_named(shard_set: Path) -> None:
 def test_a_folder_without_a_manifest_is_exit_2(tmp_path: Path) -> None:
     code, stderr = _check(tmp_path)
     assert code == 2 and "shards.json" in stderr and FIX in stderr
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    """Python's file server (no Range requests: the whole file is answered and cut by the reader)."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_shard_set_behind_a_url_is_checked_alike(clean: Path, shard_set: Path) -> None:
+    (shard_set / "train-00003.tar").unlink()
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(shard_set))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        code, report = _check(url)
+    finally:
+        server.shutdown()
+    assert code == 1
+    (problem,) = _problems(report)
+    assert f"shard {url}/train-00003.tar of split 'train' is missing" in problem
+    assert report["splits"] == _check(clean)[1]["splits"]

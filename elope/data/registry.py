@@ -77,8 +77,8 @@ def build_dataset(
     """Build a dataset by name.
 
     Args:
-        name: ``cub``, ``cars``, ``aircraft``, ``folder``, ``synthetic``, ``nabirds``, ``dogs``, ``inat2017``,
-            ``inat2018``, ``inat2021``, ``flowers102``, ``pets`` or ``shards`` (:data:`DATASETS`).
+        name: a name of :data:`READERS` (``cub``, ``cars``, ``aircraft``, ...; each has its recipe
+            ``elope/configs/<name>.yaml``).
         root: where the dataset lies, exactly as its authors distribute it (see each class).
         split: ``train``, ``val``, ``test`` or ``trainval``. ``trainval`` is the dataset's own training
             split; ``train``/``val`` are a seeded stratified split of it (``val_fraction=0.1``, ``seed=0``)
