@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from train_helpers import write_tiny_synthetic
 
 from elope.commands.data import data
-from elope.data import write_shards
+from elope.data import build_dataset, write_shards
+from elope.data.errors import AnnotationError
 
 FIX = "elope data shard"
 
@@ -130,6 +131,8 @@ def test_a_label_out_of_range_is_named(shard_set: Path) -> None:
     assert code == 1
     (problem,) = _problems(report)
     assert "label 7 is out of range" in problem and "classes 0..2" in problem and FIX in problem
+    with pytest.raises(AnnotationError, match=r"label 7 is out of range.*--dataset shards --root"):
+        build_dataset("shards", shard_set, "test")  # training refuses it, and names the check to run
 
 
 def test_a_folder_without_a_manifest_is_exit_2(tmp_path: Path) -> None:

@@ -160,6 +160,7 @@ def index_shards(
         problems=problems,
         banner=int(manifest.get("banner", 0)),
         taxonomy=[dict(t) for t in manifest.get("taxonomy", [])],
+        check_as="shards",
     )
 
 
