@@ -36,9 +36,9 @@ def data() -> None:
     "--dataset",
     "name",
     required=True,
-    type=click.Choice([name for name in DATASETS if name != "shards"]),
-    help="Dataset layout (synthetic = the CUB layout written by `elope data synth`). A shard set is checked "
-    "when it is read (its manifest and every shard's size); check the dataset it was written from.",
+    type=click.Choice(DATASETS),
+    help="Dataset layout (synthetic = the CUB layout written by `elope data synth`; shards = a shard set "
+    "written by `elope data shard`: every shard's size and SHA-256 as its manifest says, then every image).",
 )
 @click.option("--root", required=True, type=click.Path(path_type=Path), help="Where the dataset lies.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")

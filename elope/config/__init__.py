@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from elope.config.files import deep_merge, parse_override, read_yaml, set_dotted
-from elope.config.recipe import DATASETS, STAGES, Config, StageConfig, SyntheticConfig
+from elope.config.recipe import DATASETS, STAGES, Config, StageConfig, SyntheticConfig, recipe_folder
 from elope.failures import ConfigError, short_repr
 
 __all__ = [  # ConfigError, parse_override and set_dotted are re-exported: callers import them from here
@@ -62,7 +61,7 @@ def default_config_path(dataset: str) -> Path:
     """Path of the packaged recipe of ``dataset``."""
     if dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {short_repr(dataset)}; choose one of {', '.join(DATASETS)}")
-    return Path(str(resources.files("elope") / "configs" / f"{dataset}.yaml"))
+    return Path(str(recipe_folder() / f"{dataset}.yaml"))
 
 
 def load_config(

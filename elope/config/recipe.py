@@ -5,8 +5,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
@@ -23,6 +24,7 @@ from elope.config.files import read_yaml
 from elope.config.options import Float, Int, check_dataset_options
 from elope.failures import ConfigError, short_repr
 from elope.spec import (
+    BOX_RULES,
     CROP_SOURCE_RANGE,
     IMAGE_SIZE_RANGE,
     LOCALIZER_INPUT_RANGE,
@@ -30,6 +32,9 @@ from elope.spec import (
     check_tau,
     spec_default,
 )
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 __all__ = [
     "STAGES",
@@ -42,6 +47,7 @@ __all__ = [
     "StagesConfig",
     "SyntheticConfig",
     "TrainConfig",
+    "recipe_folder",
 ]
 
 STAGES = ("classifier", "localizer", "crop", "weighted")
@@ -113,21 +119,16 @@ class AugmentConfig(_Section):
     lighting: Float = Field(0.1, ge=0.0)
 
 
-#: The recipes' dataset names (``elope/configs/<name>.yaml``; ``elope.data.registry`` reads each).
-DATASETS = (
-    "cub",
-    "cars",
-    "aircraft",
-    "folder",
-    "synthetic",
-    "nabirds",
-    "dogs",
-    "inat2017",
-    "inat2018",
-    "inat2021",
-    "flowers102",
-    "pets",
-    "shards",
+def recipe_folder() -> Traversable:
+    """The packaged recipes' folder, ``elope/configs``: one ``<dataset>.yaml`` per dataset name."""
+    return resources.files("elope") / "configs"
+
+
+#: The recipes' dataset names, read off the packaged recipe files (``elope/configs/<name>.yaml``), in
+#: alphabetical order: the one place a name is written is its recipe's file name (``elope.data.registry``
+#: reads each; tests/test_registries.py holds the two equal).
+DATASETS: tuple[str, ...] = tuple(
+    sorted(f.name.removesuffix(".yaml") for f in recipe_folder().iterdir() if f.name.endswith(".yaml"))
 )
 
 
@@ -196,7 +197,7 @@ class ModelConfig(_Section):
         spec_default("heatmap_upsample"),
         description="upsample the heatmap bilinearly to the image before thresholding (ours)",
     )
-    box_rule: Literal["all", "peak"] = Field(
+    box_rule: Literal[BOX_RULES] = Field(  # type: ignore[valid-type]  # elope.spec owns the names
         spec_default("box_rule"),
         description="all: the box holds every heatmap cell above tau (paper); peak: only the connected "
         "region around the heatmap's peak (ours)",

@@ -54,6 +54,7 @@ class DatasetIndex:
     banner: int = 0
     class_sources: list[tuple[str, str]] = field(default_factory=list)
     taxonomy: list[dict[str, str]] = field(default_factory=list)
+    check_as: str = ""  # the ``--dataset`` of ``elope data check`` where it is not ``name`` (a shard set)
 
     def __post_init__(self) -> None:
         """A classifier needs two classes: fewer (in the class list or among the training labels) is the
@@ -89,7 +90,7 @@ class DatasetIndex:
         more = len(self.problems) - 1
         hint = f" ({more} more problem(s))" if more else ""
         raise AnnotationError(
-            f"{first.path}: {first.problem}{hint}. Run `elope data check --dataset {self.name} "
+            f"{first.path}: {first.problem}{hint}. Run `elope data check --dataset {self.check_as or self.name} "
             f"--root {self.root}` to list every problem.",
             first.path,
         )

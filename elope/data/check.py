@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,7 @@ from .duplicates import same_content_problems
 from .errors import ImageLoadError
 from .io import DEFAULT_MAX_PIXELS, decode_image, image_dimensions
 from .registry import index_dataset
+from .shard_check import check_shard_set
 
 __all__ = ["BOX_TOLERANCE", "CheckReport", "box_outside", "check_dataset", "gt_box_problems"]
 
@@ -102,9 +103,18 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_image(record: Record, decode: bool, max_pixels: int) -> tuple[list[Problem], str | None]:
-    """The problems of one image, and the SHA-256 of its bytes (None when it cannot be read)."""
+def _check_image(
+    record: Record, decode: bool, max_pixels: int, read: Callable[[Record], bytes] | None = None
+) -> tuple[list[Problem], str | None]:
+    """The problems of one image, and the SHA-256 of its bytes (None when it cannot be read); ``read``:
+    its bytes come from there instead of its file (an image inside a shard)."""
     path = str(record.path)
+    if read is not None:
+        try:
+            data = read(record)
+        except ImageLoadError as error:
+            return [Problem(path, f"unreadable image: {error}")], None
+        return _check_pixels(record, decode, max_pixels, data), hashlib.sha256(data).hexdigest()
     if not record.path.is_file():
         return [Problem(path, f"image file is missing (image {record.key})")], None
     try:
@@ -114,16 +124,18 @@ def _check_image(record: Record, decode: bool, max_pixels: int) -> tuple[list[Pr
     return _check_pixels(record, decode, max_pixels), digest
 
 
-def _check_pixels(record: Record, decode: bool, max_pixels: int) -> list[Problem]:
-    """Decode (or read the header of) one image; its box must lie inside it."""
+def _check_pixels(record: Record, decode: bool, max_pixels: int, data: bytes | None = None) -> list[Problem]:
+    """Decode (or read the header of) one image (``data``: its bytes, else its file); its box must lie
+    inside it."""
     path = str(record.path)
     try:
         if decode:
             # Draft mode still reads every byte of a JPEG, so truncation is found, at a fraction of the cost.
             # Boxes refer to the stored pixels, whatever the EXIF orientation: checked against the stored size.
-            width, height = decode_image(record.path, max_pixels=max_pixels, draft_size=64).stored_size
+            decoded = decode_image(record.path, max_pixels=max_pixels, draft_size=64, data=data)
+            width, height = decoded.stored_size
         else:
-            width, height = image_dimensions(record.path, max_pixels=max_pixels)
+            width, height = image_dimensions(record.path, max_pixels=max_pixels, data=data)
     except ImageLoadError as error:
         return [Problem(path, f"unreadable image: {error}")]
     if record.box is None:
@@ -153,7 +165,8 @@ def check_dataset(
 
     Args:
         name: as for :func:`elope.data.build_dataset`; ``options`` as well (aircraft:
-            ``annotation_level``, ``remove_banner``).
+            ``annotation_level``, ``remove_banner``). ``shards``: a shard set, its shards checked first
+            (:mod:`elope.data.shard_check`), then every image read from its shard.
         root: as for :func:`elope.data.build_dataset`.
         decode: decode every image (finds truncated files); ``False`` only reads image headers.
         max_pixels: the decompression-bomb cap used for training.
@@ -163,8 +176,9 @@ def check_dataset(
     Raises:
         DatasetNotFoundError: the dataset cannot be read at all (exit status 2 of ``data check``).
     """
-    index = index_dataset(name, root, **options)
-    problems = list(index.problems)
+    shard_set = check_shard_set(root, progress) if name == "shards" else None
+    index = shard_set.index if shard_set else index_dataset(name, root, **options)
+    problems = list(index.problems) + (shard_set.problems if shard_set else [])
     splits = {
         split: {"images": len(records), "boxes": sum(r.box is not None for r in records)}
         for split, records in index.splits.items()
@@ -172,12 +186,14 @@ def check_dataset(
     unique: dict[Path, Record] = {}
     for records in index.splits.values():
         for record in records:
-            unique.setdefault(record.path, record)
+            if shard_set is None or shard_set.readable(record):  # a missing shard is reported once
+                unique.setdefault(record.path, record)
+    read = shard_set.read if shard_set else None
     threads = threads or min(8, os.cpu_count() or 1)
     digests: dict[Path, str] = {}
     with ThreadPoolExecutor(max_workers=threads) as pool:
         results: Iterable[tuple[list[Problem], str | None]] = pool.map(
-            lambda r: _check_image(r, decode, max_pixels), unique.values()
+            lambda r: _check_image(r, decode, max_pixels, read), unique.values()
         )
         if progress is not None:
             results = progress(results, total=len(unique), desc="checking images", unit="img")
@@ -185,5 +201,7 @@ def check_dataset(
             problems.extend(found)
             if digest is not None:
                 digests[path] = digest
+    if shard_set is not None:
+        shard_set.store.close()
     problems += same_content_problems(index.splits, index.classes, digests)
     return CheckReport(name, str(index.root), len(index.classes), splits, problems)

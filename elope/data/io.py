@@ -118,11 +118,15 @@ def orient_box(
 
 
 def image_dimensions(
-    path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS, oriented: bool = False
+    path: str | os.PathLike,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    oriented: bool = False,
+    data: bytes | None = None,
 ) -> tuple[int, int]:
     """Return ``(width, height)`` of an image from its header, without decoding pixels: as stored, or with
-    ``oriented=True`` as its EXIF orientation shows it."""
-    with _open(path, max_pixels) as image:
+    ``oriented=True`` as its EXIF orientation shows it; ``data``: these bytes instead of ``path``'s."""
+    with _open(path, max_pixels, data) as image:
         return oriented_size(image.size, exif_orientation(image)) if oriented else image.size
 
 

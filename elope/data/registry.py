@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .aircraft import FGVCAircraft, index_aircraft
 from .annotations import DatasetIndex
@@ -19,42 +20,40 @@ from .nabirds import NABirds, index_nabirds
 from .pets import OxfordPets, index_pets
 from .shards import ShardDataset, index_shards
 
-__all__ = ["DATASETS", "build_dataset", "index_dataset"]
+__all__ = ["DATASETS", "READERS", "Reader", "build_dataset", "index_dataset"]
 
-#: name -> dataset class. "synthetic" is the procedural set of :mod:`elope.data.synthetic`, which is
-#: written in the CUB-200-2011 layout and read by the CUB reader. "shards" is any of them written as tar
-#: shards by ``elope data shard`` (:mod:`elope.data.shards`): its root is a folder or a URL.
-DATASETS: dict[str, type[FGVCDataset]] = {
-    "cub": CUB200,
-    "cars": StanfordCars,
-    "aircraft": FGVCAircraft,
-    "folder": ImageFolderDataset,
-    "synthetic": CUB200,
-    "nabirds": NABirds,
-    "dogs": StanfordDogs,
-    "inat2017": INat2017,
-    "inat2018": INat2018,
-    "inat2021": INat2021,
-    "flowers102": Flowers102,
-    "pets": OxfordPets,
-    "shards": ShardDataset,
+
+class Reader(NamedTuple):
+    """How one dataset name is read: its class (:func:`build_dataset`) and the function that reads its
+    annotations without raising (:func:`index_dataset`, ``elope data check``, ``elope data shard``)."""
+
+    dataset: type[FGVCDataset]
+    index: Callable[..., DatasetIndex]
+
+
+#: name -> its :class:`Reader`: the one table of dataset names below the recipes (each name has its recipe
+#: ``elope/configs/<name>.yaml``: tests/test_registries.py). "synthetic" is the procedural set of
+#: :mod:`elope.data.synthetic`, which is written in the CUB-200-2011 layout and read by the CUB reader.
+#: "shards" is any of them written as tar shards by ``elope data shard`` (:mod:`elope.data.shards`): its
+#: root is a folder or a URL.
+READERS: dict[str, Reader] = {
+    "cub": Reader(CUB200, index_cub),
+    "cars": Reader(StanfordCars, index_cars),
+    "aircraft": Reader(FGVCAircraft, index_aircraft),
+    "folder": Reader(ImageFolderDataset, index_folder),
+    "synthetic": Reader(CUB200, index_cub),
+    "nabirds": Reader(NABirds, index_nabirds),
+    "dogs": Reader(StanfordDogs, index_dogs),
+    "inat2017": Reader(INat2017, index_inat2017),
+    "inat2018": Reader(INat2018, index_inat2018),
+    "inat2021": Reader(INat2021, index_inat2021),
+    "flowers102": Reader(Flowers102, index_flowers),
+    "pets": Reader(OxfordPets, index_pets),
+    "shards": Reader(ShardDataset, index_shards),
 }
 
-_INDEXERS = {
-    "cub": index_cub,
-    "cars": index_cars,
-    "aircraft": index_aircraft,
-    "folder": index_folder,
-    "synthetic": index_cub,
-    "nabirds": index_nabirds,
-    "dogs": index_dogs,
-    "inat2017": index_inat2017,
-    "inat2018": index_inat2018,
-    "inat2021": index_inat2021,
-    "flowers102": index_flowers,
-    "pets": index_pets,
-    "shards": index_shards,
-}
+#: name -> dataset class (read off :data:`READERS`).
+DATASETS: dict[str, type[FGVCDataset]] = {name: reader.dataset for name, reader in READERS.items()}
 
 
 def _check_name(name: str) -> None:
@@ -78,8 +77,8 @@ def build_dataset(
     """Build a dataset by name.
 
     Args:
-        name: ``cub``, ``cars``, ``aircraft``, ``folder``, ``synthetic``, ``nabirds``, ``dogs``, ``inat2017``,
-            ``inat2018``, ``inat2021``, ``flowers102``, ``pets`` or ``shards`` (:data:`DATASETS`).
+        name: a name of :data:`READERS` (``cub``, ``cars``, ``aircraft``, ...; each has its recipe
+            ``elope/configs/<name>.yaml``).
         root: where the dataset lies, exactly as its authors distribute it (see each class).
         split: ``train``, ``val``, ``test`` or ``trainval``. ``trainval`` is the dataset's own training
             split; ``train``/``val`` are a seeded stratified split of it (``val_fraction=0.1``, ``seed=0``)
@@ -111,11 +110,10 @@ def build_dataset(
 def index_dataset(name: str, root: str | Path, **options: Any) -> DatasetIndex:
     """Read a dataset's annotations into a :class:`DatasetIndex` without raising on malformed lines.
 
-    Only ``annotation_level`` and ``remove_banner`` (aircraft) change what is read; other options are
-    ignored. Raises :class:`DatasetNotFoundError` when the dataset cannot be read at all.
+    Only the options both the dataset class and its indexer take change what is read (aircraft:
+    ``annotation_level`` and ``remove_banner``); other options are ignored. Raises :class:`DatasetNotFoundError` when the dataset cannot be read at all.
     """
     _check_name(name)
-    if name == "aircraft":
-        keys = ("annotation_level", "remove_banner")
-        return index_aircraft(root, **{k: v for k, v in options.items() if k in keys})
-    return _INDEXERS[name](root)
+    reader = READERS[name]
+    keys = set(_options_of(reader.dataset)) & set(inspect.signature(reader.index).parameters)
+    return reader.index(root, **{k: v for k, v in options.items() if k in keys})

@@ -31,22 +31,25 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .annotations import DatasetIndex, Record
+from .annotations import DatasetIndex, Problem, Record
 from .base import FGVCDataset
 from .errors import AnnotationError, DatasetNotFoundError, ImageLoadError
 from .shard_store import ShardStore
 
 __all__ = [
+    "FIX",
     "FORMAT",
     "HEADER",
     "MANIFEST",
     "VERSION",
     "ShardDataset",
+    "check_shards",
     "index_shards",
     "read_manifest",
     "read_member",
     "shard_images",
     "shard_set_root",
+    "shard_size_problem",
 ]
 
 MANIFEST = "shards.json"
@@ -54,7 +57,8 @@ FORMAT = "elope-shards"
 VERSION = 1
 HEADER = 512  # a USTAR tar header: each member's bytes follow one (names under 100 characters)
 
-_FIX = "write the shard set again: `elope data shard ... --out FOLDER --force`"
+#: How a damaged shard set is mended (the messages of the reader and of ``elope data check`` end with it).
+FIX = "write the shard set again: `elope data shard ... --out FOLDER --force`"
 
 
 def read_manifest(store: ShardStore) -> dict[str, Any]:
@@ -63,39 +67,50 @@ def read_manifest(store: ShardStore) -> dict[str, Any]:
     try:
         manifest = json.loads(store.read_all(MANIFEST))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise AnnotationError(f"{where}: not a JSON manifest ({error}); {_FIX}", where) from None
+        raise AnnotationError(f"{where}: not a JSON manifest ({error}); {FIX}", where) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise AnnotationError(f"{where}: not the manifest of an elope shard set; {_FIX}", where)
+        raise AnnotationError(f"{where}: not the manifest of an elope shard set; {FIX}", where)
     if manifest.get("version") != VERSION:
         raise AnnotationError(
             f"{where}: shard set version {manifest.get('version')!r}, this elope reads version {VERSION}; "
-            f"{_FIX}",
+            f"{FIX}",
             where,
         )
     return manifest
+
+
+def shard_size_problem(store: ShardStore, split: str, shard: dict[str, Any]) -> str | None:
+    """What is wrong with the size of ``shard`` (a manifest entry of ``split``): the sentence naming the
+    shard and the fix, or None when it is there with the size the manifest says."""
+    size = store.size(shard["file"])
+    if size == shard["bytes"]:
+        return None
+    state = "is missing" if size is None else f"has {size} bytes, the manifest says {shard['bytes']}"
+    return (
+        f"shard set {store.root}: shard {store.where(shard['file'])} of split {split!r} {state} "
+        f"(copied incompletely or damaged); copy it again from where the set was written, or {FIX}"
+    )
 
 
 def check_shards(store: ShardStore, manifest: dict[str, Any]) -> None:
     """Every shard of the manifest is there with its size: the first one that is not is named."""
     for split, part in manifest["splits"].items():
         for shard in part["shards"]:
-            size = store.size(shard["file"])
-            if size != shard["bytes"]:
-                state = (
-                    "is missing" if size is None else f"has {size} bytes, the manifest says {shard['bytes']}"
-                )
-                raise DatasetNotFoundError(
-                    f"shard set {store.root}: shard {store.where(shard['file'])} of split {split!r} {state} "
-                    f"(copied incompletely or damaged); copy it again from where the set was written, or {_FIX}",
-                    store.where(shard["file"]),
-                )
+            problem = shard_size_problem(store, split, shard)
+            if problem is not None:
+                raise DatasetNotFoundError(problem, store.where(shard["file"]))
 
 
 def _records(
-    store: ShardStore, part: dict[str, Any], where: dict[str, tuple[str, int, int, str]]
+    store: ShardStore,
+    part: dict[str, Any],
+    where: dict[str, tuple[str, int, int, str]],
+    num_classes: int,
+    problems: list[Problem],
 ) -> list[Record]:
     """The records of one split in source order; ``where`` receives each image's shard, offset, size and
-    member name, by the record's path (``SHARD/MEMBER``, a name for messages: no such file exists)."""
+    member name, by the record's path (``SHARD/MEMBER``, a name for messages: no such file exists). A label
+    outside the class list is a problem (the record is left out)."""
     files = [shard["file"] for shard in part["shards"]]
     s = part["samples"]
     records = []
@@ -104,27 +119,48 @@ def _records(
     ):
         member = f"{key}.{ext}"
         path = Path(f"{store.where(files[shard])}/{member}")  # as the dataset's samples name it
+        if not (isinstance(label, int) and 0 <= label < num_classes):
+            problems.append(
+                Problem(
+                    str(path),
+                    f"label {label!r} is out of range ({store.where(MANIFEST)} has classes 0..{num_classes - 1}); "
+                    f"{FIX}",
+                )
+            )
+            continue
         where[str(path)] = (files[shard], offset, size, member)
         records.append(Record(path, label, None if box is None else tuple(box), key=image_id))
     return records
 
 
-def index_shards(root: str | Path, where: dict[str, tuple[str, int, int, str]] | None = None) -> DatasetIndex:
-    """The shard set at ``root`` (a folder or URL) as a :class:`DatasetIndex`; its shards are checked."""
+def index_shards(
+    root: str | Path, where: dict[str, tuple[str, int, int, str]] | None = None, *, check: bool = True
+) -> DatasetIndex:
+    """The shard set at ``root`` (a folder or URL) as a :class:`DatasetIndex`; its shards' sizes are checked
+    first (:func:`check_shards`) unless ``check`` is false (``elope data check`` reports them itself:
+    :mod:`elope.data.shard_check`)."""
     store = ShardStore(root)
     manifest = read_manifest(store)
-    check_shards(store, manifest)
+    if check:
+        check_shards(store, manifest)
     where = {} if where is None else where
-    splits = {split: _records(store, part, where) for split, part in manifest["splits"].items()}
+    classes = list(manifest["classes"])
+    problems: list[Problem] = []
+    splits = {
+        split: _records(store, part, where, len(classes), problems)
+        for split, part in manifest["splits"].items()
+    }
     source = manifest["source"]
     return DatasetIndex(
         name=f"shard set of {source['dataset']}",
         root=Path(store.root),
-        classes=list(manifest["classes"]),
+        classes=classes,
         splits=splits,
         has_boxes=bool(manifest["has_boxes"]),
+        problems=problems,
         banner=int(manifest.get("banner", 0)),
         taxonomy=[dict(t) for t in manifest.get("taxonomy", [])],
+        check_as="shards",
     )
 
 
@@ -165,7 +201,7 @@ def read_member(store: ShardStore, location: tuple[str, int, int, str]) -> bytes
         where = store.where(shard)
         raise ImageLoadError(
             f"{where}: expected {member} at byte {offset - HEADER}, found {found}: the shard was damaged "
-            f"or replaced since its manifest was written; {_FIX}",
+            f"or replaced since its manifest was written; {FIX}",
             where,
         )
     return data[HEADER:]
