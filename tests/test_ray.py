@@ -6,6 +6,7 @@ imports: about a minute here); the fast checks of the same code are in tests/tes
 from __future__ import annotations
 
 import logging
+import os
 
 import httpx
 import numpy as np
@@ -32,10 +33,24 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray for the module: 2 CPUs, no dashboard."""
+    """One local Ray for the module: 2 CPUs, no dashboard. Serve's proxy health check gets a minute, not
+    10 s (its readiness check 5 s): on a loaded 2-core machine the proxy answered late three times and
+    Serve killed it mid-test."""
+    health = {
+        "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60",
+        "RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": "30",
+        "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
+    }
+    before = {k: os.environ.get(k) for k in health}
+    os.environ.update(health)  # read by Serve's controller and proxy, which inherit this environment
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     yield ray
     ray.shutdown()
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def test_ray_data_lines_equal_predict_model(local_ray, served_onnx, synthetic_root, tmp_path):
