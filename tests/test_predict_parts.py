@@ -6,8 +6,10 @@ Ray Serve's batcher keeps the built-in one's queue limit. Ray itself runs in tes
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,6 +45,59 @@ def test_folder_lines_equal_predict_model_and_resume(served_onnx, synthetic_root
     assert parts[0].stat().st_mtime_ns == first and read_lines(out) == expected
     other = _predict("--model", served_onnx, images, "--out", out, "--part-size", 5, "--top", 2)
     assert other.exit_code == 1 and "holds the parts of another prediction (top differ" in other.output
+
+
+@pytest.fixture(scope="module")
+def shard_set(synthetic_root, tmp_path_factory):
+    """The synthetic set written as tar shards of 5 images (``elope data shard``): the same 18 images."""
+    from elope.data import write_shards
+
+    out = tmp_path_factory.mktemp("shards") / "set"
+    write_shards("synthetic", synthetic_root, out, shard_size=5)
+    return out
+
+
+def same_lines_as_folder(shard_lines, folder_lines, shard_set) -> None:
+    """Each image of the shard set has the line of the same image (the same bytes) in the folder source,
+    but for its path (``SHARD/MEMBER``)."""
+    from elope.data.shard_store import ShardStore
+    from elope.data.shards import read_member
+
+    shards = {}
+    find_sources([shard_set], shards)
+    store = ShardStore(shard_set)
+    by_bytes = {hashlib.sha256(Path(line["path"]).read_bytes()).digest(): line for line in folder_lines}
+    assert len(shard_lines) == len(by_bytes) == 18
+    for line in shard_lines:
+        root, location = shards[Path(line["path"])]
+        assert Path(root) == shard_set and line["path"].startswith(str(shard_set / location[0]))
+        twin = by_bytes.pop(hashlib.sha256(read_member(store, location)).digest())
+        assert {**line, "path": twin["path"]} == twin
+    assert not by_bytes
+
+
+def test_shard_set_lines_equal_predict_model_and_folder_and_resume(
+    served_onnx, synthetic_root, shard_set, tmp_path
+):
+    out = tmp_path / "results"
+    args = ("--model", served_onnx, "--out", out, "--part-size", 5, "--top", 3)
+    result = _predict(shard_set, *args)
+    assert result.exit_code == 0, result.output
+    expected = predict_paths(None, [shard_set], top=3, model=served_onnx)
+    assert read_lines(out) == expected and all(".tar/" in e["path"] for e in expected)
+    images = synthetic_root / "CUB_200_2011" / "images"
+    same_lines_as_folder(expected, predict_paths(None, [images], top=3, model=served_onnx), shard_set)
+    parts = sorted(out.glob("part-*.jsonl"))
+    parts[1].unlink()
+    again = _predict(shard_set, *args)
+    assert again.exit_code == 0 and "1 part(s) written now, 3 already there" in again.output
+    assert read_lines(out) == expected
+    one = _predict(shard_set / "test-00001.tar", "--model", served_onnx, "--out", tmp_path / "one")
+    assert one.exit_code == 0, one.output
+    assert read_lines(tmp_path / "one") == predict_paths(
+        None, [shard_set / "test-00001.tar"], model=served_onnx
+    )
+    assert len(read_lines(tmp_path / "one")) == 1
 
 
 def test_list_file_and_unreadable_line(served_onnx, synthetic_root, tmp_path):
