@@ -1,7 +1,8 @@
 """``elope predict --model FILE SOURCE... --out FOLDER``: one JSON line per image in part files, the same
-answers as ``elope predict --model`` (from folders, image files and list files), resumable (written parts
-skipped, another plan refused); ``--ray``'s value told from a SOURCE; a missing Ray named with its extra;
-Ray Serve's batcher keeps the built-in one's queue limit. Ray itself runs in tests/test_ray.py."""
+answers as ``elope predict --model`` (from folders, image files, list files and shard sets: a shard set's
+lines are the folder's but for their paths), resumable (written parts skipped, another plan refused);
+``--ray``'s value told from a SOURCE; a missing Ray named with its extra; Ray Serve's batcher keeps the
+built-in one's queue limit. Ray itself runs in tests/test_ray.py."""
 
 from __future__ import annotations
 
@@ -47,16 +48,6 @@ def test_folder_lines_equal_predict_model_and_resume(served_onnx, synthetic_root
     assert other.exit_code == 1 and "holds the parts of another prediction (top differ" in other.output
 
 
-@pytest.fixture(scope="module")
-def shard_set(synthetic_root, tmp_path_factory):
-    """The synthetic set written as tar shards of 5 images (``elope data shard``): the same 18 images."""
-    from elope.data import write_shards
-
-    out = tmp_path_factory.mktemp("shards") / "set"
-    write_shards("synthetic", synthetic_root, out, shard_size=5)
-    return out
-
-
 def same_lines_as_folder(shard_lines, folder_lines, shard_set) -> None:
     """Each image of the shard set has the line of the same image (the same bytes) in the folder source,
     but for its path (``SHARD/MEMBER``)."""
@@ -77,25 +68,25 @@ def same_lines_as_folder(shard_lines, folder_lines, shard_set) -> None:
 
 
 def test_shard_set_lines_equal_predict_model_and_folder_and_resume(
-    served_onnx, synthetic_root, shard_set, tmp_path
+    served_onnx, synthetic_root, synthetic_shards, tmp_path
 ):
     out = tmp_path / "results"
     args = ("--model", served_onnx, "--out", out, "--part-size", 5, "--top", 3)
-    result = _predict(shard_set, *args)
+    result = _predict(synthetic_shards, *args)
     assert result.exit_code == 0, result.output
-    expected = predict_paths(None, [shard_set], top=3, model=served_onnx)
+    expected = predict_paths(None, [synthetic_shards], top=3, model=served_onnx)
     assert read_lines(out) == expected and all(".tar/" in e["path"] for e in expected)
     images = synthetic_root / "CUB_200_2011" / "images"
-    same_lines_as_folder(expected, predict_paths(None, [images], top=3, model=served_onnx), shard_set)
+    same_lines_as_folder(expected, predict_paths(None, [images], top=3, model=served_onnx), synthetic_shards)
     parts = sorted(out.glob("part-*.jsonl"))
     parts[1].unlink()
-    again = _predict(shard_set, *args)
+    again = _predict(synthetic_shards, *args)
     assert again.exit_code == 0 and "1 part(s) written now, 3 already there" in again.output
     assert read_lines(out) == expected
-    one = _predict(shard_set / "test-00001.tar", "--model", served_onnx, "--out", tmp_path / "one")
+    one = _predict(synthetic_shards / "test-00001.tar", "--model", served_onnx, "--out", tmp_path / "one")
     assert one.exit_code == 0, one.output
     assert read_lines(tmp_path / "one") == predict_paths(
-        None, [shard_set / "test-00001.tar"], model=served_onnx
+        None, [synthetic_shards / "test-00001.tar"], model=served_onnx
     )
     assert len(read_lines(tmp_path / "one")) == 1
 

@@ -1,10 +1,11 @@
 """The ``ray`` extra on a local Ray (2 CPUs, started once for the module): ``elope predict --ray`` writes the
-answers of ``elope predict --model`` with Ray Data (2 actors), and Ray Serve (2 replicas) answers the parity
+answers of ``elope predict --model`` with Ray Data (2 actors; from a folder and from a shard set), and Ray Serve (2 replicas) answers the parity
 checks of ``elope serve`` with ``/health``, ``/model`` and the page. Slow (Ray's start, its workers'
 imports: about a minute here); the fast checks of the same code are in tests/test_predict_parts.py."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import httpx
@@ -49,7 +50,13 @@ def test_ray_data_lines_equal_predict_model(local_ray, served_onnx, synthetic_ro
     assert "3 part(s) written now, 0 already there" in result.output
     files, _ = find_sources([images])
     expected = predict_paths(None, files, top=3, model=served_onnx)
-    got = read_lines(out)
+    assert_lines_close(read_lines(out), expected)
+    assert len({tuple(c["index"] for c in e["classes"]) for e in expected}) > 1
+
+
+def assert_lines_close(got, expected) -> None:
+    """The lines of Ray's parts are ``elope predict --model``'s: the same paths in order, classes and
+    sizes; scores and boxes to float precision (batched otherwise)."""
     assert [g["path"] for g in got] == [e["path"] for e in expected] and len(got) == 18
     for g, e in zip(got, expected):  # the same decoding and session: the same numbers
         assert g["size"] == e["size"] and [c["class"] for c in g["classes"]] == [
@@ -59,7 +66,25 @@ def test_ray_data_lines_equal_predict_model(local_ray, served_onnx, synthetic_ro
             [c["score"] for c in g["classes"]], [c["score"] for c in e["classes"]], atol=1e-6
         )
         np.testing.assert_allclose(g["box"], e["box"], atol=1e-4)
-    assert len({tuple(c["index"] for c in e["classes"]) for e in expected}) > 1
+
+
+def test_ray_data_reads_a_shard_set(local_ray, served_onnx, synthetic_shards, tmp_path, monkeypatch):
+    """A shard set as SOURCE: each actor reads its images from the shards by byte range (the driver hands
+    over places, never bytes), and the lines are those of ``elope predict --model`` on the set."""
+    from elope.tasks import ray_predict
+
+    seen = []
+    rows = ray_predict._where
+    monkeypatch.setattr(
+        ray_predict, "_where", lambda path, shards: seen.append(rows(path, shards)) or seen[-1]
+    )
+    out = tmp_path / "results"
+    args = ["predict", "--model", served_onnx, "--ray", synthetic_shards, "--out", out, "--top", 3]
+    result = CliRunner().invoke(main, [*map(str, [*args, "--batch-size", 8, "--part-size", 10])])
+    assert result.exit_code == 0, result.output
+    assert "2 part(s) written now, 0 already there" in result.output
+    assert len(seen) == 18 and all(json.loads(w)[0] == str(synthetic_shards) for w in seen)
+    assert_lines_close(read_lines(out), predict_paths(None, [synthetic_shards], top=3, model=served_onnx))
 
 
 def test_ray_serve_answers_as_elope_serve(local_ray, served_onnx, synthetic_root, tmp_path):
