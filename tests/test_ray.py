@@ -1,7 +1,8 @@
 """The ``ray`` extra on a local Ray (2 CPUs, started once for the module): ``elope predict --ray`` writes the
-answers of ``elope predict --model`` with Ray Data (2 actors; from a folder and from a shard set), and Ray Serve (2 replicas) answers the parity
-checks of ``elope serve`` with ``/health``, ``/model`` and the page. Slow (Ray's start, its workers'
-imports: about a minute here); the fast checks of the same code are in tests/test_predict_parts.py."""
+answers of ``elope predict --model`` with Ray Data (2 actors; from a folder and from a shard set), and Ray
+Serve (2 replicas) answers the parity checks of ``elope serve`` with ``/health``, ``/model`` and the page.
+Slow (Ray's start, its workers' imports: about a minute here); the fast checks of the same code are in
+tests/test_predict_parts.py."""
 
 from __future__ import annotations
 
