@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 
 import httpx
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from serve_helpers import assert_answers_equal, free_port, parity_files, upload
+from serve_helpers import assert_answers_equal, free_port, parity_files, server_process, upload
 
 pytest.importorskip("ray")
 pytest.importorskip("ray.data")
@@ -35,9 +36,29 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray for the module: 2 CPUs, no dashboard."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     yield ray
     ray.shutdown()
+
+
+def test_serve_command_on_ray_answers_as_elope_serve(served_onnx, synthetic_root, tmp_path):
+    """``elope serve --backend ray`` end to end, as a user starts it (about 40 s here, most of it Ray's
+    start): its own local Ray (first in the module, before ``local_ray`` starts one in this process),
+    ``/health``, the answers of ``elope serve`` (the built-in server) to the same uploads, and SIGTERM,
+    sent as soon as it answers (maybe while Ray Serve still deploys), ending it with exit status 0."""
+    kinds = ("large.jpg", "phone.jpg", "wide.jpg", "cmyk.jpg")  # draft decoding, EXIF, CMYK; varied answers
+    paths = [p for p in parity_files(tmp_path, synthetic_root) if p.name in kinds]
+    with server_process(served_onnx) as (_, builtin), httpx.Client(base_url=builtin, timeout=60) as client:
+        expected = [client.post("/predict?top=3", files=upload(p)).json()["results"][0] for p in paths]
+    with server_process(served_onnx, "--backend", "ray", wait_s=120) as (proc, url):
+        with httpx.Client(base_url=url, timeout=60) as client:
+            assert client.get("/health").json()["backend"] == "ray"
+            assert_answers_equal(
+                lambda p: client.post("/predict?top=3", files=upload(p)).json(), paths, expected
+            )
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+        assert code == 0, proc.stdout.read()[-3000:]
 
 
 def test_ray_data_lines_equal_predict_model(local_ray, served_onnx, synthetic_root, tmp_path):

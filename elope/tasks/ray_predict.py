@@ -59,7 +59,7 @@ def ray_session(address: str | None, *, num_cpus: int | None = None) -> Iterator
         return
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
     if address in (None, LOCAL):
-        ray.init(num_cpus=num_cpus, **options)
+        ray.init(address=LOCAL, num_cpus=num_cpus, **options)  # a new one: never another's Ray found here
     else:
         ray.init(address=address, **options)
     try:
