@@ -5,9 +5,9 @@ The image paths of the parts still to write go into a Ray dataset; ``map_batches
 them at a time to a pool of ``actors`` actors, each holding one onnxruntime session of the exported file
 (:class:`elope.deploy.runtime.ExportedModel`, ``threads`` intra-op threads, on ``cpus_per_actor`` of Ray's
 CPUs). An actor decodes its images exactly as ``elope predict`` does
-(:func:`elope.tasks.predict.decode_source`: the same :func:`elope.data.io.load_image`, the same eval
+(:func:`elope.tasks.predict.decode_source`: the same :func:`elope.data.io.decode_image`, the same eval
 transform) and runs them as one batch (:func:`elope.tasks.predict.predict_batch`): the lines are those of
-``elope predict --model`` and of the one-process ``--out`` (``tests/test_ray_predict.py``). The driver
+``elope predict --model`` and of the one-process ``--out`` (``tests/test_ray.py``). The driver
 gathers the answers by part and writes each part, whole and atomically, as soon as its last image is in: an
 interrupted run leaves finished parts that the next one skips. An image of a shard set (``elope data
 shard``) travels as its place (shard, byte offset, size): the actor reads its bytes from the shard itself.
