@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-__all__ = ["FolderOptions", "folder_options", "is_ray_address", "predict_folder"]
+__all__ = ["FolderOptions", "ImageSource", "folder_options", "is_ray_address", "predict_folder"]
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -26,6 +26,16 @@ def is_ray_address(value: str) -> bool:
     if value in (LOCAL, "auto") or value.startswith("ray://"):
         return True
     return re.fullmatch(r"[A-Za-z0-9_.\-\[\]:]+:\d{1,5}", value) is not None and not Path(value).exists()
+
+
+class ImageSource(click.Path):
+    """An IMAGE_OR_DIR: an existing path, or the ``http(s)://`` / ``file://`` URL of a shard set (or of one
+    of its ``.tar`` shards), read by byte range (:mod:`elope.data.shard_store`)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and re.match(r"^(https?|file)://", value, re.IGNORECASE):
+            return Path(value)  # "//" collapses: elope.data.shard_store.normalize_root restores it
+        return super().convert(value, param, ctx)
 
 
 def folder_options() -> list[Decorator]:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from elope import writer
 from elope.data.files import IMAGE_EXTENSIONS, Skipped, walk_images
 from elope.data.io import decode_image
-from elope.data.shard_store import ShardStore
+from elope.data.shard_store import ShardStore, shown
 from elope.data.shards import read_member, shard_images, shard_set_root
 from elope.data.transforms import eval_transform
 from elope.evaluation.predictor import Predictor
@@ -282,10 +282,10 @@ def predict_paths(
         try:
             image, stored = _decode(path, run.spec.crop_source, shards, stores)
         except UNREADABLE_ERRORS as e:
-            results.append({"path": str(path), "error": f"{type(e).__name__}: {e}"})
+            results.append({"path": shown(path), "error": f"{type(e).__name__}: {e}"})
             continue
         classes, box, heatmap = predict_image(run, image, top=top, size=stored)
-        item: dict[str, Any] = {"path": str(path), "classes": classes, "box": box, "size": list(stored)}
+        item: dict[str, Any] = {"path": shown(path), "classes": classes, "box": box, "size": list(stored)}
         if targets is not None:
             item["vis"] = _save_vis(targets[index], image, stored, box, heatmap, classes)
         results.append(item)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from elope import writer
 from elope.data.files import Skipped
-from elope.data.shard_store import ShardStore
+from elope.data.shard_store import ShardStore, shown
 from elope.data.shards import read_member
 from elope.evaluation.predictor import Predictor
 from elope.tasks.predict import decode_source, find_images, predict_batch
@@ -97,7 +97,7 @@ def plan_parts(files: list[Path], part_size: int) -> list[Part]:
     if part_size < 1:
         raise ValueError(f"part_size must be at least 1, got {part_size}")
     return [
-        Part(i // part_size, tuple(map(str, files[i : i + part_size])))
+        Part(i // part_size, tuple(map(shown, files[i : i + part_size])))
         for i in range(0, len(files), part_size)
     ]
 
@@ -224,7 +224,7 @@ def predict_to_folder(
     if not pending:
         return 0
     run = load()
-    located = {str(path): where for path, where in (shards or {}).items()}
+    located = {shown(path): where for path, where in (shards or {}).items()}
     stores: dict[str, ShardStore] = {}
     try:
         for part in tqdm(pending, desc="predict", unit="part", disable=not progress):

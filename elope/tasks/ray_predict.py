@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from elope.data.shard_store import shown
 from elope.tasks.predict_parts import Part, ResultsFolder
 
 __all__ = ["LOCAL", "RayPredictor", "predict_on_ray", "ray_session", "require_ray"]
@@ -166,7 +167,7 @@ def predict_on_ray(
     written = 0
     with ray_session(address, num_cpus=local_cpus) as ray:
         _quiet(ray)
-        located = {str(path): where for path, where in (shards or {}).items()}
+        located = {shown(path): where for path, where in (shards or {}).items()}
         dataset = _dataset(ray, pending, str(Path(model).resolve()), top, options, located)
         total = sum(len(part.files) for part in pending)
         with tqdm(total=total, desc="predict (ray)", unit="image", disable=not progress) as bar:
