@@ -91,6 +91,33 @@ def test_shard_set_lines_equal_predict_model_and_folder_and_resume(
     assert len(read_lines(tmp_path / "one")) == 1
 
 
+def test_shard_set_behind_a_url(served_onnx, synthetic_shards, tmp_path):
+    """The URL of a shard set (any static file server): the lines of its folder, named by URL."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # no access log on the test's output
+            pass
+
+    handler = functools.partial(Quiet, directory=str(synthetic_shards))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        result = _predict("--model", served_onnx, f"{url}/", "--out", tmp_path / "web", "--top", 3)
+        assert result.exit_code == 0, result.output
+        lines = read_lines(tmp_path / "web")
+        one = predict_paths(None, [f"{url}/test-00001.tar"], top=3, model=served_onnx)  # one shard's
+        assert one == [line for line in lines if "/test-00001.tar/" in line["path"]] and len(one) == 1
+    finally:
+        server.shutdown()
+    local = predict_paths(None, [synthetic_shards], top=3, model=served_onnx)
+    assert lines == [{**e, "path": e["path"].replace(str(synthetic_shards), url)} for e in local]
+    assert lines[0]["path"].startswith(f"{url}/test-00000.tar/")
+
+
 def test_list_file_and_unreadable_line(served_onnx, synthetic_root, tmp_path):
     images = sorted((synthetic_root / "CUB_200_2011" / "images").rglob("*.jpg"))[:3]
     listing = tmp_path / "list.txt"
