@@ -4,10 +4,10 @@ interrupted and started again does not write twice.
 The images (folders searched as ``elope predict`` searches them, image files, *list files*: ``.txt`` or
 ``.lst``, one image path a line, relative to the list's folder, blank lines and ``#`` comments left out; and
 shard sets of ``elope data shard``, a folder, one ``.tar`` or their URL, whose images are named
-``SHARD/MEMBER`` and read by byte range) are split, in their order, into parts of ``part_size`` images. Each part is written whole, atomically
-(:func:`elope.writer.write_text`) as ``part-00000.jsonl``, ...: one line per image, the item of
-``elope predict --json`` (``path``, ``classes``, ``box``, ``size``; or ``path``, ``error``), in the order of
-the part's files. ``plan.json`` records what the folder answers (the model's sha256, ``top``, the part size
+``SHARD/MEMBER`` and read by byte range) are split, in their order, into parts of ``part_size`` images.
+Each part is written whole, atomically (:func:`elope.writer.write_text`) as ``part-00000.jsonl``, ...: one
+line per image, the item of ``elope predict --json`` (``path``, ``classes``, ``box``, ``size``; or ``path``,
+``error``), in the order of the part's files. ``plan.json`` records what the folder answers (the model's sha256, ``top``, the part size
 and every image path); a second run with the same plan skips the parts already written (resumable), one
 with another plan is refused. The parts are computed in this process (:func:`predict_to_folder`) or by
 Ray Data (:mod:`elope.tasks.ray_predict`): the same lines either way.
