@@ -47,3 +47,13 @@ def served_onnx(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) 
     from serve_helpers import export_tiny_model
 
     return export_tiny_model(synthetic_root, tmp_path_factory.mktemp("served") / "tiny.onnx")
+
+
+@pytest.fixture(scope="session")
+def synthetic_shards(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``synthetic_root`` written as tar shards of 5 images (``elope data shard``): the same 18 images."""
+    from elope.data import write_shards
+
+    out = tmp_path_factory.mktemp("shards") / "set"
+    write_shards("synthetic", synthetic_root, out, shard_size=5)
+    return out

@@ -1,18 +1,21 @@
 """The ``ray`` extra on a local Ray (2 CPUs, started once for the module): ``elope predict --ray`` writes the
-answers of ``elope predict --model`` with Ray Data (2 actors), and Ray Serve (2 replicas) answers the parity
-checks of ``elope serve`` with ``/health``, ``/model`` and the page. Slow (Ray's start, its workers'
-imports: about a minute here); the fast checks of the same code are in tests/test_predict_parts.py."""
+answers of ``elope predict --model`` with Ray Data (2 actors; from a folder and from a shard set), and Ray
+Serve (2 replicas) answers the parity checks of ``elope serve`` with ``/health``, ``/model`` and the page.
+Slow (Ray's start, its workers' imports: about a minute here); the fast checks of the same code are in
+tests/test_predict_parts.py."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import signal
 
 import httpx
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from serve_helpers import assert_answers_equal, free_port, parity_files, upload
+from serve_helpers import assert_answers_equal, free_port, parity_files, server_process, upload
 
 pytest.importorskip("ray")
 pytest.importorskip("ray.data")
@@ -31,19 +34,23 @@ from elope.tasks.predict_parts import find_sources, read_lines
 pytestmark = pytest.mark.slow
 
 
+#: Serve's proxy checks, relaxed for a loaded 2-core machine (see local_ray)
+SERVE_HEALTH = {
+    "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60",
+    "RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": "30",
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
+}
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray for the module: 2 CPUs, no dashboard. Serve's proxy health check gets a minute, not
     10 s (its readiness check 5 s): on a loaded 2-core machine the proxy answered late three times and
     Serve killed it mid-test."""
-    health = {
-        "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60",
-        "RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": "30",
-        "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
-    }
+    health = SERVE_HEALTH
     before = {k: os.environ.get(k) for k in health}
     os.environ.update(health)  # read by Serve's controller and proxy, which inherit this environment
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     yield ray
     ray.shutdown()
     for key, value in before.items():
@@ -51,6 +58,26 @@ def local_ray():
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+def test_serve_command_on_ray_answers_as_elope_serve(served_onnx, synthetic_root, tmp_path):
+    """``elope serve --backend ray`` end to end, as a user starts it (about 40 s here, most of it Ray's
+    start): its own local Ray (first in the module, before ``local_ray`` starts one in this process),
+    ``/health``, the answers of ``elope serve`` (the built-in server) to the same uploads, and SIGTERM,
+    sent as soon as it answers (maybe while Ray Serve still deploys), ending it with exit status 0."""
+    kinds = ("large.jpg", "phone.jpg", "wide.jpg", "cmyk.jpg")  # draft decoding, EXIF, CMYK; varied answers
+    paths = [p for p in parity_files(tmp_path, synthetic_root) if p.name in kinds]
+    with server_process(served_onnx) as (_, builtin), httpx.Client(base_url=builtin, timeout=60) as client:
+        expected = [client.post("/predict?top=3", files=upload(p)).json()["results"][0] for p in paths]
+    with server_process(served_onnx, "--backend", "ray", env=SERVE_HEALTH, wait_s=120) as (proc, url):
+        with httpx.Client(base_url=url, timeout=60) as client:
+            assert client.get("/health").json()["backend"] == "ray"
+            assert_answers_equal(
+                lambda p: client.post("/predict?top=3", files=upload(p)).json(), paths, expected
+            )
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+        assert code == 0, proc.stdout.read()[-3000:]
 
 
 def test_ray_data_lines_equal_predict_model(local_ray, served_onnx, synthetic_root, tmp_path):
@@ -64,7 +91,13 @@ def test_ray_data_lines_equal_predict_model(local_ray, served_onnx, synthetic_ro
     assert "3 part(s) written now, 0 already there" in result.output
     files, _ = find_sources([images])
     expected = predict_paths(None, files, top=3, model=served_onnx)
-    got = read_lines(out)
+    assert_lines_close(read_lines(out), expected)
+    assert len({tuple(c["index"] for c in e["classes"]) for e in expected}) > 1
+
+
+def assert_lines_close(got, expected) -> None:
+    """The lines of Ray's parts are ``elope predict --model``'s: the same paths in order, classes and
+    sizes; scores and boxes to float precision (batched otherwise)."""
     assert [g["path"] for g in got] == [e["path"] for e in expected] and len(got) == 18
     for g, e in zip(got, expected):  # the same decoding and session: the same numbers
         assert g["size"] == e["size"] and [c["class"] for c in g["classes"]] == [
@@ -74,7 +107,25 @@ def test_ray_data_lines_equal_predict_model(local_ray, served_onnx, synthetic_ro
             [c["score"] for c in g["classes"]], [c["score"] for c in e["classes"]], atol=1e-6
         )
         np.testing.assert_allclose(g["box"], e["box"], atol=1e-4)
-    assert len({tuple(c["index"] for c in e["classes"]) for e in expected}) > 1
+
+
+def test_ray_data_reads_a_shard_set(local_ray, served_onnx, synthetic_shards, tmp_path, monkeypatch):
+    """A shard set as SOURCE: each actor reads its images from the shards by byte range (the driver hands
+    over places, never bytes), and the lines are those of ``elope predict --model`` on the set."""
+    from elope.tasks import ray_predict
+
+    seen = []
+    rows = ray_predict._where
+    monkeypatch.setattr(
+        ray_predict, "_where", lambda path, shards: seen.append(rows(path, shards)) or seen[-1]
+    )
+    out = tmp_path / "results"
+    args = ["predict", "--model", served_onnx, "--ray", synthetic_shards, "--out", out, "--top", 3]
+    result = CliRunner().invoke(main, [*map(str, [*args, "--batch-size", 8, "--part-size", 10])])
+    assert result.exit_code == 0, result.output
+    assert "2 part(s) written now, 0 already there" in result.output
+    assert len(seen) == 18 and all(json.loads(w)[0] == str(synthetic_shards) for w in seen)
+    assert_lines_close(read_lines(out), predict_paths(None, [synthetic_shards], top=3, model=served_onnx))
 
 
 def test_ray_serve_answers_as_elope_serve(local_ray, served_onnx, synthetic_root, tmp_path):

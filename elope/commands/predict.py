@@ -20,7 +20,13 @@ from elope.commands.options import (
     tau_option,
     unfinished_option,
 )
-from elope.commands.predict_folder import FolderOptions, folder_options, is_ray_address, predict_folder
+from elope.commands.predict_folder import (
+    FolderOptions,
+    ImageSource,
+    folder_options,
+    is_ray_address,
+    predict_folder,
+)
 from elope.data.errors import DataError
 from elope.failures import TrainingError
 from elope.runs.lock import writers_lock
@@ -73,7 +79,7 @@ def _with_folder_options(command: Any) -> Any:
     nargs=-1,
     required=False,
     metavar="IMAGE_OR_DIR...",
-    type=click.Path(exists=True, path_type=Path),
+    type=ImageSource(exists=True, path_type=Path),
 )
 @click.option("--top", default=5, show_default=True, type=click.IntRange(1, 1000), help="Classes per image.")
 @click.option(

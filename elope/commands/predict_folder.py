@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-__all__ = ["FolderOptions", "folder_options", "is_ray_address", "predict_folder"]
+__all__ = ["FolderOptions", "ImageSource", "folder_options", "is_ray_address", "predict_folder"]
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -26,6 +26,16 @@ def is_ray_address(value: str) -> bool:
     if value in (LOCAL, "auto") or value.startswith("ray://"):
         return True
     return re.fullmatch(r"[A-Za-z0-9_.\-\[\]:]+:\d{1,5}", value) is not None and not Path(value).exists()
+
+
+class ImageSource(click.Path):
+    """An IMAGE_OR_DIR: an existing path, or the ``http(s)://`` / ``file://`` URL of a shard set (or of one
+    of its ``.tar`` shards), read by byte range (:mod:`elope.data.shard_store`)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and re.match(r"^(https?|file)://", value, re.IGNORECASE):
+            return Path(value)  # "//" collapses: elope.data.shard_store.normalize_root restores it
+        return super().convert(value, param, ctx)
 
 
 def folder_options() -> list[Decorator]:
@@ -97,12 +107,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write(o: FolderOptions, folder: Any, run: Any) -> int:
-    """The parts written, in this process or on Ray."""
+def _write(o: FolderOptions, folder: Any, run: Any, shards: dict[Path, Any]) -> int:
+    """The parts written, in this process or on Ray (``shards``: where the images of shard sets lie)."""
     if o.ray_address is None:
         from elope.tasks.predict_parts import predict_to_folder
 
-        return predict_to_folder(folder, lambda: run, top=o.top, batch_size=o.batch_size, progress=o.progress)
+        return predict_to_folder(
+            folder, lambda: run, top=o.top, batch_size=o.batch_size, progress=o.progress, shards=shards
+        )
     from elope.tasks.ray_predict import predict_on_ray
 
     try:
@@ -114,6 +126,7 @@ def _write(o: FolderOptions, folder: Any, run: Any) -> int:
             actors=o.actors,
             batch_size=o.batch_size,
             progress=o.progress,
+            shards=shards,
         )
     except Exception as e:  # Ray's own errors (a worker that failed, a cluster not reached): one line
         if not type(e).__module__.startswith("ray"):
@@ -131,7 +144,8 @@ def predict_folder(o: FolderOptions) -> None:
     from elope.tasks.predict import load_predictor
     from elope.tasks.predict_parts import ResultsFolder, find_sources, plan_parts, read_lines
 
-    files, skipped = find_sources(o.sources)
+    shards: dict[Path, Any] = {}
+    files, skipped = find_sources(o.sources, shards)
     for item in skipped:
         click.echo(f"{'error' if item.problem else 'skipped'}: {item.path}: {item.reason}", err=True)
     if not files:
@@ -139,7 +153,7 @@ def predict_folder(o: FolderOptions) -> None:
     run = load_predictor(None, o.device, o.model_file, None, o.tau)  # the file checked before any work
     parts = plan_parts(files, o.part_size)
     folder = ResultsFolder(o.out, parts, model_sha256=_sha256(o.model_file), top=o.top)
-    written = _write(o, folder, run)
+    written = _write(o, folder, run, shards)
     lines = read_lines(o.out)
     errors = sum("error" in line for line in lines)
     click.echo(

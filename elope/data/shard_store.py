@@ -20,7 +20,7 @@ from typing import IO
 
 from .errors import DatasetNotFoundError, ImageLoadError
 
-__all__ = ["ShardStore", "normalize_root"]
+__all__ = ["ShardStore", "normalize_root", "shown"]
 
 _URL = re.compile(r"^(https?|file):/+", re.IGNORECASE)
 _TIMEOUT_S = 60
@@ -35,6 +35,13 @@ def normalize_root(root: str | os.PathLike[str]) -> str:
         return text
     scheme, rest = match.group(1).lower(), text[match.end() :]
     return "/" + rest if scheme == "file" else f"{scheme}://{rest}"
+
+
+def shown(path: str | os.PathLike[str]) -> str:
+    """``path`` as a name to show: an image of a shard set behind a URL (held in a :class:`~pathlib.Path`,
+    which collapses ``//``) with its ``http(s)://`` back; any other path as it is."""
+    text = str(path)
+    return normalize_root(text) if re.match(r"^https?:/", text, re.IGNORECASE) else text
 
 
 class ShardStore:

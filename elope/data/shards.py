@@ -34,7 +34,7 @@ from typing import Any
 from .annotations import DatasetIndex, Problem, Record
 from .base import FGVCDataset
 from .errors import AnnotationError, DatasetNotFoundError, ImageLoadError
-from .shard_store import ShardStore
+from .shard_store import ShardStore, normalize_root
 
 __all__ = [
     "FIX",
@@ -210,19 +210,25 @@ def read_member(store: ShardStore, location: tuple[str, int, int, str]) -> bytes
 def shard_images(path: str | Path) -> dict[Path, tuple[str, int, int, str]] | None:
     """The images of a shard set's folder, or of one of its ``.tar`` shards, by name (``SHARD/MEMBER``):
     their locations for :func:`read_member` with ``ShardStore(shard_set_root(path))``; None when ``path``
-    is neither (``elope predict`` reads shards so)."""
-    path = Path(path)
+    is neither (``elope predict`` reads shards so). An ``http(s)://`` URL is taken as a shard set's (or,
+    ending in ``.tar``, one of its shards'): its images are named as :class:`ShardDataset` names them."""
     root = shard_set_root(path)
     if root is None:
         return None
     where: dict[str, tuple[str, int, int, str]] = {}
     index_shards(root, where)
-    return {Path(name): loc for name, loc in where.items() if path.is_dir() or loc[0] == path.name}
+    given = Path(normalize_root(path))
+    whole = given.is_dir() or given.suffix != ".tar"  # the set's folder (or URL), not one of its shards
+    return {Path(name): loc for name, loc in where.items() if whole or loc[0] == given.name}
 
 
-def shard_set_root(path: str | Path) -> Path | None:
-    """The shard set's folder when ``path`` is one or is a ``.tar`` file in one; else None."""
-    path = Path(path)
+def shard_set_root(path: str | Path) -> Path | str | None:
+    """The shard set's folder when ``path`` is one or is a ``.tar`` file in one; for an ``http(s)://`` URL
+    (its ``//`` maybe collapsed by a click path), the set's URL; else None."""
+    text = normalize_root(path)
+    if text.startswith(("http://", "https://")):
+        return text.rsplit("/", 1)[0] if text.endswith(".tar") else text.rstrip("/")
+    path = Path(text)
     if path.is_dir():
         return path if (path / MANIFEST).is_file() else None
     if path.suffix == ".tar" and (path.parent / MANIFEST).is_file():

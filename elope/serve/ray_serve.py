@@ -16,6 +16,10 @@ Ray is imported only by the functions here that need it (``pip install "elope[ra
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -144,16 +148,16 @@ def build_application(
     return deployment.bind(model, label, asdict(limits), threads)
 
 
-def _wait_for_stop() -> None:
-    """Block until SIGTERM or Ctrl-C."""
-    import signal
-    import threading
-
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[threading.Event]:
+    """An event that SIGTERM or Ctrl-C sets, for the block (the handlers before it restored after): set up
+    before Ray Serve starts, so that a stop asked while the application is still deploying (``/health`` may
+    answer before :func:`ray.serve.run` returns) ends the command as cleanly as one asked later, rather than
+    through the handler of ``ray.init`` (``sys.exit(15)``)."""
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        while not stop.wait(0.5):
-            pass
+        yield stop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -170,11 +174,16 @@ def run_on_ray(application: Any, host: str, port: int, address: str | None = Non
     serve = require_serve()
     local = address in (None, "local")
     if not ray.is_initialized():
-        ray.init(address=None if local else address, include_dashboard=False, logging_level=logging.WARNING)
+        # "local": a new Ray (None would join the latest Ray started on this machine, and shut its Serve down)
+        ray.init(
+            address="local" if local else address, include_dashboard=False, logging_level=logging.WARNING
+        )
     try:
-        serve.start(http_options={"host": host, "port": port})
-        serve.run(application, name="elope", route_prefix="/")
-        _wait_for_stop()
+        with _stop_signals() as stop:
+            serve.start(http_options={"host": host, "port": port})
+            serve.run(application, name="elope", route_prefix="/")
+            while not stop.wait(0.5):
+                pass
     finally:
         if local:
             serve.shutdown()

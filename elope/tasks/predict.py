@@ -11,7 +11,7 @@ and 6.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from elope import writer
 from elope.data.files import IMAGE_EXTENSIONS, Skipped, walk_images
-from elope.data.io import decode_image, load_image
-from elope.data.shard_store import ShardStore
+from elope.data.io import decode_image
+from elope.data.shard_store import ShardStore, shown
 from elope.data.shards import read_member, shard_images, shard_set_root
 from elope.data.transforms import eval_transform
 from elope.evaluation.predictor import Predictor
@@ -112,14 +112,18 @@ def _answer(
     return classes, original_box(pred.boxes[row].cpu(), run.spec.crop_source, size)
 
 
-def decode_source(path: str | Path, spec: ModelSpec) -> tuple[torch.Tensor, tuple[int, int]] | str:
+def decode_source(
+    path: str | Path, spec: ModelSpec, read: Callable[[], bytes] | None = None
+) -> tuple[torch.Tensor, tuple[int, int]] | str:
     """One image file as ``elope predict`` reads it for a model of ``spec``: the normalised crop source
-    (3, N, N) and the stored ``(W, H)``, or the error text of a file that cannot be read."""
+    (3, N, N) and the stored ``(W, H)``, or the error text of a file that cannot be read. ``read`` gives
+    the image's bytes instead of the file ``path`` (an image in a shard, :func:`read_member`)."""
     try:
-        image, stored = load_image(path, draft_size=spec.crop_source)  # as the datasets decode
+        data = None if read is None else read()
+        decoded = decode_image(path, draft_size=spec.crop_source, data=data)  # as the datasets decode
     except UNREADABLE_ERRORS as e:
         return f"{type(e).__name__}: {e}"
-    return _source(image.convert("RGB"), spec), stored
+    return _source(decoded.image.convert("RGB"), spec), decoded.size
 
 
 def predict_batch(
@@ -278,10 +282,10 @@ def predict_paths(
         try:
             image, stored = _decode(path, run.spec.crop_source, shards, stores)
         except UNREADABLE_ERRORS as e:
-            results.append({"path": str(path), "error": f"{type(e).__name__}: {e}"})
+            results.append({"path": shown(path), "error": f"{type(e).__name__}: {e}"})
             continue
         classes, box, heatmap = predict_image(run, image, top=top, size=stored)
-        item: dict[str, Any] = {"path": str(path), "classes": classes, "box": box, "size": list(stored)}
+        item: dict[str, Any] = {"path": shown(path), "classes": classes, "box": box, "size": list(stored)}
         if targets is not None:
             item["vis"] = _save_vis(targets[index], image, stored, box, heatmap, classes)
         results.append(item)

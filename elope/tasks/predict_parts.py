@@ -1,12 +1,13 @@
 """``elope predict --out FOLDER``: the answers as JSON lines, one per image, in part files that a run
 interrupted and started again does not write twice.
 
-The images (folders searched as ``elope predict`` searches them, image files, and *list files*: ``.txt`` or
-``.lst``, one image path a line, relative to the list's folder, blank lines and ``#`` comments left out)
-are split, in their order, into parts of ``part_size`` images. Each part is written whole, atomically
-(:func:`elope.writer.write_text`) as ``part-00000.jsonl``, ...: one line per image, the item of
-``elope predict --json`` (``path``, ``classes``, ``box``, ``size``; or ``path``, ``error``), in the order of
-the part's files. ``plan.json`` records what the folder answers (the model's sha256, ``top``, the part size
+The images (folders searched as ``elope predict`` searches them, image files, *list files*: ``.txt`` or
+``.lst``, one image path a line, relative to the list's folder, blank lines and ``#`` comments left out; and
+shard sets of ``elope data shard``, a folder, one ``.tar`` or their URL, whose images are named
+``SHARD/MEMBER`` and read by byte range) are split, in their order, into parts of ``part_size`` images.
+Each part is written whole, atomically (:func:`elope.writer.write_text`) as ``part-00000.jsonl``, ...: one
+line per image, the item of ``elope predict --json`` (``path``, ``classes``, ``box``, ``size``; or ``path``,
+``error``), in the order of the part's files. ``plan.json`` records what the folder answers (the model's sha256, ``top``, the part size
 and every image path); a second run with the same plan skips the parts already written (resumable), one
 with another plan is refused. The parts are computed in this process (:func:`predict_to_folder`) or by
 Ray Data (:mod:`elope.tasks.ray_predict`): the same lines either way.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from tqdm import tqdm
 
 from elope import writer
 from elope.data.files import Skipped
+from elope.data.shard_store import ShardStore, shown
+from elope.data.shards import read_member
 from elope.evaluation.predictor import Predictor
 from elope.tasks.predict import decode_source, find_images, predict_batch
 
@@ -38,6 +41,7 @@ __all__ = [
     "predict_part",
     "predict_to_folder",
     "read_lines",
+    "shard_reader",
 ]
 
 PLAN_NAME = "plan.json"
@@ -68,17 +72,21 @@ def _listed(list_file: Path) -> list[Path]:
     return paths
 
 
-def find_sources(sources: Iterable[str | Path]) -> tuple[list[Path], list[Skipped]]:
-    """The image files of ``sources`` (folders, image files, list files), in order, and the skipped files
-    of the folders (:func:`elope.tasks.predict.find_images`). A listed path that does not exist is taken
-    (it gives its line an ``error``), as a file named on the command line is."""
+def find_sources(
+    sources: Iterable[str | Path], shards: dict[Path, Any] | None = None
+) -> tuple[list[Path], list[Skipped]]:
+    """The image files of ``sources`` (folders, image files, list files, shard sets), in order, and the
+    skipped files of the folders (:func:`elope.tasks.predict.find_images`). A listed path that does not
+    exist is taken (it gives its line an ``error``), as a file named on the command line is. A shard set's
+    folder or ``.tar`` shard gives its images as ``SHARD/MEMBER``; ``shards`` receives where each lies
+    (``(root, location)``: :func:`shard_reader`)."""
     files: list[Path] = []
     skipped: list[Skipped] = []
     for source in map(Path, sources):
         if source.is_file() and source.suffix.lower() in LIST_SUFFIXES:
             files += _listed(source)
             continue
-        found, left = find_images([source])
+        found, left = find_images([source], shards)
         files += found
         skipped += left
     return files, skipped
@@ -89,7 +97,7 @@ def plan_parts(files: list[Path], part_size: int) -> list[Part]:
     if part_size < 1:
         raise ValueError(f"part_size must be at least 1, got {part_size}")
     return [
-        Part(i // part_size, tuple(map(str, files[i : i + part_size])))
+        Part(i // part_size, tuple(map(shown, files[i : i + part_size])))
         for i in range(0, len(files), part_size)
     ]
 
@@ -154,14 +162,41 @@ def _chunks(files: tuple[str, ...], size: int) -> Iterator[tuple[str, ...]]:
         yield files[start : start + size]
 
 
-def predict_part(run: Predictor, files: tuple[str, ...], top: int, batch_size: int) -> list[dict[str, Any]]:
+def shard_reader(
+    location: tuple[str | Path, tuple[str, int, int, str]], stores: dict[str, ShardStore]
+) -> Callable[[], bytes]:
+    """What reads the bytes of one image of a shard set, ``(root, location)`` as :func:`find_sources`
+    gives it: :func:`elope.data.shards.read_member` on ``stores``' :class:`ShardStore` of ``root`` (one per
+    set and process: its open files)."""
+    root, (shard, offset, size, member) = location
+    key = str(root)
+    return lambda: read_member(
+        stores.setdefault(key, ShardStore(key)), (shard, int(offset), int(size), member)
+    )
+
+
+def predict_part(
+    run: Predictor,
+    files: tuple[str, ...],
+    top: int,
+    batch_size: int,
+    shards: Mapping[str, tuple[str | Path, tuple[str, int, int, str]]] | None = None,
+    stores: dict[str, ShardStore] | None = None,
+) -> list[dict[str, Any]]:
     """The items of ``files`` in order: decoded one by one (:func:`elope.tasks.predict.decode_source`),
-    run ``batch_size`` at a time; an unreadable file gives ``{"path", "error"}``."""
+    run ``batch_size`` at a time; an unreadable file gives ``{"path", "error"}``. A file in ``shards``
+    (``SHARD/MEMBER`` -> ``(root, location)``) is read from its shard by byte range (:func:`shard_reader`,
+    ``stores`` keeping the open sets)."""
     import torch
 
+    shards = shards or {}
+    stores = {} if stores is None else stores
     items: list[dict[str, Any]] = []
     for chunk in _chunks(files, batch_size):
-        decoded = [decode_source(path, run.spec) for path in chunk]
+        decoded = [
+            decode_source(path, run.spec, shard_reader(shards[path], stores) if path in shards else None)
+            for path in chunk
+        ]
         good = [(path, d) for path, d in zip(chunk, decoded) if not isinstance(d, str)]
         answers: dict[str, dict[str, Any]] = {}
         if good:
@@ -180,13 +215,21 @@ def predict_to_folder(
     top: int,
     batch_size: int = 16,
     progress: bool = False,
+    shards: dict[Path, Any] | None = None,
 ) -> int:
     """Write the parts of ``folder`` not yet written, in this process (the model from ``load()``, built
-    only when a part is left); returns how many parts were written."""
+    only when a part is left); returns how many parts were written. ``shards``: where the images of shard
+    sets lie (:func:`find_sources`)."""
     pending = folder.open()
     if not pending:
         return 0
     run = load()
-    for part in tqdm(pending, desc="predict", unit="part", disable=not progress):
-        folder.write(part, predict_part(run, part.files, top, batch_size))
+    located = {shown(path): where for path, where in (shards or {}).items()}
+    stores: dict[str, ShardStore] = {}
+    try:
+        for part in tqdm(pending, desc="predict", unit="part", disable=not progress):
+            folder.write(part, predict_part(run, part.files, top, batch_size, located, stores))
+    finally:
+        for store in stores.values():
+            store.close()
     return len(pending)
