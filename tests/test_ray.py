@@ -69,7 +69,7 @@ def test_serve_command_on_ray_answers_as_elope_serve(served_onnx, synthetic_root
     paths = [p for p in parity_files(tmp_path, synthetic_root) if p.name in kinds]
     with server_process(served_onnx) as (_, builtin), httpx.Client(base_url=builtin, timeout=60) as client:
         expected = [client.post("/predict?top=3", files=upload(p)).json()["results"][0] for p in paths]
-    with server_process(served_onnx, "--backend", "ray", env=SERVE_HEALTH, wait_s=120) as (proc, url):
+    with server_process(served_onnx, "--backend", "ray", env=SERVE_HEALTH, wait_s=240) as (proc, url):
         with httpx.Client(base_url=url, timeout=60) as client:
             assert client.get("/health").json()["backend"] == "ray"
             assert_answers_equal(
