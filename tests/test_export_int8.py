@@ -24,7 +24,7 @@ from serve_helpers import SOURCE, tiny_model
 from elope.cli import main
 from elope.data import build_dataset, eval_transform
 from elope.deploy.check import ExportCheckError, check_quantized
-from elope.deploy.quantize import _batches, classifier_nodes, sample_split
+from elope.deploy.quantize import VIEW_SUFFIX, _batches, classifier_nodes, sample_split
 from elope.deploy.runtime import ExportedModel, read_metadata
 from elope.runs.model_folder import save_model
 
@@ -98,10 +98,14 @@ def test_check_refuses_a_departing_graph(exported: dict, synthetic_root: Path) -
 
 
 def test_only_the_classifying_network_is_quantized(exported: dict) -> None:
-    names = classifier_nodes(onnx.load(str(exported["fp32"])))
-    assert names and all(n.startswith("/model/") for n in names)
-    assert any(n.endswith("/Gemm") for n in names) and any(n.endswith("/Conv") for n in names)
-    assert not any("classifier" in n for n in names)
+    proto = onnx.load(str(exported["fp32"]))
+    names = classifier_nodes(proto)
+    assert names and all(n.startswith("/model/") for n in names) and any(n.endswith("/Conv") for n in names)
+    assert not any("classifier" in n or "/embedding" in n for n in names)  # last layer and embedding: float
+    first_conv = next(
+        n.name for n in proto.graph.node if n.op_type == "Conv" and n.name.startswith("/model/")
+    )
+    assert first_conv not in names  # the stem stays float32 too
 
 
 def test_the_last_layer_of_every_view_stays_float(synthetic_root: Path, tmp_path: Path) -> None:
@@ -111,7 +115,11 @@ def test_the_last_layer_of_every_view_stays_float(synthetic_root: Path, tmp_path
     model, classes = tiny_model(synthetic_root)
     path = export_model(model, tmp_path / "flip.onnx", classes=classes, batch=None, tta="flip")
     names = classifier_nodes(onnx.load(str(path)))
-    assert any("conv1_1/" in n for n in names)  # the second view's backbone is quantized too
+    proto = onnx.load(str(path))
+    convs = [n.name for n in proto.graph.node if n.op_type == "Conv" and n.name.startswith("/model/")]
+    second = [n for n in convs if VIEW_SUFFIX.search(n)]  # the second view's convolutions
+    assert second and set(second[1:]) <= set(names)  # its backbone is quantized too, but for its stem
+    assert convs[0] not in names and second[0] not in names  # both stems stay float32
     assert not any("classifier" in n for n in names)
 
 

@@ -7,10 +7,10 @@ into integer kernels when it loads the file), weights int8 per output channel, a
 ranges calibrated (min/max) on training images preprocessed exactly as the graph's input (decoded, resized
 to the crop source N, normalised: :func:`sample_split` on the run's eval transform).
 
-Only the ``Conv``, ``MatMul`` and ``Gemm`` nodes of the classifying network (backbone and embedding head:
-the nodes the exporter names under ``/model``) are quantized — that is where the time goes (the
-localization module is ~1 % of it, Table 3); the classifier's last layer stays float32 too, so the logits
-reach the softmax unquantized. The box step stays float32 as exported: the resize to
+Only the ``Conv``, ``MatMul`` and ``Gemm`` nodes of the backbone (the nodes the exporter names under
+``/model``) are quantized — that is where the time goes (the localization module is ~1 % of it, Table 3);
+the backbone's first convolution, the embedding layer and the classifier's last layer stay float32 (the
+logits reach the softmax unquantized; the stem and the embedding: :func:`classifier_nodes`). The box step stays float32 as exported: the resize to
 the localizer's input, the localization module, the min-max normalisation, the threshold τ, the box and
 ``roi_align`` (a heatmap cell near τ would otherwise move a box by a whole cell, and the ``MatMul``\\ s of the
 resize and of the ``peak`` rule's closure are not weights to quantize). So boxes and heatmaps equal the
@@ -55,6 +55,8 @@ QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 #: test-time view); the box step's nodes are named ``/localizer/...`` or at the top level
 CLASSIFIER_SCOPE = re.compile(r"^/model(_\d+)?/")
 LAST_LAYER = re.compile(r"/classifier(_\d+)?/")  # the classifier's Gemm (each view's), kept float32
+EMBEDDING = re.compile(r"/embedding(_\d+)?/")  # the embedding layer (each view's), kept float32
+VIEW_SUFFIX = re.compile(r"_\d+/")  # the exporter's suffix on a module traced again (a test-time view)
 CHECK_IMAGES = 64  # test images `elope export --quantize int8` compares int8 and float32 on
 CALIBRATION_BATCH = 8  # images per calibration run of a dynamic-batch graph (min/max do not depend on it)
 
@@ -62,11 +64,19 @@ CALIBRATION_BATCH = 8  # images per calibration run of a dynamic-batch graph (mi
 def classifier_nodes(proto: Any) -> list[str]:
     """Names of the nodes :func:`quantize_int8` quantizes: the classifying network's ``Conv``, ``MatMul``
     and ``Gemm`` nodes, never the box step's, nor the last linear layer (its output, the logits, would be
-    quantized to 256 levels before the softmax, for a negligible share of the time)."""
+    quantized to 256 levels before the softmax, for a negligible share of the time), nor the first
+    convolution of each view (the stem, on the normalised image) and the embedding layer: leaving those two
+    in float32 agreed best with float32 on held-out training images (``elope.research.experiments.
+    int8_settings``; ``docs/research/deployment.md``, "int8 on the CPU")."""
+    nodes = [n for n in proto.graph.node if n.op_type in QUANTIZED_OPS and CLASSIFIER_SCOPE.match(n.name)]
+    convs = [n.name for n in nodes if n.op_type == "Conv"]
+    stem = VIEW_SUFFIX.sub("/", convs[0]) if convs else None  # a second view's copy: conv1_1 for conv1
     return [
         n.name
-        for n in proto.graph.node
-        if n.op_type in QUANTIZED_OPS and CLASSIFIER_SCOPE.match(n.name) and not LAST_LAYER.search(n.name)
+        for n in nodes
+        if not LAST_LAYER.search(n.name)
+        and not EMBEDDING.search(n.name)
+        and not (n.op_type == "Conv" and VIEW_SUFFIX.sub("/", n.name) == stem)
     ]
 
 
