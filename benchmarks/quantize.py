@@ -94,10 +94,11 @@ def accuracy(run_dir: Path, calibration: int, test_images: int, folder: Path) ->
 
 # ---------------------------------------------------------------------------------------------- speed
 def _plain_nodes(proto: Any) -> list[str]:
-    """The plain network's nodes to quantize: as ELoPE's, every Conv / MatMul / Gemm but the last layer."""
-    return [
-        n.name for n in proto.graph.node if n.op_type in QUANTIZED_OPS and not PLAIN_LAST_LAYER.match(n.name)
-    ]
+    """The plain network's nodes to quantize: as ELoPE's (:func:`elope.deploy.quantize.classifier_nodes`),
+    every Conv / MatMul / Gemm but the first convolution (the stem) and the last layer."""
+    nodes = [n for n in proto.graph.node if n.op_type in QUANTIZED_OPS]
+    stem = next((n.name for n in nodes if n.op_type == "Conv"), None)
+    return [n.name for n in nodes if n.name != stem and not PLAIN_LAST_LAYER.match(n.name)]
 
 
 def _int8_session(path: Path, calibration: torch.Tensor, threads: int | None, select: Any = None) -> Any:
