@@ -8,13 +8,14 @@ ranges calibrated (min/max) on training images preprocessed exactly as the graph
 to the crop source N, normalised: :func:`sample_split` on the run's eval transform).
 
 Only the ``Conv``, ``MatMul`` and ``Gemm`` nodes of the backbone (the nodes the exporter names under
-``/model``) are quantized — that is where the time goes (the localization module is ~1 % of it, Table 3);
-the backbone's first convolution, the embedding layer and the classifier's last layer stay float32 (the
-logits reach the softmax unquantized; the stem and the embedding: :func:`classifier_nodes`). The box step stays float32 as exported: the resize to
-the localizer's input, the localization module, the min-max normalisation, the threshold τ, the box and
-``roi_align`` (a heatmap cell near τ would otherwise move a box by a whole cell, and the ``MatMul``\\ s of the
-resize and of the ``peak`` rule's closure are not weights to quantize). So boxes and heatmaps equal the
-float32 graph's; only the scores change, which :func:`elope.deploy.check.check_quantized` measures.
+``/model``) are quantized — that is where the time goes (the localization module is ~1 % of it, Table 3); the
+backbone's first convolution, the embedding layer and the classifier's last layer stay float32 (the logits
+reach the softmax unquantized; the stem and the embedding: :func:`classifier_nodes`). The box step stays
+float32 as exported: the resize to the localizer's input, the localization module, the min-max normalisation,
+the threshold τ, the box and ``roi_align`` (a heatmap cell near τ would otherwise move a box by a whole cell,
+and the ``MatMul``\\ s of the resize and of the ``peak`` rule's closure are not weights to quantize). So boxes
+and heatmaps equal the float32 graph's; only the scores change, which
+:func:`elope.deploy.check.check_quantized` measures.
 
 The float32 graph is pre-processed first (``quant_pre_process``: onnxruntime's graph optimisations and
 shape inference, which fold the exporter's ``Identity`` bias copies so that biases quantize too); the
@@ -158,7 +159,7 @@ def quantization_metadata(nodes: int, calibration: int, source: str) -> dict[str
         "activations": "uint8",
         "operators": list(QUANTIZED_OPS),
         "quantized_nodes": int(nodes),
-        "scope": "the classifying network (backbone, embedding, classifier); the box step stays float32",
+        "scope": "the backbone but its stem; the stem, the embedding, the last layer and the box step stay float32",
         "calibration_images": int(calibration),
         "calibration_source": source,
         "onnxruntime_version": onnxruntime.__version__,
