@@ -34,6 +34,7 @@ class Setup:
     data: Path = field(init=False)
     photo: Path = field(init=False)
     config: Path = field(init=False)
+    model: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.data = self.tmp / "D"
@@ -49,6 +50,8 @@ class Setup:
         Image.new("RGB", (8, 8)).save(self.photo)
         self.config = self.tmp / "recipe.yaml"
         self.config.write_text("train: {}\n")
+        self.model = self.tmp / "m.onnx"  # a stand-in exported file: the refusals come before it is read
+        self.model.write_bytes(b"onnx")
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,15 @@ OUTPUTS: dict[tuple[str, str], Output] = {
     ),
     ("suite", "--out"): Output(
         "dir", lambda s, t: ["suite", "--config", s.config, "--out", t], input=lambda s: s.config
+    ),
+    ("data shard", "--out"): Output(
+        "dir", lambda s, t: ["data", "shard", "--dataset", "cub", "--root", s.data, "--out", t], data=True
+    ),
+    ("predict", "--out"): Output(
+        "dir", lambda s, t: ["predict", "--model", s.model, s.photo, "--out", t], input=lambda s: s.model
+    ),
+    ("web", "--out"): Output(
+        "dir", lambda s, t: ["web", "--model", s.model, "--out", t], input=lambda s: s.model
     ),
 }
 

@@ -40,7 +40,7 @@ _SOURCES = [name for name in DATASETS if name != "shards"]
     type=click.Choice(["variant", "family", "manufacturer"]),
     default="variant",
     show_default=True,
-    help="FGVC-Aircraft only: which labels to write.",
+    help="FGVC-Aircraft only: which labels the shards carry.",
 )
 @click.option("--force", is_flag=True, help="Replace a shard set written there before.")
 def shard_command(
