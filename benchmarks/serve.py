@@ -263,7 +263,7 @@ def run(model: Path | None, clients: Sequence[int], seconds: float, requests: in
     """The whole benchmark; returns a JSON-able dict."""
     import onnxruntime as ort
 
-    from elope.serve.model import file_sha256
+    from elope.exported import file_sha256
 
     images = photos()
     options = [*server_options, *(["--threads", str(threads)] if threads else [])]

@@ -29,9 +29,11 @@ arrays, outputs by name: the one reader of an ONNX file, for ``elope serve`` (on
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from elope.spec import ModelSpec
@@ -46,11 +48,24 @@ __all__ = [
     "ExportedSession",
     "MetadataError",
     "check_score_width",
+    "file_sha256",
     "open_session",
     "parse_metadata",
     "read_session",
     "run_in_fixed_batches",
 ]
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks: an exported graph's identity (``elope serve``'s
+    ``/model``, the plan of ``elope predict --out``), an image's for ``elope data check``'s copies
+    (``hashlib.file_digest`` is Python 3.11+)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
 
 METADATA_KEY = "elope"  # the ONNX metadata_props key; the TorchScript extra file is METADATA_KEY + ".json"
 FORMAT_NAME = "elope-export"

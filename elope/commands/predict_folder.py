@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import sys
 from collections.abc import Callable
@@ -12,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from elope.exported import file_sha256
 
 __all__ = ["FolderOptions", "ImageSource", "folder_options", "is_ray_address", "predict_folder"]
 
@@ -99,14 +100,6 @@ class FolderOptions:
     progress: bool = True
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write(o: FolderOptions, folder: Any, run: Any, shards: dict[Path, Any]) -> int:
     """The parts written, in this process or on Ray (``shards``: where the images of shard sets lie)."""
     if o.ray_address is None:
@@ -152,7 +145,7 @@ def predict_folder(o: FolderOptions) -> None:
         raise FileNotFoundError(f"no images found in {', '.join(map(str, o.sources))}.")
     run = load_predictor(None, o.device, o.model_file, None, o.tau)  # the file checked before any work
     parts = plan_parts(files, o.part_size)
-    folder = ResultsFolder(o.out, parts, model_sha256=_sha256(o.model_file), top=o.top)
+    folder = ResultsFolder(o.out, parts, model_sha256=file_sha256(o.model_file), top=o.top)
     written = _write(o, folder, run, shards)
     lines = read_lines(o.out)
     errors = sum("error" in line for line in lines)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from elope.exported import file_sha256
+
 from .annotations import Problem, Record
 from .duplicates import same_content_problems
 from .errors import ImageLoadError
@@ -94,15 +96,6 @@ def gt_box_problems(dataset: Any) -> list[dict[str, str]]:
     return problems
 
 
-def _sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB blocks (``hashlib.file_digest`` is Python 3.11+)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_image(
     record: Record, decode: bool, max_pixels: int, read: Callable[[Record], bytes] | None = None
 ) -> tuple[list[Problem], str | None]:
@@ -118,7 +111,7 @@ def _check_image(
     if not record.path.is_file():
         return [Problem(path, f"image file is missing (image {record.key})")], None
     try:
-        digest = _sha256(record.path)
+        digest = file_sha256(record.path)
     except OSError as error:
         return [Problem(path, f"unreadable image: {error.strerror or error}")], None
     return _check_pixels(record, decode, max_pixels), digest

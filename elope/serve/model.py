@@ -19,21 +19,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from elope.exported import EMBEDDING_OUTPUT, ExportedSession, open_session
+from elope.exported import EMBEDDING_OUTPUT, ExportedSession, file_sha256, open_session
 from elope.serve.images import DEFAULT_MAX_DECODE_BYTES, Preprocess
 
-__all__ = ["EMBEDDING_OUTPUT", "HEATMAP_FORMATS", "ServedModel", "file_sha256"]
+__all__ = ["EMBEDDING_OUTPUT", "HEATMAP_FORMATS", "ServedModel"]
 
 HEATMAP_FORMATS = ("none", "png", "list")
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _server_version() -> str:
