@@ -87,29 +87,37 @@ def read_json(
     return content
 
 
-def _categories(
-    path: Path, entries: list[Any], extra: dict[int, dict[str, Any]], problems: list[Problem]
-) -> tuple[dict[int, int], list[str], list[tuple[str, str]], list[dict[str, str]]]:
-    """``category id -> label``, names, where each is named and the taxonomy, from the training JSON."""
+def _by_id(
+    path: Path, section: str, entries: list[Any], name: str, problems: list[Problem]
+) -> dict[int, tuple[int, dict[str, Any]]]:
+    """``id -> (position, entry)`` of one list of a COCO-style file (``categories``, ``images``): each entry
+    an object with an integer ``id`` and a string ``name`` field, ids once; the others are problems."""
     found: dict[int, tuple[int, dict[str, Any]]] = {}
     for i, entry in enumerate(entries):
-        if (
-            not isinstance(entry, dict)
-            or not _is_id(entry.get("id"))
-            or not isinstance(entry.get("name"), str)
-        ):
+        if not isinstance(entry, dict) or not _is_id(entry.get("id")) or not isinstance(entry.get(name), str):
             problems.append(
-                Problem(str(path), f"categories[{i}]: expected an object with an integer 'id' and a 'name'")
+                Problem(str(path), f"{section}[{i}]: expected an object with an integer 'id' and a '{name}'")
             )
         elif entry["id"] in found:
             problems.append(
                 Problem(
                     str(path),
-                    f"categories[{i}]: id {entry['id']} already appears at categories[{found[entry['id']][0]}]",
+                    f"{section}[{i}]: id {entry['id']} already appears at {section}[{found[entry['id']][0]}]",
                 )
             )
         else:
-            found[entry["id"]] = (i, {**entry, **extra.get(entry["id"], {})})
+            found[entry["id"]] = (i, entry)
+    return found
+
+
+def _categories(
+    path: Path, entries: list[Any], extra: dict[int, dict[str, Any]], problems: list[Problem]
+) -> tuple[dict[int, int], list[str], list[tuple[str, str]], list[dict[str, str]]]:
+    """``category id -> label``, names, where each is named and the taxonomy, from the training JSON."""
+    found = {
+        key: (i, {**entry, **extra.get(key, {})})
+        for key, (i, entry) in _by_id(path, "categories", entries, "name", problems).items()
+    }
     ids = sorted(found)
     taxonomy = [
         {
@@ -179,26 +187,10 @@ def _area(box: tuple[float, float, float, float]) -> float:
 
 def _images(path: Path, entries: list[Any], problems: list[Problem]) -> dict[int, tuple[int, str]]:
     """``image id -> (position, file_name)`` of one file's ``images``."""
-    images: dict[int, tuple[int, str]] = {}
-    for i, entry in enumerate(entries):
-        if (
-            not isinstance(entry, dict)
-            or not _is_id(entry.get("id"))
-            or not isinstance(entry.get("file_name"), str)
-        ):
-            problems.append(
-                Problem(str(path), f"images[{i}]: expected an object with an integer 'id' and a 'file_name'")
-            )
-        elif entry["id"] in images:
-            problems.append(
-                Problem(
-                    str(path),
-                    f"images[{i}]: id {entry['id']} already appears at images[{images[entry['id']][0]}]",
-                )
-            )
-        else:
-            images[entry["id"]] = (i, entry["file_name"])
-    return images
+    return {
+        key: (i, entry["file_name"])
+        for key, (i, entry) in _by_id(path, "images", entries, "file_name", problems).items()
+    }
 
 
 def _split(
