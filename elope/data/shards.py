@@ -46,6 +46,7 @@ __all__ = [
     "check_shards",
     "index_shards",
     "read_manifest",
+    "read_from_set",
     "read_member",
     "shard_images",
     "shard_set_root",
@@ -205,6 +206,17 @@ def read_member(store: ShardStore, location: tuple[str, int, int, str]) -> bytes
             where,
         )
     return data[HEADER:]
+
+
+def read_from_set(
+    place: tuple[str | Path, tuple[str, int, int, str]], stores: dict[str, ShardStore]
+) -> bytes:
+    """The bytes of one image of a shard set, ``place`` = ``(root, location)`` as ``elope predict`` finds it
+    (:func:`read_member` at ``location``), through ``stores``' :class:`ShardStore` of ``root``: one per set,
+    kept by the caller (its open files)."""
+    root, (shard, offset, size, member) = place
+    key = str(root)
+    return read_member(stores.setdefault(key, ShardStore(key)), (shard, int(offset), int(size), member))
 
 
 def shard_images(path: str | Path) -> dict[Path, tuple[str, int, int, str]] | None:

@@ -24,7 +24,7 @@ from elope import writer
 from elope.data.files import IMAGE_EXTENSIONS, Skipped, walk_images
 from elope.data.io import decode_image
 from elope.data.shard_store import ShardStore, shown
-from elope.data.shards import read_member, shard_images, shard_set_root
+from elope.data.shards import read_from_set, shard_images, shard_set_root
 from elope.data.transforms import eval_transform
 from elope.evaluation.predictor import Predictor
 from elope.runs.loaded import LoadedRun, load_run
@@ -50,7 +50,7 @@ def find_images(
     """Image files named in ``paths`` (files as given, folders searched recursively, sorted, links
     followed) and every file a folder holds that was skipped, with the reason. A shard set's folder, or one
     of its ``.tar`` shards (``elope data shard``), gives the images inside, named ``SHARD/MEMBER``;
-    ``shards`` receives where each lies (:func:`elope.data.shards.read_member`).
+    ``shards`` receives where each lies (:func:`elope.data.shards.read_from_set`).
 
     Inside folders only :data:`elope.data.files.IMAGE_EXTENSIONS` (any case; the set every command reads)
     are taken (:func:`elope.data.files.walk_images`); a file named explicitly is always taken, so a broken
@@ -117,7 +117,7 @@ def decode_source(
 ) -> tuple[torch.Tensor, tuple[int, int]] | str:
     """One image file as ``elope predict`` reads it for a model of ``spec``: the normalised crop source
     (3, N, N) and the stored ``(W, H)``, or the error text of a file that cannot be read. ``read`` gives
-    the image's bytes instead of the file ``path`` (an image in a shard, :func:`read_member`)."""
+    the image's bytes instead of the file ``path`` (an image in a shard, :func:`elope.data.shards.read_from_set`)."""
     try:
         data = None if read is None else read()
         decoded = decode_image(path, draft_size=spec.crop_source, data=data)  # as the datasets decode
@@ -224,14 +224,11 @@ class PredictSettings:
 
 
 def _decode(
-    path: Path, draft_size: int, shards: dict[Path, Any], stores: dict[Path, ShardStore]
+    path: Path, draft_size: int, shards: dict[Path, Any], stores: dict[str, ShardStore]
 ) -> tuple[Image.Image, tuple[int, int]]:
     """``path`` decoded as the datasets decode it (draft mode to the crop source), from its shard when it
     lies in one: the image and its full size as shown."""
-    data = None
-    if path in shards:
-        root, location = shards[path]
-        data = read_member(stores.setdefault(root, ShardStore(root)), location)
+    data = read_from_set(shards[path], stores) if path in shards else None
     decoded = decode_image(path, draft_size=draft_size, data=data)
     return decoded.image, decoded.size
 
@@ -262,7 +259,7 @@ def predict_paths(
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}.")
     shards: dict[Path, Any] = {}
-    stores: dict[Path, ShardStore] = {}  # one per shard set: its open files
+    stores: dict[str, ShardStore] = {}  # one per shard set: its open files
     files, left = find_images(paths, shards)
     if o.skipped is not None:
         o.skipped.extend(left)

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from elope import writer
 from elope.data.files import Skipped
 from elope.data.shard_store import ShardStore, shown
-from elope.data.shards import read_member
+from elope.data.shards import read_from_set
 from elope.evaluation.predictor import Predictor
 from elope.tasks.predict import decode_source, find_images, predict_batch
 
@@ -166,13 +166,9 @@ def shard_reader(
     location: tuple[str | Path, tuple[str, int, int, str]], stores: dict[str, ShardStore]
 ) -> Callable[[], bytes]:
     """What reads the bytes of one image of a shard set, ``(root, location)`` as :func:`find_sources`
-    gives it: :func:`elope.data.shards.read_member` on ``stores``' :class:`ShardStore` of ``root`` (one per
-    set and process: its open files)."""
-    root, (shard, offset, size, member) = location
-    key = str(root)
-    return lambda: read_member(
-        stores.setdefault(key, ShardStore(key)), (shard, int(offset), int(size), member)
-    )
+    gives it: :func:`elope.data.shards.read_from_set` (``stores``: one :class:`ShardStore` per set and
+    process, its open files)."""
+    return lambda: read_from_set(location, stores)
 
 
 def predict_part(
