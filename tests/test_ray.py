@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 
 import httpx
@@ -47,17 +46,12 @@ def local_ray():
     """One local Ray for the module: 2 CPUs, no dashboard. Serve's proxy health check gets a minute, not
     10 s (its readiness check 5 s): on a loaded 2-core machine the proxy answered late three times and
     Serve killed it mid-test."""
-    health = SERVE_HEALTH
-    before = {k: os.environ.get(k) for k in health}
-    os.environ.update(health)  # read by Serve's controller and proxy, which inherit this environment
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
-    yield ray
-    ray.shutdown()
-    for key, value in before.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with pytest.MonkeyPatch.context() as patch:  # read by Serve's controller and proxy, which inherit it
+        for key, value in SERVE_HEALTH.items():
+            patch.setenv(key, value)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+        yield ray
+        ray.shutdown()
 
 
 def test_serve_command_on_ray_answers_as_elope_serve(served_onnx, synthetic_root, tmp_path):
