@@ -37,7 +37,14 @@ from benchmarks.export import _session, export_plain
 from benchmarks.inference import build_models
 from elope.deploy.check import check_quantized
 from elope.deploy.export import export_model
-from elope.deploy.quantize import QUANTIZED_OPS, quantize_graph, quantize_int8, sample_split
+from elope.deploy.quantize import (
+    CLASSIFIER_SCOPE,
+    LAST_LAYER,
+    QUANTIZED_OPS,
+    quantize_graph,
+    quantize_int8,
+    sample_split,
+)
 from elope.deploy.runtime import read_metadata
 from elope.nn.backbones import TORCHVISION_BACKBONES
 
@@ -46,6 +53,7 @@ RATIOS = {
     "plain int8 / float32": ("plain_int8", "plain_fp32"),
     "elope / plain, float32": ("elope_fp32", "plain_fp32"),
     "elope / plain, int8": ("elope_int8", "plain_int8"),
+    "elope int8 / every layer int8": ("elope_int8", "elope_int8_every_layer"),
 }
 PLAIN_LAST_LAYER = re.compile(r"^/fc/")  # torchvision ResNets' last layer, kept float32 as ELoPE's
 
@@ -101,19 +109,30 @@ def _plain_nodes(proto: Any) -> list[str]:
     return [n.name for n in nodes if n.name != stem and not PLAIN_LAST_LAYER.match(n.name)]
 
 
+def _every_layer(proto: Any) -> list[str]:
+    """ELoPE's nodes as quantized before the stem and the embedding stayed float32: every backbone and
+    embedding Conv / MatMul / Gemm but the last layer (what the stem and embedding in float32 cost)."""
+    return [
+        n.name
+        for n in proto.graph.node
+        if n.op_type in QUANTIZED_OPS and CLASSIFIER_SCOPE.match(n.name) and not LAST_LAYER.search(n.name)
+    ]
+
+
 def _int8_session(path: Path, calibration: torch.Tensor, threads: int | None, select: Any = None) -> Any:
     """An onnxruntime session on the int8 form of the graph at ``path`` (written next to it)."""
     import onnx
 
     options = {"select": select} if select else {}
     proto, _ = quantize_graph(path, calibration, batch=None, **options)
-    out = path.with_name(path.stem + "-int8.onnx")
+    out = path.with_name(f"{path.stem}-int8{'-' + select.__name__.strip('_') if select else ''}.onnx")
     onnx.save(proto, str(out))
     return _session(out, threads)
 
 
 def speed_sessions(o: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """The four onnxruntime sessions: ELoPE and the plain network, float32 and int8 (dynamic batch)."""
+    """The onnxruntime sessions: ELoPE and the plain network, float32 and int8 (dynamic batch), and ELoPE
+    in int8 with every layer quantized (its stem and embedding too)."""
     model, baseline = build_models(o["backbone"], o["num_classes"], o["image_size"])
     model.spec = model.spec.replace(crop_source=o["image_size"])
     classes = [str(i) for i in range(o["num_classes"])]
@@ -126,6 +145,7 @@ def speed_sessions(o: dict[str, Any], folder: Path) -> dict[str, Any]:
     return {
         "elope_fp32": _session(elope, o["threads"]),
         "elope_int8": _int8_session(elope, calibration, o["threads"]),
+        "elope_int8_every_layer": _int8_session(elope, calibration, o["threads"], _every_layer),
         "plain_fp32": _session(plain, o["threads"]),
         "plain_int8": _int8_session(plain, calibration, o["threads"], _plain_nodes),
     }
