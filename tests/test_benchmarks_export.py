@@ -66,7 +66,14 @@ def test_quantize_benchmark_smoke(
     accuracy = result["accuracy"]
     assert accuracy["images"] == 6 and accuracy["calibration_images"] == 4
     assert 0.0 <= accuracy["agreement"] <= 1.0 and accuracy["boxes_max_px"] <= 0.5
-    assert set(result["speed"]["ms_per_image"]) == {"elope_fp32", "elope_int8", "plain_fp32", "plain_int8"}
+    assert set(result["speed"]["ms_per_image"]) == {
+        "elope_fp32",
+        "elope_int8",
+        "elope_int8_every_layer",
+        "plain_fp32",
+        "plain_int8",
+    }
     assert result["speed"]["ratio"]["elope int8 / float32"]["median_paired_ratio"] > 0
+    assert result["speed"]["ratio"]["elope int8 / every layer int8"]["median_paired_ratio"] > 0
     assert json.loads(out.read_text())["benchmark"] == "quantize"
     assert "elope / plain, int8" in capsys.readouterr().out
