@@ -13,7 +13,8 @@ lazy import still ties two modules together). The layers, lowest first:
               elope.written, elope.spec,          model's spec (τ, sizes,
               elope.pixels,                       normalisation), decoded pixels' tones and orientation,
               elope.exported,                     an exported file's metadata (read and checked once),
-              elope.device                        devices by name (train and inference alike)
+              elope.device,                       devices by name (train and inference alike),
+              elope.page_assets                   the stylesheet and drawing script of both web pages
     nn        elope.nn                            the paper's parts: pure nn.Modules and functions
     data      elope.data                          datasets, transforms, the procedural set
     evaluation elope.evaluation                   the one evaluation loop over a Predictor, the metrics
@@ -24,7 +25,8 @@ lazy import still ties two modules together). The layers, lowest first:
     research  elope.research                      the studies: ablate, suite, the localization study, and
                                                   the scripts of the research record (research.experiments)
     serve     elope.serve                         the HTTP server over an exported file (imports no other
-                                                  layer but elope.pixels, elope.exported and elope.spec:
+                                                  layer but elope.pixels, elope.exported, elope.spec and
+                                                  elope.page_assets:
                                                   tests/test_serve_imports.py)
     commands  elope.commands, elope.cli, __main__, the package's __init__ (the public API)
     benchmarks benchmarks                         timings of the package (may import all of it, never imported)
@@ -60,6 +62,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "elope.exported",
             "elope.device",
             "elope.lazy",
+            "elope.page_assets",
         ),
     ),
     ("nn", ("elope.nn",)),

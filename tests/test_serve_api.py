@@ -21,6 +21,7 @@ pytest.importorskip("onnxruntime")
 from serve_helpers import jpeg
 from starlette.testclient import TestClient
 
+from elope.page_assets import SHARED_FILES, read_shared
 from elope.serve.app import Limits, create_app
 from elope.serve.batching import Batcher, BatcherClosed, QueueFull
 from elope.serve.model import ServedModel
@@ -67,6 +68,9 @@ def test_page_is_self_contained(client):
     assert (
         "http://" not in html and "https://" not in html and "<script src" not in html
     )  # no CDN, works offline
+    for name in SHARED_FILES:  # the look and drawing shared with `elope web`'s page, inlined once
+        assert html.count(read_shared(name)) == 1, name
+    assert "{{" not in html and "ElopeDraw.drawResult(" in html
 
 
 def test_predict_multipart_raw_and_several(client):

@@ -29,6 +29,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from elope.page_assets import SHARED_FILES, read_shared
 from elope.serve.batching import Batcher, BatcherClosed, QueueFull
 from elope.serve.images import DEFAULT_MAX_DECODE_BYTES, BadUpload, Decoded, decode_image
 from elope.serve.model import HEATMAP_FORMATS, ServedModel
@@ -249,6 +250,19 @@ async def model_info(request: Request) -> Response:
     return JSONResponse({**state.model.describe(), "limits": asdict(state.limits)})
 
 
+def page_html() -> str:
+    """The page of ``GET /``: ``page.html`` with the stylesheet and drawing script it shares with ``elope
+    web``'s page (:mod:`elope.page_assets`) put in place of its ``{{name}}`` marks, so that it stays one
+    response."""
+    page = files("elope.serve").joinpath("page.html").read_text(encoding="utf-8")
+    for name in SHARED_FILES:
+        mark = "{{" + name + "}}"
+        if page.count(mark) != 1:
+            raise RuntimeError(f"elope/serve/page.html holds {mark} {page.count(mark)} times, not once")
+        page = page.replace(mark, "\n" + read_shared(name))
+    return page
+
+
 def create_app(
     model: ServedModel, limits: Limits | None = None, *, make_batcher: Callable[[], Any] | None = None
 ) -> Starlette:
@@ -256,7 +270,7 @@ def create_app(
     ``make_batcher``: builds, at start-up, another batcher with :class:`~.batching.Batcher`'s ``submit``,
     ``stats`` and ``close`` (Ray Serve's batching in :mod:`.ray_serve`)."""
     state = ServeState(model, limits or Limits(), make_batcher)
-    page = files("elope.serve").joinpath("page.html").read_text(encoding="utf-8")
+    page = page_html()
     document = openapi_document(model, state.limits)
 
     @contextlib.asynccontextmanager
