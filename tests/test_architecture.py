@@ -14,7 +14,7 @@ lazy import still ties two modules together). The layers, lowest first:
               elope.pixels,                       normalisation), decoded pixels' tones and orientation,
               elope.exported,                     an exported file's metadata (read and checked once),
               elope.device,                       devices by name (train and inference alike),
-              elope.page_assets                   the stylesheet and drawing script of both web pages
+              elope.page_assets                   what both web pages share (look, cards, drawing)
     nn        elope.nn                            the paper's parts: pure nn.Modules and functions
     data      elope.data                          datasets, transforms, the procedural set
     evaluation elope.evaluation                   the one evaluation loop over a Predictor, the metrics

@@ -68,9 +68,9 @@ def test_page_is_self_contained(client):
     assert (
         "http://" not in html and "https://" not in html and "<script src" not in html
     )  # no CDN, works offline
-    for name in SHARED_FILES:  # the look and drawing shared with `elope web`'s page, inlined once
-        assert html.count(read_shared(name)) == 1, name
-    assert "{{" not in html and "ElopeDraw.drawResult(" in html
+    for name in SHARED_FILES:  # the look, cards and script shared with `elope web`'s page, filled in once
+        assert html.count(read_shared(name).rstrip("\n")) == 1, name
+    assert "{{" not in html and "function drawResult(" in html
 
 
 def test_predict_multipart_raw_and_several(client):

@@ -1,6 +1,6 @@
 """Serving an ONNX file needs onnxruntime, numpy and Pillow, not torch: ``elope.serve`` imports no other part
 of elope but the torch-free base modules ``elope.pixels`` (decoded pixels), ``elope.exported`` (the
-export metadata, with ``elope.spec``) and ``elope.page_assets`` (the web page's shared files) and no torch
+export metadata, with ``elope.spec``) and ``elope.page_assets`` (the web pages' shared files) and no torch
 (checked on their source), and importing the command line, the command and the app leaves torch out of ``sys.modules`` (checked in a fresh interpreter; tests/test_serve_faults.py checks a
 whole ``elope serve`` run too). The command's options: one of --model / --run, clear errors; --run exports
 the run in memory and serves the same answers as the exported file."""

@@ -1,8 +1,8 @@
 """A static web page that runs an exported ONNX graph in the browser (``elope web``): no server beyond files.
 
 The folder holds the page (``index.html``, ``elope-page.js``, ``elope-preprocess.js``: the package's files in
-``elope/deploy/web_page/``; ``elope-page.css``, ``elope-draw.js``: those it shares with ``elope serve``'s page,
-in ``elope/page_assets/``), the graph (``model.onnx``, the exported file's bytes), its checked metadata
+``elope/deploy/web_page/``, ``index.html`` with the look, cards and script it shares with ``elope serve``'s page
+filled in from ``elope/page_assets/``), the graph (``model.onnx``, the exported file's bytes), its checked metadata
 (``model.json``: class names, the spec with the input side N, mean / std and τ; onnxruntime-web does not
 read ONNX metadata) and onnxruntime-web's WebAssembly build (:data:`ORT_FILES`), copied from an installed
 npm package: ``npm install onnxruntime-web@`` :data:`ORT_WEB_VERSION`. The page resizes a photo with
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from elope import writer
 from elope.exported import METADATA_KEY, ExportMetadata, MetadataError, parse_metadata
-from elope.page_assets import SHARED_FILES, read_shared
+from elope.page_assets import fill_page
 
 __all__ = [
     "ORT_FILES",
@@ -41,10 +41,9 @@ __all__ = [
 ORT_WEB_VERSION = "1.31.1"
 #: onnxruntime-web's files the page loads: the wasm-only script (global ``ort``), its loader and binary.
 ORT_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-#: The page's own files (package data in ``web_page/``).
-OWN_FILES = ("index.html", "elope-page.js", "elope-preprocess.js")
-#: The page's files: its own, then the stylesheet and drawing script it shares with ``elope serve``'s page.
-PAGE_FILES = (*OWN_FILES, *SHARED_FILES)
+#: The page's own files (package data; ``index.html`` with the files it shares with ``elope serve``'s page
+#: filled in, :func:`elope.page_assets.fill_page`).
+PAGE_FILES = ("index.html", "elope-page.js", "elope-preprocess.js")
 MODEL_FILE, METADATA_FILE = "model.onnx", "model.json"
 ENV_VARIABLE = "ELOPE_ORT_WEB"
 INSTALL = f"npm install onnxruntime-web@{ORT_WEB_VERSION}"
@@ -151,7 +150,8 @@ def build_web_page(
     text = json.dumps(page_metadata(meta, model, data), indent=1, allow_nan=False)
     written.append(writer.write_text(out / METADATA_FILE, text + "\n"))
     page = resources.files("elope.deploy") / "web_page"
-    written += [writer.write_bytes(out / name, (page / name).read_bytes()) for name in OWN_FILES]
-    written += [writer.write_text(out / name, read_shared(name)) for name in SHARED_FILES]
+    index = fill_page((page / "index.html").read_text(encoding="utf-8"), "elope/deploy/web_page/index.html")
+    written.append(writer.write_text(out / "index.html", index))
+    written += [writer.write_bytes(out / name, (page / name).read_bytes()) for name in PAGE_FILES[1:]]
     written += [writer.write_bytes(out / name, (dist / name).read_bytes()) for name in ORT_FILES]
     return WebPage(out, tuple(written), meta, ort_package_version(dist))

@@ -29,7 +29,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from elope.page_assets import SHARED_FILES, read_shared
+from elope.page_assets import fill_page
 from elope.serve.batching import Batcher, BatcherClosed, QueueFull
 from elope.serve.images import DEFAULT_MAX_DECODE_BYTES, BadUpload, Decoded, decode_image
 from elope.serve.model import HEATMAP_FORMATS, ServedModel
@@ -251,16 +251,10 @@ async def model_info(request: Request) -> Response:
 
 
 def page_html() -> str:
-    """The page of ``GET /``: ``page.html`` with the stylesheet and drawing script it shares with ``elope
-    web``'s page (:mod:`elope.page_assets`) put in place of its ``{{name}}`` marks, so that it stays one
-    response."""
-    page = files("elope.serve").joinpath("page.html").read_text(encoding="utf-8")
-    for name in SHARED_FILES:
-        mark = "{{" + name + "}}"
-        if page.count(mark) != 1:
-            raise RuntimeError(f"elope/serve/page.html holds {mark} {page.count(mark)} times, not once")
-        page = page.replace(mark, "\n" + read_shared(name))
-    return page
+    """The page of ``GET /``: ``page.html`` with the look, cards and script it shares with ``elope web``'s
+    page filled in (:func:`elope.page_assets.fill_page`), so that it stays one response."""
+    template = files("elope.serve").joinpath("page.html").read_text(encoding="utf-8")
+    return fill_page(template, "elope/serve/page.html")
 
 
 def create_app(

@@ -2,15 +2,15 @@
 // browser, its metadata (model.json: class names, input side N, mean / std, τ) read beside it. A photo is
 // decoded by the browser (EXIF orientation applied, no colour conversion, alpha over white), resized and
 // normalised by elope-preprocess.js exactly as `elope predict --model` does in Python, and the top-5 and the
-// box are drawn on it by elope-draw.js (the drawing `elope serve`'s page shares). window.elopeWeb is what the
+// box are drawn on it by elope-ui.js (inlined in index.html, shared with `elope serve`'s page). window.elopeWeb is what the
 // tests and the benchmark drive: predictBlob, predictUrl, time.
 "use strict";
 
 (function () {
   const $ = (id) => document.getElementById(id);
-  const canvas = $("canvas");
-  const P = window.ElopePreprocess;
+  const P = window.ElopePreprocess, UI = window.ElopeUI;
   let photo = null, answer = null;
+  $("status").textContent = "loading model…";
 
   ort.env.wasm.wasmPaths = new URL("./", document.baseURI).href;
   ort.env.wasm.numThreads = window.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
@@ -109,40 +109,21 @@
     return { times_ms: times, median_ms: sorted[Math.floor(sorted.length / 2)], threads: ort.env.wasm.numThreads };
   }
 
-  function draw() {
-    ElopeDraw.drawResult(canvas, photo, answer, { heatmap: $("heat").checked, box: $("showbox").checked });
-  }
-
-  function showResults(r, name) {
-    $("top1").textContent = r.classes[0].class;
-    $("top1score").textContent = `score ${(100 * r.classes[0].score).toFixed(1)} %`;
-    $("results").innerHTML = "";
-    for (const c of r.classes) {
-      const li = document.createElement("li");
-      li.innerHTML = `<div class="row"><span class="name"></span><span class="score"></span></div><div class="bar"><span></span></div>`;
-      li.querySelector(".name").textContent = c.class;
-      li.querySelector(".score").textContent = `${(100 * c.score).toFixed(1)} %`;
-      li.querySelector(".bar span").style.width = `${Math.max(0.5, 100 * c.score).toFixed(1)}%`;
-      $("results").appendChild(li);
-    }
-    $("boxtext").textContent = `box ${r.box.map((v) => Math.round(v)).join(", ")} px`;
-    $("details").textContent = `${name} · ${r.size[0]}×${r.size[1]} px · graph ${r.graph_ms.toFixed(0)} ms, ` +
-      `in all ${r.elapsed_ms.toFixed(0)} ms (in this browser)`;
-  }
+  function draw() { UI.drawAnswer(photo, answer); }
 
   async function handle(file) {
     if (!file) return;
-    $("error").style.display = "none"; answer = null; $("status").textContent = "classifying…";
-    $("top1").textContent = ""; $("top1score").textContent = ""; $("results").innerHTML = ""; $("boxtext").textContent = "";
+    answer = null; UI.clearResults();
     try {
       const r = await predictBlob(file);
       photo = r.bitmap; answer = r;
-      $("placeholder").style.display = "none"; canvas.style.display = "block";
-      showResults(r, file.name); draw();
+      UI.showPhoto(true);
+      UI.showResults(r, `${file.name} · ${r.size[0]}×${r.size[1]} px · graph ${r.graph_ms.toFixed(0)} ms, ` +
+        `in all ${r.elapsed_ms.toFixed(0)} ms (in this browser)`);
+      draw();
       $("status").textContent = "done";
     } catch (e) {
-      photo = null; canvas.style.display = "none"; $("placeholder").style.display = "";
-      $("error").textContent = e.message; $("error").style.display = "block"; $("status").textContent = "failed";
+      photo = null; UI.showPhoto(false); UI.showError(e.message);
     }
   }
 
@@ -153,19 +134,10 @@
     $("status").textContent = "ready: no photo yet";
   }).catch((e) => {
     $("model").textContent = "model not loaded";
-    $("error").textContent = `cannot load the model: ${e.message} (serve this folder over http, e.g. python -m http.server; file:// cannot load WebAssembly)`;
-    $("error").style.display = "block"; $("status").textContent = "failed";
+    UI.showError(`cannot load the model: ${e.message} (serve this folder over http, e.g. python -m http.server; file:// cannot load WebAssembly)`);
   });
 
-  const drop = $("drop"), input = $("file");
-  drop.addEventListener("click", () => input.click());
-  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") input.click(); });
-  input.addEventListener("change", () => handle(input.files[0]));
-  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); handle(e.dataTransfer.files[0]); });
-  $("heat").addEventListener("change", draw);
-  $("showbox").addEventListener("change", draw);
+  UI.wire(handle, draw);
 
   window.elopeWeb = { ready: ready.then(() => true), predictBlob, predictUrl, time };
 })();
