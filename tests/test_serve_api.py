@@ -21,7 +21,7 @@ pytest.importorskip("onnxruntime")
 from serve_helpers import jpeg
 from starlette.testclient import TestClient
 
-from elope.page_assets import SHARED_FILES, read_shared
+from elope.page_assets import SHARED_FILES, fill_page, read_shared
 from elope.serve.app import Limits, create_app
 from elope.serve.batching import Batcher, BatcherClosed, QueueFull
 from elope.serve.model import ServedModel
@@ -71,6 +71,12 @@ def test_page_is_self_contained(client):
     for name in SHARED_FILES:  # the look, cards and script shared with `elope web`'s page, filled in once
         assert html.count(read_shared(name).rstrip("\n")) == 1, name
     assert "{{" not in html and "function drawResult(" in html
+
+
+@pytest.mark.parametrize("template", ["<p>no marks</p>", "{{elope-page.css}}" * 2])
+def test_a_page_without_its_marks_once_is_refused(template):
+    with pytest.raises(ValueError, match=r"page.html holds \{\{elope-page.css\}\} [02] times"):
+        fill_page(template, "page.html")
 
 
 def test_predict_multipart_raw_and_several(client):

@@ -101,6 +101,8 @@ def test_web_writes_the_static_folder(served_onnx: Path, tmp_path: Path) -> None
     meta = json.loads((out / "model.json").read_text())
     assert len(meta["classes"]) == 3 and meta["spec"]["crop_source"] == 96 and meta["file"] == "tiny.onnx"
     assert (out / "ort.wasm.min.js").read_bytes() == b"ort.wasm.min.js"
+    index = (out / "index.html").read_text()  # one file: what it shares with serve's page filled in
+    assert "{{" not in index and "function drawResult(" in index and 'id="canvas"' in index
     assert CliRunner().invoke(main, args).exit_code == 0  # its own files: replaced
     (out / "index.html").write_text("mine")  # a file elope did not write: refused without --force
     refused = CliRunner().invoke(main, args)
