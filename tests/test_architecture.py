@@ -37,6 +37,7 @@ A module may import its own layer and any layer below it, never one above.
 from __future__ import annotations
 
 import ast
+import functools
 import textwrap
 from pathlib import Path
 
@@ -121,9 +122,16 @@ def source_files() -> list[Path]:
 
 
 def graph() -> dict[str, set[str]]:
+    """Who imports whom among :func:`source_files` (a fresh copy for each caller)."""
+    return {module: set(imported) for module, imported in _parsed_graph().items()}
+
+
+@functools.cache
+def _parsed_graph() -> dict[str, frozenset[str]]:
+    """The import graph, parsed once per test session (the checks of this module each read it)."""
     paths = source_files()
     modules = {module_name(p) for p in paths}
-    return {module_name(p): imports_of(p, modules) & modules for p in paths}
+    return {module_name(p): frozenset(imports_of(p, modules) & modules) for p in paths}
 
 
 def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:

@@ -130,7 +130,7 @@ def test_recipe_keys_are_checked(tmp_path: Path):
 def test_balanced_weighted_training_resumes_bit_exact_after_sigkill(tmp_path: Path):
     """Both long-tailed options through the real loop: a run killed mid-epoch and resumed ends with the
     weights and class means of an uninterrupted one (the draws come from ``seed + epoch``)."""
-    from train_helpers import final_tensors, run_cli, tiny_args
+    from train_helpers import final_tensors, run_cli, side_by_side, tiny_args
 
     from elope.data import write_synthetic
 
@@ -138,9 +138,11 @@ def test_balanced_weighted_training_resumes_bit_exact_after_sigkill(tmp_path: Pa
     args = ("--set", "train.checkpoint_every_steps=2", "--stages", "classifier", "--set",
             "train.sampler=balanced", "--set", "loss.class_weights=sqrt_inverse")  # fmt: skip
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    done = run_cli(tiny_args(data, whole, *args, epochs=2))
+    done, killed = side_by_side(
+        lambda: run_cli(tiny_args(data, whole, *args, epochs=2)),
+        lambda: run_cli(tiny_args(data, cut, *args, epochs=2), kill_at="classifier:1:3"),
+    )
     assert done.returncode == 0, done.stderr
-    killed = run_cli(tiny_args(data, cut, *args, epochs=2), kill_at="classifier:1:3")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     last = torch.load(cut / "checkpoints" / "last.pt", weights_only=True)
     assert (last["stage"], last["epoch"], last["step"]) == ("classifier", 1, 2)  # resumes mid-epoch

@@ -1,8 +1,8 @@
 """The ``ray`` extra on a local Ray (2 CPUs, started once for the module): ``elope predict --ray`` writes the
 answers of ``elope predict --model`` with Ray Data (2 actors; from a folder and from a shard set), and Ray
-Serve (2 replicas) answers the parity checks of ``elope serve`` with ``/health``, ``/model`` and the page.
-Slow (Ray's start, its workers' imports: about a minute here); the fast checks of the same code are in
-tests/test_predict_parts.py."""
+Serve (``elope serve --backend ray``, 2 replicas) answers the parity checks of ``elope serve`` with
+``/health``, ``/model`` and the page. Slow (Ray's start, its workers' imports: about a minute here); the
+fast checks of the same code are in tests/test_predict_parts.py."""
 
 from __future__ import annotations
 
@@ -14,26 +14,25 @@ import httpx
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from serve_helpers import assert_answers_equal, free_port, parity_files, server_process, upload
+from serve_helpers import assert_answers_equal, parity_files, server_process, upload
 
 pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 pytest.importorskip("ray.serve")
 
 import ray
-from ray import serve
 
 from elope.cli import main
-from elope.serve.app import Limits
 from elope.serve.model import ServedModel
-from elope.serve.ray_serve import build_application
 from elope.tasks.predict import predict_paths
 from elope.tasks.predict_parts import find_sources, read_lines
 
 pytestmark = pytest.mark.slow
 
 
-#: Serve's proxy checks, relaxed for a loaded 2-core machine (see local_ray)
+#: Serve's proxy checks, relaxed for a loaded 2-core machine: its health check gets a minute, not 10 s (its
+#: readiness check 5 s); on a loaded 2-core machine the proxy answered late three times and Serve killed it
+#: mid-test
 SERVE_HEALTH = {
     "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60",
     "RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": "30",
@@ -43,32 +42,36 @@ SERVE_HEALTH = {
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray for the module: 2 CPUs, no dashboard. Serve's proxy health check gets a minute, not
-    10 s (its readiness check 5 s): on a loaded 2-core machine the proxy answered late three times and
-    Serve killed it mid-test."""
-    with pytest.MonkeyPatch.context() as patch:  # read by Serve's controller and proxy, which inherit it
-        for key, value in SERVE_HEALTH.items():
-            patch.setenv(key, value)
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
-        yield ray
-        ray.shutdown()
+    """One local Ray for the module's Ray Data tests: 2 CPUs, no dashboard."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()
 
 
 def test_serve_command_on_ray_answers_as_elope_serve(served_onnx, synthetic_root, tmp_path):
-    """``elope serve --backend ray`` end to end, as a user starts it (about 40 s here, most of it Ray's
-    start): its own local Ray (first in the module, before ``local_ray`` starts one in this process),
-    ``/health``, the answers of ``elope serve`` (the built-in server) to the same uploads, and SIGTERM,
-    sent as soon as it answers (maybe while Ray Serve still deploys), ending it with exit status 0."""
-    kinds = ("large.jpg", "phone.jpg", "wide.jpg", "cmyk.jpg")  # draft decoding, EXIF, CMYK; varied answers
-    paths = [p for p in parity_files(tmp_path, synthetic_root) if p.name in kinds]
-    with server_process(served_onnx) as (_, builtin), httpx.Client(base_url=builtin, timeout=60) as client:
-        expected = [client.post("/predict?top=3", files=upload(p)).json()["results"][0] for p in paths]
-    with server_process(served_onnx, "--backend", "ray", env=SERVE_HEALTH, wait_s=240) as (proc, url):
+    """``elope serve --backend ray`` end to end, as a user starts it (about 25 s here, most of it Ray's
+    start): its own local Ray (first in the module, before ``local_ray`` starts one in this process), 2
+    replicas with Ray Serve's batching; the parity files of ``elope serve`` answered as ``elope predict
+    --model`` answers them, ``/health``, ``/model``, the page and a refused upload as the built-in server's;
+    and SIGTERM, sent as soon as it has answered, ending it with exit status 0."""
+    paths = parity_files(tmp_path, synthetic_root)  # draft decoding, EXIF, CMYK, ...: varied answers
+    expected = predict_paths(None, paths, top=3, model=served_onnx)
+    options = ("--backend", "ray", "--replicas", "2", "--max-batch", "4", "--max-wait-ms", "20")
+    with server_process(served_onnx, *options, env=SERVE_HEALTH, wait_s=240) as (proc, url):
         with httpx.Client(base_url=url, timeout=60) as client:
-            assert client.get("/health").json()["backend"] == "ray"
+            health = client.get("/health").json()
+            assert health["status"] == "ok" and health["backend"] == "ray"
             assert_answers_equal(
                 lambda p: client.post("/predict?top=3", files=upload(p)).json(), paths, expected
             )
+            described = ServedModel(served_onnx, max_pixels=10**8).describe()
+            model = client.get("/model").json()
+            assert model["sha256"] == described["sha256"] and model["file"] == served_onnx.name
+            assert model["classes"] == described["classes"] and model["limits"]["max_batch"] == 4
+            page = client.get("/")
+            assert page.status_code == 200 and "<html" in page.text.lower()
+            refused = client.post("/predict", content=b"junk", headers={"content-type": "image/jpeg"})
+            assert refused.status_code == 415 and refused.json()["status"] == 415
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)
         assert code == 0, proc.stdout.read()[-3000:]
@@ -120,37 +123,6 @@ def test_ray_data_reads_a_shard_set(local_ray, served_onnx, synthetic_shards, tm
     assert "2 part(s) written now, 0 already there" in result.output
     assert len(seen) == 18 and all(json.loads(w)[0] == str(synthetic_shards) for w in seen)
     assert_lines_close(read_lines(out), predict_paths(None, [synthetic_shards], top=3, model=served_onnx))
-
-
-def test_ray_serve_answers_as_elope_serve(local_ray, served_onnx, synthetic_root, tmp_path):
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    try:
-        limits = Limits(max_batch=4, max_wait_ms=20)
-        serve.run(
-            build_application(served_onnx.read_bytes(), served_onnx.name, limits, replicas=2),
-            name="elope",
-            route_prefix="/",
-        )
-        base = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=base, timeout=60) as client:
-            paths = parity_files(tmp_path, synthetic_root)
-            expected = predict_paths(None, paths, top=3, model=served_onnx)
-            assert_answers_equal(
-                lambda p: client.post("/predict?top=3", files=upload(p)).json(), paths, expected
-            )
-            described = ServedModel(served_onnx, max_pixels=10**8).describe()
-            model = client.get("/model").json()
-            assert model["sha256"] == described["sha256"] and model["file"] == served_onnx.name
-            assert model["classes"] == described["classes"] and model["limits"]["max_batch"] == 4
-            health = client.get("/health").json()
-            assert health["status"] == "ok" and health["backend"] == "ray"
-            page = client.get("/")
-            assert page.status_code == 200 and "<html" in page.text.lower()
-            refused = client.post("/predict", content=b"junk", headers={"content-type": "image/jpeg"})
-            assert refused.status_code == 415 and refused.json()["status"] == 415
-    finally:
-        serve.shutdown()
 
 
 def test_serve_command_hands_the_file_to_ray_serve(served_onnx, monkeypatch):

@@ -23,7 +23,7 @@ import sys
 
 import pytest
 import torch
-from train_helpers import run_cli, tiny_args, write_tiny_synthetic
+from train_helpers import run_cli, side_by_side, tiny_args, write_tiny_synthetic
 
 from elope.engine.sampling import seed_everything
 from elope.nn.losses import ClassMeanLoss
@@ -38,13 +38,14 @@ ARGS = ("--stages", "classifier", "--set", "train.freeze_bn=true", "--set", "tra
 @pytest.mark.slow
 def test_two_processes_match_one_process_on_the_global_batch(tmp_path):
     data = write_tiny_synthetic(tmp_path / "data")
-    single = run_cli(tiny_args(data, tmp_path / "one", *ARGS))
-    assert single.returncode == 0, single.stderr
-
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "elope.cli", *tiny_args(data, tmp_path / "two", *ARGS)]  # fmt: skip
-    two = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    single, two = side_by_side(
+        lambda: run_cli(tiny_args(data, tmp_path / "one", *ARGS)),
+        lambda: subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300),
+    )
+    assert single.returncode == 0, single.stderr
     assert two.returncode == 0, two.stderr[-3000:]
     assert "2 process(es)" in two.stderr
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import final_tensors, run_cli, tiny_args, write_tiny_synthetic
+from train_helpers import final_tensors, run_cli, side_by_side, tiny_args, write_tiny_synthetic
 
 CHECKPOINT_EVERY = "--set", "train.checkpoint_every_steps=2"
 
@@ -30,13 +30,13 @@ def _metrics(run: Path) -> list[dict]:
 def test_resume_after_sigkill_mid_epoch_is_bit_exact(tmp_path):
     data = write_tiny_synthetic(tmp_path / "data")
     args = (*CHECKPOINT_EVERY, "--stages", "classifier,localizer,crop")
-    whole = tmp_path / "whole"
-    done = run_cli(tiny_args(data, whole, *args))
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    # the cut run is killed in the crop stage after its 3rd step of epoch 1: the last checkpoint is from step 2
+    done, killed = side_by_side(
+        lambda: run_cli(tiny_args(data, whole, *args)),
+        lambda: run_cli(tiny_args(data, cut, *args), kill_at="crop:0:3"),
+    )
     assert done.returncode == 0, done.stderr
-
-    cut = tmp_path / "cut"
-    # killed in the crop stage after its 3rd step of epoch 1: the last checkpoint is from step 2
-    killed = run_cli(tiny_args(data, cut, *args), kill_at="crop:0:3")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     last = torch.load(cut / "checkpoints" / "last.pt", weights_only=True)
     assert (last["stage"], last["epoch"], last["step"]) == ("crop", 0, 2)

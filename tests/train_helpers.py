@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors.torch import load_file
@@ -54,6 +57,16 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+T = TypeVar("T")
+
+
+def side_by_side(*calls: Callable[[], T]) -> list[T]:
+    """Each call in its own thread, their results in order: independent runs of :func:`run_cli` (one CPU
+    thread each) then take the machine's cores together instead of one after another."""
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return [future.result() for future in [pool.submit(call) for call in calls]]
 
 
 def final_tensors(run: Path) -> dict[str, torch.Tensor]:
