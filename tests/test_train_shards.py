@@ -22,7 +22,7 @@ import sys
 import pytest
 import torch
 import yaml
-from train_helpers import final_tensors, run_cli, tiny_args, write_tiny_synthetic
+from train_helpers import final_tensors, run_cli, side_by_side, tiny_args, write_tiny_synthetic
 
 from elope.config import Config
 from elope.data import write_shards
@@ -45,13 +45,17 @@ def _args(shards, out, *extra):
 
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory):
-    """The shard set and the one-process run on it."""
+    """The shard set, the one-process run on it and, beside it, the same run killed after step 2 of 3
+    (``last.pt`` at step 2): ``(shards, one, cut, the killed process)``."""
     folder = tmp_path_factory.mktemp("shards")
     shards = folder / "set"
     write_shards("synthetic", write_tiny_synthetic(folder / "data"), shards, shard_size=5)
-    run = run_cli(_args(shards, folder / "one"))
+    run, killed = side_by_side(
+        lambda: run_cli(_args(shards, folder / "one")),
+        lambda: run_cli(_args(shards, folder / "cut"), kill_at="classifier:0:2"),
+    )
     assert run.returncode == 0, run.stderr
-    return shards, folder / "one"
+    return shards, folder / "one", folder / "cut", killed
 
 
 def _initial_weights(run):
@@ -63,7 +67,7 @@ def _initial_weights(run):
 
 @pytest.mark.slow
 def test_two_processes_on_shards_match_one_process(one_process, tmp_path):
-    shards, one = one_process
+    shards, one, _, _ = one_process
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "elope.cli", *_args(shards, tmp_path / "two")]  # fmt: skip
@@ -85,10 +89,8 @@ def test_two_processes_on_shards_match_one_process(one_process, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_on_shards_killed_mid_epoch_resumes_exactly(one_process, tmp_path):
-    shards, one = one_process
-    cut = tmp_path / "cut"
-    killed = run_cli(_args(shards, cut), kill_at="classifier:0:2")  # last.pt: step 2 of 3
+def test_a_run_on_shards_killed_mid_epoch_resumes_exactly(one_process):
+    _, one, cut, killed = one_process
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     last = torch.load(cut / "checkpoints" / "last.pt", weights_only=True)
     assert (last["stage"], last["epoch"], last["step"]) == ("classifier", 0, 2)
