@@ -184,17 +184,19 @@ def check_dataset(
     read = shard_set.read if shard_set else None
     threads = threads or min(8, os.cpu_count() or 1)
     digests: dict[Path, str] = {}
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        results: Iterable[tuple[list[Problem], str | None]] = pool.map(
-            lambda r: _check_image(r, decode, max_pixels, read), unique.values()
-        )
-        if progress is not None:
-            results = progress(results, total=len(unique), desc="checking images", unit="img")
-        for path, (found, digest) in zip(unique, results):
-            problems.extend(found)
-            if digest is not None:
-                digests[path] = digest
-    if shard_set is not None:
-        shard_set.store.close()
+    try:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            results: Iterable[tuple[list[Problem], str | None]] = pool.map(
+                lambda r: _check_image(r, decode, max_pixels, read), unique.values()
+            )
+            if progress is not None:
+                results = progress(results, total=len(unique), desc="checking images", unit="img")
+            for path, (found, digest) in zip(unique, results):
+                problems.extend(found)
+                if digest is not None:
+                    digests[path] = digest
+    finally:  # the shards' open files, also when a check raises
+        if shard_set is not None:
+            shard_set.store.close()
     problems += same_content_problems(index.splits, index.classes, digests)
     return CheckReport(name, str(index.root), len(index.classes), splits, problems)

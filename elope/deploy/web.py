@@ -152,6 +152,7 @@ def build_web_page(
     page = resources.files("elope.deploy") / "web_page"
     index = fill_page((page / "index.html").read_text(encoding="utf-8"), "elope/deploy/web_page/index.html")
     written.append(writer.write_text(out / "index.html", index))
-    written += [writer.write_bytes(out / name, (page / name).read_bytes()) for name in PAGE_FILES[1:]]
+    copied = [name for name in PAGE_FILES if name != "index.html"]  # as they are in the package
+    written += [writer.write_bytes(out / name, (page / name).read_bytes()) for name in copied]
     written += [writer.write_bytes(out / name, (dist / name).read_bytes()) for name in ORT_FILES]
     return WebPage(out, tuple(written), meta, ort_package_version(dist))
